@@ -1,0 +1,305 @@
+//! One call: the spec a backend receives and the outcome it returns.
+//!
+//! Architecture invariant: a [`SandboxSpec`] is built by [`SandboxSpec::from_grant`] from the
+//! stored [`Grant`] only. Nothing in it comes from the manifest's requested permissions, so an
+//! approval that narrowed a request is what every sandbox enforces.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::manifest::{ApiRequirements, Capability, Execution};
+use crate::permissions::{Grant, HostPattern};
+
+/// How a call ended (or that it has not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    /// Recorded before the backend starts; a crash leaves it visible.
+    Running,
+    /// Exit code 0.
+    Success,
+    /// The tool failed (non-zero exit, trap, bad output) or could not be started.
+    #[default]
+    Failure,
+    /// The wall-clock timeout expired; everything was killed.
+    Timeout,
+    /// Killed by a limit (out of memory, pids, a signal); the reason says which.
+    Killed,
+    /// Cancelled by the caller or by shutdown.
+    Cancelled,
+    /// Left `running` by a crash and found at start-up.
+    Interrupted,
+}
+
+impl ExecutionStatus {
+    /// Every status.
+    pub const ALL: [ExecutionStatus; 7] = [
+        ExecutionStatus::Running,
+        ExecutionStatus::Success,
+        ExecutionStatus::Failure,
+        ExecutionStatus::Timeout,
+        ExecutionStatus::Killed,
+        ExecutionStatus::Cancelled,
+        ExecutionStatus::Interrupted,
+    ];
+
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Success => "success",
+            ExecutionStatus::Failure => "failure",
+            ExecutionStatus::Timeout => "timeout",
+            ExecutionStatus::Killed => "killed",
+            ExecutionStatus::Cancelled => "cancelled",
+            ExecutionStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An execution status name that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown execution status {0:?} (one of running, success, failure, timeout, killed, cancelled, interrupted)")]
+pub struct UnknownExecutionStatus(pub String);
+
+impl FromStr for ExecutionStatus {
+    type Err = UnknownExecutionStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ExecutionStatus::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownExecutionStatus(s.to_string()))
+    }
+}
+
+/// What the network of a sandbox allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum NetworkPolicy {
+    /// No network: at most a loopback of the sandbox's own.
+    None,
+    /// Only these hosts, through the egress proxy.
+    AllowList {
+        /// The granted hosts.
+        hosts: Vec<HostPattern>,
+    },
+    /// Any public host, through the egress proxy.
+    Public,
+}
+
+impl NetworkPolicy {
+    /// True unless the policy is [`NetworkPolicy::None`].
+    pub fn allows_network(&self) -> bool {
+        !matches!(self, NetworkPolicy::None)
+    }
+}
+
+/// Resource limits of one sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceLimits {
+    /// Memory, swap included (MB).
+    pub memory_mb: u64,
+    /// CPU share, percent of one CPU.
+    pub cpu_percent: u32,
+    /// Processes and threads.
+    pub pids: u32,
+    /// Persistent `/data` quota (MB).
+    pub storage_mb: u64,
+    /// Wall-clock timeout.
+    pub timeout: Duration,
+}
+
+/// Everything a backend needs to run one call, and nothing it may choose for itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// The execution record this call fills.
+    pub execution_id: String,
+    /// The tool.
+    pub tool: String,
+    /// The version that serves the call.
+    pub version: String,
+    /// The capability called (with its endpoint and method, for HTTP tools).
+    pub capability: Capability,
+    /// How to run the tool.
+    pub execution: Execution,
+    /// The remote API of an HTTP tool.
+    pub api: Option<ApiRequirements>,
+    /// The tool's installed bundle, read-only (process and wasm tools).
+    pub bundle_dir: Option<PathBuf>,
+    /// The tool's persistent state, mounted at `/data`.
+    pub state_dir: PathBuf,
+    /// Limits, from the grant.
+    pub limits: ResourceLimits,
+    /// Network, from the grant.
+    pub network: NetworkPolicy,
+    /// The JSON written to the tool's stdin: `{"capability": …, "arguments": …}`.
+    pub request: Value,
+}
+
+/// Where a call runs and with what: the inputs of [`SandboxSpec::from_grant`] besides the grant.
+#[derive(Debug, Clone)]
+pub struct CallTarget<'a> {
+    /// The execution record.
+    pub execution_id: &'a str,
+    /// The tool.
+    pub tool: &'a str,
+    /// The serving version.
+    pub version: &'a str,
+    /// The capability.
+    pub capability: &'a Capability,
+    /// How the tool runs.
+    pub execution: &'a Execution,
+    /// Its API, for HTTP tools.
+    pub api: Option<&'a ApiRequirements>,
+    /// Installed bundle.
+    pub bundle_dir: Option<PathBuf>,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// The validated arguments.
+    pub arguments: &'a Value,
+}
+
+impl SandboxSpec {
+    /// The spec for one call. Limits and network come from `grant` and nowhere else.
+    pub fn from_grant(grant: &Grant, target: CallTarget<'_>) -> SandboxSpec {
+        let network = if grant.internet_access {
+            NetworkPolicy::Public
+        } else if !grant.network_allow.is_empty() {
+            NetworkPolicy::AllowList { hosts: grant.network_allow.clone() }
+        } else {
+            NetworkPolicy::None
+        };
+        SandboxSpec {
+            execution_id: target.execution_id.to_string(),
+            tool: target.tool.to_string(),
+            version: target.version.to_string(),
+            capability: target.capability.clone(),
+            execution: target.execution.clone(),
+            api: target.api.cloned(),
+            bundle_dir: target.bundle_dir,
+            state_dir: target.state_dir,
+            limits: ResourceLimits {
+                memory_mb: grant.memory_limit_mb,
+                cpu_percent: grant.cpu_limit_percent,
+                pids: grant.pids_limit,
+                storage_mb: grant.storage_quota_mb,
+                timeout: Duration::from_secs(grant.timeout_s),
+            },
+            network,
+            request: serde_json::json!({
+                "capability": target.capability.name,
+                "arguments": target.arguments,
+            }),
+        }
+    }
+}
+
+/// What a backend reports about one call. Duration is measured by the caller.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Outcome {
+    /// How it ended; never [`ExecutionStatus::Running`].
+    pub status: ExecutionStatus,
+    /// The result: stdout as JSON if it parses, otherwise as text.
+    pub output: Option<Value>,
+    /// Captured stderr (capped).
+    pub stderr: String,
+    /// Why it failed, for a person.
+    pub error: Option<String>,
+    /// Exit code, when the tool exited.
+    pub exit_code: Option<i32>,
+    /// CPU time used (ms).
+    pub cpu_ms: Option<u64>,
+    /// Peak memory (bytes).
+    pub peak_memory_bytes: Option<u64>,
+    /// The sandbox's identity (container id, cgroup name, …).
+    pub sandbox_id: Option<String>,
+}
+
+impl Outcome {
+    /// A failure before or outside the tool (no backend, bad bundle, daemon down).
+    pub fn failed(error: impl Into<String>) -> Outcome {
+        Outcome { status: ExecutionStatus::Failure, error: Some(error.into()), ..Outcome::default() }
+    }
+
+    /// The contract's reading of stdout: a JSON document is the result, otherwise the text.
+    pub fn output_from_stdout(stdout: &[u8]) -> Option<Value> {
+        if stdout.is_empty() {
+            return None;
+        }
+        match serde_json::from_slice::<Value>(stdout) {
+            Ok(v) => Some(v),
+            Err(_) => Some(Value::String(String::from_utf8_lossy(stdout).into_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::permissions::{Narrowing, Permissions};
+    use serde_json::json;
+
+    #[test]
+    fn spec_carries_the_grant_not_the_request() {
+        let request = Permissions {
+            internet_access: true,
+            memory_limit_mb: 256,
+            cpu_limit_percent: 80,
+            ..Permissions::default()
+        };
+        let grant = Grant::narrowed(
+            &request,
+            &Narrowing { no_network: true, memory_limit_mb: Some(64), cpu_limit_percent: Some(20), ..Default::default() },
+        )
+        .unwrap();
+        let cap = Capability {
+            name: "c".into(),
+            description: "d".into(),
+            parameters: json!({"type": "object"}),
+            returns: None,
+            endpoint: None,
+            method: None,
+            examples: vec![],
+            read_only: None,
+            destructive: None,
+        };
+        let exec = Execution::Process { command: vec!["bin/t".into()], system_paths: true };
+        let args = json!({"x": 1});
+        let spec = SandboxSpec::from_grant(
+            &grant,
+            CallTarget {
+                execution_id: "e1",
+                tool: "t",
+                version: "1.0.0",
+                capability: &cap,
+                execution: &exec,
+                api: None,
+                bundle_dir: None,
+                state_dir: "/s".into(),
+                arguments: &args,
+            },
+        );
+        assert_eq!(spec.network, NetworkPolicy::None);
+        assert_eq!(spec.limits.memory_mb, 64);
+        assert_eq!(spec.limits.cpu_percent, 20);
+        assert_eq!(spec.request, json!({"capability": "c", "arguments": {"x": 1}}));
+    }
+
+    #[test]
+    fn stdout_is_json_or_text() {
+        assert_eq!(Outcome::output_from_stdout(b"{\"a\":1}\n"), Some(json!({"a": 1})));
+        assert_eq!(Outcome::output_from_stdout(b"hello"), Some(json!("hello")));
+        assert_eq!(Outcome::output_from_stdout(b""), None);
+    }
+}

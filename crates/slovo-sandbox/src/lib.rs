@@ -1,0 +1,110 @@
+//! Execution backends of Slovo Tools.
+//!
+//! # Brief overview
+//! Every way of running a tool (a sandboxed native process, a WebAssembly module, a Docker
+//! container, a remote HTTP API) implements one trait, [`Backend`]. A backend receives a
+//! [`SandboxSpec`] that the runtime derived from the person's grant and returns an [`Outcome`];
+//! it never reads manifests, grants or the database.
+//!
+//! [`Backends`] maps an execution type (`process`, `wasm`, `docker`, `http`) to the backend
+//! that serves it. A type with no backend is refused with a clear error: no tool ever runs
+//! with less isolation than its type promises.
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+pub use slovo_core::execution::{NetworkPolicy, Outcome, ResourceLimits, SandboxSpec};
+use slovo_core::manifest::Execution;
+
+/// What a backend needs to prepare a tool version for calls.
+#[derive(Debug, Clone)]
+pub struct InstallRequest {
+    /// The tool.
+    pub tool: String,
+    /// The version being installed.
+    pub version: String,
+    /// How it runs.
+    pub execution: Execution,
+    /// Its installed, read-only bundle, for tools that ship files.
+    pub bundle_dir: Option<PathBuf>,
+    /// Its persistent state directory (already created).
+    pub state_dir: PathBuf,
+}
+
+/// A backend could not prepare or run a tool.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// No backend serves this execution type on this host.
+    #[error("no backend for execution type {kind:?}: {reason}")]
+    Unavailable {
+        /// The execution type.
+        kind: String,
+        /// Why (not built, host lacks a feature, daemon down, …).
+        reason: String,
+    },
+    /// Installing failed.
+    #[error("failed to install {tool}: {reason}")]
+    Install {
+        /// The tool.
+        tool: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One way of running tools.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// The execution type served: `process`, `wasm`, `docker` or `http`.
+    fn kind(&self) -> &'static str;
+
+    /// Prepares a tool version for calls (compile a module, check an image, …). Returns facts
+    /// worth recording (an image digest, an artifact path), as JSON.
+    async fn install(&self, request: &InstallRequest) -> Result<Value, BackendError>;
+
+    /// Runs one call. Never panics and never returns without an outcome: a failure to start
+    /// is an [`Outcome`] with status `failure` and the reason.
+    async fn run(&self, spec: &SandboxSpec) -> Outcome;
+}
+
+/// The backends available to the runtime, by execution type.
+#[derive(Clone, Default)]
+pub struct Backends {
+    by_kind: BTreeMap<&'static str, Arc<dyn Backend>>,
+}
+
+impl Backends {
+    /// No backends: every call is refused.
+    pub fn new() -> Self {
+        Backends::default()
+    }
+
+    /// Adds (or replaces) the backend for its execution type.
+    pub fn with(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.by_kind.insert(backend.kind(), backend);
+        self
+    }
+
+    /// The backend for `kind`.
+    pub fn get(&self, kind: &str) -> Result<&Arc<dyn Backend>, BackendError> {
+        self.by_kind.get(kind).ok_or_else(|| BackendError::Unavailable {
+            kind: kind.to_string(),
+            reason: "this build or configuration has no backend for it".to_string(),
+        })
+    }
+
+    /// The execution types served.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.by_kind.keys().copied().collect()
+    }
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends").field("kinds", &self.kinds()).finish()
+    }
+}
