@@ -1,1 +1,114 @@
-fn main() {}
+//! `slovo`: the command line of Slovo Tools. Each subcommand is one runtime call.
+
+mod cli;
+mod commands;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use slovo_runtime::{ErrorKind, Runtime, RuntimeError};
+use slovo_sandbox::Backends;
+use slovo_store::Store;
+
+use crate::cli::Cli;
+
+/// Exit codes, documented in docs/cli.md.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// An internal error (database, file system).
+    pub const INTERNAL: u8 = 1;
+    /// Bad input: manifest, bundle, arguments, flags.
+    pub const INVALID_INPUT: u8 = 3;
+    /// A tool, capability or execution that does not exist.
+    pub const NOT_FOUND: u8 = 4;
+    /// Not allowed in the current state (lifecycle, expired grant, conflict).
+    pub const INVALID_STATE: u8 = 5;
+    /// A call ran and did not succeed (failure, timeout, killed, …).
+    pub const CALL_FAILED: u8 = 6;
+    /// The audit trail does not verify.
+    pub const AUDIT_BROKEN: u8 = 7;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code_of(&err))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let data_dir = data_dir(cli.data_dir.clone())?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
+    let store = match &cli.database_url {
+        Some(url) => Store::connect(url)
+            .await
+            .with_context(|| format!("failed to open database {}", slovo_store::redact_url(url)))?,
+        None => {
+            let path = data_dir.join("slovo.db");
+            Store::open_sqlite(&path)
+                .await
+                .with_context(|| format!("failed to open {}", path.display()))?
+        }
+    };
+    let rt = Runtime::new(store, backends(), data_dir);
+    let code = commands::dispatch(&rt, &cli).await;
+    rt.store().close().await;
+    code
+}
+
+/// The backends this build runs tools with.
+fn backends() -> Backends {
+    Backends::new()
+}
+
+fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir);
+    }
+    dirs::data_dir()
+        .map(|d| d.join("slovo"))
+        .context("no data directory: set SLOVO_DATA_DIR or pass --data-dir")
+}
+
+fn exit_code_of(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<RuntimeError>().map(RuntimeError::kind) {
+        Some(ErrorKind::InvalidInput) => exit::INVALID_INPUT,
+        Some(ErrorKind::NotFound) => exit::NOT_FOUND,
+        Some(ErrorKind::InvalidState) => exit::INVALID_STATE,
+        Some(ErrorKind::AuditBroken) => exit::AUDIT_BROKEN,
+        Some(ErrorKind::Internal) => exit::INTERNAL,
+        None if err.downcast_ref::<commands::UsageError>().is_some() => exit::INVALID_INPUT,
+        None => exit::INTERNAL,
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

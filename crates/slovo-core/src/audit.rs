@@ -73,7 +73,9 @@ pub enum ChainError {
         expected: i64,
     },
     /// The trail ends before the recorded head: events at the end were deleted.
-    #[error("audit trail ends at event {last_seq} but the chain head records event {head_seq} (events deleted)")]
+    #[error(
+        "audit trail ends at event {last_seq} but the chain head records event {head_seq} (events deleted)"
+    )]
     Truncated {
         /// The last stored event.
         last_seq: i64,
@@ -104,23 +106,39 @@ pub struct ChainVerifier {
 
 impl Default for ChainVerifier {
     fn default() -> Self {
-        ChainVerifier { expected_seq: 1, prev_hash: GENESIS_HASH.to_string() }
+        ChainVerifier {
+            expected_seq: 1,
+            prev_hash: GENESIS_HASH.to_string(),
+        }
     }
 }
 
 impl ChainVerifier {
     /// Checks the next event.
     pub fn push(&mut self, e: &AuditEvent) -> Result<(), ChainError> {
-        let recomputed =
-            event_hash(e.seq, e.at_ms, &e.kind, e.tool.as_deref(), &e.actor, &e.payload, &e.prev_hash);
+        let recomputed = event_hash(
+            e.seq,
+            e.at_ms,
+            &e.kind,
+            e.tool.as_deref(),
+            &e.actor,
+            &e.payload,
+            &e.prev_hash,
+        );
         if recomputed != e.hash {
             return Err(ChainError::ContentMismatch { seq: e.seq });
         }
         if e.prev_hash != self.prev_hash {
-            return Err(ChainError::BrokenLink { seq: e.seq, prev_seq: self.expected_seq - 1 });
+            return Err(ChainError::BrokenLink {
+                seq: e.seq,
+                prev_seq: self.expected_seq - 1,
+            });
         }
         if e.seq != self.expected_seq {
-            return Err(ChainError::BadSequence { seq: e.seq, expected: self.expected_seq });
+            return Err(ChainError::BadSequence {
+                seq: e.seq,
+                expected: self.expected_seq,
+            });
         }
         self.expected_seq += 1;
         self.prev_hash = e.hash.clone();

@@ -70,7 +70,9 @@ impl fmt::Display for ExecutionStatus {
 
 /// An execution status name that is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown execution status {0:?} (one of running, success, failure, timeout, killed, cancelled, interrupted)")]
+#[error(
+    "unknown execution status {0:?} (one of running, success, failure, timeout, killed, cancelled, interrupted)"
+)]
 pub struct UnknownExecutionStatus(pub String);
 
 impl FromStr for ExecutionStatus {
@@ -176,7 +178,9 @@ impl SandboxSpec {
         let network = if grant.internet_access {
             NetworkPolicy::Public
         } else if !grant.network_allow.is_empty() {
-            NetworkPolicy::AllowList { hosts: grant.network_allow.clone() }
+            NetworkPolicy::AllowList {
+                hosts: grant.network_allow.clone(),
+            }
         } else {
             NetworkPolicy::None
         };
@@ -229,7 +233,11 @@ pub struct Outcome {
 impl Outcome {
     /// A failure before or outside the tool (no backend, bad bundle, daemon down).
     pub fn failed(error: impl Into<String>) -> Outcome {
-        Outcome { status: ExecutionStatus::Failure, error: Some(error.into()), ..Outcome::default() }
+        Outcome {
+            status: ExecutionStatus::Failure,
+            error: Some(error.into()),
+            ..Outcome::default()
+        }
     }
 
     /// The contract's reading of stdout: a JSON document is the result, otherwise the text.
@@ -260,7 +268,12 @@ mod tests {
         };
         let grant = Grant::narrowed(
             &request,
-            &Narrowing { no_network: true, memory_limit_mb: Some(64), cpu_limit_percent: Some(20), ..Default::default() },
+            &Narrowing {
+                no_network: true,
+                memory_limit_mb: Some(64),
+                cpu_limit_percent: Some(20),
+                ..Default::default()
+            },
         )
         .unwrap();
         let cap = Capability {
@@ -274,7 +287,10 @@ mod tests {
             read_only: None,
             destructive: None,
         };
-        let exec = Execution::Process { command: vec!["bin/t".into()], system_paths: true };
+        let exec = Execution::Process {
+            command: vec!["bin/t".into()],
+            system_paths: true,
+        };
         let args = json!({"x": 1});
         let spec = SandboxSpec::from_grant(
             &grant,

@@ -83,7 +83,11 @@ pub struct Widening {
 
 impl fmt::Display for Widening {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: granted {}, requested {}", self.field, self.granted, self.requested)
+        write!(
+            f,
+            "{}: granted {}, requested {}",
+            self.field, self.granted, self.requested
+        )
     }
 }
 
@@ -93,7 +97,11 @@ impl Permissions {
     pub fn widenings_over(&self, grant: &Grant) -> Vec<Widening> {
         let mut out = Vec::new();
         let mut wider = |field: &'static str, granted: String, requested: String| {
-            out.push(Widening { field, granted, requested });
+            out.push(Widening {
+                field,
+                granted,
+                requested,
+            });
         };
         if self.internet_access && !grant.internet_access {
             wider("internet_access", "false".into(), "true".into());
@@ -125,10 +133,18 @@ impl Permissions {
             );
         }
         if self.timeout_s > grant.timeout_s {
-            wider("timeout_s", grant.timeout_s.to_string(), self.timeout_s.to_string());
+            wider(
+                "timeout_s",
+                grant.timeout_s.to_string(),
+                self.timeout_s.to_string(),
+            );
         }
         if self.pids_limit > grant.pids_limit {
-            wider("pids_limit", grant.pids_limit.to_string(), self.pids_limit.to_string());
+            wider(
+                "pids_limit",
+                grant.pids_limit.to_string(),
+                self.pids_limit.to_string(),
+            );
         }
         out
     }
@@ -211,8 +227,7 @@ impl Grant {
             (false, Vec::new())
         } else if let Some(hosts) = &narrowing.network_allow {
             for host in hosts {
-                let covered = request.internet_access
-                    || request.network_allow.iter().any(|r| r.covers(host));
+                let covered = request.internet_access || request.network_allow.iter().any(|r| r.covers(host));
                 if !covered {
                     return Err(GrantError {
                         field: "network_allow",
@@ -228,13 +243,21 @@ impl Grant {
         Ok(Grant {
             internet_access,
             network_allow,
-            storage_quota_mb: at_most("storage_quota_mb", request.storage_quota_mb, narrowing.storage_quota_mb)?,
+            storage_quota_mb: at_most(
+                "storage_quota_mb",
+                request.storage_quota_mb,
+                narrowing.storage_quota_mb,
+            )?,
             cpu_limit_percent: at_most(
                 "cpu_limit_percent",
                 request.cpu_limit_percent,
                 narrowing.cpu_limit_percent,
             )?,
-            memory_limit_mb: at_most("memory_limit_mb", request.memory_limit_mb, narrowing.memory_limit_mb)?,
+            memory_limit_mb: at_most(
+                "memory_limit_mb",
+                request.memory_limit_mb,
+                narrowing.memory_limit_mb,
+            )?,
             timeout_s: at_most("timeout_s", request.timeout_s, narrowing.timeout_s)?,
             pids_limit: at_most("pids_limit", request.pids_limit, narrowing.pids_limit)?,
             // The person's expiry wins; otherwise the tool's own requested expiry applies.
@@ -268,7 +291,11 @@ fn summarize_network(internet: bool, hosts: &[HostPattern]) -> String {
     } else if hosts.is_empty() {
         "no network".to_string()
     } else {
-        hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -305,7 +332,10 @@ impl HostPattern {
         match (self.wildcard, other.wildcard) {
             (false, false) => self.host == other.host,
             (false, true) => false,
-            (true, _) => other.host.ends_with(&format!(".{}", self.host)) || (other.wildcard && other.host == self.host),
+            (true, _) => {
+                other.host.ends_with(&format!(".{}", self.host))
+                    || (other.wildcard && other.host == self.host)
+            }
         }
     }
 
@@ -327,10 +357,15 @@ impl FromStr for HostPattern {
     type Err = HostPatternError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let err = |reason| HostPatternError { text: text.to_string(), reason };
+        let err = |reason| HostPatternError {
+            text: text.to_string(),
+            reason,
+        };
         let (name, port) = match text.rsplit_once(':') {
             Some((n, p)) => {
-                let port: u16 = p.parse().map_err(|_| err("the port is not a number from 1 to 65535"))?;
+                let port: u16 = p
+                    .parse()
+                    .map_err(|_| err("the port is not a number from 1 to 65535"))?;
                 if port == 0 {
                     return Err(err("the port is not a number from 1 to 65535"));
                 }
@@ -353,12 +388,20 @@ impl FromStr for HostPattern {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
             if !ok {
-                return Err(err("each label must be 1-63 lowercase letters, digits or inner hyphens"));
+                return Err(err(
+                    "each label must be 1-63 lowercase letters, digits or inner hyphens",
+                ));
             }
         }
-        Ok(HostPattern { wildcard, host: host.to_string(), port })
+        Ok(HostPattern {
+            wildcard,
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -394,14 +437,18 @@ pub fn parse_size_mb(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{text:?} is not a size such as 64M or 1G"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 64M or 1G"))?;
     let kib: u64 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "M" | "MB" | "MIB" => 1024,
         "K" | "KB" | "KIB" => 1,
         "G" | "GB" | "GIB" => 1024 * 1024,
         _ => return Err(format!("{text:?} has an unknown unit (use K, M or G)")),
     };
-    let total_kib = n.checked_mul(kib).ok_or_else(|| format!("{text:?} is too large"))?;
+    let total_kib = n
+        .checked_mul(kib)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
     Ok(total_kib.div_ceil(1024))
 }
 
@@ -428,7 +475,16 @@ mod tests {
 
     #[test]
     fn bad_host_patterns_are_rejected() {
-        for bad in ["", "*.", "a..b", "ex*mple.org", "UPPER.org", "a.org:0", "a.org:99999", "-a.org"] {
+        for bad in [
+            "",
+            "*.",
+            "a..b",
+            "ex*mple.org",
+            "UPPER.org",
+            "a.org:0",
+            "a.org:99999",
+            "-a.org",
+        ] {
             assert!(bad.parse::<HostPattern>().is_err(), "{bad:?} should be rejected");
         }
     }
@@ -442,17 +498,30 @@ mod tests {
         };
         let grant = Grant::narrowed(
             &request,
-            &Narrowing { memory_limit_mb: Some(64), network_allow: Some(vec![hp("api.example.org")]), ..Default::default() },
+            &Narrowing {
+                memory_limit_mb: Some(64),
+                network_allow: Some(vec![hp("api.example.org")]),
+                ..Default::default()
+            },
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(grant.memory_limit_mb, 64);
         assert_eq!(grant.network_allow, vec![hp("api.example.org")]);
 
-        let err = Grant::narrowed(&request, &Narrowing { memory_limit_mb: Some(1024), ..Default::default() });
+        let err = Grant::narrowed(
+            &request,
+            &Narrowing {
+                memory_limit_mb: Some(1024),
+                ..Default::default()
+            },
+        );
         assert_eq!(err.map_err(|e| e.field), Err("memory_limit_mb"));
         let err = Grant::narrowed(
             &request,
-            &Narrowing { network_allow: Some(vec![hp("evil.net")]), ..Default::default() },
+            &Narrowing {
+                network_allow: Some(vec![hp("evil.net")]),
+                ..Default::default()
+            },
         );
         assert_eq!(err.map_err(|e| e.field), Err("network_allow"));
     }
@@ -460,13 +529,28 @@ mod tests {
     #[test]
     fn widenings_are_listed_field_by_field() {
         let request = Permissions::default();
-        let grant = Grant::narrowed(&request, &Narrowing { cpu_limit_percent: Some(20), ..Default::default() })
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(request.widenings_over(&Grant::narrowed(&request, &Narrowing::default()).unwrap_or_else(|e| panic!("{e}"))).is_empty());
+        let grant = Grant::narrowed(
+            &request,
+            &Narrowing {
+                cpu_limit_percent: Some(20),
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            request
+                .widenings_over(
+                    &Grant::narrowed(&request, &Narrowing::default()).unwrap_or_else(|e| panic!("{e}"))
+                )
+                .is_empty()
+        );
         let w = request.widenings_over(&grant);
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].field, "cpu_limit_percent");
-        let networked = Permissions { network_allow: vec![hp("a.example.org")], ..Permissions::default() };
+        let networked = Permissions {
+            network_allow: vec![hp("a.example.org")],
+            ..Permissions::default()
+        };
         assert_eq!(networked.widenings_over(&grant)[0].field, "network_allow");
     }
 

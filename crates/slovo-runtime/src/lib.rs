@@ -1,1 +1,96 @@
-//! placeholder
+//! The one path every operation of Slovo Tools takes.
+//!
+//! # Brief overview
+//! [`Runtime`] owns the store, the backends and the data directory. The CLI, the REST API and
+//! the MCP server are thin doors into its methods:
+//! - lifecycle: [`Runtime::import`], [`Runtime::approve`], [`Runtime::disable`],
+//!   [`Runtime::enable`], [`Runtime::revoke`];
+//! - reading: [`Runtime::list`], [`Runtime::show`], [`Runtime::executions`],
+//!   [`Runtime::execution`];
+//! - the call path: [`Runtime::call`] (lookup → grant check → argument validation → record as
+//!   running → sandbox spec from the grant → backend → record the result → audit);
+//! - the audit trail: [`Runtime::verify_audit`].
+//!
+//! Architecture invariant: no front end re-implements validation, permission checks or
+//! logging; each transition is one store transaction with exactly one audit event.
+#![deny(missing_docs)]
+
+mod bundle;
+mod call;
+mod error;
+mod lifecycle;
+mod views;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use slovo_sandbox::Backends;
+use slovo_store::Store;
+
+pub use bundle::{BUNDLE_MANIFEST_NAMES, find_bundle_manifest};
+pub use call::{CallRequest, CompiledTool};
+pub use error::{ErrorKind, RuntimeError};
+pub use lifecycle::{ImportOutcome, ImportReport, ImportSource};
+pub use views::{AuditReport, ToolSummary, ToolView, VersionView};
+
+/// Result of a runtime operation.
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// Who asked for an operation: recorded on every audit event and execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+impl Actor {
+    /// The local command line (the person at the machine).
+    pub fn cli() -> Actor {
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_string());
+        Actor(format!("cli:{user}"))
+    }
+}
+
+/// The runtime: store + backends + data directory.
+pub struct Runtime {
+    store: Store,
+    backends: Backends,
+    data_dir: PathBuf,
+    /// Parsed manifests and compiled argument validators, by (tool, version). A version's
+    /// manifest never changes once imported, so entries never go stale.
+    compiled: RwLock<HashMap<(String, String), Arc<CompiledTool>>>,
+}
+
+impl Runtime {
+    /// A runtime over `store`, running tools with `backends`, keeping bundles and state under
+    /// `data_dir`.
+    pub fn new(store: Store, backends: Backends, data_dir: impl Into<PathBuf>) -> Runtime {
+        Runtime {
+            store,
+            backends,
+            data_dir: data_dir.into(),
+            compiled: RwLock::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The backends.
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    fn volume_dir(&self, tool: &str) -> PathBuf {
+        self.data_dir.join("volumes").join(tool)
+    }
+
+    fn bundles_dir(&self) -> PathBuf {
+        self.data_dir.join("bundles")
+    }
+}

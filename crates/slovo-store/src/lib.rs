@@ -1,1 +1,618 @@
-//! placeholder
+//! Persistence of Slovo Tools: SQLite by default, PostgreSQL for shared deployments.
+//!
+//! # Brief overview
+//! - [`Store`] opens a database by URL, runs its migrations and answers reads.
+//! - [`Tx`] is one write transaction. Its first statement locks the audit chain's head row, so
+//!   every audited change is serialised and appends exactly one link at a time; commit makes
+//!   the change and its audit events durable together, or neither.
+//! - The row types ([`ToolRow`], [`VersionRow`], [`GrantRow`], [`ExecutionRow`], …) are plain
+//!   data; the rules that decide what to write live in `slovo-runtime` and `slovo-core`.
+//!
+//! Architecture invariant: this is the only crate that knows SQL. Queries are written once,
+//! with `$1`-style placeholders that both SQLite and PostgreSQL accept, and run through sqlx's
+//! `Any` driver; the two schemas live side by side in `migrations/sqlite` and
+//! `migrations/postgres`.
+#![deny(missing_docs)]
+
+mod rows;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use slovo_core::audit::{AuditEvent, event_hash};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+
+pub use rows::*;
+
+/// Result of a store operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("failed to migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A concurrent change won; the operation may be retried.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A stored value cannot be read back (edited by hand, or a newer schema).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// The URL names no supported database.
+    #[error("unsupported database URL {0:?} (use sqlite:PATH or postgres://…)")]
+    UnsupportedUrl(String),
+}
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    /// Embedded SQLite (the default).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A connection pool to the Slovo database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    kind: DbKind,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path`.
+    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// Connects to `url` (`sqlite:…` or `postgres://…`) and brings its schema up to date.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let kind = if url.starts_with("sqlite:") {
+            DbKind::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            DbKind::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = match kind {
+            DbKind::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            // WAL lets readers proceed while one writer commits; the busy
+                            // timeout makes writers queue instead of failing.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            DbKind::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        let store = Store { pool, kind };
+        match kind {
+            DbKind::Sqlite => SQLITE_MIGRATIONS.run(&store.pool).await?,
+            DbKind::Postgres => POSTGRES_MIGRATIONS.run(&store.pool).await?,
+        }
+        Ok(store)
+    }
+
+    /// Which database this is.
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a write transaction and locks the audit chain's head.
+    pub async fn begin(&self) -> Result<Tx> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
+            .fetch_one(&mut *tx)
+            .await?;
+        let head_seq: i64 = row.try_get("seq")?;
+        let head_hash: String = row.try_get("hash")?;
+        Ok(Tx {
+            tx,
+            head_seq,
+            head_hash,
+            appended: Vec::new(),
+        })
+    }
+
+    /// The tool called `name`.
+    pub async fn tool(&self, name: &str) -> Result<Option<ToolRow>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TOOL_COLUMNS} FROM tools WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(ToolRow::from_row).transpose()
+    }
+
+    /// Every tool, by name.
+    pub async fn tools(&self) -> Result<Vec<ToolRow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TOOL_COLUMNS} FROM tools ORDER BY name"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ToolRow::from_row).collect()
+    }
+
+    /// One imported version of a tool.
+    pub async fn version(&self, tool: &str, version: &str) -> Result<Option<VersionRow>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM tool_versions WHERE tool = $1 AND version = $2"
+        )))
+        .bind(tool)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(VersionRow::from_row).transpose()
+    }
+
+    /// Every imported version of a tool, oldest import first.
+    pub async fn versions(&self, tool: &str) -> Result<Vec<VersionRow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM tool_versions WHERE tool = $1 ORDER BY imported_at, version"
+        )))
+        .bind(tool)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(VersionRow::from_row).collect()
+    }
+
+    /// A grant by id.
+    pub async fn grant(&self, id: i64) -> Result<Option<GrantRow>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(GrantRow::from_row).transpose()
+    }
+
+    /// A tool's state volume.
+    pub async fn volume(&self, tool: &str) -> Result<Option<VolumeRow>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {VOLUME_COLUMNS} FROM volumes WHERE tool = $1"
+        )))
+        .bind(tool)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(VolumeRow::from_row).transpose()
+    }
+
+    /// Records a call as `running` before its sandbox starts (its own small transaction, so a
+    /// crash mid-call leaves a visible trace).
+    pub async fn insert_running_execution(&self, e: &NewExecution) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO executions (id, tool, version, capability, arguments, status, conversation_id, \
+             turn_id, actor, started_at) VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9)",
+        )
+        .bind(&e.id)
+        .bind(&e.tool)
+        .bind(&e.version)
+        .bind(&e.capability)
+        .bind(e.arguments.to_string())
+        .bind(&e.conversation_id)
+        .bind(&e.turn_id)
+        .bind(&e.actor)
+        .bind(e.started_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One execution.
+    pub async fn execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(ExecutionRow::from_row).transpose()
+    }
+
+    /// Executions, newest first, filtered and paged.
+    pub async fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionRow>> {
+        // Optional filters are written as `($n IS NULL OR col = $n)` so that one statement
+        // serves every combination and the placeholders stay in order for SQLite.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions \
+             WHERE ($1 IS NULL OR tool = $1) AND ($2 IS NULL OR status = $2) \
+               AND ($3 IS NULL OR started_at < $3 OR (started_at = $3 AND id < $4)) \
+             ORDER BY started_at DESC, id DESC LIMIT $5"
+        )))
+        .bind(filter.tool.as_deref())
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(filter.before.as_ref().map(|c| c.started_at))
+        .bind(filter.before.as_ref().map(|c| c.id.clone()))
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ExecutionRow::from_row).collect()
+    }
+
+    /// Number of executions with each status, for metrics.
+    pub async fn count_executions(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM executions")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Audit events with `seq > after`, in chain order, at most `limit`.
+    pub async fn audit_page(&self, after: i64, limit: i64) -> Result<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, kind, tool, actor, payload, prev_hash, hash FROM audit_events \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    /// The chain head: the last sequence number and its hash.
+    pub async fn audit_head(&self) -> Result<(i64, String)> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get("seq")?, row.try_get("hash")?))
+    }
+
+    /// Marks every execution still `running` as `interrupted` (at start-up, after a crash).
+    /// Returns the ids, so the caller can audit them.
+    pub async fn running_execution_ids(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM executions WHERE status = 'running' ORDER BY started_at")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+    }
+
+    /// Runs a raw statement. For tests that tamper with the database on purpose.
+    #[doc(hidden)]
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        Ok(sqlx::query(AssertSqlSafe(sql.to_string()))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// A snapshot of every table's rows as text, for tests that check a failed operation left
+    /// the database exactly as it was.
+    #[doc(hidden)]
+    pub async fn dump(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (table, order) in [
+            ("tools", "name"),
+            ("tool_versions", "tool, version"),
+            ("grants", "id"),
+            ("volumes", "tool"),
+            ("executions", "id"),
+            ("discovery_requests", "id"),
+            ("secrets", "tool, name"),
+            ("audit_events", "seq"),
+            ("audit_head", "id"),
+            ("api_tokens", "id"),
+        ] {
+            let rows = sqlx::query(AssertSqlSafe(format!("SELECT * FROM {table} ORDER BY {order}")))
+                .fetch_all(&self.pool)
+                .await?;
+            for row in rows {
+                out.push(format!("{table}: {}", describe_row(&row)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn describe_row(row: &AnyRow) -> String {
+    use sqlx::Column;
+    (0..row.columns().len())
+        .map(|i| {
+            let name = row.columns()[i].name().to_string();
+            let value = row
+                .try_get::<Option<String>, _>(i)
+                .map(|v| format!("{v:?}"))
+                .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+                .or_else(|_| row.try_get::<Option<Vec<u8>>, _>(i).map(|v| format!("{v:?}")))
+                .unwrap_or_else(|_| "?".to_string());
+            format!("{name}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn audit_from_row(row: &AnyRow) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        seq: row.try_get("seq")?,
+        at_ms: row.try_get("at_ms")?,
+        kind: row.try_get("kind")?,
+        tool: row.try_get("tool")?,
+        actor: row.try_get("actor")?,
+        payload: row.try_get("payload")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// Hides the password of a database URL for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// One write transaction, holding the audit chain's head.
+pub struct Tx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    head_seq: i64,
+    head_hash: String,
+    appended: Vec<AuditEvent>,
+}
+
+impl Tx {
+    /// The tool called `name`, read inside this transaction.
+    pub async fn tool(&mut self, name: &str) -> Result<Option<ToolRow>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TOOL_COLUMNS} FROM tools WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(ToolRow::from_row).transpose()
+    }
+
+    /// A version, read inside this transaction.
+    pub async fn version(&mut self, tool: &str, version: &str) -> Result<Option<VersionRow>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM tool_versions WHERE tool = $1 AND version = $2"
+        )))
+        .bind(tool)
+        .bind(version)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(VersionRow::from_row).transpose()
+    }
+
+    /// Writes a tool's lifecycle row: inserted when `expected_revision` is `None`, otherwise
+    /// updated only if nobody changed it since it was read (else [`StoreError::Conflict`]).
+    pub async fn save_tool(&mut self, tool: &ToolRow, expected_revision: Option<i64>) -> Result<()> {
+        let affected = match expected_revision {
+            None => sqlx::query(
+                "INSERT INTO tools (name, status, active_version, pending_version, grant_id, revision, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&tool.name)
+            .bind(tool.status.as_str())
+            .bind(&tool.active_version)
+            .bind(&tool.pending_version)
+            .bind(tool.grant_id)
+            .bind(tool.revision)
+            .bind(tool.created_at)
+            .bind(tool.updated_at)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected(),
+            Some(rev) => sqlx::query(
+                "UPDATE tools SET status = $1, active_version = $2, pending_version = $3, grant_id = $4, \
+                 revision = $5, updated_at = $6 WHERE name = $7 AND revision = $8",
+            )
+            .bind(tool.status.as_str())
+            .bind(&tool.active_version)
+            .bind(&tool.pending_version)
+            .bind(tool.grant_id)
+            .bind(tool.revision)
+            .bind(tool.updated_at)
+            .bind(&tool.name)
+            .bind(rev)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected(),
+        };
+        if affected != 1 {
+            return Err(StoreError::Conflict(format!(
+                "tool {} changed concurrently; try again",
+                tool.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stores an imported version.
+    pub async fn insert_version(&mut self, v: &VersionRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tool_versions (tool, version, manifest, digest, source_name, source_text, \
+             bundle_digest, install_info, imported_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&v.tool)
+        .bind(&v.version)
+        .bind(v.manifest.to_string())
+        .bind(&v.digest)
+        .bind(&v.source_name)
+        .bind(&v.source_text)
+        .bind(&v.bundle_digest)
+        .bind(v.install_info.as_ref().map(|i| i.to_string()))
+        .bind(v.imported_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records what a backend's install step reported for a version.
+    pub async fn set_install_info(
+        &mut self,
+        tool: &str,
+        version: &str,
+        info: &serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query("UPDATE tool_versions SET install_info = $1 WHERE tool = $2 AND version = $3")
+            .bind(info.to_string())
+            .bind(tool)
+            .bind(version)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a grant and returns its id.
+    pub async fn insert_grant(&mut self, g: &NewGrant) -> Result<i64> {
+        let grant_json =
+            serde_json::to_string(&g.grant).map_err(|e| StoreError::Corrupt(format!("grant: {e}")))?;
+        let row = sqlx::query(
+            "INSERT INTO grants (tool, version, grant_json, expires_at, granted_by, granted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(&g.tool)
+        .bind(&g.version)
+        .bind(grant_json)
+        .bind(g.grant.expires_at.map(|e| e.timestamp_millis()))
+        .bind(&g.granted_by)
+        .bind(g.granted_at)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// Creates or updates a tool's volume row.
+    pub async fn save_volume(&mut self, v: &VolumeRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO volumes (tool, path, quota_mb, created_at, purged_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tool) DO UPDATE SET path = excluded.path, quota_mb = excluded.quota_mb, \
+             purged_at = excluded.purged_at",
+        )
+        .bind(&v.tool)
+        .bind(&v.path)
+        .bind(v.quota_mb)
+        .bind(v.created_at)
+        .bind(v.purged_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores the result of a call that was recorded as `running`.
+    pub async fn finish_execution(&mut self, id: &str, r: &ExecutionResult) -> Result<()> {
+        let affected = sqlx::query(
+            "UPDATE executions SET status = $1, output = $2, stderr = $3, error = $4, exit_code = $5, \
+             duration_ms = $6, cpu_ms = $7, peak_memory_bytes = $8, sandbox_id = $9, finished_at = $10 \
+             WHERE id = $11 AND status = 'running'",
+        )
+        .bind(r.status.as_str())
+        .bind(r.output.as_ref().map(|o| o.to_string()))
+        .bind(&r.stderr)
+        .bind(&r.error)
+        .bind(r.exit_code.map(i64::from))
+        .bind(r.duration_ms)
+        .bind(r.cpu_ms)
+        .bind(r.peak_memory_bytes)
+        .bind(&r.sandbox_id)
+        .bind(r.finished_at)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        if affected != 1 {
+            return Err(StoreError::Conflict(format!("execution {id} is not running")));
+        }
+        Ok(())
+    }
+
+    /// Appends one event to the audit chain.
+    pub async fn append_audit(
+        &mut self,
+        kind: &str,
+        tool: Option<&str>,
+        actor: &str,
+        payload: &serde_json::Value,
+    ) -> Result<AuditEvent> {
+        let seq = self.head_seq + 1;
+        let at_ms = slovo_core::time::now_ms();
+        let payload = payload.to_string();
+        let hash = event_hash(seq, at_ms, kind, tool, actor, &payload, &self.head_hash);
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at_ms, kind, tool, actor, payload, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(seq)
+        .bind(at_ms)
+        .bind(kind)
+        .bind(tool)
+        .bind(actor)
+        .bind(&payload)
+        .bind(&self.head_hash)
+        .bind(&hash)
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(seq)
+            .bind(&hash)
+            .execute(&mut *self.tx)
+            .await?;
+        let event = AuditEvent {
+            seq,
+            at_ms,
+            kind: kind.to_string(),
+            tool: tool.map(str::to_string),
+            actor: actor.to_string(),
+            payload,
+            prev_hash: std::mem::replace(&mut self.head_hash, hash.clone()),
+            hash,
+        };
+        self.head_seq = seq;
+        self.appended.push(event.clone());
+        Ok(event)
+    }
+
+    /// Makes every write of this transaction durable, with its audit events.
+    pub async fn commit(self) -> Result<Vec<AuditEvent>> {
+        self.tx.commit().await?;
+        Ok(self.appended)
+    }
+
+    /// Abandons every write of this transaction.
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}

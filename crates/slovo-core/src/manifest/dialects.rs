@@ -219,7 +219,10 @@ pub(crate) fn parse_document(source: &str, text: &str, format: Format) -> Result
     let Value::Object(root) = &value else {
         return Err(ManifestError::new(
             source,
-            ManifestErrorKind::Invalid(format!("the manifest must be a mapping, not {}", type_name(&value))),
+            ManifestErrorKind::Invalid(format!(
+                "the manifest must be a mapping, not {}",
+                type_name(&value)
+            )),
         ));
     };
     let dialect = detect_dialect(root);
@@ -231,7 +234,10 @@ pub(crate) fn parse_document(source: &str, text: &str, format: Format) -> Result
         }
         Dialect::Execution => {
             let doc: ExecutionDoc = typed(source, text, format)?;
-            Ok(ParsedDoc { dialect, doc: execution_to_capability(doc) })
+            Ok(ParsedDoc {
+                dialect,
+                doc: execution_to_capability(doc),
+            })
         }
     }
 }
@@ -245,10 +251,17 @@ fn detect_dialect(root: &Map<String, Value>) -> Dialect {
         .and_then(Value::as_array)
         .is_some_and(|caps| !caps.is_empty() && caps.iter().all(Value::is_string));
     let io = root.contains_key("inputs") || root.contains_key("outputs");
-    let nested = root.get("permissions").and_then(Value::as_object).is_some_and(|p| {
-        p.contains_key("network") || p.contains_key("storage") || p.contains_key("resources")
-    });
-    if tags || io || nested { Dialect::Execution } else { Dialect::Capability }
+    let nested = root
+        .get("permissions")
+        .and_then(Value::as_object)
+        .is_some_and(|p| {
+            p.contains_key("network") || p.contains_key("storage") || p.contains_key("resources")
+        });
+    if tags || io || nested {
+        Dialect::Execution
+    } else {
+        Dialect::Capability
+    }
 }
 
 fn typed<T: DeserializeOwned>(source: &str, text: &str, format: Format) -> Result<T, ManifestError> {
@@ -257,8 +270,12 @@ fn typed<T: DeserializeOwned>(source: &str, text: &str, format: Format) -> Resul
             let mut de = serde_json::Deserializer::from_str(text);
             serde_path_to_error::deserialize(&mut de).map_err(|e| {
                 let inner = e.inner();
-                structural(source, &e.path().to_string(), &strip_json_position(&inner.to_string()))
-                    .at(Some(inner.line()), Some(inner.column()))
+                structural(
+                    source,
+                    &e.path().to_string(),
+                    &strip_json_position(&inner.to_string()),
+                )
+                .at(Some(inner.line()), Some(inner.column()))
             })
         }
         Format::Yaml => {
@@ -266,8 +283,12 @@ fn typed<T: DeserializeOwned>(source: &str, text: &str, format: Format) -> Resul
             serde_path_to_error::deserialize(de).map_err(|e| {
                 let inner = e.inner();
                 let loc = inner.location();
-                structural(source, &e.path().to_string(), &strip_yaml_position(&inner.to_string()))
-                    .at(loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()))
+                structural(
+                    source,
+                    &e.path().to_string(),
+                    &strip_yaml_position(&inner.to_string()),
+                )
+                .at(loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()))
             })
         }
     }
@@ -296,14 +317,20 @@ fn structural(source: &str, path: &str, message: &str) -> ManifestError {
 }
 
 fn json_syntax(source: &str, e: &serde_json::Error) -> ManifestError {
-    ManifestError::new(source, ManifestErrorKind::Syntax(strip_json_position(&e.to_string())))
-        .at(Some(e.line()), Some(e.column()))
+    ManifestError::new(
+        source,
+        ManifestErrorKind::Syntax(strip_json_position(&e.to_string())),
+    )
+    .at(Some(e.line()), Some(e.column()))
 }
 
 fn yaml_syntax(source: &str, e: &yaml_serde::Error) -> ManifestError {
     let loc = e.location();
-    ManifestError::new(source, ManifestErrorKind::Syntax(strip_yaml_position(&e.to_string())))
-        .at(loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()))
+    ManifestError::new(
+        source,
+        ManifestErrorKind::Syntax(strip_yaml_position(&e.to_string())),
+    )
+    .at(loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()))
 }
 
 /// serde_json appends " at line L column C"; the error carries those as fields instead.
@@ -316,7 +343,10 @@ fn strip_json_position(message: &str) -> String {
 
 /// yaml_serde appends " at line L column C" (or "at position"); likewise.
 fn strip_yaml_position(message: &str) -> String {
-    match message.rfind(" at line ").or_else(|| message.rfind(" at position ")) {
+    match message
+        .rfind(" at line ")
+        .or_else(|| message.rfind(" at position "))
+    {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
     }

@@ -45,7 +45,13 @@ pub enum ManifestErrorKind {
 
 impl ManifestError {
     pub(crate) fn new(source_name: &str, kind: ManifestErrorKind) -> Self {
-        ManifestError { source_name: source_name.to_string(), field: None, line: None, column: None, kind }
+        ManifestError {
+            source_name: source_name.to_string(),
+            field: None,
+            line: None,
+            column: None,
+            kind,
+        }
     }
 
     pub(crate) fn field(source_name: &str, field: impl Into<String>, reason: impl Into<String>) -> Self {

@@ -153,10 +153,16 @@ pub enum Format {
 pub fn parse_manifest(source_name: &str, bytes: &[u8]) -> Result<Manifest, ManifestError> {
     let fail = |kind| ManifestError::new(source_name, kind);
     if bytes.len() > MAX_MANIFEST_BYTES {
-        return Err(fail(ManifestErrorKind::TooLarge { size: bytes.len(), max: MAX_MANIFEST_BYTES }));
+        return Err(fail(ManifestErrorKind::TooLarge {
+            size: bytes.len(),
+            max: MAX_MANIFEST_BYTES,
+        }));
     }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| fail(ManifestErrorKind::NotUtf8 { offset: e.valid_up_to() }))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        fail(ManifestErrorKind::NotUtf8 {
+            offset: e.valid_up_to(),
+        })
+    })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         return Err(fail(ManifestErrorKind::Empty));

@@ -61,12 +61,18 @@ fn execution_dialect_becomes_one_run_capability() {
     assert_eq!(m.capabilities[0].name, EXECUTION_DIALECT_CAPABILITY);
     assert_eq!(m.capabilities[0].parameters["required"], json!(["word"]));
     assert!(!m.permissions.internet_access);
-    assert_eq!(m.permissions.network_allow[0].to_string(), "api.dictionary.example.org");
+    assert_eq!(
+        m.permissions.network_allow[0].to_string(),
+        "api.dictionary.example.org"
+    );
     assert_eq!(m.permissions.storage_quota_mb, 50);
     assert_eq!(m.permissions.timeout_s, 20);
     assert_eq!(
         m.execution,
-        Some(Execution::Docker { image: "example/dictionary:2.0.0".into(), entrypoint: Some(vec!["/app/d".into()]) })
+        Some(Execution::Docker {
+            image: "example/dictionary:2.0.0".into(),
+            entrypoint: Some(vec!["/app/d".into()])
+        })
     );
 }
 
@@ -88,7 +94,10 @@ fn unknown_field_names_file_field_and_line() {
     assert_eq!(e.field.as_deref(), Some("permissions.storage_quota"));
     assert_eq!(e.line, Some(15));
     let shown = e.to_string();
-    assert!(shown.starts_with("tools/c.yaml:15:3: permissions.storage_quota: unknown field"), "{shown}");
+    assert!(
+        shown.starts_with("tools/c.yaml:15:3: permissions.storage_quota: unknown field"),
+        "{shown}"
+    );
     assert!(shown.contains("storage_quota"), "{shown}");
 
     let json_text = r#"{"name": "x", "version": "1.0.0", "description": "d",
@@ -101,13 +110,34 @@ fn unknown_field_names_file_field_and_line() {
 #[test]
 fn semantic_errors_name_the_field() {
     let cases = [
-        (CONVERTER.replace("name: unit-converter", "name: Unit_Converter"), "name"),
-        (CONVERTER.replace("version: \"1.2.0\"", "version: \"1.2\""), "version"),
-        (CONVERTER.replace("memory_limit_mb: 64", "memory_limit_mb: 1"), "permissions.memory_limit_mb"),
-        (CONVERTER.replace("cpu_limit_percent: 20", "cpu_limit_percent: 0"), "permissions.cpu_limit_percent"),
-        (CONVERTER.replace("type: object\n      required", "type: array\n      required"), "capabilities[0].parameters"),
-        (CONVERTER.replace("value: {type: number}", "value: {type: numbr}"), "capabilities[0].parameters"),
-        (CONVERTER.replace("value: {type: number}", "value: {type: string, pattern: \"(\"}"), "capabilities[0].parameters"),
+        (
+            CONVERTER.replace("name: unit-converter", "name: Unit_Converter"),
+            "name",
+        ),
+        (
+            CONVERTER.replace("version: \"1.2.0\"", "version: \"1.2\""),
+            "version",
+        ),
+        (
+            CONVERTER.replace("memory_limit_mb: 64", "memory_limit_mb: 1"),
+            "permissions.memory_limit_mb",
+        ),
+        (
+            CONVERTER.replace("cpu_limit_percent: 20", "cpu_limit_percent: 0"),
+            "permissions.cpu_limit_percent",
+        ),
+        (
+            CONVERTER.replace("type: object\n      required", "type: array\n      required"),
+            "capabilities[0].parameters",
+        ),
+        (
+            CONVERTER.replace("value: {type: number}", "value: {type: numbr}"),
+            "capabilities[0].parameters",
+        ),
+        (
+            CONVERTER.replace("value: {type: number}", "value: {type: string, pattern: \"(\"}"),
+            "capabilities[0].parameters",
+        ),
     ];
     for (text, field) in cases {
         let e = parse_err("c.yaml", &text);
@@ -117,10 +147,7 @@ fn semantic_errors_name_the_field() {
 
 #[test]
 fn duplicate_capabilities_are_rejected() {
-    let text = format!(
-        "{CONVERTER}\n"
-    )
-    .replace(
+    let text = format!("{CONVERTER}\n").replace(
         "permissions:",
         "  - name: convert_length\n    description: again\npermissions:",
     );
@@ -132,20 +159,30 @@ fn duplicate_capabilities_are_rejected() {
 #[test]
 fn hostile_inputs_get_clear_errors() {
     assert!(matches!(parse_err("e.yaml", "").kind, ManifestErrorKind::Empty));
-    assert!(matches!(parse_err("e.yaml", "  \n\t").kind, ManifestErrorKind::Empty));
+    assert!(matches!(
+        parse_err("e.yaml", "  \n\t").kind,
+        ManifestErrorKind::Empty
+    ));
     let e = parse_manifest("b.yaml", b"name: \xff\xfe").unwrap_err();
     assert!(matches!(e.kind, ManifestErrorKind::NotUtf8 { offset: 6 }), "{e}");
     let big = vec![b'#'; MAX_MANIFEST_BYTES + 1];
-    assert!(matches!(parse_manifest("big.yaml", &big).unwrap_err().kind, ManifestErrorKind::TooLarge { .. }));
+    assert!(matches!(
+        parse_manifest("big.yaml", &big).unwrap_err().kind,
+        ManifestErrorKind::TooLarge { .. }
+    ));
     let e = parse_err("bad.yaml", "name: [unclosed\n");
     assert!(matches!(e.kind, ManifestErrorKind::Syntax(_)), "{e}");
     assert!(e.line.is_some());
     let e = parse_err("bad.json", "{\"name\": }");
     assert!(matches!(e.kind, ManifestErrorKind::Syntax(_)), "{e}");
-    assert!(matches!(parse_err("list.yaml", "- a\n- b\n").kind, ManifestErrorKind::Invalid(_)));
+    assert!(matches!(
+        parse_err("list.yaml", "- a\n- b\n").kind,
+        ManifestErrorKind::Invalid(_)
+    ));
 
     // The "billion laughs": nine levels of nine aliases expand to 9^9 nodes.
-    let mut bomb = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut bomb =
+        String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
     let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
     for w in names.windows(2) {
         let refs = vec![format!("*{}", w[0]); 9].join(",");
@@ -158,8 +195,14 @@ fn hostile_inputs_get_clear_errors() {
 
     // Deep nesting must not overflow the stack.
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    assert!(matches!(parse_err("deep.json", &deep).kind, ManifestErrorKind::Syntax(_)));
-    assert!(matches!(parse_err("deep.yaml", &deep).kind, ManifestErrorKind::Syntax(_)));
+    assert!(matches!(
+        parse_err("deep.json", &deep).kind,
+        ManifestErrorKind::Syntax(_)
+    ));
+    assert!(matches!(
+        parse_err("deep.yaml", &deep).kind,
+        ManifestErrorKind::Syntax(_)
+    ));
 }
 
 #[test]
@@ -175,14 +218,24 @@ fn remote_schema_refs_never_resolve() {
 #[test]
 fn execution_fields_must_match_the_type() {
     let with = |exec: &str| format!("{CONVERTER}execution:\n{exec}");
-    let ok = parse("c.yaml", &with("  type: process\n  command: [bin/convert, --json]\n")).unwrap();
+    let ok = parse(
+        "c.yaml",
+        &with("  type: process\n  command: [bin/convert, --json]\n"),
+    )
+    .unwrap();
     assert_eq!(
         ok.execution,
-        Some(Execution::Process { command: vec!["bin/convert".into(), "--json".into()], system_paths: true })
+        Some(Execution::Process {
+            command: vec!["bin/convert".into(), "--json".into()],
+            system_paths: true
+        })
     );
     for (exec, field) in [
         ("  type: process\n  command: [/bin/sh]\n", "execution.command[0]"),
-        ("  type: process\n  command: [../../bin/sh]\n", "execution.command[0]"),
+        (
+            "  type: process\n  command: [../../bin/sh]\n",
+            "execution.command[0]",
+        ),
         ("  type: process\n  command: [x]\n  image: y\n", "execution.image"),
         ("  type: wasm\n", "execution.module"),
         ("  type: vm\n", "execution.type"),

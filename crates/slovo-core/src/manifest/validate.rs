@@ -35,7 +35,8 @@ fn written_name(dialect: Dialect, canonical: &str) -> String {
 
 pub(crate) fn normalize(source: &str, parsed: ParsedDoc) -> Result<Manifest, ManifestError> {
     let ParsedDoc { dialect, doc } = parsed;
-    let err = |field: &str, reason: String| ManifestError::field(source, written_name(dialect, field), reason);
+    let err =
+        |field: &str, reason: String| ManifestError::field(source, written_name(dialect, field), reason);
 
     if !valid_tool_name(&doc.name) {
         return Err(err(
@@ -46,11 +47,18 @@ pub(crate) fn normalize(source: &str, parsed: ParsedDoc) -> Result<Manifest, Man
             ),
         ));
     }
-    let version = semver::Version::parse(&doc.version)
-        .map_err(|e| err("version", format!("{:?} is not a semantic version (e.g. 1.2.0): {e}", doc.version)))?;
+    let version = semver::Version::parse(&doc.version).map_err(|e| {
+        err(
+            "version",
+            format!("{:?} is not a semantic version (e.g. 1.2.0): {e}", doc.version),
+        )
+    })?;
     for (i, tag) in doc.tags.iter().enumerate() {
         if tag.is_empty() || tag.len() > 64 || tag.chars().any(char::is_control) {
-            return Err(err(&format!("tags[{i}]"), format!("{tag:?} is not a tag (1-64 printable characters)")));
+            return Err(err(
+                &format!("tags[{i}]"),
+                format!("{tag:?} is not a tag (1-64 printable characters)"),
+            ));
         }
     }
 
@@ -64,11 +72,17 @@ pub(crate) fn normalize(source: &str, parsed: ParsedDoc) -> Result<Manifest, Man
         if !valid_capability_name(&def.name) {
             return Err(err(
                 &at("name"),
-                format!("{:?} is not a valid capability name (letter or _ first, then up to 63 of A-Z a-z 0-9 _ . -)", def.name),
+                format!(
+                    "{:?} is not a valid capability name (letter or _ first, then up to 63 of A-Z a-z 0-9 _ . -)",
+                    def.name
+                ),
             ));
         }
         if !seen.insert(def.name.as_str()) {
-            return Err(err(&at("name"), format!("capability {:?} is defined more than once", def.name)));
+            return Err(err(
+                &at("name"),
+                format!("capability {:?} is defined more than once", def.name),
+            ));
         }
         let parameters = def
             .parameters
@@ -91,7 +105,10 @@ pub(crate) fn normalize(source: &str, parsed: ParsedDoc) -> Result<Manifest, Man
         if let Some(e) = &def.endpoint
             && !e.starts_with('/')
         {
-            return Err(err(&at("endpoint"), format!("{e:?} must be a path starting with /")));
+            return Err(err(
+                &at("endpoint"),
+                format!("{e:?} must be a path starting with /"),
+            ));
         }
         capabilities.push(Capability {
             name: def.name.clone(),
@@ -115,7 +132,10 @@ pub(crate) fn normalize(source: &str, parsed: ParsedDoc) -> Result<Manifest, Man
         if !(api.base_url.starts_with("https://") || api.base_url.starts_with("http://"))
             || api.base_url.len() < "http://x".len()
         {
-            return Err(err("api_requirements.base_url", format!("{:?} is not an http(s) URL", api.base_url)));
+            return Err(err(
+                "api_requirements.base_url",
+                format!("{:?} is not an http(s) URL", api.base_url),
+            ));
         }
         if let Some(t) = &api.auth_type
             && !["none", "api_key", "bearer", "basic"].contains(&t.as_str())
@@ -175,16 +195,18 @@ fn permissions_of(
     let mut network_allow = Vec::new();
     for (i, host) in p.network_allow.iter().flatten().enumerate() {
         let field = format!("{}[{i}]", written_name(dialect, "permissions.network_allow"));
-        network_allow.push(
-            host.parse::<HostPattern>()
-                .map_err(|e| ManifestError { field: Some(field), ..err("", e.to_string()) })?,
-        );
+        network_allow.push(host.parse::<HostPattern>().map_err(|e| ManifestError {
+            field: Some(field),
+            ..err("", e.to_string())
+        })?);
     }
     let expires_at = match &p.expires_at {
-        Some(t) => Some(
-            crate::time::parse_rfc3339(t)
-                .map_err(|e| err("permissions.expires_at", format!("{t:?} is not an RFC 3339 time: {e}")))?,
-        ),
+        Some(t) => Some(crate::time::parse_rfc3339(t).map_err(|e| {
+            err(
+                "permissions.expires_at",
+                format!("{t:?} is not an RFC 3339 time: {e}"),
+            )
+        })?),
         None => None,
     };
     Ok(Permissions {
@@ -209,8 +231,12 @@ fn permissions_of(
             permissions::MEMORY_MB_RANGE,
         )?,
         timeout_s: ranged(timeout_field, timeout, d.timeout_s, permissions::TIMEOUT_S_RANGE)?,
-        pids_limit: ranged("permissions.pids_limit", p.pids_limit, d.pids_limit.into(), permissions::PIDS_RANGE)?
-            as u32,
+        pids_limit: ranged(
+            "permissions.pids_limit",
+            p.pids_limit,
+            d.pids_limit.into(),
+            permissions::PIDS_RANGE,
+        )? as u32,
         expires_at,
     })
 }
@@ -248,7 +274,10 @@ fn execution_of(
                 return Err(err("execution.command", "a process tool needs a command".into()));
             };
             check_bundle_path(program).map_err(|r| err("execution.command[0]", r))?;
-            Ok(Execution::Process { command, system_paths: def.system_paths.unwrap_or(true) })
+            Ok(Execution::Process {
+                command,
+                system_paths: def.system_paths.unwrap_or(true),
+            })
         }
         "wasm" => {
             stray(&["module"])?;
@@ -263,21 +292,30 @@ fn execution_of(
             stray(&["image", "entrypoint"])?;
             let image = def.image.clone().unwrap_or_default();
             if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(err("execution.image", format!("{image:?} is not an image reference")));
+                return Err(err(
+                    "execution.image",
+                    format!("{image:?} is not an image reference"),
+                ));
             }
             let entrypoint = def.entrypoint.clone().map(|e| match e {
                 StringOrList::One(s) => vec![s],
                 StringOrList::Many(v) => v,
             });
             if entrypoint.as_ref().is_some_and(|e| e.is_empty()) {
-                return Err(err("execution.entrypoint", "an entrypoint cannot be empty".into()));
+                return Err(err(
+                    "execution.entrypoint",
+                    "an entrypoint cannot be empty".into(),
+                ));
             }
             Ok(Execution::Docker { image, entrypoint })
         }
         "http" => {
             stray(&[])?;
             if doc.api_requirements.is_none() {
-                return Err(err("execution.type", "an http tool needs api_requirements.base_url".into()));
+                return Err(err(
+                    "execution.type",
+                    "an http tool needs api_requirements.base_url".into(),
+                ));
             }
             Ok(Execution::Http)
         }
@@ -291,7 +329,9 @@ fn execution_of(
 /// A path inside the tool's bundle: relative, no `..`, no NUL.
 fn check_bundle_path(path: &str) -> Result<(), String> {
     if path.is_empty() || path.starts_with('/') || path.contains('\0') {
-        return Err(format!("{path:?} must be a non-empty path relative to the tool's bundle"));
+        return Err(format!(
+            "{path:?} must be a non-empty path relative to the tool's bundle"
+        ));
     }
     if path.split('/').any(|c| c == "..") {
         return Err(format!("{path:?} must not leave the tool's bundle (`..`)"));
@@ -304,7 +344,8 @@ fn valid_tool_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 fn valid_capability_name(name: &str) -> bool {
@@ -312,7 +353,8 @@ fn valid_capability_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && (b[0].is_ascii_alphabetic() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// A valid JSON Schema (draft from `$schema`, 2020-12 by default) that also compiles: bad
@@ -320,9 +362,14 @@ fn valid_capability_name(name: &str) -> bool {
 /// references never resolve: the validator is built without network access.
 pub(crate) fn check_schema(schema: &Value) -> Result<(), String> {
     if let Err(e) = jsonschema::meta::validate(schema) {
-        return Err(format!("not a valid JSON Schema: {e} (at {})", pointer_or_root(e.instance_path().as_str())));
+        return Err(format!(
+            "not a valid JSON Schema: {e} (at {})",
+            pointer_or_root(e.instance_path().as_str())
+        ));
     }
-    jsonschema::validator_for(schema).map(|_| ()).map_err(|e| format!("not a usable JSON Schema: {e}"))
+    jsonschema::validator_for(schema)
+        .map(|_| ())
+        .map_err(|e| format!("not a usable JSON Schema: {e}"))
 }
 
 fn check_object_schema(schema: &Value) -> Result<(), String> {
@@ -367,7 +414,10 @@ pub(crate) fn to_canonical(m: &Manifest) -> Value {
         "pids_limit": p.pids_limit,
     });
     if let (Some(e), Some(o)) = (p.expires_at, perms.as_object_mut()) {
-        o.insert("expires_at".into(), json!(e.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        o.insert(
+            "expires_at".into(),
+            json!(e.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        );
     }
     obj.insert("permissions".into(), perms);
     if let Some(a) = &m.api_requirements {

@@ -1,0 +1,168 @@
+//! The command line, as data.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Slovo Tools: find tools, approve what each may do, run every call sandboxed and audited.
+#[derive(Debug, Parser)]
+#[command(name = "slovo", version, about, long_about = None)]
+pub struct Cli {
+    /// Data directory (SQLite database, bundles, tool state). By default the platform data
+    /// directory, e.g. ~/.local/share/slovo.
+    #[arg(long, global = true, env = "SLOVO_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// PostgreSQL URL (postgres://…) to use instead of the embedded SQLite database.
+    #[arg(
+        long,
+        global = true,
+        env = "SLOVO_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import, inspect, approve and revoke tools.
+    #[command(subcommand)]
+    Tool(ToolCommand),
+    /// Call a capability of an active tool.
+    Call(CallArgs),
+    /// List executions, newest first.
+    Executions(ExecutionsArgs),
+    /// Inspect one execution.
+    #[command(subcommand)]
+    Execution(ExecutionCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolCommand {
+    /// Import a manifest (YAML or JSON), a bundle directory or tarball, or `-` for stdin.
+    Import {
+        /// Path to a manifest, bundle directory or .tar/.tar.gz bundle; `-` reads a manifest from stdin.
+        path: String,
+    },
+    /// List tools.
+    List,
+    /// Show a tool: requested versus granted permissions, status, versions.
+    Show {
+        /// The tool.
+        name: String,
+    },
+    /// Approve a tool's pending version, optionally granting less than it requested, and
+    /// install it.
+    Approve(ApproveArgs),
+    /// Stop a tool from serving calls, keeping it installed.
+    Disable {
+        /// The tool.
+        name: String,
+    },
+    /// Let a disabled tool serve calls again.
+    Enable {
+        /// The tool.
+        name: String,
+    },
+    /// Withdraw a tool for good, keeping its state unless --purge-state.
+    Revoke {
+        /// The tool.
+        name: String,
+        /// Destroy the tool's persistent state too.
+        #[arg(long)]
+        purge_state: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The tool.
+    pub name: String,
+    /// Grant no network access at all.
+    #[arg(long, conflicts_with = "allow_host")]
+    pub no_network: bool,
+    /// Grant only this host (repeatable; each must be covered by the request).
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_host: Vec<String>,
+    /// Memory limit, e.g. 64M or 1G.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU share in percent of one CPU.
+    #[arg(long, value_name = "PERCENT")]
+    pub cpu: Option<u32>,
+    /// Storage quota, e.g. 10M.
+    #[arg(long, value_name = "SIZE")]
+    pub storage: Option<String>,
+    /// Timeout of one call, in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Maximum processes and threads.
+    #[arg(long, value_name = "N")]
+    pub pids: Option<u32>,
+    /// When the grant lapses (RFC 3339, e.g. 2027-01-01T00:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The tool.
+    pub tool: String,
+    /// The capability.
+    pub capability: String,
+    /// Arguments as a JSON object; `-` reads them from stdin.
+    #[arg(long, default_value = "{}", value_name = "JSON")]
+    pub args: String,
+    /// The assistant's conversation id, for the record.
+    #[arg(long, value_name = "ID")]
+    pub conversation: Option<String>,
+    /// The turn id within the conversation.
+    #[arg(long, value_name = "ID")]
+    pub turn: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecutionsArgs {
+    /// Only this tool.
+    #[arg(long)]
+    pub tool: Option<String>,
+    /// Only this status (running, success, failure, timeout, killed, cancelled, interrupted).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many (1 to 1000).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub limit: i64,
+    /// Only executions older than this execution id (the next page).
+    #[arg(long, value_name = "ID")]
+    pub before: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExecutionCommand {
+    /// Show one execution in full.
+    Show {
+        /// The execution id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain and report the first event that does not fit.
+    Verify,
+}

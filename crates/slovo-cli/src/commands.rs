@@ -1,0 +1,193 @@
+//! One function per subcommand; each is a runtime call plus rendering.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::Value;
+use slovo_core::execution::ExecutionStatus;
+use slovo_core::manifest::MAX_MANIFEST_BYTES;
+use slovo_core::permissions::{HostPattern, Narrowing, parse_size_mb};
+use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime};
+use slovo_store::{ExecutionCursor, ExecutionFilter};
+
+use crate::cli::{
+    ApproveArgs, AuditCommand, CallArgs, Cli, Command, ExecutionCommand, ExecutionsArgs, ToolCommand,
+};
+use crate::{exit, render};
+
+/// A flag or argument the runtime never saw because it was malformed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub async fn dispatch(rt: &Runtime, cli: &Cli) -> anyhow::Result<u8> {
+    let actor = Actor::cli();
+    let json = cli.json;
+    match &cli.command {
+        Command::Tool(cmd) => tool(rt, cmd, &actor, json).await,
+        Command::Call(args) => call(rt, args, actor, json).await,
+        Command::Executions(args) => executions(rt, args, json).await,
+        Command::Execution(ExecutionCommand::Show { id }) => {
+            let e = rt.execution(id).await?;
+            render::execution(&e, json)?;
+            Ok(exit::OK)
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let report = rt.verify_audit().await?;
+            render::audit(&report, json)?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+async fn tool(rt: &Runtime, cmd: &ToolCommand, actor: &Actor, json: bool) -> anyhow::Result<u8> {
+    match cmd {
+        ToolCommand::Import { path } => {
+            let source = import_source(path)?;
+            let report = rt.import(source, actor).await?;
+            render::import(&report, json)?;
+        }
+        ToolCommand::List => render::tools(&rt.list().await?, json)?,
+        ToolCommand::Show { name } => render::tool(&rt.show(name).await?, json)?,
+        ToolCommand::Approve(args) => {
+            let narrowing = narrowing(args)?;
+            rt.approve(&args.name, &narrowing, actor).await?;
+            render::tool(&rt.show(&args.name).await?, json)?;
+        }
+        ToolCommand::Disable { name } => render::status(&rt.disable(name, actor).await?, json)?,
+        ToolCommand::Enable { name } => render::status(&rt.enable(name, actor).await?, json)?,
+        ToolCommand::Revoke { name, purge_state } => {
+            render::status(&rt.revoke(name, *purge_state, actor).await?, json)?
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn import_source(path: &str) -> anyhow::Result<ImportSource> {
+    if path == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .take(MAX_MANIFEST_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .context("failed to read the manifest from stdin")?;
+        return Ok(ImportSource::Manifest {
+            name: "-".into(),
+            bytes,
+        });
+    }
+    let p = Path::new(path);
+    let meta = std::fs::metadata(p).with_context(|| format!("failed to read {path}"))?;
+    let lower = path.to_ascii_lowercase();
+    if meta.is_dir() || lower.ends_with(".tar") || lower.ends_with(".tar.gz") || lower.ends_with(".tgz") {
+        return Ok(ImportSource::Bundle(p.to_path_buf()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(p)
+        .and_then(|f| f.take(MAX_MANIFEST_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("failed to read {path}"))?;
+    Ok(ImportSource::Manifest {
+        name: path.to_string(),
+        bytes,
+    })
+}
+
+fn narrowing(a: &ApproveArgs) -> anyhow::Result<Narrowing> {
+    let size = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<u64>> {
+        v.as_deref()
+            .map(|s| parse_size_mb(s).map_err(|e| UsageError(format!("--{flag}: {e}")).into()))
+            .transpose()
+    };
+    let hosts = if a.allow_host.is_empty() {
+        None
+    } else {
+        Some(
+            a.allow_host
+                .iter()
+                .map(|h| {
+                    h.parse::<HostPattern>()
+                        .map_err(|e| UsageError(format!("--allow-host: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    };
+    let expires_at = a
+        .expires
+        .as_deref()
+        .map(|t| {
+            slovo_core::time::parse_rfc3339(t)
+                .map_err(|e| UsageError(format!("--expires: {t:?} is not an RFC 3339 time: {e}")))
+        })
+        .transpose()?;
+    Ok(Narrowing {
+        no_network: a.no_network,
+        network_allow: hosts,
+        storage_quota_mb: size("storage", &a.storage)?,
+        cpu_limit_percent: a.cpu,
+        memory_limit_mb: size("memory", &a.memory)?,
+        timeout_s: a.timeout,
+        pids_limit: a.pids,
+        expires_at,
+    })
+}
+
+async fn call(rt: &Runtime, args: &CallArgs, actor: Actor, json: bool) -> anyhow::Result<u8> {
+    let text = if args.args == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("failed to read arguments from stdin")?;
+        s
+    } else {
+        args.args.clone()
+    };
+    let arguments: Value =
+        serde_json::from_str(&text).map_err(|e| UsageError(format!("--args: not valid JSON: {e}")))?;
+    let exec = rt
+        .call(CallRequest {
+            tool: args.tool.clone(),
+            capability: args.capability.clone(),
+            arguments,
+            conversation_id: args.conversation.clone(),
+            turn_id: args.turn.clone(),
+            actor,
+        })
+        .await?;
+    render::call_result(&exec, json)?;
+    Ok(if exec.status == ExecutionStatus::Success {
+        exit::OK
+    } else {
+        exit::CALL_FAILED
+    })
+}
+
+async fn executions(rt: &Runtime, args: &ExecutionsArgs, json: bool) -> anyhow::Result<u8> {
+    let status = args
+        .status
+        .as_deref()
+        .map(|s| {
+            s.parse::<ExecutionStatus>()
+                .map_err(|e| UsageError(format!("--status: {e}")))
+        })
+        .transpose()?;
+    let before = match &args.before {
+        Some(id) => {
+            let e = rt.execution(id).await?;
+            Some(ExecutionCursor {
+                started_at: e.started_at,
+                id: e.id,
+            })
+        }
+        None => None,
+    };
+    let rows = rt
+        .executions(&ExecutionFilter {
+            tool: args.tool.clone(),
+            status,
+            before,
+            limit: args.limit,
+        })
+        .await?;
+    render::executions(&rows, json)?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,277 @@
+//! Tables for people, JSON for scripts.
+
+use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::{ContentArrangement, Table};
+use serde::Serialize;
+use serde_json::json;
+use slovo_core::time::to_rfc3339;
+use slovo_runtime::{AuditReport, ImportReport, ToolSummary, ToolView};
+use slovo_store::{ExecutionRow, ToolRow};
+
+fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header);
+    t
+}
+
+pub fn import(r: &ImportReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(r);
+    }
+    let what = match r.outcome {
+        slovo_runtime::ImportOutcome::New => "imported; waiting for approval",
+        slovo_runtime::ImportOutcome::PendingReplaced => {
+            "imported; replaces the version waiting for approval"
+        }
+        slovo_runtime::ImportOutcome::UpgradedInPlace => {
+            "upgraded in place (asks for no more than was granted)"
+        }
+        slovo_runtime::ImportOutcome::UpgradePending => {
+            "imported; asks for more than was granted, so it waits for approval while the approved version keeps serving"
+        }
+        slovo_runtime::ImportOutcome::Reimported => "imported again after revocation; waiting for approval",
+        slovo_runtime::ImportOutcome::Unchanged => "already imported; nothing changed",
+    };
+    println!("{} {}: {what}", r.tool, r.version);
+    for w in &r.widenings {
+        println!("  needs approval: {w}");
+    }
+    Ok(())
+}
+
+pub fn tools(list: &[ToolSummary], json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        println!("no tools (import one with `slovo tool import PATH`)");
+        return Ok(());
+    }
+    let mut t = table(&["NAME", "VERSION", "STATUS", "RUNTIME", "CAPABILITIES"]);
+    for s in list {
+        let version = match (&s.version, &s.pending_version) {
+            (Some(v), Some(p)) => format!("{v} (pending {p})"),
+            (Some(v), None) => v.clone(),
+            (None, _) => "-".into(),
+        };
+        t.add_row(vec![
+            s.name.clone(),
+            version,
+            s.status.to_string(),
+            s.runtime.clone(),
+            s.capabilities.join(", "),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub fn tool(v: &ToolView, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(v);
+    }
+    println!("{}  [{}]", v.name, v.status);
+    if let Some(d) = v.manifest.get("description").and_then(|d| d.as_str()) {
+        println!("  {d}");
+    }
+    println!(
+        "  serving: {}   pending approval: {}",
+        v.active_version.as_deref().unwrap_or("-"),
+        v.pending_version.as_deref().unwrap_or("-")
+    );
+    if let Some(e) = v.manifest.get("execution") {
+        println!("  runtime: {e}");
+    }
+    let r = &v.requested;
+    let g = v.granted.as_ref();
+    let net = |internet: bool, hosts: &[slovo_core::HostPattern]| {
+        if internet {
+            "any public host".to_string()
+        } else if hosts.is_empty() {
+            "none".to_string()
+        } else {
+            hosts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let mut t = table(&["PERMISSION", "REQUESTED", "GRANTED"]);
+    let granted = |f: &dyn Fn(&slovo_core::Grant) -> String| g.map(f).unwrap_or_else(|| "-".into());
+    t.add_row(vec![
+        "network".into(),
+        net(r.internet_access, &r.network_allow),
+        granted(&|g| net(g.internet_access, &g.network_allow)),
+    ]);
+    t.add_row(vec![
+        "storage".into(),
+        format!("{} MB", r.storage_quota_mb),
+        granted(&|g| format!("{} MB", g.storage_quota_mb)),
+    ]);
+    t.add_row(vec![
+        "memory".into(),
+        format!("{} MB", r.memory_limit_mb),
+        granted(&|g| format!("{} MB", g.memory_limit_mb)),
+    ]);
+    t.add_row(vec![
+        "cpu".into(),
+        format!("{}%", r.cpu_limit_percent),
+        granted(&|g| format!("{}%", g.cpu_limit_percent)),
+    ]);
+    t.add_row(vec![
+        "timeout".into(),
+        format!("{} s", r.timeout_s),
+        granted(&|g| format!("{} s", g.timeout_s)),
+    ]);
+    t.add_row(vec![
+        "processes".into(),
+        r.pids_limit.to_string(),
+        granted(&|g| g.pids_limit.to_string()),
+    ]);
+    t.add_row(vec![
+        "expires".into(),
+        r.expires_at
+            .map(|e| e.to_rfc3339())
+            .unwrap_or_else(|| "never".into()),
+        granted(&|g| {
+            g.expires_at
+                .map(|e| e.to_rfc3339())
+                .unwrap_or_else(|| "never".into())
+        }),
+    ]);
+    println!("{t}");
+    for w in &v.pending_widenings {
+        println!("  pending version asks for more: {w}");
+    }
+    if let Some(caps) = v.manifest.get("capabilities").and_then(|c| c.as_array()) {
+        println!("  capabilities:");
+        for c in caps {
+            println!(
+                "    {:<24} {}",
+                c["name"].as_str().unwrap_or_default(),
+                c["description"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    println!("  versions:");
+    for ver in &v.versions {
+        println!(
+            "    {:<12} {:<17} imported {}  {}",
+            ver.version, ver.state, ver.imported_at, ver.source
+        );
+    }
+    if let Some(vol) = &v.volume {
+        let purged = vol
+            .purged_at
+            .map(|p| format!(" (purged {})", to_rfc3339(p)))
+            .unwrap_or_default();
+        println!("  state: {}{purged}", vol.path);
+    }
+    Ok(())
+}
+
+pub fn status(t: &ToolRow, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(t);
+    }
+    println!("{} is now {}", t.name, t.status);
+    Ok(())
+}
+
+pub fn call_result(e: &ExecutionRow, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(e);
+    }
+    match &e.output {
+        Some(serde_json::Value::String(s)) => println!("{s}"),
+        Some(v) => println!("{}", serde_json::to_string_pretty(v)?),
+        None => {}
+    }
+    if e.status != slovo_core::ExecutionStatus::Success {
+        eprintln!(
+            "call {}: {}{}{}",
+            e.id,
+            e.status,
+            e.exit_code
+                .map(|c| format!(" (exit code {c})"))
+                .unwrap_or_default(),
+            e.error.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+pub fn executions(rows: &[ExecutionRow], json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&rows);
+    }
+    let mut t = table(&["ID", "STARTED", "TOOL", "CAPABILITY", "STATUS", "EXIT", "MS"]);
+    for e in rows {
+        t.add_row(vec![
+            e.id.clone(),
+            to_rfc3339(e.started_at),
+            format!("{} {}", e.tool, e.version),
+            e.capability.clone(),
+            e.status.to_string(),
+            e.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            e.duration_ms.map(|c| c.to_string()).unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub fn execution(e: &ExecutionRow, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(e);
+    }
+    let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    println!("execution {}", e.id);
+    println!("  tool:        {} {} . {}", e.tool, e.version, e.capability);
+    println!("  status:      {}", e.status);
+    println!("  started:     {}", to_rfc3339(e.started_at));
+    println!(
+        "  finished:    {}",
+        e.finished_at.map(to_rfc3339).unwrap_or_else(|| "-".into())
+    );
+    println!("  duration ms: {}", opt(e.duration_ms));
+    println!("  exit code:   {}", opt(e.exit_code));
+    println!("  cpu ms:      {}", opt(e.cpu_ms));
+    println!("  peak memory: {}", opt(e.peak_memory_bytes));
+    println!("  sandbox:     {}", e.sandbox_id.as_deref().unwrap_or("-"));
+    println!("  caller:      {}", e.actor);
+    if e.conversation_id.is_some() || e.turn_id.is_some() {
+        println!(
+            "  conversation: {} turn {}",
+            e.conversation_id.as_deref().unwrap_or("-"),
+            e.turn_id.as_deref().unwrap_or("-")
+        );
+    }
+    println!("  arguments:   {}", e.arguments);
+    if let Some(o) = &e.output {
+        println!("  output:      {o}");
+    }
+    if let Some(err) = &e.error {
+        println!("  error:       {err}");
+    }
+    if let Some(s) = &e.stderr {
+        println!("  stderr:\n{s}");
+    }
+    Ok(())
+}
+
+pub fn audit(r: &AuditReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&json!({"ok": true, "events": r.events, "head_hash": r.head_hash}));
+    }
+    println!("audit trail verified: {} events, head {}", r.events, r.head_hash);
+    Ok(())
+}

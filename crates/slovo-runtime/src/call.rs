@@ -1,0 +1,275 @@
+//! The call path: lookup → grant → validate → record as running → sandbox → record → audit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use slovo_core::execution::{CallTarget, ExecutionStatus, Outcome, SandboxSpec};
+use slovo_core::lifecycle::ToolStatus;
+use slovo_core::manifest::{Manifest, parse_manifest};
+use slovo_core::time::now_ms;
+use slovo_store::{ExecutionResult, ExecutionRow, NewExecution};
+use tracing::{info, warn};
+
+use crate::{Actor, Result, Runtime, RuntimeError};
+
+/// Most bytes of stderr kept on an execution record.
+const MAX_STORED_STDERR: usize = 64 * 1024;
+
+/// One call of a capability.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    /// The tool.
+    pub tool: String,
+    /// The capability.
+    pub capability: String,
+    /// The arguments (validated against the capability's schema).
+    pub arguments: Value,
+    /// The assistant's conversation, for the record.
+    pub conversation_id: Option<String>,
+    /// The turn within the conversation.
+    pub turn_id: Option<String>,
+    /// Who called.
+    pub actor: Actor,
+}
+
+/// A stored version's manifest with its argument validators compiled once.
+pub struct CompiledTool {
+    /// The manifest.
+    pub manifest: Manifest,
+    validators: HashMap<String, jsonschema::Validator>,
+}
+
+impl Runtime {
+    /// The compiled form of a stored version (cached; versions never change once imported).
+    pub async fn compiled(&self, tool: &str, version: &str) -> Result<Arc<CompiledTool>> {
+        let key = (tool.to_string(), version.to_string());
+        if let Ok(cache) = self.compiled.read()
+            && let Some(c) = cache.get(&key)
+        {
+            return Ok(c.clone());
+        }
+        let row = self
+            .store
+            .version(tool, version)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: "version",
+                name: format!("{tool} {version}"),
+            })?;
+        let manifest = parse_manifest(
+            &format!("stored manifest of {tool} {version}"),
+            row.manifest.to_string().as_bytes(),
+        )?;
+        let mut validators = HashMap::new();
+        for cap in &manifest.capabilities {
+            // The schema was checked at import; failing here means the row was edited.
+            let v = jsonschema::validator_for(&cap.parameters).map_err(|e| RuntimeError::Conflict {
+                tool: tool.to_string(),
+                reason: format!("stored schema of {} no longer compiles: {e}", cap.name),
+            })?;
+            validators.insert(cap.name.clone(), v);
+        }
+        let compiled = Arc::new(CompiledTool { manifest, validators });
+        if let Ok(mut cache) = self.compiled.write() {
+            cache.insert(key, compiled.clone());
+        }
+        Ok(compiled)
+    }
+
+    /// Calls a capability. Refusals (unknown tool, not active, expired grant, invalid
+    /// arguments) return an error and write nothing. Once the arguments are valid the call is
+    /// recorded as `running`, run in its backend with a spec derived from the grant only, and
+    /// its result recorded and audited; a tool failure is a recorded execution, not an error.
+    pub async fn call(&self, req: CallRequest) -> Result<ExecutionRow> {
+        let tool = self
+            .store
+            .tool(&req.tool)
+            .await?
+            .ok_or_else(|| RuntimeError::tool_not_found(&req.tool))?;
+        if tool.status != ToolStatus::Active {
+            let hint = match tool.status {
+                ToolStatus::PendingApproval => "a person must approve it first (slovo tool approve)",
+                ToolStatus::Approved => "it is approved but not installed yet (slovo tool approve retries)",
+                ToolStatus::Disabled => "enable it first (slovo tool enable)",
+                ToolStatus::Revoked => "it was revoked; import and approve it again",
+                ToolStatus::Active => "",
+            };
+            return Err(RuntimeError::NotCallable {
+                tool: tool.name.clone(),
+                status: tool.status.to_string(),
+                hint: hint.to_string(),
+            });
+        }
+        let grant = self.grant_of(&tool).await?;
+        if grant.is_expired_at(Utc::now()) {
+            return Err(RuntimeError::GrantExpired {
+                tool: tool.name.clone(),
+                expired_at: grant.expires_at.map(|e| e.to_rfc3339()).unwrap_or_default(),
+            });
+        }
+        let version = tool
+            .active_version
+            .clone()
+            .ok_or_else(|| RuntimeError::Conflict {
+                tool: tool.name.clone(),
+                reason: "active tool has no version (corrupt state)".into(),
+            })?;
+        let compiled = self.compiled(&tool.name, &version).await?;
+        let manifest = &compiled.manifest;
+        let capability = manifest
+            .capability(&req.capability)
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: "capability",
+                name: format!("{}.{}", tool.name, req.capability),
+            })?;
+        let validator = compiled
+            .validators
+            .get(&capability.name)
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: "capability",
+                name: req.capability.clone(),
+            })?;
+        let problems: Vec<String> = validator
+            .iter_errors(&req.arguments)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(RuntimeError::InvalidArguments {
+                tool: tool.name.clone(),
+                capability: capability.name.clone(),
+                problems,
+            });
+        }
+        let Some(execution) = &manifest.execution else {
+            return Err(RuntimeError::NotRunnable {
+                tool: tool.name.clone(),
+                reason: "its manifest has no execution section".into(),
+            });
+        };
+
+        let id = uuid::Uuid::now_v7().to_string();
+        let started_at = now_ms();
+        self.store
+            .insert_running_execution(&NewExecution {
+                id: id.clone(),
+                tool: tool.name.clone(),
+                version: version.clone(),
+                capability: capability.name.clone(),
+                arguments: req.arguments.clone(),
+                conversation_id: req.conversation_id.clone(),
+                turn_id: req.turn_id.clone(),
+                actor: req.actor.0.clone(),
+                started_at,
+            })
+            .await?;
+
+        let bundle_digest = self
+            .store
+            .version(&tool.name, &version)
+            .await?
+            .and_then(|v| v.bundle_digest);
+        let spec = SandboxSpec::from_grant(
+            &grant,
+            CallTarget {
+                execution_id: &id,
+                tool: &tool.name,
+                version: &version,
+                capability,
+                execution,
+                api: manifest.api_requirements.as_ref(),
+                bundle_dir: bundle_digest.map(|d| self.bundles_dir().join(d)),
+                state_dir: self.volume_dir(&tool.name),
+                arguments: &req.arguments,
+            },
+        );
+        let clock = Instant::now();
+        let outcome = match self.backends.get(execution.kind()) {
+            Ok(backend) => backend.run(&spec).await,
+            Err(e) => Outcome::failed(e.to_string()),
+        };
+        let duration_ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let status = match outcome.status {
+            // A backend must never report a call as still running; treat it as a failure.
+            ExecutionStatus::Running => {
+                warn!(execution = %id, "backend returned status running");
+                ExecutionStatus::Failure
+            }
+            s => s,
+        };
+        let result = ExecutionResult {
+            status,
+            output: outcome.output.clone(),
+            stderr: (!outcome.stderr.is_empty()).then(|| truncate(&outcome.stderr, MAX_STORED_STDERR)),
+            error: outcome.error.clone(),
+            exit_code: outcome.exit_code,
+            duration_ms,
+            cpu_ms: outcome.cpu_ms.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+            peak_memory_bytes: outcome
+                .peak_memory_bytes
+                .map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+            sandbox_id: outcome.sandbox_id.clone(),
+            finished_at: now_ms(),
+        };
+        let mut tx = self.store.begin().await?;
+        tx.finish_execution(&id, &result).await?;
+        tx.append_audit(
+            "execution.finished",
+            Some(&tool.name),
+            &req.actor.0,
+            &json!({
+                "execution_id": id,
+                "version": version,
+                "capability": capability.name,
+                "status": status,
+                "exit_code": result.exit_code,
+                "error": result.error,
+                "duration_ms": duration_ms,
+                "cpu_ms": result.cpu_ms,
+                "peak_memory_bytes": result.peak_memory_bytes,
+                "sandbox_id": result.sandbox_id,
+                "arguments_sha256": sha256_json(Some(&req.arguments)),
+                "output_sha256": sha256_json(result.output.as_ref()),
+                "limits": spec.limits,
+                "network": spec.network,
+            }),
+        )
+        .await?;
+        tx.commit().await?;
+        info!(execution = %id, tool = %tool.name, capability = %capability.name, %status, duration_ms, "call finished");
+        self.store
+            .execution(&id)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: "execution",
+                name: id,
+            })
+    }
+}
+
+/// SHA-256 of a JSON value's compact text, so the audit trail pins a call's input and output
+/// without copying them.
+pub(crate) fn sha256_json(v: Option<&Value>) -> Option<String> {
+    v.map(|v| hex::encode(Sha256::digest(v.to_string().as_bytes())))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [truncated]", &s[..end])
+}

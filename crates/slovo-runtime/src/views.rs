@@ -1,0 +1,219 @@
+//! Read models: what `tool list`, `tool show`, `executions` and `audit verify` report.
+
+use serde::Serialize;
+use serde_json::Value;
+use slovo_core::audit::ChainVerifier;
+use slovo_core::lifecycle::ToolStatus;
+use slovo_core::permissions::{Grant, Permissions, Widening};
+use slovo_store::{ExecutionFilter, ExecutionRow, ToolRow, VolumeRow};
+
+use crate::{Result, Runtime, RuntimeError};
+
+/// One line of `tool list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolSummary {
+    /// The tool.
+    pub name: String,
+    /// Lifecycle status.
+    pub status: ToolStatus,
+    /// The serving (or, before approval, the proposed) version.
+    pub version: Option<String>,
+    /// A newer version waiting for approval.
+    pub pending_version: Option<String>,
+    /// `process`, `wasm`, `docker`, `http` or `none`.
+    pub runtime: String,
+    /// Capabilities of the shown version.
+    pub capabilities: Vec<String>,
+    /// Description.
+    pub description: String,
+}
+
+/// One version in `tool show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionView {
+    /// The version.
+    pub version: String,
+    /// `active` (serving), `pending_approval` or `superseded`.
+    pub state: &'static str,
+    /// When imported (RFC 3339).
+    pub imported_at: String,
+    /// Content digest.
+    pub digest: String,
+    /// Where it came from.
+    pub source: String,
+}
+
+/// Everything `tool show` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolView {
+    /// The tool.
+    pub name: String,
+    /// Lifecycle status.
+    pub status: ToolStatus,
+    /// Serving version.
+    pub active_version: Option<String>,
+    /// Version waiting for approval.
+    pub pending_version: Option<String>,
+    /// The manifest shown (the pending one if any, else the serving one), canonical.
+    pub manifest: Value,
+    /// What the shown manifest requests.
+    pub requested: Permissions,
+    /// What is granted now.
+    pub granted: Option<Grant>,
+    /// How the pending version asks for more than the grant.
+    pub pending_widenings: Vec<Widening>,
+    /// The state volume.
+    pub volume: Option<VolumeRow>,
+    /// Every imported version.
+    pub versions: Vec<VersionView>,
+}
+
+/// The result of a successful `audit verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    /// Events verified.
+    pub events: i64,
+    /// Hash of the last event.
+    pub head_hash: String,
+}
+
+impl Runtime {
+    /// Every tool.
+    pub async fn list(&self) -> Result<Vec<ToolSummary>> {
+        let mut out = Vec::new();
+        for t in self.store.tools().await? {
+            let shown = t.active_version.clone().or_else(|| t.pending_version.clone());
+            let (runtime, capabilities, description) = match &shown {
+                Some(v) => {
+                    let m = self.manifest(&t.name, v).await?;
+                    (
+                        m.execution
+                            .as_ref()
+                            .map(|e| e.kind())
+                            .unwrap_or("none")
+                            .to_string(),
+                        m.capabilities.iter().map(|c| c.name.clone()).collect(),
+                        m.description.clone(),
+                    )
+                }
+                None => ("none".into(), vec![], String::new()),
+            };
+            let pending_version = if t.active_version.is_some() {
+                t.pending_version.clone()
+            } else {
+                None
+            };
+            out.push(ToolSummary {
+                name: t.name,
+                status: t.status,
+                version: shown,
+                pending_version,
+                runtime,
+                capabilities,
+                description,
+            });
+        }
+        Ok(out)
+    }
+
+    /// One tool in full: requested versus granted, status, versions.
+    pub async fn show(&self, name: &str) -> Result<ToolView> {
+        let t: ToolRow = self
+            .store
+            .tool(name)
+            .await?
+            .ok_or_else(|| RuntimeError::tool_not_found(name))?;
+        let shown = t
+            .pending_version
+            .clone()
+            .or_else(|| t.active_version.clone())
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: "version",
+                name: name.to_string(),
+            })?;
+        let manifest = self.manifest(name, &shown).await?;
+        let granted = match t.grant_id {
+            Some(id) => self.store.grant(id).await?.map(|g| g.grant),
+            None => None,
+        };
+        let pending_widenings = match (&t.pending_version, &granted) {
+            (Some(_), Some(g)) => manifest.permissions.widenings_over(g),
+            _ => vec![],
+        };
+        let versions = self
+            .store
+            .versions(name)
+            .await?
+            .into_iter()
+            .map(|v| VersionView {
+                state: if Some(&v.version) == t.active_version.as_ref()
+                    && t.status != ToolStatus::PendingApproval
+                {
+                    "active"
+                } else if Some(&v.version) == t.pending_version.as_ref() {
+                    "pending_approval"
+                } else {
+                    "superseded"
+                },
+                imported_at: slovo_core::time::to_rfc3339(v.imported_at),
+                digest: v.digest,
+                source: v.source_name,
+                version: v.version,
+            })
+            .collect();
+        Ok(ToolView {
+            name: t.name.clone(),
+            status: t.status,
+            active_version: t.active_version.clone(),
+            pending_version: t.pending_version.clone(),
+            manifest: manifest.to_canonical(),
+            requested: manifest.permissions.clone(),
+            granted,
+            pending_widenings,
+            volume: self.store.volume(name).await?,
+            versions,
+        })
+    }
+
+    /// Executions, newest first.
+    pub async fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionRow>> {
+        Ok(self.store.executions(filter).await?)
+    }
+
+    /// One execution.
+    pub async fn execution(&self, id: &str) -> Result<ExecutionRow> {
+        self.store
+            .execution(id)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: "execution",
+                name: id.to_string(),
+            })
+    }
+
+    /// Walks the whole audit chain, page by page; fails naming the first event that does not
+    /// fit (edited, deleted, inserted or reordered).
+    pub async fn verify_audit(&self) -> Result<AuditReport> {
+        const PAGE: i64 = 1000;
+        // Read the head first: events appended while we walk are beyond it and not checked.
+        let (head_seq, head_hash) = self.store.audit_head().await?;
+        let mut verifier = ChainVerifier::default();
+        let mut after = 0;
+        loop {
+            let page = self.store.audit_page(after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in &page {
+                if e.seq > head_seq {
+                    break;
+                }
+                verifier.push(e)?;
+            }
+            if after >= head_seq || (page.len() as i64) < PAGE {
+                break;
+            }
+        }
+        let events = verifier.finish(head_seq, &head_hash)?;
+        Ok(AuditReport { events, head_hash })
+    }
+}

@@ -1,0 +1,2 @@
+//! Placeholder until the process-call benchmark lands.
+fn main() {}

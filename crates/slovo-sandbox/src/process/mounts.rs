@@ -1,0 +1,453 @@
+//! The tool's root file system, built fresh for every call in its own mount namespace.
+//!
+//! # Layout
+//! | path | what | mode |
+//! |------|------|------|
+//! | `/` | a tiny tmpfs | read-only after setup |
+//! | `/tool` | the bundle | read-only, nosuid, nodev |
+//! | `/usr`, `/bin`, `/lib`, … | host system directories (only with `system_paths`) | read-only, nosuid, nodev |
+//! | `/etc/ld.so.cache`, `/etc/alternatives` | what the dynamic loader and Debian's alternatives need | read-only |
+//! | `/data` | the tool's state volume | read-write, nosuid, nodev (read-only and empty without a quota) |
+//! | `/tmp` | a small tmpfs | read-write, nosuid, nodev |
+//! | `/dev` | `null`, `zero`, `full`, `random`, `urandom` bound from the host, `fd`/`std*` links | read-only tmpfs |
+//! | `/proc` | a fresh procfs of the tool's PID namespace | nosuid, nodev, noexec |
+//!
+//! Nothing else of the host exists: no `/etc/shadow`, no `/home`, no `/sys`, no data directory.
+//!
+//! # Order ([`plan`])
+//! 1. Make every inherited mount private, so nothing propagates to or from the host.
+//! 2. Mount a tmpfs on the staging directory (the future root) and create the mount points.
+//! 3. Bind the bundle, the system directories and the state volume; remount the read-only ones
+//!    (keeping the flags the kernel locks in a user namespace).
+//! 4. Mount `/tmp`, build `/dev`, mount `/proc`.
+//! 5. `pivot_root` into the staging directory and detach the old root.
+//! 6. Remount `/` read-only.
+//!
+//! [`plan`] is pure (tested on its whole output); [`Prepared`] turns it into C strings
+//! before `clone`, and the child runs it with raw system calls only.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// A host system entry visible in the sandbox with `system_paths`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemEntry {
+    /// A directory bound read-only at the same path.
+    Dir(PathBuf),
+    /// A file bound read-only at the same path.
+    File(PathBuf),
+    /// A symbolic link recreated at the same path (`/bin -> usr/bin` on merged-/usr systems).
+    Symlink {
+        /// The link's path.
+        path: PathBuf,
+        /// Its target.
+        target: PathBuf,
+    },
+}
+
+/// The host paths visible with `system_paths`, as they exist on this host.
+pub fn system_entries() -> Vec<SystemEntry> {
+    let mut out = Vec::new();
+    for p in ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/alternatives", "/etc/ld.so.cache"]
+    {
+        let path = PathBuf::from(p);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if meta.file_type().is_symlink() {
+            if let Ok(target) = std::fs::read_link(&path) {
+                out.push(SystemEntry::Symlink { path, target });
+            }
+        } else if meta.is_dir() {
+            out.push(SystemEntry::Dir(path));
+        } else if meta.is_file() {
+            out.push(SystemEntry::File(path));
+        }
+    }
+    out
+}
+
+/// The inputs of [`plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The staging directory on the host (any empty directory; a tmpfs is mounted over it).
+    pub staging: PathBuf,
+    /// The bundle (host path).
+    pub bundle: PathBuf,
+    /// The state volume (host path), or `None` for a read-only empty `/data`.
+    pub data: Option<PathBuf>,
+    /// System entries to expose (empty without `system_paths`).
+    pub system: Vec<SystemEntry>,
+    /// Size of `/tmp` (MiB).
+    pub tmp_mb: u64,
+}
+
+/// Flags of a read-only bind.
+const RO: u64 = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+/// Flags of a writable bind.
+const RW: u64 = libc::MS_NOSUID | libc::MS_NODEV;
+
+/// One setup operation. Paths are host paths before [`Op::PivotRoot`], sandbox paths after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `mount(NULL, "/", NULL, MS_REC|MS_PRIVATE)`.
+    MakePrivate,
+    /// `mount("tmpfs", target, "tmpfs", flags, options)`.
+    Tmpfs {
+        /// Where.
+        target: PathBuf,
+        /// `MS_*` flags.
+        flags: u64,
+        /// `size=…,mode=…`.
+        options: String,
+    },
+    /// `mkdir(path, mode)`.
+    Mkdir {
+        /// Path.
+        path: PathBuf,
+        /// Mode.
+        mode: u32,
+    },
+    /// An empty file to bind a file onto.
+    Touch {
+        /// Path.
+        path: PathBuf,
+    },
+    /// `symlink(target, path)`.
+    Symlink {
+        /// Link.
+        path: PathBuf,
+        /// Target.
+        target: PathBuf,
+    },
+    /// A non-recursive bind, then a remount with `flags` (`MS_RDONLY`, `MS_NOSUID`, …) plus the
+    /// flags the source has that a user namespace locks.
+    Bind {
+        /// Host path.
+        source: PathBuf,
+        /// Target.
+        target: PathBuf,
+        /// `MS_*` flags of the remount.
+        flags: u64,
+    },
+    /// `mount("proc", target, "proc", nosuid|nodev|noexec)`.
+    Proc {
+        /// Where.
+        target: PathBuf,
+    },
+    /// Remount a mount point read-only (`/dev` once populated).
+    RemountReadOnly {
+        /// The mount point.
+        target: PathBuf,
+    },
+    /// `pivot_root` into `new_root`, detach the old root, `chdir("/")`.
+    PivotRoot {
+        /// The new root.
+        new_root: PathBuf,
+    },
+}
+
+/// Device nodes bound from the host.
+pub const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
+
+/// The operations that build the root of [`Layout`], in order (see the module documentation).
+pub fn plan(layout: &Layout) -> Vec<Op> {
+    let root = &layout.staging;
+    let at = |p: &str| root.join(p.trim_start_matches('/'));
+    let mut ops = vec![
+        Op::MakePrivate,
+        Op::Tmpfs {
+            target: root.clone(),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            options: "size=1m,nr_inodes=256,mode=0755".to_string(),
+        },
+    ];
+    for d in ["tool", "data", "tmp", "dev", "proc"] {
+        ops.push(Op::Mkdir { path: at(d), mode: 0o755 });
+    }
+    ops.push(Op::Bind { source: layout.bundle.clone(), target: at("tool"), flags: RO });
+    let mut made_etc = false;
+    for entry in &layout.system {
+        let path = match entry {
+            SystemEntry::Dir(p) | SystemEntry::File(p) | SystemEntry::Symlink { path: p, .. } => p,
+        };
+        let target = at(&path.to_string_lossy());
+        if path.starts_with("/etc") && !made_etc {
+            ops.push(Op::Mkdir { path: at("etc"), mode: 0o755 });
+            made_etc = true;
+        }
+        match entry {
+            SystemEntry::Dir(p) => {
+                ops.push(Op::Mkdir { path: target.clone(), mode: 0o755 });
+                ops.push(Op::Bind { source: p.clone(), target, flags: RO });
+            }
+            SystemEntry::File(p) => {
+                ops.push(Op::Touch { path: target.clone() });
+                ops.push(Op::Bind { source: p.clone(), target, flags: RO });
+            }
+            SystemEntry::Symlink { target: t, .. } => {
+                ops.push(Op::Symlink { path: target, target: t.clone() });
+            }
+        }
+    }
+    if let Some(data) = &layout.data {
+        ops.push(Op::Bind { source: data.clone(), target: at("data"), flags: RW });
+    }
+    ops.push(Op::Tmpfs {
+        target: at("tmp"),
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        options: format!("size={}m,mode=1777", layout.tmp_mb.max(1)),
+    });
+    ops.push(Op::Tmpfs {
+        target: at("dev"),
+        flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+        options: "size=64k,nr_inodes=64,mode=0755".to_string(),
+    });
+    for d in DEVICES {
+        let target = at(&format!("dev/{d}"));
+        ops.push(Op::Touch { path: target.clone() });
+        ops.push(Op::Bind { source: PathBuf::from(format!("/dev/{d}")), target, flags: libc::MS_NOSUID | libc::MS_NOEXEC });
+    }
+    for (link, target) in [
+        ("dev/fd", "/proc/self/fd"),
+        ("dev/stdin", "/proc/self/fd/0"),
+        ("dev/stdout", "/proc/self/fd/1"),
+        ("dev/stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(Op::Symlink { path: at(link), target: PathBuf::from(target) });
+    }
+    ops.push(Op::RemountReadOnly { target: at("dev") });
+    ops.push(Op::Proc { target: at("proc") });
+    ops.push(Op::PivotRoot { new_root: root.clone() });
+    ops.push(Op::RemountReadOnly { target: PathBuf::from("/") });
+    ops
+}
+
+/// An [`Op`] with C strings, ready for the child.
+pub(crate) enum RawOp {
+    MakePrivate,
+    Mount { source: CString, target: CString, fstype: CString, flags: u64, data: CString },
+    Mkdir { path: CString, mode: u32 },
+    Touch { path: CString },
+    Symlink { path: CString, target: CString },
+    Bind { source: CString, target: CString, flags: u64 },
+    RemountReadOnly { target: CString },
+    PivotRoot { new_root: CString },
+}
+
+/// The whole plan as [`RawOp`]s; `None` if a path holds a NUL byte.
+pub(crate) struct Prepared {
+    pub(crate) ops: Vec<(RawOp, &'static str)>,
+}
+
+fn c(p: &Path) -> Option<CString> {
+    CString::new(p.as_os_str().as_bytes()).ok()
+}
+
+fn cs(s: &str) -> Option<CString> {
+    CString::new(s).ok()
+}
+
+impl Prepared {
+    pub(crate) fn new(ops: &[Op]) -> Option<Prepared> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(match op {
+                Op::MakePrivate => (RawOp::MakePrivate, "make mounts private"),
+                Op::Tmpfs { target, flags, options } => (
+                    RawOp::Mount { source: cs("tmpfs")?, target: c(target)?, fstype: cs("tmpfs")?, flags: *flags, data: cs(options)? },
+                    "mount tmpfs",
+                ),
+                Op::Mkdir { path, mode } => (RawOp::Mkdir { path: c(path)?, mode: *mode }, "create mount point"),
+                Op::Touch { path } => (RawOp::Touch { path: c(path)? }, "create file mount point"),
+                Op::Symlink { path, target } => (RawOp::Symlink { path: c(path)?, target: c(target)? }, "create symlink"),
+                Op::Bind { source, target, flags } => {
+                    (RawOp::Bind { source: c(source)?, target: c(target)?, flags: *flags }, "bind mount")
+                }
+                Op::Proc { target } => (
+                    RawOp::Mount {
+                        source: cs("proc")?,
+                        target: c(target)?,
+                        fstype: cs("proc")?,
+                        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                        data: cs("")?,
+                    },
+                    "mount /proc",
+                ),
+                Op::RemountReadOnly { target } => (RawOp::RemountReadOnly { target: c(target)? }, "remount read-only"),
+                Op::PivotRoot { new_root } => (RawOp::PivotRoot { new_root: c(new_root)? }, "pivot_root"),
+            });
+        }
+        Some(Prepared { ops: out })
+    }
+
+    /// Runs the operations. Raw system calls only (called after `clone`). On failure returns
+    /// the step's name and errno.
+    pub(crate) fn apply(&self) -> Result<(), (&'static str, i32)> {
+        for (op, step) in &self.ops {
+            run(op).map_err(|e| (*step, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn check(r: libc::c_int) -> Result<(), i32> {
+    if r < 0 { Err(errno()) } else { Ok(()) }
+}
+
+/// The flags a user namespace locks on a mount and a remount must keep.
+fn locked_flags(target: &CString) -> Result<u64, i32> {
+    // The raw system call: the C library's statvfs may read /proc/mounts (and allocate).
+    // SAFETY: statfs is plain old data; the path is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::syscall(libc::SYS_statfs, target.as_ptr(), &mut st) } as libc::c_int)?;
+    let f_flag = st.f_flags as u64;
+    let mut flags = 0;
+    for (st_flag, ms_flag) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+    ] {
+        if f_flag & st_flag != 0 {
+            flags |= ms_flag;
+        }
+    }
+    Ok(flags)
+}
+
+pub(crate) fn run(op: &RawOp) -> Result<(), i32> {
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY (whole function): every pointer is a valid C string owned by `op` or null where
+    // the system call accepts null.
+    unsafe {
+        match op {
+            RawOp::MakePrivate => {
+                check(libc::mount(null, c"/".as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))
+            }
+            RawOp::Mount { source, target, fstype, flags, data } => check(libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                *flags,
+                data.as_ptr().cast(),
+            )),
+            RawOp::Mkdir { path, mode } => check(libc::mkdir(path.as_ptr(), *mode)),
+            RawOp::Touch { path } => {
+                let fd = libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                check(fd)?;
+                libc::close(fd);
+                Ok(())
+            }
+            RawOp::Symlink { path, target } => check(libc::symlink(target.as_ptr(), path.as_ptr())),
+            RawOp::Bind { source, target, flags } => {
+                check(libc::mount(source.as_ptr(), target.as_ptr(), null, libc::MS_BIND, std::ptr::null()))?;
+                let keep = locked_flags(target)?;
+                check(libc::mount(
+                    null,
+                    target.as_ptr(),
+                    null,
+                    libc::MS_REMOUNT | libc::MS_BIND | flags | keep,
+                    std::ptr::null(),
+                ))
+            }
+            RawOp::RemountReadOnly { target } => {
+                let keep = locked_flags(target)?;
+                check(libc::mount(
+                    null,
+                    target.as_ptr(),
+                    null,
+                    libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep,
+                    std::ptr::null(),
+                ))
+            }
+            RawOp::PivotRoot { new_root } => {
+                check(libc::chdir(new_root.as_ptr()))?;
+                let dot = c".".as_ptr();
+                check(libc::syscall(libc::SYS_pivot_root, dot, dot) as libc::c_int)?;
+                check(libc::umount2(dot, libc::MNT_DETACH))?;
+                check(libc::chdir(c"/".as_ptr()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn plan_with_system_paths_and_a_state_volume() {
+        let layout = Layout {
+            staging: "/w/root".into(),
+            bundle: "/b".into(),
+            data: Some("/s".into()),
+            system: vec![
+                SystemEntry::Dir("/usr".into()),
+                SystemEntry::Symlink { path: "/bin".into(), target: "usr/bin".into() },
+                SystemEntry::File("/etc/ld.so.cache".into()),
+            ],
+            tmp_mb: 8,
+        };
+        let p = PathBuf::from;
+        let mut expected = vec![
+            Op::MakePrivate,
+            Op::Tmpfs { target: p("/w/root"), flags: RW, options: "size=1m,nr_inodes=256,mode=0755".into() },
+            Op::Mkdir { path: p("/w/root/tool"), mode: 0o755 },
+            Op::Mkdir { path: p("/w/root/data"), mode: 0o755 },
+            Op::Mkdir { path: p("/w/root/tmp"), mode: 0o755 },
+            Op::Mkdir { path: p("/w/root/dev"), mode: 0o755 },
+            Op::Mkdir { path: p("/w/root/proc"), mode: 0o755 },
+            Op::Bind { source: p("/b"), target: p("/w/root/tool"), flags: RO },
+            Op::Mkdir { path: p("/w/root/usr"), mode: 0o755 },
+            Op::Bind { source: p("/usr"), target: p("/w/root/usr"), flags: RO },
+            Op::Symlink { path: p("/w/root/bin"), target: p("usr/bin") },
+            Op::Mkdir { path: p("/w/root/etc"), mode: 0o755 },
+            Op::Touch { path: p("/w/root/etc/ld.so.cache") },
+            Op::Bind { source: p("/etc/ld.so.cache"), target: p("/w/root/etc/ld.so.cache"), flags: RO },
+            Op::Bind { source: p("/s"), target: p("/w/root/data"), flags: RW },
+            Op::Tmpfs { target: p("/w/root/tmp"), flags: RW, options: "size=8m,mode=1777".into() },
+            Op::Tmpfs {
+                target: p("/w/root/dev"),
+                flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+                options: "size=64k,nr_inodes=64,mode=0755".into(),
+            },
+        ];
+        for d in DEVICES {
+            expected.push(Op::Touch { path: p(&format!("/w/root/dev/{d}")) });
+            expected.push(Op::Bind {
+                source: p(&format!("/dev/{d}")),
+                target: p(&format!("/w/root/dev/{d}")),
+                flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+            });
+        }
+        expected.extend([
+            Op::Symlink { path: p("/w/root/dev/fd"), target: p("/proc/self/fd") },
+            Op::Symlink { path: p("/w/root/dev/stdin"), target: p("/proc/self/fd/0") },
+            Op::Symlink { path: p("/w/root/dev/stdout"), target: p("/proc/self/fd/1") },
+            Op::Symlink { path: p("/w/root/dev/stderr"), target: p("/proc/self/fd/2") },
+            Op::RemountReadOnly { target: p("/w/root/dev") },
+            Op::Proc { target: p("/w/root/proc") },
+            Op::PivotRoot { new_root: p("/w/root") },
+            Op::RemountReadOnly { target: p("/") },
+        ]);
+        assert_eq!(plan(&layout), expected);
+    }
+
+    #[test]
+    fn without_system_paths_or_quota_only_the_minimal_root() {
+        let layout =
+            Layout { staging: "/r".into(), bundle: "/b".into(), data: None, system: vec![], tmp_mb: 4 };
+        let ops = plan(&layout);
+        assert!(!ops.iter().any(|o| matches!(o, Op::Bind { target, .. } if target == Path::new("/r/data"))));
+        assert!(!ops.iter().any(|o| matches!(o, Op::Bind { source, .. } if source.starts_with("/usr"))));
+        assert!(Prepared::new(&ops).is_some());
+    }
+}

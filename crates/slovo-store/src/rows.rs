@@ -1,0 +1,337 @@
+//! Plain row types and their decoding.
+
+use serde::Serialize;
+use serde_json::Value;
+use slovo_core::execution::ExecutionStatus;
+use slovo_core::lifecycle::ToolStatus;
+use slovo_core::permissions::Grant;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, StoreError};
+
+pub(crate) const TOOL_COLUMNS: &str =
+    "name, status, active_version, pending_version, grant_id, revision, created_at, updated_at";
+pub(crate) const VERSION_COLUMNS: &str =
+    "tool, version, manifest, digest, source_name, source_text, bundle_digest, install_info, imported_at";
+pub(crate) const GRANT_COLUMNS: &str = "id, tool, version, grant_json, granted_by, granted_at";
+pub(crate) const VOLUME_COLUMNS: &str = "tool, path, quota_mb, created_at, purged_at";
+pub(crate) const EXECUTION_COLUMNS: &str = "id, tool, version, capability, arguments, status, output, stderr, \
+     error, exit_code, duration_ms, cpu_ms, peak_memory_bytes, sandbox_id, conversation_id, turn_id, actor, \
+     started_at, finished_at";
+
+fn json_column(row: &AnyRow, column: &str) -> Result<Value> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn opt_json_column(row: &AnyRow, column: &str) -> Result<Option<Value>> {
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{column}: {e}"))))
+        .transpose()
+}
+
+/// A tool's lifecycle row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolRow {
+    /// The tool's name.
+    pub name: String,
+    /// Its lifecycle status.
+    pub status: ToolStatus,
+    /// The version that serves calls (set at approval).
+    pub active_version: Option<String>,
+    /// A newer version waiting for approval.
+    pub pending_version: Option<String>,
+    /// The grant in force.
+    pub grant_id: Option<i64>,
+    /// Bumped on every change (optimistic concurrency).
+    pub revision: i64,
+    /// First import.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+impl ToolRow {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+        let status: String = row.try_get("status")?;
+        Ok(ToolRow {
+            name: row.try_get("name")?,
+            status: status
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("tools.status: {e}")))?,
+            active_version: row.try_get("active_version")?,
+            pending_version: row.try_get("pending_version")?,
+            grant_id: row.try_get("grant_id")?,
+            revision: row.try_get("revision")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+/// One imported version of a manifest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionRow {
+    /// The tool.
+    pub tool: String,
+    /// Its version.
+    pub version: String,
+    /// The canonical manifest.
+    pub manifest: Value,
+    /// SHA-256 of the canonical manifest (and bundle digest), hex.
+    pub digest: String,
+    /// Where it was imported from.
+    pub source_name: String,
+    /// The manifest as written.
+    pub source_text: String,
+    /// Content hash of the installed bundle, if the tool ships files.
+    pub bundle_digest: Option<String>,
+    /// What the backend's install step reported.
+    pub install_info: Option<Value>,
+    /// When it was imported.
+    pub imported_at: i64,
+}
+
+impl VersionRow {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+        Ok(VersionRow {
+            tool: row.try_get("tool")?,
+            version: row.try_get("version")?,
+            manifest: json_column(row, "manifest")?,
+            digest: row.try_get("digest")?,
+            source_name: row.try_get("source_name")?,
+            source_text: row.try_get("source_text")?,
+            bundle_digest: row.try_get("bundle_digest")?,
+            install_info: opt_json_column(row, "install_info")?,
+            imported_at: row.try_get("imported_at")?,
+        })
+    }
+}
+
+/// A grant to store.
+#[derive(Debug, Clone)]
+pub struct NewGrant {
+    /// The tool.
+    pub tool: String,
+    /// The version approved.
+    pub version: String,
+    /// What was granted.
+    pub grant: Grant,
+    /// Who approved.
+    pub granted_by: String,
+    /// When.
+    pub granted_at: i64,
+}
+
+/// A stored grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrantRow {
+    /// Its id.
+    pub id: i64,
+    /// The tool.
+    pub tool: String,
+    /// The version approved.
+    pub version: String,
+    /// What was granted.
+    pub grant: Grant,
+    /// Who approved.
+    pub granted_by: String,
+    /// When.
+    pub granted_at: i64,
+}
+
+impl GrantRow {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+        let grant_json: String = row.try_get("grant_json")?;
+        Ok(GrantRow {
+            id: row.try_get("id")?,
+            tool: row.try_get("tool")?,
+            version: row.try_get("version")?,
+            grant: serde_json::from_str(&grant_json)
+                .map_err(|e| StoreError::Corrupt(format!("grants.grant_json: {e}")))?,
+            granted_by: row.try_get("granted_by")?,
+            granted_at: row.try_get("granted_at")?,
+        })
+    }
+}
+
+/// A tool's persistent state volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeRow {
+    /// The tool.
+    pub tool: String,
+    /// Where it lives on the host.
+    pub path: String,
+    /// Its quota (MB).
+    pub quota_mb: i64,
+    /// When it was created.
+    pub created_at: i64,
+    /// When its contents were destroyed, if they were.
+    pub purged_at: Option<i64>,
+}
+
+impl VolumeRow {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+        Ok(VolumeRow {
+            tool: row.try_get("tool")?,
+            path: row.try_get("path")?,
+            quota_mb: row.try_get("quota_mb")?,
+            created_at: row.try_get("created_at")?,
+            purged_at: row.try_get("purged_at")?,
+        })
+    }
+}
+
+/// A call about to start.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    /// Execution id (UUID v7).
+    pub id: String,
+    /// The tool.
+    pub tool: String,
+    /// The serving version.
+    pub version: String,
+    /// The capability.
+    pub capability: String,
+    /// The validated arguments (already redacted of secrets).
+    pub arguments: Value,
+    /// The assistant's conversation.
+    pub conversation_id: Option<String>,
+    /// The turn within it.
+    pub turn_id: Option<String>,
+    /// Who called.
+    pub actor: String,
+    /// When.
+    pub started_at: i64,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone)]
+pub struct ExecutionResult {
+    /// Final status.
+    pub status: ExecutionStatus,
+    /// The result.
+    pub output: Option<Value>,
+    /// Captured stderr.
+    pub stderr: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Wall-clock duration (ms).
+    pub duration_ms: i64,
+    /// CPU time (ms).
+    pub cpu_ms: Option<i64>,
+    /// Peak memory (bytes).
+    pub peak_memory_bytes: Option<i64>,
+    /// Sandbox identity.
+    pub sandbox_id: Option<String>,
+    /// When it ended.
+    pub finished_at: i64,
+}
+
+/// A stored execution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExecutionRow {
+    /// Execution id.
+    pub id: String,
+    /// The tool.
+    pub tool: String,
+    /// The version that served it.
+    pub version: String,
+    /// The capability.
+    pub capability: String,
+    /// The arguments.
+    pub arguments: Value,
+    /// Status.
+    pub status: ExecutionStatus,
+    /// The result.
+    pub output: Option<Value>,
+    /// Captured stderr.
+    pub stderr: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Exit code.
+    pub exit_code: Option<i64>,
+    /// Duration (ms).
+    pub duration_ms: Option<i64>,
+    /// CPU time (ms).
+    pub cpu_ms: Option<i64>,
+    /// Peak memory (bytes).
+    pub peak_memory_bytes: Option<i64>,
+    /// Sandbox identity.
+    pub sandbox_id: Option<String>,
+    /// Conversation id.
+    pub conversation_id: Option<String>,
+    /// Turn id.
+    pub turn_id: Option<String>,
+    /// Who called.
+    pub actor: String,
+    /// Start (Unix ms).
+    pub started_at: i64,
+    /// End (Unix ms).
+    pub finished_at: Option<i64>,
+}
+
+impl ExecutionRow {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+        let status: String = row.try_get("status")?;
+        Ok(ExecutionRow {
+            id: row.try_get("id")?,
+            tool: row.try_get("tool")?,
+            version: row.try_get("version")?,
+            capability: row.try_get("capability")?,
+            arguments: json_column(row, "arguments")?,
+            status: status
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("executions.status: {e}")))?,
+            output: opt_json_column(row, "output")?,
+            stderr: row.try_get("stderr")?,
+            error: row.try_get("error")?,
+            exit_code: row.try_get("exit_code")?,
+            duration_ms: row.try_get("duration_ms")?,
+            cpu_ms: row.try_get("cpu_ms")?,
+            peak_memory_bytes: row.try_get("peak_memory_bytes")?,
+            sandbox_id: row.try_get("sandbox_id")?,
+            conversation_id: row.try_get("conversation_id")?,
+            turn_id: row.try_get("turn_id")?,
+            actor: row.try_get("actor")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+        })
+    }
+}
+
+/// Where a page of executions ends: the next page starts strictly after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionCursor {
+    /// `started_at` of the last row seen.
+    pub started_at: i64,
+    /// `id` of the last row seen.
+    pub id: String,
+}
+
+/// Which executions to list.
+#[derive(Debug, Clone)]
+pub struct ExecutionFilter {
+    /// Only this tool.
+    pub tool: Option<String>,
+    /// Only this status.
+    pub status: Option<ExecutionStatus>,
+    /// Only rows older than this cursor.
+    pub before: Option<ExecutionCursor>,
+    /// At most this many rows.
+    pub limit: i64,
+}
+
+impl Default for ExecutionFilter {
+    fn default() -> Self {
+        ExecutionFilter {
+            tool: None,
+            status: None,
+            before: None,
+            limit: 50,
+        }
+    }
+}
