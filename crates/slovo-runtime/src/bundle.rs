@@ -308,7 +308,9 @@ mod tests {
         let a = install(src.path(), data.path()).unwrap();
         let b = install(src.path(), data.path()).unwrap();
         assert_eq!(a, b);
-        let mode = fs::metadata(data.path().join(&a).join("bin/tool")).unwrap().mode();
+        let mode = fs::metadata(data.path().join(&a).join("bin/tool"))
+            .unwrap()
+            .mode();
         assert_eq!(mode & 0o777, 0o555);
         fs::write(src.path().join("bin/tool"), b"#!/bin/sh\necho changed\n").unwrap();
         let c = install(src.path(), data.path()).unwrap();

@@ -97,7 +97,44 @@ impl Runtime {
         let mut tx = self.store.begin().await?;
         let now = now_ms();
         let existing = tx.tool(&name).await?;
-        if let Some(v) = tx.version(&name, &version).await? {
+        let known = tx.version(&name, &version).await?;
+        let revoked = existing.as_ref().is_some_and(|t| t.status == ToolStatus::Revoked);
+        if let Some(v) = &known
+            && revoked
+            && v.digest == prepared.digest
+        {
+            // The same version of a revoked tool, imported again: it waits for approval anew.
+            let t = existing.as_ref().map(|t| t.revision).unwrap_or_default();
+            let row = ToolRow {
+                status: ToolStatus::PendingApproval,
+                active_version: None,
+                pending_version: Some(version.clone()),
+                grant_id: None,
+                revision: t + 1,
+                updated_at: now,
+                ..existing
+                    .clone()
+                    .ok_or_else(|| RuntimeError::tool_not_found(&name))?
+            };
+            tx.save_tool(&row, Some(t)).await?;
+            tx.append_audit(
+                "tool.imported",
+                Some(&name),
+                &actor.0,
+                &json!({"version": version, "outcome": ImportOutcome::Reimported, "digest": prepared.digest,
+                        "source": prepared.source_name, "requested": m.permissions, "widenings": []}),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(ImportReport {
+                tool: name,
+                version,
+                outcome: ImportOutcome::Reimported,
+                status: ToolStatus::PendingApproval,
+                widenings: vec![],
+            });
+        }
+        if let Some(v) = known {
             tx.rollback().await?;
             if v.digest == prepared.digest {
                 let status = existing.map(|t| t.status).unwrap_or(ToolStatus::PendingApproval);

@@ -11,6 +11,10 @@
 //! with less isolation than its type promises.
 #![deny(missing_docs)]
 
+pub mod doctor;
+#[cfg(target_os = "linux")]
+pub mod process;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;

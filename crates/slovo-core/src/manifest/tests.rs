@@ -78,7 +78,16 @@ fn execution_dialect_becomes_one_run_capability() {
 
 #[test]
 fn canonical_form_round_trips() {
-    for (name, text) in [("c.yaml", CONVERTER)] {
+    let with_process = format!("{CONVERTER}execution:\n  type: process\n  command: [bin/c]\n");
+    let dictionary = r#"{"name": "d", "version": "2.0.0", "description": "x", "capabilities": ["t"],
+        "execution": {"type": "docker", "image": "i:1"},
+        "permissions": {"network": {"outbound": true}, "storage": {"persistent": false}},
+        "inputs": {"word": {"type": "string", "required": true}}}"#;
+    for (name, text) in [
+        ("c.yaml", CONVERTER),
+        ("p.yaml", with_process.as_str()),
+        ("d.json", dictionary),
+    ] {
         let m = parse(name, text).unwrap();
         let canonical = m.to_canonical().to_string();
         let again = parse("canonical.json", &canonical).unwrap();

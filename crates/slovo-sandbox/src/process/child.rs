@@ -108,6 +108,8 @@ pub(crate) struct ChildPlan {
     pub(crate) program: CString,
     pub(crate) argv: Vec<CString>,
     pub(crate) envp: Vec<CString>,
+    /// Drop supplementary groups (root only; an unprivileged parent denied `setgroups`).
+    pub(crate) set_groups: bool,
 }
 
 /// The parent's ends of a started child.
@@ -234,7 +236,8 @@ fn child_main(plan: &ChildPlan, fds: &ChildFds, argv: &[*const libc::c_char], en
         }
         libc::close(fds.sync);
 
-        if let Err(x) = sys(libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()))
+        let groups = if plan.set_groups { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) } else { 0 };
+        if let Err(x) = sys(groups)
             .and_then(|_| sys(libc::syscall(libc::SYS_setresgid, id, id, id)))
             .and_then(|_| sys(libc::syscall(libc::SYS_setresuid, id, id, id)))
         {

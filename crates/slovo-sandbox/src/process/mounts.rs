@@ -279,15 +279,6 @@ impl Prepared {
         }
         Some(Prepared { ops: out })
     }
-
-    /// Runs the operations. Raw system calls only (called after `clone`). On failure returns
-    /// the step's name and errno.
-    pub(crate) fn apply(&self) -> Result<(), (&'static str, i32)> {
-        for (op, step) in &self.ops {
-            run(op).map_err(|e| (*step, e))?;
-        }
-        Ok(())
-    }
 }
 
 fn errno() -> i32 {

@@ -1,0 +1,737 @@
+//! The process backend: each call runs a native program from the tool's bundle in a fresh
+//! sandbox built directly from Linux primitives, with no daemon and no helper binary.
+//!
+//! # Brief overview
+//! [`ProcessBackend`] implements [`Backend`] for `execution.type: process`. One call:
+//! 1. refuse what cannot be enforced (a network grant, a missing host feature);
+//! 2. mount the tool's state volume if needed ([`volume`]);
+//! 3. create the call's cgroup with its limits ([`cgroups`]);
+//! 4. prepare the child's whole plan: mounts ([`mounts`]), rlimits ([`rlimits`]), the Landlock
+//!    rules ([`landlock`]) and the seccomp program ([`seccomp`]);
+//! 5. `clone` into new namespaces ([`namespaces`]), write the id maps, join the cgroup, let the
+//!    child build the sandbox, drop its capabilities ([`caps`]) and `execve` the tool;
+//! 6. feed stdin, capture capped stdout/stderr, enforce the wall-clock timeout, and turn the
+//!    exit status and the cgroup's accounting into an [`Outcome`].
+//!
+//! The policy — what each mechanism enforces and why — is in `docs/sandbox.md`.
+//!
+//! # Example
+//! ```no_run
+//! use slovo_sandbox::process::{ProcessBackend, ProcessConfig};
+//! let backend = ProcessBackend::new(ProcessConfig::new("/var/lib/slovo/sandbox")).unwrap();
+//! println!("{}", backend.support().render());
+//! ```
+
+pub mod caps;
+pub mod cgroups;
+mod child;
+pub mod error;
+pub mod landlock;
+pub mod mounts;
+pub mod namespaces;
+pub mod rlimits;
+pub mod seccomp;
+pub mod volume;
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::{Value, json};
+use slovo_core::execution::ExecutionStatus;
+use slovo_core::manifest::Execution;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::unix::pipe;
+use tokio::time::Instant;
+
+use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
+pub use error::ProcessError;
+use error::Result;
+
+/// The default host uid and gid of sandboxed tools: unprivileged and owned by no account.
+pub const DEFAULT_HOST_ID: u32 = 1_900_000;
+
+/// How the process backend is set up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessConfig {
+    /// The backend's own directory (under the data directory): state volume images and the
+    /// staging directory of sandbox roots.
+    pub work_dir: PathBuf,
+    /// Run even where an isolation feature is missing (no Landlock, no cgroup controllers, no
+    /// storage quota), with exactly those features off. By default, `false`: such a host
+    /// refuses every call.
+    pub allow_weaker: bool,
+    /// The host uid tools run as (as root). By default, [`DEFAULT_HOST_ID`].
+    pub host_uid: u32,
+    /// The host gid tools run as (as root). By default, [`DEFAULT_HOST_ID`].
+    pub host_gid: u32,
+    /// Size of `/tmp` (MiB). By default, 16.
+    pub tmp_mb: u64,
+    /// Bytes of stdout kept; more kills the call. By default, 4 MiB.
+    pub stdout_limit: usize,
+    /// Bytes of stderr kept; more is discarded. By default, 256 KiB.
+    pub stderr_limit: usize,
+    /// Parent of per-call cgroups, relative to each hierarchy's root. By default, the cgroup
+    /// of the running process.
+    pub cgroup_parent: Option<PathBuf>,
+}
+
+impl ProcessConfig {
+    /// The defaults, with `work_dir`.
+    pub fn new(work_dir: impl Into<PathBuf>) -> ProcessConfig {
+        ProcessConfig {
+            work_dir: work_dir.into(),
+            allow_weaker: false,
+            host_uid: DEFAULT_HOST_ID,
+            host_gid: DEFAULT_HOST_ID,
+            tmp_mb: 16,
+            stdout_limit: 4 * 1024 * 1024,
+            stderr_limit: 256 * 1024,
+            cgroup_parent: None,
+        }
+    }
+}
+
+/// What this host offers the process backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Support {
+    /// Running as root (uid 0).
+    pub root: bool,
+    /// User namespaces can be created (`user.max_user_namespaces` > 0).
+    pub user_namespaces: bool,
+    /// seccomp filters are available.
+    pub seccomp: bool,
+    /// Landlock ABI (0 = none).
+    pub landlock_abi: u32,
+    /// Where per-call cgroups go, if memory, cpu and pids controllers are usable.
+    pub cgroups: Option<cgroups::Hierarchy>,
+    /// Loop devices and `mkfs.ext4` exist (and we are root): storage quotas are enforceable.
+    pub quota: bool,
+}
+
+impl Support {
+    /// Probes this host.
+    pub fn probe(cgroup_parent: Option<&Path>) -> Support {
+        // SAFETY: plain getters.
+        let root = unsafe { libc::geteuid() } == 0;
+        let user_namespaces = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+        // SAFETY: PR_GET_SECCOMP takes no pointer.
+        let seccomp = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } >= 0;
+        let cgroups = cgroups::detect(cgroup_parent).filter(|h| root || writable_cgroup(h));
+        let mkfs = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"].iter().any(|p| Path::new(p).exists());
+        let quota = root && mkfs && Path::new("/dev/loop-control").exists();
+        Support { root, user_namespaces, seccomp, landlock_abi: landlock::abi(), cgroups, quota }
+    }
+
+    /// Features whose absence refuses every call (no weaker tier exists without them).
+    pub fn essential_missing(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if !self.user_namespaces {
+            out.push("user namespaces (user.max_user_namespaces is 0)");
+        }
+        if !self.seccomp {
+            out.push("seccomp");
+        }
+        out
+    }
+
+    /// Features whose absence refuses calls unless a weaker tier is configured.
+    pub fn weaker_missing(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.landlock_abi == 0 {
+            out.push("landlock (no second file-system fence, no signal scoping)");
+        }
+        if self.cgroups.is_none() {
+            out.push("cgroup memory/cpu/pids controllers (no memory, CPU or process limits; no CPU or memory accounting)");
+        }
+        if !self.quota {
+            out.push("storage quota (needs root, loop devices and mkfs.ext4; /data would be an unbounded directory)");
+        }
+        out
+    }
+
+    /// Why calls are refused with `allow_weaker`, if they are.
+    pub fn refusal(&self, allow_weaker: bool) -> Option<String> {
+        let essential = self.essential_missing();
+        if !essential.is_empty() {
+            return Some(format!("this host lacks {}", essential.join(", ")));
+        }
+        let weaker = self.weaker_missing();
+        if !weaker.is_empty() && !allow_weaker {
+            return Some(format!(
+                "this host lacks {}; set allow_weaker in the process backend's configuration to run with \
+                 exactly these protections off",
+                weaker.join("; ")
+            ));
+        }
+        None
+    }
+
+    /// A human rendering.
+    pub fn render(&self) -> String {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        let mut s = String::new();
+        s.push_str(&format!("running as root: {}\n", yes(self.root)));
+        s.push_str(&format!("user namespaces: {}\n", yes(self.user_namespaces)));
+        s.push_str(&format!("seccomp: {}\n", yes(self.seccomp)));
+        s.push_str(&format!(
+            "landlock: {}\n",
+            if self.landlock_abi == 0 { "no".to_string() } else { format!("ABI {}", self.landlock_abi) }
+        ));
+        s.push_str(&format!(
+            "cgroups: {}\n",
+            match &self.cgroups {
+                Some(cgroups::Hierarchy::V1 { swap_accounting, .. }) =>
+                    format!("v1 (memory, cpu, cpuacct, pids; swap accounting: {})", yes(*swap_accounting)),
+                Some(cgroups::Hierarchy::V2 { parent }) => format!("v2 under {}", parent.display()),
+                None => "no usable memory/cpu/pids controllers".to_string(),
+            }
+        ));
+        s.push_str(&format!("storage quota (loop-mounted ext4): {}\n", yes(self.quota)));
+        s
+    }
+}
+
+fn writable_cgroup(h: &cgroups::Hierarchy) -> bool {
+    let dir = match h {
+        cgroups::Hierarchy::V1 { parents, .. } => parents.first().map(|(_, p)| p.clone()),
+        cgroups::Hierarchy::V2 { parent } => Some(parent.clone()),
+    };
+    dir.and_then(|d| CString::new(d.as_os_str().as_encoded_bytes()).ok())
+        // SAFETY: a valid C string.
+        .is_some_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+}
+
+/// The process backend. See the module documentation.
+#[derive(Debug)]
+pub struct ProcessBackend {
+    config: ProcessConfig,
+    support: Support,
+    refusal: Option<String>,
+    volumes: volume::Volumes,
+    system: Vec<mounts::SystemEntry>,
+    seccomp: Vec<libc::sock_filter>,
+    last_cap: u32,
+    host_uid: u32,
+    host_gid: u32,
+    staging: PathBuf,
+    counter: AtomicU64,
+}
+
+impl ProcessBackend {
+    /// A backend with `config`. Fails only if its work directory cannot be created; a host that
+    /// lacks an isolation feature gives a backend that refuses every call and says why
+    /// ([`ProcessBackend::refusal`]).
+    pub fn new(config: ProcessConfig) -> Result<ProcessBackend> {
+        let support = Support::probe(config.cgroup_parent.as_deref());
+        ProcessBackend::with_support(config, support)
+    }
+
+    /// A backend for a host described by `support` (tests use it to simulate weaker hosts).
+    pub fn with_support(config: ProcessConfig, mut support: Support) -> Result<ProcessBackend> {
+        let staging = config.work_dir.join("root");
+        std::fs::create_dir_all(&staging).map_err(|e| ProcessError::io("create", &staging, e))?;
+        let mut refusal = support.refusal(config.allow_weaker);
+        if let Some(h) = &support.cgroups
+            && let Err(e) = h.prepare()
+        {
+            if config.allow_weaker {
+                support.cgroups = None;
+            } else {
+                refusal.get_or_insert(e.to_string());
+            }
+        }
+        let (host_uid, host_gid) = if support.root {
+            (config.host_uid, config.host_gid)
+        } else {
+            // SAFETY: plain getters.
+            unsafe { (libc::geteuid(), libc::getegid()) }
+        };
+        if let Some(r) = &refusal {
+            tracing::warn!(reason = %r, "process backend refuses calls on this host");
+        } else if !support.weaker_missing().is_empty() {
+            tracing::warn!(missing = ?support.weaker_missing(), "process backend runs a weaker tier, as configured");
+        }
+        Ok(ProcessBackend {
+            volumes: volume::Volumes::new(config.work_dir.join("volumes"), host_uid, host_gid),
+            system: mounts::system_entries(),
+            seccomp: seccomp::compile(&seccomp::policy(), seccomp::AUDIT_ARCH),
+            last_cap: caps::last_cap(),
+            config,
+            support,
+            refusal,
+            host_uid,
+            host_gid,
+            staging,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    /// What the host offers.
+    pub fn support(&self) -> &Support {
+        &self.support
+    }
+
+    /// Why every call is refused, if it is.
+    pub fn refusal(&self) -> Option<&str> {
+        self.refusal.as_deref()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ProcessConfig {
+        &self.config
+    }
+
+    /// Unmounts the state volume of `state_dir` (before the runtime removes the directory);
+    /// with `purge`, deletes the state for good.
+    pub fn release_state(&self, state_dir: &Path, purge: bool) -> Result<()> {
+        self.volumes.release(state_dir, purge)
+    }
+
+    async fn prepare_data(&self, spec: &SandboxSpec) -> Result<Option<PathBuf>> {
+        if spec.limits.storage_mb == 0 {
+            return Ok(None);
+        }
+        if self.support.quota {
+            self.volumes.ensure(&spec.state_dir, spec.limits.storage_mb).await?;
+        } else {
+            // Weaker tier, as configured: a plain directory without a quota.
+            std::fs::create_dir_all(&spec.state_dir).map_err(|e| ProcessError::io("create", &spec.state_dir, e))?;
+        }
+        Ok(Some(spec.state_dir.clone()))
+    }
+
+    fn child_plan(&self, spec: &SandboxSpec, bundle: &Path, data: Option<PathBuf>, system: bool) -> Result<child::ChildPlan> {
+        let Execution::Process { command, .. } = &spec.execution else {
+            return Err(ProcessError::refused("not a process tool"));
+        };
+        let program = tool_program(command)?;
+        let layout = mounts::Layout {
+            staging: self.staging.clone(),
+            bundle: bundle.to_path_buf(),
+            data: data.clone(),
+            system: if system { self.system.clone() } else { Vec::new() },
+            tmp_mb: self.config.tmp_mb,
+        };
+        let nul = |what: &str| ProcessError::refused(format!("{what} holds a NUL byte"));
+        let mounts = mounts::Prepared::new(&mounts::plan(&layout)).ok_or_else(|| nul("a path"))?;
+        let landlock = match self.support.landlock_abi {
+            0 => None,
+            abi => Some(landlock::Prepared::new(&landlock::plan(abi, data.is_some())).ok_or_else(|| nul("a path"))?),
+        };
+        let mut argv = vec![CString::new(program.clone()).map_err(|_| nul("the command"))?];
+        for a in &command[1..] {
+            argv.push(CString::new(a.as_str()).map_err(|_| nul("an argument"))?);
+        }
+        let home = if data.is_some() { "/data" } else { "/tmp" };
+        let env = [
+            "PATH=/usr/local/bin:/usr/bin:/bin".to_string(),
+            format!("HOME={home}"),
+            "TMPDIR=/tmp".to_string(),
+            "LANG=C.UTF-8".to_string(),
+            format!("SLOVO_CAPABILITY={}", spec.capability.name),
+            format!("SLOVO_EXECUTION_ID={}", spec.execution_id),
+        ];
+        let envp = env.into_iter().map(CString::new).collect::<Result<Vec<_>, _>>().map_err(|_| nul("the environment"))?;
+        Ok(child::ChildPlan {
+            mounts,
+            hostname: c"slovo".to_owned(),
+            cwd: c"/tool".to_owned(),
+            rlimits: rlimits::plan(&spec.limits, self.config.tmp_mb),
+            last_cap: self.last_cap,
+            landlock,
+            seccomp: self.seccomp.clone(),
+            program: CString::new(program).map_err(|_| nul("the command"))?,
+            argv,
+            envp,
+            set_groups: self.support.root,
+        })
+    }
+
+    async fn run_call(&self, spec: &SandboxSpec) -> Result<Outcome> {
+        if let Some(r) = &self.refusal {
+            return Err(ProcessError::refused(r.clone()));
+        }
+        if spec.network.allows_network() {
+            return Err(ProcessError::refused(
+                "the grant allows network access, but the egress proxy that enforces it is not available yet; \
+                 the process sandbox never runs a tool with the host's network",
+            ));
+        }
+        let Execution::Process { system_paths, .. } = &spec.execution else {
+            return Err(ProcessError::refused(format!("a {} tool is not a process tool", spec.execution.kind())));
+        };
+        let Some(bundle) = &spec.bundle_dir else {
+            return Err(ProcessError::refused("a process tool needs its installed bundle"));
+        };
+        let data = self.prepare_data(spec).await?;
+        let started = Instant::now();
+        let deadline = started + spec.limits.timeout;
+        let name = format!(
+            "slovo-{}-{}",
+            sanitize(&spec.execution_id),
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        );
+        let cgroup = match &self.support.cgroups {
+            Some(h) => Some(h.create(&name, &spec.limits)?),
+            None => None,
+        };
+        let plan = self.child_plan(spec, bundle, data, *system_paths)?;
+        let spawned = child::spawn(&plan)?;
+        let mut running = Running { pid: spawned.pid, pidfd: Some(spawned.pidfd), reaped: false };
+        if !self.support.root {
+            let path = format!("/proc/{}/setgroups", spawned.pid);
+            std::fs::write(&path, "deny").map_err(|e| ProcessError::io("write", path, e))?;
+        }
+        namespaces::write_id_maps(spawned.pid, self.host_uid, self.host_gid)?;
+        if let Some(cg) = &cgroup {
+            cg.add(spawned.pid)?;
+        }
+        // SAFETY: writing one byte to our pipe.
+        if unsafe { libc::write(spawned.sync.as_raw_fd(), b"1".as_ptr().cast(), 1) } != 1 {
+            return Err(ProcessError::sys("start the sandbox"));
+        }
+        drop(spawned.sync);
+
+        let io_err = |e: std::io::Error| ProcessError::Sys { action: "watch the sandbox", source: e };
+        let mut errors = pipe::Receiver::from_owned_fd(spawned.errors).map_err(io_err)?;
+        let mut report = [0u8; 12];
+        let mut got = 0;
+        while got < report.len() {
+            match tokio::time::timeout_at(deadline, errors.read(&mut report[got..])).await {
+                Ok(Ok(0)) | Err(_) => break,
+                Ok(Ok(n)) => got += n,
+                Ok(Err(e)) => return Err(io_err(e)),
+            }
+        }
+        drop(errors);
+        if got == report.len() {
+            running.reap();
+            let err = child::decode_failure(&report, &plan.mounts);
+            return Ok(Outcome {
+                sandbox_id: Some(name),
+                ..Outcome::failed(explain_setup_failure(err, &plan.program, *system_paths))
+            });
+        }
+
+        let request = serde_json::to_vec(&spec.request).unwrap_or_default();
+        let mut stdin = pipe::Sender::from_owned_fd(spawned.stdin).map_err(io_err)?;
+        let writer = tokio::spawn(async move {
+            let _ = stdin.write_all(&request).await;
+        });
+        let stdout = pipe::Receiver::from_owned_fd(spawned.stdout).map_err(io_err)?;
+        let stderr = pipe::Receiver::from_owned_fd(spawned.stderr).map_err(io_err)?;
+        let Some(pidfd) = running.pidfd.take() else {
+            return Err(ProcessError::refused("lost the sandbox's pidfd"));
+        };
+        let exit = AsyncFd::with_interest(pidfd, Interest::READABLE).map_err(io_err)?;
+        let watched = watch(
+            &exit,
+            stdout,
+            stderr,
+            deadline,
+            self.config.stdout_limit,
+            self.config.stderr_limit,
+        )
+        .await;
+        running.pidfd = Some(exit.into_inner());
+        writer.abort();
+        let status = running.reap();
+        let stats = cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
+        if let Some(cg) = cgroup {
+            cg.remove()?;
+        }
+        Ok(outcome(status, watched, stats, spec, name))
+    }
+}
+
+/// The program path inside the sandbox: `command[0]` under `/tool`, which must stay inside.
+fn tool_program(command: &[String]) -> Result<String> {
+    let Some(first) = command.first() else {
+        return Err(ProcessError::refused("the manifest's command is empty"));
+    };
+    let rel = Path::new(first.trim_start_matches("./"));
+    if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(ProcessError::refused(format!(
+            "the command {first:?} must be a relative path inside the bundle"
+        )));
+    }
+    Ok(format!("/tool/{}", rel.display()))
+}
+
+fn sanitize(id: &str) -> String {
+    id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(40).collect()
+}
+
+fn explain_setup_failure(err: ProcessError, program: &CString, system_paths: bool) -> String {
+    match &err {
+        ProcessError::Setup { step, source } if *step == child::Step::Exec.name() => {
+            let hint = if source.raw_os_error() == Some(libc::ENOENT) && !system_paths {
+                " (a dynamically linked program or a script needs system_paths)"
+            } else {
+                ""
+            };
+            format!("failed to execute {}: {source}{hint}", program.to_string_lossy())
+        }
+        _ => err.to_string(),
+    }
+}
+
+/// A started child: killed and reaped on drop unless reaped already.
+struct Running {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    reaped: bool,
+}
+
+impl Running {
+    fn kill(&self) {
+        if let Some(fd) = &self.pidfd {
+            // SAFETY: pidfd_send_signal on our own pidfd.
+            unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32) };
+        }
+    }
+
+    /// Waits for the child (kills it first if needed) and returns its wait status.
+    fn reap(&mut self) -> i32 {
+        let mut status = 0;
+        if !self.reaped {
+            // SAFETY: waiting for our own child.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            if r == 0 {
+                self.kill();
+                // SAFETY: as above.
+                unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            }
+            self.reaped = true;
+        }
+        status
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill();
+            let pid = self.pid;
+            // The child dies at once; reap it off the async thread.
+            std::thread::spawn(move || {
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+            });
+        }
+    }
+}
+
+/// What was observed while the tool ran.
+#[derive(Debug, Default)]
+struct Watched {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    stderr_truncated: bool,
+    stdout_overflow: bool,
+    timed_out: bool,
+}
+
+async fn watch(
+    exit: &AsyncFd<OwnedFd>,
+    mut stdout: pipe::Receiver,
+    mut stderr: pipe::Receiver,
+    deadline: Instant,
+    stdout_limit: usize,
+    stderr_limit: usize,
+) -> Watched {
+    let mut w = Watched::default();
+    let (mut out_open, mut err_open, mut exited) = (true, true, false);
+    let mut out_buf = vec![0u8; 64 * 1024];
+    let mut err_buf = vec![0u8; 16 * 1024];
+    let timeout = tokio::time::sleep_until(deadline);
+    tokio::pin!(timeout);
+    // After the exit, descriptors still open elsewhere get a short grace to reach end-of-file.
+    let grace = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(grace);
+    let kill = |exit: &AsyncFd<OwnedFd>| {
+        // SAFETY: pidfd_send_signal on our own pidfd.
+        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, exit.get_ref().as_raw_fd(), libc::SIGKILL, 0usize, 0u32) };
+    };
+    while out_open || err_open || !exited {
+        tokio::select! {
+            r = stdout.read(&mut out_buf), if out_open => match r {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => {
+                    if w.stdout.len() + n > stdout_limit {
+                        w.stdout_overflow = true;
+                        out_open = false;
+                        kill(exit);
+                    } else {
+                        w.stdout.extend_from_slice(&out_buf[..n]);
+                    }
+                }
+            },
+            r = stderr.read(&mut err_buf), if err_open => match r {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => {
+                    let room = stderr_limit.saturating_sub(w.stderr.len());
+                    w.stderr.extend_from_slice(&err_buf[..n.min(room)]);
+                    w.stderr_truncated |= n > room;
+                }
+            },
+            r = exit.readable(), if !exited => {
+                if let Ok(mut guard) = r {
+                    guard.retain_ready();
+                }
+                exited = true;
+                grace.as_mut().reset(Instant::now() + Duration::from_millis(250));
+            },
+            _ = &mut timeout, if !exited && !w.timed_out => {
+                w.timed_out = true;
+                kill(exit);
+            },
+            _ = &mut grace, if exited => break,
+        }
+    }
+    w
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGSYS => "SIGSYS",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGPIPE => "SIGPIPE",
+        _ => "signal",
+    }
+}
+
+fn outcome(status: i32, w: Watched, stats: cgroups::Stats, spec: &SandboxSpec, name: String) -> Outcome {
+    let limits = &spec.limits;
+    let oom = || format!("killed: out of memory (limit {} MB)", limits.memory_mb);
+    let pids_note = if stats.pids_max_hits > 0 {
+        format!("; the process limit ({}) was reached {} times", limits.pids, stats.pids_max_hits)
+    } else {
+        String::new()
+    };
+    let exited = libc::WIFEXITED(status);
+    let code = exited.then(|| libc::WEXITSTATUS(status));
+    let (status, error) = if w.timed_out {
+        (
+            ExecutionStatus::Timeout,
+            Some(format!(
+                "timed out after {:?}; the sandbox and every process in it were killed{pids_note}",
+                limits.timeout
+            )),
+        )
+    } else if w.stdout_overflow {
+        (ExecutionStatus::Killed, Some("killed: stdout exceeded its limit".to_string()))
+    } else if code == Some(0) {
+        (ExecutionStatus::Success, None)
+    } else if stats.oom_kills > 0 {
+        (ExecutionStatus::Killed, Some(oom()))
+    } else if let Some(c) = code {
+        (ExecutionStatus::Failure, Some(format!("exited with code {c}{pids_note}")))
+    } else {
+        let sig = libc::WTERMSIG(status);
+        (ExecutionStatus::Killed, Some(format!("killed by signal {sig} ({}){pids_note}", signal_name(sig))))
+    };
+    let mut stderr = String::from_utf8_lossy(&w.stderr).into_owned();
+    if w.stderr_truncated {
+        stderr.push_str("\n[stderr truncated]");
+    }
+    Outcome {
+        status,
+        output: Outcome::output_from_stdout(&w.stdout),
+        stderr,
+        error,
+        exit_code: code,
+        cpu_ms: stats.cpu_ms,
+        peak_memory_bytes: stats.peak_memory_bytes,
+        sandbox_id: Some(name),
+    }
+}
+
+#[async_trait]
+impl Backend for ProcessBackend {
+    fn kind(&self) -> &'static str {
+        "process"
+    }
+
+    async fn install(&self, request: &InstallRequest) -> Result<Value, BackendError> {
+        let fail = |reason: String| BackendError::Install { tool: request.tool.clone(), reason };
+        let Execution::Process { command, system_paths } = &request.execution else {
+            return Err(fail("not a process tool".to_string()));
+        };
+        let bundle = request.bundle_dir.as_ref().ok_or_else(|| fail("a process tool needs a bundle".into()))?;
+        let program = tool_program(command).map_err(|e| fail(e.to_string()))?;
+        let host = bundle.join(program.trim_start_matches("/tool/"));
+        let meta = std::fs::metadata(&host).map_err(|e| fail(format!("failed to read {}: {e}", host.display())))?;
+        use std::os::unix::fs::PermissionsExt;
+        if !meta.is_file() || meta.permissions().mode() & 0o001 == 0 {
+            return Err(fail(format!(
+                "{} must be a file executable by others (the tool runs as an unprivileged uid)",
+                host.display()
+            )));
+        }
+        Ok(json!({
+            "program": program,
+            "system_paths": system_paths,
+            "refusal": self.refusal,
+        }))
+    }
+
+    async fn run(&self, spec: &SandboxSpec) -> Outcome {
+        match self.run_call(spec).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, tool = %spec.tool, execution = %spec.execution_id, "process call failed");
+                Outcome::failed(e.to_string())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_must_stay_inside_the_bundle() {
+        assert_eq!(tool_program(&["bin/t".into()]).unwrap(), "/tool/bin/t");
+        assert_eq!(tool_program(&["./t".into(), "x".into()]).unwrap(), "/tool/t");
+        for bad in ["/bin/sh", "../x", "a/../../x", ""] {
+            assert!(tool_program(&[bad.to_string()]).is_err(), "{bad}");
+        }
+        assert!(tool_program(&[]).is_err());
+    }
+
+    #[test]
+    fn support_refuses_unless_weaker_is_allowed() {
+        let s = Support {
+            root: true,
+            user_namespaces: true,
+            seccomp: true,
+            landlock_abi: 0,
+            cgroups: None,
+            quota: true,
+        };
+        assert!(s.refusal(false).unwrap().contains("landlock"));
+        assert_eq!(s.refusal(true), None);
+        let s = Support { seccomp: false, ..s };
+        assert!(s.refusal(true).unwrap().contains("seccomp"));
+    }
+}
