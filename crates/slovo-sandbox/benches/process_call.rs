@@ -1,2 +1,1 @@
-//! Placeholder until the process-call benchmark lands.
 fn main() {}

@@ -223,8 +223,10 @@ pub struct ProcessBackend {
     host_uid: u32,
     host_gid: u32,
     staging: PathBuf,
-    counter: AtomicU64,
 }
+
+/// Calls started by this process: makes cgroup names unique.
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 impl ProcessBackend {
     /// A backend with `config`. Fails only if its work directory cannot be created; a host that
@@ -271,7 +273,6 @@ impl ProcessBackend {
             host_uid,
             host_gid,
             staging,
-            counter: AtomicU64::new(0),
         })
     }
 
@@ -376,9 +377,10 @@ impl ProcessBackend {
         let started = Instant::now();
         let deadline = started + spec.limits.timeout;
         let name = format!(
-            "slovo-{}-{}",
-            sanitize(&spec.execution_id),
-            self.counter.fetch_add(1, Ordering::Relaxed)
+            "slovo-{}-{}-{}",
+            std::process::id(),
+            CALLS.fetch_add(1, Ordering::Relaxed),
+            sanitize(&spec.execution_id)
         );
         let cgroup = match &self.support.cgroups {
             Some(h) => Some(h.create(&name, &spec.limits)?),
@@ -432,7 +434,9 @@ impl ProcessBackend {
         let Some(pidfd) = running.pidfd.take() else {
             return Err(ProcessError::refused("lost the sandbox's pidfd"));
         };
-        let exit = AsyncFd::with_interest(pidfd, Interest::READABLE).map_err(io_err)?;
+        // SAFETY: the pidfd stays open and owned by the AsyncFd until `into_inner`.
+        let exit = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+            .map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
         let watched = watch(
             &exit,
             stdout,

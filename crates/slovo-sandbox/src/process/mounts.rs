@@ -289,11 +289,28 @@ fn check(r: libc::c_int) -> Result<(), i32> {
     if r < 0 { Err(errno()) } else { Ok(()) }
 }
 
+/// `struct statfs` of 64-bit kernels (the C library's lacks `f_flags` in the `libc` crate).
+#[repr(C)]
+struct KernelStatfs {
+    f_type: i64,
+    f_bsize: i64,
+    f_blocks: u64,
+    f_bfree: u64,
+    f_bavail: u64,
+    f_files: u64,
+    f_ffree: u64,
+    f_fsid: [i32; 2],
+    f_namelen: i64,
+    f_frsize: i64,
+    f_flags: i64,
+    f_spare: [i64; 4],
+}
+
 /// The flags a user namespace locks on a mount and a remount must keep.
 fn locked_flags(target: &CString) -> Result<u64, i32> {
     // The raw system call: the C library's statvfs may read /proc/mounts (and allocate).
-    // SAFETY: statfs is plain old data; the path is a valid C string.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel's struct statfs (64-bit layout), plain old data; a valid C string.
+    let mut st: KernelStatfs = unsafe { std::mem::zeroed() };
     check(unsafe { libc::syscall(libc::SYS_statfs, target.as_ptr(), &mut st) } as libc::c_int)?;
     let f_flag = st.f_flags as u64;
     let mut flags = 0;

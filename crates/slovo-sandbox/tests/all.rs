@@ -1,0 +1,4 @@
+//! Integration tests of the process sandbox: one binary, themed modules under `suite/`.
+//! They need root (as CI runs them); as another user they skip with a message.
+
+mod suite;

@@ -1,0 +1,6 @@
+mod basics;
+mod hostile;
+mod limits;
+mod network;
+mod storage;
+mod support;

@@ -1,0 +1,290 @@
+/* A hostile tool: each subcommand really attempts one attack and prints what happened as one
+ * JSON object. Built with `gcc -static` by the test suite; nothing prebuilt is committed. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
+
+static int res(int r) { return r < 0 ? errno : 0; }
+static void out_errno(const char *what, int e) { printf("{\"%s\":%d}\n", what, e); }
+
+static void print_safe(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        putchar((c >= 32 && c < 127 && c != '"' && c != '\\') ? c : '.');
+    }
+}
+
+int main(int argc, char **argv) {
+    const char *cmd = argc > 1 ? argv[1] : "info";
+    if (!strcmp(cmd, "echo")) {
+        char buf[65536];
+        ssize_t n;
+        while ((n = read(0, buf, sizeof buf)) > 0) fwrite(buf, 1, n, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "info")) {
+        char host[64] = {0};
+        gethostname(host, sizeof host - 1);
+        const char *cap = getenv("SLOVO_CAPABILITY");
+        char cwd[256] = {0};
+        if (!getcwd(cwd, sizeof cwd - 1)) strcpy(cwd, "?");
+        int status = -1;
+        FILE *f = fopen("/proc/self/status", "r");
+        char line[256], capeff[64] = "?", seccomp[16] = "?", nnp[16] = "?";
+        while (f && fgets(line, sizeof line, f)) {
+            if (!strncmp(line, "CapEff:", 7)) sscanf(line + 7, "%63s", capeff);
+            if (!strncmp(line, "Seccomp:", 8)) sscanf(line + 8, "%15s", seccomp);
+            if (!strncmp(line, "NoNewPrivs:", 11)) sscanf(line + 11, "%15s", nnp);
+        }
+        if (f) fclose(f);
+        (void)status;
+        printf("{\"uid\":%d,\"euid\":%d,\"gid\":%d,\"egid\":%d,\"pid\":%d,\"hostname\":\"%s\",\"capability\":\"%s\","
+               "\"cwd\":\"%s\",\"cap_eff\":\"%s\",\"seccomp\":\"%s\",\"no_new_privs\":\"%s\"}\n",
+               getuid(), geteuid(), getgid(), getegid(), getpid(), host, cap ? cap : "", cwd, capeff, seccomp, nnp);
+        return 0;
+    }
+    if (!strcmp(cmd, "read") && argc > 2) {
+        int fd = open(argv[2], O_RDONLY);
+        if (fd < 0) { out_errno("errno", errno); return 0; }
+        char buf[256];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0) { out_errno("errno", errno); return 0; }
+        printf("{\"errno\":0,\"data\":\"");
+        print_safe(buf, n);
+        printf("\"}\n");
+        return 0;
+    }
+    if (!strcmp(cmd, "write") && argc > 2) {
+        int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) { out_errno("errno", errno); return 0; }
+        const char *data = argc > 3 ? argv[3] : "pwned";
+        int e = res(write(fd, data, strlen(data)));
+        close(fd);
+        out_errno("errno", e);
+        return 0;
+    }
+    if (!strcmp(cmd, "symlink") && argc > 3) {
+        out_errno("errno", res(symlink(argv[2], argv[3])));
+        return 0;
+    }
+    if (!strcmp(cmd, "ls") && argc > 2) {
+        DIR *d = opendir(argv[2]);
+        if (!d) { out_errno("errno", errno); return 0; }
+        struct dirent *e;
+        printf("{\"errno\":0,\"entries\":[");
+        int first = 1;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            printf("%s\"", first ? "" : ",");
+            print_safe(e->d_name, strlen(e->d_name));
+            printf("\"");
+            first = 0;
+        }
+        printf("]}\n");
+        return 0;
+    }
+    if (!strcmp(cmd, "connect") && argc > 3) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[3]))};
+        inet_pton(AF_INET, argv[2], &a.sin_addr);
+        out_errno("errno", res(connect(s, (struct sockaddr *)&a, sizeof a)));
+        return 0;
+    }
+    if (!strcmp(cmd, "loopback")) {
+        /* Our own loopback works: listen and connect to ourselves. */
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+        inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+        socklen_t len = sizeof a;
+        if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 1) || getsockname(l, (struct sockaddr *)&a, &len)) {
+            out_errno("errno", errno);
+            return 0;
+        }
+        int c = socket(AF_INET, SOCK_STREAM, 0);
+        out_errno("errno", res(connect(c, (struct sockaddr *)&a, sizeof a)));
+        return 0;
+    }
+    if (!strcmp(cmd, "abstract") && argc > 2) {
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        strncpy(a.sun_path + 1, argv[2], sizeof a.sun_path - 2);
+        out_errno("errno", res(connect(s, (struct sockaddr *)&a, offsetof(struct sockaddr_un, sun_path) + 1 + strlen(argv[2]))));
+        return 0;
+    }
+    if (!strcmp(cmd, "raw")) {
+        int a = res(socket(AF_INET, SOCK_RAW, IPPROTO_ICMP));
+        int b = res(socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6));
+        int c = res(socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL)));
+        int d = res(socket(AF_PACKET, SOCK_DGRAM, htons(ETH_P_ALL)));
+        printf("{\"raw4\":%d,\"raw6\":%d,\"packet_raw\":%d,\"packet_dgram\":%d}\n", a, b, c, d);
+        return 0;
+    }
+    if (!strcmp(cmd, "ptrace") && argc > 2) {
+        int attach = res(ptrace(PTRACE_ATTACH, atoi(argv[2]), 0, 0));
+        pid_t child = fork();
+        if (child == 0) { pause(); _exit(0); }
+        int own = res(ptrace(PTRACE_ATTACH, child, 0, 0));
+        int me = res(ptrace(PTRACE_TRACEME, 0, 0, 0));
+        kill(child, SIGKILL);
+        printf("{\"attach_host\":%d,\"attach_own_child\":%d,\"traceme\":%d}\n", attach, own, me);
+        return 0;
+    }
+    if (!strcmp(cmd, "mount")) {
+        int a = res(mount("none", "/tmp", "tmpfs", 0, 0));
+        int b = res(mount("/tool", "/tmp", 0, MS_BIND, 0));
+        int c = res(mount(0, "/", 0, MS_REMOUNT | MS_BIND, 0));
+        int d = res(umount2("/proc", MNT_DETACH));
+        int e = res(chroot("/tmp"));
+        int f = res(syscall(SYS_pivot_root, "/tmp", "/tmp"));
+        int g = res(syscall(SYS_fsopen, "tmpfs", 0));
+        int h = res(syscall(SYS_open_tree, AT_FDCWD, "/tool", 1 /* OPEN_TREE_CLONE */));
+        printf("{\"tmpfs\":%d,\"bind\":%d,\"remount\":%d,\"umount\":%d,\"chroot\":%d,\"pivot_root\":%d,\"fsopen\":%d,\"open_tree\":%d}\n",
+               a, b, c, d, e, f, g, h);
+        return 0;
+    }
+    if (!strcmp(cmd, "unshare")) {
+        int user = res(unshare(CLONE_NEWUSER));
+        int net = res(unshare(CLONE_NEWNET));
+        int mnt = res(unshare(CLONE_NEWNS));
+        long c = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+        if (c == 0) _exit(0);
+        int clone_user = c < 0 ? errno : 0;
+        if (c > 0) waitpid(c, 0, 0);
+        int fd = open("/proc/self/ns/user", O_RDONLY);
+        int setns_user = fd < 0 ? -errno : res(setns(fd, 0));
+        int fd2 = open("/proc/1/ns/net", O_RDONLY);
+        int setns_net = fd2 < 0 ? -errno : res(setns(fd2, CLONE_NEWNET));
+        printf("{\"unshare_user\":%d,\"unshare_net\":%d,\"unshare_mount\":%d,\"clone_newuser\":%d,\"setns_user\":%d,\"setns_net\":%d}\n",
+               user, net, mnt, clone_user, setns_user, setns_net);
+        return 0;
+    }
+    if (!strcmp(cmd, "exec") && argc > 2) {
+        execv(argv[2], argv + 2);
+        out_errno("errno", errno);
+        return 0;
+    }
+    if (!strcmp(cmd, "kill") && argc > 2) {
+        int one = res(kill(atoi(argv[2]), SIGKILL));
+        int all = res(kill(-1, SIGKILL));
+        printf("{\"kill_pid\":%d,\"kill_all\":%d}\n", one, all);
+        return 0;
+    }
+    if (!strcmp(cmd, "kernel")) {
+        int keyctl = res(syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* session */, 1));
+        int add_key = res(syscall(SYS_add_key, "user", "slovo", "x", 1, -3));
+        union bpf_attr attr;
+        memset(&attr, 0, sizeof attr);
+        int bpf = res(syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr));
+        int perf = res(syscall(SYS_perf_event_open, 0, 0, -1, -1, 0));
+        int uffd = res(syscall(SYS_userfaultfd, 0));
+        int uring = res(syscall(SYS_io_uring_setup, 1, 0));
+        int mknod_ = res(mknod("/tmp/null", S_IFCHR | 0666, makedev(1, 3)));
+        int hostname = res(sethostname("evil", 4));
+        int clone3 = res(syscall(SYS_clone3, 0, 0));
+        printf("{\"keyctl\":%d,\"add_key\":%d,\"bpf\":%d,\"perf_event_open\":%d,\"userfaultfd\":%d,\"io_uring\":%d,"
+               "\"mknod\":%d,\"sethostname\":%d,\"clone3\":%d}\n",
+               keyctl, add_key, bpf, perf, uffd, uring, mknod_, hostname, clone3);
+        return 0;
+    }
+    if (!strcmp(cmd, "forkbomb")) {
+        int forked = 0, failures = 0, last = 0;
+        while (failures < 2000) {
+            pid_t p = fork();
+            if (p == 0) { pause(); _exit(0); }
+            if (p < 0) { failures++; last = errno; } else forked++;
+        }
+        printf("{\"forked\":%d,\"errno\":%d}\n", forked, last);
+        return 0;
+    }
+    if (!strcmp(cmd, "forkbomb-forever")) {
+        for (;;) fork();
+    }
+    if (!strcmp(cmd, "membomb")) {
+        for (;;) {
+            char *p = malloc(1 << 20);
+            if (!p) { out_errno("errno", ENOMEM); return 0; }
+            memset(p, 1, 1 << 20);
+        }
+    }
+    if (!strcmp(cmd, "fill") && argc > 2) {
+        int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) { out_errno("errno", errno); return 0; }
+        static char buf[1 << 20];
+        memset(buf, 'x', sizeof buf);
+        long long written = 0;
+        int e = 0;
+        for (;;) {
+            ssize_t n = write(fd, buf, sizeof buf);
+            if (n < 0) { e = errno; break; }
+            written += n;
+            if (n < (ssize_t)sizeof buf) { /* short write: next one reports the error */ }
+        }
+        int s = res(fsync(fd));
+        printf("{\"written\":%lld,\"errno\":%d,\"fsync\":%d}\n", written, e, s);
+        return 0;
+    }
+    if (!strcmp(cmd, "spin")) {
+        fork();
+        fork();
+        for (;;) {}
+    }
+    if (!strcmp(cmd, "flood")) {
+        static char buf[65536];
+        memset(buf, 'A', sizeof buf);
+        for (;;) if (write(1, buf, sizeof buf) < 0) return 1;
+    }
+    if (!strcmp(cmd, "daemon") && argc > 2) {
+        pid_t p = fork();
+        if (p == 0) {
+            setsid();
+            if (fork() == 0) {
+                close(0); close(1); close(2);
+                sleep(atoi(argv[2]));
+                int fd = open("/data/daemon-marker", O_WRONLY | O_CREAT, 0644);
+                if (fd >= 0) { (void)!write(fd, "alive", 5); close(fd); }
+                _exit(0);
+            }
+            _exit(0);
+        }
+        waitpid(p, 0, 0);
+        printf("{\"daemonised\":true}\n");
+        return 0;
+    }
+    if (!strcmp(cmd, "sleep") && argc > 2) {
+        sleep(atoi(argv[2]));
+        return 0;
+    }
+    if (!strcmp(cmd, "exit") && argc > 2) {
+        fprintf(stderr, "exiting with %s\n", argv[2]);
+        return atoi(argv[2]);
+    }
+    if (!strcmp(cmd, "stderr-flood")) {
+        static char buf[65536];
+        memset(buf, 'E', sizeof buf);
+        for (int i = 0; i < 64; i++) (void)!write(2, buf, sizeof buf);
+        printf("{\"done\":true}\n");
+        return 0;
+    }
+    fprintf(stderr, "unknown command %s\n", cmd);
+    return 2;
+}
