@@ -47,5 +47,6 @@ as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
 export SLOVO_TEST_DATABASE_URL="postgres://slovo@127.0.0.1:$pg_port/postgres"
 
 # --- tests ------------------------------------------------------------------------------------
-log "cargo test"
-cargo test --workspace --all-targets "$@"
+if [ $# -eq 0 ]; then set -- --workspace; fi
+log "cargo test $*"
+cargo test --all-targets "$@"

@@ -10,11 +10,13 @@
 //! - [`lifecycle`]: the tool states and the transitions between them.
 //! - [`execution`]: the sandbox spec a backend receives and the outcome it returns.
 //! - [`audit`]: the hash chain of the audit trail.
+//! - [`access`]: the roles of API tokens.
 //!
 //! This crate does no I/O: it never touches the filesystem, the network or a database, so
 //! every rule in it is a pure function that tests can call directly.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod audit;
 pub mod execution;
 pub mod lifecycle;

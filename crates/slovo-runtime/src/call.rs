@@ -174,6 +174,7 @@ impl Runtime {
             })
             .await?;
 
+        let guard = InflightGuard::new(self, &id);
         let bundle_digest = self
             .store
             .version(&tool.name, &version)
@@ -246,6 +247,7 @@ impl Runtime {
         )
         .await?;
         tx.commit().await?;
+        guard.complete();
         info!(execution = %id, tool = %tool.name, capability = %capability.name, %status, duration_ms, "call finished");
         self.store
             .execution(&id)
@@ -254,6 +256,85 @@ impl Runtime {
                 what: "execution",
                 name: id,
             })
+    }
+}
+
+/// Keeps an execution id in the runtime's in-flight set while its call runs. If the call's
+/// future is dropped (a client went away, shutdown), the id stays behind for
+/// [`Runtime::abandon_inflight`] to record; on normal completion it is removed.
+struct InflightGuard<'a> {
+    runtime: &'a Runtime,
+    id: String,
+}
+
+impl<'a> InflightGuard<'a> {
+    fn new(runtime: &'a Runtime, id: &str) -> Self {
+        if let Ok(mut set) = runtime.inflight.lock() {
+            set.insert(id.to_string());
+        }
+        InflightGuard { runtime, id: id.to_string() }
+    }
+}
+
+impl InflightGuard<'_> {
+    /// The call was recorded; nothing is left to abandon. (There is deliberately no `Drop`:
+    /// a dropped call future must leave its id behind.)
+    fn complete(self) {
+        if let Ok(mut set) = self.runtime.inflight.lock() {
+            set.remove(&self.id);
+        }
+    }
+}
+
+impl Runtime {
+    /// Records every execution this runtime started whose call never finished (its future
+    /// was dropped) as `status` (`cancelled` at shutdown), each with an audit event. Returns
+    /// how many were recorded.
+    pub async fn abandon_inflight(&self, status: ExecutionStatus, reason: &str) -> Result<usize> {
+        let ids: Vec<String> = match self.inflight.lock() {
+            Ok(mut set) => set.drain().collect(),
+            Err(_) => Vec::new(),
+        };
+        self.abandon(&ids, status, reason).await
+    }
+
+    /// At start-up: records executions left `running` by a crash as `interrupted`. With
+    /// SQLite (one process per database) every running execution is stale; with PostgreSQL,
+    /// where several instances may share the database, only those older than the longest
+    /// possible call are.
+    pub async fn recover_interrupted(&self) -> Result<usize> {
+        let cutoff = match self.store.kind() {
+            slovo_store::DbKind::Sqlite => i64::MAX,
+            slovo_store::DbKind::Postgres => {
+                now_ms() - (slovo_core::permissions::TIMEOUT_S_RANGE.1 as i64 + 60) * 1000
+            }
+        };
+        let ids = self.store.running_execution_ids(cutoff).await?;
+        self.abandon(&ids, ExecutionStatus::Interrupted, "the server stopped while the call was running").await
+    }
+
+    async fn abandon(&self, ids: &[String], status: ExecutionStatus, reason: &str) -> Result<usize> {
+        let mut n = 0;
+        for id in ids {
+            let Some(e) = self.store.execution(id).await? else { continue };
+            let mut tx = self.store.begin().await?;
+            if tx.abandon_execution(id, status, now_ms(), reason).await? {
+                tx.append_audit(
+                    "execution.finished",
+                    Some(&e.tool),
+                    "system",
+                    &json!({"execution_id": id, "version": e.version, "capability": e.capability,
+                            "status": status, "error": reason,
+                            "arguments_sha256": sha256_json(Some(&e.arguments))}),
+                )
+                .await?;
+                tx.commit().await?;
+                n += 1;
+            } else {
+                tx.rollback().await?;
+            }
+        }
+        Ok(n)
     }
 }
 

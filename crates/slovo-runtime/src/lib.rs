@@ -15,19 +15,21 @@
 //! logging; each transition is one store transaction with exactly one audit event.
 #![deny(missing_docs)]
 
+mod access;
 mod bundle;
 mod call;
 mod error;
 mod lifecycle;
 mod views;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use slovo_sandbox::Backends;
 use slovo_store::Store;
 
+pub use access::NewToken;
 pub use bundle::{BUNDLE_MANIFEST_NAMES, find_bundle_manifest};
 pub use call::{CallRequest, CompiledTool};
 pub use error::{ErrorKind, RuntimeError};
@@ -57,6 +59,8 @@ pub struct Runtime {
     /// Parsed manifests and compiled argument validators, by (tool, version). A version's
     /// manifest never changes once imported, so entries never go stale.
     compiled: RwLock<HashMap<(String, String), Arc<CompiledTool>>>,
+    /// Executions this runtime started and has not finished recording.
+    inflight: Mutex<HashSet<String>>,
 }
 
 impl Runtime {
@@ -68,6 +72,7 @@ impl Runtime {
             backends,
             data_dir: data_dir.into(),
             compiled: RwLock::default(),
+            inflight: Mutex::default(),
         }
     }
 

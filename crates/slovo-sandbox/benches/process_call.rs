@@ -1,1 +1,212 @@
-fn main() {}
+//! One call of a trivial tool through the process backend, against baselines measured in the
+//! same run: a bare fork+exec of the same program, and bubblewrap with equivalent isolation.
+//!
+//! Run (as root): `cargo bench -p slovo-sandbox --bench process_call`.
+//! `SLOVO_BENCH_ITERS` sets the number of calls per variant (default 300).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use slovo_core::execution::{NetworkPolicy, ResourceLimits, SandboxSpec};
+use slovo_core::manifest::{Capability, Execution};
+use slovo_sandbox::Backend;
+use slovo_sandbox::process::{ProcessBackend, ProcessConfig, Support, seccomp};
+
+const TRIVIAL: &str = r#"
+#include <unistd.h>
+int main(void) {
+    char buf[4096];
+    while (read(0, buf, sizeof buf) > 0) {}
+    static const char out[] = "{\"ok\":true}\n";
+    return write(1, out, sizeof out - 1) < 0;
+}
+"#;
+
+const REQUEST: &[u8] = br#"{"capability":"probe","arguments":{}}"#;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+struct Row {
+    name: &'static str,
+    samples: Vec<Duration>,
+}
+
+fn measure(name: &'static str, iters: usize, mut f: impl FnMut()) -> Row {
+    for _ in 0..iters / 10 + 1 {
+        f();
+    }
+    let mut samples = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    Row { name, samples }
+}
+
+fn run_piped(cmd: &mut Command) {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(REQUEST).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"{\"ok\":true}\n");
+}
+
+fn main() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("the process sandbox benchmark needs root");
+        return;
+    }
+    let iters: usize = std::env::var("SLOVO_BENCH_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let src = dir.path().join("trivial.c");
+    std::fs::write(&src, TRIVIAL).unwrap();
+    let program = bundle.join("trivial");
+    let st = Command::new("gcc").args(["-static", "-O2", "-o"]).arg(&program).arg(&src).status().unwrap();
+    assert!(st.success(), "gcc -static failed");
+    let state = dir.path().join("state");
+
+    let mut rows = Vec::new();
+
+    // 1. Bare fork+exec of the same program (std::process::Command, pipes, wait).
+    rows.push(measure("bare fork+exec", iters, || run_piped(&mut Command::new(&program))));
+
+    // 2. bubblewrap with equivalent isolation: all namespaces, unprivileged uid, read-only
+    //    bundle, writable /data, tmpfs /tmp, minimal /dev, fresh /proc, no capabilities, the same
+    //    seccomp program, clean environment. (bwrap has no cgroup limits, Landlock or quota.)
+    let bwrap = ["/usr/bin/bwrap", "/usr/local/bin/bwrap"].into_iter().find(|p| Path::new(p).exists());
+    if let Some(bwrap) = bwrap {
+        std::fs::create_dir_all(&state).unwrap();
+        let bpf = seccomp::compile(&seccomp::policy(), seccomp::AUDIT_ARCH);
+        // SAFETY: sock_filter is plain old data.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(bpf.as_ptr().cast::<u8>(), bpf.len() * std::mem::size_of::<libc::sock_filter>())
+        };
+        let bpf_path = dir.path().join("seccomp.bpf");
+        std::fs::write(&bpf_path, bytes).unwrap();
+        rows.push(measure("bwrap (equivalent isolation)", iters, || {
+            let filter = std::fs::File::open(&bpf_path).unwrap();
+            let fd = filter.as_raw_fd();
+            let mut cmd = Command::new(bwrap);
+            cmd.args(["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"])
+                .args(["--uid", "1000", "--gid", "1000", "--hostname", "slovo"])
+                .arg("--ro-bind")
+                .arg(&bundle)
+                .arg("/tool")
+                .arg("--bind")
+                .arg(&state)
+                .arg("/data")
+                .args(["--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc", "--chdir", "/tool"])
+                .args(["--clearenv", "--setenv", "SLOVO_CAPABILITY", "probe", "--seccomp", "3", "/tool/trivial"]);
+            // SAFETY: dup2 and fcntl are async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // Put the filter at fd 3, without close-on-exec.
+                    let r = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+                    if r < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            run_piped(&mut cmd);
+            drop(filter);
+        }));
+    } else {
+        eprintln!("bwrap not found (apt-get install bubblewrap): skipping the bubblewrap baseline");
+    }
+
+    // 3. Ours: ProcessBackend::run, cgroup limits, Landlock, seccomp, quota-backed /data.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let backend = ProcessBackend::new(ProcessConfig::new(dir.path().join("work"))).unwrap();
+    if let Some(r) = backend.refusal() {
+        panic!("the process backend refuses on this host: {r}");
+    }
+    let spec = SandboxSpec {
+        execution_id: "bench".into(),
+        tool: "bench".into(),
+        version: "1.0.0".into(),
+        capability: Capability {
+            name: "probe".into(),
+            description: "bench".into(),
+            parameters: json!({"type": "object"}),
+            returns: None,
+            endpoint: None,
+            method: None,
+            examples: vec![],
+            read_only: None,
+            destructive: None,
+        },
+        execution: Execution::Process { command: vec!["trivial".into()], system_paths: false },
+        api: None,
+        bundle_dir: Some(bundle.clone()),
+        state_dir: dir.path().join("state-volume"),
+        limits: ResourceLimits {
+            memory_mb: 64,
+            cpu_percent: 100,
+            pids: 32,
+            storage_mb: 16,
+            timeout: Duration::from_secs(10),
+        },
+        network: NetworkPolicy::None,
+        request: json!({"capability": "probe", "arguments": {}}),
+    };
+    rows.push(measure("slovo process backend", iters, || {
+        let o = rt.block_on(backend.run(&spec));
+        assert_eq!(o.output, Some(json!({"ok": true})), "{o:#?}");
+    }));
+    let _ = backend.release_state(&spec.state_dir, true);
+
+    // Optional breakdown: the same call with single mechanisms off (weaker tiers).
+    if std::env::var_os("SLOVO_BENCH_BREAKDOWN").is_some() {
+        let variants: [(&'static str, fn(&mut Support)); 3] = [
+            ("  without cgroups", |s| s.cgroups = None),
+            ("  without landlock", |s| s.landlock_abi = 0),
+            ("  without cgroups, landlock, quota", |s| {
+                s.cgroups = None;
+                s.landlock_abi = 0;
+                s.quota = false;
+            }),
+        ];
+        for (i, (name, edit)) in variants.into_iter().enumerate() {
+            let mut support = backend.support().clone();
+            edit(&mut support);
+            let config = ProcessConfig { allow_weaker: true, ..ProcessConfig::new(dir.path().join(format!("work{i}"))) };
+            let weaker = ProcessBackend::with_support(config, support).unwrap();
+            rows.push(measure(name, iters, || {
+                let o = rt.block_on(weaker.run(&spec));
+                assert_eq!(o.output, Some(json!({"ok": true})), "{o:#?}");
+            }));
+            let _ = weaker.release_state(&spec.state_dir, true);
+        }
+    }
+
+    let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
+    println!("\none call of a trivial static tool, {iters} calls per variant (after {} warm-up)\n", iters / 10 + 1);
+    println!("| variant | p50 (ms) | p95 (ms) | mean (ms) |");
+    println!("|---|---:|---:|---:|");
+    for r in &rows {
+        let mean = r.samples.iter().sum::<Duration>() / r.samples.len() as u32;
+        println!("| {} | {} | {} | {} |", r.name, ms(percentile(&r.samples, 0.5)), ms(percentile(&r.samples, 0.95)), ms(mean));
+    }
+    let ours = rows.iter().find(|r| r.name.starts_with("slovo"));
+    if let (Some(b), Some(o)) = (rows.iter().find(|r| r.name.starts_with("bwrap")), ours) {
+        let ratio = percentile(&o.samples, 0.5).as_secs_f64() / percentile(&b.samples, 0.5).as_secs_f64();
+        println!("\np50 ratio, slovo / bwrap: {ratio:.2} (target ≤ 0.55)");
+    }
+}

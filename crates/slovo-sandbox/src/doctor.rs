@@ -78,7 +78,10 @@ pub fn probe() -> HostReport {
 
 /// Probes this host, for a process backend with `allow_weaker` and `cgroup_parent`.
 pub fn probe_with(allow_weaker: bool, cgroup_parent: Option<&Path>) -> HostReport {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let max_user_namespaces = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
         .ok()
         .and_then(|s| s.trim().parse().ok());
@@ -118,7 +121,13 @@ pub fn probe_with(allow_weaker: bool, cgroup_parent: Option<&Path>) -> HostRepor
     let (root, user_namespaces, seccomp, landlock_abi, process) = {
         let support = crate::process::Support::probe(cgroup_parent);
         let report = process_report(&support, allow_weaker);
-        (support.root, support.user_namespaces, support.seccomp, support.landlock_abi, report)
+        (
+            support.root,
+            support.user_namespaces,
+            support.seccomp,
+            support.landlock_abi,
+            report,
+        )
     };
     #[cfg(not(target_os = "linux"))]
     let (root, user_namespaces, seccomp, landlock_abi, process) = {
@@ -134,9 +143,16 @@ pub fn probe_with(allow_weaker: bool, cgroup_parent: Option<&Path>) -> HostRepor
     backends.push(process);
     backends.push(BackendReport {
         kind: "docker".into(),
-        verdict: if docker_socket.is_some() { Verdict::Ready } else { Verdict::Unavailable },
+        verdict: if docker_socket.is_some() {
+            Verdict::Ready
+        } else {
+            Verdict::Unavailable
+        },
         detail: match &docker_socket {
-            Some(p) => format!("daemon socket at {} (calls fail if the daemon does not answer)", p.display()),
+            Some(p) => format!(
+                "daemon socket at {} (calls fail if the daemon does not answer)",
+                p.display()
+            ),
             None => "no Docker daemon socket (/var/run/docker.sock)".into(),
         },
         cannot_enforce: vec![],
@@ -177,16 +193,30 @@ fn process_report(support: &crate::process::Support, allow_weaker: bool) -> Back
              cgroup limits; storage quota"
                 .to_string(),
         ),
-        None => (Verdict::Weaker, "running a weaker tier, as configured (allow_weaker)".to_string()),
+        None => (
+            Verdict::Weaker,
+            "running a weaker tier, as configured (allow_weaker)".to_string(),
+        ),
     };
-    BackendReport { kind: "process".into(), verdict, detail, cannot_enforce: cannot }
+    BackendReport {
+        kind: "process".into(),
+        verdict,
+        detail,
+        cannot_enforce: cannot,
+    }
 }
 
 impl HostReport {
     /// A human rendering, one fact per line.
     pub fn render(&self) -> String {
         let yes = |b: bool| if b { "yes" } else { "no" };
-        let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
         let mut s = String::new();
         s.push_str("Host\n");
         s.push_str(&format!("  kernel:            {}\n", self.kernel));
@@ -194,25 +224,43 @@ impl HostReport {
         s.push_str(&format!(
             "  user namespaces:   {}{}\n",
             yes(self.user_namespaces),
-            self.max_user_namespaces.map(|n| format!(" (max {n})")).unwrap_or_default()
+            self.max_user_namespaces
+                .map(|n| format!(" (max {n})"))
+                .unwrap_or_default()
         ));
         s.push_str(&format!("  seccomp:           {}\n", yes(self.seccomp)));
         s.push_str(&format!(
             "  landlock:          {}\n",
-            if self.landlock_abi == 0 { "no".to_string() } else { format!("ABI {}", self.landlock_abi) }
+            if self.landlock_abi == 0 {
+                "no".to_string()
+            } else {
+                format!("ABI {}", self.landlock_abi)
+            }
         ));
         s.push_str(&format!("  cgroups:           {}\n", self.cgroup_version));
-        s.push_str(&format!("    v1 controllers:  {}\n", list(&self.cgroup_v1_controllers)));
-        s.push_str(&format!("    v2 controllers:  {}\n", list(&self.cgroup_v2_controllers)));
+        s.push_str(&format!(
+            "    v1 controllers:  {}\n",
+            list(&self.cgroup_v1_controllers)
+        ));
+        s.push_str(&format!(
+            "    v2 controllers:  {}\n",
+            list(&self.cgroup_v2_controllers)
+        ));
         s.push_str(&format!("  loop devices:      {}\n", yes(self.loop_devices)));
         s.push_str(&format!("  mkfs.ext4:         {}\n", yes(self.mkfs_ext4)));
         s.push_str(&format!(
             "  docker socket:     {}\n",
-            self.docker_socket.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "absent".into())
+            self.docker_socket
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "absent".into())
         ));
         s.push_str(&format!(
             "  bubblewrap:        {}\n",
-            self.bubblewrap.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "absent".into())
+            self.bubblewrap
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "absent".into())
         ));
         s.push_str("Backends\n");
         for b in &self.backends {

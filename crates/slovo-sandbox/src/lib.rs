@@ -14,6 +14,8 @@
 pub mod doctor;
 #[cfg(target_os = "linux")]
 pub mod process;
+#[cfg(feature = "wasm-dev")]
+pub mod wasm;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -21,6 +21,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use slovo_core::audit::{AuditEvent, event_hash};
+use slovo_core::execution::ExecutionStatus;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
@@ -293,13 +294,46 @@ impl Store {
         Ok((row.try_get("seq")?, row.try_get("hash")?))
     }
 
-    /// Marks every execution still `running` as `interrupted` (at start-up, after a crash).
-    /// Returns the ids, so the caller can audit them.
-    pub async fn running_execution_ids(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT id FROM executions WHERE status = 'running' ORDER BY started_at")
-            .fetch_all(&self.pool)
+    /// The ids of executions recorded as `running` that started before `started_before`.
+    pub async fn running_execution_ids(&self, started_before: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM executions WHERE status = 'running' AND started_at < $1 ORDER BY started_at",
+        )
+        .bind(started_before)
+        .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+    }
+
+    /// An API token by id.
+    pub async fn token(&self, id: &str) -> Result<Option<TokenRow>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(TokenRow::from_row).transpose()
+    }
+
+    /// Every API token, oldest first.
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(TokenRow::from_row).collect()
+    }
+
+    /// Records that a token was used (not audited: it is bookkeeping, not a decision).
+    pub async fn touch_token(&self, id: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Runs a raw statement. For tests that tamper with the database on purpose.
@@ -602,6 +636,49 @@ impl Tx {
         self.head_seq = seq;
         self.appended.push(event.clone());
         Ok(event)
+    }
+
+    /// Stores a new API token.
+    pub async fn insert_token(&mut self, t: &TokenRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, role, token_hash, label, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&t.id)
+        .bind(t.role.as_str())
+        .bind(&t.token_hash)
+        .bind(&t.label)
+        .bind(t.created_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes an API token; false when there is no such (unrevoked) token.
+    pub async fn revoke_token(&mut self, id: &str, at: i64) -> Result<bool> {
+        let n = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Ends an execution that is still `running` without a result (`interrupted` after a
+    /// crash, `cancelled` at shutdown); false when it is no longer running.
+    pub async fn abandon_execution(&mut self, id: &str, status: ExecutionStatus, at: i64, reason: &str) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE executions SET status = $1, error = $2, finished_at = $3 \
+             WHERE id = $4 AND status = 'running'",
+        )
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(at)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     /// Makes every write of this transaction durable, with its audit events.

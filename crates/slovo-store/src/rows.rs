@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use slovo_core::access::Role;
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::Grant;
@@ -16,6 +17,7 @@ pub(crate) const VERSION_COLUMNS: &str =
     "tool, version, manifest, digest, source_name, source_text, bundle_digest, install_info, imported_at";
 pub(crate) const GRANT_COLUMNS: &str = "id, tool, version, grant_json, granted_by, granted_at";
 pub(crate) const VOLUME_COLUMNS: &str = "tool, path, quota_mb, created_at, purged_at";
+pub(crate) const TOKEN_COLUMNS: &str = "id, role, token_hash, label, created_at, last_used_at, revoked_at";
 pub(crate) const EXECUTION_COLUMNS: &str = "id, tool, version, capability, arguments, status, output, stderr, \
      error, exit_code, duration_ms, cpu_ms, peak_memory_bytes, sandbox_id, conversation_id, turn_id, actor, \
      started_at, finished_at";
@@ -333,5 +335,42 @@ impl Default for ExecutionFilter {
             before: None,
             limit: 50,
         }
+    }
+}
+
+/// An API access token (only a hash of its secret is stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRow {
+    /// Public identifier (part of the token).
+    pub id: String,
+    /// What it may do.
+    pub role: Role,
+    /// SHA-256 of the token's secret part, hex.
+    #[serde(skip)]
+    pub token_hash: String,
+    /// A person's note on what it is for.
+    pub label: Option<String>,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Last used (Unix ms), updated at most once a minute.
+    pub last_used_at: Option<i64>,
+    /// Revoked (Unix ms).
+    pub revoked_at: Option<i64>,
+}
+
+impl TokenRow {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+        let role: String = row.try_get("role")?;
+        Ok(TokenRow {
+            id: row.try_get("id")?,
+            role: role
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("api_tokens.role: {e}")))?,
+            token_hash: row.try_get("token_hash")?,
+            label: row.try_get("label")?,
+            created_at: row.try_get("created_at")?,
+            last_used_at: row.try_get("last_used_at")?,
+            revoked_at: row.try_get("revoked_at")?,
+        })
     }
 }

@@ -46,7 +46,9 @@ struct CapData {
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// Drops every capability (raw system calls; called after `clone`). Returns the step and errno
@@ -58,15 +60,31 @@ pub(crate) fn drop_all(last_cap: u32) -> Result<(), (&'static str, i32)> {
             return Err(("set securebits", errno()));
         }
         for cap in 0..=last_cap {
-            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) < 0 && errno() != libc::EINVAL {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) < 0
+                && errno() != libc::EINVAL
+            {
                 return Err(("drop bounding capabilities", errno()));
             }
         }
-        if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) < 0 {
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) < 0
+        {
             return Err(("clear ambient capabilities", errno()));
         }
-        let header = CapHeader { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
-        let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+        let header = CapHeader {
+            version: 0x2008_0522,
+            pid: 0,
+        }; // _LINUX_CAPABILITY_VERSION_3
+        let data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
         if libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) < 0 {
             return Err(("drop capabilities", errno()));
         }

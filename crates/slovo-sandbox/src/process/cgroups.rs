@@ -39,7 +39,12 @@ pub enum Controller {
 
 impl Controller {
     /// Every controller, in the order directories are created.
-    pub const ALL: [Controller; 4] = [Controller::Memory, Controller::Cpu, Controller::Cpuacct, Controller::Pids];
+    pub const ALL: [Controller; 4] = [
+        Controller::Memory,
+        Controller::Cpu,
+        Controller::Cpuacct,
+        Controller::Pids,
+    ];
 
     /// The kernel's name.
     pub fn name(self) -> &'static str {
@@ -55,7 +60,10 @@ impl Controller {
 const CPU_PERIOD_US: u64 = 100_000;
 
 /// The files written to a v1 call cgroup, in order.
-pub fn v1_settings(limits: &ResourceLimits, swap_accounting: bool) -> Vec<(Controller, &'static str, String)> {
+pub fn v1_settings(
+    limits: &ResourceLimits,
+    swap_accounting: bool,
+) -> Vec<(Controller, &'static str, String)> {
     let bytes = limits.memory_mb.saturating_mul(1024 * 1024).to_string();
     let mut out = vec![
         (Controller::Memory, "memory.limit_in_bytes", bytes.clone()),
@@ -65,7 +73,11 @@ pub fn v1_settings(limits: &ResourceLimits, swap_accounting: bool) -> Vec<(Contr
         out.push((Controller::Memory, "memory.memsw.limit_in_bytes", bytes));
     }
     out.push((Controller::Cpu, "cpu.cfs_period_us", CPU_PERIOD_US.to_string()));
-    out.push((Controller::Cpu, "cpu.cfs_quota_us", cpu_quota_us(limits.cpu_percent).to_string()));
+    out.push((
+        Controller::Cpu,
+        "cpu.cfs_quota_us",
+        cpu_quota_us(limits.cpu_percent).to_string(),
+    ));
     out.push((Controller::Pids, "pids.max", limits.pids.max(1).to_string()));
     out
 }
@@ -73,10 +85,16 @@ pub fn v1_settings(limits: &ResourceLimits, swap_accounting: bool) -> Vec<(Contr
 /// The files written to a v2 call cgroup, in order.
 pub fn v2_settings(limits: &ResourceLimits) -> Vec<(&'static str, String)> {
     vec![
-        ("memory.max", limits.memory_mb.saturating_mul(1024 * 1024).to_string()),
+        (
+            "memory.max",
+            limits.memory_mb.saturating_mul(1024 * 1024).to_string(),
+        ),
         ("memory.swap.max", "0".to_string()),
         ("memory.oom.group", "1".to_string()),
-        ("cpu.max", format!("{} {CPU_PERIOD_US}", cpu_quota_us(limits.cpu_percent))),
+        (
+            "cpu.max",
+            format!("{} {CPU_PERIOD_US}", cpu_quota_us(limits.cpu_percent)),
+        ),
         ("pids.max", limits.pids.max(1).to_string()),
     ]
 }
@@ -121,21 +139,35 @@ pub enum Hierarchy {
 pub fn parse_cgroup_mounts(mountinfo: &str) -> Vec<(PathBuf, String, Vec<String>)> {
     let mut out = Vec::new();
     for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         let mount_point = left.split(' ').nth(4).unwrap_or_default();
         let mut r = right.split(' ');
         let fstype = r.next().unwrap_or_default();
         if fstype != "cgroup" && fstype != "cgroup2" {
             continue;
         }
-        let opts = r.nth(1).unwrap_or_default().split(',').map(str::to_string).collect();
-        out.push((PathBuf::from(unescape_mountinfo(mount_point)), fstype.to_string(), opts));
+        let opts = r
+            .nth(1)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        out.push((
+            PathBuf::from(unescape_mountinfo(mount_point)),
+            fstype.to_string(),
+            opts,
+        ));
     }
     out
 }
 
 fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// `/proc/self/cgroup` as `(controllers, path)`; v2 has empty controllers.
@@ -146,7 +178,11 @@ pub fn parse_proc_cgroup(text: &str) -> Vec<(Vec<String>, String)> {
             let _id = it.next()?;
             let ctrls = it.next()?;
             let path = it.next()?;
-            let ctrls = if ctrls.is_empty() { Vec::new() } else { ctrls.split(',').map(str::to_string).collect() };
+            let ctrls = if ctrls.is_empty() {
+                Vec::new()
+            } else {
+                ctrls.split(',').map(str::to_string).collect()
+            };
             Some((ctrls, path.to_string()))
         })
         .collect()
@@ -158,13 +194,16 @@ pub fn detect_from(mountinfo: &str, proc_cgroup: &str, parent_override: Option<&
     let mounts = parse_cgroup_mounts(mountinfo);
     let own = parse_proc_cgroup(proc_cgroup);
     let rel = |p: &str| -> PathBuf {
-        let p = parent_override.map(|o| o.to_string_lossy().into_owned()).unwrap_or_else(|| p.to_string());
+        let p = parent_override
+            .map(|o| o.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.to_string());
         PathBuf::from(p.trim_start_matches('/'))
     };
     let mut parents = Vec::new();
     for c in Controller::ALL {
-        let Some((mp, _, _)) =
-            mounts.iter().find(|(_, t, opts)| t == "cgroup" && opts.iter().any(|o| o == c.name()))
+        let Some((mp, _, _)) = mounts
+            .iter()
+            .find(|(_, t, opts)| t == "cgroup" && opts.iter().any(|o| o == c.name()))
         else {
             break;
         };
@@ -178,7 +217,10 @@ pub fn detect_from(mountinfo: &str, proc_cgroup: &str, parent_override: Option<&
             .iter()
             .find(|(c, _)| *c == Controller::Memory)
             .is_some_and(|(_, p)| p.join("memory.memsw.limit_in_bytes").exists());
-        return Some(Hierarchy::V1 { parents, swap_accounting });
+        return Some(Hierarchy::V1 {
+            parents,
+            swap_accounting,
+        });
     }
     let (mp, _, _) = mounts.iter().find(|(_, t, _)| t == "cgroup2")?;
     let (_, path) = own.iter().find(|(ctrls, _)| ctrls.is_empty())?;
@@ -220,9 +262,15 @@ impl Hierarchy {
     /// Creates the cgroup of one call, with `limits` applied.
     pub fn create(&self, name: &str, limits: &ResourceLimits) -> Result<CallCgroup> {
         match self {
-            Hierarchy::V1 { parents, swap_accounting } => {
+            Hierarchy::V1 {
+                parents,
+                swap_accounting,
+            } => {
                 let mut dirs = Vec::with_capacity(parents.len());
-                let mut cg = CallCgroup { v2: false, dirs: Vec::new() };
+                let mut cg = CallCgroup {
+                    v2: false,
+                    dirs: Vec::new(),
+                };
                 for (c, parent) in parents {
                     let dir = parent.join(name);
                     fs::create_dir(&dir).map_err(|e| {
@@ -233,7 +281,9 @@ impl Hierarchy {
                     cg.dirs.push((*c, dir));
                 }
                 for (c, file, value) in v1_settings(limits, *swap_accounting) {
-                    let Some((_, dir)) = dirs.iter().find(|(d, _)| *d == c) else { continue };
+                    let Some((_, dir)) = dirs.iter().find(|(d, _)| *d == c) else {
+                        continue;
+                    };
                     let path = dir.join(file);
                     write_file(&path, &value).map_err(|e| ProcessError::io("write", &path, e))?;
                 }
@@ -242,7 +292,10 @@ impl Hierarchy {
             Hierarchy::V2 { parent } => {
                 let dir = parent.join(name);
                 fs::create_dir(&dir).map_err(|e| ProcessError::io("create cgroup", &dir, e))?;
-                let cg = CallCgroup { v2: true, dirs: vec![(Controller::Memory, dir.clone())] };
+                let cg = CallCgroup {
+                    v2: true,
+                    dirs: vec![(Controller::Memory, dir.clone())],
+                };
                 for (file, value) in v2_settings(limits) {
                     let path = dir.join(file);
                     write_file(&path, &value).map_err(|e| ProcessError::io("write", &path, e))?;
@@ -294,22 +347,33 @@ impl CallCgroup {
     /// The accounting of the call so far.
     pub fn stats(&self) -> Stats {
         if self.v2 {
-            let cpu_ms =
-                self.read(Controller::Cpu, "cpu.stat").and_then(|t| keyed(&t, "usage_usec")).map(|us| us / 1000);
-            let peak = self.read(Controller::Memory, "memory.peak").and_then(|t| t.trim().parse().ok());
+            let cpu_ms = self
+                .read(Controller::Cpu, "cpu.stat")
+                .and_then(|t| keyed(&t, "usage_usec"))
+                .map(|us| us / 1000);
+            let peak = self
+                .read(Controller::Memory, "memory.peak")
+                .and_then(|t| t.trim().parse().ok());
             Stats {
                 cpu_ms,
                 peak_memory_bytes: peak,
-                oom_kills: self.read(Controller::Memory, "memory.events").and_then(|t| keyed(&t, "oom_kill")).unwrap_or(0),
-                pids_max_hits: self.read(Controller::Pids, "pids.events").and_then(|t| keyed(&t, "max")).unwrap_or(0),
+                oom_kills: self
+                    .read(Controller::Memory, "memory.events")
+                    .and_then(|t| keyed(&t, "oom_kill"))
+                    .unwrap_or(0),
+                pids_max_hits: self
+                    .read(Controller::Pids, "pids.events")
+                    .and_then(|t| keyed(&t, "max"))
+                    .unwrap_or(0),
             }
         } else {
             let cpu_ms = self
                 .read(Controller::Cpuacct, "cpuacct.usage")
                 .and_then(|t| t.trim().parse::<u64>().ok())
                 .map(|ns| ns / 1_000_000);
-            let peak =
-                self.read(Controller::Memory, "memory.max_usage_in_bytes").and_then(|t| t.trim().parse().ok());
+            let peak = self
+                .read(Controller::Memory, "memory.max_usage_in_bytes")
+                .and_then(|t| t.trim().parse().ok());
             Stats {
                 cpu_ms,
                 peak_memory_bytes: peak,
@@ -317,7 +381,10 @@ impl CallCgroup {
                     .read(Controller::Memory, "memory.oom_control")
                     .and_then(|t| keyed(&t, "oom_kill"))
                     .unwrap_or(0),
-                pids_max_hits: self.read(Controller::Pids, "pids.events").and_then(|t| keyed(&t, "max")).unwrap_or(0),
+                pids_max_hits: self
+                    .read(Controller::Pids, "pids.events")
+                    .and_then(|t| keyed(&t, "max"))
+                    .unwrap_or(0),
             }
         }
     }
@@ -405,7 +472,13 @@ mod tests {
     use pretty_assertions::assert_eq;
 
     fn limits() -> ResourceLimits {
-        ResourceLimits { memory_mb: 64, cpu_percent: 50, pids: 32, storage_mb: 10, timeout: Duration::from_secs(5) }
+        ResourceLimits {
+            memory_mb: 64,
+            cpu_percent: 50,
+            pids: 32,
+            storage_mb: 10,
+            timeout: Duration::from_secs(5),
+        }
     }
 
     #[test]
@@ -413,9 +486,17 @@ mod tests {
         assert_eq!(
             v1_settings(&limits(), true),
             vec![
-                (Controller::Memory, "memory.limit_in_bytes", "67108864".to_string()),
+                (
+                    Controller::Memory,
+                    "memory.limit_in_bytes",
+                    "67108864".to_string()
+                ),
                 (Controller::Memory, "memory.swappiness", "0".to_string()),
-                (Controller::Memory, "memory.memsw.limit_in_bytes", "67108864".to_string()),
+                (
+                    Controller::Memory,
+                    "memory.memsw.limit_in_bytes",
+                    "67108864".to_string()
+                ),
                 (Controller::Cpu, "cpu.cfs_period_us", "100000".to_string()),
                 (Controller::Cpu, "cpu.cfs_quota_us", "50000".to_string()),
                 (Controller::Pids, "pids.max", "32".to_string()),
@@ -465,7 +546,10 @@ mod tests {
 
     #[test]
     fn reads_keyed_files() {
-        assert_eq!(keyed("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"), Some(3));
+        assert_eq!(
+            keyed("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"),
+            Some(3)
+        );
         assert_eq!(keyed("max 0\n", "max"), Some(0));
     }
 }

@@ -142,10 +142,18 @@ pub(crate) fn spawn(plan: &ChildPlan) -> Result<Spawned> {
     let (in_r, in_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
     let (errout_r, errout_w) = pipe()?;
-    let argv: Vec<*const libc::c_char> =
-        plan.argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-    let envp: Vec<*const libc::c_char> =
-        plan.envp.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let argv: Vec<*const libc::c_char> = plan
+        .argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const libc::c_char> = plan
+        .envp
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     let fds = ChildFds {
         sync: sync_r.as_raw_fd(),
         err: err_w.as_raw_fd(),
@@ -159,7 +167,14 @@ pub(crate) fn spawn(plan: &ChildPlan) -> Result<Spawned> {
     // a copy of this thread's stack and continues here. It only runs `child_main`, which
     // never returns and uses raw system calls only.
     let pid = unsafe {
-        libc::syscall(libc::SYS_clone, flags, 0usize, &mut pidfd as *mut libc::c_int, 0usize, 0usize)
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            0usize,
+            &mut pidfd as *mut libc::c_int,
+            0usize,
+            0usize,
+        )
     };
     if pid == 0 {
         child_main(plan, &fds, &argv, &envp);
@@ -172,7 +187,15 @@ pub(crate) fn spawn(plan: &ChildPlan) -> Result<Spawned> {
     // SAFETY: the kernel returned a fresh pidfd.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     drop((sync_r, err_w, in_r, out_w, errout_w));
-    Ok(Spawned { pid: pid as i32, pidfd, sync: sync_w, errors: err_r, stdin: in_w, stdout: out_r, stderr: errout_r })
+    Ok(Spawned {
+        pid: pid as i32,
+        pidfd,
+        sync: sync_w,
+        errors: err_r,
+        stdin: in_w,
+        stdout: out_r,
+        stderr: errout_r,
+    })
 }
 
 struct ChildFds {
@@ -193,7 +216,10 @@ pub(crate) fn decode_failure(buf: &[u8; 12], plan_steps: &mounts::Prepared) -> P
         Step::Mounts => plan_steps.ops.get(detail).map(|(_, s)| *s).unwrap_or(step.name()),
         _ => step.name(),
     };
-    ProcessError::Setup { step: name, source: io::Error::from_raw_os_error(errno) }
+    ProcessError::Setup {
+        step: name,
+        source: io::Error::from_raw_os_error(errno),
+    }
 }
 
 fn errno() -> i32 {
@@ -217,7 +243,12 @@ fn sys(r: libc::c_long) -> Result<(), i32> {
 }
 
 /// The child: build the sandbox and `execve` the tool. Never returns.
-fn child_main(plan: &ChildPlan, fds: &ChildFds, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> ! {
+fn child_main(
+    plan: &ChildPlan,
+    fds: &ChildFds,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> ! {
     let id = namespaces::TOOL_ID as libc::c_long;
     let e = fds.err;
     // SAFETY (whole function): raw system calls on fds and C strings prepared by the parent.
@@ -236,7 +267,11 @@ fn child_main(plan: &ChildPlan, fds: &ChildFds, argv: &[*const libc::c_char], en
         }
         libc::close(fds.sync);
 
-        let groups = if plan.set_groups { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) } else { 0 };
+        let groups = if plan.set_groups {
+            libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>())
+        } else {
+            0
+        };
         if let Err(x) = sys(groups)
             .and_then(|_| sys(libc::syscall(libc::SYS_setresgid, id, id, id)))
             .and_then(|_| sys(libc::syscall(libc::SYS_setresuid, id, id, id)))
@@ -283,8 +318,17 @@ fn child_main(plan: &ChildPlan, fds: &ChildFds, argv: &[*const libc::c_char], en
         {
             fail(e, Step::Landlock, 0, x);
         }
-        let prog = libc::sock_fprog { len: plan.seccomp.len() as u16, filter: plan.seccomp.as_ptr().cast_mut() };
-        if libc::syscall(libc::SYS_seccomp, 1u32 /* SECCOMP_SET_MODE_FILTER */, 0u32, &prog) < 0 {
+        let prog = libc::sock_fprog {
+            len: plan.seccomp.len() as u16,
+            filter: plan.seccomp.as_ptr().cast_mut(),
+        };
+        if libc::syscall(
+            libc::SYS_seccomp,
+            1u32, /* SECCOMP_SET_MODE_FILTER */
+            0u32,
+            &prog,
+        ) < 0
+        {
             fail(e, Step::Seccomp, 0, errno());
         }
         libc::execve(plan.program.as_ptr(), argv.as_ptr(), envp.as_ptr());

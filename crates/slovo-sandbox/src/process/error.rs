@@ -52,17 +52,26 @@ pub enum ProcessError {
 impl ProcessError {
     /// An [`ProcessError::Io`] for `path`.
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> ProcessError {
-        ProcessError::Io { action, path: path.into(), source }
+        ProcessError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 
     /// A [`ProcessError::Sys`] from `errno`.
     pub(crate) fn sys(action: &'static str) -> ProcessError {
-        ProcessError::Sys { action, source: io::Error::last_os_error() }
+        ProcessError::Sys {
+            action,
+            source: io::Error::last_os_error(),
+        }
     }
 
     /// A [`ProcessError::Refused`].
     pub(crate) fn refused(reason: impl Into<String>) -> ProcessError {
-        ProcessError::Refused { reason: reason.into() }
+        ProcessError::Refused {
+            reason: reason.into(),
+        }
     }
 }
 

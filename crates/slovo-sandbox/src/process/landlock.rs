@@ -118,8 +118,16 @@ pub fn plan(abi: u32, data_writable: bool) -> Plan {
         rules.push(("/data".to_string(), handled));
     }
     rules.push(("/tmp".to_string(), handled));
-    let scoped = if abi >= 6 { scope::ABSTRACT_UNIX_SOCKET | scope::SIGNAL } else { 0 };
-    Plan { handled_fs: handled, scoped, rules }
+    let scoped = if abi >= 6 {
+        scope::ABSTRACT_UNIX_SOCKET | scope::SIGNAL
+    } else {
+        0
+    };
+    Plan {
+        handled_fs: handled,
+        scoped,
+        rules,
+    }
 }
 
 #[repr(C)]
@@ -152,7 +160,11 @@ impl Prepared {
         // The kernel accepts the size of the struct it knows; pass only what the ABI has.
         let attr_size = if plan.scoped != 0 { 24 } else { 8 };
         Some(Prepared {
-            attr: RulesetAttr { handled_access_fs: plan.handled_fs, handled_access_net: 0, scoped: plan.scoped },
+            attr: RulesetAttr {
+                handled_access_fs: plan.handled_fs,
+                handled_access_net: 0,
+                scoped: plan.scoped,
+            },
             attr_size,
             rules,
         })
@@ -184,7 +196,10 @@ impl Prepared {
                 unsafe { libc::close(ruleset) };
                 return Err(e);
             }
-            let attr = PathBeneathAttr { allowed_access: *access, parent_fd: fd };
+            let attr = PathBeneathAttr {
+                allowed_access: *access,
+                parent_fd: fd,
+            };
             // SAFETY: the attribute outlives the call.
             let r = unsafe {
                 libc::syscall(
@@ -214,7 +229,9 @@ impl Prepared {
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 #[cfg(test)]
@@ -258,7 +275,10 @@ mod tests {
                 scoped: 0,
                 rules: vec![
                     ("/".into(), fs::READ_FILE | fs::READ_DIR | fs::EXECUTE),
-                    ("/dev".into(), fs::READ_FILE | fs::READ_DIR | fs::EXECUTE | fs::WRITE_FILE),
+                    (
+                        "/dev".into(),
+                        fs::READ_FILE | fs::READ_DIR | fs::EXECUTE | fs::WRITE_FILE
+                    ),
                     ("/tmp".into(), all),
                 ],
             }

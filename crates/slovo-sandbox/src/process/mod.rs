@@ -126,9 +126,18 @@ impl Support {
         // SAFETY: PR_GET_SECCOMP takes no pointer.
         let seccomp = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } >= 0;
         let cgroups = cgroups::detect(cgroup_parent).filter(|h| root || writable_cgroup(h));
-        let mkfs = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"].iter().any(|p| Path::new(p).exists());
+        let mkfs = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
+            .iter()
+            .any(|p| Path::new(p).exists());
         let quota = root && mkfs && Path::new("/dev/loop-control").exists();
-        Support { root, user_namespaces, seccomp, landlock_abi: landlock::abi(), cgroups, quota }
+        Support {
+            root,
+            user_namespaces,
+            seccomp,
+            landlock_abi: landlock::abi(),
+            cgroups,
+            quota,
+        }
     }
 
     /// Features whose absence refuses every call (no weaker tier exists without them).
@@ -184,18 +193,27 @@ impl Support {
         s.push_str(&format!("seccomp: {}\n", yes(self.seccomp)));
         s.push_str(&format!(
             "landlock: {}\n",
-            if self.landlock_abi == 0 { "no".to_string() } else { format!("ABI {}", self.landlock_abi) }
+            if self.landlock_abi == 0 {
+                "no".to_string()
+            } else {
+                format!("ABI {}", self.landlock_abi)
+            }
         ));
         s.push_str(&format!(
             "cgroups: {}\n",
             match &self.cgroups {
-                Some(cgroups::Hierarchy::V1 { swap_accounting, .. }) =>
-                    format!("v1 (memory, cpu, cpuacct, pids; swap accounting: {})", yes(*swap_accounting)),
+                Some(cgroups::Hierarchy::V1 { swap_accounting, .. }) => format!(
+                    "v1 (memory, cpu, cpuacct, pids; swap accounting: {})",
+                    yes(*swap_accounting)
+                ),
                 Some(cgroups::Hierarchy::V2 { parent }) => format!("v2 under {}", parent.display()),
                 None => "no usable memory/cpu/pids controllers".to_string(),
             }
         ));
-        s.push_str(&format!("storage quota (loop-mounted ext4): {}\n", yes(self.quota)));
+        s.push_str(&format!(
+            "storage quota (loop-mounted ext4): {}\n",
+            yes(self.quota)
+        ));
         s
     }
 }
@@ -302,15 +320,24 @@ impl ProcessBackend {
             return Ok(None);
         }
         if self.support.quota {
-            self.volumes.ensure(&spec.state_dir, spec.limits.storage_mb).await?;
+            self.volumes
+                .ensure(&spec.state_dir, spec.limits.storage_mb)
+                .await?;
         } else {
             // Weaker tier, as configured: a plain directory without a quota.
-            std::fs::create_dir_all(&spec.state_dir).map_err(|e| ProcessError::io("create", &spec.state_dir, e))?;
+            std::fs::create_dir_all(&spec.state_dir)
+                .map_err(|e| ProcessError::io("create", &spec.state_dir, e))?;
         }
         Ok(Some(spec.state_dir.clone()))
     }
 
-    fn child_plan(&self, spec: &SandboxSpec, bundle: &Path, data: Option<PathBuf>, system: bool) -> Result<child::ChildPlan> {
+    fn child_plan(
+        &self,
+        spec: &SandboxSpec,
+        bundle: &Path,
+        data: Option<PathBuf>,
+        system: bool,
+    ) -> Result<child::ChildPlan> {
         let Execution::Process { command, .. } = &spec.execution else {
             return Err(ProcessError::refused("not a process tool"));
         };
@@ -326,7 +353,9 @@ impl ProcessBackend {
         let mounts = mounts::Prepared::new(&mounts::plan(&layout)).ok_or_else(|| nul("a path"))?;
         let landlock = match self.support.landlock_abi {
             0 => None,
-            abi => Some(landlock::Prepared::new(&landlock::plan(abi, data.is_some())).ok_or_else(|| nul("a path"))?),
+            abi => Some(
+                landlock::Prepared::new(&landlock::plan(abi, data.is_some())).ok_or_else(|| nul("a path"))?,
+            ),
         };
         let mut argv = vec![CString::new(program.clone()).map_err(|_| nul("the command"))?];
         for a in &command[1..] {
@@ -341,7 +370,11 @@ impl ProcessBackend {
             format!("SLOVO_CAPABILITY={}", spec.capability.name),
             format!("SLOVO_EXECUTION_ID={}", spec.execution_id),
         ];
-        let envp = env.into_iter().map(CString::new).collect::<Result<Vec<_>, _>>().map_err(|_| nul("the environment"))?;
+        let envp = env
+            .into_iter()
+            .map(CString::new)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| nul("the environment"))?;
         Ok(child::ChildPlan {
             mounts,
             hostname: c"slovo".to_owned(),
@@ -368,7 +401,10 @@ impl ProcessBackend {
             ));
         }
         let Execution::Process { system_paths, .. } = &spec.execution else {
-            return Err(ProcessError::refused(format!("a {} tool is not a process tool", spec.execution.kind())));
+            return Err(ProcessError::refused(format!(
+                "a {} tool is not a process tool",
+                spec.execution.kind()
+            )));
         };
         let Some(bundle) = &spec.bundle_dir else {
             return Err(ProcessError::refused("a process tool needs its installed bundle"));
@@ -382,13 +418,20 @@ impl ProcessBackend {
             CALLS.fetch_add(1, Ordering::Relaxed),
             sanitize(&spec.execution_id)
         );
+        let t0 = std::time::Instant::now();
         let cgroup = match &self.support.cgroups {
             Some(h) => Some(h.create(&name, &spec.limits)?),
             None => None,
         };
+        let t1 = std::time::Instant::now();
         let plan = self.child_plan(spec, bundle, data, *system_paths)?;
+        let t2 = std::time::Instant::now();
         let spawned = child::spawn(&plan)?;
-        let mut running = Running { pid: spawned.pid, pidfd: Some(spawned.pidfd), reaped: false };
+        let mut running = Running {
+            pid: spawned.pid,
+            pidfd: Some(spawned.pidfd),
+            reaped: false,
+        };
         if !self.support.root {
             let path = format!("/proc/{}/setgroups", spawned.pid);
             std::fs::write(&path, "deny").map_err(|e| ProcessError::io("write", path, e))?;
@@ -397,13 +440,18 @@ impl ProcessBackend {
         if let Some(cg) = &cgroup {
             cg.add(spawned.pid)?;
         }
+        let t3 = std::time::Instant::now();
         // SAFETY: writing one byte to our pipe.
         if unsafe { libc::write(spawned.sync.as_raw_fd(), b"1".as_ptr().cast(), 1) } != 1 {
             return Err(ProcessError::sys("start the sandbox"));
         }
         drop(spawned.sync);
 
-        let io_err = |e: std::io::Error| ProcessError::Sys { action: "watch the sandbox", source: e };
+        let t4 = std::time::Instant::now();
+        let io_err = |e: std::io::Error| ProcessError::Sys {
+            action: "watch the sandbox",
+            source: e,
+        };
         let mut errors = pipe::Receiver::from_owned_fd(spawned.errors).map_err(io_err)?;
         let mut report = [0u8; 12];
         let mut got = 0;
@@ -414,6 +462,7 @@ impl ProcessBackend {
                 Ok(Err(e)) => return Err(io_err(e)),
             }
         }
+        let t5 = std::time::Instant::now();
         drop(errors);
         if got == report.len() {
             running.reap();
@@ -446,13 +495,17 @@ impl ProcessBackend {
             self.config.stderr_limit,
         )
         .await;
+        let t6 = std::time::Instant::now();
         running.pidfd = Some(exit.into_inner());
         writer.abort();
         let status = running.reap();
+        let t7 = std::time::Instant::now();
         let stats = cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
         if let Some(cg) = cgroup {
             cg.remove()?;
         }
+        let t8 = std::time::Instant::now();
+        if std::env::var_os("SLOVO_T").is_some() { eprintln!("cg {:?} plan {:?} spawn {:?} maps {:?} sync {:?} errpipe {:?} watch {:?} reap {:?} cgrm {:?}", t1-t0, t2-t1, t3-t2, t4-t3, t5-t4, t6-t5, t7-t6, t8-t7, std::time::Instant::now()-t8); }
         Ok(outcome(status, watched, stats, spec, name))
     }
 }
@@ -472,7 +525,10 @@ fn tool_program(command: &[String]) -> Result<String> {
 }
 
 fn sanitize(id: &str) -> String {
-    id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(40).collect()
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(40)
+        .collect()
 }
 
 fn explain_setup_failure(err: ProcessError, program: &CString, system_paths: bool) -> String {
@@ -500,7 +556,15 @@ impl Running {
     fn kill(&self) {
         if let Some(fd) = &self.pidfd {
             // SAFETY: pidfd_send_signal on our own pidfd.
-            unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32) };
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGKILL,
+                    0usize,
+                    0u32,
+                )
+            };
         }
     }
 
@@ -565,7 +629,15 @@ async fn watch(
     tokio::pin!(grace);
     let kill = |exit: &AsyncFd<OwnedFd>| {
         // SAFETY: pidfd_send_signal on our own pidfd.
-        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, exit.get_ref().as_raw_fd(), libc::SIGKILL, 0usize, 0u32) };
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                exit.get_ref().as_raw_fd(),
+                libc::SIGKILL,
+                0usize,
+                0u32,
+            )
+        };
     };
     while out_open || err_open || !exited {
         tokio::select! {
@@ -627,7 +699,10 @@ fn outcome(status: i32, w: Watched, stats: cgroups::Stats, spec: &SandboxSpec, n
     let limits = &spec.limits;
     let oom = || format!("killed: out of memory (limit {} MB)", limits.memory_mb);
     let pids_note = if stats.pids_max_hits > 0 {
-        format!("; the process limit ({}) was reached {} times", limits.pids, stats.pids_max_hits)
+        format!(
+            "; the process limit ({}) was reached {} times",
+            limits.pids, stats.pids_max_hits
+        )
     } else {
         String::new()
     };
@@ -642,16 +717,28 @@ fn outcome(status: i32, w: Watched, stats: cgroups::Stats, spec: &SandboxSpec, n
             )),
         )
     } else if w.stdout_overflow {
-        (ExecutionStatus::Killed, Some("killed: stdout exceeded its limit".to_string()))
+        (
+            ExecutionStatus::Killed,
+            Some("killed: stdout exceeded its limit".to_string()),
+        )
     } else if code == Some(0) {
         (ExecutionStatus::Success, None)
     } else if stats.oom_kills > 0 {
         (ExecutionStatus::Killed, Some(oom()))
     } else if let Some(c) = code {
-        (ExecutionStatus::Failure, Some(format!("exited with code {c}{pids_note}")))
+        (
+            ExecutionStatus::Failure,
+            Some(format!("exited with code {c}{pids_note}")),
+        )
     } else {
         let sig = libc::WTERMSIG(status);
-        (ExecutionStatus::Killed, Some(format!("killed by signal {sig} ({}){pids_note}", signal_name(sig))))
+        (
+            ExecutionStatus::Killed,
+            Some(format!(
+                "killed by signal {sig} ({}){pids_note}",
+                signal_name(sig)
+            )),
+        )
     };
     let mut stderr = String::from_utf8_lossy(&w.stderr).into_owned();
     if w.stderr_truncated {
@@ -676,14 +763,25 @@ impl Backend for ProcessBackend {
     }
 
     async fn install(&self, request: &InstallRequest) -> Result<Value, BackendError> {
-        let fail = |reason: String| BackendError::Install { tool: request.tool.clone(), reason };
-        let Execution::Process { command, system_paths } = &request.execution else {
+        let fail = |reason: String| BackendError::Install {
+            tool: request.tool.clone(),
+            reason,
+        };
+        let Execution::Process {
+            command,
+            system_paths,
+        } = &request.execution
+        else {
             return Err(fail("not a process tool".to_string()));
         };
-        let bundle = request.bundle_dir.as_ref().ok_or_else(|| fail("a process tool needs a bundle".into()))?;
+        let bundle = request
+            .bundle_dir
+            .as_ref()
+            .ok_or_else(|| fail("a process tool needs a bundle".into()))?;
         let program = tool_program(command).map_err(|e| fail(e.to_string()))?;
         let host = bundle.join(program.trim_start_matches("/tool/"));
-        let meta = std::fs::metadata(&host).map_err(|e| fail(format!("failed to read {}: {e}", host.display())))?;
+        let meta =
+            std::fs::metadata(&host).map_err(|e| fail(format!("failed to read {}: {e}", host.display())))?;
         use std::os::unix::fs::PermissionsExt;
         if !meta.is_file() || meta.permissions().mode() & 0o001 == 0 {
             return Err(fail(format!(

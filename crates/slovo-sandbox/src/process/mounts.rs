@@ -49,10 +49,21 @@ pub enum SystemEntry {
 /// The host paths visible with `system_paths`, as they exist on this host.
 pub fn system_entries() -> Vec<SystemEntry> {
     let mut out = Vec::new();
-    for p in ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/alternatives", "/etc/ld.so.cache"]
-    {
+    for p in [
+        "/usr",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/etc/alternatives",
+        "/etc/ld.so.cache",
+    ] {
         let path = PathBuf::from(p);
-        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
         if meta.file_type().is_symlink() {
             if let Ok(target) = std::fs::read_link(&path) {
                 out.push(SystemEntry::Symlink { path, target });
@@ -162,9 +173,16 @@ pub fn plan(layout: &Layout) -> Vec<Op> {
         },
     ];
     for d in ["tool", "data", "tmp", "dev", "proc"] {
-        ops.push(Op::Mkdir { path: at(d), mode: 0o755 });
+        ops.push(Op::Mkdir {
+            path: at(d),
+            mode: 0o755,
+        });
     }
-    ops.push(Op::Bind { source: layout.bundle.clone(), target: at("tool"), flags: RO });
+    ops.push(Op::Bind {
+        source: layout.bundle.clone(),
+        target: at("tool"),
+        flags: RO,
+    });
     let mut made_etc = false;
     for entry in &layout.system {
         let path = match entry {
@@ -172,25 +190,46 @@ pub fn plan(layout: &Layout) -> Vec<Op> {
         };
         let target = at(&path.to_string_lossy());
         if path.starts_with("/etc") && !made_etc {
-            ops.push(Op::Mkdir { path: at("etc"), mode: 0o755 });
+            ops.push(Op::Mkdir {
+                path: at("etc"),
+                mode: 0o755,
+            });
             made_etc = true;
         }
         match entry {
             SystemEntry::Dir(p) => {
-                ops.push(Op::Mkdir { path: target.clone(), mode: 0o755 });
-                ops.push(Op::Bind { source: p.clone(), target, flags: RO });
+                ops.push(Op::Mkdir {
+                    path: target.clone(),
+                    mode: 0o755,
+                });
+                ops.push(Op::Bind {
+                    source: p.clone(),
+                    target,
+                    flags: RO,
+                });
             }
             SystemEntry::File(p) => {
                 ops.push(Op::Touch { path: target.clone() });
-                ops.push(Op::Bind { source: p.clone(), target, flags: RO });
+                ops.push(Op::Bind {
+                    source: p.clone(),
+                    target,
+                    flags: RO,
+                });
             }
             SystemEntry::Symlink { target: t, .. } => {
-                ops.push(Op::Symlink { path: target, target: t.clone() });
+                ops.push(Op::Symlink {
+                    path: target,
+                    target: t.clone(),
+                });
             }
         }
     }
     if let Some(data) = &layout.data {
-        ops.push(Op::Bind { source: data.clone(), target: at("data"), flags: RW });
+        ops.push(Op::Bind {
+            source: data.clone(),
+            target: at("data"),
+            flags: RW,
+        });
     }
     ops.push(Op::Tmpfs {
         target: at("tmp"),
@@ -205,7 +244,11 @@ pub fn plan(layout: &Layout) -> Vec<Op> {
     for d in DEVICES {
         let target = at(&format!("dev/{d}"));
         ops.push(Op::Touch { path: target.clone() });
-        ops.push(Op::Bind { source: PathBuf::from(format!("/dev/{d}")), target, flags: libc::MS_NOSUID | libc::MS_NOEXEC });
+        ops.push(Op::Bind {
+            source: PathBuf::from(format!("/dev/{d}")),
+            target,
+            flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+        });
     }
     for (link, target) in [
         ("dev/fd", "/proc/self/fd"),
@@ -213,25 +256,54 @@ pub fn plan(layout: &Layout) -> Vec<Op> {
         ("dev/stdout", "/proc/self/fd/1"),
         ("dev/stderr", "/proc/self/fd/2"),
     ] {
-        ops.push(Op::Symlink { path: at(link), target: PathBuf::from(target) });
+        ops.push(Op::Symlink {
+            path: at(link),
+            target: PathBuf::from(target),
+        });
     }
     ops.push(Op::RemountReadOnly { target: at("dev") });
     ops.push(Op::Proc { target: at("proc") });
-    ops.push(Op::PivotRoot { new_root: root.clone() });
-    ops.push(Op::RemountReadOnly { target: PathBuf::from("/") });
+    ops.push(Op::PivotRoot {
+        new_root: root.clone(),
+    });
+    ops.push(Op::RemountReadOnly {
+        target: PathBuf::from("/"),
+    });
     ops
 }
 
 /// An [`Op`] with C strings, ready for the child.
 pub(crate) enum RawOp {
     MakePrivate,
-    Mount { source: CString, target: CString, fstype: CString, flags: u64, data: CString },
-    Mkdir { path: CString, mode: u32 },
-    Touch { path: CString },
-    Symlink { path: CString, target: CString },
-    Bind { source: CString, target: CString, flags: u64 },
-    RemountReadOnly { target: CString },
-    PivotRoot { new_root: CString },
+    Mount {
+        source: CString,
+        target: CString,
+        fstype: CString,
+        flags: u64,
+        data: CString,
+    },
+    Mkdir {
+        path: CString,
+        mode: u32,
+    },
+    Touch {
+        path: CString,
+    },
+    Symlink {
+        path: CString,
+        target: CString,
+    },
+    Bind {
+        source: CString,
+        target: CString,
+        flags: u64,
+    },
+    RemountReadOnly {
+        target: CString,
+    },
+    PivotRoot {
+        new_root: CString,
+    },
 }
 
 /// The whole plan as [`RawOp`]s; `None` if a path holds a NUL byte.
@@ -253,16 +325,47 @@ impl Prepared {
         for op in ops {
             out.push(match op {
                 Op::MakePrivate => (RawOp::MakePrivate, "make mounts private"),
-                Op::Tmpfs { target, flags, options } => (
-                    RawOp::Mount { source: cs("tmpfs")?, target: c(target)?, fstype: cs("tmpfs")?, flags: *flags, data: cs(options)? },
+                Op::Tmpfs {
+                    target,
+                    flags,
+                    options,
+                } => (
+                    RawOp::Mount {
+                        source: cs("tmpfs")?,
+                        target: c(target)?,
+                        fstype: cs("tmpfs")?,
+                        flags: *flags,
+                        data: cs(options)?,
+                    },
                     "mount tmpfs",
                 ),
-                Op::Mkdir { path, mode } => (RawOp::Mkdir { path: c(path)?, mode: *mode }, "create mount point"),
+                Op::Mkdir { path, mode } => (
+                    RawOp::Mkdir {
+                        path: c(path)?,
+                        mode: *mode,
+                    },
+                    "create mount point",
+                ),
                 Op::Touch { path } => (RawOp::Touch { path: c(path)? }, "create file mount point"),
-                Op::Symlink { path, target } => (RawOp::Symlink { path: c(path)?, target: c(target)? }, "create symlink"),
-                Op::Bind { source, target, flags } => {
-                    (RawOp::Bind { source: c(source)?, target: c(target)?, flags: *flags }, "bind mount")
-                }
+                Op::Symlink { path, target } => (
+                    RawOp::Symlink {
+                        path: c(path)?,
+                        target: c(target)?,
+                    },
+                    "create symlink",
+                ),
+                Op::Bind {
+                    source,
+                    target,
+                    flags,
+                } => (
+                    RawOp::Bind {
+                        source: c(source)?,
+                        target: c(target)?,
+                        flags: *flags,
+                    },
+                    "bind mount",
+                ),
                 Op::Proc { target } => (
                     RawOp::Mount {
                         source: cs("proc")?,
@@ -273,8 +376,15 @@ impl Prepared {
                     },
                     "mount /proc",
                 ),
-                Op::RemountReadOnly { target } => (RawOp::RemountReadOnly { target: c(target)? }, "remount read-only"),
-                Op::PivotRoot { new_root } => (RawOp::PivotRoot { new_root: c(new_root)? }, "pivot_root"),
+                Op::RemountReadOnly { target } => {
+                    (RawOp::RemountReadOnly { target: c(target)? }, "remount read-only")
+                }
+                Op::PivotRoot { new_root } => (
+                    RawOp::PivotRoot {
+                        new_root: c(new_root)?,
+                    },
+                    "pivot_root",
+                ),
             });
         }
         Some(Prepared { ops: out })
@@ -282,7 +392,9 @@ impl Prepared {
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn check(r: libc::c_int) -> Result<(), i32> {
@@ -336,10 +448,20 @@ pub(crate) fn run(op: &RawOp) -> Result<(), i32> {
     // the system call accepts null.
     unsafe {
         match op {
-            RawOp::MakePrivate => {
-                check(libc::mount(null, c"/".as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))
-            }
-            RawOp::Mount { source, target, fstype, flags, data } => check(libc::mount(
+            RawOp::MakePrivate => check(libc::mount(
+                null,
+                c"/".as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            )),
+            RawOp::Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            } => check(libc::mount(
                 source.as_ptr(),
                 target.as_ptr(),
                 fstype.as_ptr(),
@@ -348,14 +470,28 @@ pub(crate) fn run(op: &RawOp) -> Result<(), i32> {
             )),
             RawOp::Mkdir { path, mode } => check(libc::mkdir(path.as_ptr(), *mode)),
             RawOp::Touch { path } => {
-                let fd = libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                let fd = libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                );
                 check(fd)?;
                 libc::close(fd);
                 Ok(())
             }
             RawOp::Symlink { path, target } => check(libc::symlink(target.as_ptr(), path.as_ptr())),
-            RawOp::Bind { source, target, flags } => {
-                check(libc::mount(source.as_ptr(), target.as_ptr(), null, libc::MS_BIND, std::ptr::null()))?;
+            RawOp::Bind {
+                source,
+                target,
+                flags,
+            } => {
+                check(libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    null,
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
                 let keep = locked_flags(target)?;
                 check(libc::mount(
                     null,
@@ -399,7 +535,10 @@ mod tests {
             data: Some("/s".into()),
             system: vec![
                 SystemEntry::Dir("/usr".into()),
-                SystemEntry::Symlink { path: "/bin".into(), target: "usr/bin".into() },
+                SystemEntry::Symlink {
+                    path: "/bin".into(),
+                    target: "usr/bin".into(),
+                },
                 SystemEntry::File("/etc/ld.so.cache".into()),
             ],
             tmp_mb: 8,
@@ -407,21 +546,71 @@ mod tests {
         let p = PathBuf::from;
         let mut expected = vec![
             Op::MakePrivate,
-            Op::Tmpfs { target: p("/w/root"), flags: RW, options: "size=1m,nr_inodes=256,mode=0755".into() },
-            Op::Mkdir { path: p("/w/root/tool"), mode: 0o755 },
-            Op::Mkdir { path: p("/w/root/data"), mode: 0o755 },
-            Op::Mkdir { path: p("/w/root/tmp"), mode: 0o755 },
-            Op::Mkdir { path: p("/w/root/dev"), mode: 0o755 },
-            Op::Mkdir { path: p("/w/root/proc"), mode: 0o755 },
-            Op::Bind { source: p("/b"), target: p("/w/root/tool"), flags: RO },
-            Op::Mkdir { path: p("/w/root/usr"), mode: 0o755 },
-            Op::Bind { source: p("/usr"), target: p("/w/root/usr"), flags: RO },
-            Op::Symlink { path: p("/w/root/bin"), target: p("usr/bin") },
-            Op::Mkdir { path: p("/w/root/etc"), mode: 0o755 },
-            Op::Touch { path: p("/w/root/etc/ld.so.cache") },
-            Op::Bind { source: p("/etc/ld.so.cache"), target: p("/w/root/etc/ld.so.cache"), flags: RO },
-            Op::Bind { source: p("/s"), target: p("/w/root/data"), flags: RW },
-            Op::Tmpfs { target: p("/w/root/tmp"), flags: RW, options: "size=8m,mode=1777".into() },
+            Op::Tmpfs {
+                target: p("/w/root"),
+                flags: RW,
+                options: "size=1m,nr_inodes=256,mode=0755".into(),
+            },
+            Op::Mkdir {
+                path: p("/w/root/tool"),
+                mode: 0o755,
+            },
+            Op::Mkdir {
+                path: p("/w/root/data"),
+                mode: 0o755,
+            },
+            Op::Mkdir {
+                path: p("/w/root/tmp"),
+                mode: 0o755,
+            },
+            Op::Mkdir {
+                path: p("/w/root/dev"),
+                mode: 0o755,
+            },
+            Op::Mkdir {
+                path: p("/w/root/proc"),
+                mode: 0o755,
+            },
+            Op::Bind {
+                source: p("/b"),
+                target: p("/w/root/tool"),
+                flags: RO,
+            },
+            Op::Mkdir {
+                path: p("/w/root/usr"),
+                mode: 0o755,
+            },
+            Op::Bind {
+                source: p("/usr"),
+                target: p("/w/root/usr"),
+                flags: RO,
+            },
+            Op::Symlink {
+                path: p("/w/root/bin"),
+                target: p("usr/bin"),
+            },
+            Op::Mkdir {
+                path: p("/w/root/etc"),
+                mode: 0o755,
+            },
+            Op::Touch {
+                path: p("/w/root/etc/ld.so.cache"),
+            },
+            Op::Bind {
+                source: p("/etc/ld.so.cache"),
+                target: p("/w/root/etc/ld.so.cache"),
+                flags: RO,
+            },
+            Op::Bind {
+                source: p("/s"),
+                target: p("/w/root/data"),
+                flags: RW,
+            },
+            Op::Tmpfs {
+                target: p("/w/root/tmp"),
+                flags: RW,
+                options: "size=8m,mode=1777".into(),
+            },
             Op::Tmpfs {
                 target: p("/w/root/dev"),
                 flags: libc::MS_NOSUID | libc::MS_NOEXEC,
@@ -429,21 +618,41 @@ mod tests {
             },
         ];
         for d in DEVICES {
-            expected.push(Op::Touch { path: p(&format!("/w/root/dev/{d}")) });
+            expected.push(Op::Touch {
+                path: PathBuf::from(format!("/w/root/dev/{d}")),
+            });
             expected.push(Op::Bind {
-                source: p(&format!("/dev/{d}")),
-                target: p(&format!("/w/root/dev/{d}")),
+                source: PathBuf::from(format!("/dev/{d}")),
+                target: PathBuf::from(format!("/w/root/dev/{d}")),
                 flags: libc::MS_NOSUID | libc::MS_NOEXEC,
             });
         }
         expected.extend([
-            Op::Symlink { path: p("/w/root/dev/fd"), target: p("/proc/self/fd") },
-            Op::Symlink { path: p("/w/root/dev/stdin"), target: p("/proc/self/fd/0") },
-            Op::Symlink { path: p("/w/root/dev/stdout"), target: p("/proc/self/fd/1") },
-            Op::Symlink { path: p("/w/root/dev/stderr"), target: p("/proc/self/fd/2") },
-            Op::RemountReadOnly { target: p("/w/root/dev") },
-            Op::Proc { target: p("/w/root/proc") },
-            Op::PivotRoot { new_root: p("/w/root") },
+            Op::Symlink {
+                path: p("/w/root/dev/fd"),
+                target: p("/proc/self/fd"),
+            },
+            Op::Symlink {
+                path: p("/w/root/dev/stdin"),
+                target: p("/proc/self/fd/0"),
+            },
+            Op::Symlink {
+                path: p("/w/root/dev/stdout"),
+                target: p("/proc/self/fd/1"),
+            },
+            Op::Symlink {
+                path: p("/w/root/dev/stderr"),
+                target: p("/proc/self/fd/2"),
+            },
+            Op::RemountReadOnly {
+                target: p("/w/root/dev"),
+            },
+            Op::Proc {
+                target: p("/w/root/proc"),
+            },
+            Op::PivotRoot {
+                new_root: p("/w/root"),
+            },
             Op::RemountReadOnly { target: p("/") },
         ]);
         assert_eq!(plan(&layout), expected);
@@ -451,11 +660,22 @@ mod tests {
 
     #[test]
     fn without_system_paths_or_quota_only_the_minimal_root() {
-        let layout =
-            Layout { staging: "/r".into(), bundle: "/b".into(), data: None, system: vec![], tmp_mb: 4 };
+        let layout = Layout {
+            staging: "/r".into(),
+            bundle: "/b".into(),
+            data: None,
+            system: vec![],
+            tmp_mb: 4,
+        };
         let ops = plan(&layout);
-        assert!(!ops.iter().any(|o| matches!(o, Op::Bind { target, .. } if target == Path::new("/r/data"))));
-        assert!(!ops.iter().any(|o| matches!(o, Op::Bind { source, .. } if source.starts_with("/usr"))));
+        assert!(
+            !ops.iter()
+                .any(|o| matches!(o, Op::Bind { target, .. } if target == Path::new("/r/data")))
+        );
+        assert!(
+            !ops.iter()
+                .any(|o| matches!(o, Op::Bind { source, .. } if source.starts_with("/usr")))
+        );
         assert!(Prepared::new(&ops).is_some());
     }
 }

@@ -37,7 +37,9 @@ pub const ORDERED_NAMESPACES: [(libc::c_int, &str); 6] = [
 
 /// The `clone` flags of a sandbox.
 pub fn clone_flags() -> u64 {
-    ORDERED_NAMESPACES.iter().fold(0u64, |acc, (f, _)| acc | *f as u64)
+    ORDERED_NAMESPACES
+        .iter()
+        .fold(0u64, |acc, (f, _)| acc | *f as u64)
 }
 
 /// The line written to `uid_map` and `gid_map`: [`TOOL_ID`] inside, `host_id` outside.
@@ -81,7 +83,9 @@ pub(crate) fn loopback_up() -> Result<(), i32> {
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 #[cfg(test)]

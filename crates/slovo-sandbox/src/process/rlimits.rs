@@ -24,10 +24,15 @@ pub fn plan(limits: &ResourceLimits, tmp_mb: u64) -> Vec<(libc::__rlimit_resourc
 /// Applies `plan` (raw system calls; called after `clone`). Returns the errno of a failure.
 pub(crate) fn apply(plan: &[(libc::__rlimit_resource_t, u64)]) -> Result<(), i32> {
     for (resource, value) in plan {
-        let lim = libc::rlimit { rlim_cur: *value, rlim_max: *value };
+        let lim = libc::rlimit {
+            rlim_cur: *value,
+            rlim_max: *value,
+        };
         // SAFETY: a valid rlimit struct.
         if unsafe { libc::setrlimit(*resource, &lim) } < 0 {
-            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+            return Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO));
         }
     }
     Ok(())
@@ -41,11 +46,20 @@ mod tests {
 
     #[test]
     fn core_off_file_size_above_largest_fs_and_open_files() {
-        let limits =
-            ResourceLimits { memory_mb: 64, cpu_percent: 50, pids: 32, storage_mb: 10, timeout: Duration::from_secs(1) };
+        let limits = ResourceLimits {
+            memory_mb: 64,
+            cpu_percent: 50,
+            pids: 32,
+            storage_mb: 10,
+            timeout: Duration::from_secs(1),
+        };
         assert_eq!(
             plan(&limits, 16),
-            vec![(libc::RLIMIT_CORE, 0), (libc::RLIMIT_FSIZE, 17 * 1024 * 1024), (libc::RLIMIT_NOFILE, 256)]
+            vec![
+                (libc::RLIMIT_CORE, 0),
+                (libc::RLIMIT_FSIZE, 17 * 1024 * 1024),
+                (libc::RLIMIT_NOFILE, 256)
+            ]
         );
     }
 }

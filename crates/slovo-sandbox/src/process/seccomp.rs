@@ -70,10 +70,20 @@ pub struct Rule {
 
 impl Rule {
     fn deny(name: &'static str, nr: i64) -> Rule {
-        Rule { name, nr, conds: Vec::new(), errno: libc::EPERM }
+        Rule {
+            name,
+            nr,
+            conds: Vec::new(),
+            errno: libc::EPERM,
+        }
     }
     fn deny_if(name: &'static str, nr: i64, conds: Vec<Cond>) -> Rule {
-        Rule { name, nr, conds, errno: libc::EPERM }
+        Rule {
+            name,
+            nr,
+            conds,
+            errno: libc::EPERM,
+        }
     }
 }
 
@@ -100,8 +110,20 @@ pub fn policy() -> Vec<Rule> {
         // New privilege domains and changes to the file system view.
         Rule::deny("unshare", SYS_unshare),
         Rule::deny("setns", SYS_setns),
-        Rule::deny_if("clone", SYS_clone, vec![Cond::AnyBit { arg: 0, mask: NAMESPACE_FLAGS }]),
-        Rule { name: "clone3", nr: SYS_clone3, conds: Vec::new(), errno: ENOSYS },
+        Rule::deny_if(
+            "clone",
+            SYS_clone,
+            vec![Cond::AnyBit {
+                arg: 0,
+                mask: NAMESPACE_FLAGS,
+            }],
+        ),
+        Rule {
+            name: "clone3",
+            nr: SYS_clone3,
+            conds: Vec::new(),
+            errno: ENOSYS,
+        },
         Rule::deny("mount", SYS_mount),
         Rule::deny("umount2", SYS_umount2),
         Rule::deny("pivot_root", SYS_pivot_root),
@@ -146,20 +168,61 @@ pub fn policy() -> Vec<Rule> {
         Rule::deny("setdomainname", SYS_setdomainname),
         Rule::deny("vhangup", SYS_vhangup),
         // Raw network access: packet sockets, raw IPv4/IPv6 sockets.
-        Rule::deny_if("socket", SYS_socket, vec![Cond::Eq { arg: 0, value: AF_PACKET as u32 }]),
         Rule::deny_if(
             "socket",
             SYS_socket,
-            vec![Cond::Eq { arg: 0, value: AF_INET as u32 }, Cond::MaskedEq { arg: 1, mask: 0xf, value: SOCK_RAW as u32 }],
+            vec![Cond::Eq {
+                arg: 0,
+                value: AF_PACKET as u32,
+            }],
         ),
         Rule::deny_if(
             "socket",
             SYS_socket,
-            vec![Cond::Eq { arg: 0, value: AF_INET6 as u32 }, Cond::MaskedEq { arg: 1, mask: 0xf, value: SOCK_RAW as u32 }],
+            vec![
+                Cond::Eq {
+                    arg: 0,
+                    value: AF_INET as u32,
+                },
+                Cond::MaskedEq {
+                    arg: 1,
+                    mask: 0xf,
+                    value: SOCK_RAW as u32,
+                },
+            ],
+        ),
+        Rule::deny_if(
+            "socket",
+            SYS_socket,
+            vec![
+                Cond::Eq {
+                    arg: 0,
+                    value: AF_INET6 as u32,
+                },
+                Cond::MaskedEq {
+                    arg: 1,
+                    mask: 0xf,
+                    value: SOCK_RAW as u32,
+                },
+            ],
         ),
         // Injecting input into a terminal.
-        Rule::deny_if("ioctl", SYS_ioctl, vec![Cond::Eq { arg: 1, value: TIOCSTI as u32 }]),
-        Rule::deny_if("ioctl", SYS_ioctl, vec![Cond::Eq { arg: 1, value: TIOCLINUX as u32 }]),
+        Rule::deny_if(
+            "ioctl",
+            SYS_ioctl,
+            vec![Cond::Eq {
+                arg: 1,
+                value: TIOCSTI as u32,
+            }],
+        ),
+        Rule::deny_if(
+            "ioctl",
+            SYS_ioctl,
+            vec![Cond::Eq {
+                arg: 1,
+                value: TIOCLINUX as u32,
+            }],
+        ),
     ];
     rules.extend(arch_rules());
     rules
@@ -209,7 +272,12 @@ const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
 const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
 fn stmt(code: u16, k: u32) -> sock_filter {
-    sock_filter { code, jt: 0, jf: 0, k }
+    sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
 }
 fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
     sock_filter { code, jt, jf, k }
@@ -292,13 +360,32 @@ mod tests {
     fn compiles_unconditional_and_conditional_rules() {
         let rules = vec![
             Rule::deny("ptrace", 101),
-            Rule { name: "clone3", nr: 435, conds: vec![], errno: libc::ENOSYS },
+            Rule {
+                name: "clone3",
+                nr: 435,
+                conds: vec![],
+                errno: libc::ENOSYS,
+            },
             Rule::deny_if(
                 "socket",
                 41,
-                vec![Cond::Eq { arg: 0, value: 2 }, Cond::MaskedEq { arg: 1, mask: 0xf, value: 3 }],
+                vec![
+                    Cond::Eq { arg: 0, value: 2 },
+                    Cond::MaskedEq {
+                        arg: 1,
+                        mask: 0xf,
+                        value: 3,
+                    },
+                ],
             ),
-            Rule::deny_if("clone", 56, vec![Cond::AnyBit { arg: 0, mask: 0x1000_0000 }]),
+            Rule::deny_if(
+                "clone",
+                56,
+                vec![Cond::AnyBit {
+                    arg: 0,
+                    mask: 0x1000_0000,
+                }],
+            ),
             Rule::deny("ptrace", 101),
         ];
         let eperm = SECCOMP_RET_ERRNO | 1;
@@ -344,9 +431,23 @@ mod tests {
     fn policy_denies_the_documented_calls() {
         let names: Vec<&str> = policy().iter().map(|r| r.name).collect();
         for needed in [
-            "ptrace", "unshare", "setns", "clone", "clone3", "mount", "pivot_root", "bpf", "keyctl",
-            "add_key", "perf_event_open", "userfaultfd", "io_uring_setup", "socket", "ioctl",
-            "kexec_load", "init_module",
+            "ptrace",
+            "unshare",
+            "setns",
+            "clone",
+            "clone3",
+            "mount",
+            "pivot_root",
+            "bpf",
+            "keyctl",
+            "add_key",
+            "perf_event_open",
+            "userfaultfd",
+            "io_uring_setup",
+            "socket",
+            "ioctl",
+            "kexec_load",
+            "init_module",
         ] {
             assert!(names.contains(&needed), "{needed} missing from the policy");
         }

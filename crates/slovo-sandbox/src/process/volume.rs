@@ -46,7 +46,12 @@ pub fn is_mount_point(path: &Path) -> bool {
 impl Volumes {
     /// Volumes whose images live in `dir`, owned by `uid:gid` on the host.
     pub fn new(dir: PathBuf, uid: u32, gid: u32) -> Volumes {
-        Volumes { dir, uid, gid, lock: tokio::sync::Mutex::new(()) }
+        Volumes {
+            dir,
+            uid,
+            gid,
+            lock: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// The image of the state directory `state_dir`.
@@ -78,7 +83,11 @@ impl Volumes {
             // SAFETY: a valid C string. A call still running keeps its own reference to the
             // file system in its private mount namespace.
             if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } < 0 {
-                return Err(ProcessError::io("unmount", state_dir, std::io::Error::last_os_error()));
+                return Err(ProcessError::io(
+                    "unmount",
+                    state_dir,
+                    std::io::Error::last_os_error(),
+                ));
             }
         }
         if purge {
@@ -113,18 +122,29 @@ fn run(image: &Path, cmd: &mut Command) -> Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
         tracing::error!(image = %image.display(), reason, "failed to prepare state volume");
-        Err(ProcessError::Volume { image: image.to_path_buf(), reason })
+        Err(ProcessError::Volume {
+            image: image.to_path_buf(),
+            reason,
+        })
     }
 }
 
-fn create_and_mount(dir: &Path, image: &Path, state_dir: &Path, size_mb: u64, uid: u32, gid: u32) -> Result<()> {
+fn create_and_mount(
+    dir: &Path,
+    image: &Path,
+    state_dir: &Path,
+    size_mb: u64,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| ProcessError::io("create", dir, e))?;
     fs::create_dir_all(state_dir).map_err(|e| ProcessError::io("create", state_dir, e))?;
     let fresh = !image.exists();
     if fresh {
         let tmp = image.with_extension("new");
         let f = fs::File::create(&tmp).map_err(|e| ProcessError::io("create", &tmp, e))?;
-        f.set_len(size_mb.max(1) * 1024 * 1024).map_err(|e| ProcessError::io("size", &tmp, e))?;
+        f.set_len(size_mb.max(1) * 1024 * 1024)
+            .map_err(|e| ProcessError::io("size", &tmp, e))?;
         drop(f);
         run(
             image,
@@ -135,19 +155,47 @@ fn create_and_mount(dir: &Path, image: &Path, state_dir: &Path, size_mb: u64, ui
         )?;
         fs::rename(&tmp, image).map_err(|e| ProcessError::io("rename", &tmp, e))?;
     }
-    let has_old_files = fs::read_dir(state_dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+    let has_old_files = fs::read_dir(state_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
     if fresh && has_old_files {
         // Files written before the volume existed move into it.
         let staging = image.with_extension("mnt");
         fs::create_dir_all(&staging).map_err(|e| ProcessError::io("create", &staging, e))?;
-        run(image, Command::new("mount").args(["-t", "ext4", "-o", "loop,nosuid,nodev"]).arg(image).arg(&staging))?;
-        let copied = run(image, Command::new("cp").arg("-a").arg(format!("{}/.", state_dir.display())).arg(&staging))
-            .and_then(|_| run(image, Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(&staging)));
+        run(
+            image,
+            Command::new("mount")
+                .args(["-t", "ext4", "-o", "loop,nosuid,nodev"])
+                .arg(image)
+                .arg(&staging),
+        )?;
+        let copied = run(
+            image,
+            Command::new("cp")
+                .arg("-a")
+                .arg(format!("{}/.", state_dir.display()))
+                .arg(&staging),
+        )
+        .and_then(|_| {
+            run(
+                image,
+                Command::new("chown")
+                    .arg("-R")
+                    .arg(format!("{uid}:{gid}"))
+                    .arg(&staging),
+            )
+        });
         run(image, Command::new("umount").arg(&staging))?;
         let _ = fs::remove_dir(&staging);
         copied?;
     }
-    run(image, Command::new("mount").args(["-t", "ext4", "-o", "loop,nosuid,nodev"]).arg(image).arg(state_dir))?;
+    run(
+        image,
+        Command::new("mount")
+            .args(["-t", "ext4", "-o", "loop,nosuid,nodev"])
+            .arg(image)
+            .arg(state_dir),
+    )?;
     if fresh {
         use std::os::unix::fs::PermissionsExt;
         let _ = fs::remove_dir(state_dir.join("lost+found"));

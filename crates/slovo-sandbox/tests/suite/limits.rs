@@ -1,1 +1,117 @@
-//! todo
+//! Resource limits: fork bomb, memory bomb, timeout, CPU share, output floods, daemons.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::support::*;
+use crate::require_root;
+
+fn assert_nothing_left(sb: &Sandbox) {
+    assert_eq!(
+        sb.leftovers(),
+        Vec::<i32>::new(),
+        "sandbox processes left on the host"
+    );
+}
+
+#[tokio::test]
+async fn a_fork_bomb_hits_the_pids_limit() {
+    require_root!();
+    let sb = Sandbox::new();
+    let mut spec = sb.spec("bomb", &["forkbomb"]);
+    spec.limits.pids = 16;
+    let o = sb.run(&spec).await;
+    assert_eq!(o.status.as_str(), "success", "{o:#?}");
+    let out = o.output.unwrap();
+    assert!(out["forked"].as_i64().unwrap() <= 15, "{out}");
+    assert_eq!(out["errno"], json!(libc::EAGAIN));
+    assert_nothing_left(&sb);
+
+    // One that never stops is ended by the timeout, and the reason names the limit.
+    let mut spec = sb.spec("bomb", &["forkbomb-forever"]);
+    spec.limits.pids = 16;
+    spec.limits.timeout = Duration::from_millis(500);
+    let t = Instant::now();
+    let o = sb.run(&spec).await;
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert_eq!(o.status.as_str(), "timeout", "{o:#?}");
+    assert!(o.error.unwrap().contains("the process limit (16) was reached"));
+    assert_nothing_left(&sb);
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_killed_for_out_of_memory() {
+    require_root!();
+    let sb = Sandbox::new();
+    let mut spec = sb.spec("mem", &["membomb"]);
+    spec.limits.memory_mb = 32;
+    let o = sb.run(&spec).await;
+    assert_eq!(o.status.as_str(), "killed", "{o:#?}");
+    assert_eq!(o.error.as_deref(), Some("killed: out of memory (limit 32 MB)"));
+    let peak = o.peak_memory_bytes.unwrap();
+    assert!(peak <= 32 * 1024 * 1024 && peak > 16 * 1024 * 1024, "{peak}");
+    assert_nothing_left(&sb);
+}
+
+#[tokio::test]
+async fn spinning_past_the_timeout_kills_the_whole_tree() {
+    require_root!();
+    let sb = Sandbox::new();
+    let mut spec = sb.spec("spin", &["spin"]);
+    spec.limits.timeout = Duration::from_millis(600);
+    let t = Instant::now();
+    let o = sb.run(&spec).await;
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(o.status.as_str(), "timeout", "{o:#?}");
+    assert!(o.error.as_deref().unwrap().starts_with("timed out after 600ms"));
+    assert!(o.cpu_ms.unwrap() > 100, "{o:#?}");
+    assert_nothing_left(&sb);
+}
+
+#[tokio::test]
+async fn the_cpu_share_is_enforced() {
+    require_root!();
+    let sb = Sandbox::new();
+    let mut spec = sb.spec("cpu", &["spin"]);
+    spec.limits.timeout = Duration::from_secs(1);
+    spec.limits.cpu_percent = 10;
+    let o = sb.run(&spec).await;
+    assert_eq!(o.status.as_str(), "timeout");
+    // Four spinning processes, 10% of one CPU for about a second.
+    let cpu = o.cpu_ms.unwrap();
+    assert!(cpu <= 250, "{cpu} ms of CPU at 10%");
+}
+
+#[tokio::test]
+async fn a_stdout_flood_is_killed_at_the_limit() {
+    require_root!();
+    let sb = Sandbox::with_config(|c| c.stdout_limit = 1024 * 1024);
+    let o = sb.run(&sb.spec("flood", &["flood"])).await;
+    assert_eq!(o.status.as_str(), "killed", "{:?}", o.error);
+    assert_eq!(o.error.as_deref(), Some("killed: stdout exceeded its limit"));
+    let len = o.output.as_ref().and_then(|v| v.as_str()).map_or(0, str::len);
+    assert!(len <= 1024 * 1024, "{len}");
+    assert_nothing_left(&sb);
+}
+
+#[tokio::test]
+async fn a_child_that_outlives_its_parent_dies_with_the_call() {
+    require_root!();
+    let sb = Sandbox::new();
+    let t = Instant::now();
+    let o = sb.run(&sb.spec("daemon", &["daemon", "1"])).await;
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "the call waited for the daemon"
+    );
+    assert_eq!(o.status.as_str(), "success", "{o:#?}");
+    assert_eq!(o.output, Some(json!({"daemonised": true})));
+    assert_nothing_left(&sb);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !sb.state("daemon").join("daemon-marker").exists(),
+        "the daemon survived the call"
+    );
+    assert_nothing_left(&sb);
+}

@@ -31,8 +31,17 @@ pub fn tools_dir() -> &'static Path {
         let dir = std::env::temp_dir().join(format!("slovo-sandbox-tools-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suite/tools/hostile.c");
-        let out = Command::new("gcc").args(["-static", "-O1", "-o"]).arg(dir.join("hostile")).arg(&src).output().unwrap();
-        assert!(out.status.success(), "gcc failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(dir.join("hostile"))
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gcc failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         dir
     })
 }
@@ -67,11 +76,20 @@ impl Sandbox {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut config = ProcessConfig::new(dir.path().join("work"));
+        // Each sandbox its own host uid, so tests running in parallel can check for leftovers.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let id = 1_950_000 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (config.host_uid, config.host_gid) = (id, id);
         edit(&mut config);
         let backend = ProcessBackend::new(config).unwrap();
         assert_eq!(backend.refusal(), None, "this host must support the full sandbox");
         let bundle = bundle(dir.path(), true);
-        Sandbox { dir, backend, bundle, states: Mutex::new(Vec::new()) }
+        Sandbox {
+            dir,
+            backend,
+            bundle,
+            states: Mutex::new(Vec::new()),
+        }
     }
 
     /// The state directory of `tool`.
@@ -93,7 +111,10 @@ impl Sandbox {
             tool: tool.to_string(),
             version: "1.0.0".to_string(),
             capability: capability("probe"),
-            execution: Execution::Process { command, system_paths: false },
+            execution: Execution::Process {
+                command,
+                system_paths: false,
+            },
             api: None,
             bundle_dir: Some(self.bundle.clone()),
             state_dir: self.state(tool),
@@ -107,6 +128,11 @@ impl Sandbox {
             network: NetworkPolicy::None,
             request: json!({"capability": "probe", "arguments": {}}),
         }
+    }
+
+    /// Processes left on the host under this sandbox's uid.
+    pub fn leftovers(&self) -> Vec<i32> {
+        host_processes_of(self.backend.config().host_uid)
     }
 
     pub async fn run(&self, spec: &SandboxSpec) -> Outcome {
@@ -149,7 +175,12 @@ pub fn host_processes_of(uid: u32) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()).map(|pid| (pid, e.path())))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+                .map(|pid| (pid, e.path()))
+        })
         .filter(|(_, p)| std::fs::metadata(p).map(|m| m.uid() == uid).unwrap_or(false))
         .map(|(pid, _)| pid)
         .collect()
@@ -157,5 +188,4 @@ pub fn host_processes_of(uid: u32) -> Vec<i32> {
 
 pub const EPERM: i64 = libc::EPERM as i64;
 pub const ENOENT: i64 = libc::ENOENT as i64;
-pub const EACCES: i64 = libc::EACCES as i64;
 pub const EROFS: i64 = libc::EROFS as i64;
