@@ -50,6 +50,51 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// API access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Serve the REST API (and MCP over streamable HTTP at /mcp).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once and only its hash is stored.
+    Create {
+        /// admin (lifecycle, grants, secrets, tokens), agent (list, resolve, call) or reader
+        /// (executions, audit).
+        #[arg(long)]
+        role: String,
+        /// What the token is for.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token's id (the part after `slv_`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8741", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Allow listening on an address other than loopback (the API would be reachable from the network).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Calls that may run at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_concurrent_calls: usize,
+    /// Calls that may wait for a slot before the server answers 503.
+    #[arg(long, default_value_t = 256)]
+    pub max_queued_calls: usize,
+    /// Seconds shutdown waits for calls in flight before recording them as cancelled.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace: u64,
 }
 
 #[derive(Debug, Subcommand)]

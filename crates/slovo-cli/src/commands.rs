@@ -12,7 +12,8 @@ use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime};
 use slovo_store::{ExecutionCursor, ExecutionFilter};
 
 use crate::cli::{
-    ApproveArgs, AuditCommand, CallArgs, Cli, Command, ExecutionCommand, ExecutionsArgs, ToolCommand,
+    ApproveArgs, AuditCommand, CallArgs, Cli, Command, ExecutionCommand, ExecutionsArgs, ServeArgs,
+    TokenCommand, ToolCommand,
 };
 use crate::{exit, render};
 
@@ -38,7 +39,67 @@ pub async fn dispatch(rt: &Runtime, cli: &Cli) -> anyhow::Result<u8> {
             render::audit(&report, json)?;
             Ok(exit::OK)
         }
+        Command::Token(cmd) => token(rt, cmd, &actor, json).await,
+        Command::Serve(_) => Err(UsageError("serve is handled before dispatch".into()).into()),
     }
+}
+
+async fn token(rt: &Runtime, cmd: &TokenCommand, actor: &Actor, json: bool) -> anyhow::Result<u8> {
+    match cmd {
+        TokenCommand::Create { role, label } => {
+            let role: slovo_core::access::Role =
+                role.parse().map_err(|e| UsageError(format!("--role: {e}")))?;
+            let created = rt.create_token(role, label.clone(), actor).await?;
+            render::new_token(&created, json)?;
+        }
+        TokenCommand::List => render::tokens(&rt.tokens().await?, json)?,
+        TokenCommand::Revoke { id } => {
+            rt.revoke_token(id, actor).await?;
+            if !json {
+                println!("token {id} revoked");
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn serve(rt: std::sync::Arc<Runtime>, args: &ServeArgs) -> anyhow::Result<u8> {
+    if !args.listen.ip().is_loopback() && !args.allow_remote {
+        return Err(UsageError(format!(
+            "--listen {}: not a loopback address; add --allow-remote to expose the API to the network",
+            args.listen
+        ))
+        .into());
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", args.listen))?;
+    let config = slovo_server::ServerConfig {
+        max_concurrent_calls: args.max_concurrent_calls,
+        max_queued_calls: args.max_queued_calls,
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
+        ..slovo_server::ServerConfig::default()
+    };
+    eprintln!("slovo: serving on http://{}", listener.local_addr()?);
+    let state = slovo_server::AppState::new(rt, config);
+    slovo_server::serve(listener, state, shutdown_signal())
+        .await
+        .context("server failed")?;
+    Ok(exit::OK)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    eprintln!("slovo: shutting down");
 }
 
 async fn tool(rt: &Runtime, cmd: &ToolCommand, actor: &Actor, json: bool) -> anyhow::Result<u8> {

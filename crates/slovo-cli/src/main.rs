@@ -67,8 +67,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .with_context(|| format!("failed to open {}", path.display()))?
         }
     };
-    let rt = Runtime::new(store, backends(), data_dir);
-    let code = commands::dispatch(&rt, &cli).await;
+    let rt = std::sync::Arc::new(Runtime::new(store, backends(), data_dir));
+    let code = match &cli.command {
+        cli::Command::Serve(args) => commands::serve(rt.clone(), args).await,
+        _ => commands::dispatch(&rt, &cli).await,
+    };
     rt.store().close().await;
     code
 }

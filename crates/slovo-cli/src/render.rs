@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 use slovo_core::time::to_rfc3339;
 use slovo_runtime::{AuditReport, ImportReport, ToolSummary, ToolView};
-use slovo_store::{ExecutionRow, ToolRow};
+use slovo_store::{ExecutionRow, TokenRow, ToolRow};
 
 fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
@@ -273,5 +273,36 @@ pub fn audit(r: &AuditReport, json: bool) -> anyhow::Result<()> {
         return print_json(&json!({"ok": true, "events": r.events, "head_hash": r.head_hash}));
     }
     println!("audit trail verified: {} events, head {}", r.events, r.head_hash);
+    Ok(())
+}
+
+pub fn new_token(t: &slovo_runtime::NewToken, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(t);
+    }
+    println!("{}", t.token);
+    eprintln!(
+        "token {} ({}) created; this is the only time it is shown",
+        t.record.id, t.record.role
+    );
+    Ok(())
+}
+
+pub fn tokens(list: &[TokenRow], json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&list);
+    }
+    let mut t = table(&["ID", "ROLE", "LABEL", "CREATED", "LAST USED", "REVOKED"]);
+    for r in list {
+        t.add_row(vec![
+            r.id.clone(),
+            r.role.to_string(),
+            r.label.clone().unwrap_or_default(),
+            to_rfc3339(r.created_at),
+            r.last_used_at.map(to_rfc3339).unwrap_or_default(),
+            r.revoked_at.map(to_rfc3339).unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
     Ok(())
 }

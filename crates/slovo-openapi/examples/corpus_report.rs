@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use slovo_openapi::{IngestOptions, Source, ingest};
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
@@ -109,6 +111,10 @@ fn main() {
     for (reason, n) in &reasons {
         println!("  {n:>5}  {reason}");
     }
-    println!("slowest document      {:.1} ms  {}", slowest.0.as_secs_f64() * 1e3, slowest.1);
+    println!(
+        "slowest document      {:.1} ms  {}",
+        slowest.0.as_secs_f64() * 1e3,
+        slowest.1
+    );
     println!("total time            {:.1} ms", total.as_secs_f64() * 1e3);
 }

@@ -148,7 +148,10 @@ impl Shape {
 
     fn request(&self, method: &str, required: &[&str]) -> String {
         let one = self.singular();
-        let by = self.item_var.clone().or_else(|| required.first().map(|r| naming::snake(r).replace('_', " ")));
+        let by = self
+            .item_var
+            .clone()
+            .or_else(|| required.first().map(|r| naming::snake(r).replace('_', " ")));
         match (method, by) {
             ("GET", Some(v)) if self.item_var.is_some() => format!("Show me the {one} with {v} 42"),
             ("GET", _) => format!("What {} are there?", self.resource),

@@ -19,8 +19,9 @@
 //! 2. The version field picks the flavour: `swagger: "2.0"`, `openapi: 3.0.x` or `3.1.x`.
 //!    Anything else is not OpenAPI and is refused.
 //! 3. The document is validated against the official schema of its version. Errors inside
-//!    one operation skip that operation; other errors refuse the document (for Swagger 2.0
-//!    they are warnings: real 2.0 documents are full of small mistakes).
+//!    one operation are warnings (the operation is imported if it converts); other errors
+//!    refuse the document (for Swagger 2.0 they are warnings too: real 2.0 documents are full
+//!    of small mistakes). [`IngestOptions::strict`] refuses on any error.
 //! 4. Each operation becomes a capability on its own (see `docs/openapi.md` for the rules:
 //!    names, flattened inputs and their `x-slovo-in` bindings, hints, security); a failure is
 //!    a [`Skipped`] entry in the report, never an error for the document.
@@ -73,6 +74,11 @@ pub struct IngestOptions {
     pub remote: RemotePolicy,
     /// Largest document (and largest referenced document), in bytes.
     pub max_document_bytes: usize,
+    /// Refuse the document on any violation of the OpenAPI specification and on any
+    /// operation that cannot be imported, listing them all. The default (lenient) imports what
+    /// it can: a specification mistake that still converts is a warning, an operation that
+    /// cannot be converted is skipped.
+    pub strict: bool,
 }
 
 impl Default for IngestOptions {
@@ -85,6 +91,7 @@ impl Default for IngestOptions {
             file_root: None,
             remote: RemotePolicy::default(),
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            strict: false,
         }
     }
 }
@@ -106,21 +113,21 @@ impl Filter {
     /// Whether the operation at `path` with `method` (and the operation object `op`) passes.
     pub fn matches(&self, path: &str, method: &str, op: &Value) -> bool {
         let tags_ok = self.tags.is_empty()
-            || op
-                .get("tags")
-                .and_then(Value::as_array)
-                .is_some_and(|t| {
-                    t.iter()
-                        .filter_map(Value::as_str)
-                        .any(|t| self.tags.iter().any(|w| w.eq_ignore_ascii_case(t)))
-                });
+            || op.get("tags").and_then(Value::as_array).is_some_and(|t| {
+                t.iter()
+                    .filter_map(Value::as_str)
+                    .any(|t| self.tags.iter().any(|w| w.eq_ignore_ascii_case(t)))
+            });
         let methods_ok =
             self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method));
         let paths_ok = self.paths.is_empty()
-            || self
-                .paths
-                .iter()
-                .any(|p| if p.contains('*') { glob(p, path) } else { path.starts_with(p.as_str()) });
+            || self.paths.iter().any(|p| {
+                if p.contains('*') {
+                    glob(p, path)
+                } else {
+                    path.starts_with(p.as_str())
+                }
+            });
         tags_ok && methods_ok && paths_ok
     }
 }

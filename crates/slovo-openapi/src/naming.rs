@@ -50,7 +50,9 @@ pub fn version(text: &str) -> semver::Version {
     if t.len() == 10
         && parts.len() == 3
         && parts[0].len() == 4
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         && t.as_bytes()[4] == b'-'
         && let (Ok(y), Ok(m), Ok(d)) = (parts[0].parse(), parts[1].parse(), parts[2].parse())
     {
@@ -103,7 +105,11 @@ pub fn capability_name(operation_id: Option<&str>, method: &str, path: &str) -> 
                 parts.push(snake(seg));
             }
         }
-        let joined = parts.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join("_");
+        let joined = parts
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("_");
         if joined == method.to_ascii_lowercase() {
             format!("{joined}_root")
         } else {
@@ -161,7 +167,8 @@ pub fn snake(s: &str) -> String {
             let prev = i.checked_sub(1).map(|j| chars[j]);
             let next = chars.get(i + 1);
             let boundary = prev.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
-                || (prev.is_some_and(|p| p.is_ascii_uppercase()) && next.is_some_and(|n| n.is_ascii_lowercase()));
+                || (prev.is_some_and(|p| p.is_ascii_uppercase())
+                    && next.is_some_and(|n| n.is_ascii_lowercase()));
             if boundary && !out.ends_with('_') {
                 out.push('_');
             }
@@ -228,8 +235,14 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(capability_name(Some("listPets"), "get", "/pets"), "list_pets");
-        assert_eq!(capability_name(Some("getHTTPResponse"), "get", "/"), "get_http_response");
-        assert_eq!(capability_name(None, "GET", "/pets/{petId}"), "get_pets_by_pet_id");
+        assert_eq!(
+            capability_name(Some("getHTTPResponse"), "get", "/"),
+            "get_http_response"
+        );
+        assert_eq!(
+            capability_name(None, "GET", "/pets/{petId}"),
+            "get_pets_by_pet_id"
+        );
         assert_eq!(capability_name(None, "GET", "/"), "get_root");
         assert_eq!(capability_name(Some("123"), "get", "/"), "op_123");
         let long = "a".repeat(100);

@@ -18,7 +18,9 @@ use crate::source::{Location, Source};
 use crate::{IngestOptions, Ingested, validate};
 
 /// The HTTP methods an operation can have, as written in a path item.
-pub(crate) const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+pub(crate) const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
 
 /// One operation found in `paths`.
 struct Op {
@@ -62,12 +64,29 @@ pub(crate) fn build(
         ..IngestReport::default()
     };
 
+    // A 3.0 document without `paths` is accepted (it has no operations), with a warning.
+    let mut root = root;
+    if flavor != Flavor::Swagger2
+        && !options.strict
+        && let Value::Object(o) = &mut root
+        && !o.contains_key("paths")
+    {
+        o.insert("paths".into(), json!({}));
+        report.warnings.push("the document has no `paths`".into());
+    }
     let findings = validate::check(&root, flavor);
-    if !findings.document.is_empty() {
+    let mut strict_errors = Vec::new();
+    if options.strict {
+        strict_errors.extend(findings.document.iter().cloned());
+        strict_errors.extend(findings.operations.values().flatten().cloned());
+    } else if !findings.document.is_empty() {
         if flavor == Flavor::Swagger2 {
-            report
-                .warnings
-                .extend(findings.document.iter().map(|e| format!("not valid Swagger 2.0: {e}")));
+            report.warnings.extend(
+                findings
+                    .document
+                    .iter()
+                    .map(|e| format!("not valid Swagger 2.0: {e}")),
+            );
         } else {
             return Err(IngestError::Invalid {
                 source_name,
@@ -114,7 +133,7 @@ pub(crate) fn build(
         }
     }
     if !invalid_items.is_empty() {
-        if flavor == Flavor::Swagger2 {
+        if flavor == Flavor::Swagger2 && !options.strict {
             report.warnings.extend(invalid_items);
         } else {
             return Err(IngestError::Invalid {
@@ -138,7 +157,7 @@ pub(crate) fn build(
         .map(|(id, v)| format!("operationId {id:?} is used by {}", v.join(", ")))
         .collect();
     if !duplicates.is_empty() {
-        if flavor == Flavor::Swagger2 {
+        if flavor == Flavor::Swagger2 && !options.strict {
             report.warnings.extend(duplicates);
         } else {
             return Err(IngestError::Invalid {
@@ -165,6 +184,7 @@ pub(crate) fn build(
     let schemes = security_schemes(&mut store, flavor, &root);
 
     let mut builder = Builder {
+        lenient: !options.strict,
         store,
         flavor,
         patterns: HashMap::new(),
@@ -177,11 +197,12 @@ pub(crate) fn build(
     let mut capabilities = Vec::new();
     for op in &ops {
         if let Some(errors) = findings.operations.get(&(op.path.clone(), op.method.to_string())) {
-            report.skipped.push(Skipped {
-                operation: op.label(),
-                reason: format!("not valid OpenAPI: {}", errors.join("; ")),
-            });
-            continue;
+            // Lenient: a specification mistake that still converts is a warning.
+            report.warnings.push(format!(
+                "{}: not valid OpenAPI: {}",
+                op.label(),
+                errors.join("; ")
+            ));
         }
         match builder.capability(op) {
             Ok((cap, notes)) => {
@@ -197,6 +218,15 @@ pub(crate) fn build(
                 operation: op.label(),
                 reason,
             }),
+        }
+    }
+    if options.strict {
+        strict_errors.extend(report.skipped.iter().map(ToString::to_string));
+        if !strict_errors.is_empty() {
+            return Err(IngestError::Invalid {
+                source_name,
+                errors: strict_errors,
+            });
         }
     }
     report.warnings.sort();
@@ -248,9 +278,9 @@ pub(crate) fn build(
                 report.hosts.push(pattern);
                 network_allow.push(h);
             }
-            Err(e) => report
-                .warnings
-                .push(format!("the API host cannot be put on the network allow list: {e}")),
+            Err(e) => report.warnings.push(format!(
+                "the API host cannot be put on the network allow list: {e}"
+            )),
         }
     }
     report.base_url = base_url.clone();
@@ -290,10 +320,9 @@ pub(crate) fn build(
     let api_requirements = base_url.as_ref().map(|base| {
         let (auth_type, auth_header) = match primary.map(|s| &s.scheme) {
             None => ("none", None),
-            Some(SecretScheme::ApiKey { location, parameter }) => (
-                "api_key",
-                (location == "header").then(|| parameter.clone()),
-            ),
+            Some(SecretScheme::ApiKey { location, parameter }) => {
+                ("api_key", (location == "header").then(|| parameter.clone()))
+            }
             Some(SecretScheme::Basic) => ("basic", None),
             Some(
                 SecretScheme::Bearer { .. }
@@ -353,6 +382,8 @@ pub(crate) fn build(
 }
 
 struct Builder<'a> {
+    /// Accept 2.0-style `body` / `formData` parameters in 3.x documents.
+    lenient: bool,
     store: RefStore<'a>,
     flavor: Flavor,
     patterns: HashMap<String, bool>,
@@ -401,26 +432,33 @@ impl Builder<'_> {
             }
             let (schema, binding) = param_schema(&mut conv, p, flavor)?;
             let prop = claim(&p.name, &p.location, &mut taken);
-            let is_required = p.location == "path" || p.def.get("required").and_then(Value::as_bool) == Some(true);
+            let is_required =
+                p.location == "path" || p.def.get("required").and_then(Value::as_bool) == Some(true);
             if is_required {
                 required.push(json!(prop));
             }
             properties.insert(prop, with_binding(schema, binding));
         }
 
-        let body = if flavor == Flavor::Swagger2 {
+        let body = if flavor == Flavor::Swagger2 || body_param.is_some() || !form.is_empty() {
             swagger_body(&mut conv, op, &self.root, body_param, &form)?
         } else {
             openapi_body(&mut conv, op)?
         };
         let mut body_binding = None;
         if let Some(body) = body {
-            let flat = body.schema.get("properties").and_then(Value::as_object).filter(|_| {
-                let s = &body.schema;
-                ["allOf", "anyOf", "oneOf", "$ref", "not", "if"].iter().all(|k| s.get(*k).is_none())
-                    && s.get("type").is_none_or(|t| t == "object")
-                    && body.flattenable
-            });
+            let flat = body
+                .schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .filter(|_| {
+                    let s = &body.schema;
+                    ["allOf", "anyOf", "oneOf", "$ref", "not", "if"]
+                        .iter()
+                        .all(|k| s.get(*k).is_none())
+                        && s.get("type").is_none_or(|t| t == "object")
+                        && body.flattenable
+                });
             if let Some(fields) = flat {
                 let body_required: Vec<&str> = body
                     .schema
@@ -480,9 +518,17 @@ impl Builder<'_> {
         check_schema(&parameters)?;
 
         let op_id = op.op.get("operationId").and_then(Value::as_str);
-        let name = naming::unique(naming::capability_name(op_id, op.method, &op.path), &mut self.names);
+        let name = naming::unique(
+            naming::capability_name(op_id, op.method, &op.path),
+            &mut self.names,
+        );
         let summary = op.op.get("summary").and_then(Value::as_str).unwrap_or("").trim();
-        let long = op.op.get("description").and_then(Value::as_str).unwrap_or("").trim();
+        let long = op
+            .op
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim();
         let text = match (summary.is_empty(), long.is_empty()) {
             (false, false) if long.starts_with(summary) => long.to_string(),
             (false, false) => format!("{summary}. {long}"),
@@ -531,7 +577,9 @@ impl Builder<'_> {
             return Ok(op.path.clone());
         };
         let Some(base) = &self.base_url else {
-            return Err(format!("the operation's server {url} differs from the document's"));
+            return Err(format!(
+                "the operation's server {url} differs from the document's"
+            ));
         };
         match url.strip_prefix(base.as_str()) {
             Some(rest) if rest.is_empty() || rest.starts_with('/') => Ok(format!("{rest}{}", op.path)),
@@ -543,7 +591,10 @@ impl Builder<'_> {
 
     fn parameters(&mut self, op: &Op) -> Result<Vec<Param>, String> {
         let mut out: Vec<Param> = Vec::new();
-        for (level, list) in [("path item", op.item.get("parameters")), ("operation", op.op.get("parameters"))] {
+        for (level, list) in [
+            ("path item", op.item.get("parameters")),
+            ("operation", op.op.get("parameters")),
+        ] {
             let Some(list) = list else { continue };
             let Some(list) = list.as_array() else {
                 return Err(format!("{level} parameters are not a list"));
@@ -556,13 +607,15 @@ impl Builder<'_> {
                 let (Some(name), Some(location)) = (name, location) else {
                     return Err("a parameter has no `name` or no `in`".into());
                 };
-                let valid = if self.flavor == Flavor::Swagger2 {
+                let valid = if self.flavor == Flavor::Swagger2 || self.lenient {
                     ["query", "header", "path", "formData", "body"].contains(&location)
                 } else {
                     ["query", "header", "path", "cookie"].contains(&location)
                 };
                 if !valid {
-                    return Err(format!("parameter {name:?} is in {location:?}, which is not a parameter location"));
+                    return Err(format!(
+                        "parameter {name:?} is in {location:?}, which is not a parameter location"
+                    ));
                 }
                 if !seen.insert((name.to_string(), location.to_string())) {
                     return Err(format!("parameter {name:?} in {location} is declared twice"));
@@ -570,7 +623,8 @@ impl Builder<'_> {
                 // OpenAPI 3: these headers are described elsewhere and must be ignored.
                 if location == "header"
                     && self.flavor != Flavor::Swagger2
-                    && ["accept", "content-type", "authorization"].contains(&name.to_ascii_lowercase().as_str())
+                    && ["accept", "content-type", "authorization"]
+                        .contains(&name.to_ascii_lowercase().as_str())
                 {
                     continue;
                 }
@@ -656,13 +710,24 @@ fn param_schema(conv: &mut Converter, p: &Param, flavor: Flavor) -> Result<(Valu
         // A 2.0 parameter carries its schema keywords itself.
         let mut s = p.def.clone();
         if let Value::Object(o) = &mut s {
-            for k in ["name", "in", "required", "description", "collectionFormat", "allowEmptyValue"] {
+            for k in [
+                "name",
+                "in",
+                "required",
+                "description",
+                "collectionFormat",
+                "allowEmptyValue",
+            ] {
                 o.remove(k);
             }
         }
         let is_array = p.def.get("type").and_then(Value::as_str) == Some("array");
         if is_array {
-            let format = p.def.get("collectionFormat").and_then(Value::as_str).unwrap_or("csv");
+            let format = p
+                .def
+                .get("collectionFormat")
+                .and_then(Value::as_str)
+                .unwrap_or("csv");
             let (style, explode) = match (format, p.location.as_str()) {
                 ("multi", _) => ("form", true),
                 ("ssv", _) => ("spaceDelimited", false),
@@ -676,18 +741,31 @@ fn param_schema(conv: &mut Converter, p: &Param, flavor: Flavor) -> Result<(Valu
         }
         conv.convert(&s, p.doc)?
     } else if let Some(s) = p.def.get("schema") {
-        let style = p.def.get("style").and_then(Value::as_str).unwrap_or(match p.location.as_str() {
-            "query" | "cookie" => "form",
-            _ => "simple",
-        });
-        let explode = p.def.get("explode").and_then(Value::as_bool).unwrap_or(style == "form");
+        let style = p
+            .def
+            .get("style")
+            .and_then(Value::as_str)
+            .unwrap_or(match p.location.as_str() {
+                "query" | "cookie" => "form",
+                _ => "simple",
+            });
+        let explode = p
+            .def
+            .get("explode")
+            .and_then(Value::as_bool)
+            .unwrap_or(style == "form");
         binding.insert("style".into(), json!(style));
         binding.insert("explode".into(), json!(explode));
         if p.def.get("allowReserved").and_then(Value::as_bool) == Some(true) {
             binding.insert("allow_reserved".into(), json!(true));
         }
         conv.convert(s, p.doc)?
-    } else if let Some((media, m)) = p.def.get("content").and_then(Value::as_object).and_then(|c| c.iter().next()) {
+    } else if let Some((media, m)) = p
+        .def
+        .get("content")
+        .and_then(Value::as_object)
+        .and_then(|c| c.iter().next())
+    {
         binding.insert("content_type".into(), json!(media));
         match m.get("schema") {
             Some(s) => conv.convert(s, p.doc)?,
@@ -699,7 +777,10 @@ fn param_schema(conv: &mut Converter, p: &Param, flavor: Flavor) -> Result<(Valu
     if let (Some(Value::String(d)), Value::Object(s)) = (p.def.get("description"), &mut schema)
         && !s.contains_key("description")
     {
-        s.insert("description".into(), json!(naming::clean_text(d, MAX_DESCRIPTION)));
+        s.insert(
+            "description".into(),
+            json!(naming::clean_text(d, MAX_DESCRIPTION)),
+        );
     }
     if let (Some(Value::Bool(true)), Value::Object(s)) = (p.def.get("deprecated"), &mut schema) {
         s.insert("deprecated".into(), json!(true));
@@ -803,7 +884,9 @@ fn swagger_body(
         return Ok(None);
     }
     let multipart = consumes.contains(&"multipart/form-data")
-        || form.iter().any(|p| p.def.get("type").and_then(Value::as_str) == Some("file"));
+        || form
+            .iter()
+            .any(|p| p.def.get("type").and_then(Value::as_str) == Some("file"));
     let mut properties = Map::new();
     let mut required = Vec::new();
     for p in form {
@@ -854,7 +937,9 @@ fn check_path_template(path: &str, params: &[Param]) -> Result<(), String> {
 /// The produced schema must be a valid 2020-12 schema that compiles, with a root object type.
 fn check_schema(schema: &Value) -> Result<(), String> {
     if let Err(e) = jsonschema::meta::validate(schema) {
-        return Err(format!("the converted input schema is not valid JSON Schema: {e}"));
+        return Err(format!(
+            "the converted input schema is not valid JSON Schema: {e}"
+        ));
     }
     jsonschema::validator_for(schema)
         .map(|_| ())
@@ -866,7 +951,10 @@ fn risk_of(cap: &Capability, op: &Op) -> Option<Risk> {
     let (level, note) = match op.method {
         "delete" => (RiskLevel::Deletes, "deletes data on the remote service"),
         "put" => (RiskLevel::Overwrites, "replaces data on the remote service"),
-        "post" => (RiskLevel::Changes, "creates data or triggers an action on the remote service"),
+        "post" => (
+            RiskLevel::Changes,
+            "creates data or triggers an action on the remote service",
+        ),
         "patch" => (RiskLevel::Changes, "changes data on the remote service"),
         _ => return None,
     };
@@ -961,13 +1049,9 @@ fn base_url(
                     .and_then(|s| s.first())
                     .cloned()
                     .or_else(|| {
-                        METHODS.iter().find_map(|m| {
-                            item.get(*m)?
-                                .get("servers")?
-                                .as_array()?
-                                .first()
-                                .cloned()
-                        })
+                        METHODS
+                            .iter()
+                            .find_map(|m| item.get(*m)?.get("servers")?.as_array()?.first().cloned())
                     })
             })
         });
@@ -1014,7 +1098,10 @@ fn security_schemes(
             "basic" => SecretScheme::Basic,
             "http" => match s("scheme").to_ascii_lowercase().as_str() {
                 "bearer" => SecretScheme::Bearer {
-                    format: def.get("bearerFormat").and_then(Value::as_str).map(str::to_string),
+                    format: def
+                        .get("bearerFormat")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                 },
                 "basic" => SecretScheme::Basic,
                 other => SecretScheme::Unsupported {
@@ -1029,7 +1116,10 @@ fn security_schemes(
                         .and_then(|f| f.get("clientCredentials"))
                         .map(|c| {
                             (
-                                c.get("tokenUrl").and_then(Value::as_str).unwrap_or("").to_string(),
+                                c.get("tokenUrl")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("")
+                                    .to_string(),
                                 c.get("scopes"),
                             )
                         })

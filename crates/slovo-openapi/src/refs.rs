@@ -68,7 +68,13 @@ impl<'a> RefStore<'a> {
                 Location::File(p) => Some(p.parent().map(Path::to_path_buf).unwrap_or_default()),
                 _ => None,
             })
-            .map(|r| if r.as_os_str().is_empty() { PathBuf::from(".") } else { r })
+            .map(|r| {
+                if r.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    r
+                }
+            })
             .map(|r| std::fs::canonicalize(&r).unwrap_or(r));
         RefStore {
             docs: vec![Doc {
@@ -102,8 +108,8 @@ impl<'a> RefStore<'a> {
         } else {
             self.load(from, doc_part)?
         };
-        let pointer = percent_decode(fragment)
-            .ok_or_else(|| format!("$ref {reference:?}: bad percent-encoding"))?;
+        let pointer =
+            percent_decode(fragment).ok_or_else(|| format!("$ref {reference:?}: bad percent-encoding"))?;
         if !pointer.is_empty() && !pointer.starts_with('/') {
             return Err(format!(
                 "$ref {reference:?}: only JSON-pointer fragments are supported"
@@ -136,9 +142,7 @@ impl<'a> RefStore<'a> {
             doc = t.doc;
             current = t.value().cloned().unwrap_or(Value::Null);
         }
-        Err(format!(
-            "$ref chain longer than {MAX_CHAIN} (a reference cycle?)"
-        ))
+        Err(format!("$ref chain longer than {MAX_CHAIN} (a reference cycle?)"))
     }
 
     fn load(&mut self, from: DocId, doc_part: &str) -> Result<DocId, String> {
@@ -157,9 +161,7 @@ impl<'a> RefStore<'a> {
 
     fn fetch(&mut self, place: Place) -> Result<DocId, String> {
         if self.docs.len() > MAX_EXTERNAL_DOCS {
-            return Err(format!(
-                "more than {MAX_EXTERNAL_DOCS} referenced documents"
-            ));
+            return Err(format!("more than {MAX_EXTERNAL_DOCS} referenced documents"));
         }
         let (bytes, location) = match place {
             Place::File(path) => {

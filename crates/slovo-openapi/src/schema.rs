@@ -37,7 +37,9 @@ pub(crate) const MAX_NODES: usize = 100_000;
 /// Nesting depth of one schema.
 pub(crate) const MAX_DEPTH: usize = 64;
 
-const SIMPLE_TYPES: [&str; 7] = ["array", "boolean", "integer", "null", "number", "object", "string"];
+const SIMPLE_TYPES: [&str; 7] = [
+    "array", "boolean", "integer", "null", "number", "object", "string",
+];
 
 /// Converts the schemas of one operation; all of them share one `$defs`.
 pub(crate) struct Converter<'s, 'a> {
@@ -108,7 +110,8 @@ impl<'s, 'a> Converter<'s, 'a> {
             Value::Object(o) => o,
             Value::Null => return Ok(json!({})),
             _ => {
-                self.notes.push(format!("ignored a schema that is not an object: {schema}"));
+                self.notes
+                    .push(format!("ignored a schema that is not an object: {schema}"));
                 return Ok(json!({}));
             }
         };
@@ -183,7 +186,12 @@ impl<'s, 'a> Converter<'s, 'a> {
         self.convert_at(v, doc, depth + 1)
     }
 
-    fn convert_object(&mut self, obj: &Map<String, Value>, doc: DocId, depth: usize) -> Result<Value, String> {
+    fn convert_object(
+        &mut self,
+        obj: &Map<String, Value>,
+        doc: DocId,
+        depth: usize,
+    ) -> Result<Value, String> {
         let mut out = Map::new();
         let legacy = self.flavor != Flavor::Oas31;
         let mut nullable = false;
@@ -257,7 +265,8 @@ impl<'s, 'a> Converter<'s, 'a> {
                         if self.pattern_ok(p) {
                             out.insert(k.clone(), v.clone());
                         } else {
-                            self.notes.push(format!("dropped pattern {p:?}: not a usable regular expression"));
+                            self.notes
+                                .push(format!("dropped pattern {p:?}: not a usable regular expression"));
                         }
                     }
                 }
@@ -304,8 +313,15 @@ impl<'s, 'a> Converter<'s, 'a> {
                         out.insert(k.clone(), Value::Object(m));
                     }
                 }
-                "additionalProperties" | "unevaluatedProperties" | "unevaluatedItems" | "propertyNames"
-                | "contains" | "not" | "if" | "then" | "else" => match v {
+                "additionalProperties"
+                | "unevaluatedProperties"
+                | "unevaluatedItems"
+                | "propertyNames"
+                | "contains"
+                | "not"
+                | "if"
+                | "then"
+                | "else" => match v {
                     Value::Bool(_) => {
                         out.insert(k.clone(), v.clone());
                     }
@@ -343,7 +359,8 @@ impl<'s, 'a> Converter<'s, 'a> {
                 }
                 "dependentRequired" => {
                     if let Value::Object(m) = v
-                        && m.values().all(|x| x.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+                        && m.values()
+                            .all(|x| x.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
                     {
                         out.insert(k.clone(), v.clone());
                     }
@@ -421,7 +438,13 @@ fn def_name(pointer: &str) -> String {
     let last = last.replace("~1", "/").replace("~0", "~");
     let mut name: String = last
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if name.is_empty() {
         name = "schema".into();
@@ -455,12 +478,19 @@ mod tests {
             json!({}),
             json!({"type": "integer", "nullable": true, "minimum": 1, "exclusiveMinimum": true, "example": 3, "x-foo": 1}),
         );
-        assert_eq!(out, json!({"type": ["integer", "null"], "exclusiveMinimum": 1, "examples": [3]}));
+        assert_eq!(
+            out,
+            json!({"type": ["integer", "null"], "exclusiveMinimum": 1, "examples": [3]})
+        );
     }
 
     #[test]
     fn swagger_file_and_x_nullable() {
-        let out = convert(Flavor::Swagger2, json!({}), json!({"type": "file", "x-nullable": true}));
+        let out = convert(
+            Flavor::Swagger2,
+            json!({}),
+            json!({"type": "file", "x-nullable": true}),
+        );
         assert_eq!(out, json!({"type": ["string", "null"], "format": "binary"}));
     }
 
@@ -472,7 +502,10 @@ mod tests {
             "C": {"type": "object", "properties": {"a": {"$ref": "#/components/schemas/A"}}}
         }}});
         let out = convert(Flavor::Oas30, doc, json!({"$ref": "#/components/schemas/A"}));
-        assert_eq!(out["properties"]["b"]["properties"]["c"]["properties"]["a"], json!({"$ref": "#/$defs/A"}));
+        assert_eq!(
+            out["properties"]["b"]["properties"]["c"]["properties"]["a"],
+            json!({"$ref": "#/$defs/A"})
+        );
         assert!(out["$defs"]["A"].is_object());
         jsonschema::meta::validate(&out).unwrap();
         jsonschema::validator_for(&out).unwrap();

@@ -57,7 +57,11 @@ pub(crate) fn check(doc: &Value, flavor: Flavor) -> Findings {
     };
     for e in v.iter_errors(doc).take(MAX_ERRORS) {
         let at = e.instance_path().as_str().to_string();
-        let message = format!("{} (at {})", short(&e.to_string()), if at.is_empty() { "/" } else { &at });
+        let message = format!(
+            "{} (at {})",
+            short(&e.to_string()),
+            if at.is_empty() { "/" } else { &at }
+        );
         let segs: Vec<String> = at
             .split('/')
             .skip(1)

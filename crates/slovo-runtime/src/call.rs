@@ -272,7 +272,10 @@ impl<'a> InflightGuard<'a> {
         if let Ok(mut set) = runtime.inflight.lock() {
             set.insert(id.to_string());
         }
-        InflightGuard { runtime, id: id.to_string() }
+        InflightGuard {
+            runtime,
+            id: id.to_string(),
+        }
     }
 }
 
@@ -310,13 +313,20 @@ impl Runtime {
             }
         };
         let ids = self.store.running_execution_ids(cutoff).await?;
-        self.abandon(&ids, ExecutionStatus::Interrupted, "the server stopped while the call was running").await
+        self.abandon(
+            &ids,
+            ExecutionStatus::Interrupted,
+            "the server stopped while the call was running",
+        )
+        .await
     }
 
     async fn abandon(&self, ids: &[String], status: ExecutionStatus, reason: &str) -> Result<usize> {
         let mut n = 0;
         for id in ids {
-            let Some(e) = self.store.execution(id).await? else { continue };
+            let Some(e) = self.store.execution(id).await? else {
+                continue;
+            };
             let mut tx = self.store.begin().await?;
             if tx.abandon_execution(id, status, now_ms(), reason).await? {
                 tx.append_audit(

@@ -56,7 +56,12 @@ fn measure(name: &'static str, iters: usize, mut f: impl FnMut()) -> Row {
 }
 
 fn run_piped(cmd: &mut Command) {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(REQUEST).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -68,7 +73,10 @@ fn main() {
         eprintln!("the process sandbox benchmark needs root");
         return;
     }
-    let iters: usize = std::env::var("SLOVO_BENCH_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let iters: usize = std::env::var("SLOVO_BENCH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bundle = dir.path().join("bundle");
@@ -77,25 +85,37 @@ fn main() {
     let src = dir.path().join("trivial.c");
     std::fs::write(&src, TRIVIAL).unwrap();
     let program = bundle.join("trivial");
-    let st = Command::new("gcc").args(["-static", "-O2", "-o"]).arg(&program).arg(&src).status().unwrap();
+    let st = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&program)
+        .arg(&src)
+        .status()
+        .unwrap();
     assert!(st.success(), "gcc -static failed");
     let state = dir.path().join("state");
 
     let mut rows = Vec::new();
 
     // 1. Bare fork+exec of the same program (std::process::Command, pipes, wait).
-    rows.push(measure("bare fork+exec", iters, || run_piped(&mut Command::new(&program))));
+    rows.push(measure("bare fork+exec", iters, || {
+        run_piped(&mut Command::new(&program))
+    }));
 
     // 2. bubblewrap with equivalent isolation: all namespaces, unprivileged uid, read-only
     //    bundle, writable /data, tmpfs /tmp, minimal /dev, fresh /proc, no capabilities, the same
     //    seccomp program, clean environment. (bwrap has no cgroup limits, Landlock or quota.)
-    let bwrap = ["/usr/bin/bwrap", "/usr/local/bin/bwrap"].into_iter().find(|p| Path::new(p).exists());
+    let bwrap = ["/usr/bin/bwrap", "/usr/local/bin/bwrap"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
     if let Some(bwrap) = bwrap {
         std::fs::create_dir_all(&state).unwrap();
         let bpf = seccomp::compile(&seccomp::policy(), seccomp::AUDIT_ARCH);
         // SAFETY: sock_filter is plain old data.
         let bytes = unsafe {
-            std::slice::from_raw_parts(bpf.as_ptr().cast::<u8>(), bpf.len() * std::mem::size_of::<libc::sock_filter>())
+            std::slice::from_raw_parts(
+                bpf.as_ptr().cast::<u8>(),
+                bpf.len() * std::mem::size_of::<libc::sock_filter>(),
+            )
         };
         let bpf_path = dir.path().join("seccomp.bpf");
         std::fs::write(&bpf_path, bytes).unwrap();
@@ -103,21 +123,41 @@ fn main() {
             let filter = std::fs::File::open(&bpf_path).unwrap();
             let fd = filter.as_raw_fd();
             let mut cmd = Command::new(bwrap);
-            cmd.args(["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"])
-                .args(["--uid", "1000", "--gid", "1000", "--hostname", "slovo"])
-                .arg("--ro-bind")
-                .arg(&bundle)
-                .arg("/tool")
-                .arg("--bind")
-                .arg(&state)
-                .arg("/data")
-                .args(["--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc", "--chdir", "/tool"])
-                .args(["--clearenv", "--setenv", "SLOVO_CAPABILITY", "probe", "--seccomp", "3", "/tool/trivial"]);
+            cmd.args([
+                "--unshare-all",
+                "--die-with-parent",
+                "--new-session",
+                "--cap-drop",
+                "ALL",
+            ])
+            .args(["--uid", "1000", "--gid", "1000", "--hostname", "slovo"])
+            .arg("--ro-bind")
+            .arg(&bundle)
+            .arg("/tool")
+            .arg("--bind")
+            .arg(&state)
+            .arg("/data")
+            .args([
+                "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc", "--chdir", "/tool",
+            ])
+            .args([
+                "--clearenv",
+                "--setenv",
+                "SLOVO_CAPABILITY",
+                "probe",
+                "--seccomp",
+                "3",
+                "/tool/trivial",
+            ]);
             // SAFETY: dup2 and fcntl are async-signal-safe.
             unsafe {
                 cmd.pre_exec(move || {
                     // Put the filter at fd 3, without close-on-exec.
-                    let r = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+                    let r = if fd == 3 {
+                        libc::fcntl(3, libc::F_SETFD, 0)
+                    } else {
+                        libc::dup2(fd, 3)
+                    };
                     if r < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -132,7 +172,11 @@ fn main() {
     }
 
     // 3. Ours: ProcessBackend::run, cgroup limits, Landlock, seccomp, quota-backed /data.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let backend = ProcessBackend::new(ProcessConfig::new(dir.path().join("work"))).unwrap();
     if let Some(r) = backend.refusal() {
         panic!("the process backend refuses on this host: {r}");
@@ -152,7 +196,10 @@ fn main() {
             read_only: None,
             destructive: None,
         },
-        execution: Execution::Process { command: vec!["trivial".into()], system_paths: false },
+        execution: Execution::Process {
+            command: vec!["trivial".into()],
+            system_paths: false,
+        },
         api: None,
         bundle_dir: Some(bundle.clone()),
         state_dir: dir.path().join("state-volume"),
@@ -186,7 +233,10 @@ fn main() {
         for (i, (name, edit)) in variants.into_iter().enumerate() {
             let mut support = backend.support().clone();
             edit(&mut support);
-            let config = ProcessConfig { allow_weaker: true, ..ProcessConfig::new(dir.path().join(format!("work{i}"))) };
+            let config = ProcessConfig {
+                allow_weaker: true,
+                ..ProcessConfig::new(dir.path().join(format!("work{i}")))
+            };
             let weaker = ProcessBackend::with_support(config, support).unwrap();
             rows.push(measure(name, iters, || {
                 let o = rt.block_on(weaker.run(&spec));
@@ -197,12 +247,21 @@ fn main() {
     }
 
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
-    println!("\none call of a trivial static tool, {iters} calls per variant (after {} warm-up)\n", iters / 10 + 1);
+    println!(
+        "\none call of a trivial static tool, {iters} calls per variant (after {} warm-up)\n",
+        iters / 10 + 1
+    );
     println!("| variant | p50 (ms) | p95 (ms) | mean (ms) |");
     println!("|---|---:|---:|---:|");
     for r in &rows {
         let mean = r.samples.iter().sum::<Duration>() / r.samples.len() as u32;
-        println!("| {} | {} | {} | {} |", r.name, ms(percentile(&r.samples, 0.5)), ms(percentile(&r.samples, 0.95)), ms(mean));
+        println!(
+            "| {} | {} | {} | {} |",
+            r.name,
+            ms(percentile(&r.samples, 0.5)),
+            ms(percentile(&r.samples, 0.95)),
+            ms(mean)
+        );
     }
     let ours = rows.iter().find(|r| r.name.starts_with("slovo"));
     if let (Some(b), Some(o)) = (rows.iter().find(|r| r.name.starts_with("bwrap")), ours) {

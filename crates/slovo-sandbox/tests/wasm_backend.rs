@@ -75,7 +75,11 @@ async fn calls_load_the_installed_artifact_and_never_compile() {
     assert_eq!(out.status, ExecutionStatus::Failure);
     let err = out.error.unwrap();
     assert!(err.starts_with("not installed:"), "{err}");
-    assert_eq!(std::path::Path::new(artifact).exists(), false, "the call compiled nothing");
+    assert_eq!(
+        std::path::Path::new(artifact).exists(),
+        false,
+        "the call compiled nothing"
+    );
 }
 
 #[tokio::test]
@@ -118,7 +122,10 @@ async fn state_in_data_survives_across_calls() {
         assert_eq!(out.status, ExecutionStatus::Success, "{out:?}");
         assert_eq!(out.output, Some(json!({"count": n})));
     }
-    assert_eq!(std::fs::read_to_string(w.state("counter").join("counter")).unwrap(), "3");
+    assert_eq!(
+        std::fs::read_to_string(w.state("counter").join("counter")).unwrap(),
+        "3"
+    );
 }
 
 #[tokio::test]

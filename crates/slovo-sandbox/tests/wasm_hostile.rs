@@ -24,8 +24,14 @@ async fn an_infinite_loop_times_out() {
     let out = w.backend.run(&spec).await;
     let took = clock.elapsed();
     assert_eq!(out.status, ExecutionStatus::Timeout, "{out:?}");
-    assert_eq!(out.error.as_deref(), Some("timeout: wall-clock limit of 300ms exceeded"));
-    assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(1500), "{took:?}");
+    assert_eq!(
+        out.error.as_deref(),
+        Some("timeout: wall-clock limit of 300ms exceeded")
+    );
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
     assert!(out.cpu_ms.unwrap() >= 200, "it did run: {out:?}");
 }
 
@@ -68,7 +74,10 @@ async fn memory_growth_past_the_grant_is_killed() {
     spec.limits.memory_mb = 32;
     let out = w.backend.run(&spec).await;
     assert_eq!(out.status, ExecutionStatus::Killed, "{out:?}");
-    assert_eq!(out.error.as_deref(), Some("killed: memory limit of 32 MB exceeded"));
+    assert_eq!(
+        out.error.as_deref(),
+        Some("killed: memory limit of 32 MB exceeded")
+    );
     let peak = out.peak_memory_bytes.unwrap();
     assert!(peak <= 32 * 1024 * 1024 && peak > 16 * 1024 * 1024, "peak {peak}");
 }
@@ -77,12 +86,16 @@ async fn memory_growth_past_the_grant_is_killed() {
 async fn a_module_declaring_more_memory_than_granted_is_killed_at_instantiation() {
     let w = World::new();
     // 1024 pages = 64 MiB of initial memory.
-    w.install("big", &wat(r#"(module (memory 1024) (func (export "_start")))"#)).await;
+    w.install("big", &wat(r#"(module (memory 1024) (func (export "_start")))"#))
+        .await;
     let mut spec = w.spec("big", json!({}));
     spec.limits.memory_mb = 16;
     let out = w.backend.run(&spec).await;
     assert_eq!(out.status, ExecutionStatus::Killed, "{out:?}");
-    assert_eq!(out.error.as_deref(), Some("killed: memory limit of 16 MB exceeded"));
+    assert_eq!(
+        out.error.as_deref(),
+        Some("killed: memory limit of 16 MB exceeded")
+    );
 }
 
 #[tokio::test]
@@ -96,7 +109,10 @@ async fn table_growth_past_the_limit_is_killed() {
     .await;
     let out = w.backend.run(&w.spec("tables", json!({}))).await;
     assert_eq!(out.status, ExecutionStatus::Killed, "{out:?}");
-    assert_eq!(out.error.as_deref(), Some("killed: table limit of 1000 elements exceeded"));
+    assert_eq!(
+        out.error.as_deref(),
+        Some("killed: table limit of 1000 elements exceeded")
+    );
 }
 
 #[tokio::test]
@@ -113,7 +129,8 @@ async fn deep_recursion_traps_on_its_stack_limit() {
 #[tokio::test]
 async fn an_unreachable_trap_is_a_failure_with_its_reason() {
     let w = World::new();
-    w.install("trap", &wat(r#"(module (func (export "_start") unreachable))"#)).await;
+    w.install("trap", &wat(r#"(module (func (export "_start") unreachable))"#))
+        .await;
     let out = w.backend.run(&w.spec("trap", json!({}))).await;
     assert_eq!(out.status, ExecutionStatus::Failure, "{out:?}");
     let err = out.error.unwrap();
@@ -135,7 +152,10 @@ async fn nothing_outside_data_is_visible() {
     let report = report.as_object().unwrap();
     for (attempt, result) in report {
         let result = result.as_str().unwrap();
-        assert!(!result.contains("root:") && !result.contains("secret"), "{attempt}: {result}");
+        assert!(
+            !result.contains("root:") && !result.contains("secret"),
+            "{attempt}: {result}"
+        );
         match attempt.as_str() {
             "own_file" => assert_eq!(result, "ok:hello"),
             // Creating a link inside /data is allowed; following it out is not.
@@ -150,7 +170,9 @@ async fn nothing_outside_data_is_visible() {
 /// Runs the `fill` tool in `mode` with a 1 MB quota; returns its report.
 async fn fill(w: &World, mode: &str, extra: Value) -> Value {
     let mut args = json!({"mode": mode});
-    args.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    args.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     let mut spec = w.spec("fill", args);
     spec.limits.storage_mb = 1;
     let out = w.backend.run(&spec).await;
@@ -204,7 +226,11 @@ async fn standard_streams_cannot_be_turned_into_uncharged_files() {
     assert!(out.stderr.contains("renumber=58"), "{}", out.stderr);
     assert!(!out.stderr.contains("fd=1 "), "{}", out.stderr);
     assert!(host_bytes(&w.state("tricks")) <= 1024 * 1024);
-    assert_eq!(out.output.unwrap().as_str().unwrap().len(), 2 * 1024 * 1024, "stdout got the bytes");
+    assert_eq!(
+        out.output.unwrap().as_str().unwrap().len(),
+        2 * 1024 * 1024,
+        "stdout got the bytes"
+    );
 }
 
 #[tokio::test]
@@ -214,7 +240,10 @@ async fn a_flood_of_stdout_is_killed_at_the_cap() {
     let clock = Instant::now();
     let out = w.backend.run(&w.spec("flood", json!({}))).await;
     assert_eq!(out.status, ExecutionStatus::Killed, "{out:?}");
-    assert_eq!(out.error.as_deref(), Some("killed: stdout exceeded the limit of 1048576 bytes"));
+    assert_eq!(
+        out.error.as_deref(),
+        Some("killed: stdout exceeded the limit of 1048576 bytes")
+    );
     assert!(clock.elapsed() < Duration::from_secs(5));
     assert!(out.output.unwrap().as_str().unwrap().len() <= 1024 * 1024);
 }
@@ -222,10 +251,8 @@ async fn a_flood_of_stdout_is_killed_at_the_cap() {
 #[tokio::test]
 async fn a_module_importing_a_host_function_it_was_not_given_is_refused() {
     let w = World::new();
-    let module = wat(
-        r#"(module (import "env" "host_secret" (func $s (result i32)))
-                   (func (export "_start") (drop (call $s))))"#,
-    );
+    let module = wat(r#"(module (import "env" "host_secret" (func $s (result i32)))
+                   (func (export "_start") (drop (call $s))))"#);
     let bundle = w.bundle("importer", &module);
     let err = w
         .backend

@@ -22,7 +22,11 @@ pub struct Caller {
 impl Caller {
     /// Fails with 403 unless the caller's role includes `needed`.
     pub fn require(&self, needed: Role) -> Result<(), ApiError> {
-        if self.role.includes(needed) { Ok(()) } else { Err(ApiError::forbidden(self.role.as_str(), needed.as_str())) }
+        if self.role.includes(needed) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(self.role.as_str(), needed.as_str()))
+        }
     }
 
     /// Fails with 403 unless the caller has one of `roles`.
@@ -57,7 +61,10 @@ where
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or_else(ApiError::unauthorized)?;
         match state.runtime.authenticate(token.trim()).await? {
-            Some(row) => Ok(Caller { token_id: row.id, role: row.role }),
+            Some(row) => Ok(Caller {
+                token_id: row.id,
+                role: row.role,
+            }),
             None => Err(ApiError::unauthorized()),
         }
     }

@@ -27,7 +27,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     /// 401: no valid token.
@@ -41,14 +46,22 @@ impl ApiError {
 
     /// 403: the token's role does not allow this.
     pub fn forbidden(role: &str, needed: &str) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this needs the {needed} role; the token is {role}"))
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this needs the {needed} role; the token is {role}"),
+        )
     }
 
     /// 503 with `Retry-After`: too many calls at once.
     pub fn overloaded(retry_after: u64) -> Self {
         ApiError {
             retry_after: Some(retry_after),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many calls in progress; retry later")
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many calls in progress; retry later",
+            )
         }
     }
 
@@ -76,11 +89,17 @@ impl From<RuntimeError> for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
-        debug_assert!(matches!(err.kind(), ErrorKind::Internal) == (status == StatusCode::INTERNAL_SERVER_ERROR));
+        debug_assert!(
+            matches!(err.kind(), ErrorKind::Internal) == (status == StatusCode::INTERNAL_SERVER_ERROR)
+        );
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             // The cause may name paths or database details: log it, tell the client less.
             tracing::error!(error = %err, "internal error");
-            return ApiError::new(status, code, "something went wrong; the server log has the details");
+            return ApiError::new(
+                status,
+                code,
+                "something went wrong; the server log has the details",
+            );
         }
         ApiError::new(status, code, err.to_string())
     }
@@ -94,7 +113,11 @@ impl From<JsonRejection> for ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             _ => "invalid_json",
         };
-        let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
+        let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+            StatusCode::BAD_REQUEST
+        } else {
+            status
+        };
         ApiError::new(status, code, rejection.body_text())
     }
 }

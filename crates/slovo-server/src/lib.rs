@@ -72,7 +72,10 @@ impl AppState {
     pub fn new(runtime: Arc<Runtime>, config: ServerConfig) -> Self {
         AppState {
             runtime,
-            calls: Arc::new(limits::CallLimiter::new(config.max_concurrent_calls, config.max_queued_calls)),
+            calls: Arc::new(limits::CallLimiter::new(
+                config.max_concurrent_calls,
+                config.max_queued_calls,
+            )),
             metrics: Arc::new(metrics::Metrics::default()),
             config: Arc::new(config),
         }
@@ -113,7 +116,10 @@ pub async fn serve(
             tokio::time::sleep(grace).await;
         } => Ok(()),
     };
-    match runtime.abandon_inflight(ExecutionStatus::Cancelled, "the server shut down during the call").await {
+    match runtime
+        .abandon_inflight(ExecutionStatus::Cancelled, "the server shut down during the call")
+        .await
+    {
         Ok(0) => {}
         Ok(n) => tracing::warn!(count = n, "recorded calls cut short by shutdown as cancelled"),
         Err(e) => tracing::error!(error = %e, "failed to record cancelled calls"),

@@ -25,7 +25,11 @@ pub struct CallPermit {
 impl CallLimiter {
     /// At most `max_running` calls at once and `max_waiting` queued behind them.
     pub fn new(max_running: usize, max_waiting: usize) -> Self {
-        CallLimiter { running: Arc::new(Semaphore::new(max_running.max(1))), waiting: AtomicUsize::new(0), max_waiting }
+        CallLimiter {
+            running: Arc::new(Semaphore::new(max_running.max(1))),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+        }
     }
 
     /// A permit to run, waiting in the bounded queue if needed; 503 when the queue is full.
@@ -40,7 +44,9 @@ impl CallLimiter {
         }
         let permit = self.running.clone().acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        permit.map(|p| CallPermit { _permit: p }).map_err(|_| ApiError::overloaded(1))
+        permit
+            .map(|p| CallPermit { _permit: p })
+            .map_err(|_| ApiError::overloaded(1))
     }
 
     /// Calls running now.

@@ -42,17 +42,37 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("slovo");
         let calls = Family::<CallLabels, Counter>::default();
-        let call_seconds =
-            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0]);
+        let call_seconds = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+        ]);
         let calls_in_flight = Gauge::default();
         let calls_rejected = Counter::default();
         let errors = Family::<ResponseLabels, Counter>::default();
         registry.register("calls", "Tool calls answered, by execution status", calls.clone());
-        registry.register("call_duration_seconds", "Duration of tool calls", call_seconds.clone());
-        registry.register("calls_in_flight", "Tool calls running now", calls_in_flight.clone());
-        registry.register("calls_rejected", "Tool calls turned away by back-pressure", calls_rejected.clone());
+        registry.register(
+            "call_duration_seconds",
+            "Duration of tool calls",
+            call_seconds.clone(),
+        );
+        registry.register(
+            "calls_in_flight",
+            "Tool calls running now",
+            calls_in_flight.clone(),
+        );
+        registry.register(
+            "calls_rejected",
+            "Tool calls turned away by back-pressure",
+            calls_rejected.clone(),
+        );
         registry.register("http_errors", "Error responses, by status code", errors.clone());
-        Metrics { registry, calls, call_seconds, calls_in_flight, calls_rejected, errors }
+        Metrics {
+            registry,
+            calls,
+            call_seconds,
+            calls_in_flight,
+            calls_rejected,
+            errors,
+        }
     }
 }
 

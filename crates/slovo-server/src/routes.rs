@@ -45,7 +45,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("slv_<id>_<secret>").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("slv_<id>_<secret>")
+                    .build(),
+            ),
         );
     }
 }
@@ -82,10 +87,20 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn count_errors(State(state): State<AppState>, req: axum::extract::Request, next: middleware::Next) -> Response {
+async fn count_errors(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
     let response = next.run(req).await;
     if response.status().is_client_error() || response.status().is_server_error() {
-        state.metrics.errors.get_or_create(&ResponseLabels { code: response.status().as_u16() }).inc();
+        state
+            .metrics
+            .errors
+            .get_or_create(&ResponseLabels {
+                code: response.status().as_u16(),
+            })
+            .inc();
     }
     response
 }
@@ -103,7 +118,12 @@ fn to_value<T: serde::Serialize>(v: &T) -> ApiResult<Json<Value>> {
 /// Liveness: the process answers and the database is reachable.
 #[utoipa::path(get, path = "/health", security(()), responses((status = 200, description = "healthy")))]
 async fn health(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let (seq, _) = state.runtime.store().audit_head().await.map_err(slovo_runtime::RuntimeError::from)?;
+    let (seq, _) = state
+        .runtime
+        .store()
+        .audit_head()
+        .await
+        .map_err(slovo_runtime::RuntimeError::from)?;
     Ok(Json(json!({"status": "ok", "audit_events": seq})))
 }
 
@@ -112,7 +132,14 @@ async fn health(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 async fn metrics(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Reader)?;
     let body = state.metrics.render();
-    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response())
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
@@ -138,19 +165,39 @@ async fn import_tool(
     caller.require(Role::Admin)?;
     let bytes = body.map_err(|r| {
         let status = r.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "invalid_body" };
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "invalid_body"
+        };
         ApiError::new(status, code, r.body_text())
     })?;
-    let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
     let name = if json { "request body.json" } else { "request body" };
-    let report = state.runtime.import(ImportSource::Manifest { name: name.into(), bytes: bytes.to_vec() }, &caller.actor()).await?;
+    let report = state
+        .runtime
+        .import(
+            ImportSource::Manifest {
+                name: name.into(),
+                bytes: bytes.to_vec(),
+            },
+            &caller.actor(),
+        )
+        .await?;
     Ok((StatusCode::CREATED, to_value(&report)?))
 }
 
 /// One tool: requested versus granted, status, versions (agent, reader).
 #[utoipa::path(get, path = "/v1/tools/{name}", params(("name" = String, Path, description = "tool name")),
     responses((status = 200, description = "the tool", body = Value), (status = 404, description = "no such tool", body = ErrorBody)))]
-async fn show_tool(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+async fn show_tool(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     caller.require_any(&[Role::Agent, Role::Reader])?;
     to_value(&state.runtime.show(&name).await?)
 }
@@ -200,7 +247,10 @@ async fn approve_tool(
         .network_allow
         .map(|hs| {
             hs.iter()
-                .map(|h| h.parse::<HostPattern>().map_err(|e| ApiError::bad_request("invalid_input", e.to_string())))
+                .map(|h| {
+                    h.parse::<HostPattern>()
+                        .map_err(|e| ApiError::bad_request("invalid_input", e.to_string()))
+                })
                 .collect::<ApiResult<Vec<_>>>()
         })
         .transpose()?;
@@ -227,14 +277,22 @@ async fn approve_tool(
 
 /// Stop serving calls (admin).
 #[utoipa::path(post, path = "/v1/tools/{name}/disable", params(("name" = String, Path)), responses((status = 200, description = "disabled", body = Value)))]
-async fn disable_tool(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+async fn disable_tool(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     caller.require(Role::Admin)?;
     to_value(&state.runtime.disable(&name, &caller.actor()).await?)
 }
 
 /// Resume serving calls (admin).
 #[utoipa::path(post, path = "/v1/tools/{name}/enable", params(("name" = String, Path)), responses((status = 200, description = "enabled", body = Value)))]
-async fn enable_tool(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+async fn enable_tool(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     caller.require(Role::Admin)?;
     to_value(&state.runtime.enable(&name, &caller.actor()).await?)
 }
@@ -320,7 +378,10 @@ async fn call(
         .await;
     state.metrics.calls_in_flight.dec();
     drop(permit);
-    state.metrics.call_seconds.observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .call_seconds
+        .observe(started.elapsed().as_secs_f64());
     let status = match &result {
         Ok(e) => e.status.as_str().to_string(),
         Err(_) => "refused".to_string(),
@@ -355,28 +416,53 @@ async fn list_executions(
     let Query(q) = query.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 1000"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 1000",
+        ));
     }
     let status = q
         .status
-        .map(|s| s.parse::<ExecutionStatus>().map_err(|e| ApiError::bad_request("invalid_query", e.to_string())))
+        .map(|s| {
+            s.parse::<ExecutionStatus>()
+                .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))
+        })
         .transpose()?;
     let before = match q.before {
         Some(id) => {
             let e = state.runtime.execution(&id).await?;
-            Some(ExecutionCursor { started_at: e.started_at, id: e.id })
+            Some(ExecutionCursor {
+                started_at: e.started_at,
+                id: e.id,
+            })
         }
         None => None,
     };
-    let rows = state.runtime.executions(&ExecutionFilter { tool: q.tool, status, before, limit }).await?;
-    let next_cursor = if rows.len() as i64 == limit { rows.last().map(|e| e.id.clone()) } else { None };
+    let rows = state
+        .runtime
+        .executions(&ExecutionFilter {
+            tool: q.tool,
+            status,
+            before,
+            limit,
+        })
+        .await?;
+    let next_cursor = if rows.len() as i64 == limit {
+        rows.last().map(|e| e.id.clone())
+    } else {
+        None
+    };
     to_value(&json!({"executions": rows, "next_cursor": next_cursor}))
 }
 
 /// One execution (reader).
 #[utoipa::path(get, path = "/v1/executions/{id}", params(("id" = String, Path)),
     responses((status = 200, description = "the execution", body = Value), (status = 404, description = "no such execution", body = ErrorBody)))]
-async fn show_execution(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn show_execution(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     caller.require(Role::Reader)?;
     to_value(&state.runtime.execution(&id).await?)
 }
@@ -417,14 +503,20 @@ async fn create_token(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(Role::Admin)?;
     let b = json_body(body)?;
-    let role: Role = b.role.parse().map_err(|e: slovo_core::access::UnknownRole| ApiError::bad_request("invalid_input", e.to_string()))?;
+    let role: Role = b.role.parse().map_err(|e: slovo_core::access::UnknownRole| {
+        ApiError::bad_request("invalid_input", e.to_string())
+    })?;
     let created = state.runtime.create_token(role, b.label, &caller.actor()).await?;
     Ok((StatusCode::CREATED, to_value(&created)?))
 }
 
 /// Revoke a token (admin).
 #[utoipa::path(delete, path = "/v1/tokens/{id}", params(("id" = String, Path)), responses((status = 204, description = "revoked")))]
-async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     caller.require(Role::Admin)?;
     state.runtime.revoke_token(&id, &caller.actor()).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -58,7 +58,13 @@ struct Server {
 }
 
 impl Server {
-    async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -77,11 +83,23 @@ async fn servers(config: ServerConfig) -> Vec<Server> {
     let mut out = Vec::new();
     for db in test_dbs().await {
         let store = db.store().await;
-        let runtime = Arc::new(Runtime::new(store, Backends::new().with(Arc::new(SleepyBackend)), db.dir.path().join("data")));
+        let runtime = Arc::new(Runtime::new(
+            store,
+            Backends::new().with(Arc::new(SleepyBackend)),
+            db.dir.path().join("data"),
+        ));
         let cli = Actor("test".into());
         let admin = runtime.create_token(Role::Admin, None, &cli).await.unwrap().token;
-        let agent = runtime.create_token(Role::Agent, Some("assistant".into()), &cli).await.unwrap().token;
-        let reader = runtime.create_token(Role::Reader, None, &cli).await.unwrap().token;
+        let agent = runtime
+            .create_token(Role::Agent, Some("assistant".into()), &cli)
+            .await
+            .unwrap()
+            .token;
+        let reader = runtime
+            .create_token(Role::Reader, None, &cli)
+            .await
+            .unwrap()
+            .token;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = AppState::new(runtime.clone(), config.clone());
@@ -110,8 +128,20 @@ async fn import_and_approve(s: &Server) {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED, "{}", resp.text().await.unwrap());
-    let (st, body) = s.request(Method::POST, "/v1/tools/echo/approve", Some(&s.admin), Some(json!({"memory_limit_mb": 64}))).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let (st, body) = s
+        .request(
+            Method::POST,
+            "/v1/tools/echo/approve",
+            Some(&s.admin),
+            Some(json!({"memory_limit_mb": 64})),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{body}");
 }
 
@@ -140,15 +170,34 @@ async fn every_endpoint_checks_token_and_role() {
         ];
         for (method, path, body, allowed) in endpoints {
             let (st, b) = s.request(method.clone(), path, None, body.clone()).await;
-            assert_eq!(st, StatusCode::UNAUTHORIZED, "{} {method} {path} without token: {b}", s.label);
+            assert_eq!(
+                st,
+                StatusCode::UNAUTHORIZED,
+                "{} {method} {path} without token: {b}",
+                s.label
+            );
             assert_eq!(b["error"]["code"], "unauthorized");
-            let (st, _) = s.request(method.clone(), path, Some("slv_0000000000000000_bogus"), body.clone()).await;
+            let (st, _) = s
+                .request(
+                    method.clone(),
+                    path,
+                    Some("slv_0000000000000000_bogus"),
+                    body.clone(),
+                )
+                .await;
             assert_eq!(st, StatusCode::UNAUTHORIZED, "{method} {path} with a bogus token");
-            for (role, token) in [(Role::Agent, &s.agent), (Role::Reader, &s.reader), (Role::Admin, &s.admin)] {
+            for (role, token) in [
+                (Role::Agent, &s.agent),
+                (Role::Reader, &s.reader),
+                (Role::Admin, &s.admin),
+            ] {
                 let (st, b) = s.request(method.clone(), path, Some(token), body.clone()).await;
                 let may = role == Role::Admin || allowed.contains(&role);
                 if may {
-                    assert!(st != StatusCode::UNAUTHORIZED && st != StatusCode::FORBIDDEN, "{role} {method} {path}: {st} {b}");
+                    assert!(
+                        st != StatusCode::UNAUTHORIZED && st != StatusCode::FORBIDDEN,
+                        "{role} {method} {path}: {st} {b}"
+                    );
                     assert!(!st.is_server_error(), "{role} {method} {path}: {st} {b}");
                 } else {
                     assert_eq!(st, StatusCode::FORBIDDEN, "{role} {method} {path}: {b}");
@@ -164,12 +213,21 @@ async fn every_endpoint_checks_token_and_role() {
         assert!(doc["paths"]["/v1/calls"]["post"].is_object(), "{doc}");
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
         // A revoked token stops working.
-        let (_, created) = s.request(Method::POST, "/v1/tokens", Some(&s.admin), Some(json!({"role": "agent"}))).await;
+        let (_, created) = s
+            .request(
+                Method::POST,
+                "/v1/tokens",
+                Some(&s.admin),
+                Some(json!({"role": "agent"})),
+            )
+            .await;
         let token = created["token"].as_str().unwrap().to_string();
         let (st, _) = s.request(Method::GET, "/v1/tools", Some(&token), None).await;
         assert_eq!(st, StatusCode::OK);
         let id = created["record"]["id"].as_str().unwrap();
-        let (st, _) = s.request(Method::DELETE, &format!("/v1/tokens/{id}"), Some(&s.admin), None).await;
+        let (st, _) = s
+            .request(Method::DELETE, &format!("/v1/tokens/{id}"), Some(&s.admin), None)
+            .await;
         assert_eq!(st, StatusCode::NO_CONTENT);
         let (st, _) = s.request(Method::GET, "/v1/tools", Some(&token), None).await;
         assert_eq!(st, StatusCode::UNAUTHORIZED);
@@ -181,11 +239,21 @@ async fn every_endpoint_checks_token_and_role() {
 
 #[tokio::test]
 async fn calls_are_recorded_and_bad_requests_get_stable_codes() {
-    for s in servers(ServerConfig { max_body_bytes: 64 * 1024, ..ServerConfig::default() }).await {
+    for s in servers(ServerConfig {
+        max_body_bytes: 64 * 1024,
+        ..ServerConfig::default()
+    })
+    .await
+    {
         import_and_approve(&s).await;
         let (st, exec) = s
-            .request(Method::POST, "/v1/calls", Some(&s.agent), Some(json!({"tool": "echo", "capability": "say",
-                "arguments": {"text": "hi"}, "conversation_id": "c", "turn_id": "t"})))
+            .request(
+                Method::POST,
+                "/v1/calls",
+                Some(&s.agent),
+                Some(json!({"tool": "echo", "capability": "say",
+                "arguments": {"text": "hi"}, "conversation_id": "c", "turn_id": "t"})),
+            )
             .await;
         assert_eq!(st, StatusCode::OK, "{}: {exec}", s.label);
         assert_eq!(exec["status"], "success");
@@ -193,7 +261,12 @@ async fn calls_are_recorded_and_bad_requests_get_stable_codes() {
         assert!(exec["actor"].as_str().unwrap().starts_with("token:agent:"));
 
         let raw = |body: &'static str| {
-            s.http.post(format!("{}/v1/calls", s.base)).bearer_auth(&s.agent).header("content-type", "application/json").body(body).send()
+            s.http
+                .post(format!("{}/v1/calls", s.base))
+                .bearer_auth(&s.agent)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
         };
         let cases: Vec<(reqwest::Response, StatusCode, &str)> = vec![
             (raw("{not json").await.unwrap(), StatusCode::BAD_REQUEST, "invalid_json"),
@@ -240,15 +313,37 @@ async fn calls_are_recorded_and_bad_requests_get_stable_codes() {
 
         // The record: list with paging, show, verify.
         for i in 0..3 {
-            s.request(Method::POST, "/v1/calls", Some(&s.agent), Some(json!({"tool": "echo", "capability": "say", "arguments": {"text": format!("{i}")}}))).await;
+            s.request(
+                Method::POST,
+                "/v1/calls",
+                Some(&s.agent),
+                Some(json!({"tool": "echo", "capability": "say", "arguments": {"text": format!("{i}")}})),
+            )
+            .await;
         }
-        let (_, page1) = s.request(Method::GET, "/v1/executions?tool=echo&limit=2", Some(&s.reader), None).await;
+        let (_, page1) = s
+            .request(
+                Method::GET,
+                "/v1/executions?tool=echo&limit=2",
+                Some(&s.reader),
+                None,
+            )
+            .await;
         assert_eq!(page1["executions"].as_array().unwrap().len(), 2);
         let cursor = page1["next_cursor"].as_str().unwrap();
-        let (_, page2) = s.request(Method::GET, &format!("/v1/executions?tool=echo&limit=2&before={cursor}"), Some(&s.reader), None).await;
+        let (_, page2) = s
+            .request(
+                Method::GET,
+                &format!("/v1/executions?tool=echo&limit=2&before={cursor}"),
+                Some(&s.reader),
+                None,
+            )
+            .await;
         assert_eq!(page2["executions"].as_array().unwrap().len(), 2);
         assert_ne!(page1["executions"][0]["id"], page2["executions"][0]["id"]);
-        let (st, v) = s.request(Method::GET, "/v1/audit/verify", Some(&s.reader), None).await;
+        let (st, v) = s
+            .request(Method::GET, "/v1/audit/verify", Some(&s.reader), None)
+            .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         let (_, m) = s.request(Method::GET, "/metrics", Some(&s.reader), None).await;
         let text = m.as_str().unwrap();
@@ -259,7 +354,13 @@ async fn calls_are_recorded_and_bad_requests_get_stable_codes() {
 
 #[tokio::test]
 async fn overload_is_answered_with_503_and_retry_after() {
-    for s in servers(ServerConfig { max_concurrent_calls: 1, max_queued_calls: 1, ..ServerConfig::default() }).await {
+    for s in servers(ServerConfig {
+        max_concurrent_calls: 1,
+        max_queued_calls: 1,
+        ..ServerConfig::default()
+    })
+    .await
+    {
         import_and_approve(&s).await;
         let mut tasks = Vec::new();
         for _ in 0..6 {
@@ -274,7 +375,12 @@ async fn overload_is_answered_with_503_and_retry_after() {
                     .send()
                     .await
                     .unwrap();
-                (r.status(), r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()))
+                (
+                    r.status(),
+                    r.headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_string()),
+                )
             }));
         }
         let mut ok = 0;
@@ -291,9 +397,19 @@ async fn overload_is_answered_with_503_and_retry_after() {
         }
         assert!(ok >= 2 && rejected >= 1, "ok {ok}, rejected {rejected}");
         // Every answered call is on record; rejected ones are not.
-        let execs = s.runtime.executions(&slovo_store::ExecutionFilter { limit: 100, ..Default::default() }).await.unwrap();
+        let execs = s
+            .runtime
+            .executions(&slovo_store::ExecutionFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(execs.len(), ok);
         let events = s.runtime.store().audit_page(0, 1000).await.unwrap();
-        assert_eq!(events.iter().filter(|e| e.kind == "execution.finished").count(), ok);
+        assert_eq!(
+            events.iter().filter(|e| e.kind == "execution.finished").count(),
+            ok
+        );
     }
 }

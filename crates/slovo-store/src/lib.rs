@@ -301,7 +301,7 @@ impl Store {
         )
         .bind(started_before)
         .fetch_all(&self.pool)
-            .await?;
+        .await?;
         rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
     }
 
@@ -666,7 +666,13 @@ impl Tx {
 
     /// Ends an execution that is still `running` without a result (`interrupted` after a
     /// crash, `cancelled` at shutdown); false when it is no longer running.
-    pub async fn abandon_execution(&mut self, id: &str, status: ExecutionStatus, at: i64, reason: &str) -> Result<bool> {
+    pub async fn abandon_execution(
+        &mut self,
+        id: &str,
+        status: ExecutionStatus,
+        at: i64,
+        reason: &str,
+    ) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE executions SET status = $1, error = $2, finished_at = $3 \
              WHERE id = $4 AND status = 'running'",

@@ -72,7 +72,7 @@ pub fn v1_settings(
     if swap_accounting {
         out.push((Controller::Memory, "memory.memsw.limit_in_bytes", bytes));
     }
-    out.push((Controller::Cpu, "cpu.cfs_period_us", CPU_PERIOD_US.to_string()));
+    // cpu.cfs_period_us of a new cgroup is the kernel's default, CPU_PERIOD_US.
     out.push((
         Controller::Cpu,
         "cpu.cfs_quota_us",
@@ -344,8 +344,9 @@ impl CallCgroup {
         fs::read_to_string(self.dir(c)?.join(file)).ok()
     }
 
-    /// The accounting of the call so far.
-    pub fn stats(&self) -> Stats {
+    /// The accounting of the call so far. `events`: also read the OOM-kill and pids-limit
+    /// counters (only needed to explain a call that did not succeed).
+    pub fn stats(&self, events: bool) -> Stats {
         if self.v2 {
             let cpu_ms = self
                 .read(Controller::Cpu, "cpu.stat")
@@ -357,12 +358,14 @@ impl CallCgroup {
             Stats {
                 cpu_ms,
                 peak_memory_bytes: peak,
-                oom_kills: self
-                    .read(Controller::Memory, "memory.events")
+                oom_kills: events
+                    .then(|| self.read(Controller::Memory, "memory.events"))
+                    .flatten()
                     .and_then(|t| keyed(&t, "oom_kill"))
                     .unwrap_or(0),
-                pids_max_hits: self
-                    .read(Controller::Pids, "pids.events")
+                pids_max_hits: events
+                    .then(|| self.read(Controller::Pids, "pids.events"))
+                    .flatten()
                     .and_then(|t| keyed(&t, "max"))
                     .unwrap_or(0),
             }
@@ -377,12 +380,14 @@ impl CallCgroup {
             Stats {
                 cpu_ms,
                 peak_memory_bytes: peak,
-                oom_kills: self
-                    .read(Controller::Memory, "memory.oom_control")
+                oom_kills: events
+                    .then(|| self.read(Controller::Memory, "memory.oom_control"))
+                    .flatten()
                     .and_then(|t| keyed(&t, "oom_kill"))
                     .unwrap_or(0),
-                pids_max_hits: self
-                    .read(Controller::Pids, "pids.events")
+                pids_max_hits: events
+                    .then(|| self.read(Controller::Pids, "pids.events"))
+                    .flatten()
                     .and_then(|t| keyed(&t, "max"))
                     .unwrap_or(0),
             }
@@ -497,7 +502,6 @@ mod tests {
                     "memory.memsw.limit_in_bytes",
                     "67108864".to_string()
                 ),
-                (Controller::Cpu, "cpu.cfs_period_us", "100000".to_string()),
                 (Controller::Cpu, "cpu.cfs_quota_us", "50000".to_string()),
                 (Controller::Pids, "pids.max", "32".to_string()),
             ]

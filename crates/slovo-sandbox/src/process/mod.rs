@@ -418,14 +418,11 @@ impl ProcessBackend {
             CALLS.fetch_add(1, Ordering::Relaxed),
             sanitize(&spec.execution_id)
         );
-        let t0 = std::time::Instant::now();
         let cgroup = match &self.support.cgroups {
             Some(h) => Some(h.create(&name, &spec.limits)?),
             None => None,
         };
-        let t1 = std::time::Instant::now();
         let plan = self.child_plan(spec, bundle, data, *system_paths)?;
-        let t2 = std::time::Instant::now();
         let spawned = child::spawn(&plan)?;
         let mut running = Running {
             pid: spawned.pid,
@@ -440,14 +437,12 @@ impl ProcessBackend {
         if let Some(cg) = &cgroup {
             cg.add(spawned.pid)?;
         }
-        let t3 = std::time::Instant::now();
         // SAFETY: writing one byte to our pipe.
         if unsafe { libc::write(spawned.sync.as_raw_fd(), b"1".as_ptr().cast(), 1) } != 1 {
             return Err(ProcessError::sys("start the sandbox"));
         }
         drop(spawned.sync);
 
-        let t4 = std::time::Instant::now();
         let io_err = |e: std::io::Error| ProcessError::Sys {
             action: "watch the sandbox",
             source: e,
@@ -462,7 +457,6 @@ impl ProcessBackend {
                 Ok(Err(e)) => return Err(io_err(e)),
             }
         }
-        let t5 = std::time::Instant::now();
         drop(errors);
         if got == report.len() {
             running.reap();
@@ -495,17 +489,17 @@ impl ProcessBackend {
             self.config.stderr_limit,
         )
         .await;
-        let t6 = std::time::Instant::now();
         running.pidfd = Some(exit.into_inner());
         writer.abort();
         let status = running.reap();
-        let t7 = std::time::Instant::now();
-        let stats = cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
+        let clean = libc::WIFEXITED(status)
+            && libc::WEXITSTATUS(status) == 0
+            && !watched.timed_out
+            && !watched.stdout_overflow;
+        let stats = cgroup.as_ref().map(|c| c.stats(!clean)).unwrap_or_default();
         if let Some(cg) = cgroup {
             cg.remove()?;
         }
-        let t8 = std::time::Instant::now();
-        if std::env::var_os("SLOVO_T").is_some() { eprintln!("cg {:?} plan {:?} spawn {:?} maps {:?} sync {:?} errpipe {:?} watch {:?} reap {:?} cgrm {:?}", t1-t0, t2-t1, t3-t2, t4-t3, t5-t4, t6-t5, t7-t6, t8-t7, std::time::Instant::now()-t8); }
         Ok(outcome(status, watched, stats, spec, name))
     }
 }

@@ -130,8 +130,8 @@ pub enum Op {
         /// Target.
         target: PathBuf,
     },
-    /// A non-recursive bind, then a remount with `flags` (`MS_RDONLY`, `MS_NOSUID`, …) plus the
-    /// flags the source has that a user namespace locks.
+    /// A non-recursive bind, then (unless `flags` is 0) a remount with `flags` (`MS_RDONLY`,
+    /// `MS_NOSUID`, …) plus the flags the source has that a user namespace locks.
     Bind {
         /// Host path.
         source: PathBuf,
@@ -244,10 +244,11 @@ pub fn plan(layout: &Layout) -> Vec<Op> {
     for d in DEVICES {
         let target = at(&format!("dev/{d}"));
         ops.push(Op::Touch { path: target.clone() });
+        // The host's /dev is already nosuid; no remount needed (flags 0).
         ops.push(Op::Bind {
             source: PathBuf::from(format!("/dev/{d}")),
             target,
-            flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+            flags: 0,
         });
     }
     for (link, target) in [
@@ -492,6 +493,9 @@ pub(crate) fn run(op: &RawOp) -> Result<(), i32> {
                     libc::MS_BIND,
                     std::ptr::null(),
                 ))?;
+                if *flags == 0 {
+                    return Ok(());
+                }
                 let keep = locked_flags(target)?;
                 check(libc::mount(
                     null,
@@ -624,7 +628,7 @@ mod tests {
             expected.push(Op::Bind {
                 source: PathBuf::from(format!("/dev/{d}")),
                 target: PathBuf::from(format!("/w/root/dev/{d}")),
-                flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+                flags: 0,
             });
         }
         expected.extend([

@@ -49,7 +49,11 @@ impl ArtifactPaths {
 /// The module file of a bundle, refusing paths that leave it.
 pub(crate) fn module_path(bundle_dir: &Path, module: &str) -> Result<PathBuf, String> {
     let rel = Path::new(module);
-    if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if rel.as_os_str().is_empty()
+        || !rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(format!(
             "execution.module {module:?} must be a relative path inside the bundle"
         ));
@@ -60,7 +64,8 @@ pub(crate) fn module_path(bundle_dir: &Path, module: &str) -> Result<PathBuf, St
 /// A module's bytes and SHA-256.
 pub(crate) fn read_module(path: &Path) -> Result<(Vec<u8>, String), String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open module {}: {e}", path.display()))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot open module {}: {e}", path.display()))?;
     let mut bytes = Vec::new();
     file.take(MAX_MODULE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -204,8 +209,14 @@ mod tests {
     #[test]
     fn module_paths_stay_inside_the_bundle() {
         let b = Path::new("/b");
-        assert_eq!(module_path(b, "tool.wasm").unwrap(), PathBuf::from("/b/tool.wasm"));
-        assert_eq!(module_path(b, "bin/t.wasm").unwrap(), PathBuf::from("/b/bin/t.wasm"));
+        assert_eq!(
+            module_path(b, "tool.wasm").unwrap(),
+            PathBuf::from("/b/tool.wasm")
+        );
+        assert_eq!(
+            module_path(b, "bin/t.wasm").unwrap(),
+            PathBuf::from("/b/bin/t.wasm")
+        );
         for bad in ["../t.wasm", "/etc/t.wasm", "a/../../t.wasm", ""] {
             assert!(module_path(b, bad).is_err(), "{bad}");
         }

@@ -28,7 +28,9 @@ pub(crate) fn build(config: &WasmConfig) -> Result<Engine, WasmError> {
         .max_memories_per_module(1)
         .max_tables_per_module(4)
         .table_elements(config.max_table_elements)
-        .max_memory_size(usize::try_from(config.max_memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX));
+        .max_memory_size(
+            usize::try_from(config.max_memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
+        );
     let mut c = Config::new();
     c.epoch_interruption(true)
         .max_wasm_stack(config.max_wasm_stack)
@@ -128,7 +130,12 @@ pub(crate) struct Running<'a> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        let mut running = self.ticker.state.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut running = self
+            .ticker
+            .state
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         *running = running.saturating_sub(1);
     }
 }

@@ -60,7 +60,12 @@ impl Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.memory_exceeded = true;
             return Err(wasmtime::Error::new(MemoryLimitExceeded(self.memory_mb)));
@@ -69,7 +74,12 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
             self.table_exceeded = true;
             return Err(wasmtime::Error::new(TableLimitExceeded(self.table_elements)));
@@ -161,7 +171,10 @@ impl CallClock {
 
 /// CPU time of the calling thread.
 pub(crate) fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID needs nothing else.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -197,7 +210,11 @@ mod tests {
         }
         clock.on_tick().unwrap();
         // 30 ms of CPU at 50% needs about 60 ms of wall time.
-        assert!(clock.started.elapsed() >= Duration::from_millis(55), "{:?}", clock.started.elapsed());
+        assert!(
+            clock.started.elapsed() >= Duration::from_millis(55),
+            "{:?}",
+            clock.started.elapsed()
+        );
         assert!(!clock.timed_out);
     }
 }

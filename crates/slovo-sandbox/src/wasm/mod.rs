@@ -40,10 +40,10 @@
 //! ```
 
 pub mod artifact;
+mod engine;
 pub mod limits;
 pub mod pipes;
 pub mod wasi;
-mod engine;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -250,7 +250,13 @@ impl Inner {
             .ok_or("a wasm tool needs its bundle (import the bundle, not the manifest alone)")?;
         let path = artifact::module_path(bundle, module)?;
         let (bytes, sha) = artifact::read_module(&path)?;
-        let compiled = artifact::compile(&self.engine, &self.fingerprint, &self.config.cache_dir, &bytes, &sha)?;
+        let compiled = artifact::compile(
+            &self.engine,
+            &self.fingerprint,
+            &self.config.cache_dir,
+            &bytes,
+            &sha,
+        )?;
         let pre = self.prepare(&compiled.module)?;
         let imports: Vec<String> = compiled
             .module
@@ -292,9 +298,9 @@ impl Inner {
                 );
             }
         }
-        self.linker
-            .instantiate_pre(module)
-            .map_err(|e| format!("the module cannot be linked: {e:#} (tools get WASI preview 1 and nothing else)"))
+        self.linker.instantiate_pre(module).map_err(|e| {
+            format!("the module cannot be linked: {e:#} (tools get WASI preview 1 and nothing else)")
+        })
     }
 
     /// The loaded module for a call: from memory, or from its verified artifact. Never compiles.
@@ -305,9 +311,17 @@ impl Inner {
                 spec.execution.kind()
             ));
         };
-        let bundle = spec.bundle_dir.as_deref().ok_or("not installed: the tool has no bundle")?;
+        let bundle = spec
+            .bundle_dir
+            .as_deref()
+            .ok_or("not installed: the tool has no bundle")?;
         let path = artifact::module_path(bundle, module)?;
-        if let Some(l) = self.modules.lock().unwrap_or_else(PoisonError::into_inner).get(&path) {
+        if let Some(l) = self
+            .modules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&path)
+        {
             return Ok(l.clone());
         }
         let (_, sha) = artifact::read_module(&path)?;
@@ -377,7 +391,11 @@ impl Inner {
         outcome.output = Outcome::output_from_stdout(&stdout.take());
         outcome.cpu_ms = Some(u64::try_from(cpu.as_millis()).unwrap_or(u64::MAX));
         outcome.peak_memory_bytes = Some(state.limiter.peak_memory as u64);
-        outcome.sandbox_id = Some(format!("wasm:{}:{}", &loaded.module_sha256[..12], spec.execution_id));
+        outcome.sandbox_id = Some(format!(
+            "wasm:{}:{}",
+            &loaded.module_sha256[..12],
+            spec.execution_id
+        ));
         drop(store); // ends the quota charge: the state directory is measured again if written
         outcome
     }
@@ -388,7 +406,8 @@ impl Inner {
         stdout: &CappedPipe,
         stderr: &CappedPipe,
     ) -> Result<wasmtime_wasi::p1::WasiP1Ctx, String> {
-        let request = serde_json::to_vec(&spec.request).map_err(|e| format!("cannot encode the request: {e}"))?;
+        let request =
+            serde_json::to_vec(&spec.request).map_err(|e| format!("cannot encode the request: {e}"))?;
         let mut b = WasiCtxBuilder::new();
         // Our own blocking thread: file I/O runs on it rather than hopping to another.
         b.allow_blocking_current_thread(true)
@@ -401,7 +420,12 @@ impl Inner {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         b.preopened_dir(&spec.state_dir, "/data", wasmtime_wasi::FsPerms::ReadWrite)
-            .map_err(|e| format!("cannot open the state directory {}: {e:#}", spec.state_dir.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot open the state directory {}: {e:#}",
+                    spec.state_dir.display()
+                )
+            })?;
         Ok(b.build_p1())
     }
 }
@@ -434,10 +458,16 @@ fn classify(
         return killed(format!("memory limit of {} MB exceeded", spec.limits.memory_mb));
     }
     if state.limiter.table_exceeded {
-        return killed(format!("table limit of {} elements exceeded", config.max_table_elements));
+        return killed(format!(
+            "table limit of {} elements exceeded",
+            config.max_table_elements
+        ));
     }
     if stdout.exceeded() {
-        return killed(format!("stdout exceeded the limit of {} bytes", config.stdout_limit));
+        return killed(format!(
+            "stdout exceeded the limit of {} bytes",
+            config.stdout_limit
+        ));
     }
     let err = match result {
         Ok(()) => {

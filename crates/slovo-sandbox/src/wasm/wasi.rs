@@ -26,8 +26,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use wasmtime::{Caller, Engine, Extern, Func, Linker, Memory, WasmParams};
+use wasmtime::{AsContextMut, Caller, Engine, Extern, Linker, Memory};
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p1::wasi_snapshot_preview1 as p1;
+use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
+use wasmtime_wasi::runtime::in_tokio;
+use wiggle::GuestMemory;
 
 use super::limits::{CallClock, Limiter};
 
@@ -54,7 +58,6 @@ pub(crate) struct CallState {
     pub(crate) limiter: Limiter,
     pub(crate) clock: CallClock,
     pub(crate) quota: QuotaCharge,
-    originals: [Option<Func>; Original::COUNT],
 }
 
 impl CallState {
@@ -64,7 +67,6 @@ impl CallState {
             limiter,
             clock,
             quota,
-            originals: [None; Original::COUNT],
         }
     }
 }
@@ -99,7 +101,9 @@ impl Volume {
     fn refund(&self, bytes: u64) {
         let _ = self
             .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| Some(used.saturating_sub(bytes)));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                Some(used.saturating_sub(bytes))
+            });
     }
 }
 
@@ -147,9 +151,13 @@ pub(crate) fn measure(dir: &Path) -> u64 {
     let mut total = 0u64;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
-            let Ok(meta) = entry.path().symlink_metadata() else { continue };
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
             total = total.saturating_add(meta.len().div_ceil(BLOCK).max(1).saturating_mul(BLOCK));
             if meta.is_dir() {
                 stack.push(entry.path());
@@ -159,59 +167,19 @@ pub(crate) fn measure(dir: &Path) -> u64 {
     total
 }
 
-/// The wasmtime-wasi functions the layer wraps, by index into [`CallState::originals`].
-#[derive(Debug, Clone, Copy)]
-enum Original {
-    FdWrite,
-    FdPwrite,
-    FdClose,
-    FdRenumber,
-    FdFilestatSetSize,
-    PathOpen,
-    PathCreateDirectory,
-    PathSymlink,
-    PathLink,
-    PollOneoff,
-}
-
-impl Original {
-    const COUNT: usize = 10;
-
-    fn name(self) -> &'static str {
-        match self {
-            Original::FdWrite => "fd_write",
-            Original::FdPwrite => "fd_pwrite",
-            Original::FdClose => "fd_close",
-            Original::FdRenumber => "fd_renumber",
-            Original::FdFilestatSetSize => "fd_filestat_set_size",
-            Original::PathOpen => "path_open",
-            Original::PathCreateDirectory => "path_create_directory",
-            Original::PathSymlink => "path_symlink",
-            Original::PathLink => "path_link",
-            Original::PollOneoff => "poll_oneoff",
-        }
-    }
-}
-
-/// Calls wasmtime-wasi's own implementation of `which`.
-fn forward<P: WasmParams>(
+/// Runs wasmtime-wasi's own implementation of a preview 1 function (the function the layer
+/// shadows) on the calling instance's memory, as wasmtime-wasi's linker glue does.
+fn with_wasi<R>(
     caller: &mut Caller<'_, CallState>,
-    wasi: &Linker<CallState>,
-    which: Original,
-    params: P,
-) -> wasmtime::Result<i32> {
-    let func = match caller.data().originals[which as usize] {
-        Some(f) => f,
-        None => {
-            let f = wasi
-                .get(&mut *caller, MODULE, which.name())?
-                .into_func()
-                .ok_or_else(|| wasmtime::format_err!("WASI function {} missing", which.name()))?;
-            caller.data_mut().originals[which as usize] = Some(f);
-            f
-        }
+    f: impl FnOnce(&mut WasiP1Ctx, &mut GuestMemory<'_>) -> R,
+) -> wasmtime::Result<R> {
+    let fuel = caller.as_context_mut().hostcall_fuel();
+    let Some(mem) = memory(caller) else {
+        wasmtime::bail!("missing required memory export");
     };
-    func.typed::<P, i32>(&*caller)?.call(&mut *caller, params)
+    let (data, state) = mem.data_and_store_mut(&mut *caller);
+    state.wasi.set_hostcall_fuel(fuel);
+    Ok(f(&mut state.wasi, &mut GuestMemory::Unshared(data)))
 }
 
 fn memory(caller: &mut Caller<'_, CallState>) -> Option<Memory> {
@@ -248,7 +216,9 @@ fn charged_write(
     if (0..=2).contains(&fd) {
         return run(caller);
     }
-    let Some(bytes) = bytes else { return Ok(ERRNO_FAULT) };
+    let Some(bytes) = bytes else {
+        return Ok(ERRNO_FAULT);
+    };
     if !caller.data_mut().quota.charge(bytes) {
         return Ok(ERRNO_NOSPC);
     }
@@ -319,132 +289,148 @@ fn clamp_subscriptions(caller: &mut Caller<'_, CallState>, subs: i32, count: i32
 
 /// The linker every call instantiates against: WASI preview 1 and the layer above.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
-    let mut plain = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut plain, |s: &mut CallState| &mut s.wasi)?;
-    let wasi = Arc::new(plain);
-
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut CallState| &mut s.wasi)?;
     linker.allow_shadowing(true);
 
-    let w = wasi.clone();
     linker.func_wrap(
         MODULE,
         "fd_write",
-        move |mut c: Caller<'_, CallState>, fd: i32, iovs: i32, n: i32, nwritten: i32| {
+        |mut c: Caller<'_, CallState>, fd: i32, iovs: i32, n: i32, nwritten: i32| {
             let bytes = iovecs_len(&mut c, iovs, n);
             charged_write(&mut c, fd, bytes, nwritten, |c| {
-                forward(c, &w, Original::FdWrite, (fd, iovs, n, nwritten))
+                with_wasi(c, |ctx, mem| {
+                    in_tokio(p1::fd_write(ctx, mem, fd, iovs, n, nwritten))
+                })?
             })
         },
     )?;
-    let w = wasi.clone();
     linker.func_wrap(
         MODULE,
         "fd_pwrite",
-        move |mut c: Caller<'_, CallState>, fd: i32, iovs: i32, n: i32, offset: i64, nwritten: i32| {
+        |mut c: Caller<'_, CallState>, fd: i32, iovs: i32, n: i32, offset: i64, nwritten: i32| {
             let bytes = iovecs_len(&mut c, iovs, n);
             charged_write(&mut c, fd, bytes, nwritten, |c| {
-                forward(c, &w, Original::FdPwrite, (fd, iovs, n, offset, nwritten))
+                with_wasi(c, |ctx, mem| {
+                    in_tokio(p1::fd_pwrite(ctx, mem, fd, iovs, n, offset, nwritten))
+                })?
             })
         },
     )?;
-    let w = wasi.clone();
-    linker.func_wrap(MODULE, "fd_close", move |mut c: Caller<'_, CallState>, fd: i32| {
+    linker.func_wrap(MODULE, "fd_close", |mut c: Caller<'_, CallState>, fd: i32| {
         if (0..=2).contains(&fd) {
             return Ok(ERRNO_SUCCESS);
         }
-        forward(&mut c, &w, Original::FdClose, (fd,))
+        with_wasi(&mut c, |ctx, mem| in_tokio(p1::fd_close(ctx, mem, fd)))?
     })?;
-    let w = wasi.clone();
     linker.func_wrap(
         MODULE,
         "fd_renumber",
-        move |mut c: Caller<'_, CallState>, from: i32, to: i32| {
+        |mut c: Caller<'_, CallState>, from: i32, to: i32| {
             if (0..=2).contains(&from) || (0..=2).contains(&to) {
                 return Ok(ERRNO_NOTSUP);
             }
-            forward(&mut c, &w, Original::FdRenumber, (from, to))
+            with_wasi(&mut c, |ctx, mem| in_tokio(p1::fd_renumber(ctx, mem, from, to)))?
         },
     )?;
-    let w = wasi.clone();
     linker.func_wrap(
         MODULE,
         "fd_filestat_set_size",
-        move |mut c: Caller<'_, CallState>, fd: i32, size: i64| {
-            let Ok(bytes) = u64::try_from(size) else { return Ok(ERRNO_INVAL) };
+        |mut c: Caller<'_, CallState>, fd: i32, size: i64| {
+            let Ok(bytes) = u64::try_from(size) else {
+                return Ok(ERRNO_INVAL);
+            };
             if (0..=2).contains(&fd) {
-                return forward(&mut c, &w, Original::FdFilestatSetSize, (fd, size));
+                return with_wasi(&mut c, |ctx, mem| {
+                    in_tokio(p1::fd_filestat_set_size(ctx, mem, fd, size))
+                })?;
             }
-            charged(&mut c, bytes, |c| forward(c, &w, Original::FdFilestatSetSize, (fd, size)))
+            charged(&mut c, bytes, |c| {
+                with_wasi(c, |ctx, mem| {
+                    in_tokio(p1::fd_filestat_set_size(ctx, mem, fd, size))
+                })?
+            })
         },
     )?;
-    let w = wasi.clone();
     linker.func_wrap(
         MODULE,
         "path_open",
-        move |mut c: Caller<'_, CallState>,
-              fd: i32,
-              dirflags: i32,
-              path: i32,
-              path_len: i32,
-              oflags: i32,
-              base: i64,
-              inheriting: i64,
-              fdflags: i32,
-              opened: i32| {
-            let params = (fd, dirflags, path, path_len, oflags, base, inheriting, fdflags, opened);
+        |mut c: Caller<'_, CallState>,
+         fd: i32,
+         dirflags: i32,
+         path: i32,
+         path_len: i32,
+         oflags: i32,
+         base: i64,
+         inheriting: i64,
+         fdflags: i32,
+         opened: i32| {
+            let open = |c: &mut Caller<'_, CallState>| {
+                with_wasi(c, |ctx, mem| {
+                    in_tokio(p1::path_open(
+                        ctx, mem, fd, dirflags, path, path_len, oflags, base, inheriting, fdflags, opened,
+                    ))
+                })?
+            };
             if oflags & OFLAGS_CREAT == 0 {
-                return forward(&mut c, &w, Original::PathOpen, params);
+                return open(&mut c);
             }
-            charged(&mut c, BLOCK, |c| forward(c, &w, Original::PathOpen, params))
+            charged(&mut c, BLOCK, open)
         },
     )?;
-    let w = wasi.clone();
     linker.func_wrap(
         MODULE,
         "path_create_directory",
-        move |mut c: Caller<'_, CallState>, fd: i32, path: i32, len: i32| {
-            charged(&mut c, BLOCK, |c| forward(c, &w, Original::PathCreateDirectory, (fd, path, len)))
+        |mut c: Caller<'_, CallState>, fd: i32, path: i32, len: i32| {
+            charged(&mut c, BLOCK, |c| {
+                with_wasi(c, |ctx, mem| {
+                    in_tokio(p1::path_create_directory(ctx, mem, fd, path, len))
+                })?
+            })
         },
     )?;
-    let w = wasi.clone();
     linker.func_wrap(
         MODULE,
         "path_symlink",
-        move |mut c: Caller<'_, CallState>, old: i32, old_len: i32, fd: i32, new: i32, new_len: i32| {
+        |mut c: Caller<'_, CallState>, old: i32, old_len: i32, fd: i32, new: i32, new_len: i32| {
             charged(&mut c, BLOCK, |c| {
-                forward(c, &w, Original::PathSymlink, (old, old_len, fd, new, new_len))
+                with_wasi(c, |ctx, mem| {
+                    in_tokio(p1::path_symlink(ctx, mem, old, old_len, fd, new, new_len))
+                })?
             })
         },
     )?;
-    let w = wasi.clone();
     linker.func_wrap(
         MODULE,
         "path_link",
-        move |mut c: Caller<'_, CallState>,
-              old_fd: i32,
-              flags: i32,
-              old: i32,
-              old_len: i32,
-              new_fd: i32,
-              new: i32,
-              new_len: i32| {
+        |mut c: Caller<'_, CallState>,
+         old_fd: i32,
+         flags: i32,
+         old: i32,
+         old_len: i32,
+         new_fd: i32,
+         new: i32,
+         new_len: i32| {
             charged(&mut c, BLOCK, |c| {
-                forward(c, &w, Original::PathLink, (old_fd, flags, old, old_len, new_fd, new, new_len))
+                with_wasi(c, |ctx, mem| {
+                    in_tokio(p1::path_link(
+                        ctx, mem, old_fd, flags, old, old_len, new_fd, new, new_len,
+                    ))
+                })?
             })
         },
     )?;
-    let w = wasi;
     linker.func_wrap(
         MODULE,
         "poll_oneoff",
-        move |mut c: Caller<'_, CallState>, subs: i32, events: i32, n: i32, nevents: i32| {
+        |mut c: Caller<'_, CallState>, subs: i32, events: i32, n: i32, nevents: i32| {
             c.data_mut().clock.check_deadline()?;
             if let Some(errno) = clamp_subscriptions(&mut c, subs, n) {
                 return Ok(errno);
             }
-            let errno = forward(&mut c, &w, Original::PollOneoff, (subs, events, n, nevents))?;
+            let errno = with_wasi(&mut c, |ctx, mem| {
+                in_tokio(p1::poll_oneoff(ctx, mem, subs, events, n, nevents))
+            })??;
             c.data_mut().clock.check_deadline()?;
             Ok(errno)
         },

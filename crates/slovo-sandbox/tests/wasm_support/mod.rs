@@ -134,7 +134,11 @@ pub fn host_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let m = e.path().symlink_metadata().unwrap();
-        total += if m.is_dir() { host_bytes(&e.path()) } else { m.len() };
+        total += if m.is_dir() {
+            host_bytes(&e.path())
+        } else {
+            m.len()
+        };
     }
     total
 }
