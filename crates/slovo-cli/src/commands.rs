@@ -11,6 +11,7 @@ use slovo_core::permissions::{HostPattern, Narrowing, parse_size_mb};
 use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime};
 use slovo_store::{ExecutionCursor, ExecutionFilter};
 
+use crate::cli::SecretCommand;
 use crate::cli::{
     ApproveArgs, AuditCommand, CallArgs, Cli, Command, ExecutionCommand, ExecutionsArgs, ServeArgs,
     TokenCommand, ToolCommand,
@@ -40,6 +41,7 @@ pub async fn dispatch(rt: &Runtime, cli: &Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Token(cmd) => token(rt, cmd, &actor, json).await,
+        Command::Secret(cmd) => secret(rt, cmd, &actor, json).await,
         Command::Serve(_) => Err(UsageError("serve is handled before dispatch".into()).into()),
     }
 }
@@ -57,6 +59,48 @@ async fn token(rt: &Runtime, cmd: &TokenCommand, actor: &Actor, json: bool) -> a
             rt.revoke_token(id, actor).await?;
             if !json {
                 println!("token {id} revoked");
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+async fn secret(rt: &Runtime, cmd: &SecretCommand, actor: &Actor, json: bool) -> anyhow::Result<u8> {
+    match cmd {
+        SecretCommand::Set { tool, name } => {
+            use std::io::IsTerminal;
+            let value = if std::io::stdin().is_terminal() {
+                rpassword::prompt_password(format!("value of {tool}/{name}: "))
+                    .context("failed to read the secret")?
+            } else {
+                let mut s = String::new();
+                std::io::stdin()
+                    .take(64 * 1024)
+                    .read_to_string(&mut s)
+                    .context("failed to read the secret from stdin")?;
+                // A trailing newline from `echo` or a file is not part of the secret.
+                s.trim_end_matches(['\n', '\r']).to_string()
+            };
+            rt.set_secret(tool, name, zeroize::Zeroizing::new(value), actor)
+                .await?;
+            if !json {
+                println!("secret {tool}/{name} stored (encrypted)");
+            }
+        }
+        SecretCommand::List { tool } => {
+            let names = rt.secret_names(tool).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&names)?);
+            } else {
+                for n in names {
+                    println!("{n}");
+                }
+            }
+        }
+        SecretCommand::Delete { tool, name } => {
+            rt.delete_secret(tool, name, actor).await?;
+            if !json {
+                println!("secret {tool}/{name} deleted");
             }
         }
     }

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::manifest::{ApiRequirements, Capability, Execution};
 use crate::permissions::{Grant, HostPattern};
+use crate::secrets::Secrets;
 
 /// How a call ended (or that it has not yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -147,6 +148,9 @@ pub struct SandboxSpec {
     pub network: NetworkPolicy,
     /// The JSON written to the tool's stdin: `{"capability": …, "arguments": …}`.
     pub request: Value,
+    /// Credentials the backend injects (HTTP tools); never serialized.
+    #[serde(skip)]
+    pub secrets: Secrets,
 }
 
 /// Where a call runs and with what: the inputs of [`SandboxSpec::from_grant`] besides the grant.
@@ -205,6 +209,7 @@ impl SandboxSpec {
                 "capability": target.capability.name,
                 "arguments": target.arguments,
             }),
+            secrets: Secrets::default(),
         }
     }
 }

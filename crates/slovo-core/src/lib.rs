@@ -22,6 +22,7 @@ pub mod execution;
 pub mod lifecycle;
 pub mod manifest;
 pub mod permissions;
+pub mod secrets;
 pub mod time;
 
 pub use execution::{ExecutionStatus, Outcome, SandboxSpec};

@@ -180,7 +180,7 @@ impl Runtime {
             .version(&tool.name, &version)
             .await?
             .and_then(|v| v.bundle_digest);
-        let spec = SandboxSpec::from_grant(
+        let mut spec = SandboxSpec::from_grant(
             &grant,
             CallTarget {
                 execution_id: &id,
@@ -194,6 +194,8 @@ impl Runtime {
                 arguments: &req.arguments,
             },
         );
+        let secrets = self.secrets_for(&tool.name).await?;
+        spec.secrets = secrets.clone();
         let clock = Instant::now();
         let outcome = match self.backends.get(execution.kind()) {
             Ok(backend) => backend.run(&spec).await,
@@ -208,11 +210,20 @@ impl Runtime {
             }
             s => s,
         };
+        // Nothing a tool echoes of its credentials reaches the record or the audit trail.
+        let output = match (&outcome.output, secrets.is_empty()) {
+            (Some(o), false) => {
+                let redacted = secrets.redact(&o.to_string());
+                Some(serde_json::from_str(&redacted).unwrap_or(Value::String(redacted)))
+            }
+            (o, _) => o.clone(),
+        };
         let result = ExecutionResult {
             status,
-            output: outcome.output.clone(),
-            stderr: (!outcome.stderr.is_empty()).then(|| truncate(&outcome.stderr, MAX_STORED_STDERR)),
-            error: outcome.error.clone(),
+            output,
+            stderr: (!outcome.stderr.is_empty())
+                .then(|| secrets.redact(&truncate(&outcome.stderr, MAX_STORED_STDERR))),
+            error: outcome.error.as_deref().map(|e| secrets.redact(e)),
             exit_code: outcome.exit_code,
             duration_ms,
             cpu_ms: outcome.cpu_ms.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),

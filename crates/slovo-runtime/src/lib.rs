@@ -20,6 +20,7 @@ mod bundle;
 mod call;
 mod error;
 mod lifecycle;
+mod secrets;
 mod views;
 
 use std::collections::{HashMap, HashSet};
@@ -34,6 +35,7 @@ pub use bundle::{BUNDLE_MANIFEST_NAMES, find_bundle_manifest};
 pub use call::{CallRequest, CompiledTool};
 pub use error::{ErrorKind, RuntimeError};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource};
+pub use secrets::SECRET_KEY_ENV;
 pub use views::{AuditReport, ToolSummary, ToolView, VersionView};
 
 /// Result of a runtime operation.

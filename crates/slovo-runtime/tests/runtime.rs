@@ -38,6 +38,17 @@ impl Backend for RecordingBackend {
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
         self.specs.lock().unwrap().push(spec.clone());
         let fail = spec.request["arguments"]["fail"].as_bool().unwrap_or(false);
+        if let Some(key) = spec.secrets.get("api_key") {
+            // A careless tool that echoes its credential everywhere.
+            return Outcome {
+                status: ExecutionStatus::Failure,
+                output: Some(json!({"used_key": key, "note": format!("sent {key}")})),
+                stderr: format!("debug: key={key}\n"),
+                error: Some(format!("upstream rejected {key}")),
+                exit_code: Some(1),
+                ..Outcome::default()
+            };
+        }
         Outcome {
             status: if fail {
                 ExecutionStatus::Failure
@@ -725,5 +736,102 @@ async fn bad_manifests_leave_the_database_untouched() {
             assert!(err.to_string().starts_with(name), "{err}");
         }
         assert_eq!(before, h.rt.store().dump().await.unwrap(), "{}", h.label);
+    }
+}
+
+#[tokio::test]
+async fn secrets_are_encrypted_and_never_stored_in_plaintext() {
+    let plaintext = "sk-live-7f3a9c1e5b2d4f60";
+    for h in harnesses().await {
+        h.rt.import(tool_manifest("1.0.0", 128, &[]), &actor())
+            .await
+            .unwrap();
+        h.rt.approve("echo", &Narrowing::default(), &actor())
+            .await
+            .unwrap();
+        h.rt.set_secret(
+            "echo",
+            "api_key",
+            zeroize::Zeroizing::new(plaintext.to_string()),
+            &actor(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            h.rt.secret_names("echo").await.unwrap(),
+            vec!["api_key".to_string()]
+        );
+        let exec =
+            h.rt.call(call("echo", "say", json!({"text": "x"})))
+                .await
+                .unwrap();
+        assert_eq!(
+            exec.output,
+            Some(json!({"used_key": "[redacted]", "note": "sent [redacted]"})),
+            "{}",
+            h.label
+        );
+        assert_eq!(exec.stderr.as_deref(), Some("debug: key=[redacted]\n"));
+        assert_eq!(exec.error.as_deref(), Some("upstream rejected [redacted]"));
+        // The backend did receive the real value.
+        assert_eq!(
+            h.backend
+                .specs
+                .lock()
+                .unwrap()
+                .last()
+                .unwrap()
+                .secrets
+                .get("api_key"),
+            Some(plaintext)
+        );
+        // Not anywhere in the database, in any table.
+        let dump = h.rt.store().dump().await.unwrap().join("\n");
+        assert!(
+            !dump.contains(plaintext),
+            "{}: plaintext found in the database",
+            h.label
+        );
+        assert!(
+            !dump.contains(&format!("{:?}", plaintext.as_bytes())),
+            "plaintext bytes found"
+        );
+        assert!(dump.contains("secrets: tool=Some(\"echo\")"), "{dump}");
+        // The key file is private; a row moved to another name does not decrypt.
+        let key = h.rt.data_dir().join("secret.key");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        h.rt.store()
+            .execute_raw("UPDATE secrets SET name = 'other' WHERE name = 'api_key'")
+            .await
+            .unwrap();
+        h.rt.set_secret(
+            "echo",
+            "api_key",
+            zeroize::Zeroizing::new("abcd-new-value".into()),
+            &actor(),
+        )
+        .await
+        .unwrap();
+        let err =
+            h.rt.call(call("echo", "say", json!({"text": "x"})))
+                .await
+                .unwrap_err();
+        assert!(err.to_string().contains("does not decrypt"), "{err}");
+        // Bad names and unknown tools are refused.
+        assert!(
+            h.rt.set_secret("echo", "bad name", zeroize::Zeroizing::new("v".into()), &actor())
+                .await
+                .is_err()
+        );
+        assert!(
+            h.rt.set_secret("nope", "k", zeroize::Zeroizing::new("v".into()), &actor())
+                .await
+                .is_err()
+        );
+        h.rt.verify_audit().await.unwrap();
     }
 }

@@ -30,9 +30,9 @@ use crate::metrics::{CallLabels, ResponseLabels};
     info(title = "Slovo Tools API", description = "Tools an assistant may use: import, approve, call, audit."),
     paths(
         health, metrics, list_tools, import_tool, show_tool, approve_tool, disable_tool, enable_tool,
-        revoke_tool, call, list_executions, show_execution, verify_audit, list_tokens, create_token, revoke_token
+        revoke_tool, list_secrets, set_secret, delete_secret, call, list_executions, show_execution, verify_audit, list_tokens, create_token, revoke_token
     ),
-    components(schemas(CallBody, ApproveBody, RevokeBody, TokenBody, ErrorBody)),
+    components(schemas(CallBody, ApproveBody, RevokeBody, SecretBody, TokenBody, ErrorBody)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -75,6 +75,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/tools/{name}/disable", post(disable_tool))
         .route("/v1/tools/{name}/enable", post(enable_tool))
         .route("/v1/tools/{name}/revoke", post(revoke_tool))
+        .route("/v1/tools/{name}/secrets", get(list_secrets))
+        .route(
+            "/v1/tools/{name}/secrets/{secret}",
+            axum::routing::put(set_secret).delete(delete_secret),
+        )
         .route("/v1/calls", post(call))
         .route("/v1/executions", get(list_executions))
         .route("/v1/executions/{id}", get(show_execution))
@@ -318,6 +323,59 @@ async fn revoke_tool(
     caller.require(Role::Admin)?;
     let purge = body.map(|Json(b)| b.purge_state).unwrap_or(false);
     to_value(&state.runtime.revoke(&name, purge, &caller.actor()).await?)
+}
+
+/// A secret's value.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretBody {
+    /// The value; stored encrypted, never returned.
+    pub value: String,
+}
+
+/// The names of a tool's secrets, never their values (admin).
+#[utoipa::path(get, path = "/v1/tools/{name}/secrets", params(("name" = String, Path)), responses((status = 200, description = "names", body = Value)))]
+async fn list_secrets(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Role::Admin)?;
+    to_value(&json!({"secrets": state.runtime.secret_names(&name).await?}))
+}
+
+/// Store a tool's secret, encrypted (admin). It can never be read back.
+#[utoipa::path(put, path = "/v1/tools/{name}/secrets/{secret}", params(("name" = String, Path), ("secret" = String, Path)),
+    request_body = SecretBody, responses((status = 204, description = "stored")))]
+async fn set_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, secret)): Path<(String, String)>,
+    body: Result<Json<SecretBody>, JsonRejection>,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::Admin)?;
+    let b = json_body(body)?;
+    state
+        .runtime
+        .set_secret(&name, &secret, b.value.into(), &caller.actor())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delete a tool's secret (admin).
+#[utoipa::path(delete, path = "/v1/tools/{name}/secrets/{secret}", params(("name" = String, Path), ("secret" = String, Path)),
+    responses((status = 204, description = "deleted")))]
+async fn delete_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, secret)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::Admin)?;
+    state
+        .runtime
+        .delete_secret(&name, &secret, &caller.actor())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// One call.

@@ -336,6 +336,28 @@ impl Store {
         Ok(())
     }
 
+    /// The encrypted secrets of a tool: (name, nonce, ciphertext), by name.
+    pub async fn secrets(&self, tool: &str) -> Result<Vec<SecretRow>> {
+        let rows = sqlx::query(
+            "SELECT tool, name, nonce, ciphertext, created_at, updated_at FROM secrets WHERE tool = $1 ORDER BY name",
+        )
+        .bind(tool)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SecretRow {
+                    tool: r.try_get("tool")?,
+                    name: r.try_get("name")?,
+                    nonce: r.try_get("nonce")?,
+                    ciphertext: r.try_get("ciphertext")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// Runs a raw statement. For tests that tamper with the database on purpose.
     #[doc(hidden)]
     pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
@@ -636,6 +658,35 @@ impl Tx {
         self.head_seq = seq;
         self.appended.push(event.clone());
         Ok(event)
+    }
+
+    /// Creates or replaces a tool's encrypted secret.
+    pub async fn save_secret(&mut self, s: &SecretRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO secrets (tool, name, nonce, ciphertext, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (tool, name) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&s.tool)
+        .bind(&s.name)
+        .bind(&s.nonce)
+        .bind(&s.ciphertext)
+        .bind(s.created_at)
+        .bind(s.updated_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes a tool's secret; false when there was none.
+    pub async fn delete_secret(&mut self, tool: &str, name: &str) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM secrets WHERE tool = $1 AND name = $2")
+            .bind(tool)
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
     }
 
     /// Stores a new API token.

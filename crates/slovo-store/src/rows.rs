@@ -374,3 +374,20 @@ impl TokenRow {
         })
     }
 }
+
+/// An encrypted secret as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// The tool it belongs to.
+    pub tool: String,
+    /// Its name (e.g. `api_key`).
+    pub name: String,
+    /// The AEAD nonce.
+    pub nonce: Vec<u8>,
+    /// The encrypted value and its tag.
+    pub ciphertext: Vec<u8>,
+    /// First set (Unix ms).
+    pub created_at: i64,
+    /// Last set (Unix ms).
+    pub updated_at: i64,
+}

@@ -1,0 +1,187 @@
+//! One call of a trivial WebAssembly tool, end to end through the call path
+//! (`Runtime::call` on SQLite: lookup → grant → validation → record as running → wasm backend →
+//! record → audit), against baselines measured in the same run:
+//! - `backend.run_blocking`: the same module instantiated from its precompiled artifact and run
+//!   on the calling thread, with no runtime (the wasm backend alone);
+//! - `backend.run`: the same through the async `Backend::run` (one hop to a blocking thread).
+//!
+//! Run: `cargo bench -p slovo-runtime --bench wasm_call` (builds the test tool from
+//! `crates/slovo-sandbox/tests/wasm-tools` for wasm32-wasip1 first; see
+//! `scripts/ci-wasm-setup.sh`). `SLOVO_BENCH_ITERS` sets the number of calls per variant
+//! (default 500).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../slovo-sandbox/tests/wasm_support/tools.rs"]
+mod tools;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use slovo_core::execution::{ExecutionStatus, NetworkPolicy, ResourceLimits, SandboxSpec};
+use slovo_core::manifest::{Capability, Execution};
+use slovo_core::permissions::Narrowing;
+use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime};
+use slovo_sandbox::wasm::{WasmBackend, WasmConfig};
+use slovo_sandbox::{Backend, Backends};
+use slovo_store::Store;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "{name:<28} n={:<5} p50 {:>8.1} µs   p95 {:>8.1} µs   min {:>8.1} µs",
+        samples.len(),
+        us(percentile(&samples, 0.50)),
+        us(percentile(&samples, 0.95)),
+        us(samples[0]),
+    );
+}
+
+fn manifest() -> String {
+    json!({
+        "name": "wasm-echo",
+        "version": "1.0.0",
+        "description": "Echoes its request (benchmark)",
+        "capabilities": [{
+            "name": "echo",
+            "description": "Echo",
+            "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}
+        }],
+        "permissions": {"memory_limit_mb": 64, "storage_quota_mb": 1, "cpu_limit_percent": 100, "timeout_s": 10},
+        "execution": {"type": "wasm", "module": "tool.wasm"}
+    })
+    .to_string()
+}
+
+fn main() {
+    let iters: usize = std::env::var("SLOVO_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let wasm = tools::wasm_tools_dir(Path::new(env!("CARGO_TARGET_TMPDIR"))).join("echo.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::copy(&wasm, bundle.join("tool.wasm")).unwrap();
+    std::fs::write(bundle.join("slovo.json"), manifest()).unwrap();
+    let data = dir.path().join("data");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = Arc::new(WasmBackend::new(WasmConfig::new(data.join("wasm-cache"))).unwrap());
+    let runtime = rt.block_on(async {
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("slovo.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let runtime = Runtime::new(store, Backends::new().with(backend.clone()), &data);
+        let actor = Actor("bench".into());
+        runtime
+            .import(ImportSource::Bundle(bundle.clone()), &actor)
+            .await
+            .unwrap();
+        runtime
+            .approve("wasm-echo", &Narrowing::default(), &actor)
+            .await
+            .unwrap();
+        runtime
+    });
+
+    // The spec the runtime hands the backend, rebuilt for the baselines.
+    let bundle_dir = std::fs::read_dir(data.join("bundles"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let spec = SandboxSpec {
+        execution_id: "bench".into(),
+        tool: "wasm-echo".into(),
+        version: "1.0.0".into(),
+        capability: Capability {
+            name: "echo".into(),
+            description: "Echo".into(),
+            parameters: json!({"type": "object"}),
+            returns: None,
+            endpoint: None,
+            method: None,
+            examples: vec![],
+            read_only: None,
+            destructive: None,
+        },
+        execution: Execution::Wasm {
+            module: "tool.wasm".into(),
+        },
+        api: None,
+        bundle_dir: Some(bundle_dir),
+        state_dir: data.join("volumes").join("wasm-echo"),
+        limits: ResourceLimits {
+            memory_mb: 64,
+            cpu_percent: 100,
+            pids: 64,
+            storage_mb: 1,
+            timeout: Duration::from_secs(10),
+        },
+        network: NetworkPolicy::None,
+        request: json!({"capability": "echo", "arguments": {"text": "hi"}}),
+        secrets: Default::default(),
+    };
+
+    let warm = iters / 10 + 1;
+    let mut samples = Vec::with_capacity(iters);
+    for i in 0..warm + iters {
+        let t = Instant::now();
+        let out = backend.run_blocking(&spec);
+        if i >= warm {
+            samples.push(t.elapsed());
+        }
+        assert_eq!(out.status, ExecutionStatus::Success, "{out:?}");
+    }
+    report("wasm backend.run_blocking", samples);
+
+    let samples = rt.block_on(async {
+        let mut samples = Vec::with_capacity(iters);
+        for i in 0..warm + iters {
+            let t = Instant::now();
+            let out = backend.run(&spec).await;
+            if i >= warm {
+                samples.push(t.elapsed());
+            }
+            assert_eq!(out.status, ExecutionStatus::Success, "{out:?}");
+        }
+        samples
+    });
+    report("wasm backend.run", samples);
+
+    let samples = rt.block_on(async {
+        let mut samples = Vec::with_capacity(iters);
+        for i in 0..warm + iters {
+            let t = Instant::now();
+            let row = runtime
+                .call(CallRequest {
+                    tool: "wasm-echo".into(),
+                    capability: "echo".into(),
+                    arguments: json!({"text": "hi"}),
+                    conversation_id: None,
+                    turn_id: None,
+                    actor: Actor("bench".into()),
+                })
+                .await
+                .unwrap();
+            if i >= warm {
+                samples.push(t.elapsed());
+            }
+            assert_eq!(row.status, ExecutionStatus::Success, "{row:?}");
+        }
+        samples
+    });
+    report("wasm Runtime::call (SQLite)", samples);
+}

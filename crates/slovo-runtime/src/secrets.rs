@@ -1,0 +1,241 @@
+//! Secrets encrypted at rest with XChaCha20-Poly1305.
+//!
+//! The 32-byte key comes from `SLOVO_SECRET_KEY` (64 hex characters) or from the file
+//! `secret.key` in the data directory, created with mode 0600 on first use. The database only
+//! ever holds nonces and ciphertexts; the associated data binds each ciphertext to its tool and
+//! name, so a row copied onto another tool or name does not decrypt.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde_json::json;
+use slovo_core::secrets::Secrets;
+use slovo_core::time::now_ms;
+use slovo_store::SecretRow;
+use zeroize::Zeroizing;
+
+use crate::{Actor, Result, Runtime, RuntimeError};
+
+/// Environment variable that may hold the key (hex).
+pub const SECRET_KEY_ENV: &str = "SLOVO_SECRET_KEY";
+const KEY_FILE: &str = "secret.key";
+
+fn aad(tool: &str, name: &str) -> Vec<u8> {
+    format!("slovo-secret:v1:{tool}:{name}").into_bytes()
+}
+
+fn valid_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// Loads the key, creating the key file if neither it nor the variable exists.
+fn load_key(data_dir: &Path) -> Result<Zeroizing<[u8; 32]>> {
+    let invalid = |why: String| RuntimeError::Conflict {
+        tool: "-".into(),
+        reason: why,
+    };
+    let mut key = Zeroizing::new([0u8; 32]);
+    if let Ok(hex_key) = std::env::var(SECRET_KEY_ENV) {
+        let bytes = Zeroizing::new(
+            hex::decode(hex_key.trim()).map_err(|_| invalid(format!("{SECRET_KEY_ENV} is not hex")))?,
+        );
+        if bytes.len() != 32 {
+            return Err(invalid(format!(
+                "{SECRET_KEY_ENV} must be 32 bytes (64 hex characters)"
+            )));
+        }
+        key.copy_from_slice(&bytes);
+        return Ok(key);
+    }
+    let path = data_dir.join(KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let bytes = Zeroizing::new(bytes);
+            let mode = std::fs::metadata(&path)
+                .map_err(|e| RuntimeError::io("stat", &path, e))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(invalid(format!(
+                    "{} must be readable by its owner only (chmod 600)",
+                    path.display()
+                )));
+            }
+            if bytes.len() != 32 {
+                return Err(invalid(format!("{} must hold exactly 32 bytes", path.display())));
+            }
+            key.copy_from_slice(&bytes);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            getrandom::fill(key.as_mut()).map_err(|e| {
+                RuntimeError::io(
+                    "read",
+                    "the system random source",
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+            std::fs::create_dir_all(data_dir).map_err(|e| RuntimeError::io("create", data_dir, e))?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| RuntimeError::io("create", &path, e))?;
+            f.write_all(key.as_ref())
+                .map_err(|e| RuntimeError::io("write", &path, e))?;
+            f.sync_all().map_err(|e| RuntimeError::io("sync", &path, e))?;
+        }
+        Err(e) => return Err(RuntimeError::io("read", &path, e)),
+    }
+    Ok(key)
+}
+
+impl Runtime {
+    fn cipher(&self) -> Result<XChaCha20Poly1305> {
+        let key = load_key(&self.data_dir)?;
+        XChaCha20Poly1305::new_from_slice(key.as_ref()).map_err(|_| RuntimeError::Conflict {
+            tool: "-".into(),
+            reason: "bad secret key length".into(),
+        })
+    }
+
+    /// Stores (or replaces) a tool's secret, encrypted. The value is never logged, audited or
+    /// returned.
+    pub async fn set_secret(
+        &self,
+        tool: &str,
+        name: &str,
+        value: Zeroizing<String>,
+        actor: &Actor,
+    ) -> Result<()> {
+        if !valid_secret_name(name) {
+            return Err(RuntimeError::InvalidArguments {
+                tool: tool.to_string(),
+                capability: "secret".into(),
+                problems: vec![format!(
+                    "{name:?} is not a secret name (1-64 of A-Z a-z 0-9 _ - .)"
+                )],
+            });
+        }
+        if value.is_empty() {
+            return Err(RuntimeError::InvalidArguments {
+                tool: tool.to_string(),
+                capability: "secret".into(),
+                problems: vec!["the secret value is empty".into()],
+            });
+        }
+        if self.store.tool(tool).await?.is_none() {
+            return Err(RuntimeError::tool_not_found(tool));
+        }
+        let cipher = self.cipher()?;
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).map_err(|e| {
+            RuntimeError::io(
+                "read",
+                "the system random source",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let ciphertext = cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: value.as_bytes(),
+                    aad: &aad(tool, name),
+                },
+            )
+            .map_err(|_| RuntimeError::Conflict {
+                tool: tool.into(),
+                reason: "encryption failed".into(),
+            })?;
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        tx.save_secret(&SecretRow {
+            tool: tool.to_string(),
+            name: name.to_string(),
+            nonce: nonce.to_vec(),
+            ciphertext,
+            created_at: now,
+            updated_at: now,
+        })
+        .await?;
+        tx.append_audit("secret.set", Some(tool), &actor.0, &json!({"name": name}))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes a tool's secret.
+    pub async fn delete_secret(&self, tool: &str, name: &str, actor: &Actor) -> Result<()> {
+        let mut tx = self.store.begin().await?;
+        if !tx.delete_secret(tool, name).await? {
+            tx.rollback().await?;
+            return Err(RuntimeError::NotFound {
+                what: "secret",
+                name: format!("{tool}/{name}"),
+            });
+        }
+        tx.append_audit("secret.deleted", Some(tool), &actor.0, &json!({"name": name}))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The names of a tool's secrets (never their values).
+    pub async fn secret_names(&self, tool: &str) -> Result<Vec<String>> {
+        Ok(self
+            .store
+            .secrets(tool)
+            .await?
+            .into_iter()
+            .map(|s| s.name)
+            .collect())
+    }
+
+    /// A tool's secrets, decrypted, for one call.
+    pub(crate) async fn secrets_for(&self, tool: &str) -> Result<Secrets> {
+        let rows = self.store.secrets(tool).await?;
+        if rows.is_empty() {
+            return Ok(Secrets::default());
+        }
+        let cipher = self.cipher()?;
+        let mut values = BTreeMap::new();
+        for row in rows {
+            let Ok(nonce) = <[u8; 24]>::try_from(row.nonce.as_slice()) else {
+                return Err(RuntimeError::Conflict {
+                    tool: tool.into(),
+                    reason: format!("secret {} is corrupt", row.name),
+                });
+            };
+            let plain = cipher
+                .decrypt(
+                    &XNonce::from(nonce),
+                    Payload {
+                        msg: &row.ciphertext,
+                        aad: &aad(tool, &row.name),
+                    },
+                )
+                .map_err(|_| RuntimeError::Conflict {
+                    tool: tool.into(),
+                    reason: format!(
+                        "secret {} does not decrypt (wrong key, or the row was tampered with)",
+                        row.name
+                    ),
+                })?;
+            let text = String::from_utf8(plain).map_err(|_| RuntimeError::Conflict {
+                tool: tool.into(),
+                reason: format!("secret {} is not text", row.name),
+            })?;
+            values.insert(row.name, text);
+        }
+        Ok(Secrets::new(values))
+    }
+}
