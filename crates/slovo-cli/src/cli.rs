@@ -53,6 +53,9 @@ pub enum Command {
     /// API access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Credentials of tools, encrypted at rest.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Serve the REST API (and MCP over streamable HTTP at /mcp).
     Serve(ServeArgs),
 }
@@ -75,6 +78,30 @@ pub enum TokenCommand {
     Revoke {
         /// The token's id (the part after `slv_`).
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a tool's secret. The value is read from stdin (or prompted for on a terminal),
+    /// never from the command line, where other users could see it.
+    Set {
+        /// The tool.
+        tool: String,
+        /// The secret's name (e.g. api_key).
+        name: String,
+    },
+    /// List a tool's secret names (never values).
+    List {
+        /// The tool.
+        tool: String,
+    },
+    /// Delete a tool's secret.
+    Delete {
+        /// The tool.
+        tool: String,
+        /// The secret's name.
+        name: String,
     },
 }
 
