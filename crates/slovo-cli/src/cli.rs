@@ -58,6 +58,8 @@ pub enum Command {
     Secret(SecretCommand),
     /// Serve the REST API (and MCP over streamable HTTP at /mcp).
     Serve(ServeArgs),
+    /// Serve MCP on stdin and stdout for one local client (calls are recorded as mcp:stdio).
+    Mcp,
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,6 +43,7 @@ pub async fn dispatch(rt: &Runtime, cli: &Cli) -> anyhow::Result<u8> {
         Command::Token(cmd) => token(rt, cmd, &actor, json).await,
         Command::Secret(cmd) => secret(rt, cmd, &actor, json).await,
         Command::Serve(_) => Err(UsageError("serve is handled before dispatch".into()).into()),
+        Command::Mcp => Err(UsageError("mcp is handled before dispatch".into()).into()),
     }
 }
 
@@ -133,7 +134,7 @@ pub async fn serve(rt: std::sync::Arc<Runtime>, args: &ServeArgs) -> anyhow::Res
     Ok(exit::OK)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -70,6 +70,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let rt = std::sync::Arc::new(Runtime::new(store, backends(), data_dir));
     let code = match &cli.command {
         cli::Command::Serve(args) => commands::serve(rt.clone(), args).await,
+        cli::Command::Mcp => slovo_server::mcp::serve_stdio(rt.clone(), commands::shutdown_signal())
+            .await
+            .map(|()| exit::OK)
+            .context("MCP server failed"),
         _ => commands::dispatch(&rt, &cli).await,
     };
     rt.store().close().await;
@@ -78,7 +82,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 
 /// The backends this build runs tools with.
 fn backends() -> Backends {
-    Backends::new()
+    let backends = Backends::new();
+    #[cfg(feature = "http")]
+    let backends = backends.with(std::sync::Arc::new(slovo_sandbox::http::HttpBackend::new(
+        slovo_sandbox::http::HttpConfig {
+            allow_private_addresses: std::env::var("SLOVO_HTTP_ALLOW_PRIVATE").as_deref() == Ok("1"),
+            ..Default::default()
+        },
+    )));
+    backends
 }
 
 fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {

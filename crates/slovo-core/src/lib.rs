@@ -21,6 +21,7 @@ pub mod audit;
 pub mod execution;
 pub mod lifecycle;
 pub mod manifest;
+pub mod net;
 pub mod permissions;
 pub mod secrets;
 pub mod time;

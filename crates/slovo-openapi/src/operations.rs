@@ -74,7 +74,7 @@ pub(crate) fn build(
         o.insert("paths".into(), json!({}));
         report.warnings.push("the document has no `paths`".into());
     }
-    let findings = validate::check(&root, flavor);
+    let findings = validate::check(&root, flavor, options.strict);
     let mut strict_errors = Vec::new();
     if options.strict {
         strict_errors.extend(findings.document.iter().cloned());

@@ -193,7 +193,6 @@ impl<'s, 'a> Converter<'s, 'a> {
         depth: usize,
     ) -> Result<Value, String> {
         let mut out = Map::new();
-        let legacy = self.flavor != Flavor::Oas31;
         let mut nullable = false;
         let mut excl_min = false;
         let mut excl_max = false;
@@ -234,15 +233,11 @@ impl<'s, 'a> Converter<'s, 'a> {
                     }
                     _ => {}
                 },
-                "minimum" | "maximum" => {
-                    if v.is_number() {
-                        out.insert(k.clone(), v.clone());
-                    }
+                "minimum" | "maximum" if v.is_number() => {
+                    out.insert(k.clone(), v.clone());
                 }
-                "multipleOf" => {
-                    if v.as_f64().is_some_and(|m| m > 0.0) {
-                        out.insert(k.clone(), v.clone());
-                    }
+                "multipleOf" if v.as_f64().is_some_and(|m| m > 0.0) => {
+                    out.insert(k.clone(), v.clone());
                 }
                 "minLength" | "maxLength" | "minItems" | "maxItems" | "minProperties" | "maxProperties"
                 | "minContains" | "maxContains" => {
@@ -250,15 +245,13 @@ impl<'s, 'a> Converter<'s, 'a> {
                         out.insert(k.clone(), json!(n));
                     }
                 }
-                "uniqueItems" | "readOnly" | "writeOnly" | "deprecated" => {
-                    if v.is_boolean() {
-                        out.insert(k.clone(), v.clone());
-                    }
+                "uniqueItems" | "readOnly" | "writeOnly" | "deprecated" if v.is_boolean() => {
+                    out.insert(k.clone(), v.clone());
                 }
-                "title" | "description" | "format" | "contentMediaType" | "contentEncoding" => {
-                    if v.is_string() {
-                        out.insert(k.clone(), v.clone());
-                    }
+                "title" | "description" | "format" | "contentMediaType" | "contentEncoding"
+                    if v.is_string() =>
+                {
+                    out.insert(k.clone(), v.clone());
                 }
                 "pattern" => {
                     if let Some(p) = v.as_str() {
@@ -280,15 +273,11 @@ impl<'s, 'a> Converter<'s, 'a> {
                 "const" | "default" => {
                     out.insert(k.clone(), v.clone());
                 }
-                "example" if legacy || !obj.contains_key("examples") => {
-                    if !obj.contains_key("examples") {
-                        out.insert("examples".into(), json!([v]));
-                    }
+                "example" if !obj.contains_key("examples") => {
+                    out.insert("examples".into(), json!([v]));
                 }
-                "examples" => {
-                    if v.is_array() {
-                        out.insert(k.clone(), v.clone());
-                    }
+                "examples" if v.is_array() => {
+                    out.insert(k.clone(), v.clone());
                 }
                 "required" => {
                     if let Value::Array(a) = v {

@@ -28,28 +28,30 @@ pub(crate) struct Findings {
     pub operations: BTreeMap<(String, String), Vec<String>>,
 }
 
-fn validator(flavor: Flavor) -> Option<&'static jsonschema::Validator> {
-    static V2: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
-    static V30: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
-    static V31: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
-    let (cell, text) = match flavor {
-        Flavor::Swagger2 => (&V2, SWAGGER_20),
-        Flavor::Oas30 => (&V30, OPENAPI_30),
-        Flavor::Oas31 => (&V31, OPENAPI_31),
+/// The compiled schema of a version; `formats` also checks `format` (URLs, e-mails), which
+/// only strict mode does.
+fn validator(flavor: Flavor, formats: bool) -> Option<&'static jsonschema::Validator> {
+    type Cell = OnceLock<Option<jsonschema::Validator>>;
+    static CELLS: [Cell; 6] = [const { OnceLock::new() }; 6];
+    let (i, text) = match flavor {
+        Flavor::Swagger2 => (0, SWAGGER_20),
+        Flavor::Oas30 => (1, OPENAPI_30),
+        Flavor::Oas31 => (2, OPENAPI_31),
     };
+    let cell = &CELLS[i + if formats { 3 } else { 0 }];
     cell.get_or_init(|| {
         let schema: Value = serde_json::from_str(text).ok()?;
         jsonschema::options()
-            .should_validate_formats(false)
+            .should_validate_formats(formats)
             .build(&schema)
             .ok()
     })
     .as_ref()
 }
 
-pub(crate) fn check(doc: &Value, flavor: Flavor) -> Findings {
+pub(crate) fn check(doc: &Value, flavor: Flavor, strict: bool) -> Findings {
     let mut findings = Findings::default();
-    let Some(v) = validator(flavor) else {
+    let Some(v) = validator(flavor, strict) else {
         findings
             .document
             .push("internal: the bundled OpenAPI schema did not compile".into());

@@ -29,6 +29,9 @@ int main(void) {
 }
 "#;
 
+/// A weaker tier of the breakdown: its name and how it edits the host's support.
+type Variant = (&'static str, fn(&mut Support));
+
 const REQUEST: &[u8] = br#"{"capability":"probe","arguments":{}}"#;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -212,6 +215,7 @@ fn main() {
         },
         network: NetworkPolicy::None,
         request: json!({"capability": "probe", "arguments": {}}),
+        secrets: Default::default(),
     };
     rows.push(measure("slovo process backend", iters, || {
         let o = rt.block_on(backend.run(&spec));
@@ -221,7 +225,7 @@ fn main() {
 
     // Optional breakdown: the same call with single mechanisms off (weaker tiers).
     if std::env::var_os("SLOVO_BENCH_BREAKDOWN").is_some() {
-        let variants: [(&'static str, fn(&mut Support)); 3] = [
+        let variants: [Variant; 3] = [
             ("  without cgroups", |s| s.cgroups = None),
             ("  without landlock", |s| s.landlock_abi = 0),
             ("  without cgroups, landlock, quota", |s| {

@@ -12,9 +12,11 @@
 #![deny(missing_docs)]
 
 pub mod doctor;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(target_os = "linux")]
 pub mod process;
-#[cfg(feature = "wasm-dev")]
+#[cfg(feature = "wasm")]
 pub mod wasm;
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! The WebAssembly backend's contract: request on stdin, result on stdout, stderr and exit
 //! code captured, artifacts compiled at install and only loaded (verified) by calls, state
 //! kept across calls.
-#![cfg(feature = "wasm-dev")]
+#![cfg(feature = "wasm")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "wasm_support/mod.rs"]

@@ -1,5 +1,5 @@
-//! The network doors of Slovo Tools: a REST API (and, beside it, the MCP server) over one
-//! [`Runtime`].
+//! The network doors of Slovo Tools: a REST API and, beside it, the MCP server ([`mcp`]) over
+//! one [`Runtime`].
 //!
 //! # Brief overview
 //! - [`app`] builds the axum router from an [`AppState`]; tests call it directly.
@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod error;
 pub mod limits;
+pub mod mcp;
 pub mod metrics;
 mod routes;
 
@@ -65,6 +66,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The configuration.
     pub config: Arc<ServerConfig>,
+    /// Cancelled when shutdown begins, so long-lived MCP streams end and connections drain.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -78,13 +81,14 @@ impl AppState {
             )),
             metrics: Arc::new(metrics::Metrics::default()),
             config: Arc::new(config),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 }
 
-/// The router: REST API, health, metrics and the OpenAPI description.
+/// The router: REST API, health, metrics, the OpenAPI description, and MCP at `/mcp`.
 pub fn app(state: AppState) -> Router {
-    routes::router(state)
+    routes::router(state.clone()).merge(mcp::router(state))
 }
 
 /// Serves until `shutdown` completes. Calls left `running` by an earlier crash are recorded
@@ -97,6 +101,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let runtime = state.runtime.clone();
     let grace = state.config.shutdown_grace;
+    let mcp_shutdown = state.shutdown.clone();
     match runtime.recover_interrupted().await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(count = n, "recorded calls left running by a crash as interrupted"),
@@ -105,6 +110,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         shutdown.await;
+        mcp_shutdown.cancel();
         let _ = stop_tx.send(true);
     });
     let mut stop_rx_timer = stop_rx.clone();

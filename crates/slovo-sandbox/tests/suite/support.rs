@@ -127,6 +127,7 @@ impl Sandbox {
             },
             network: NetworkPolicy::None,
             request: json!({"capability": "probe", "arguments": {}}),
+            secrets: Default::default(),
         }
     }
 

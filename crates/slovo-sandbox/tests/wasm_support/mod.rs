@@ -111,6 +111,7 @@ impl World {
             },
             network: NetworkPolicy::None,
             request: json!({"capability": "run", "arguments": arguments}),
+            secrets: Default::default(),
         }
     }
 }

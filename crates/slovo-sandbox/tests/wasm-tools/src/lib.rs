@@ -18,7 +18,9 @@ pub fn arg(request: &str, key: &str) -> Option<String> {
     if let Some(s) = rest.strip_prefix('"') {
         return s.find('"').map(|end| s[..end].to_string());
     }
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(rest.len());
     Some(rest[..end].to_string())
 }
 

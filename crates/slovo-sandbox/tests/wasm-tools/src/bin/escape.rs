@@ -19,7 +19,10 @@ fn attempt_read(path: &str) -> String {
 fn attempt_list(path: &str) -> String {
     match fs::read_dir(path) {
         Ok(entries) => {
-            let names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            let names: Vec<String> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
             format!("ok:{}", names.join(","))
         }
         Err(e) => format!("err:{e}"),
@@ -62,7 +65,13 @@ fn main() {
     }));
     let body: Vec<String> = results
         .iter()
-        .map(|(k, v)| format!("{}:{}", slovo_wasm_test_tools::quote(k), slovo_wasm_test_tools::quote(v)))
+        .map(|(k, v)| {
+            format!(
+                "{}:{}",
+                slovo_wasm_test_tools::quote(k),
+                slovo_wasm_test_tools::quote(v)
+            )
+        })
         .collect();
     println!("{{{}}}", body.join(","));
 }

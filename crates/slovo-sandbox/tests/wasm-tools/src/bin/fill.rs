@@ -23,7 +23,10 @@ fn main() {
     let mode = slovo_wasm_test_tools::arg(&request, "mode").unwrap_or_else(|| "fill".into());
     match mode.as_str() {
         "count" => {
-            let n: u64 = fs::read_to_string("/data/counter").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+            let n: u64 = fs::read_to_string("/data/counter")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
             fs::write("/data/counter", format!("{}", n + 1)).unwrap_or_else(|e| panic!("write counter: {e}"));
             println!("{{\"count\":{}}}", n + 1);
         }
@@ -38,7 +41,9 @@ fn main() {
             }
         }
         "set_size" => {
-            let mb: u64 = slovo_wasm_test_tools::arg(&request, "mb").and_then(|v| v.parse().ok()).unwrap_or(64);
+            let mb: u64 = slovo_wasm_test_tools::arg(&request, "mb")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(64);
             let r = fs::File::create("/data/sparse").and_then(|f| f.set_len(mb * 1024 * 1024));
             report(0, r.err());
         }
