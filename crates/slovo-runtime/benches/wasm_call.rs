@@ -3,7 +3,9 @@
 //! record → audit), against baselines measured in the same run:
 //! - `backend.run_blocking`: the same module instantiated from its precompiled artifact and run
 //!   on the calling thread, with no runtime (the wasm backend alone);
-//! - `backend.run`: the same through the async `Backend::run` (one hop to a blocking thread).
+//! - `backend.run`: the same through the async `Backend::run` (one hop to a blocking thread);
+//! - `Runtime::call, no-op backend`: the call path with a backend that runs nothing, i.e. what
+//!   the call path itself costs on SQLite.
 //!
 //! Run: `cargo bench -p slovo-runtime --bench wasm_call` (builds the test tool from
 //! `crates/slovo-sandbox/tests/wasm-tools` for wasm32-wasip1 first; see
@@ -44,6 +46,57 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
+/// Runs nothing: measures the call path alone.
+struct NoopBackend;
+
+#[async_trait::async_trait]
+impl Backend for NoopBackend {
+    fn kind(&self) -> &'static str {
+        "docker"
+    }
+    async fn install(
+        &self,
+        _: &slovo_sandbox::InstallRequest,
+    ) -> Result<serde_json::Value, slovo_sandbox::BackendError> {
+        Ok(json!({}))
+    }
+    async fn run(&self, _: &SandboxSpec) -> slovo_core::execution::Outcome {
+        slovo_core::execution::Outcome {
+            status: ExecutionStatus::Success,
+            output: Some(json!({"ok": true})),
+            exit_code: Some(0),
+            ..Default::default()
+        }
+    }
+}
+
+fn noop_manifest() -> Vec<u8> {
+    json!({
+        "name": "noop",
+        "version": "1.0.0",
+        "description": "Runs nothing (benchmark baseline)",
+        "capabilities": [{
+            "name": "echo",
+            "description": "Echo",
+            "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}
+        }],
+        "execution": {"type": "docker", "image": "bench/noop:1"}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn call(tool: &str) -> CallRequest {
+    CallRequest {
+        tool: tool.into(),
+        capability: "echo".into(),
+        arguments: json!({"text": "hi"}),
+        conversation_id: None,
+        turn_id: None,
+        actor: Actor("bench".into()),
+    }
+}
+
 fn manifest() -> String {
     json!({
         "name": "wasm-echo",
@@ -82,7 +135,8 @@ fn main() {
     let runtime = rt.block_on(async {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("slovo.db").display());
         let store = Store::connect(&url).await.unwrap();
-        let runtime = Runtime::new(store, Backends::new().with(backend.clone()), &data);
+        let backends = Backends::new().with(backend.clone()).with(Arc::new(NoopBackend));
+        let runtime = Runtime::new(store, backends, &data);
         let actor = Actor("bench".into());
         runtime
             .import(ImportSource::Bundle(bundle.clone()), &actor)
@@ -90,6 +144,15 @@ fn main() {
             .unwrap();
         runtime
             .approve("wasm-echo", &Narrowing::default(), &actor)
+            .await
+            .unwrap();
+        let noop = ImportSource::Manifest {
+            name: "noop.json".into(),
+            bytes: noop_manifest(),
+        };
+        runtime.import(noop, &actor).await.unwrap();
+        runtime
+            .approve("noop", &Narrowing::default(), &actor)
             .await
             .unwrap();
         runtime
@@ -161,27 +224,22 @@ fn main() {
     });
     report("wasm backend.run", samples);
 
-    let samples = rt.block_on(async {
-        let mut samples = Vec::with_capacity(iters);
-        for i in 0..warm + iters {
-            let t = Instant::now();
-            let row = runtime
-                .call(CallRequest {
-                    tool: "wasm-echo".into(),
-                    capability: "echo".into(),
-                    arguments: json!({"text": "hi"}),
-                    conversation_id: None,
-                    turn_id: None,
-                    actor: Actor("bench".into()),
-                })
-                .await
-                .unwrap();
-            if i >= warm {
-                samples.push(t.elapsed());
+    for (label, tool) in [
+        ("Runtime::call, no-op backend", "noop"),
+        ("wasm Runtime::call (SQLite)", "wasm-echo"),
+    ] {
+        let samples = rt.block_on(async {
+            let mut samples = Vec::with_capacity(iters);
+            for i in 0..warm + iters {
+                let t = Instant::now();
+                let row = runtime.call(call(tool)).await.unwrap();
+                if i >= warm {
+                    samples.push(t.elapsed());
+                }
+                assert_eq!(row.status, ExecutionStatus::Success, "{row:?}");
             }
-            assert_eq!(row.status, ExecutionStatus::Success, "{row:?}");
-        }
-        samples
-    });
-    report("wasm Runtime::call (SQLite)", samples);
+            samples
+        });
+        report(label, samples);
+    }
 }

@@ -171,6 +171,7 @@ impl Runtime {
                 turn_id: req.turn_id.clone(),
                 actor: req.actor.0.clone(),
                 started_at,
+                instance_id: self.instance_id.clone(),
             })
             .await?;
 
@@ -313,17 +314,23 @@ impl Runtime {
     }
 
     /// At start-up: records executions left `running` by a crash as `interrupted`. With
-    /// SQLite (one process per database) every running execution is stale; with PostgreSQL,
-    /// where several instances may share the database, only those older than the longest
-    /// possible call are.
+    /// SQLite (one process per database) every running execution is stale. With PostgreSQL,
+    /// where several instances may share the database, the stale ones are this instance's own
+    /// (a crash cut them short) and any other instance's older than the longest possible call.
     pub async fn recover_interrupted(&self) -> Result<usize> {
-        let cutoff = match self.store.kind() {
-            slovo_store::DbKind::Sqlite => i64::MAX,
+        let longest_call_ms = (slovo_core::permissions::TIMEOUT_S_RANGE.1 as i64 + 60) * 1000;
+        let ids = match self.store.kind() {
+            slovo_store::DbKind::Sqlite => {
+                self.store
+                    .stale_running_execution_ids(&self.instance_id, i64::MAX)
+                    .await?
+            }
             slovo_store::DbKind::Postgres => {
-                now_ms() - (slovo_core::permissions::TIMEOUT_S_RANGE.1 as i64 + 60) * 1000
+                self.store
+                    .stale_running_execution_ids(&self.instance_id, now_ms() - longest_call_ms)
+                    .await?
             }
         };
-        let ids = self.store.running_execution_ids(cutoff).await?;
         self.abandon(
             &ids,
             ExecutionStatus::Interrupted,

@@ -63,6 +63,8 @@ pub struct Runtime {
     compiled: RwLock<HashMap<(String, String), Arc<CompiledTool>>>,
     /// Executions this runtime started and has not finished recording.
     inflight: Mutex<HashSet<String>>,
+    /// Identifies this installation's runtime on execution records (see [`Runtime::instance_id`]).
+    instance_id: String,
 }
 
 impl Runtime {
@@ -75,7 +77,36 @@ impl Runtime {
             data_dir: data_dir.into(),
             compiled: RwLock::default(),
             inflight: Mutex::default(),
+            instance_id: String::new(),
         }
+        .with_instance_id()
+    }
+
+    /// The identity this runtime records on executions: kept in `instance-id` in the data
+    /// directory, so it survives restarts (a restarted server recognises the calls it was
+    /// running when it crashed) and differs between installations sharing one PostgreSQL.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    fn with_instance_id(mut self) -> Self {
+        let path = self.data_dir.join("instance-id");
+        self.instance_id = match std::fs::read_to_string(&path) {
+            Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+            _ => {
+                let id = uuid::Uuid::now_v7().to_string();
+                // If the file cannot be written the id lives for this process only; recovery
+                // then falls back to the age rule.
+                if std::fs::create_dir_all(&self.data_dir)
+                    .and_then(|()| std::fs::write(&path, &id))
+                    .is_err()
+                {
+                    tracing::warn!(path = %path.display(), "failed to persist the instance id");
+                }
+                id
+            }
+        };
+        self
     }
 
     /// The store.

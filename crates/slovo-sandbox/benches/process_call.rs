@@ -44,18 +44,37 @@ struct Row {
     samples: Vec<Duration>,
 }
 
-fn measure(name: &'static str, iters: usize, mut f: impl FnMut()) -> Row {
+/// A variant under test: its name and one call.
+type Call<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+
+/// Runs every variant `iters` times, interleaved (one call of each per round, in rotating
+/// order), so that all see the same machine load; warm-up rounds first.
+fn measure(variants: &mut [Call<'_>], iters: usize) -> Vec<Row> {
     for _ in 0..iters / 10 + 1 {
-        f();
+        for (_, f) in variants.iter_mut() {
+            f();
+        }
     }
-    let mut samples = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let t = Instant::now();
-        f();
-        samples.push(t.elapsed());
+    let mut samples = vec![Vec::with_capacity(iters); variants.len()];
+    let n = variants.len();
+    for round in 0..iters {
+        // Rotate the order: a call pays for the previous one's asynchronous teardown (network
+        // namespaces are destroyed by a kernel worker), so no variant always follows another.
+        for k in 0..n {
+            let i = (round + k) % n;
+            let t = Instant::now();
+            (variants[i].1)();
+            samples[i].push(t.elapsed());
+        }
     }
-    samples.sort();
-    Row { name, samples }
+    variants
+        .iter()
+        .zip(samples)
+        .map(|((name, _), mut samples)| {
+            samples.sort();
+            Row { name, samples }
+        })
+        .collect()
 }
 
 fn run_piped(cmd: &mut Command) {
@@ -97,12 +116,83 @@ fn main() {
     assert!(st.success(), "gcc -static failed");
     let state = dir.path().join("state");
 
-    let mut rows = Vec::new();
+    // 3. Ours: ProcessBackend::run, cgroup limits, Landlock, seccomp, quota-backed /data.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = ProcessBackend::new(ProcessConfig::new(dir.path().join("work"))).unwrap();
+    if let Some(r) = backend.refusal() {
+        panic!("the process backend refuses on this host: {r}");
+    }
+    let spec = SandboxSpec {
+        execution_id: "bench".into(),
+        tool: "bench".into(),
+        version: "1.0.0".into(),
+        capability: Capability {
+            name: "probe".into(),
+            description: "bench".into(),
+            parameters: json!({"type": "object"}),
+            returns: None,
+            endpoint: None,
+            method: None,
+            examples: vec![],
+            read_only: None,
+            destructive: None,
+        },
+        execution: Execution::Process {
+            command: vec!["trivial".into()],
+            system_paths: false,
+        },
+        api: None,
+        bundle_dir: Some(bundle.clone()),
+        state_dir: dir.path().join("state-volume"),
+        limits: ResourceLimits {
+            memory_mb: 64,
+            cpu_percent: 100,
+            pids: 32,
+            storage_mb: 16,
+            timeout: Duration::from_secs(10),
+        },
+        network: NetworkPolicy::None,
+        request: json!({"capability": "probe", "arguments": {}}),
+        secrets: Default::default(),
+    };
+    let call = |b: &ProcessBackend| {
+        let o = rt.block_on(b.run(&spec));
+        assert_eq!(o.output, Some(json!({"ok": true})), "{o:#?}");
+    };
+
+    // Optional breakdown: the same call with single mechanisms off (weaker tiers).
+    let mut weaker = Vec::new();
+    if std::env::var_os("SLOVO_BENCH_BREAKDOWN").is_some() {
+        let edits: [Variant; 3] = [
+            ("  without cgroups", |s| s.cgroups = None),
+            ("  without landlock", |s| s.landlock_abi = 0),
+            ("  without cgroups, landlock, quota", |s| {
+                s.cgroups = None;
+                s.landlock_abi = 0;
+                s.quota = false;
+            }),
+        ];
+        for (i, (name, edit)) in edits.into_iter().enumerate() {
+            let mut support = backend.support().clone();
+            edit(&mut support);
+            let config = ProcessConfig {
+                allow_weaker: true,
+                ..ProcessConfig::new(dir.path().join(format!("work{i}")))
+            };
+            weaker.push((name, ProcessBackend::with_support(config, support).unwrap()));
+        }
+    }
+    let mut variants: Vec<Call<'_>> = Vec::new();
 
     // 1. Bare fork+exec of the same program (std::process::Command, pipes, wait).
-    rows.push(measure("bare fork+exec", iters, || {
-        run_piped(&mut Command::new(&program))
-    }));
+    variants.push((
+        "bare fork+exec",
+        Box::new(|| run_piped(&mut Command::new(&program))),
+    ));
 
     // 2. bubblewrap with equivalent isolation: all namespaces, unprivileged uid, read-only
     //    bundle, writable /data, tmpfs /tmp, minimal /dev, fresh /proc, no capabilities, the same
@@ -122,7 +212,7 @@ fn main() {
         };
         let bpf_path = dir.path().join("seccomp.bpf");
         std::fs::write(&bpf_path, bytes).unwrap();
-        rows.push(measure("bwrap (equivalent isolation)", iters, || {
+        let bwrap_call = move || {
             let filter = std::fs::File::open(&bpf_path).unwrap();
             let fd = filter.as_raw_fd();
             let mut cmd = Command::new(bwrap);
@@ -169,90 +259,23 @@ fn main() {
             }
             run_piped(&mut cmd);
             drop(filter);
-        }));
+        };
+        variants.push(("bwrap (equivalent isolation)", Box::new(bwrap_call)));
     } else {
         eprintln!("bwrap not found (apt-get install bubblewrap): skipping the bubblewrap baseline");
     }
 
-    // 3. Ours: ProcessBackend::run, cgroup limits, Landlock, seccomp, quota-backed /data.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let backend = ProcessBackend::new(ProcessConfig::new(dir.path().join("work"))).unwrap();
-    if let Some(r) = backend.refusal() {
-        panic!("the process backend refuses on this host: {r}");
+    variants.push(("slovo process backend", Box::new(|| call(&backend))));
+    for (name, b) in &weaker {
+        variants.push((name, Box::new(move || call(b))));
     }
-    let spec = SandboxSpec {
-        execution_id: "bench".into(),
-        tool: "bench".into(),
-        version: "1.0.0".into(),
-        capability: Capability {
-            name: "probe".into(),
-            description: "bench".into(),
-            parameters: json!({"type": "object"}),
-            returns: None,
-            endpoint: None,
-            method: None,
-            examples: vec![],
-            read_only: None,
-            destructive: None,
-        },
-        execution: Execution::Process {
-            command: vec!["trivial".into()],
-            system_paths: false,
-        },
-        api: None,
-        bundle_dir: Some(bundle.clone()),
-        state_dir: dir.path().join("state-volume"),
-        limits: ResourceLimits {
-            memory_mb: 64,
-            cpu_percent: 100,
-            pids: 32,
-            storage_mb: 16,
-            timeout: Duration::from_secs(10),
-        },
-        network: NetworkPolicy::None,
-        request: json!({"capability": "probe", "arguments": {}}),
-        secrets: Default::default(),
-    };
-    rows.push(measure("slovo process backend", iters, || {
-        let o = rt.block_on(backend.run(&spec));
-        assert_eq!(o.output, Some(json!({"ok": true})), "{o:#?}");
-    }));
+    let rows = measure(&mut variants, iters);
+    drop(variants);
     let _ = backend.release_state(&spec.state_dir, true);
-
-    // Optional breakdown: the same call with single mechanisms off (weaker tiers).
-    if std::env::var_os("SLOVO_BENCH_BREAKDOWN").is_some() {
-        let variants: [Variant; 3] = [
-            ("  without cgroups", |s| s.cgroups = None),
-            ("  without landlock", |s| s.landlock_abi = 0),
-            ("  without cgroups, landlock, quota", |s| {
-                s.cgroups = None;
-                s.landlock_abi = 0;
-                s.quota = false;
-            }),
-        ];
-        for (i, (name, edit)) in variants.into_iter().enumerate() {
-            let mut support = backend.support().clone();
-            edit(&mut support);
-            let config = ProcessConfig {
-                allow_weaker: true,
-                ..ProcessConfig::new(dir.path().join(format!("work{i}")))
-            };
-            let weaker = ProcessBackend::with_support(config, support).unwrap();
-            rows.push(measure(name, iters, || {
-                let o = rt.block_on(weaker.run(&spec));
-                assert_eq!(o.output, Some(json!({"ok": true})), "{o:#?}");
-            }));
-            let _ = weaker.release_state(&spec.state_dir, true);
-        }
-    }
 
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
     println!(
-        "\none call of a trivial static tool, {iters} calls per variant (after {} warm-up)\n",
+        "\none call of a trivial static tool, {iters} calls per variant, interleaved (after {} warm-up rounds)\n",
         iters / 10 + 1
     );
     println!("| variant | p50 (ms) | p95 (ms) | mean (ms) |");

@@ -69,12 +69,17 @@ pub struct HttpBackend {
 impl HttpBackend {
     /// A backend with `config`.
     pub fn new(config: HttpConfig) -> Self {
-        // One process-wide TLS provider (ring); installing twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        ensure_tls_provider();
         HttpBackend {
             config: Arc::new(config),
         }
     }
+}
+
+/// Installs the process-wide TLS provider (ring) that every reqwest client in this build
+/// needs; installing twice is harmless. Call it before building any other reqwest client.
+pub fn ensure_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Why a request was not sent or not accepted.

@@ -114,8 +114,7 @@ impl SlovoMcp {
             if t.status != ToolStatus::Active && !everything {
                 continue;
             }
-            let Some(version) = t.active_version.clone().or_else(|| t.pending_version.clone())
-            else {
+            let Some(version) = t.active_version.clone().or_else(|| t.pending_version.clone()) else {
                 continue;
             };
             let compiled = self.runtime.compiled(&t.name, &version).await?;

@@ -80,6 +80,7 @@ impl Server {
 }
 
 async fn servers(config: ServerConfig) -> Vec<Server> {
+    slovo_sandbox::http::ensure_tls_provider();
     let mut out = Vec::new();
     for db in test_dbs().await {
         let store = db.store().await;

@@ -206,6 +206,8 @@ pub struct NewExecution {
     pub actor: String,
     /// When.
     pub started_at: i64,
+    /// The runtime instance that runs it.
+    pub instance_id: String,
 }
 
 /// How a call ended.

@@ -326,11 +326,7 @@ impl CallCgroup {
     /// Moves `pid` into the call's cgroup(s).
     pub fn add(&self, pid: i32) -> Result<()> {
         let pid = pid.to_string();
-        let skip = std::env::var("SLOVO_SKIP").unwrap_or_default();
-        for (c, dir) in &self.dirs {
-            if skip.contains(c.name()) {
-                continue;
-            }
+        for (_, dir) in &self.dirs {
             let path = dir.join("cgroup.procs");
             write_file(&path, &pid).map_err(|e| ProcessError::io("write", &path, e))?;
         }

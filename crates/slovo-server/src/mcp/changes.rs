@@ -33,11 +33,19 @@ pub struct ChangeFeed {
     runtime: Arc<Runtime>,
     interval: Duration,
     tx: watch::Sender<u64>,
-    /// True while a poller task runs.
-    running: Mutex<bool>,
+    state: Mutex<State>,
 }
 
-/// What the poller last saw.
+/// Guarded by one lock, so looks at the database never interleave.
+#[derive(Debug, Default)]
+struct State {
+    /// True while a poller task runs.
+    running: bool,
+    /// What the last look saw.
+    seen: Option<Seen>,
+}
+
+/// What a look at the database saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     head: i64,
@@ -52,7 +60,7 @@ impl ChangeFeed {
             runtime,
             interval,
             tx,
-            running: Mutex::new(false),
+            state: Mutex::new(State::default()),
         })
     }
 
@@ -61,42 +69,47 @@ impl ChangeFeed {
         self.interval
     }
 
-    /// A receiver that is marked changed whenever the tool list changes from now on. Starts
-    /// the poller if it is not running; its baseline is the state at this call.
+    /// A receiver that is marked changed whenever the tool list changes from now on, and
+    /// starts the poller if it is not running. It looks at the database first, so its
+    /// baseline is the list at this call, not at the poller's last tick (a change between
+    /// that tick and now reaches the earlier subscribers, not this one).
     pub async fn subscribe(self: &Arc<Self>) -> watch::Receiver<u64> {
+        let mut state = self.state.lock().await;
+        self.refresh(&mut state).await;
         let rx = self.tx.subscribe();
-        let mut running = self.running.lock().await;
-        if !*running {
-            let baseline = self.look(None).await;
-            *running = true;
+        if !state.running {
+            state.running = true;
             let feed = self.clone();
-            tokio::spawn(async move { feed.poll(baseline).await });
+            tokio::spawn(async move { feed.poll().await });
         }
         rx
     }
 
-    async fn poll(self: Arc<Self>, mut seen: Option<Seen>) {
+    async fn poll(self: Arc<Self>) {
         loop {
             tokio::time::sleep(self.interval).await;
-            {
-                let mut running = self.running.lock().await;
-                if self.tx.receiver_count() == 0 {
-                    *running = false;
-                    return;
-                }
+            let mut state = self.state.lock().await;
+            if self.tx.receiver_count() == 0 {
+                state.running = false;
+                return;
             }
-            let now = self.look(seen.as_ref()).await;
-            match (&seen, &now) {
-                (Some(before), Some(after)) if before.tools != after.tools => {
-                    tracing::debug!(head = after.head, "the MCP tool list changed");
-                    self.tx.send_modify(|generation| *generation += 1);
-                }
-                _ => {}
-            }
-            if now.is_some() {
-                seen = now;
-            }
+            self.refresh(&mut state).await;
         }
+    }
+
+    /// Looks at the database and bumps the generation if the listed tools changed since the
+    /// last look.
+    async fn refresh(&self, state: &mut State) {
+        let Some(now) = self.look(state.seen.as_ref()).await else {
+            return;
+        };
+        if let Some(before) = &state.seen
+            && before.tools != now.tools
+        {
+            tracing::debug!(head = now.head, "the MCP tool list changed");
+            self.tx.send_modify(|generation| *generation += 1);
+        }
+        state.seen = Some(now);
     }
 
     /// The current state; reads the tool rows only when the audit head moved since `before`.

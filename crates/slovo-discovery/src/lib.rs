@@ -1,0 +1,134 @@
+//! Capability gaps and autonomous discovery for Slovo Tools.
+//!
+//! This crate provides the search that answers "which capability serves this request?", the
+//! calibrated rule that says "none does" (a gap), the argument filling that goes with an
+//! answer, and the sources the discovery worker searches when there is a gap.
+//!
+//! # Brief overview
+//! - [`Index`] is a BM25F index over capability [`Document`]s (names, descriptions,
+//!   parameters, tags and example requests); [`Index::search`] ranks them and [`GapRule`]
+//!   decides whether the best one is good enough. Pure: no I/O.
+//! - [`resolve`] puts the two together with [`args::fill`]: ranked capabilities with their
+//!   scores and the arguments the request already gives, or a gap.
+//! - [`eval`] computes recall@1, recall@5, MRR and gap precision/recall over a JSONL set, and
+//!   calibrates the gap rule.
+//! - [`sources`] reads candidate tools from manifest directories, OpenAPI catalogues
+//!   (APIs.guru layout), OpenAPI URLs and MCP registry `server.json` files. This is the only
+//!   module that does I/O.
+//!
+//! # Example
+//! ```
+//! use slovo_discovery::{Document, GapRule, Index, resolve};
+//! let doc = Document {
+//!     tool: "air".into(),
+//!     capability: "air_quality".into(),
+//!     status: "active".into(),
+//!     tool_description: "Air pollution data".into(),
+//!     description: "Current air quality index for a city".into(),
+//!     parameters: serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+//!     tags: vec![],
+//!     examples: vec![],
+//! };
+//! let index = Index::build(vec![doc]);
+//! let r = resolve(&index, "what's the air quality in Lyon", 5, &GapRule::default());
+//! assert!(!r.gap);
+//! assert_eq!(r.candidates[0].arguments["city"], "Lyon");
+//! ```
+#![deny(missing_docs)]
+
+pub mod args;
+pub mod eval;
+mod index;
+pub mod sources;
+pub mod text;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub use index::{Document, GapRule, Hit, Index, Ranking};
+
+/// One ranked capability, with the arguments the request already gives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResolvedCapability {
+    /// The tool.
+    pub tool: String,
+    /// The capability.
+    pub capability: String,
+    /// The tool's status (`active`, `pending_approval`, …, or `catalogue`).
+    pub status: String,
+    /// What the capability does.
+    pub description: String,
+    /// Raw BM25F score.
+    pub score: f32,
+    /// Score as a share of the best the query could reach (0–1).
+    pub normalized: f32,
+    /// IDF-weighted share of the request's words the capability covers (0–1).
+    pub coverage: f32,
+    /// The gap rule accepts it.
+    pub confident: bool,
+    /// Arguments filled from the request.
+    pub arguments: Map<String, Value>,
+    /// How each argument was found.
+    pub argument_sources: Map<String, Value>,
+    /// Required parameters the request does not give.
+    pub missing: Vec<String>,
+}
+
+/// The answer to "which capability serves this request?".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resolution {
+    /// The request.
+    pub query: String,
+    /// Best first.
+    pub candidates: Vec<ResolvedCapability>,
+    /// No candidate is good enough.
+    pub gap: bool,
+    /// Why, when it is a gap.
+    pub gap_reason: Option<String>,
+}
+
+/// Ranks the capabilities of `index` for `query` (at most `limit`), fills their arguments,
+/// and decides with `rule` whether it is a gap.
+pub fn resolve(index: &Index, query: &str, limit: usize, rule: &GapRule) -> Resolution {
+    let ranking = index.search(query, limit, rule);
+    let candidates = ranking
+        .hits
+        .iter()
+        .map(|h| {
+            let d = &index.docs()[h.doc];
+            let filled = args::fill(query, &d.parameters);
+            ResolvedCapability {
+                tool: d.tool.clone(),
+                capability: d.capability.clone(),
+                status: d.status.clone(),
+                description: d.description.clone(),
+                score: h.score,
+                normalized: h.normalized,
+                coverage: h.coverage,
+                confident: h.confident,
+                arguments: filled.arguments,
+                argument_sources: filled.how,
+                missing: filled.missing,
+            }
+        })
+        .collect();
+    Resolution {
+        query: query.to_string(),
+        candidates,
+        gap: ranking.gap,
+        gap_reason: ranking.gap_reason,
+    }
+}
+
+/// A key under which equivalent requests meet: the sorted, distinct, stemmed non-value words.
+/// "What's the air quality in Lyon?" and "air quality in Paris" share `air qualiti`.
+pub fn need_key(description: &str) -> String {
+    let mut terms: Vec<String> = text::query_terms(description)
+        .into_iter()
+        .filter(|t| !t.value)
+        .map(|t| t.term)
+        .collect();
+    terms.sort();
+    terms.dedup();
+    terms.join(" ")
+}

@@ -1,0 +1,278 @@
+//! Discovery sources: where candidate tools come from. This module does the I/O (reading
+//! directories and files, fetching URLs through a caller-supplied fetcher); ranking stays in
+//! [`crate::index`].
+//!
+//! - **Manifest directories**: every `*.json` / `*.yaml` / `*.yml` Slovo manifest below them.
+//! - **OpenAPI catalogues** in the APIs.guru layout (`APIs/<provider>[/<service>]/<version>/
+//!   {openapi,swagger}.{json,yaml}` or `specs/<provider>[/<service>]/<version>.json`): every
+//!   OpenAPI or Swagger document below them, ingested by `slovo-openapi` (with its offline
+//!   analysis, which adds example requests to each capability).
+//! - **OpenAPI URLs**, fetched by the caller's [`slovo_openapi::RemoteFetcher`].
+//! - **MCP registry `server.json` files**: a server becomes a proposal with one capability
+//!   describing it and no execution section (it can be reviewed, not called, until someone
+//!   adds how to reach it).
+//!
+//! A file that cannot be read or ingested is a [`Catalogue::problems`] line, never an error
+//! for the whole catalogue.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use slovo_core::manifest::{Manifest, parse_manifest};
+use slovo_openapi::{IngestOptions, RemoteFetcher, Source};
+
+use crate::index::{Document, Index};
+
+/// Where to look for candidates.
+#[derive(Clone, Default)]
+pub struct SourceConfig {
+    /// Directories of Slovo manifests.
+    pub manifest_dirs: Vec<PathBuf>,
+    /// OpenAPI catalogue directories (APIs.guru layout; any OpenAPI file below counts).
+    pub catalogue_dirs: Vec<PathBuf>,
+    /// URLs of OpenAPI documents.
+    pub openapi_urls: Vec<String>,
+    /// MCP registry `server.json` files, or directories holding them.
+    pub mcp_registry: Vec<PathBuf>,
+    /// Fetches `openapi_urls`; without one, URLs are reported as problems.
+    pub fetcher: Option<Arc<dyn RemoteFetcher>>,
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("manifest_dirs", &self.manifest_dirs)
+            .field("catalogue_dirs", &self.catalogue_dirs)
+            .field("openapi_urls", &self.openapi_urls)
+            .field("mcp_registry", &self.mcp_registry)
+            .field("fetcher", &self.fetcher.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl SourceConfig {
+    /// Whether no source is configured.
+    pub fn is_empty(&self) -> bool {
+        self.manifest_dirs.is_empty()
+            && self.catalogue_dirs.is_empty()
+            && self.openapi_urls.is_empty()
+            && self.mcp_registry.is_empty()
+    }
+}
+
+/// What kind of source a candidate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A Slovo manifest file.
+    Manifest,
+    /// An OpenAPI (or Swagger) document.
+    Openapi,
+    /// An MCP registry `server.json`.
+    McpServer,
+}
+
+/// One candidate tool.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The file or URL it came from.
+    pub origin: String,
+    /// What that was.
+    pub kind: SourceKind,
+    /// The proposed tool.
+    pub manifest: Manifest,
+}
+
+/// Every candidate found in the configured sources.
+#[derive(Debug, Clone, Default)]
+pub struct Catalogue {
+    /// The candidates, in a stable order (sorted paths).
+    pub candidates: Vec<Candidate>,
+    /// Files or URLs that could not be used, and why.
+    pub problems: Vec<String>,
+}
+
+/// Files of a catalogue larger than this are skipped (the ingester caps them anyway).
+const MAX_FILE_BYTES: usize = slovo_openapi::DEFAULT_MAX_DOCUMENT_BYTES;
+
+impl Catalogue {
+    /// Reads every configured source.
+    pub fn load(config: &SourceConfig) -> Catalogue {
+        let mut cat = Catalogue::default();
+        for dir in &config.manifest_dirs {
+            for path in files_below(dir, &mut cat.problems) {
+                cat.add_manifest_file(&path);
+            }
+        }
+        for dir in &config.catalogue_dirs {
+            for path in files_below(dir, &mut cat.problems) {
+                cat.add_openapi(
+                    Source::from_path(&path, MAX_FILE_BYTES),
+                    &path.display().to_string(),
+                );
+            }
+        }
+        for link in &config.openapi_urls {
+            let source = match (&config.fetcher, url::Url::parse(link)) {
+                (None, _) => {
+                    cat.problems
+                        .push(format!("{link}: no fetcher configured for OpenAPI URLs"));
+                    continue;
+                }
+                (_, Err(e)) => {
+                    cat.problems.push(format!("{link}: {e}"));
+                    continue;
+                }
+                (Some(f), Ok(u)) => f
+                    .fetch(&u)
+                    .map(|bytes| Source::from_url(u, bytes))
+                    .map_err(|reason| slovo_openapi::IngestError::Read {
+                        source_name: link.clone(),
+                        reason,
+                    }),
+            };
+            cat.add_openapi(source, link);
+        }
+        for p in &config.mcp_registry {
+            let files = if p.is_dir() {
+                files_below(p, &mut cat.problems)
+            } else {
+                vec![p.clone()]
+            };
+            for path in files {
+                cat.add_mcp_server(&path);
+            }
+        }
+        cat
+    }
+
+    fn add_manifest_file(&mut self, path: &Path) {
+        let origin = path.display().to_string();
+        match std::fs::read(path) {
+            Err(e) => self.problems.push(format!("{origin}: {e}")),
+            Ok(bytes) => match parse_manifest(&origin, &bytes) {
+                Ok(manifest) => self.candidates.push(Candidate {
+                    origin,
+                    kind: SourceKind::Manifest,
+                    manifest,
+                }),
+                Err(e) => self.problems.push(e.to_string()),
+            },
+        }
+    }
+
+    fn add_openapi(&mut self, source: Result<Source, slovo_openapi::IngestError>, origin: &str) {
+        let ingested = source.and_then(|s| slovo_openapi::ingest(&s, &IngestOptions::default()));
+        match ingested {
+            Ok(i) => match i.manifest {
+                Some(manifest) => self.candidates.push(Candidate {
+                    origin: origin.to_string(),
+                    kind: SourceKind::Openapi,
+                    manifest,
+                }),
+                None => self
+                    .problems
+                    .push(format!("{origin}: no operation could be imported")),
+            },
+            Err(e) => self.problems.push(e.to_string()),
+        }
+    }
+
+    fn add_mcp_server(&mut self, path: &Path) {
+        let origin = path.display().to_string();
+        let parsed = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()))
+            .and_then(|v| mcp_server_manifest(&v, &origin));
+        match parsed {
+            Ok(manifest) => self.candidates.push(Candidate {
+                origin,
+                kind: SourceKind::McpServer,
+                manifest,
+            }),
+            Err(e) => self.problems.push(format!("{origin}: {e}")),
+        }
+    }
+
+    /// The capability index over every candidate (status `catalogue`), and for each document
+    /// the index of its candidate.
+    pub fn index(&self) -> (Index, Vec<usize>) {
+        let mut docs = Vec::new();
+        let mut owner = Vec::new();
+        for (i, c) in self.candidates.iter().enumerate() {
+            for d in Document::from_manifest(&c.manifest, "catalogue") {
+                docs.push(d);
+                owner.push(i);
+            }
+        }
+        (Index::build(docs), owner)
+    }
+}
+
+/// Every `.json`, `.yaml` and `.yml` file below `dir`, sorted; hidden entries skipped.
+fn files_below(dir: &Path, problems: &mut Vec<String>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) => {
+                problems.push(format!("{}: {e}", d.display()));
+                continue;
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e, "json" | "yaml" | "yml"))
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A proposal for an MCP registry server (`server.json`): its name, version and description,
+/// one capability describing it, no execution section.
+pub fn mcp_server_manifest(server: &Value, origin: &str) -> Result<Manifest, String> {
+    let name = server
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or("server.json has no \"name\"")?;
+    let short = name.rsplit(['/', '.']).next().unwrap_or(name);
+    let tool = slovo_openapi::tool_name(short);
+    let description = server
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or("An MCP server")
+        .to_string();
+    let version = server
+        .get("version")
+        .and_then(Value::as_str)
+        .and_then(|v| semver::Version::parse(v).ok())
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "0.1.0".into());
+    let doc = json!({
+        "name": tool,
+        "version": version,
+        "description": format!("{description} (MCP server {name}; how to reach it is not configured yet)"),
+        "capabilities": [{
+            "name": "server",
+            "description": description,
+            "parameters": {"type": "object"},
+        }],
+    });
+    parse_manifest(&format!("{origin}.json"), doc.to_string().as_bytes()).map_err(|e| e.to_string())
+}
