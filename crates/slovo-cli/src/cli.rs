@@ -53,6 +53,9 @@ pub enum Command {
     /// API access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Turn OpenAPI documents into tool proposals.
+    #[command(subcommand)]
+    Openapi(OpenapiCommand),
     /// Credentials of tools, encrypted at rest.
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -81,6 +84,40 @@ pub enum TokenCommand {
         /// The token's id (the part after `slv_`).
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OpenapiCommand {
+    /// Import an OpenAPI document (Swagger 2.0, OpenAPI 3.0 or 3.1; JSON or YAML) from a file or
+    /// an http(s) URL as a proposal waiting for approval.
+    Import(OpenapiImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OpenapiImportArgs {
+    /// The document: a path or an http(s) URL.
+    pub source: String,
+    /// The tool's name (default: from the document's title).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The API's base URL (default: from `servers`, or `host` + `basePath`).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Only operations with this tag (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only operations whose path starts with this or matches this `*` glob (repeatable).
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+    /// Only operations with this method (repeatable).
+    #[arg(long = "method")]
+    pub methods: Vec<String>,
+    /// Refuse documents with more operations than this (after filters).
+    #[arg(long, default_value_t = 300)]
+    pub max_operations: usize,
+    /// Refuse the document on any specification violation or skipped operation.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,11 +11,11 @@ use slovo_core::permissions::{HostPattern, Narrowing, parse_size_mb};
 use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime};
 use slovo_store::{ExecutionCursor, ExecutionFilter};
 
-use crate::cli::SecretCommand;
 use crate::cli::{
     ApproveArgs, AuditCommand, CallArgs, Cli, Command, ExecutionCommand, ExecutionsArgs, ServeArgs,
     TokenCommand, ToolCommand,
 };
+use crate::cli::{OpenapiCommand, OpenapiImportArgs, SecretCommand};
 use crate::{exit, render};
 
 /// A flag or argument the runtime never saw because it was malformed.
@@ -42,6 +42,7 @@ pub async fn dispatch(rt: &Runtime, cli: &Cli) -> anyhow::Result<u8> {
         }
         Command::Token(cmd) => token(rt, cmd, &actor, json).await,
         Command::Secret(cmd) => secret(rt, cmd, &actor, json).await,
+        Command::Openapi(OpenapiCommand::Import(args)) => openapi_import(rt, args, &actor, json).await,
         Command::Serve(_) => Err(UsageError("serve is handled before dispatch".into()).into()),
         Command::Mcp => Err(UsageError("mcp is handled before dispatch".into()).into()),
     }
@@ -63,6 +64,39 @@ async fn token(rt: &Runtime, cmd: &TokenCommand, actor: &Actor, json: bool) -> a
             }
         }
     }
+    Ok(exit::OK)
+}
+
+async fn openapi_import(
+    rt: &Runtime,
+    a: &OpenapiImportArgs,
+    actor: &Actor,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let max = slovo_openapi::DEFAULT_MAX_DOCUMENT_BYTES;
+    let source = if a.source.starts_with("http://") || a.source.starts_with("https://") {
+        let allow_private = std::env::var("SLOVO_HTTP_ALLOW_PRIVATE").as_deref() == Ok("1");
+        let (url, bytes) = slovo_sandbox::http::fetch_document(&a.source, max, allow_private)
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to fetch {e}"))?;
+        slovo_openapi::Source::from_url(url, bytes)
+    } else {
+        slovo_openapi::Source::from_path(&a.source, max).map_err(slovo_runtime::RuntimeError::from)?
+    };
+    let options = slovo_openapi::IngestOptions {
+        tool_name: a.name.clone(),
+        base_url: a.base_url.clone(),
+        filter: slovo_openapi::Filter {
+            tags: a.tags.clone(),
+            paths: a.paths.clone(),
+            methods: a.methods.clone(),
+        },
+        max_operations: a.max_operations,
+        strict: a.strict,
+        ..slovo_openapi::IngestOptions::default()
+    };
+    let result = rt.import_openapi(&source, &options, actor).await?;
+    render::openapi_import(&result, json)?;
     Ok(exit::OK)
 }
 

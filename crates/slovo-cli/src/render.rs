@@ -61,12 +61,21 @@ pub fn tools(list: &[ToolSummary], json: bool) -> anyhow::Result<()> {
             (Some(v), None) => v.clone(),
             (None, _) => "-".into(),
         };
+        let caps = if s.capabilities.len() > 4 {
+            format!(
+                "{}, … ({} in all)",
+                s.capabilities[..3].join(", "),
+                s.capabilities.len()
+            )
+        } else {
+            s.capabilities.join(", ")
+        };
         t.add_row(vec![
             s.name.clone(),
             version,
             s.status.to_string(),
             s.runtime.clone(),
-            s.capabilities.join(", "),
+            caps,
         ]);
     }
     println!("{t}");
@@ -304,5 +313,45 @@ pub fn tokens(list: &[TokenRow], json: bool) -> anyhow::Result<()> {
         ]);
     }
     println!("{t}");
+    Ok(())
+}
+
+pub fn openapi_import(r: &slovo_runtime::OpenApiImport, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(r);
+    }
+    import(&r.import, false)?;
+    let rep = &r.report;
+    println!(
+        "  {} of {} operations became capabilities ({} filtered out, {} skipped)",
+        rep.capabilities,
+        rep.operations_total,
+        rep.filtered_out,
+        rep.skipped.len()
+    );
+    if !rep.hosts.is_empty() {
+        println!("  network allow list requested: {}", rep.hosts.join(", "));
+    }
+    for s in &rep.secrets {
+        println!(
+            "  needs secret {:?} ({:?}): slovo secret set {} {}",
+            s.name, s.scheme, r.import.tool, s.name
+        );
+    }
+    for risk in &rep.risks {
+        println!("  risk [{:?}] {}: {}", risk.level, risk.capability, risk.note);
+    }
+    for s in &rep.skipped {
+        println!("  skipped {}: {}", s.operation, s.reason);
+    }
+    for w in rep.warnings.iter().take(10) {
+        println!("  warning: {w}");
+    }
+    if rep.warnings.len() > 10 {
+        println!(
+            "  … and {} more warnings (--json shows all)",
+            rep.warnings.len() - 10
+        );
+    }
     Ok(())
 }

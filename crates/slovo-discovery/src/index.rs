@@ -22,6 +22,36 @@ const K1: f32 = 1.2;
 /// BM25 length normalisation.
 const B: f32 = 0.75;
 
+/// IDF is computed as if the collection had at least this many documents, so that a small
+/// index (a handful of installed tools) scores like a large one and one calibrated gap rule
+/// fits both: in a five-document index an unseen word would otherwise outweigh every match.
+const MIN_COLLECTION: f32 = 1000.0;
+
+/// Stemmed words a request may use for what capabilities call otherwise (both directions).
+const SYNONYMS: &[(&str, &str)] = &[
+    ("link", "url"),
+    ("film", "movi"),
+    ("email", "mail"),
+    ("repo", "repositori"),
+    ("photo", "imag"),
+    ("pictur", "imag"),
+    ("todo", "task"),
+    ("car", "vehicl"),
+    ("cheap", "fare"),
+];
+
+fn synonyms(term: &str) -> impl Iterator<Item = &'static str> + '_ {
+    SYNONYMS.iter().filter_map(move |&(a, b)| {
+        if a == term {
+            Some(b)
+        } else if b == term {
+            Some(a)
+        } else {
+            None
+        }
+    })
+}
+
 /// Field weights, in the order of [`Field`].
 const WEIGHTS: [f32; 7] = [3.0, 2.0, 1.5, 0.6, 0.6, 1.0, 1.2];
 
@@ -241,7 +271,7 @@ impl Index {
     }
 
     fn idf(&self, df: usize) -> f32 {
-        let n = self.docs.len() as f32;
+        let n = (self.docs.len() as f32).max(MIN_COLLECTION);
         (1.0 + (n - df as f32 + 0.5) / (df as f32 + 0.5)).ln()
     }
 
@@ -258,19 +288,35 @@ impl Index {
         let mut max_score = 0.0;
         let mut need = 0.0;
         let mut scores: HashMap<u32, (f32, f32)> = HashMap::new();
+        let mut best: HashMap<u32, f32> = HashMap::new();
         for t in q {
             let counted = !t.value || all_values;
-            let id = self.terms.get(&t.term);
-            let df = id.map(|&i| self.postings[i as usize].len()).unwrap_or(0);
+            // The word itself and its synonyms; a document scores by the best of them.
+            let alternatives: Vec<u32> = std::iter::once(t.term.as_str())
+                .chain(synonyms(&t.term))
+                .filter_map(|w| self.terms.get(w).copied())
+                .collect();
+            let df = alternatives
+                .iter()
+                .map(|&i| self.postings[i as usize].len())
+                .max()
+                .unwrap_or(0);
             let idf = self.idf(df);
             if counted {
                 max_score += idf * (K1 + 1.0);
                 need += idf;
             }
-            let Some(&id) = id else { continue };
-            for p in &self.postings[id as usize] {
-                let s = idf * p.wtf * (K1 + 1.0) / (p.wtf + self.norms[p.doc as usize]);
-                let e = scores.entry(p.doc).or_default();
+            best.clear();
+            for &id in &alternatives {
+                let idf = self.idf(self.postings[id as usize].len());
+                for p in &self.postings[id as usize] {
+                    let s = idf * p.wtf * (K1 + 1.0) / (p.wtf + self.norms[p.doc as usize]);
+                    let e = best.entry(p.doc).or_default();
+                    *e = e.max(s);
+                }
+            }
+            for (&doc, &s) in &best {
+                let e = scores.entry(doc).or_default();
                 e.0 += s;
                 if counted {
                     e.1 += idf;

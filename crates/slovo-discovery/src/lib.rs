@@ -50,6 +50,9 @@ pub use index::{Document, GapRule, Hit, Index, Ranking};
 /// One ranked capability, with the arguments the request already gives.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResolvedCapability {
+    /// Index of the capability's document in the [`Index`].
+    #[serde(skip)]
+    pub doc: usize,
     /// The tool.
     pub tool: String,
     /// The capability.
@@ -98,6 +101,7 @@ pub fn resolve(index: &Index, query: &str, limit: usize, rule: &GapRule) -> Reso
             let d = &index.docs()[h.doc];
             let filled = args::fill(query, &d.parameters);
             ResolvedCapability {
+                doc: h.doc,
                 tool: d.tool.clone(),
                 capability: d.capability.clone(),
                 status: d.status.clone(),

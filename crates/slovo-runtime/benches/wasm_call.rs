@@ -10,7 +10,7 @@
 //! Run: `cargo bench -p slovo-runtime --bench wasm_call` (builds the test tool from
 //! `crates/slovo-sandbox/tests/wasm-tools` for wasm32-wasip1 first; see
 //! `scripts/ci-wasm-setup.sh`). `SLOVO_BENCH_ITERS` sets the number of calls per variant
-//! (default 500).
+//! (default 500; 20 when run by `cargo test --all-targets`, as a smoke test).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../slovo-sandbox/tests/wasm_support/tools.rs"]
@@ -114,10 +114,12 @@ fn manifest() -> String {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this as a quick smoke test.
+    let bench = std::env::args().any(|a| a == "--bench");
     let iters: usize = std::env::var("SLOVO_BENCH_ITERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
+        .unwrap_or(if bench { 500 } else { 20 });
     let wasm = tools::wasm_tools_dir(Path::new(env!("CARGO_TARGET_TMPDIR"))).join("echo.wasm");
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle");

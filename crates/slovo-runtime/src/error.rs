@@ -102,6 +102,9 @@ pub enum RuntimeError {
         /// Why.
         reason: String,
     },
+    /// An OpenAPI document that cannot be imported.
+    #[error(transparent)]
+    OpenApi(#[from] slovo_openapi::IngestError),
     /// The audit chain does not verify.
     #[error("audit trail is broken: {0}")]
     AuditBroken(#[from] ChainError),
@@ -141,6 +144,7 @@ impl RuntimeError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             RuntimeError::InvalidManifest(_)
+            | RuntimeError::OpenApi(_)
             | RuntimeError::InvalidBundle { .. }
             | RuntimeError::Grant { .. }
             | RuntimeError::InvalidArguments { .. } => ErrorKind::InvalidInput,

@@ -18,6 +18,7 @@
 mod access;
 mod bundle;
 mod call;
+mod discovery;
 mod error;
 mod lifecycle;
 mod secrets;
@@ -33,8 +34,10 @@ use slovo_store::Store;
 pub use access::NewToken;
 pub use bundle::{BUNDLE_MANIFEST_NAMES, find_bundle_manifest};
 pub use call::{CallRequest, CompiledTool};
+pub use discovery::{DEFAULT_RESOLVE_LIMIT, DiscoveryRef, DiscoveryRun, ResolveOutcome};
+pub use slovo_discovery::sources::SourceConfig;
 pub use error::{ErrorKind, RuntimeError};
-pub use lifecycle::{ImportOutcome, ImportReport, ImportSource};
+pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
 pub use secrets::SECRET_KEY_ENV;
 pub use views::{AuditReport, ToolSummary, ToolView, VersionView};
 
@@ -65,6 +68,8 @@ pub struct Runtime {
     inflight: Mutex<HashSet<String>>,
     /// Identifies this installation's runtime on execution records (see [`Runtime::instance_id`]).
     instance_id: String,
+    /// The capability index for `resolve`, rebuilt when a tool changes.
+    discovery: discovery::DiscoveryCache,
 }
 
 impl Runtime {
@@ -78,6 +83,7 @@ impl Runtime {
             compiled: RwLock::default(),
             inflight: Mutex::default(),
             instance_id: String::new(),
+            discovery: discovery::DiscoveryCache::default(),
         }
         .with_instance_id()
     }

@@ -72,7 +72,50 @@ struct Prepared {
     digest: String,
 }
 
+/// The result of importing an OpenAPI document: the proposal and the ingester's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenApiImport {
+    /// What the import did to the tool.
+    pub import: ImportReport,
+    /// Operations, skipped ones with reasons, hosts, required secrets, risks.
+    pub report: slovo_openapi::IngestReport,
+}
+
 impl Runtime {
+    /// Turns an OpenAPI document into a proposal (`pending_approval` for a new tool; an
+    /// upgrade of an existing one follows the usual rules): one capability per operation,
+    /// the API's hosts as the requested allow list, with the offline analysis applied.
+    pub async fn import_openapi(
+        &self,
+        source: &slovo_openapi::Source,
+        options: &slovo_openapi::IngestOptions,
+        actor: &Actor,
+    ) -> Result<OpenApiImport> {
+        let ingested = slovo_openapi::ingest(source, options)?;
+        let Some(manifest) = ingested.manifest else {
+            return Err(RuntimeError::OpenApi(
+                slovo_openapi::IngestError::NoUsableOperations {
+                    source_name: source.name.clone(),
+                    skipped: ingested.report.skipped.clone(),
+                },
+            ));
+        };
+        let bytes = manifest.to_canonical().to_string().into_bytes();
+        let import = self
+            .import(
+                ImportSource::Manifest {
+                    name: format!("{}.json", source.name),
+                    bytes,
+                },
+                actor,
+            )
+            .await?;
+        Ok(OpenApiImport {
+            import,
+            report: ingested.report,
+        })
+    }
+
     /// Imports a manifest or bundle. A new tool waits for approval; a newer version of an
     /// approved tool is upgraded in place if it asks for no more than was granted, and waits
     /// for approval otherwise while the approved version keeps serving.

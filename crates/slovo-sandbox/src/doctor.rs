@@ -189,9 +189,16 @@ fn process_report(support: &crate::process::Support, allow_weaker: bool) -> Back
         Some(r) => (Verdict::Refuses, r),
         None if cannot.is_empty() => (
             Verdict::Ready,
-            "user, mount, PID, network, IPC, UTS and cgroup namespaces; pivot_root; seccomp; landlock; \
-             cgroup limits; storage quota"
-                .to_string(),
+            format!(
+                "user, mount, PID, network, IPC, UTS and cgroup namespaces; pivot_root; seccomp; \
+                 landlock ABI {}; cgroup {} limits; storage quota",
+                support.landlock_abi,
+                match &support.cgroups {
+                    Some(crate::process::cgroups::Hierarchy::V1 { .. }) => "v1",
+                    Some(crate::process::cgroups::Hierarchy::V2 { .. }) => "v2",
+                    None => "no",
+                }
+            ),
         ),
         None => (
             Verdict::Weaker,
@@ -287,6 +294,7 @@ mod tests {
     fn report_renders_every_backend() {
         let r = probe();
         let text = r.render();
+        println!("{text}");
         assert!(text.contains("process"), "{text}");
         assert!(text.contains("docker"), "{text}");
         assert!(serde_json::to_value(&r).is_ok());

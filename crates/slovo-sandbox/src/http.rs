@@ -266,31 +266,53 @@ fn build_parts(spec: &SandboxSpec) -> Result<RequestParts, String> {
     Ok(parts)
 }
 
-/// Adds the credential the API asks for, from the tool's secrets.
+/// Adds the credential the API asks for, from the tool's secrets. Each kind has a
+/// conventional secret name (`api_key`; `token`; `username` + `password`); a tool imported from
+/// OpenAPI may instead name the secret after its security scheme (the first scheme of the
+/// capability's `x-slovo-security`), which holds the key, the token, or `user:password`.
 fn authenticate(spec: &SandboxSpec, parts: &mut RequestParts) -> Result<(), String> {
     let Some(api) = &spec.api else { return Ok(()) };
-    let need = |name: &str| {
-        spec.secrets.get(name).map(str::to_string).ok_or_else(|| {
-            format!(
-                "the tool needs the secret {name:?} (slovo secret set {} {name})",
-                spec.tool
-            )
-        })
+    let scheme = spec
+        .capability
+        .parameters
+        .pointer("/x-slovo-security/0/0")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let lookup = |conventional: &str| {
+        spec.secrets
+            .get(conventional)
+            .or_else(|| scheme.as_deref().and_then(|s| spec.secrets.get(s)))
+            .map(str::to_string)
+            .ok_or_else(|| {
+                let name = scheme.as_deref().unwrap_or(conventional);
+                format!(
+                    "the tool needs the secret {name:?} (slovo secret set {} {name})",
+                    spec.tool
+                )
+            })
     };
     match api.auth_type.as_deref() {
         None | Some("none") => {}
         Some("api_key") => {
             let header = api.auth_header.clone().unwrap_or_else(|| "X-Api-Key".to_string());
-            parts.headers.push((header, need("api_key")?));
+            parts.headers.push((header, lookup("api_key")?));
         }
         Some("bearer") => parts
             .headers
-            .push(("Authorization".into(), format!("Bearer {}", need("token")?))),
+            .push(("Authorization".into(), format!("Bearer {}", lookup("token")?))),
         Some("basic") => {
             use base64::Engine;
-            let user = need("username")?;
-            let pass = need("password")?;
-            let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            let pair = match (spec.secrets.get("username"), spec.secrets.get("password")) {
+                (Some(u), Some(p)) => format!("{u}:{p}"),
+                _ => {
+                    let joined = lookup("basic")?;
+                    if !joined.contains(':') {
+                        return Err("a basic-auth secret must read user:password".into());
+                    }
+                    joined
+                }
+            };
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
             parts
                 .headers
                 .push(("Authorization".into(), format!("Basic {encoded}")));
@@ -401,6 +423,59 @@ impl HttpBackend {
             ..Outcome::default()
         })
     }
+}
+
+/// Downloads a document (an OpenAPI description, a catalogue entry) for an import: http(s)
+/// only, the same public-address rule as tool calls (checked on every resolution and
+/// redirect), a timeout, and a size cap. Returns the final URL and the bytes.
+pub async fn fetch_document(
+    url: &str,
+    max_bytes: usize,
+    allow_private_addresses: bool,
+) -> Result<(reqwest::Url, Vec<u8>), String> {
+    ensure_tls_provider();
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url}: not a URL: {e}"))?;
+    check_target(&parsed, &NetworkPolicy::Public, allow_private_addresses)
+        .map_err(|e| format!("{url}: {e}"))?;
+    let policy = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            return attempt.error("more than 5 redirects");
+        }
+        match check_target(attempt.url(), &NetworkPolicy::Public, allow_private_addresses) {
+            Ok(()) => attempt.follow(),
+            Err(why) => attempt.error(why),
+        }
+    });
+    let client = reqwest::Client::builder()
+        .redirect(policy)
+        .dns_resolver(Arc::new(PublicOnlyResolver {
+            allow_private: allow_private_addresses,
+        }))
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("failed to build the HTTP client: {e}"))?;
+    let mut resp = client
+        .get(parsed.clone())
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", describe(&e)))?;
+    if !resp.status().is_success() {
+        return Err(format!("{url}: HTTP {}", resp.status()));
+    }
+    let final_url = resp.url().clone();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("{url}: {}", describe(&e)))?
+    {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(format!("{url}: the document is larger than {max_bytes} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((final_url, body))
 }
 
 fn describe(e: &reqwest::Error) -> String {

@@ -34,6 +34,7 @@
 pub mod changes;
 pub mod names;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,7 +110,7 @@ impl SlovoMcp {
     /// the tools that are not active too (their serving version, else their pending one): a
     /// call to one of those reaches the runtime, whose refusal tells the model why.
     async fn catalogue(&self, everything: bool) -> Result<Vec<Entry>, RuntimeError> {
-        let mut found = Vec::new();
+        let mut found: HashMap<Target, (String, String, Capability)> = HashMap::new();
         for t in self.runtime.store().tools().await? {
             if t.status != ToolStatus::Active && !everything {
                 continue;
@@ -119,25 +120,23 @@ impl SlovoMcp {
             };
             let compiled = self.runtime.compiled(&t.name, &version).await?;
             for cap in &compiled.manifest.capabilities {
-                found.push((
-                    Target {
-                        tool: t.name.clone(),
-                        capability: cap.name.clone(),
-                    },
-                    (
-                        version.clone(),
-                        compiled.manifest.description.clone(),
-                        cap.clone(),
-                    ),
-                ));
+                let target = Target {
+                    tool: t.name.clone(),
+                    capability: cap.name.clone(),
+                };
+                let details = (
+                    version.clone(),
+                    compiled.manifest.description.clone(),
+                    cap.clone(),
+                );
+                found.insert(target, details);
             }
         }
-        let mut details: std::collections::HashMap<Target, (String, String, Capability)> =
-            found.iter().cloned().collect();
-        Ok(names::assign(found.into_iter().map(|(t, _)| t).collect())
+        let named = names::assign(found.keys().cloned().collect());
+        Ok(named
             .into_iter()
             .filter_map(|(name, target)| {
-                let (version, tool_description, capability) = details.remove(&target)?;
+                let (version, tool_description, capability) = found.remove(&target)?;
                 Some(Entry {
                     name,
                     target,
@@ -353,17 +352,18 @@ impl ServerHandler for SlovoMcp {
                 None,
             ));
         };
-        let meta: &serde_json::Map<String, Value> = if context.meta.is_empty() {
-            request.meta.as_ref().map(|m| &***m).unwrap_or(&context.meta)
-        } else {
-            &context.meta
+        // rmcp moves a request's `_meta` into the context; fall back to the params all the same.
+        let meta: &serde_json::Map<String, Value> = match &request.meta {
+            Some(m) if context.meta.is_empty() => m,
+            _ => &context.meta,
         };
+        let (conversation_id, turn_id) = (meta_string(meta, "conversation_id"), meta_string(meta, "turn_id"));
         let req = CallRequest {
             tool: entry.target.tool,
             capability: entry.target.capability,
-            arguments: Value::Object(request.arguments.clone().unwrap_or_default()),
-            conversation_id: meta_string(meta, "conversation_id"),
-            turn_id: meta_string(meta, "turn_id"),
+            arguments: Value::Object(request.arguments.unwrap_or_default()),
+            conversation_id,
+            turn_id,
             actor,
         };
         let outcome = match self.run(req).await {

@@ -418,7 +418,7 @@ async fn list_changed_is_sent_when_the_tool_list_changes() {
                 }
             }
         });
-        // Give the sessions' pollers a baseline before changing anything.
+        // Let both sessions subscribe (the legacy one does so after `initialized`).
         tokio::time::sleep(Duration::from_millis(700)).await;
 
         import_and_approve(&s.runtime, ECHO).await;

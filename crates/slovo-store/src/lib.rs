@@ -369,14 +369,12 @@ impl Store {
     /// Discovery requests, oldest first; only those in `status` when given.
     pub async fn discovery_requests(&self, status: Option<DiscoveryStatus>) -> Result<Vec<DiscoveryRow>> {
         let rows = match status {
-            Some(st) => {
-                sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {DISCOVERY_COLUMNS} FROM discovery_requests WHERE status = $1 ORDER BY created_at, id"
-                )))
-                .bind(st.as_str())
-                .fetch_all(&self.pool)
-                .await?
-            }
+            Some(st) => sqlx::query(AssertSqlSafe(format!(
+                "SELECT {DISCOVERY_COLUMNS} FROM discovery_requests WHERE status = $1 ORDER BY created_at, id"
+            )))
+            .bind(st.as_str())
+            .fetch_all(&self.pool)
+            .await?,
             None => {
                 sqlx::query(AssertSqlSafe(format!(
                     "SELECT {DISCOVERY_COLUMNS} FROM discovery_requests ORDER BY created_at, id"
@@ -823,7 +821,11 @@ impl Tx {
 
     /// Writes a request's new status, result, error and proposal, if it is still in
     /// `expected`; false when it is not (another worker or person got there first).
-    pub async fn update_discovery_request(&mut self, r: &DiscoveryRow, expected: DiscoveryStatus) -> Result<bool> {
+    pub async fn update_discovery_request(
+        &mut self,
+        r: &DiscoveryRow,
+        expected: DiscoveryStatus,
+    ) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE discovery_requests SET status = $1, result = $2, error = $3, proposal_tool = $4, updated_at = $5 \
              WHERE id = $6 AND status = $7",
@@ -854,7 +856,8 @@ impl Tx {
     }
 }
 
-const DISCOVERY_COLUMNS: &str = "id, description, status, result, error, proposal_tool, created_at, updated_at";
+const DISCOVERY_COLUMNS: &str =
+    "id, description, status, result, error, proposal_tool, created_at, updated_at";
 
 /// Where a discovery request stands: `pending → searching → found | failed`, and `rejected`
 /// by the person from any state but `rejected`.

@@ -323,6 +323,30 @@ impl CallCgroup {
             .unwrap_or_default()
     }
 
+    /// cgroup v1: the `tasks` files of the call's cgroups, opened for writing, so that the child
+    /// can move itself (see `child.rs`). Empty on v2.
+    pub fn task_files(&self) -> Result<Vec<std::os::fd::OwnedFd>> {
+        if self.v2 {
+            return Ok(Vec::new());
+        }
+        self.dirs
+            .iter()
+            .map(|(_, dir)| {
+                let path = dir.join("tasks");
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map(std::os::fd::OwnedFd::from)
+                    .map_err(|e| ProcessError::io("open", &path, e))
+            })
+            .collect()
+    }
+
+    /// cgroup v2: moves `pid` into the call's cgroup (v1 children move themselves).
+    pub fn add_if_v2(&self, pid: i32) -> Result<()> {
+        if self.v2 { self.add(pid) } else { Ok(()) }
+    }
+
     /// Moves `pid` into the call's cgroup(s).
     pub fn add(&self, pid: i32) -> Result<()> {
         let pid = pid.to_string();

@@ -10,8 +10,9 @@
 //! after `clone` from a multi-threaded parent only the calling thread exists in the child.
 //!
 //! # Protocol
-//! 1. The child waits on the *sync* pipe.
-//! 2. The parent writes the uid/gid maps, moves the child into its cgroup and writes one byte.
+//! 1. The child joins its call cgroup through `tasks` files the parent opened (cgroup v1), then
+//!    waits on the *sync* pipe.
+//! 2. The parent writes the uid/gid maps (on cgroup v2 it also moves the child) and one byte.
 //! 3. The child builds the sandbox and `execve`s. Any failure writes `(step, detail, errno)`
 //!    to the *error* pipe (close-on-exec) and exits with 127; a successful `execve` closes the
 //!    pipe, so the parent reads end-of-file.
@@ -29,6 +30,8 @@ use super::{caps, landlock, mounts, namespaces, rlimits};
 pub enum Step {
     /// Waiting for the parent.
     Sync = 0,
+    /// Joining the call's cgroup.
+    Cgroup,
     /// Dropping supplementary groups, setting gid and uid.
     Ids,
     /// Entering a new cgroup namespace.
@@ -58,8 +61,9 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 14] = [
+    const ALL: [Step; 15] = [
         Step::Sync,
+        Step::Cgroup,
         Step::Ids,
         Step::CgroupNamespace,
         Step::Hostname,
@@ -79,6 +83,7 @@ impl Step {
     pub fn name(self) -> &'static str {
         match self {
             Step::Sync => "wait for the parent",
+            Step::Cgroup => "join the call's cgroup",
             Step::Ids => "set uid and gid",
             Step::CgroupNamespace => "enter a cgroup namespace",
             Step::Hostname => "set the hostname",
@@ -108,6 +113,8 @@ pub(crate) struct ChildPlan {
     pub(crate) program: CString,
     pub(crate) argv: Vec<CString>,
     pub(crate) envp: Vec<CString>,
+    /// Open `tasks` files of the call's v1 cgroups, written by the child (owned by the caller).
+    pub(crate) cgroup_tasks: Vec<RawFd>,
     /// Drop supplementary groups (root only; an unprivileged parent denied `setgroups`).
     pub(crate) set_groups: bool,
 }
@@ -238,6 +245,22 @@ fn fail(fd: RawFd, step: Step, detail: u32, errno: i32) -> ! {
     }
 }
 
+/// Reads one byte from the sync pipe; false if the parent closed it (gave up or died).
+fn wait_byte(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reading one byte into a stack variable.
+        let r = unsafe { libc::read(fd, (&mut byte as *mut u8).cast(), 1) };
+        if r == 1 {
+            return true;
+        }
+        if r < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return false;
+    }
+}
+
 fn sys(r: libc::c_long) -> Result<(), i32> {
     if r < 0 { Err(errno()) } else { Ok(()) }
 }
@@ -253,16 +276,18 @@ fn child_main(
     let e = fds.err;
     // SAFETY (whole function): raw system calls on fds and C strings prepared by the parent.
     unsafe {
-        let mut byte = 0u8;
-        loop {
-            let r = libc::read(fds.sync, (&mut byte as *mut u8).cast(), 1);
-            if r == 1 {
-                break;
+        // Join the call's cgroup(s) first, so that everything below is accounted to the call.
+        // Each fd is a v1 `tasks` file the parent opened: the kernel checks the opener's
+        // credentials, and a thread moving itself ("0") skips the global lock whose writers
+        // wait for an RCU grace period (milliseconds under load) — a parent writing our pid
+        // would take it.
+        for fd in &plan.cgroup_tasks {
+            if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                fail(e, Step::Cgroup, 0, errno());
             }
-            if r < 0 && errno() == libc::EINTR {
-                continue;
-            }
-            // The parent gave up (or died): leave quietly.
+        }
+        // The parent has written the id maps (and, on cgroup v2, moved us).
+        if !wait_byte(fds.sync) {
             libc::_exit(127);
         }
         libc::close(fds.sync);

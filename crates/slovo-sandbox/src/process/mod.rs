@@ -386,6 +386,7 @@ impl ProcessBackend {
             program: CString::new(program).map_err(|_| nul("the command"))?,
             argv,
             envp,
+            cgroup_tasks: Vec::new(),
             set_groups: self.support.root,
         })
     }
@@ -418,11 +419,17 @@ impl ProcessBackend {
             CALLS.fetch_add(1, Ordering::Relaxed),
             sanitize(&spec.execution_id)
         );
+        // Declared before `running`: dropped (removed) after the child is killed.
         let cgroup = match &self.support.cgroups {
             Some(h) => Some(h.create(&name, &spec.limits)?),
             None => None,
         };
-        let plan = self.child_plan(spec, bundle, data, *system_paths)?;
+        let cgroup_tasks = match &cgroup {
+            Some(cg) => cg.task_files()?,
+            None => Vec::new(),
+        };
+        let mut plan = self.child_plan(spec, bundle, data, *system_paths)?;
+        plan.cgroup_tasks = cgroup_tasks.iter().map(|f| f.as_raw_fd()).collect();
         let spawned = child::spawn(&plan)?;
         let mut running = Running {
             pid: spawned.pid,
@@ -434,8 +441,10 @@ impl ProcessBackend {
             std::fs::write(&path, "deny").map_err(|e| ProcessError::io("write", path, e))?;
         }
         namespaces::write_id_maps(spawned.pid, self.host_uid, self.host_gid)?;
+        drop(cgroup_tasks);
         if let Some(cg) = &cgroup {
-            cg.add(spawned.pid)?;
+            // cgroup v2: the parent moves the child (v1 children moved themselves).
+            cg.add_if_v2(spawned.pid)?;
         }
         // SAFETY: writing one byte to our pipe.
         if unsafe { libc::write(spawned.sync.as_raw_fd(), b"1".as_ptr().cast(), 1) } != 1 {

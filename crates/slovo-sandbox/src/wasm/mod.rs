@@ -5,17 +5,17 @@
 //! [`WasmBackend`] implements [`Backend`] for `execution.type: wasm`.
 //! - **Install** ([`Backend::install`]) reads the module from the tool's bundle, compiles it
 //!   once and keeps the artifact in [`WasmConfig::cache_dir`], keyed by the module's SHA-256
-//!   and the engine's fingerprint ([`artifact`]). Imports are checked there: a module that
+//!   and the engine's fingerprint (`artifact.rs`). Imports are checked there: a module that
 //!   imports anything but WASI preview 1 is refused at install.
 //! - **Run** ([`Backend::run`]) never compiles. It loads the verified artifact (once per
 //!   process), instantiates it from the pooling allocator and calls `_start` on a blocking
 //!   thread, with
 //!   - the request JSON on stdin, `SLOVO_CAPABILITY` in the environment, stdout and stderr
-//!     captured and capped ([`pipes`]);
+//!     captured and capped (`pipes.rs`);
 //!   - `/data` preopened to the tool's state directory, under its storage quota, and nothing
-//!     else of the host's file system; no sockets ([`wasi`]);
+//!     else of the host's file system; no sockets (`wasi.rs`);
 //!   - linear memory and tables limited to the grant, the wall-clock timeout and the CPU share
-//!     enforced by epoch interruption ([`limits`]).
+//!     enforced by epoch interruption (`limits.rs`).
 //!
 //! | how the call ended                     | status    | reason                                    |
 //! |----------------------------------------|-----------|-------------------------------------------|
@@ -396,6 +396,15 @@ impl Inner {
             &loaded.module_sha256[..12],
             spec.execution_id
         ));
+        tracing::debug!(
+            execution = %spec.execution_id,
+            tool = %spec.tool,
+            status = %outcome.status,
+            cpu_ms = outcome.cpu_ms,
+            throttled_ms = u64::try_from(state.clock.throttled.as_millis()).unwrap_or(u64::MAX),
+            peak_memory = state.limiter.peak_memory,
+            "wasm call finished"
+        );
         drop(store); // ends the quota charge: the state directory is measured again if written
         outcome
     }

@@ -1,0 +1,408 @@
+//! Capability gaps and discovery: resolve a request against the installed and proposed tools,
+//! open a discovery request when nothing fits, and the worker that searches the configured
+//! sources and imports the best candidate as a proposal.
+//!
+//! Every status change of a request is one store transaction with one audit event
+//! (`discovery.requested`, `discovery.searching`, `discovery.found`, `discovery.failed`,
+//! `discovery.rejected`); importing the proposal is the ordinary import (`tool.imported`).
+
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use slovo_core::lifecycle::ToolStatus;
+use slovo_core::time::now_ms;
+use slovo_discovery::sources::{Catalogue, SourceConfig};
+use slovo_discovery::{Document, GapRule, Index, Resolution, need_key};
+use slovo_store::{DiscoveryRow, DiscoveryStatus};
+use tracing::{info, warn};
+
+use crate::{Actor, ImportSource, Result, Runtime, RuntimeError};
+
+/// How many candidates `resolve` returns by default.
+pub const DEFAULT_RESOLVE_LIMIT: usize = 5;
+
+/// The capability index over installed and proposed tools, rebuilt when a tool changes.
+#[derive(Default)]
+pub(crate) struct DiscoveryCache {
+    index: RwLock<Option<(Vec<(String, i64)>, Arc<Index>)>>,
+}
+
+/// The answer of [`Runtime::resolve`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolveOutcome {
+    /// Ranked capabilities, or a gap.
+    #[serde(flatten)]
+    pub resolution: Resolution,
+    /// For a gap: the discovery request that carries it (new, or the equivalent one already
+    /// open).
+    pub discovery: Option<DiscoveryRef>,
+}
+
+/// A discovery request opened (or found open) for a gap.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiscoveryRef {
+    /// The request.
+    pub id: String,
+    /// Its status.
+    pub status: DiscoveryStatus,
+    /// Whether this resolve created it (false: an equivalent request was already open).
+    pub created: bool,
+}
+
+/// What one pass of the discovery worker did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DiscoveryRun {
+    /// Requests taken up, in their final state.
+    pub processed: Vec<DiscoveryRow>,
+    /// Candidates the sources offered.
+    pub candidates: usize,
+    /// Files or URLs of the sources that could not be used.
+    pub problems: Vec<String>,
+}
+
+impl Runtime {
+    /// Ranks the capabilities of active and proposed tools for `query`, with scores and the
+    /// arguments the request already gives, or reports a gap by the calibrated rule. A gap opens
+    /// a discovery request unless an equivalent one (same content words) is already open.
+    pub async fn resolve(&self, query: &str, limit: usize, actor: &Actor) -> Result<ResolveOutcome> {
+        let index = self.capability_index().await?;
+        let resolution = slovo_discovery::resolve(&index, query, limit.max(1), &GapRule::default());
+        let discovery = if resolution.gap && !need_key(query).is_empty() {
+            let (row, created) = self.request_discovery(query, actor).await?;
+            Some(DiscoveryRef {
+                id: row.id,
+                status: row.status,
+                created,
+            })
+        } else {
+            None
+        };
+        Ok(ResolveOutcome {
+            resolution,
+            discovery,
+        })
+    }
+
+    /// Opens a discovery request for `description`, or returns the equivalent open one
+    /// (`false`).
+    pub async fn request_discovery(&self, description: &str, actor: &Actor) -> Result<(DiscoveryRow, bool)> {
+        let key = need_key(description);
+        let mut tx = self.store.begin().await?;
+        // The transaction holds the audit head, so no other request can slip in between.
+        if let Some(open) = tx
+            .open_discovery_requests()
+            .await?
+            .into_iter()
+            .find(|r| need_key(&r.description) == key)
+        {
+            tx.rollback().await?;
+            return Ok((open, false));
+        }
+        let now = now_ms();
+        let row = DiscoveryRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            description: description.to_string(),
+            status: DiscoveryStatus::Pending,
+            result: None,
+            error: None,
+            proposal_tool: None,
+            created_at: now,
+            updated_at: now,
+        };
+        tx.insert_discovery_request(&row).await?;
+        tx.append_audit(
+            "discovery.requested",
+            None,
+            &actor.0,
+            &json!({"request": row.id, "description": description, "status": row.status}),
+        )
+        .await?;
+        tx.commit().await?;
+        info!(request = %row.id, "discovery requested");
+        Ok((row, true))
+    }
+
+    /// Every discovery request, oldest first.
+    pub async fn discovery_requests(&self) -> Result<Vec<DiscoveryRow>> {
+        Ok(self.store.discovery_requests(None).await?)
+    }
+
+    /// One discovery request.
+    pub async fn discovery_request(&self, id: &str) -> Result<DiscoveryRow> {
+        self.store
+            .discovery_request(id)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: "discovery request",
+                name: id.to_string(),
+            })
+    }
+
+    /// The person does not want what a request asks for (or what it found): the request
+    /// becomes `rejected`, and its proposal, if still waiting for approval, is revoked.
+    /// Rejecting a rejected request changes nothing.
+    pub async fn reject_request(&self, id: &str, actor: &Actor) -> Result<DiscoveryRow> {
+        let mut tx = self.store.begin().await?;
+        let current = tx
+            .discovery_request(id)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: "discovery request",
+                name: id.to_string(),
+            })?;
+        if current.status == DiscoveryStatus::Rejected {
+            tx.rollback().await?;
+            return Ok(current);
+        }
+        let row = DiscoveryRow {
+            status: DiscoveryStatus::Rejected,
+            updated_at: now_ms(),
+            ..current.clone()
+        };
+        if !tx.update_discovery_request(&row, current.status).await? {
+            tx.rollback().await?;
+            return Err(RuntimeError::Store(slovo_store::StoreError::Conflict(format!(
+                "discovery request {id} changed meanwhile; try again"
+            ))));
+        }
+        tx.append_audit(
+            "discovery.rejected",
+            row.proposal_tool.as_deref(),
+            &actor.0,
+            &json!({"request": id, "from": current.status, "status": row.status}),
+        )
+        .await?;
+        tx.commit().await?;
+        if let Some(tool) = &row.proposal_tool {
+            self.withdraw_proposal(tool, actor).await?;
+        }
+        Ok(row)
+    }
+
+    /// One pass of the discovery worker: loads the sources (only if a request is pending),
+    /// then takes up every pending request: `pending → searching → found | failed`.
+    pub async fn run_discovery_once(&self, sources: &SourceConfig, actor: &Actor) -> Result<DiscoveryRun> {
+        let pending = self
+            .store
+            .discovery_requests(Some(DiscoveryStatus::Pending))
+            .await?;
+        let mut run = DiscoveryRun::default();
+        if pending.is_empty() {
+            return Ok(run);
+        }
+        let config = sources.clone();
+        let catalogue = tokio::task::spawn_blocking(move || {
+            let catalogue = Catalogue::load(&config);
+            let (index, owner) = catalogue.index();
+            (catalogue, index, owner)
+        })
+        .await;
+        let (catalogue, index, owner) = match catalogue {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "loading the discovery sources panicked");
+                (Catalogue::default(), Index::build(vec![]), vec![])
+            }
+        };
+        run.candidates = catalogue.candidates.len();
+        run.problems = catalogue.problems.clone();
+        for request in pending {
+            let Some(searching) = self
+                .move_request(&request, DiscoveryStatus::Pending, actor, |r| {
+                    r.status = DiscoveryStatus::Searching;
+                })
+                .await?
+            else {
+                continue; // another worker took it, or the person rejected it
+            };
+            let outcome = self
+                .search_and_propose(&searching, sources, &catalogue, &index, &owner, actor)
+                .await;
+            let done = match outcome {
+                Ok((tool, result)) => {
+                    let done = self
+                        .move_request(&searching, DiscoveryStatus::Searching, actor, |r| {
+                            r.status = DiscoveryStatus::Found;
+                            r.proposal_tool = Some(tool.clone());
+                            r.result = Some(result);
+                        })
+                        .await?;
+                    if done.is_none() {
+                        // Rejected while we searched: take the proposal back.
+                        self.withdraw_proposal(&tool, actor).await?;
+                    }
+                    done
+                }
+                Err((reason, result)) => {
+                    self.move_request(&searching, DiscoveryStatus::Searching, actor, |r| {
+                        r.status = DiscoveryStatus::Failed;
+                        r.error = Some(reason);
+                        r.result = result;
+                    })
+                    .await?
+                }
+            };
+            if let Some(row) = done {
+                info!(request = %row.id, status = %row.status, "discovery request processed");
+                run.processed.push(row);
+            }
+        }
+        Ok(run)
+    }
+
+    /// Ranks the catalogue for the request and imports the best candidate. `Err` carries the
+    /// reason the request fails and what was looked at.
+    async fn search_and_propose(
+        &self,
+        request: &DiscoveryRow,
+        sources: &SourceConfig,
+        catalogue: &Catalogue,
+        index: &Index,
+        owner: &[usize],
+        actor: &Actor,
+    ) -> std::result::Result<(String, Value), (String, Option<Value>)> {
+        if sources.is_empty() {
+            return Err((
+                "no discovery sources are configured (--source-dir, --catalogue)".into(),
+                None,
+            ));
+        }
+        if catalogue.candidates.is_empty() {
+            let why = match catalogue.problems.first() {
+                Some(p) => format!(
+                    "the sources offer no usable candidate ({} problems, first: {p})",
+                    catalogue.problems.len()
+                ),
+                None => "the sources offer no candidate".to_string(),
+            };
+            return Err((why, None));
+        }
+        let r = slovo_discovery::resolve(index, &request.description, 10, &GapRule::default());
+        let ranked: Vec<Value> = r
+            .candidates
+            .iter()
+            .map(|c| {
+                let cand = &catalogue.candidates[owner[c.doc]];
+                json!({
+                    "tool": c.tool, "capability": c.capability, "description": c.description,
+                    "score": c.score, "normalized": c.normalized, "coverage": c.coverage,
+                    "confident": c.confident, "source": cand.origin, "kind": cand.kind,
+                    "arguments": c.arguments, "missing": c.missing,
+                })
+            })
+            .collect();
+        let searched = json!({"candidates": catalogue.candidates.len(), "capabilities": index.len(), "problems": catalogue.problems.len()});
+        let best = match (r.gap, r.candidates.first()) {
+            (false, Some(best)) => best,
+            _ => {
+                let reason = format!(
+                    "nothing in the sources fits: {}",
+                    r.gap_reason.unwrap_or_else(|| "no candidate".into())
+                );
+                return Err((reason, Some(json!({"runners_up": ranked, "searched": searched}))));
+            }
+        };
+        let candidate = &catalogue.candidates[owner[best.doc]];
+        let bytes = serde_json::to_vec(&candidate.manifest.to_canonical())
+            .map_err(|e| (format!("cannot serialise the proposal: {e}"), None))?;
+        let name = if candidate.origin.ends_with(".json") {
+            candidate.origin.clone()
+        } else {
+            format!("{}.json", candidate.origin)
+        };
+        let report = self
+            .import(ImportSource::Manifest { name, bytes }, actor)
+            .await
+            .map_err(|e| (format!("importing {} failed: {e}", candidate.origin), None))?;
+        let chosen = ranked.first().cloned().unwrap_or(Value::Null);
+        let runners_up: Vec<Value> = ranked.into_iter().skip(1).take(5).collect();
+        Ok((
+            report.tool.clone(),
+            json!({
+                "proposal": {"tool": report.tool, "version": report.version, "status": report.status,
+                             "outcome": report.outcome},
+                "chosen": chosen,
+                "runners_up": runners_up,
+                "searched": searched,
+            }),
+        ))
+    }
+
+    /// Moves a request from `from` to what `change` makes of it, in one audited transaction;
+    /// `None` when the request is no longer in `from`.
+    async fn move_request(
+        &self,
+        request: &DiscoveryRow,
+        from: DiscoveryStatus,
+        actor: &Actor,
+        change: impl FnOnce(&mut DiscoveryRow),
+    ) -> Result<Option<DiscoveryRow>> {
+        let mut row = request.clone();
+        change(&mut row);
+        row.updated_at = now_ms();
+        let mut tx = self.store.begin().await?;
+        if !tx.update_discovery_request(&row, from).await? {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let kind = format!("discovery.{}", row.status);
+        tx.append_audit(
+            &kind,
+            row.proposal_tool.as_deref(),
+            &actor.0,
+            &json!({"request": row.id, "from": from, "status": row.status, "error": row.error,
+                    "proposal_tool": row.proposal_tool}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    /// Revokes a proposal that still waits for approval (it was made for a rejected request).
+    async fn withdraw_proposal(&self, tool: &str, actor: &Actor) -> Result<()> {
+        if let Some(t) = self.store.tool(tool).await?
+            && t.status == ToolStatus::PendingApproval
+        {
+            self.revoke(tool, false, actor).await?;
+        }
+        Ok(())
+    }
+
+    /// The index over active, approved, disabled-excluded and proposed tools, rebuilt only
+    /// when a tool's revision changed.
+    async fn capability_index(&self) -> Result<Arc<Index>> {
+        let tools = self.store.tools().await?;
+        let servable: Vec<_> = tools
+            .into_iter()
+            .filter(|t| {
+                matches!(
+                    t.status,
+                    ToolStatus::Active | ToolStatus::Approved | ToolStatus::PendingApproval
+                )
+            })
+            .collect();
+        let fingerprint: Vec<(String, i64)> = servable.iter().map(|t| (t.name.clone(), t.revision)).collect();
+        if let Ok(cache) = self.discovery.index.read()
+            && let Some((fp, index)) = cache.as_ref()
+            && *fp == fingerprint
+        {
+            return Ok(index.clone());
+        }
+        let mut docs = Vec::new();
+        for t in &servable {
+            let version = match t.status {
+                ToolStatus::PendingApproval => t.pending_version.clone().or_else(|| t.active_version.clone()),
+                _ => t.active_version.clone().or_else(|| t.pending_version.clone()),
+            };
+            let Some(version) = version else { continue };
+            let compiled = self.compiled(&t.name, &version).await?;
+            docs.extend(Document::from_manifest(&compiled.manifest, t.status.as_str()));
+        }
+        let index = Arc::new(Index::build(docs));
+        if let Ok(mut cache) = self.discovery.index.write() {
+            *cache = Some((fingerprint, index.clone()));
+        }
+        Ok(index)
+    }
+}
