@@ -283,6 +283,17 @@ async def stdio_checks(slovo: Slovo, web_backend: dict) -> None:
         execution_id = (r.meta or {}).get("slovo/execution_id")
         recorded = slovo.json("execution", "show", execution_id) if execution_id else {}
         check(f"{label}: the call is recorded as mcp:stdio", recorded.get("actor") == "mcp:stdio", recorded)
+        if client.protocol_version >= "2026-07-28":
+            async with client.listen(tools_list_changed=True) as sub:
+                slovo.run("tool", "revoke", "notes")
+                got = None
+                with anyio.move_on_after(10):
+                    async for event in sub:
+                        got = event
+                        break
+                check(f"{label}: tools/list_changed after `slovo tool revoke`", got is not None, "nothing within 10 s")
+            tools = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
+            check(f"{label}: a revoked tool is no longer listed", tools == {"web__echo", "web__broken"}, tools)
 
 
 def main() -> int:

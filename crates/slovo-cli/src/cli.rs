@@ -59,6 +59,12 @@ pub enum Command {
     /// Credentials of tools, encrypted at rest.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Which capability serves a request (ranked, with the arguments it gives), or a gap, which
+    /// opens a discovery request.
+    Resolve(ResolveArgs),
+    /// Discovery requests: list them, run the worker once, reject one, evaluate the ranking.
+    #[command(subcommand)]
+    Discover(DiscoverCommand),
     /// Serve the REST API (and MCP over streamable HTTP at /mcp).
     Serve(ServeArgs),
     /// Serve MCP on stdin and stdout for one local client (calls are recorded as mcp:stdio).
@@ -118,6 +124,18 @@ pub struct OpenapiImportArgs {
     /// Refuse the document on any specification violation or skipped operation.
     #[arg(long)]
     pub strict: bool,
+    /// Enrich the proposal with an LLM: the base URL of an OpenAI-compatible API (…/v1). Its
+    /// key, if it needs one, comes from `slovo secret set _llm api_key`.
+    #[arg(long, env = "SLOVO_LLM_BASE_URL", value_name = "URL")]
+    pub llm_base_url: Option<String>,
+    /// The LLM's model name.
+    #[arg(
+        long,
+        env = "SLOVO_LLM_MODEL",
+        value_name = "MODEL",
+        requires = "llm_base_url"
+    )]
+    pub llm_model: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +179,12 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for calls in flight before recording them as cancelled.
     #[arg(long, default_value_t = 10)]
     pub shutdown_grace: u64,
+    /// Where the discovery worker looks for candidates (it runs only if one is given).
+    #[command(flatten)]
+    pub discovery: DiscoverySourceArgs,
+    /// Seconds between passes of the discovery worker.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub discovery_interval: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -276,4 +300,65 @@ pub enum ExecutionCommand {
 pub enum AuditCommand {
     /// Walk the hash chain and report the first event that does not fit.
     Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The request, in words ("what's the air quality in Lyon").
+    pub text: String,
+    /// At most this many candidates.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub limit: u16,
+}
+
+/// Where discovery looks for candidate tools. Each flag repeats; the environment variables
+/// take `:`-separated lists.
+#[derive(Debug, Clone, Args)]
+pub struct DiscoverySourceArgs {
+    /// A directory of Slovo manifests.
+    #[arg(
+        long = "source-dir",
+        value_name = "DIR",
+        env = "SLOVO_DISCOVERY_SOURCE_DIRS",
+        value_delimiter = ':'
+    )]
+    pub source_dirs: Vec<PathBuf>,
+    /// An OpenAPI catalogue directory in the APIs.guru layout.
+    #[arg(
+        long = "catalogue",
+        value_name = "DIR",
+        env = "SLOVO_DISCOVERY_CATALOGUES",
+        value_delimiter = ':'
+    )]
+    pub catalogues: Vec<PathBuf>,
+    /// An MCP registry server.json file, or a directory of them.
+    #[arg(
+        long = "mcp-registry",
+        value_name = "PATH",
+        env = "SLOVO_DISCOVERY_MCP_REGISTRY",
+        value_delimiter = ':'
+    )]
+    pub mcp_registry: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiscoverCommand {
+    /// List discovery requests.
+    List,
+    /// Run the discovery worker once over the pending requests.
+    Run(DiscoverySourceArgs),
+    /// Reject a request (and withdraw its proposal if it still waits for approval).
+    Reject {
+        /// The request's id.
+        id: String,
+    },
+    /// Measure the ranking on a catalogue: recall@1, recall@5, MRR, gap precision and recall.
+    Eval {
+        /// The catalogue (APIs.guru layout, or a directory of Slovo manifests).
+        #[arg(long, value_name = "DIR")]
+        catalogue: PathBuf,
+        /// JSON lines of {"query": "...", "expected": {"tool": "...", "capability": "..."} | null}.
+        #[arg(long, value_name = "FILE")]
+        queries: PathBuf,
+    },
 }

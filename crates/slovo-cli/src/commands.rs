@@ -43,6 +43,12 @@ pub async fn dispatch(rt: &Runtime, cli: &Cli) -> anyhow::Result<u8> {
         Command::Token(cmd) => token(rt, cmd, &actor, json).await,
         Command::Secret(cmd) => secret(rt, cmd, &actor, json).await,
         Command::Openapi(OpenapiCommand::Import(args)) => openapi_import(rt, args, &actor, json).await,
+        Command::Resolve(args) => {
+            let outcome = rt.resolve(&args.text, usize::from(args.limit), &actor).await?;
+            render::resolution(&outcome, json)?;
+            Ok(exit::OK)
+        }
+        Command::Discover(cmd) => discover(rt, cmd, &actor, json).await,
         Command::Serve(_) => Err(UsageError("serve is handled before dispatch".into()).into()),
         Command::Mcp => Err(UsageError("mcp is handled before dispatch".into()).into()),
     }
@@ -95,7 +101,25 @@ async fn openapi_import(
         strict: a.strict,
         ..slovo_openapi::IngestOptions::default()
     };
-    let result = rt.import_openapi(&source, &options, actor).await?;
+    let analyzer = match &a.llm_base_url {
+        Some(url) => {
+            let model = a.llm_model.clone().unwrap_or_else(|| "gpt-4o-mini".to_string());
+            let key = rt.llm_api_key().await?;
+            Some((
+                slovo_llm::ChatAnalyzer::new(slovo_llm::LlmConfig::new(url, &model, key))?,
+                model,
+            ))
+        }
+        None => None,
+    };
+    let result = rt
+        .import_openapi(
+            &source,
+            &options,
+            analyzer.as_ref().map(|(a, m)| (a, m.as_str())),
+            actor,
+        )
+        .await?;
     render::openapi_import(&result, json)?;
     Ok(exit::OK)
 }
@@ -161,10 +185,13 @@ pub async fn serve(rt: std::sync::Arc<Runtime>, args: &ServeArgs) -> anyhow::Res
         ..slovo_server::ServerConfig::default()
     };
     eprintln!("slovo: serving on http://{}", listener.local_addr()?);
+    let worker = discovery_worker(rt.clone(), &args.discovery, args.discovery_interval);
     let state = slovo_server::AppState::new(rt, config);
-    slovo_server::serve(listener, state, shutdown_signal())
-        .await
-        .context("server failed")?;
+    let served = slovo_server::serve(listener, state, shutdown_signal()).await;
+    if let Some(w) = worker {
+        w.abort();
+    }
+    served.context("server failed")?;
     Ok(exit::OK)
 }
 
@@ -329,5 +356,111 @@ async fn executions(rt: &Runtime, args: &ExecutionsArgs, json: bool) -> anyhow::
         })
         .await?;
     render::executions(&rows, json)?;
+    Ok(exit::OK)
+}
+
+fn discovery_sources(args: &crate::cli::DiscoverySourceArgs) -> slovo_runtime::SourceConfig {
+    slovo_runtime::SourceConfig {
+        manifest_dirs: args.source_dirs.clone(),
+        catalogue_dirs: args.catalogues.clone(),
+        mcp_registry: args.mcp_registry.clone(),
+        ..slovo_runtime::SourceConfig::default()
+    }
+}
+
+/// The discovery worker inside `serve`: one pass every `interval` seconds, if a source is
+/// configured.
+fn discovery_worker(
+    rt: std::sync::Arc<Runtime>,
+    args: &crate::cli::DiscoverySourceArgs,
+    interval: u64,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let sources = discovery_sources(args);
+    if sources.is_empty() {
+        return None;
+    }
+    let actor = Actor("discovery-worker".into());
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval.max(1)));
+        loop {
+            tick.tick().await;
+            match rt.run_discovery_once(&sources, &actor).await {
+                Ok(run) if !run.processed.is_empty() => {
+                    tracing::info!(processed = run.processed.len(), "discovery pass")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "discovery pass failed"),
+            }
+        }
+    }))
+}
+
+async fn discover(
+    rt: &Runtime,
+    cmd: &crate::cli::DiscoverCommand,
+    actor: &Actor,
+    json: bool,
+) -> anyhow::Result<u8> {
+    use crate::cli::DiscoverCommand;
+    match cmd {
+        DiscoverCommand::List => render::discovery_requests(&rt.discovery_requests().await?, json)?,
+        DiscoverCommand::Run(args) => {
+            let sources = discovery_sources(args);
+            if sources.is_empty() {
+                return Err(UsageError(
+                    "no discovery source: give --source-dir, --catalogue or --mcp-registry".into(),
+                )
+                .into());
+            }
+            render::discovery_run(&rt.run_discovery_once(&sources, actor).await?, json)?;
+        }
+        DiscoverCommand::Reject { id } => {
+            let row = rt.reject_request(id, actor).await?;
+            render::discovery_requests(std::slice::from_ref(&row), json)?;
+        }
+        DiscoverCommand::Eval { catalogue, queries } => {
+            let text = std::fs::read_to_string(queries)
+                .with_context(|| format!("failed to read {}", queries.display()))?;
+            let cases = slovo_discovery::eval::parse_cases(&text)
+                .map_err(|e| UsageError(format!("{}: {e}", queries.display())))?;
+            let dir = catalogue.clone();
+            let started = std::time::Instant::now();
+            let cat = tokio::task::spawn_blocking(move || {
+                slovo_discovery::sources::Catalogue::load(&slovo_discovery::sources::SourceConfig {
+                    catalogue_dirs: vec![dir.clone()],
+                    manifest_dirs: vec![dir],
+                    ..slovo_discovery::sources::SourceConfig::default()
+                })
+            })
+            .await?;
+            let load_ms = started.elapsed().as_millis();
+            let (index, _) = cat.index();
+            let rule = slovo_discovery::GapRule::default();
+            let report = slovo_discovery::eval::evaluate(&index, &cases, &rule);
+            let tuned_rule = slovo_discovery::eval::calibrate(&index, &cases);
+            let tuned = slovo_discovery::eval::evaluate(&index, &cases, &tuned_rule);
+            let started = std::time::Instant::now();
+            let mut lat = Vec::with_capacity(cases.len());
+            for c in &cases {
+                let t = std::time::Instant::now();
+                std::hint::black_box(slovo_discovery::resolve(&index, &c.query, 5, &rule));
+                lat.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            let total_us = started.elapsed().as_secs_f64() * 1e6;
+            lat.sort_by(f64::total_cmp);
+            let p50 = lat.get(lat.len() / 2).copied().unwrap_or(0.0);
+            render::eval(
+                &serde_json::json!({
+                    "catalogue": {"candidates": cat.candidates.len(), "capabilities": index.len(),
+                                  "problems": cat.problems.len(), "load_ms": load_ms},
+                    "engine": "bm25f",
+                    "default_rule": report,
+                    "calibrated_rule": tuned,
+                    "resolve_us": {"p50": p50, "mean": total_us / cases.len().max(1) as f64},
+                }),
+                json,
+            )?;
+        }
+    }
     Ok(exit::OK)
 }

@@ -329,6 +329,7 @@ pub fn openapi_import(r: &slovo_runtime::OpenApiImport, json: bool) -> anyhow::R
         rep.filtered_out,
         rep.skipped.len()
     );
+    println!("  analysis: {}", r.analysis);
     if !rep.hosts.is_empty() {
         println!("  network allow list requested: {}", rep.hosts.join(", "));
     }
@@ -352,6 +353,147 @@ pub fn openapi_import(r: &slovo_runtime::OpenApiImport, json: bool) -> anyhow::R
             "  … and {} more warnings (--json shows all)",
             rep.warnings.len() - 10
         );
+    }
+    Ok(())
+}
+
+pub fn resolution(r: &slovo_runtime::ResolveOutcome, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(r);
+    }
+    let res = &r.resolution;
+    if !res.candidates.is_empty() {
+        let mut t = table(&[
+            "TOOL",
+            "CAPABILITY",
+            "STATUS",
+            "SCORE",
+            "FIT",
+            "ARGUMENTS",
+            "MISSING",
+        ]);
+        for c in &res.candidates {
+            t.add_row(vec![
+                c.tool.clone(),
+                c.capability.clone(),
+                c.status.clone(),
+                format!("{:.2}", c.score),
+                format!(
+                    "{:.2} / {:.0}%{}",
+                    c.normalized,
+                    c.coverage * 100.0,
+                    if c.confident { "" } else { " (weak)" }
+                ),
+                serde_json::Value::Object(c.arguments.clone()).to_string(),
+                c.missing.join(", "),
+            ]);
+        }
+        println!("{t}");
+    }
+    if res.gap {
+        println!(
+            "gap: {}",
+            res.gap_reason.as_deref().unwrap_or("no candidate is good enough")
+        );
+        if let Some(d) = &r.discovery {
+            let what = if d.created { "opened" } else { "already open" };
+            println!("discovery request {} {what} ({})", d.id, d.status);
+        }
+    }
+    Ok(())
+}
+
+pub fn discovery_requests(list: &[slovo_store::DiscoveryRow], json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        println!("no discovery requests");
+        return Ok(());
+    }
+    let mut t = table(&["ID", "STATUS", "DESCRIPTION", "PROPOSAL", "UPDATED", "ERROR"]);
+    for r in list {
+        t.add_row(vec![
+            r.id.clone(),
+            r.status.to_string(),
+            r.description.clone(),
+            r.proposal_tool.clone().unwrap_or_default(),
+            to_rfc3339(r.updated_at),
+            r.error.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub fn discovery_run(run: &slovo_runtime::DiscoveryRun, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(run);
+    }
+    println!(
+        "{} candidates in the sources ({} unusable files); {} requests processed",
+        run.candidates,
+        run.problems.len(),
+        run.processed.len()
+    );
+    for r in &run.processed {
+        match (&r.proposal_tool, &r.error) {
+            (Some(tool), _) => println!("  {} found: proposal {tool} waits for approval", r.id),
+            (None, Some(e)) => println!("  {} {}: {e}", r.id, r.status),
+            (None, None) => println!("  {} {}", r.id, r.status),
+        }
+    }
+    Ok(())
+}
+
+pub fn eval(report: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(report);
+    }
+    let c = &report["catalogue"];
+    println!(
+        "catalogue: {} candidates, {} capabilities ({} unusable files), loaded in {} ms",
+        c["candidates"], c["capabilities"], c["problems"], c["load_ms"]
+    );
+    let mut t = table(&[
+        "RULE",
+        "CASES",
+        "RECALL@1",
+        "RECALL@5",
+        "MRR",
+        "GAP PRECISION",
+        "GAP RECALL",
+        "ANSWERED RIGHT",
+    ]);
+    for key in ["default_rule", "calibrated_rule"] {
+        let r = &report[key];
+        let f = |k: &str| format!("{:.3}", r[k].as_f64().unwrap_or(0.0));
+        t.add_row(vec![
+            format!(
+                "{} (norm ≥ {:.3}, coverage ≥ {:.2})",
+                key.trim_end_matches("_rule"),
+                r["rule"]["min_normalized"].as_f64().unwrap_or(0.0),
+                r["rule"]["min_coverage"].as_f64().unwrap_or(0.0)
+            ),
+            format!("{} ({} gaps)", r["cases"], r["unservable"]),
+            f("recall_at_1"),
+            f("recall_at_5"),
+            f("mrr"),
+            f("gap_precision"),
+            f("gap_recall"),
+            f("answered_correctly"),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "resolve: p50 {:.1} µs, mean {:.1} µs per query",
+        report["resolve_us"]["p50"].as_f64().unwrap_or(0.0),
+        report["resolve_us"]["mean"].as_f64().unwrap_or(0.0)
+    );
+    if let Some(misses) = report["default_rule"]["misses"].as_array() {
+        for m in misses {
+            println!("  miss: {} → got {}, expected {}", m[0], m[1], m[2]);
+        }
     }
     Ok(())
 }

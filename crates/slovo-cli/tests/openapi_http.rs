@@ -209,3 +209,87 @@ async fn openapi_tool_end_to_end_with_a_secret() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn llm_analysis_enriches_the_proposal_and_its_key_comes_from_the_secret_store() {
+    slovo_sandbox::http::ensure_tls_provider();
+    let seen_auth: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = seen_auth.clone();
+    let answer = r#"{"capabilities": [
+      {"name": "get_forecast", "description": "Tells the weather forecast for a named city.", "examples": ["what's the weather in Lyon"]},
+      {"name": "delete_forecast", "description": "Removes a stored forecast for a city.", "examples": ["drop the Lyon forecast"], "risk_note": "Deletes data."}
+    ]}"#;
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |headers: HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(
+                    headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string(),
+                );
+                axum::Json(json!({"choices": [{"message": {"role": "assistant", "content": answer}}]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let spec = dir.path().join("weather.yaml");
+    std::fs::write(&spec, document(9)).unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_slovo"))
+            .env("SLOVO_DATA_DIR", &data)
+            .env_remove("SLOVO_DATABASE_URL")
+            .env_remove("SLOVO_LLM_BASE_URL")
+            .env_remove("SLOVO_LLM_MODEL")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(
+        run(&["secret", "set", "_llm", "api_key"], "llm-secret-key\n")
+            .status
+            .success()
+    );
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let out = run(
+        &[
+            "--json",
+            "openapi",
+            "import",
+            spec.to_str().unwrap(),
+            "--llm-base-url",
+            &url,
+            "--llm-model",
+            "tiny",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["analysis"], "llm:tiny");
+    assert_eq!(seen_auth.lock().unwrap().as_slice(), ["Bearer llm-secret-key"]);
+    let show: Value =
+        serde_json::from_slice(&run(&["--json", "tool", "show", "local-weather"], "").stdout).unwrap();
+    let get = show["manifest"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "get_forecast")
+        .unwrap()
+        .clone();
+    assert_eq!(get["description"], "Tells the weather forecast for a named city.");
+    assert_eq!(get["examples"], json!(["what's the weather in Lyon"]));
+}

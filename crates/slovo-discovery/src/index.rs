@@ -40,7 +40,7 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("cheap", "fare"),
 ];
 
-fn synonyms(term: &str) -> impl Iterator<Item = &'static str> + '_ {
+fn synonyms<'a>(term: &'a str) -> impl Iterator<Item = &'static str> + 'a {
     SYNONYMS.iter().filter_map(move |&(a, b)| {
         if a == term {
             Some(b)
@@ -287,24 +287,49 @@ impl Index {
         let all_values = q.iter().all(|t| t.value);
         let mut max_score = 0.0;
         let mut need = 0.0;
-        let mut scores: HashMap<u32, (f32, f32)> = HashMap::new();
+        // Dense accumulators: (score, covered IDF) per document, and the documents touched.
+        let mut scores: Vec<(f32, f32)> = vec![(0.0, 0.0); self.docs.len()];
+        let mut touched: Vec<u32> = Vec::new();
         let mut best: HashMap<u32, f32> = HashMap::new();
+        let common = self.docs.len() / 2;
         for t in q {
             let counted = !t.value || all_values;
             // The word itself and its synonyms; a document scores by the best of them.
-            let alternatives: Vec<u32> = std::iter::once(t.term.as_str())
-                .chain(synonyms(&t.term))
-                .filter_map(|w| self.terms.get(w).copied())
-                .collect();
+            let mut words: Vec<&str> = vec![t.term.as_str()];
+            for s in synonyms(&t.term) {
+                words.push(s);
+            }
+            let alternatives: Vec<u32> = words.iter().filter_map(|w| self.terms.get(*w).copied()).collect();
             let df = alternatives
                 .iter()
                 .map(|&i| self.postings[i as usize].len())
                 .max()
                 .unwrap_or(0);
+            // A word in more than half of a large index says nothing (its IDF is near zero):
+            // treat it as a stop word rather than walk its postings.
+            if df > common && self.docs.len() as f32 >= MIN_COLLECTION {
+                continue;
+            }
             let idf = self.idf(df);
             if counted {
                 max_score += idf * (K1 + 1.0);
                 need += idf;
+            }
+            let mut add = |doc: u32, s: f32| {
+                let e = &mut scores[doc as usize];
+                if e.0 == 0.0 {
+                    touched.push(doc);
+                }
+                e.0 += s;
+                if counted {
+                    e.1 += idf;
+                }
+            };
+            if let [id] = alternatives[..] {
+                for p in &self.postings[id as usize] {
+                    add(p.doc, idf * p.wtf * (K1 + 1.0) / (p.wtf + self.norms[p.doc as usize]));
+                }
+                continue;
             }
             best.clear();
             for &id in &alternatives {
@@ -316,34 +341,39 @@ impl Index {
                 }
             }
             for (&doc, &s) in &best {
-                let e = scores.entry(doc).or_default();
-                e.0 += s;
-                if counted {
-                    e.1 += idf;
-                }
+                add(doc, s);
             }
         }
-        let mut hits: Vec<Hit> = scores
-            .into_iter()
-            .map(|(doc, (score, covered))| {
-                let normalized = if max_score > 0.0 {
-                    (score / max_score).min(1.0)
-                } else {
-                    0.0
-                };
-                let coverage = if need > 0.0 { covered / need } else { 0.0 };
-                Hit {
-                    doc: doc as usize,
-                    score,
-                    normalized,
-                    coverage,
-                    confident: rule.accepts(normalized, coverage),
-                }
-            })
-            .collect();
+        let hit = |doc: u32| {
+            let (score, covered) = scores[doc as usize];
+            let normalized = if max_score > 0.0 {
+                (score / max_score).min(1.0)
+            } else {
+                0.0
+            };
+            let coverage = if need > 0.0 { (covered / need).min(1.0) } else { 0.0 };
+            Hit {
+                doc: doc as usize,
+                score,
+                normalized,
+                coverage,
+                confident: rule.accepts(normalized, coverage),
+            }
+        };
         // Ties break on document order, so results are stable.
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
-        hits.truncate(limit);
+        let order = |a: &u32, b: &u32| {
+            scores[*b as usize]
+                .0
+                .total_cmp(&scores[*a as usize].0)
+                .then(a.cmp(b))
+        };
+        if limit > 0 && touched.len() > limit {
+            touched.select_nth_unstable_by(limit - 1, order);
+            touched.truncate(limit);
+        }
+        touched.sort_by(order);
+        touched.truncate(limit);
+        let hits: Vec<Hit> = touched.into_iter().map(hit).collect();
         let gap = !hits.first().is_some_and(|h| h.confident);
         let gap_reason = gap.then(|| match hits.first() {
             None if q.is_empty() => "the request has no meaningful words".to_string(),

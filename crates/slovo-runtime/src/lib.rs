@@ -35,10 +35,10 @@ pub use access::NewToken;
 pub use bundle::{BUNDLE_MANIFEST_NAMES, find_bundle_manifest};
 pub use call::{CallRequest, CompiledTool};
 pub use discovery::{DEFAULT_RESOLVE_LIMIT, DiscoveryRef, DiscoveryRun, ResolveOutcome};
-pub use slovo_discovery::sources::SourceConfig;
 pub use error::{ErrorKind, RuntimeError};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
-pub use secrets::SECRET_KEY_ENV;
+pub use secrets::{LLM_SECRETS, SECRET_KEY_ENV};
+pub use slovo_discovery::sources::SourceConfig;
 pub use views::{AuditReport, ToolSummary, ToolView, VersionView};
 
 /// Result of a runtime operation.

@@ -79,19 +79,38 @@ pub struct OpenApiImport {
     pub import: ImportReport,
     /// Operations, skipped ones with reasons, hosts, required secrets, risks.
     pub report: slovo_openapi::IngestReport,
+    /// Which analysis filled descriptions and examples: `offline` or `llm:<model>`.
+    pub analysis: String,
 }
 
 impl Runtime {
     /// Turns an OpenAPI document into a proposal (`pending_approval` for a new tool; an
     /// upgrade of an existing one follows the usual rules): one capability per operation,
     /// the API's hosts as the requested allow list, with the offline analysis applied.
+    ///
+    /// With an `llm` analyzer, its analysis replaces the offline one when the answer is valid;
+    /// otherwise the offline analysis stays and the report says why the answer was discarded.
     pub async fn import_openapi(
         &self,
         source: &slovo_openapi::Source,
         options: &slovo_openapi::IngestOptions,
+        llm: Option<(&slovo_llm::ChatAnalyzer, &str)>,
         actor: &Actor,
     ) -> Result<OpenApiImport> {
-        let ingested = slovo_openapi::ingest(source, options)?;
+        let mut ingested = slovo_openapi::ingest(source, options)?;
+        let mut analysis = "offline".to_string();
+        if let (Some((analyzer, model)), Some(manifest)) = (llm, ingested.manifest.as_mut()) {
+            match analyzer.analyze(manifest).await {
+                Ok(a) => {
+                    a.apply(manifest);
+                    analysis = format!("llm:{model}");
+                }
+                Err(e) => ingested
+                    .report
+                    .warnings
+                    .push(format!("{e}; the offline analysis was kept")),
+            }
+        }
         let Some(manifest) = ingested.manifest else {
             return Err(RuntimeError::OpenApi(
                 slovo_openapi::IngestError::NoUsableOperations {
@@ -113,6 +132,7 @@ impl Runtime {
         Ok(OpenApiImport {
             import,
             report: ingested.report,
+            analysis,
         })
     }
 

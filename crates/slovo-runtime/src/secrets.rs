@@ -23,6 +23,8 @@ use crate::{Actor, Result, Runtime, RuntimeError};
 /// Environment variable that may hold the key (hex).
 pub const SECRET_KEY_ENV: &str = "SLOVO_SECRET_KEY";
 const KEY_FILE: &str = "secret.key";
+/// The secrets namespace of the LLM analysis provider (`slovo secret set _llm api_key`).
+pub const LLM_SECRETS: &str = "_llm";
 
 fn aad(tool: &str, name: &str) -> Vec<u8> {
     format!("slovo-secret:v1:{tool}:{name}").into_bytes()
@@ -132,7 +134,8 @@ impl Runtime {
                 problems: vec!["the secret value is empty".into()],
             });
         }
-        if self.store.tool(tool).await?.is_none() {
+        // `_llm` holds the analysis provider's key; no tool can take that name.
+        if tool != LLM_SECRETS && self.store.tool(tool).await?.is_none() {
             return Err(RuntimeError::tool_not_found(tool));
         }
         let cipher = self.cipher()?;
@@ -198,6 +201,15 @@ impl Runtime {
             .into_iter()
             .map(|s| s.name)
             .collect())
+    }
+
+    /// The LLM provider's key, if one was stored (`slovo secret set _llm api_key`).
+    pub async fn llm_api_key(&self) -> Result<Option<String>> {
+        Ok(self
+            .secrets_for(LLM_SECRETS)
+            .await?
+            .get("api_key")
+            .map(str::to_string))
     }
 
     /// A tool's secrets, decrypted, for one call.

@@ -59,7 +59,10 @@ async fn gaps_open_one_request_and_the_worker_proposes_or_fails() {
         .unwrap();
 
         // An installed (here: proposed) tool serves the request.
-        let r = rt.resolve("what's the air quality in Lyon", 5, &actor).await.unwrap();
+        let r = rt
+            .resolve("what's the air quality in Lyon", 5, &actor)
+            .await
+            .unwrap();
         assert!(!r.resolution.gap, "{label}: {r:?}");
         let top = &r.resolution.candidates[0];
         assert_eq!(
@@ -71,14 +74,23 @@ async fn gaps_open_one_request_and_the_worker_proposes_or_fails() {
         assert!(r.discovery.is_none());
 
         // A gap opens exactly one request, even when asked twice in other words.
-        let first = rt.resolve("shorten the link https://example.com/a/long/path", 5, &actor).await.unwrap();
+        let first = rt
+            .resolve("shorten the link https://example.com/a/long/path", 5, &actor)
+            .await
+            .unwrap();
         assert!(first.resolution.gap, "{label}: {first:?}");
         let d1 = first.discovery.clone().unwrap();
         assert!(d1.created);
-        let again = rt.resolve("please shorten this link https://x.org", 5, &actor).await.unwrap();
+        let again = rt
+            .resolve("please shorten this link https://x.org", 5, &actor)
+            .await
+            .unwrap();
         let d2 = again.discovery.unwrap();
         assert_eq!((d2.id.as_str(), d2.created), (d1.id.as_str(), false), "{label}");
-        let pizza = rt.resolve("order a large pepperoni pizza", 5, &actor).await.unwrap();
+        let pizza = rt
+            .resolve("order a large pepperoni pizza", 5, &actor)
+            .await
+            .unwrap();
         let pizza_id = pizza.discovery.unwrap().id;
         let requests = rt.discovery_requests().await.unwrap();
         assert_eq!(requests.len(), 2, "{label}");
@@ -103,14 +115,27 @@ async fn gaps_open_one_request_and_the_worker_proposes_or_fails() {
         let failed = rt.discovery_request(&pizza_id).await.unwrap();
         assert_eq!(failed.status, DiscoveryStatus::Failed, "{label}: {failed:?}");
         assert!(
-            failed.error.as_deref().unwrap().contains("nothing in the sources fits"),
+            failed
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("nothing in the sources fits"),
             "{label}: {failed:?}"
         );
         // A second pass has nothing to do.
-        assert!(rt.run_discovery_once(&sources, &actor).await.unwrap().processed.is_empty());
+        assert!(
+            rt.run_discovery_once(&sources, &actor)
+                .await
+                .unwrap()
+                .processed
+                .is_empty()
+        );
 
         // The proposal now serves the request (waiting for approval): no new gap.
-        let now = rt.resolve("shorten the link https://example.com/b", 5, &actor).await.unwrap();
+        let now = rt
+            .resolve("shorten the link https://example.com/b", 5, &actor)
+            .await
+            .unwrap();
         assert!(!now.resolution.gap, "{label}: {now:?}");
         assert_eq!(now.resolution.candidates[0].tool, "url-shortener");
 
@@ -119,7 +144,10 @@ async fn gaps_open_one_request_and_the_worker_proposes_or_fails() {
         assert_eq!(rejected.status, DiscoveryStatus::Rejected);
         let tool = rt.store().tool("url-shortener").await.unwrap().unwrap();
         assert_eq!(tool.status, ToolStatus::Revoked);
-        assert_eq!(rt.reject_request(&d1.id, &actor).await.unwrap().status, DiscoveryStatus::Rejected);
+        assert_eq!(
+            rt.reject_request(&d1.id, &actor).await.unwrap().status,
+            DiscoveryStatus::Rejected
+        );
         assert!(rt.reject_request("no-such-id", &actor).await.is_err());
 
         // Every transition is audited, and the chain verifies.
@@ -152,11 +180,23 @@ async fn worker_without_sources_fails_with_a_reason() {
     for db in test_dbs().await {
         let rt = Runtime::new(db.store().await, Backends::new(), db.dir.path());
         let actor = Actor("test".into());
-        let r = rt.resolve("translate a sentence into Klingon", 5, &actor).await.unwrap();
+        let r = rt
+            .resolve("translate a sentence into Klingon", 5, &actor)
+            .await
+            .unwrap();
         assert!(r.resolution.gap);
-        let run = rt.run_discovery_once(&SourceConfig::default(), &actor).await.unwrap();
+        let run = rt
+            .run_discovery_once(&SourceConfig::default(), &actor)
+            .await
+            .unwrap();
         assert_eq!(run.processed[0].status, DiscoveryStatus::Failed);
-        assert!(run.processed[0].error.as_deref().unwrap().contains("no discovery sources"));
+        assert!(
+            run.processed[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("no discovery sources")
+        );
         rt.verify_audit().await.unwrap();
     }
 }

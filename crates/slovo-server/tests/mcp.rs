@@ -271,6 +271,11 @@ async fn tools_are_listed_and_called_through_the_call_path() {
         assert_eq!((a.read_only_hint, a.destructive_hint), (None, None));
         let long = tools.iter().find(|t| t.name.starts_with("looo")).unwrap();
         assert_eq!(long.name.len(), 64, "{}", long.name);
+        // The shortened name still reaches its capability.
+        let r = client.call_tool(call(&long.name, json!({"k": 1}))).await.unwrap();
+        assert_eq!(r.is_error, Some(false), "{r:?}");
+        let e = s.runtime.execution(&execution_id(&r)).await.unwrap();
+        assert_eq!((e.tool.len(), e.capability.len()), (62, 51));
 
         // Success: text and structured content, recorded as mcp:<token id> with the _meta ids.
         let mut params = call("echo__say", json!({"text": "hi"}));

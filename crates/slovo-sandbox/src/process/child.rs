@@ -245,6 +245,15 @@ fn fail(fd: RawFd, step: Step, detail: u32, errno: i32) -> ! {
     }
 }
 
+/// The kernel's `struct sigaction` (for `rt_sigaction`).
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
 /// Reads one byte from the sync pipe; false if the parent closed it (gave up or died).
 fn wait_byte(fd: RawFd) -> bool {
     let mut byte = 0u8;
@@ -326,6 +335,30 @@ fn child_main(
         for (from, to) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
             if libc::dup2(from, to) < 0 {
                 fail(e, Step::Stdio, 0, errno());
+            }
+        }
+        // The Rust runtime ignores SIGPIPE, our own parent may ignore others, and a runtime
+        // thread may block signals; ignored dispositions and the mask survive execve, so
+        // restore the defaults.
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Raw rt_sigaction: the C library refuses its internal signals (32, 33).
+        let dfl = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &dfl,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                );
             }
         }
         // Every other descriptor (the parent's, other calls' pipes) closes at execve.

@@ -33,7 +33,8 @@ async fn runs_unprivileged_without_capabilities_under_seccomp() {
         json!({
             "uid": 1000, "euid": 1000, "gid": 1000, "egid": 1000, "pid": 1,
             "hostname": "slovo", "capability": "probe", "cwd": "/tool",
-            "cap_eff": "0000000000000000", "seccomp": "2", "no_new_privs": "1"
+            "cap_eff": "0000000000000000", "seccomp": "2", "no_new_privs": "1",
+            "sig_ign": "0000000000000000", "sig_blk": "0000000000000000"
         })
     );
 }

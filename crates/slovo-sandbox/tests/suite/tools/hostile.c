@@ -50,17 +50,19 @@ int main(int argc, char **argv) {
         if (!getcwd(cwd, sizeof cwd - 1)) strcpy(cwd, "?");
         int status = -1;
         FILE *f = fopen("/proc/self/status", "r");
-        char line[256], capeff[64] = "?", seccomp[16] = "?", nnp[16] = "?";
+        char line[256], capeff[64] = "?", seccomp[16] = "?", nnp[16] = "?", sigign[64] = "?", sigblk[64] = "?";
         while (f && fgets(line, sizeof line, f)) {
             if (!strncmp(line, "CapEff:", 7)) sscanf(line + 7, "%63s", capeff);
             if (!strncmp(line, "Seccomp:", 8)) sscanf(line + 8, "%15s", seccomp);
             if (!strncmp(line, "NoNewPrivs:", 11)) sscanf(line + 11, "%15s", nnp);
+            if (!strncmp(line, "SigIgn:", 7)) sscanf(line + 7, "%63s", sigign);
+            if (!strncmp(line, "SigBlk:", 7)) sscanf(line + 7, "%63s", sigblk);
         }
         if (f) fclose(f);
         (void)status;
         printf("{\"uid\":%d,\"euid\":%d,\"gid\":%d,\"egid\":%d,\"pid\":%d,\"hostname\":\"%s\",\"capability\":\"%s\","
-               "\"cwd\":\"%s\",\"cap_eff\":\"%s\",\"seccomp\":\"%s\",\"no_new_privs\":\"%s\"}\n",
-               getuid(), geteuid(), getgid(), getegid(), getpid(), host, cap ? cap : "", cwd, capeff, seccomp, nnp);
+               "\"cwd\":\"%s\",\"cap_eff\":\"%s\",\"seccomp\":\"%s\",\"no_new_privs\":\"%s\",\"sig_ign\":\"%s\",\"sig_blk\":\"%s\"}\n",
+               getuid(), geteuid(), getgid(), getegid(), getpid(), host, cap ? cap : "", cwd, capeff, seccomp, nnp, sigign, sigblk);
         return 0;
     }
     if (!strcmp(cmd, "read") && argc > 2) {
