@@ -327,7 +327,10 @@ impl Index {
             };
             if let [id] = alternatives[..] {
                 for p in &self.postings[id as usize] {
-                    add(p.doc, idf * p.wtf * (K1 + 1.0) / (p.wtf + self.norms[p.doc as usize]));
+                    add(
+                        p.doc,
+                        idf * p.wtf * (K1 + 1.0) / (p.wtf + self.norms[p.doc as usize]),
+                    );
                 }
                 continue;
             }
@@ -351,7 +354,11 @@ impl Index {
             } else {
                 0.0
             };
-            let coverage = if need > 0.0 { (covered / need).min(1.0) } else { 0.0 };
+            let coverage = if need > 0.0 {
+                (covered / need).min(1.0)
+            } else {
+                0.0
+            };
             Hit {
                 doc: doc as usize,
                 score,

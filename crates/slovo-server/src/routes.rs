@@ -30,9 +30,9 @@ use crate::metrics::{CallLabels, ResponseLabels};
     info(title = "Slovo Tools API", description = "Tools an assistant may use: import, approve, call, audit."),
     paths(
         health, metrics, list_tools, import_tool, show_tool, approve_tool, disable_tool, enable_tool,
-        revoke_tool, list_secrets, set_secret, delete_secret, call, list_executions, show_execution, verify_audit, list_tokens, create_token, revoke_token
+        revoke_tool, import_openapi, list_secrets, set_secret, delete_secret, call, list_executions, show_execution, verify_audit, list_tokens, create_token, revoke_token
     ),
-    components(schemas(CallBody, ApproveBody, RevokeBody, SecretBody, TokenBody, ErrorBody)),
+    components(schemas(OpenApiBody, CallBody, ApproveBody, RevokeBody, SecretBody, TokenBody, ErrorBody)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -80,6 +80,7 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/tools/{name}/secrets/{secret}",
             axum::routing::put(set_secret).delete(delete_secret),
         )
+        .route("/v1/openapi/import", post(import_openapi))
         .route("/v1/calls", post(call))
         .route("/v1/executions", get(list_executions))
         .route("/v1/executions/{id}", get(show_execution))
@@ -323,6 +324,85 @@ async fn revoke_tool(
     caller.require(Role::Admin)?;
     let purge = body.map(|Json(b)| b.purge_state).unwrap_or(false);
     to_value(&state.runtime.revoke(&name, purge, &caller.actor()).await?)
+}
+
+/// An OpenAPI document to import: its text, or an http(s) URL to fetch it from.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiBody {
+    /// The document itself (JSON or YAML).
+    #[serde(default)]
+    pub document: Option<String>,
+    /// Where to fetch it (public addresses only).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The tool's name (default: from the title).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Base URL override.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Only operations with these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only operations under these paths (prefix or `*` glob).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Only these methods.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// At most this many operations (default 300).
+    #[serde(default)]
+    pub max_operations: Option<usize>,
+    /// Refuse on any specification violation or skipped operation.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+/// Turn an OpenAPI document into a proposal waiting for approval (admin).
+#[utoipa::path(post, path = "/v1/openapi/import", request_body = OpenApiBody,
+    responses((status = 201, description = "the proposal and the import report", body = Value),
+              (status = 422, description = "not an importable OpenAPI document", body = ErrorBody)))]
+async fn import_openapi(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<OpenApiBody>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require(Role::Admin)?;
+    let b = json_body(body)?;
+    let max = slovo_openapi::DEFAULT_MAX_DOCUMENT_BYTES;
+    let source = match (b.document, b.url) {
+        (Some(doc), None) => slovo_openapi::Source::from_bytes("request body", doc.into_bytes()),
+        (None, Some(url)) => {
+            let (final_url, bytes) = slovo_sandbox::http::fetch_document(&url, max, false)
+                .await
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "fetch_failed", e))?;
+            slovo_openapi::Source::from_url(final_url, bytes)
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_input",
+                "give exactly one of `document` and `url`",
+            ));
+        }
+    };
+    let options = slovo_openapi::IngestOptions {
+        tool_name: b.name,
+        base_url: b.base_url,
+        filter: slovo_openapi::Filter {
+            tags: b.tags,
+            paths: b.paths,
+            methods: b.methods,
+        },
+        max_operations: b.max_operations.unwrap_or(slovo_openapi::DEFAULT_MAX_OPERATIONS),
+        strict: b.strict,
+        ..slovo_openapi::IngestOptions::default()
+    };
+    let result = state
+        .runtime
+        .import_openapi(&source, &options, None, &caller.actor())
+        .await?;
+    Ok((StatusCode::CREATED, to_value(&result)?))
 }
 
 /// A secret's value.

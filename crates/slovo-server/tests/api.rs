@@ -170,6 +170,12 @@ async fn every_endpoint_checks_token_and_role() {
             ),
             (Method::DELETE, "/v1/tools/echo/secrets/none", None, &[]),
             (Method::POST, "/v1/calls", Some(call.clone()), &[Role::Agent]),
+            (
+                Method::POST,
+                "/v1/openapi/import",
+                Some(json!({"document": "openapi: 3.0.0"})),
+                &[],
+            ),
             (Method::GET, "/v1/executions", None, &[Role::Reader]),
             (Method::GET, "/v1/executions/none", None, &[Role::Reader]),
             (Method::GET, "/v1/audit/verify", None, &[Role::Reader]),
@@ -300,6 +306,16 @@ async fn calls_are_recorded_and_bad_requests_get_stable_codes() {
                 s.http.post(format!("{}/v1/tools/echo/approve", s.base)).bearer_auth(&s.admin).json(&json!({"memory_limit_mb": 1})).send().await.unwrap(),
                 StatusCode::CONFLICT,
                 "conflict",
+            ),
+            (
+                s.http.post(format!("{}/v1/openapi/import", s.base)).bearer_auth(&s.admin).json(&json!({"document": "{\"x\": 1}"})).send().await.unwrap(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_openapi",
+            ),
+            (
+                s.http.post(format!("{}/v1/openapi/import", s.base)).bearer_auth(&s.admin).json(&json!({"url": "http://127.0.0.1:9/x.json"})).send().await.unwrap(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "fetch_failed",
             ),
             (
                 s.http.get(format!("{}/v1/executions?limit=0", s.base)).bearer_auth(&s.reader).send().await.unwrap(),
