@@ -65,6 +65,8 @@ pub enum Command {
     /// Discovery requests: list them, run the worker once, reject one, evaluate the ranking.
     #[command(subcommand)]
     Discover(DiscoverCommand),
+    /// What this host provides for sandboxing, and what each backend will therefore do.
+    Doctor,
     /// Serve the REST API (and MCP over streamable HTTP at /mcp).
     Serve(ServeArgs),
     /// Serve MCP on stdin and stdout for one local client (calls are recorded as mcp:stdio).

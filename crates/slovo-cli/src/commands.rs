@@ -49,7 +49,7 @@ pub async fn dispatch(rt: &Runtime, cli: &Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Discover(cmd) => discover(rt, cmd, &actor, json).await,
-        Command::Serve(_) => Err(UsageError("serve is handled before dispatch".into()).into()),
+        Command::Serve(_) | Command::Doctor => Err(UsageError("handled before dispatch".into()).into()),
         Command::Mcp => Err(UsageError("mcp is handled before dispatch".into()).into()),
     }
 }
@@ -162,6 +162,18 @@ async fn secret(rt: &Runtime, cmd: &SecretCommand, actor: &Actor, json: bool) ->
                 println!("secret {tool}/{name} deleted");
             }
         }
+    }
+    Ok(exit::OK)
+}
+
+/// Prints the host probe.
+pub fn doctor(json: bool) -> anyhow::Result<u8> {
+    let allow_weaker = std::env::var("SLOVO_SANDBOX_ALLOW_WEAKER").as_deref() == Ok("1");
+    let report = slovo_sandbox::doctor::probe_with(allow_weaker, None);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
     }
     Ok(exit::OK)
 }
@@ -427,8 +439,7 @@ async fn discover(
             let started = std::time::Instant::now();
             let cat = tokio::task::spawn_blocking(move || {
                 slovo_discovery::sources::Catalogue::load(&slovo_discovery::sources::SourceConfig {
-                    catalogue_dirs: vec![dir.clone()],
-                    manifest_dirs: vec![dir],
+                    catalogue_dirs: vec![dir],
                     ..slovo_discovery::sources::SourceConfig::default()
                 })
             })

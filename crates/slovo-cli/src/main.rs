@@ -67,9 +67,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .with_context(|| format!("failed to open {}", path.display()))?
         }
     };
-    let rt = std::sync::Arc::new(Runtime::new(store, backends(), data_dir));
+    let rt = std::sync::Arc::new(Runtime::new(store, backends(&data_dir)?, data_dir));
     let code = match &cli.command {
         cli::Command::Serve(args) => commands::serve(rt.clone(), args).await,
+        cli::Command::Doctor => commands::doctor(cli.json),
         cli::Command::Mcp => slovo_server::mcp::serve_stdio(rt.clone(), commands::shutdown_signal())
             .await
             .map(|()| exit::OK)
@@ -81,8 +82,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 /// The backends this build runs tools with.
-fn backends() -> Backends {
+fn backends(data_dir: &std::path::Path) -> anyhow::Result<Backends> {
     let backends = Backends::new();
+    // Refuses every call (with the reason) on a host that lacks an isolation feature, unless
+    // SLOVO_SANDBOX_ALLOW_WEAKER=1 names the weaker tier explicitly; `slovo doctor` explains.
+    #[cfg(target_os = "linux")]
+    let backends = {
+        let mut config = slovo_sandbox::process::ProcessConfig::new(data_dir.join("sandbox"));
+        config.allow_weaker = std::env::var("SLOVO_SANDBOX_ALLOW_WEAKER").as_deref() == Ok("1");
+        let process = slovo_sandbox::process::ProcessBackend::new(config)
+            .map_err(|e| anyhow::anyhow!("failed to set up the process sandbox: {e}"))?;
+        backends.with(std::sync::Arc::new(process))
+    };
     #[cfg(feature = "http")]
     let backends = backends.with(std::sync::Arc::new(slovo_sandbox::http::HttpBackend::new(
         slovo_sandbox::http::HttpConfig {
@@ -90,7 +101,7 @@ fn backends() -> Backends {
             ..Default::default()
         },
     )));
-    backends
+    Ok(backends)
 }
 
 fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {

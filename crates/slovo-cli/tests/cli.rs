@@ -445,3 +445,74 @@ fn bundle_directories_are_installed_read_only() {
     assert_eq!(code(&out), 3);
     assert!(stderr(&out).contains("bundle"), "{}", stderr(&out));
 }
+
+/// A native tool from import to call: bundle, approval, the process sandbox, the record.
+#[test]
+fn process_tool_runs_in_the_sandbox_end_to_end() {
+    if unsafe_not_root() {
+        eprintln!("skipped: the process sandbox tests need root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bundle = dir.path().join("whoami");
+    std::fs::create_dir_all(bundle.join("bin")).unwrap();
+    std::fs::write(
+        bundle.join("bin/whoami"),
+        "#!/bin/sh\nread -r request\necho \"{\\\"uid\\\": $(id -u), \\\"request\\\": $request, \\\"state\\\": \\\"$(ls /data | wc -l)\\\"}\"\necho note > /data/seen\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bundle.join("bin/whoami"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        bundle.join("slovo.yaml"),
+        "name: whoami\nversion: 1.0.0\ndescription: Who runs me\ncapabilities:\n  - name: ask\n    description: Ask\n    parameters: {type: object, properties: {q: {type: string}}}\npermissions: {storage_quota_mb: 8, memory_limit_mb: 64}\nexecution:\n  type: process\n  command: [bin/whoami]\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::cargo_bin("slovo")
+            .unwrap()
+            .env("SLOVO_DATA_DIR", &data)
+            .env_remove("SLOVO_DATABASE_URL")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(
+        run(&["tool", "import", bundle.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let out = run(&["tool", "approve", "whoami", "--memory", "32M"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for expected_state in ["0", "1"] {
+        let out = run(&["--json", "call", "whoami", "ask", "--args", r#"{"q": "hi"}"#]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(rec["status"], "success", "{rec}");
+        assert_eq!(
+            rec["output"]["uid"], 1000,
+            "runs as the sandbox's unprivileged user: {rec}"
+        );
+        assert_eq!(
+            rec["output"]["request"],
+            serde_json::json!({"capability": "ask", "arguments": {"q": "hi"}})
+        );
+        assert_eq!(
+            rec["output"]["state"], expected_state,
+            "/data persists between calls: {rec}"
+        );
+        assert!(rec["peak_memory_bytes"].as_i64().unwrap() > 0);
+        assert!(rec["sandbox_id"].as_str().is_some());
+    }
+    // Revoking with --purge-state releases the quota volume and deletes the state.
+    let out = run(&["tool", "revoke", "whoami", "--purge-state"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!data.join("volumes/whoami").exists());
+}
+
+fn unsafe_not_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) != 0)
+        .unwrap_or(true)
+}

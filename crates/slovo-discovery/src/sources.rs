@@ -108,10 +108,15 @@ impl Catalogue {
         }
         for dir in &config.catalogue_dirs {
             for path in files_below(dir, &mut cat.problems) {
-                cat.add_openapi(
-                    Source::from_path(&path, MAX_FILE_BYTES),
-                    &path.display().to_string(),
-                );
+                // A catalogue may mix in Slovo manifests; OpenAPI documents say so early.
+                if looks_like_openapi(&path) {
+                    cat.add_openapi(
+                        Source::from_path(&path, MAX_FILE_BYTES),
+                        &path.display().to_string(),
+                    );
+                } else {
+                    cat.add_manifest_file(&path);
+                }
             }
         }
         for link in &config.openapi_urls {
@@ -209,6 +214,28 @@ impl Catalogue {
         }
         (Index::build(docs), owner)
     }
+}
+
+/// Whether the file's first 4 KiB name an OpenAPI or Swagger version (`"openapi"`,
+/// `swagger:` …): cheaper than parsing it twice.
+fn looks_like_openapi(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    let read = std::fs::File::open(path).and_then(|f| f.take(4096).read_to_end(&mut head));
+    if read.is_err() {
+        return true; // let the ingester report the error
+    }
+    let head = String::from_utf8_lossy(&head);
+    [
+        "\"swagger\"",
+        "\"openapi\"",
+        "swagger:",
+        "openapi:",
+        "'swagger'",
+        "'openapi'",
+    ]
+    .iter()
+    .any(|k| head.contains(k))
 }
 
 /// Every `.json`, `.yaml` and `.yml` file below `dir`, sorted; hidden entries skipped.

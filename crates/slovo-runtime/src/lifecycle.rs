@@ -609,8 +609,20 @@ impl Runtime {
                 },
             )
             .await?;
+        // Whatever backend holds the state (a mounted quota volume) lets go of it first.
+        let dir = self.volume_dir(name);
+        for kind in self.backends.kinds() {
+            if let Ok(backend) = self.backends.get(kind) {
+                backend
+                    .release_state(&dir, purge_state)
+                    .await
+                    .map_err(|e| RuntimeError::Install {
+                        tool: name.to_string(),
+                        reason: e.to_string(),
+                    })?;
+            }
+        }
         if purge_state {
-            let dir = self.volume_dir(name);
             if dir.exists() {
                 remove_dir_all_writable(&dir).map_err(|e| RuntimeError::io("purge", &dir, e))?;
             }

@@ -77,6 +77,13 @@ pub trait Backend: Send + Sync {
     /// Runs one call. Never panics and never returns without an outcome: a failure to start
     /// is an [`Outcome`] with status `failure` and the reason.
     async fn run(&self, spec: &SandboxSpec) -> Outcome;
+
+    /// Lets go of a tool's state directory (unmounts a quota volume, …) before the runtime
+    /// keeps it idle or, with `purge`, deletes it. By default there is nothing to release.
+    async fn release_state(&self, state_dir: &std::path::Path, purge: bool) -> Result<(), BackendError> {
+        let _ = (state_dir, purge);
+        Ok(())
+    }
 }
 
 /// The backends available to the runtime, by execution type.

@@ -237,6 +237,26 @@ async fn writes_past_the_quota_fail_in_the_tool_with_enospc() {
     assert!(host_bytes(&w.state("fill")) <= 1024 * 1024);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_calls_of_a_tool_share_one_quota() {
+    let w = std::sync::Arc::new(World::new());
+    w.install("fill", &tool_wasm("fill")).await;
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let w = w.clone();
+            tokio::spawn(async move { fill(&w, "fill", json!({"file": format!("part{i}")})).await })
+        })
+        .collect();
+    let mut total = 0;
+    for call in calls {
+        let report = call.await.unwrap();
+        assert_eq!(report["kind"], "StorageFull", "{report}");
+        total += report["written"].as_u64().unwrap();
+    }
+    assert!(total <= 1024 * 1024, "four writers together wrote {total} bytes");
+    assert!(host_bytes(&w.state("fill")) <= 1024 * 1024);
+}
+
 #[tokio::test]
 async fn standard_streams_cannot_be_turned_into_uncharged_files() {
     let w = World::new();

@@ -30,7 +30,8 @@ use crate::metrics::{CallLabels, ResponseLabels};
     info(title = "Slovo Tools API", description = "Tools an assistant may use: import, approve, call, audit."),
     paths(
         health, metrics, list_tools, import_tool, show_tool, approve_tool, disable_tool, enable_tool,
-        revoke_tool, import_openapi, list_secrets, set_secret, delete_secret, call, list_executions, show_execution, verify_audit, list_tokens, create_token, revoke_token
+        revoke_tool, import_openapi, list_secrets, set_secret, delete_secret, call, list_executions, show_execution, verify_audit, list_tokens, create_token, revoke_token,
+        resolve, list_discovery, reject_discovery
     ),
     components(schemas(OpenApiBody, CallBody, ApproveBody, RevokeBody, SecretBody, TokenBody, ErrorBody)),
     modifiers(&BearerAuth),
@@ -82,6 +83,9 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/openapi/import", post(import_openapi))
         .route("/v1/calls", post(call))
+        .route("/v1/resolve", get(resolve))
+        .route("/v1/discovery", get(list_discovery))
+        .route("/v1/discovery/{id}/reject", post(reject_discovery))
         .route("/v1/executions", get(list_executions))
         .route("/v1/executions/{id}", get(show_execution))
         .route("/v1/audit/verify", get(verify_audit))
@@ -658,4 +662,53 @@ async fn revoke_token(
     caller.require(Role::Admin)?;
     state.runtime.revoke_token(&id, &caller.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ResolveQuery {
+    /// The request, in words.
+    q: String,
+    /// At most this many candidates (1 to 100, default 5).
+    limit: Option<usize>,
+}
+
+/// Which capability serves a request (agent): ranked candidates with scores and the arguments
+/// the request gives, or a gap, which opens a discovery request (or names the open one).
+#[utoipa::path(get, path = "/v1/resolve", params(ResolveQuery),
+    responses((status = 200, description = "candidates, gap decision and discovery request", body = Value)))]
+async fn resolve(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ResolveQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Role::Agent)?;
+    let Query(q) = query.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
+    let limit = q.limit.unwrap_or(slovo_runtime::DEFAULT_RESOLVE_LIMIT);
+    if !(1..=100).contains(&limit) || q.q.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q must not be empty and limit must be between 1 and 100",
+        ));
+    }
+    to_value(&state.runtime.resolve(&q.q, limit, &caller.actor()).await?)
+}
+
+/// Discovery requests, oldest first (admin).
+#[utoipa::path(get, path = "/v1/discovery", responses((status = 200, description = "discovery requests", body = Value)))]
+async fn list_discovery(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Role::Admin)?;
+    to_value(&json!({"requests": state.runtime.discovery_requests().await?}))
+}
+
+/// Reject a discovery request (admin); a proposal still waiting for approval is withdrawn.
+#[utoipa::path(post, path = "/v1/discovery/{id}/reject", params(("id" = String, Path)),
+    responses((status = 200, description = "rejected", body = Value), (status = 404, description = "no such request", body = ErrorBody)))]
+async fn reject_discovery(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Role::Admin)?;
+    to_value(&state.runtime.reject_request(&id, &caller.actor()).await?)
 }

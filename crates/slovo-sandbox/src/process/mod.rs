@@ -799,6 +799,13 @@ impl Backend for ProcessBackend {
         }))
     }
 
+    async fn release_state(&self, state_dir: &Path, purge: bool) -> Result<(), BackendError> {
+        ProcessBackend::release_state(self, state_dir, purge).map_err(|e| BackendError::Install {
+            tool: state_dir.display().to_string(),
+            reason: format!("failed to release the state volume: {e}"),
+        })
+    }
+
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
         match self.run_call(spec).await {
             Ok(o) => o,

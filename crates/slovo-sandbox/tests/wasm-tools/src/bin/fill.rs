@@ -1,5 +1,5 @@
 //! Writes to /data until an error, then reports. Modes (argument "mode"):
-//! - "fill": one file, 64 KiB at a time;
+//! - "fill": one file (argument "file", default "big"), 64 KiB at a time;
 //! - "files": many small files;
 //! - "count": increments /data/counter (state across calls), writes nothing else;
 //! - "set_size": extends a file with set_len to `mb` MiB.
@@ -48,7 +48,8 @@ fn main() {
             report(0, r.err());
         }
         _ => {
-            let mut f = match fs::File::create("/data/big") {
+            let name = slovo_wasm_test_tools::arg(&request, "file").unwrap_or_else(|| "big".into());
+            let mut f = match fs::File::create(format!("/data/{name}")) {
                 Ok(f) => f,
                 Err(e) => return report(0, Some(e)),
             };
