@@ -450,6 +450,9 @@ async fn discover(
             let report = slovo_discovery::eval::evaluate(&index, &cases, &rule);
             let tuned_rule = slovo_discovery::eval::calibrate(&index, &cases);
             let tuned = slovo_discovery::eval::evaluate(&index, &cases, &tuned_rule);
+            let flat = slovo_discovery::Index::build_unweighted(index.docs().to_vec());
+            let flat_rule = slovo_discovery::eval::calibrate(&flat, &cases);
+            let flat_report = slovo_discovery::eval::evaluate(&flat, &cases, &flat_rule);
             let started = std::time::Instant::now();
             let mut lat = Vec::with_capacity(cases.len());
             for c in &cases {
@@ -467,6 +470,7 @@ async fn discover(
                     "engine": "bm25f",
                     "default_rule": report,
                     "calibrated_rule": tuned,
+                    "unweighted_bm25_calibrated": flat_report,
                     "resolve_us": {"p50": p50, "mean": total_us / cases.len().max(1) as f64},
                 }),
                 json,

@@ -465,13 +465,14 @@ pub fn eval(report: &serde_json::Value, json: bool) -> anyhow::Result<()> {
         "GAP RECALL",
         "ANSWERED RIGHT",
     ]);
-    for key in ["default_rule", "calibrated_rule"] {
+    for key in ["default_rule", "calibrated_rule", "unweighted_bm25_calibrated"] {
         let r = &report[key];
         let f = |k: &str| format!("{:.3}", r[k].as_f64().unwrap_or(0.0));
         t.add_row(vec![
             format!(
                 "{} (norm ≥ {:.3}, coverage ≥ {:.2})",
-                key.trim_end_matches("_rule"),
+                key.trim_end_matches("_rule")
+                    .replace("_calibrated", ", calibrated"),
                 r["rule"]["min_normalized"].as_f64().unwrap_or(0.0),
                 r["rule"]["min_coverage"].as_f64().unwrap_or(0.0)
             ),

@@ -37,7 +37,6 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("pictur", "imag"),
     ("todo", "task"),
     ("car", "vehicl"),
-    ("cheap", "fare"),
 ];
 
 fn synonyms<'a>(term: &'a str) -> impl Iterator<Item = &'static str> + 'a {
@@ -218,6 +217,16 @@ impl std::fmt::Debug for Index {
 impl Index {
     /// Indexes `docs`.
     pub fn build(docs: Vec<Document>) -> Index {
+        Index::build_with_weights(docs, WEIGHTS)
+    }
+
+    /// Indexes `docs` with every field weighing the same: plain BM25 over the concatenated
+    /// text, the baseline the field weights are measured against.
+    pub fn build_unweighted(docs: Vec<Document>) -> Index {
+        Index::build_with_weights(docs, [1.0; 7])
+    }
+
+    fn build_with_weights(docs: Vec<Document>, weights: [f32; 7]) -> Index {
         let mut terms: HashMap<String, u32> = HashMap::new();
         let mut postings: Vec<Vec<Posting>> = Vec::new();
         let mut lengths = Vec::with_capacity(docs.len());
@@ -225,7 +234,7 @@ impl Index {
             let mut tf: HashMap<u32, f32> = HashMap::new();
             let mut len = 0.0;
             for (field, text) in doc.fields() {
-                let w = WEIGHTS[field as usize];
+                let w = weights[field as usize];
                 for t in text::terms(&text) {
                     let next = terms.len() as u32;
                     let id = *terms.entry(t).or_insert(next);

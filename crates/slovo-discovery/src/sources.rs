@@ -303,3 +303,67 @@ pub fn mcp_server_manifest(server: &Value, origin: &str) -> Result<Manifest, Str
     });
     parse_manifest(&format!("{origin}.json"), doc.to_string().as_bytes()).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    const MANIFEST: &str = "name: unit-converter\nversion: 1.0.0\ndescription: Converts units\n\
+        capabilities:\n  - name: convert_length\n    description: Convert a length\n    parameters: {type: object}\n";
+
+    #[test]
+    fn reads_manifests_openapi_and_mcp_servers_and_reports_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("manifests")).unwrap();
+        std::fs::write(root.join("manifests/unit.yaml"), MANIFEST).unwrap();
+        std::fs::write(root.join("manifests/broken.yaml"), "name: [").unwrap();
+        std::fs::create_dir_all(root.join("catalogue/specs/googleapis.com/urlshortener")).unwrap();
+        let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(
+            "../../../shared/corpus/openapi/directory-sample/specs/googleapis.com/urlshortener/v1.json",
+        );
+        std::fs::copy(
+            spec,
+            root.join("catalogue/specs/googleapis.com/urlshortener/v1.json"),
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("server.json"),
+            r#"{"name": "io.github.example/weather", "description": "Weather forecasts for any city", "version": "1.2.0"}"#,
+        )
+        .unwrap();
+        let cat = Catalogue::load(&SourceConfig {
+            manifest_dirs: vec![root.join("manifests")],
+            catalogue_dirs: vec![root.join("catalogue")],
+            mcp_registry: vec![root.join("server.json")],
+            openapi_urls: vec!["https://example.org/openapi.json".into()],
+            fetcher: None,
+        });
+        let got: Vec<(&str, SourceKind)> = cat
+            .candidates
+            .iter()
+            .map(|c| (c.manifest.name.as_str(), c.kind))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("unit-converter", SourceKind::Manifest),
+                ("url-shortener", SourceKind::Openapi),
+                ("weather", SourceKind::McpServer),
+            ]
+        );
+        assert_eq!(cat.problems.len(), 2, "{:?}", cat.problems);
+        let (index, owner) = cat.index();
+        assert_eq!(index.len(), owner.len());
+        let r = index.search("weather forecast for Paris", 3, &crate::GapRule::default());
+        assert_eq!(cat.candidates[owner[r.hits[0].doc]].manifest.name, "weather");
+        // The URL shortener's operations carry the analysis step's example requests.
+        assert!(
+            index
+                .docs()
+                .iter()
+                .any(|d| d.tool == "url-shortener" && !d.examples.is_empty())
+        );
+    }
+}

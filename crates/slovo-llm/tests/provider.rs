@@ -10,10 +10,13 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use slovo_llm::{ChatAnalyzer, LlmConfig, LlmError};
 
+/// One request as the server saw it: the Authorization header and the body.
+type Seen = (Option<String>, Value);
+
 #[derive(Clone)]
 struct Script {
     answers: Arc<Mutex<Vec<String>>>,
-    requests: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    requests: Arc<Mutex<Vec<Seen>>>,
 }
 
 async fn completions(

@@ -22,10 +22,13 @@ use crate::{Actor, ImportSource, Result, Runtime, RuntimeError};
 /// How many candidates `resolve` returns by default.
 pub const DEFAULT_RESOLVE_LIMIT: usize = 5;
 
+/// Which tools (name, revision) an index was built from.
+type Fingerprint = Vec<(String, i64)>;
+
 /// The capability index over installed and proposed tools, rebuilt when a tool changes.
 #[derive(Default)]
 pub(crate) struct DiscoveryCache {
-    index: RwLock<Option<(Vec<(String, i64)>, Arc<Index>)>>,
+    index: RwLock<Option<(Fingerprint, Arc<Index>)>>,
 }
 
 /// The answer of [`Runtime::resolve`].
@@ -382,7 +385,7 @@ impl Runtime {
                 )
             })
             .collect();
-        let fingerprint: Vec<(String, i64)> = servable.iter().map(|t| (t.name.clone(), t.revision)).collect();
+        let fingerprint: Fingerprint = servable.iter().map(|t| (t.name.clone(), t.revision)).collect();
         if let Ok(cache) = self.discovery.index.read()
             && let Some((fp, index)) = cache.as_ref()
             && *fp == fingerprint
