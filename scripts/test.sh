@@ -27,7 +27,8 @@ done
 
 # --- PostgreSQL: a private cluster on a private port, removed on exit ---------------------------
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-pg_port=${SLOVO_TEST_PG_PORT:-54329}
+# A free port, so that two runs on one machine never share a server.
+pg_port=${SLOVO_TEST_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 pg_dir=$(mktemp -d /tmp/slovo-test-pg.XXXXXX)
 chmod 755 "$pg_dir"
 as_pg() {
@@ -47,6 +48,13 @@ as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
 export SLOVO_TEST_DATABASE_URL="postgres://slovo@127.0.0.1:$pg_port/postgres"
 
 # --- tests ------------------------------------------------------------------------------------
-if [ $# -eq 0 ]; then set -- --workspace; fi
+full=0
+if [ $# -eq 0 ]; then set -- --workspace; full=1; fi
 log "cargo test $*"
-cargo test --all-targets "$@"
+cargo test "$@"
+
+# The MCP server against the official Python SDK (from PyPI, in a throwaway venv).
+if [ "$full" -eq 1 ]; then
+  log "MCP check with the Python SDK"
+  SLOVO_BIN="$(pwd)/target/debug/slovo" bash scripts/mcp-python-check.sh
+fi
