@@ -136,3 +136,20 @@ pub fn need_key(description: &str) -> String {
     terms.dedup();
     terms.join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn equivalent_needs_share_a_key() {
+        assert_eq!(need_key("What's the air quality in Lyon?"), "air qualiti");
+        assert_eq!(
+            need_key("air quality in New York"),
+            need_key("the air quality, please")
+        );
+        assert_ne!(need_key("air quality"), need_key("air pressure"));
+        assert_eq!(need_key("the"), "");
+    }
+}

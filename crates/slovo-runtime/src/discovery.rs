@@ -4,7 +4,7 @@
 //!
 //! Every status change of a request is one store transaction with one audit event
 //! (`discovery.requested`, `discovery.searching`, `discovery.found`, `discovery.failed`,
-//! `discovery.rejected`); importing the proposal is the ordinary import (`tool.imported`).
+//! `discovery.rejected`, and `discovery.pending` when an abandoned search is requeued); importing the proposal is the ordinary import (`tool.imported`).
 
 use std::sync::{Arc, RwLock};
 
@@ -21,6 +21,10 @@ use crate::{Actor, ImportSource, Result, Runtime, RuntimeError};
 
 /// How many candidates `resolve` returns by default.
 pub const DEFAULT_RESOLVE_LIMIT: usize = 5;
+
+/// A request `searching` for longer than this was abandoned (its worker crashed or stopped)
+/// and goes back to `pending`.
+pub const STALE_SEARCH_MS: i64 = 10 * 60 * 1000;
 
 /// Which tools (name, revision) an index was built from.
 type Fingerprint = Vec<(String, i64)>;
@@ -183,9 +187,24 @@ impl Runtime {
         Ok(row)
     }
 
-    /// One pass of the discovery worker: loads the sources (only if a request is pending),
-    /// then takes up every pending request: `pending → searching → found | failed`.
+    /// One pass of the discovery worker: requeues searches abandoned for longer than
+    /// [`STALE_SEARCH_MS`], loads the sources (only if a request is pending), then takes up
+    /// every pending request: `pending → searching → found | failed`.
     pub async fn run_discovery_once(&self, sources: &SourceConfig, actor: &Actor) -> Result<DiscoveryRun> {
+        let stale_before = now_ms() - STALE_SEARCH_MS;
+        for r in self
+            .store
+            .discovery_requests(Some(DiscoveryStatus::Searching))
+            .await?
+        {
+            if r.updated_at < stale_before {
+                warn!(request = %r.id, "requeueing an abandoned search");
+                self.move_request(&r, DiscoveryStatus::Searching, actor, |r| {
+                    r.status = DiscoveryStatus::Pending;
+                })
+                .await?;
+            }
+        }
         let pending = self
             .store
             .discovery_requests(Some(DiscoveryStatus::Pending))

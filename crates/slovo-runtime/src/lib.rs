@@ -9,6 +9,8 @@
 //!   [`Runtime::execution`];
 //! - the call path: [`Runtime::call`] (lookup → grant check → argument validation → record as
 //!   running → sandbox spec from the grant → backend → record the result → audit);
+//! - capability gaps and discovery: [`Runtime::resolve`], [`Runtime::discovery_requests`],
+//!   [`Runtime::run_discovery_once`], [`Runtime::reject_request`];
 //! - the audit trail: [`Runtime::verify_audit`].
 //!
 //! Architecture invariant: no front end re-implements validation, permission checks or
@@ -34,7 +36,7 @@ use slovo_store::Store;
 pub use access::NewToken;
 pub use bundle::{BUNDLE_MANIFEST_NAMES, find_bundle_manifest};
 pub use call::{CallRequest, CompiledTool};
-pub use discovery::{DEFAULT_RESOLVE_LIMIT, DiscoveryRef, DiscoveryRun, ResolveOutcome};
+pub use discovery::{DEFAULT_RESOLVE_LIMIT, DiscoveryRef, DiscoveryRun, ResolveOutcome, STALE_SEARCH_MS};
 pub use error::{ErrorKind, RuntimeError};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
 pub use secrets::{LLM_SECRETS, SECRET_KEY_ENV};

@@ -185,6 +185,14 @@ async fn worker_without_sources_fails_with_a_reason() {
             .await
             .unwrap();
         assert!(r.resolution.gap);
+        // A worker that crashed mid-search left it `searching` long ago: it is requeued.
+        let id = r.discovery.unwrap().id;
+        rt.store()
+            .execute_raw(&format!(
+                "UPDATE discovery_requests SET status = 'searching', updated_at = 0 WHERE id = '{id}'"
+            ))
+            .await
+            .unwrap();
         let run = rt
             .run_discovery_once(&SourceConfig::default(), &actor)
             .await
@@ -198,5 +206,22 @@ async fn worker_without_sources_fails_with_a_reason() {
                 .contains("no discovery sources")
         );
         rt.verify_audit().await.unwrap();
+        let kinds: Vec<String> = rt
+            .store()
+            .audit_page(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                "discovery.requested",
+                "discovery.pending",
+                "discovery.searching",
+                "discovery.failed"
+            ]
+        );
     }
 }

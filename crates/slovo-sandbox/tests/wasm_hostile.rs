@@ -49,6 +49,40 @@ async fn a_sleep_in_a_host_call_ends_at_the_deadline() {
     assert_eq!(out.output, None, "it never woke up");
 }
 
+/// A module that polls one clock subscription (`clock` 0 = realtime, 1 = monotonic) with an
+/// absolute timeout far in the future, then exits with poll_oneoff's errno.
+fn absolute_sleep(clock: u8) -> Vec<u8> {
+    wat(&format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0)
+            "\00\00\00\00\00\00\00\00" "\00\00\00\00\00\00\00\00"
+            "\{clock:02x}\00\00\00\00\00\00\00" "\ff\ff\ff\ff\ff\ff\ff\7f"
+            "\00\00\00\00\00\00\00\00" "\01\00\00\00\00\00\00\00")
+          (func (export "_start")
+            (call $exit (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#
+    ))
+}
+
+#[tokio::test]
+async fn absolute_sleeps_end_at_the_deadline_or_are_refused() {
+    let w = World::new();
+    w.install("realtime", &absolute_sleep(0)).await;
+    let mut spec = w.spec("realtime", json!({}));
+    spec.limits.timeout = Duration::from_millis(300);
+    let clock = Instant::now();
+    let out = w.backend.run(&spec).await;
+    assert_eq!(out.status, ExecutionStatus::Timeout, "{out:?}");
+    assert!(clock.elapsed() < Duration::from_millis(1500));
+
+    // Monotonic absolute time has the host's origin: refused with ENOTSUP (58).
+    w.install("monotonic", &absolute_sleep(1)).await;
+    let out = w.backend.run(&w.spec("monotonic", json!({}))).await;
+    assert_eq!(out.exit_code, Some(58), "{out:?}");
+}
+
 #[tokio::test]
 async fn cpu_time_is_held_to_the_granted_share() {
     let w = World::new();
