@@ -151,6 +151,10 @@ pub struct SandboxSpec {
     /// Credentials the backend injects (HTTP tools); never serialized.
     #[serde(skip)]
     pub secrets: Secrets,
+    /// What the backend's install step reported for this version (an image digest, an
+    /// artifact key), so that a call can refuse to run something other than what was approved.
+    #[serde(default)]
+    pub install_info: Option<Value>,
 }
 
 /// Where a call runs and with what: the inputs of [`SandboxSpec::from_grant`] besides the grant.
@@ -210,6 +214,7 @@ impl SandboxSpec {
                 "arguments": target.arguments,
             }),
             secrets: Secrets::default(),
+            install_info: None,
         }
     }
 }

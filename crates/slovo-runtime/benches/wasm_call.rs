@@ -198,6 +198,7 @@ fn main() {
         network: NetworkPolicy::None,
         request: json!({"capability": "echo", "arguments": {"text": "hi"}}),
         secrets: Default::default(),
+        install_info: None,
     };
 
     let warm = iters / 10 + 1;

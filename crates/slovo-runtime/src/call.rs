@@ -176,11 +176,12 @@ impl Runtime {
             .await?;
 
         let guard = InflightGuard::new(self, &id);
-        let bundle_digest = self
+        let (bundle_digest, install_info) = self
             .store
             .version(&tool.name, &version)
             .await?
-            .and_then(|v| v.bundle_digest);
+            .map(|v| (v.bundle_digest, v.install_info))
+            .unwrap_or_default();
         let mut spec = SandboxSpec::from_grant(
             &grant,
             CallTarget {
@@ -197,6 +198,7 @@ impl Runtime {
         );
         let secrets = self.secrets_for(&tool.name).await?;
         spec.secrets = secrets.clone();
+        spec.install_info = install_info;
         let clock = Instant::now();
         let outcome = match self.backends.get(execution.kind()) {
             Ok(backend) => backend.run(&spec).await,

@@ -158,6 +158,7 @@ fn main() {
         network: NetworkPolicy::None,
         request: json!({"capability": "probe", "arguments": {}}),
         secrets: Default::default(),
+        install_info: None,
     };
     let call = |b: &ProcessBackend| {
         let o = rt.block_on(b.run(&spec));

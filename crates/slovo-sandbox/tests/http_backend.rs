@@ -113,6 +113,7 @@ fn spec(
         network,
         request: json!({"capability": "op", "arguments": args}),
         secrets: Secrets::new([("api_key".to_string(), "k-123456".to_string())].into()),
+        install_info: None,
     }
 }
 

@@ -128,6 +128,7 @@ impl Sandbox {
             network: NetworkPolicy::None,
             request: json!({"capability": "probe", "arguments": {}}),
             secrets: Default::default(),
+            install_info: None,
         }
     }
 

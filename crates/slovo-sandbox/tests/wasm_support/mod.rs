@@ -112,6 +112,7 @@ impl World {
             network: NetworkPolicy::None,
             request: json!({"capability": "run", "arguments": arguments}),
             secrets: Default::default(),
+            install_info: None,
         }
     }
 }
