@@ -1,6 +1,7 @@
 //! The call path: lookup → grant → validate → record as running → sandbox → record → audit.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,10 +10,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use slovo_core::execution::{CallTarget, ExecutionStatus, Outcome, SandboxSpec};
 use slovo_core::lifecycle::ToolStatus;
-use slovo_core::manifest::{Manifest, parse_manifest};
+use slovo_core::manifest::{Capability, Manifest, parse_manifest};
+use slovo_core::permissions::Grant;
+use slovo_core::secrets::Secrets;
 use slovo_core::time::now_ms;
-use slovo_store::{ExecutionResult, ExecutionRow, NewExecution};
-use tracing::{info, warn};
+use slovo_store::{ExecutionResult, ExecutionRow, NewExecution, ToolRow};
+use tracing::{debug, info, warn};
 
 use crate::{Actor, Result, Runtime, RuntimeError};
 
@@ -80,16 +83,14 @@ impl Runtime {
         Ok(compiled)
     }
 
-    /// Calls a capability. Refusals (unknown tool, not active, expired grant, invalid
-    /// arguments) return an error and write nothing. Once the arguments are valid the call is
-    /// recorded as `running`, run in its backend with a spec derived from the grant only, and
-    /// its result recorded and audited; a tool failure is a recorded execution, not an error.
-    pub async fn call(&self, req: CallRequest) -> Result<ExecutionRow> {
+    /// Everything about an active tool that a call needs besides its arguments, read from the
+    /// store in one go.
+    async fn load_serving(&self, name: &str) -> Result<Arc<Serving>> {
         let tool = self
             .store
-            .tool(&req.tool)
+            .tool(name)
             .await?
-            .ok_or_else(|| RuntimeError::tool_not_found(&req.tool))?;
+            .ok_or_else(|| RuntimeError::tool_not_found(name))?;
         if tool.status != ToolStatus::Active {
             let hint = match tool.status {
                 ToolStatus::PendingApproval => "a person must approve it first (slovo tool approve)",
@@ -105,12 +106,6 @@ impl Runtime {
             });
         }
         let grant = self.grant_of(&tool).await?;
-        if grant.is_expired_at(Utc::now()) {
-            return Err(RuntimeError::GrantExpired {
-                tool: tool.name.clone(),
-                expired_at: grant.expires_at.map(|e| e.to_rfc3339()).unwrap_or_default(),
-            });
-        }
         let version = tool
             .active_version
             .clone()
@@ -119,86 +114,129 @@ impl Runtime {
                 reason: "active tool has no version (corrupt state)".into(),
             })?;
         let compiled = self.compiled(&tool.name, &version).await?;
-        let manifest = &compiled.manifest;
-        let capability = manifest
-            .capability(&req.capability)
-            .ok_or_else(|| RuntimeError::NotFound {
-                what: "capability",
-                name: format!("{}.{}", tool.name, req.capability),
-            })?;
-        let validator = compiled
-            .validators
-            .get(&capability.name)
-            .ok_or_else(|| RuntimeError::NotFound {
-                what: "capability",
-                name: req.capability.clone(),
-            })?;
-        let problems: Vec<String> = validator
-            .iter_errors(&req.arguments)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                if at.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{at}: {e}")
-                }
-            })
-            .collect();
-        if !problems.is_empty() {
-            return Err(RuntimeError::InvalidArguments {
-                tool: tool.name.clone(),
-                capability: capability.name.clone(),
-                problems,
-            });
-        }
-        let Some(execution) = &manifest.execution else {
-            return Err(RuntimeError::NotRunnable {
-                tool: tool.name.clone(),
-                reason: "its manifest has no execution section".into(),
-            });
-        };
-
-        let id = uuid::Uuid::now_v7().to_string();
-        let started_at = now_ms();
-        self.store
-            .insert_running_execution(&NewExecution {
-                id: id.clone(),
-                tool: tool.name.clone(),
-                version: version.clone(),
-                capability: capability.name.clone(),
-                arguments: req.arguments.clone(),
-                conversation_id: req.conversation_id.clone(),
-                turn_id: req.turn_id.clone(),
-                actor: req.actor.0.clone(),
-                started_at,
-                instance_id: self.instance_id.clone(),
-            })
-            .await?;
-
-        let guard = InflightGuard::new(self, &id);
         let (bundle_digest, install_info) = self
             .store
             .version(&tool.name, &version)
             .await?
             .map(|v| (v.bundle_digest, v.install_info))
             .unwrap_or_default();
+        let secrets = self.secrets_for(&tool.name).await?;
+        let serving = Arc::new(Serving {
+            bundle_dir: bundle_digest.map(|d| self.bundles_dir().join(d)),
+            state_dir: self.volume_dir(&tool.name),
+            tool,
+            grant,
+            version,
+            compiled,
+            install_info,
+            secrets,
+        });
+        if let Ok(mut cache) = self.serving.write() {
+            cache.insert(name.to_string(), serving.clone());
+        }
+        Ok(serving)
+    }
+
+    fn forget_serving(&self, name: &str) {
+        if let Ok(mut cache) = self.serving.write() {
+            cache.remove(name);
+        }
+    }
+
+    /// Calls a capability. Refusals (unknown tool, not active, expired grant, invalid
+    /// arguments) return an error and write nothing. Once the arguments are valid the call is
+    /// recorded as `running`, run in its backend with a spec derived from the grant only, and
+    /// its result recorded and audited; a tool failure is a recorded execution, not an error.
+    ///
+    /// The tool, grant, version and secrets come from a per-tool snapshot that is re-read
+    /// whenever it could be stale: the statement that records the call as `running` succeeds
+    /// only if the tool is still active at the snapshot's revision (every lifecycle change,
+    /// grant and secret bumps it, from any process sharing the database), and a refusal
+    /// decided on a cached snapshot is re-checked on a fresh one before it is returned.
+    pub async fn call(&self, req: CallRequest) -> Result<ExecutionRow> {
+        let cached = self.serving.read().ok().and_then(|c| c.get(&req.tool).cloned());
+        let mut from_cache = cached.is_some();
+        let mut serving = match cached {
+            Some(s) => s,
+            None => self.load_serving(&req.tool).await?,
+        };
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut attempts = 0;
+        let (capability_index, started_at) = loop {
+            attempts += 1;
+            let checked = check_call(&serving, &req);
+            let (index, capability) = match checked {
+                Ok(c) => c,
+                Err(e) if from_cache => {
+                    debug!(tool = %req.tool, error = %e, "refusal on a cached snapshot; re-reading");
+                    self.forget_serving(&req.tool);
+                    serving = self.load_serving(&req.tool).await?;
+                    from_cache = false;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let started_at = now_ms();
+            let recorded = self
+                .store
+                .insert_running_execution_at(
+                    &NewExecution {
+                        id: id.clone(),
+                        tool: serving.tool.name.clone(),
+                        version: serving.version.clone(),
+                        capability: capability.name.clone(),
+                        arguments: req.arguments.clone(),
+                        conversation_id: req.conversation_id.clone(),
+                        turn_id: req.turn_id.clone(),
+                        actor: req.actor.0.clone(),
+                        started_at,
+                        instance_id: self.instance_id.clone(),
+                    },
+                    serving.tool.revision,
+                )
+                .await?;
+            if recorded {
+                break (index, started_at);
+            }
+            // The tool changed since the snapshot was read: read it again and re-check.
+            self.forget_serving(&req.tool);
+            if attempts >= 3 {
+                return Err(RuntimeError::Conflict {
+                    tool: req.tool.clone(),
+                    reason: "the tool kept changing while the call was being recorded; retry".into(),
+                });
+            }
+            serving = self.load_serving(&req.tool).await?;
+            from_cache = false;
+        };
+        let tool = &serving.tool;
+        let version = &serving.version;
+        let grant = &serving.grant;
+        let manifest = &serving.compiled.manifest;
+        let capability = &manifest.capabilities[capability_index];
+        let execution = manifest
+            .execution
+            .as_ref()
+            .ok_or_else(|| RuntimeError::tool_not_found(&tool.name))?;
+
+        let guard = InflightGuard::new(self, &id);
         let mut spec = SandboxSpec::from_grant(
-            &grant,
+            grant,
             CallTarget {
                 execution_id: &id,
                 tool: &tool.name,
-                version: &version,
+                version,
                 capability,
                 execution,
                 api: manifest.api_requirements.as_ref(),
-                bundle_dir: bundle_digest.map(|d| self.bundles_dir().join(d)),
-                state_dir: self.volume_dir(&tool.name),
+                bundle_dir: serving.bundle_dir.clone(),
+                state_dir: serving.state_dir.clone(),
                 arguments: &req.arguments,
             },
         );
-        let secrets = self.secrets_for(&tool.name).await?;
+        let secrets = &serving.secrets;
         spec.secrets = secrets.clone();
-        spec.install_info = install_info;
+        spec.install_info = serving.install_info.clone();
         let clock = Instant::now();
         let outcome = match self.backends.get(execution.kind()) {
             Ok(backend) => backend.run(&spec).await,
@@ -263,14 +301,102 @@ impl Runtime {
         tx.commit().await?;
         guard.complete();
         info!(execution = %id, tool = %tool.name, capability = %capability.name, %status, duration_ms, "call finished");
-        self.store
-            .execution(&id)
-            .await?
-            .ok_or_else(|| RuntimeError::NotFound {
-                what: "execution",
-                name: id,
-            })
+        // The record as stored, built from what was just written rather than read back.
+        Ok(ExecutionRow {
+            id,
+            tool: tool.name.clone(),
+            version: version.clone(),
+            capability: capability.name.clone(),
+            arguments: req.arguments,
+            status,
+            output: result.output,
+            stderr: result.stderr,
+            error: result.error,
+            exit_code: result.exit_code.map(i64::from),
+            duration_ms: Some(duration_ms),
+            cpu_ms: result.cpu_ms,
+            peak_memory_bytes: result.peak_memory_bytes,
+            sandbox_id: result.sandbox_id,
+            conversation_id: req.conversation_id,
+            turn_id: req.turn_id,
+            actor: req.actor.0,
+            started_at,
+            finished_at: Some(result.finished_at),
+        })
     }
+}
+
+/// What a call needs of an active tool, as the call path last read it (see [`Runtime::call`]).
+pub(crate) struct Serving {
+    tool: ToolRow,
+    grant: Grant,
+    version: String,
+    compiled: Arc<CompiledTool>,
+    bundle_dir: Option<PathBuf>,
+    state_dir: PathBuf,
+    install_info: Option<Value>,
+    secrets: Secrets,
+}
+
+/// The refusals decided before anything is written: an expired grant, an unknown capability,
+/// arguments that do not fit its schema, a tool with no way to run. Returns the capability's
+/// index in the manifest.
+fn check_call<'a>(serving: &'a Serving, req: &CallRequest) -> Result<(usize, &'a Capability)> {
+    let tool = &serving.tool;
+    if serving.grant.is_expired_at(Utc::now()) {
+        return Err(RuntimeError::GrantExpired {
+            tool: tool.name.clone(),
+            expired_at: serving
+                .grant
+                .expires_at
+                .map(|e| e.to_rfc3339())
+                .unwrap_or_default(),
+        });
+    }
+    let manifest = &serving.compiled.manifest;
+    let (index, capability) = manifest
+        .capabilities
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.name == req.capability)
+        .ok_or_else(|| RuntimeError::NotFound {
+            what: "capability",
+            name: format!("{}.{}", tool.name, req.capability),
+        })?;
+    let validator =
+        serving
+            .compiled
+            .validators
+            .get(&capability.name)
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: "capability",
+                name: req.capability.clone(),
+            })?;
+    let problems: Vec<String> = validator
+        .iter_errors(&req.arguments)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(RuntimeError::InvalidArguments {
+            tool: tool.name.clone(),
+            capability: capability.name.clone(),
+            problems,
+        });
+    }
+    if manifest.execution.is_none() {
+        return Err(RuntimeError::NotRunnable {
+            tool: tool.name.clone(),
+            reason: "its manifest has no execution section".into(),
+        });
+    }
+    Ok((index, capability))
 }
 
 /// Keeps an execution id in the runtime's in-flight set while its call runs. If the call's

@@ -36,7 +36,9 @@ use slovo_store::Store;
 pub use access::NewToken;
 pub use bundle::{BUNDLE_MANIFEST_NAMES, find_bundle_manifest};
 pub use call::{CallRequest, CompiledTool};
-pub use discovery::{DEFAULT_RESOLVE_LIMIT, DiscoveryRef, DiscoveryRun, ResolveOutcome, STALE_SEARCH_MS};
+pub use discovery::{
+    DEFAULT_RESOLVE_LIMIT, DiscoveryRef, DiscoveryRun, ResolveOutcome, STALE_SEARCH_MS, UrlFetcher,
+};
 pub use error::{ErrorKind, RuntimeError};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
 pub use secrets::{LLM_SECRETS, SECRET_KEY_ENV};
@@ -66,6 +68,9 @@ pub struct Runtime {
     /// Parsed manifests and compiled argument validators, by (tool, version). A version's
     /// manifest never changes once imported, so entries never go stale.
     compiled: RwLock<HashMap<(String, String), Arc<CompiledTool>>>,
+    /// What the call path last read of each active tool, checked against the tool's revision by
+    /// the statement that records each call (see `call.rs`).
+    serving: RwLock<HashMap<String, Arc<call::Serving>>>,
     /// Executions this runtime started and has not finished recording.
     inflight: Mutex<HashSet<String>>,
     /// Identifies this installation's runtime on execution records (see [`Runtime::instance_id`]).
@@ -83,6 +88,7 @@ impl Runtime {
             backends,
             data_dir: data_dir.into(),
             compiled: RwLock::default(),
+            serving: RwLock::default(),
             inflight: Mutex::default(),
             instance_id: String::new(),
             discovery: discovery::DiscoveryCache::default(),

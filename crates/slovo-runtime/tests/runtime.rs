@@ -94,6 +94,8 @@ struct Harness {
     rt: Runtime,
     backend: Arc<RecordingBackend>,
     label: &'static str,
+    url: String,
+    data_dir: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -111,6 +113,8 @@ async fn harnesses() -> Vec<Harness> {
             rt,
             backend,
             label: db.label,
+            url: db.url.clone(),
+            data_dir: db.dir.path().join("data"),
             _dir: db.dir,
         });
     }
@@ -831,6 +835,115 @@ async fn secrets_are_encrypted_and_never_stored_in_plaintext() {
             h.rt.set_secret("nope", "k", zeroize::Zeroizing::new("v".into()), &actor())
                 .await
                 .is_err()
+        );
+        h.rt.verify_audit().await.unwrap();
+    }
+}
+
+/// A runtime keeps what it read of a tool between calls; a change made by another process on
+/// the same database (the CLI beside a server) must still take effect on the very next call.
+#[tokio::test]
+async fn changes_by_another_process_take_effect_on_the_next_call() {
+    for h in harnesses().await {
+        let other = Runtime::new(
+            Store::connect(&h.url).await.unwrap(),
+            Backends::new().with(Arc::new(RecordingBackend::default())),
+            h.data_dir.clone(),
+        );
+        h.rt.import(tool_manifest("1.0.0", 128, &[]), &actor())
+            .await
+            .unwrap();
+        h.rt.approve("echo", &Narrowing::default(), &actor())
+            .await
+            .unwrap();
+        let first =
+            h.rt.call(call("echo", "say", json!({"text": "a"})))
+                .await
+                .unwrap();
+        // The row a call returns is the row it stored.
+        assert_eq!(
+            Some(&first),
+            h.rt.store().execution(&first.id).await.unwrap().as_ref(),
+            "{}",
+            h.label
+        );
+
+        // Disabled elsewhere: refused here, nothing written.
+        other.disable("echo", &actor()).await.unwrap();
+        let before = h.rt.store().dump().await.unwrap();
+        let err =
+            h.rt.call(call("echo", "say", json!({"text": "b"})))
+                .await
+                .unwrap_err();
+        assert!(
+            matches!(err, RuntimeError::NotCallable { .. }),
+            "{}: {err}",
+            h.label
+        );
+        assert_eq!(before, h.rt.store().dump().await.unwrap(), "{}", h.label);
+        other.enable("echo", &actor()).await.unwrap();
+
+        // Upgraded elsewhere to a version whose schema accepts what the old one refused
+        // (the new field is unknown to 1.0.0, whose schema forbids extra properties).
+        let mut text: Value = serde_json::from_slice(match &tool_manifest("1.1.0", 128, &[]) {
+            ImportSource::Manifest { bytes, .. } => bytes,
+            _ => unreachable!(),
+        })
+        .unwrap();
+        text["capabilities"][0]["parameters"]["properties"]["loud"] = json!({"type": "boolean"});
+        other
+            .import(
+                ImportSource::Manifest {
+                    name: "echo-1.1.0.json".into(),
+                    bytes: text.to_string().into_bytes(),
+                },
+                &actor(),
+            )
+            .await
+            .unwrap();
+        let upgraded =
+            h.rt.call(call("echo", "say", json!({"text": "c", "loud": true})))
+                .await
+                .unwrap();
+        assert_eq!(upgraded.version, "1.1.0", "{}", h.label);
+
+        // A secret set elsewhere reaches the next call's sandbox.
+        other
+            .set_secret(
+                "echo",
+                "api_key",
+                zeroize::Zeroizing::new("sk-from-elsewhere".to_string()),
+                &actor(),
+            )
+            .await
+            .unwrap();
+        h.rt.call(call("echo", "say", json!({"text": "d"})))
+            .await
+            .unwrap();
+        assert_eq!(
+            h.backend
+                .specs
+                .lock()
+                .unwrap()
+                .last()
+                .unwrap()
+                .secrets
+                .get("api_key"),
+            Some("sk-from-elsewhere"),
+            "{}",
+            h.label
+        );
+
+        // Revoked elsewhere: refused.
+        other.revoke("echo", false, &actor()).await.unwrap();
+        let err =
+            h.rt.call(call("echo", "say", json!({"text": "e"})))
+                .await
+                .unwrap_err();
+        assert!(
+            matches!(err, RuntimeError::NotCallable { .. }),
+            "{}: {err}",
+            h.label
         );
         h.rt.verify_audit().await.unwrap();
     }

@@ -4,9 +4,13 @@
 //!
 //! Run (as root, for the process sandbox): `cargo bench -p slovo-server --bench load`.
 //! `SLOVO_LOAD_SECONDS` (default 10) and `SLOVO_LOAD_CLIENTS` (default 16) tune it;
-//! `SLOVO_LOAD_KINDS=process,wasm` picks the tools (default: every one this build can run).
+//! `SLOVO_LOAD_KINDS=wasm,process` picks the tools (default: both).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../slovo-sandbox/tests/wasm_support/tools.rs"]
+mod wasm_tools;
+
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +63,22 @@ fn process_tool(dir: &std::path::Path) -> Option<Tool> {
     })
 }
 
+/// The echo module of `crates/slovo-sandbox/tests/wasm-tools`, built for wasm32-wasip1.
+fn wasm_tool(dir: &std::path::Path) -> Tool {
+    let bundle = dir.join("wasm-bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let built = wasm_tools::wasm_tools_dir(Path::new(env!("CARGO_TARGET_TMPDIR"))).join("echo.wasm");
+    std::fs::copy(built, bundle.join("echo.wasm")).unwrap();
+    std::fs::write(
+        bundle.join("slovo.yaml"),
+        "name: cheap-wasm\nversion: 1.0.0\ndescription: cheap\ncapabilities:\n  - name: ping\n    description: ping\n\
+         permissions: {memory_limit_mb: 64, cpu_limit_percent: 100, storage_quota_mb: 0}\n\
+         execution: {type: wasm, module: echo.wasm}\n",
+    )
+    .unwrap();
+    Tool { kind: "wasm", bundle }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -76,7 +96,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(16);
-    let wanted = std::env::var("SLOVO_LOAD_KINDS").unwrap_or_else(|_| "process".into());
+    let wanted = std::env::var("SLOVO_LOAD_KINDS").unwrap_or_else(|_| "wasm,process".into());
     let dir = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -87,6 +107,9 @@ fn main() {
         .unwrap();
 
     let mut tools = Vec::new();
+    if wanted.contains("wasm") {
+        tools.push(wasm_tool(dir.path()));
+    }
     if wanted.contains("process") {
         match process_tool(dir.path()) {
             Some(t) => tools.push(t),
@@ -113,6 +136,12 @@ fn main() {
                 .unwrap();
                 backends = backends.with(Arc::new(process));
             }
+            backends = backends.with(Arc::new(
+                slovo_sandbox::wasm::WasmBackend::new(slovo_sandbox::wasm::WasmConfig::new(
+                    data.join("wasm-cache"),
+                ))
+                .unwrap(),
+            ));
             let runtime = Arc::new(Runtime::new(store, backends, &data));
             let actor = Actor("bench".into());
             let report = runtime

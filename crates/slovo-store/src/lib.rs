@@ -90,6 +90,10 @@ impl Store {
             DbKind::Sqlite => {
                 AnyPoolOptions::new()
                     .max_connections(8)
+                    // A SQLite connection is a file handle in this process: it cannot go stale
+                    // the way a network connection can, so the ping before every acquire would
+                    // only add a round trip to each query.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             // WAL lets readers proceed while one writer commits; the busy
@@ -233,6 +237,34 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Records a call as `running`, but only while the tool is still `active` at `revision`:
+    /// the check and the insert are one statement, so no call starts on a grant, version or
+    /// secret that a concurrent change has just replaced. False (nothing written) when the tool
+    /// has changed.
+    pub async fn insert_running_execution_at(&self, e: &NewExecution, revision: i64) -> Result<bool> {
+        let n = sqlx::query(
+            "INSERT INTO executions (id, tool, version, capability, arguments, status, conversation_id, \
+             turn_id, actor, started_at, instance_id) \
+             SELECT $1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10 \
+             WHERE EXISTS (SELECT 1 FROM tools WHERE name = $2 AND revision = $11 AND status = 'active')",
+        )
+        .bind(&e.id)
+        .bind(&e.tool)
+        .bind(&e.version)
+        .bind(&e.capability)
+        .bind(e.arguments.to_string())
+        .bind(&e.conversation_id)
+        .bind(&e.turn_id)
+        .bind(&e.actor)
+        .bind(e.started_at)
+        .bind(&e.instance_id)
+        .bind(revision)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     /// One execution.
@@ -679,11 +711,7 @@ impl Tx {
         .bind(&hash)
         .execute(&mut *self.tx)
         .await?;
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(seq)
-            .bind(&hash)
-            .execute(&mut *self.tx)
-            .await?;
+        // The trigger `audit_head_follows` moves the head to this event in the same statement.
         let event = AuditEvent {
             seq,
             at_ms,
@@ -714,6 +742,17 @@ impl Tx {
         .bind(s.updated_at)
         .execute(&mut *self.tx)
         .await?;
+        self.bump_tool_revision(&s.tool).await
+    }
+
+    /// A secret is part of how a tool is called: changing one bumps the tool's revision, so
+    /// that a runtime's cached view of the tool (see `insert_running_execution_at`) is
+    /// refreshed before the next call. A secret set before its tool exists bumps nothing.
+    async fn bump_tool_revision(&mut self, tool: &str) -> Result<()> {
+        sqlx::query("UPDATE tools SET revision = revision + 1 WHERE name = $1")
+            .bind(tool)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -725,6 +764,9 @@ impl Tx {
             .execute(&mut *self.tx)
             .await?
             .rows_affected();
+        if n == 1 {
+            self.bump_tool_revision(tool).await?;
+        }
         Ok(n == 1)
     }
 

@@ -1,0 +1,11 @@
+-- The audit head follows every appended event inside the appending statement, saving the
+-- call path one statement per audited write. `Store::begin` still locks the head first.
+CREATE FUNCTION audit_head_follow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE audit_head SET seq = NEW.seq, hash = NEW.hash WHERE id = 1;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER audit_head_follows AFTER INSERT ON audit_events
+    FOR EACH ROW EXECUTE FUNCTION audit_head_follow();
