@@ -213,10 +213,12 @@ pub(crate) fn install(src: &Path, bundles_dir: &Path) -> Result<String> {
         fs::set_permissions(&to, fs::Permissions::from_mode(0o555))
             .map_err(|err| RuntimeError::io("chmod", &to, err))?;
     }
-    fs::set_permissions(&root, fs::Permissions::from_mode(0o555))
-        .map_err(|err| RuntimeError::io("chmod", &root, err))?;
+    // The top directory is made read-only only once it is in place: moving a directory to
+    // another parent rewrites its `..` entry, which needs write permission on it (root is
+    // exempt, an ordinary user is not).
     match fs::rename(&root, &dir) {
-        Ok(()) => {}
+        Ok(()) => fs::set_permissions(&dir, fs::Permissions::from_mode(0o555))
+            .map_err(|err| RuntimeError::io("chmod", &dir, err))?,
         // Another import of the same content won the race: theirs is identical.
         Err(_) if dir.is_dir() => {}
         Err(e) => return Err(RuntimeError::io("install", &dir, e)),
