@@ -8,6 +8,16 @@ use std::fmt;
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secrets(BTreeMap<String, String>);
 
+/// The runtime keeps a tool's decrypted secrets while the tool is being called; the memory is
+/// wiped when they are dropped.
+impl Drop for Secrets {
+    fn drop(&mut self) {
+        for value in self.0.values_mut() {
+            zeroize::Zeroize::zeroize(value);
+        }
+    }
+}
+
 impl Secrets {
     /// Secrets from name → value pairs.
     pub fn new(values: BTreeMap<String, String>) -> Self {
