@@ -1,7 +1,9 @@
 //! Operations → capabilities: the walk over `paths`, one operation at a time, each in its own
 //! `Result` so that one bad operation is skipped and never sinks the document.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -13,7 +15,7 @@ use crate::error::IngestError;
 use crate::naming::{self, MAX_DESCRIPTION};
 use crate::refs::{DocId, RefStore};
 use crate::report::{IngestReport, RequiredSecret, Risk, RiskLevel, SecretScheme, Skipped};
-use crate::schema::{Converter, Flavor};
+use crate::schema::{Converter, Flavor, Patterns};
 use crate::source::{Location, Source};
 use crate::{IngestOptions, Ingested, validate};
 
@@ -23,19 +25,25 @@ pub(crate) const METHODS: [&str; 8] = [
 ];
 
 /// One operation found in `paths`.
-struct Op {
+struct Op<'r> {
     path: String,
     method: &'static str,
     /// Document the path item lives in (the base for its references).
     doc: DocId,
-    item: Value,
-    op: Value,
+    /// Shared by the operations of one path item, and borrowed from the document unless the
+    /// path item is a `$ref`: a copy per operation was a large share of the import time.
+    item: Rc<Cow<'r, Value>>,
 }
 
-impl Op {
+impl Op<'_> {
+    /// The operation object (present: an `Op` is only made for a method its item has).
+    fn op(&self) -> &Value {
+        &self.item[self.method]
+    }
+
     fn label(&self) -> String {
         let mut s = format!("{} {}", self.method.to_ascii_uppercase(), self.path);
-        if let Some(id) = self.op.get("operationId").and_then(Value::as_str) {
+        if let Some(id) = self.op().get("operationId").and_then(Value::as_str) {
             s.push_str(&format!(" ({id})"));
         }
         s
@@ -43,11 +51,12 @@ impl Op {
 }
 
 /// A parameter after `$ref` resolution, with the document it was found in.
-struct Param {
+struct Param<'a> {
     name: String,
     location: String,
     doc: DocId,
-    def: Value,
+    /// Borrowed from the operation unless the parameter is a `$ref`.
+    def: Cow<'a, Value>,
 }
 
 pub(crate) fn build(
@@ -95,8 +104,9 @@ pub(crate) fn build(
         }
     }
 
+    // The store owns the document from here on (a copy of it was pure overhead).
     let mut store = RefStore::new(
-        root.clone(),
+        root,
         source.location.clone(),
         options.file_root.clone(),
         &options.remote,
@@ -119,14 +129,14 @@ pub(crate) fn build(
                     continue;
                 }
             };
+            let item = Rc::new(item);
             for method in METHODS {
-                if let Some(op) = item.get(method) {
+                if item.get(method).is_some() {
                     ops.push(Op {
                         path: path.clone(),
                         method,
                         doc,
-                        item: item.clone(),
-                        op: op.clone(),
+                        item: Rc::clone(&item),
                     });
                 }
             }
@@ -147,7 +157,7 @@ pub(crate) fn build(
     // Operation ids must be unique within a document.
     let mut by_id: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for op in &ops {
-        if let Some(id) = op.op.get("operationId").and_then(Value::as_str) {
+        if let Some(id) = op.op().get("operationId").and_then(Value::as_str) {
             by_id.entry(id).or_default().push(op.label());
         }
     }
@@ -169,7 +179,7 @@ pub(crate) fn build(
 
     // Filters, then the cap.
     let before = ops.len();
-    ops.retain(|op| options.filter.matches(&op.path, op.method, &op.op));
+    ops.retain(|op| options.filter.matches(&op.path, op.method, op.op()));
     report.filtered_out = before - ops.len();
     if ops.len() > options.max_operations {
         return Err(IngestError::TooManyOperations {
@@ -187,7 +197,7 @@ pub(crate) fn build(
         lenient: !options.strict,
         store,
         flavor,
-        patterns: HashMap::new(),
+        patterns: Patterns::default(),
         base_url: base_url.clone(),
         names: HashSet::new(),
         root: root.clone(),
@@ -386,7 +396,7 @@ struct Builder<'a> {
     lenient: bool,
     store: RefStore<'a>,
     flavor: Flavor,
-    patterns: HashMap<String, bool>,
+    patterns: Patterns,
     base_url: Option<String>,
     names: HashSet<String>,
     root: Arc<Value>,
@@ -404,7 +414,7 @@ impl Builder<'_> {
         if !op.path.starts_with('/') {
             return Err("the path does not start with /".into());
         }
-        if !op.op.is_object() {
+        if !op.op().is_object() {
             return Err("the operation is not an object".into());
         }
         let endpoint = self.endpoint(op)?;
@@ -446,42 +456,40 @@ impl Builder<'_> {
             openapi_body(&mut conv, op)?
         };
         let mut body_binding = None;
-        if let Some(body) = body {
-            let flat = body
-                .schema
-                .get("properties")
-                .and_then(Value::as_object)
-                .filter(|_| {
-                    let s = &body.schema;
-                    ["allOf", "anyOf", "oneOf", "$ref", "not", "if"]
-                        .iter()
-                        .all(|k| s.get(*k).is_none())
-                        && s.get("type").is_none_or(|t| t == "object")
-                        && body.flattenable
-                });
-            if let Some(fields) = flat {
-                let body_required: Vec<&str> = body
-                    .schema
-                    .get("required")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
+        if let Some(mut body) = body {
+            let s = &body.schema;
+            let flat = body.flattenable
+                && s.get("properties").is_some_and(Value::is_object)
+                && ["allOf", "anyOf", "oneOf", "$ref", "not", "if"]
+                    .iter()
+                    .all(|k| s.get(*k).is_none())
+                && s.get("type").is_none_or(|t| t == "object");
+            // The body schema is ours (just converted): its parts are moved into the inputs,
+            // not copied.
+            let mut fields = None;
+            let mut body_required = Vec::new();
+            if flat && let Value::Object(s) = &mut body.schema {
+                if let Some(Value::Array(a)) = s.get("required") {
+                    body_required = a.iter().filter_map(Value::as_str).map(str::to_string).collect();
+                }
+                if let Some(Value::Object(f)) = s.remove("properties") {
+                    fields = Some(f);
+                }
+            }
+            if let Some(fields) = fields {
                 for (field, schema) in fields {
-                    let prop = claim(field, "body", &mut taken);
-                    if body.required && body_required.contains(&field.as_str()) {
+                    let prop = claim(&field, "body", &mut taken);
+                    if body.required && body_required.contains(&field) {
                         required.push(json!(prop));
                     }
-                    properties.insert(
-                        prop,
-                        with_binding(schema.clone(), json!({"in": "body", "name": field})),
-                    );
+                    properties.insert(prop, with_binding(schema, json!({"in": "body", "name": field})));
                 }
             } else {
                 let prop = claim("body", "request", &mut taken);
                 if body.required {
                     required.push(json!(prop));
                 }
-                let mut schema = body.schema.clone();
+                let mut schema = std::mem::take(&mut body.schema);
                 if let (Some(d), Value::Object(s)) = (&body.description, &mut schema)
                     && !s.contains_key("description")
                 {
@@ -515,16 +523,21 @@ impl Builder<'_> {
             parameters.insert("x-slovo-security".into(), security);
         }
         let parameters = Value::Object(parameters);
-        check_schema(&parameters)?;
+        check_schema(&parameters, &self.patterns)?;
 
-        let op_id = op.op.get("operationId").and_then(Value::as_str);
+        let op_id = op.op().get("operationId").and_then(Value::as_str);
         let name = naming::unique(
             naming::capability_name(op_id, op.method, &op.path),
             &mut self.names,
         );
-        let summary = op.op.get("summary").and_then(Value::as_str).unwrap_or("").trim();
+        let summary = op
+            .op()
+            .get("summary")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim();
         let long = op
-            .op
+            .op()
             .get("description")
             .and_then(Value::as_str)
             .unwrap_or("")
@@ -565,7 +578,7 @@ impl Builder<'_> {
     /// base URL or below it.
     fn endpoint(&mut self, op: &Op) -> Result<String, String> {
         let own = op
-            .op
+            .op()
             .get("servers")
             .or_else(|| op.item.get("servers"))
             .and_then(Value::as_array)
@@ -589,11 +602,11 @@ impl Builder<'_> {
         }
     }
 
-    fn parameters(&mut self, op: &Op) -> Result<Vec<Param>, String> {
+    fn parameters<'o>(&mut self, op: &'o Op) -> Result<Vec<Param<'o>>, String> {
         let mut out: Vec<Param> = Vec::new();
         for (level, list) in [
             ("path item", op.item.get("parameters")),
-            ("operation", op.op.get("parameters")),
+            ("operation", op.op().get("parameters")),
         ] {
             let Some(list) = list else { continue };
             let Some(list) = list.as_array() else {
@@ -634,7 +647,7 @@ impl Builder<'_> {
                     name: name.to_string(),
                     location: location.to_string(),
                     doc,
-                    def: def.clone(),
+                    def,
                 });
             }
         }
@@ -646,7 +659,7 @@ impl Builder<'_> {
 
     fn security(&mut self, op: &Op) -> Option<Value> {
         let reqs = op
-            .op
+            .op()
             .get("security")
             .or_else(|| self.root.get("security"))
             .and_then(Value::as_array)?;
@@ -708,7 +721,7 @@ fn param_schema(conv: &mut Converter, p: &Param, flavor: Flavor) -> Result<(Valu
     binding.insert("name".into(), json!(p.name));
     let mut schema = if flavor == Flavor::Swagger2 {
         // A 2.0 parameter carries its schema keywords itself.
-        let mut s = p.def.clone();
+        let mut s = p.def.as_ref().clone();
         if let Value::Object(o) = &mut s {
             for k in [
                 "name",
@@ -816,7 +829,7 @@ fn media_rank(media: &str) -> usize {
 }
 
 fn openapi_body(conv: &mut Converter, op: &Op) -> Result<Option<Body>, String> {
-    let Some(raw) = op.op.get("requestBody") else {
+    let Some(raw) = op.op().get("requestBody") else {
         return Ok(None);
     };
     let (doc, body) = conv.refs().deref(op.doc, raw)?;
@@ -851,7 +864,7 @@ fn swagger_body(
     form: &[&Param],
 ) -> Result<Option<Body>, String> {
     let consumes: Vec<&str> = op
-        .op
+        .op()
         .get("consumes")
         .or_else(|| root.get("consumes"))
         .and_then(Value::as_array)
@@ -935,15 +948,23 @@ fn check_path_template(path: &str, params: &[Param]) -> Result<(), String> {
 }
 
 /// The produced schema must be a valid 2020-12 schema that compiles, with a root object type.
-fn check_schema(schema: &Value) -> Result<(), String> {
+///
+/// Building the validator checks the schema against the 2020-12 meta-schema first (the same
+/// meta-validator `jsonschema::meta::validate` uses; our schemas declare no `$schema` and embed
+/// no resources), so the meta-schema check runs once, inside the build; `meta::validate` is
+/// only asked again when the build fails, to report which of the two checks failed.
+fn check_schema(schema: &Value, patterns: &Patterns) -> Result<(), String> {
+    let Err(compile_error) = patterns.compile(schema) else {
+        return Ok(());
+    };
     if let Err(e) = jsonschema::meta::validate(schema) {
         return Err(format!(
             "the converted input schema is not valid JSON Schema: {e}"
         ));
     }
-    jsonschema::validator_for(schema)
-        .map(|_| ())
-        .map_err(|e| format!("the converted input schema does not compile: {e}"))
+    Err(format!(
+        "the converted input schema does not compile: {compile_error}"
+    ))
 }
 
 fn risk_of(cap: &Capability, op: &Op) -> Option<Risk> {

@@ -7,6 +7,7 @@
 //! (`$ref` to a `$ref`) is followed at most [`MAX_CHAIN`] steps, so a cycle of bare references
 //! ends in an error instead of a loop.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -127,10 +128,12 @@ impl<'a> RefStore<'a> {
     }
 
     /// Follows `value` while it is a `{"$ref": …}` object; returns the final value and the
-    /// document it lives in (the base for the references inside it).
-    pub fn deref(&mut self, doc: DocId, value: &Value) -> Result<(DocId, Value), String> {
+    /// document it lives in (the base for the references inside it). A value that is not a
+    /// reference comes back borrowed: most parameters and path items are written inline, and
+    /// copying them (a path item holds all its operations) was a large share of the import time.
+    pub fn deref<'v>(&mut self, doc: DocId, value: &'v Value) -> Result<(DocId, Cow<'v, Value>), String> {
         let mut doc = doc;
-        let mut current = value.clone();
+        let mut current = Cow::Borrowed(value);
         for _ in 0..MAX_CHAIN {
             let Some(r) = current.get("$ref") else {
                 return Ok((doc, current));
@@ -140,7 +143,7 @@ impl<'a> RefStore<'a> {
             };
             let t = self.resolve(doc, r)?;
             doc = t.doc;
-            current = t.value().cloned().unwrap_or(Value::Null);
+            current = Cow::Owned(t.value().cloned().unwrap_or(Value::Null));
         }
         Err(format!("$ref chain longer than {MAX_CHAIN} (a reference cycle?)"))
     }

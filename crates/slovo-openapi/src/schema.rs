@@ -53,11 +53,47 @@ pub(crate) struct Converter<'s, 'a> {
     inline_left: usize,
     nodes: usize,
     pub notes: Vec<String>,
-    patterns: &'s mut HashMap<String, bool>,
+    patterns: &'s mut Patterns,
+}
+
+/// The regular expressions of one document: whether each `pattern` compiles, and the compiled
+/// expressions shared by every validator built for the document's input schemas. Operations of
+/// one API repeat the same patterns (identifier formats, mostly); compiling each once instead
+/// of once per schema that contains it was the largest part of compiling those schemas. Both
+/// are memoisation of a deterministic compile with the same options, so the results are the
+/// same as without them. (A process-wide cache was tried: no faster on the Twilio set, since
+/// `jsonschema` still translates each pattern per build, and it would keep memory.)
+#[derive(Default)]
+pub(crate) struct Patterns {
+    verdicts: HashMap<String, bool>,
+    cache: jsonschema::PatternCache,
+}
+
+impl Patterns {
+    /// Whether `p` is a regular expression JSON Schema validation can use.
+    pub fn usable(&mut self, p: &str) -> bool {
+        if let Some(ok) = self.verdicts.get(p) {
+            return *ok;
+        }
+        let ok = self.compile(&json!({ "pattern": p })).is_ok();
+        self.verdicts.insert(p.to_string(), ok);
+        ok
+    }
+
+    /// `jsonschema::validator_for(schema)` (meta-schema check included), sharing compiled
+    /// patterns with the other schemas of the document. The cache keeps failed compiles too.
+    pub fn compile(
+        &self,
+        schema: &Value,
+    ) -> Result<jsonschema::Validator, jsonschema::ValidationError<'static>> {
+        jsonschema::options()
+            .with_pattern_cache(self.cache.clone())
+            .build(schema)
+    }
 }
 
 impl<'s, 'a> Converter<'s, 'a> {
-    pub fn new(refs: &'s mut RefStore<'a>, flavor: Flavor, patterns: &'s mut HashMap<String, bool>) -> Self {
+    pub fn new(refs: &'s mut RefStore<'a>, flavor: Flavor, patterns: &'s mut Patterns) -> Self {
         Converter {
             refs,
             flavor,
@@ -122,12 +158,12 @@ impl<'s, 'a> Converter<'s, 'a> {
             let converted = self.reference(r, doc, depth)?;
             // 3.0 and 2.0 ignore siblings of `$ref`; keep only a description to help readers.
             // 3.1 (JSON Schema 2020-12) applies them alongside the reference.
-            let siblings: Map<String, Value> = obj
-                .iter()
-                .filter(|(k, _)| k.as_str() != "$ref")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            if self.flavor == Flavor::Oas31 && siblings.keys().any(|k| !k.starts_with("x-")) {
+            if self.flavor == Flavor::Oas31 && obj.keys().any(|k| k != "$ref" && !k.starts_with("x-")) {
+                let siblings: Map<String, Value> = obj
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "$ref")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 let mut rest = self.convert_object(&siblings, doc, depth)?;
                 if let Value::Object(r) = &mut rest {
                     if r.is_empty() {
@@ -370,12 +406,7 @@ impl<'s, 'a> Converter<'s, 'a> {
     }
 
     fn pattern_ok(&mut self, p: &str) -> bool {
-        if let Some(ok) = self.patterns.get(p) {
-            return *ok;
-        }
-        let ok = jsonschema::validator_for(&json!({ "pattern": p })).is_ok();
-        self.patterns.insert(p.to_string(), ok);
-        ok
+        self.patterns.usable(p)
     }
 }
 
@@ -450,7 +481,7 @@ mod tests {
     fn convert(flavor: Flavor, doc: Value, schema: Value) -> Value {
         let policy = RemotePolicy::default();
         let mut store = RefStore::new(doc, Location::Memory, None, &policy, 1 << 20);
-        let mut patterns = HashMap::new();
+        let mut patterns = Patterns::default();
         let mut c = Converter::new(&mut store, flavor, &mut patterns);
         let mut out = c.convert(&schema, 0).unwrap();
         c.finish().unwrap();

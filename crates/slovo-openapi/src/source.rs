@@ -75,7 +75,10 @@ impl Source {
 fn read_capped(path: &Path, max: usize) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
+    // Sized from the file's length (when known) so that the read does not grow the buffer
+    // step by step; the cap still comes from `take`, not from the length.
+    let hint = file.metadata().map(|m| m.len()).unwrap_or(0).min(max as u64 + 1);
+    let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
     file.take(max as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;
