@@ -11,7 +11,8 @@ Run by scripts/mcp-python-check.sh, which makes a venv with `mcp` from PyPI and 
    tools/list shapes, a call that succeeds, one whose API fails (isError), invalid arguments
    (isError, nothing recorded), a tool that cannot run (isError), an unknown tool (protocol
    error), no token (401), a reader token (403), and notifications/tools/list_changed after
-   `slovo tool disable` in another process.
+   `slovo tool disable` in another process; the built-in `slovo_resolve` tool (a servable
+   request and a gap).
 4. Over stdio (`slovo mcp`): tools/list and a call, recorded as `mcp:stdio`.
 
 If this build of `slovo` has no HTTP backend, the calls to `web` must come back as isError
@@ -177,7 +178,13 @@ def http_status(url: str, token: str | None) -> tuple[int, dict]:
 async def exercise(client: Client, label: str, slovo: Slovo, web_backend: dict) -> None:
     """tools/list and tools/call on one connected client."""
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    check(f"{label}: tools/list has notes__add, web__echo, web__broken", set(tools) == {"notes__add", "web__echo", "web__broken"}, list(tools))
+    check(f"{label}: tools/list has slovo_resolve, notes__add, web__echo, web__broken", set(tools) == {"slovo_resolve", "notes__add", "web__echo", "web__broken"}, list(tools))
+    resolve = tools.get("slovo_resolve")
+    check(
+        f"{label}: slovo_resolve takes {{query, limit?}}",
+        resolve is not None and resolve.input_schema.get("required") == ["query"] and set(resolve.input_schema.get("properties", {})) == {"query", "limit"},
+        resolve,
+    )
     check(f"{label}: names are at most 64 characters", all(len(n) <= 64 for n in tools), list(tools))
     echo = tools.get("web__echo")
     check(
@@ -220,6 +227,20 @@ async def exercise(client: Client, label: str, slovo: Slovo, web_backend: dict) 
     check(f"{label}: invalid arguments are an isError result", r.is_error is True and "invalid arguments" in text_of(r), text_of(r))
     r = await client.call_tool("notes__add", {"text": "x"})
     check(f"{label}: a tool without an execution section is an isError result", r.is_error is True and "cannot run" in text_of(r), text_of(r))
+    r = await client.call_tool("slovo_resolve", {"query": 'add a note "buy milk"'})
+    top = ((r.structured_content or {}).get("candidates") or [{}])[0]
+    check(
+        f"{label}: slovo_resolve ranks notes.add first, with the quoted text filled",
+        not r.is_error and (r.structured_content or {}).get("gap") is False and top.get("tool") == "notes" and top.get("capability") == "add" and top.get("arguments", {}).get("text") == "buy milk",
+        r.structured_content or text_of(r),
+    )
+    r = await client.call_tool("slovo_resolve", {"query": "order a large pepperoni pizza", "limit": 3})
+    gap = r.structured_content or {}
+    check(
+        f"{label}: slovo_resolve reports a gap with a discovery request",
+        not r.is_error and gap.get("gap") is True and bool((gap.get("discovery") or {}).get("id")),
+        gap or text_of(r),
+    )
     after = len(slovo.json("executions", "--limit", "1000"))
     check(f"{label}: only the two calls that ran were recorded", after == before + 2, (before, after))
 
@@ -274,7 +295,7 @@ async def stdio_checks(slovo: Slovo, web_backend: dict) -> None:
     async with Client(params) as client:
         label = f"stdio({client.protocol_version})"
         tools = {t.name for t in (await client.list_tools()).tools}
-        check(f"{label}: tools/list", tools == {"notes__add", "web__echo", "web__broken"}, tools)
+        check(f"{label}: tools/list", tools == {"slovo_resolve", "notes__add", "web__echo", "web__broken"}, tools)
         r = await client.call_tool("web__echo", {"text": "over stdio"})
         if web_backend.get("missing"):
             check(f"{label}: web__echo is an isError result (no HTTP backend)", r.is_error is True, text_of(r))
@@ -293,7 +314,7 @@ async def stdio_checks(slovo: Slovo, web_backend: dict) -> None:
                         break
                 check(f"{label}: tools/list_changed after `slovo tool revoke`", got is not None, "nothing within 10 s")
             tools = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
-            check(f"{label}: a revoked tool is no longer listed", tools == {"web__echo", "web__broken"}, tools)
+            check(f"{label}: a revoked tool is no longer listed", tools == {"slovo_resolve", "web__echo", "web__broken"}, tools)
 
 
 def main() -> int:

@@ -314,7 +314,7 @@ pub struct ResolveArgs {
 }
 
 /// Where discovery looks for candidate tools. Each flag repeats; the environment variables
-/// take `:`-separated lists.
+/// take `:`-separated lists (space-separated for URLs).
 #[derive(Debug, Clone, Args)]
 pub struct DiscoverySourceArgs {
     /// A directory of Slovo manifests.
@@ -333,6 +333,15 @@ pub struct DiscoverySourceArgs {
         value_delimiter = ':'
     )]
     pub catalogues: Vec<PathBuf>,
+    /// The URL of an OpenAPI document (http or https; public addresses only unless
+    /// SLOVO_HTTP_ALLOW_PRIVATE=1). The variable takes a space-separated list.
+    #[arg(
+        long = "openapi-url",
+        value_name = "URL",
+        env = "SLOVO_DISCOVERY_OPENAPI_URLS",
+        value_delimiter = ' '
+    )]
+    pub openapi_urls: Vec<String>,
     /// An MCP registry server.json file, or a directory of them.
     #[arg(
         long = "mcp-registry",

@@ -372,11 +372,24 @@ async fn executions(rt: &Runtime, args: &ExecutionsArgs, json: bool) -> anyhow::
 }
 
 fn discovery_sources(args: &crate::cli::DiscoverySourceArgs) -> slovo_runtime::SourceConfig {
+    let openapi_urls: Vec<String> = args
+        .openapi_urls
+        .iter()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    // URLs are fetched like `slovo openapi import URL`: public addresses only unless
+    // SLOVO_HTTP_ALLOW_PRIVATE=1, size-capped.
+    let fetcher = (!openapi_urls.is_empty()).then(|| {
+        std::sync::Arc::new(slovo_runtime::UrlFetcher::from_env())
+            as std::sync::Arc<dyn slovo_openapi::RemoteFetcher>
+    });
     slovo_runtime::SourceConfig {
         manifest_dirs: args.source_dirs.clone(),
         catalogue_dirs: args.catalogues.clone(),
+        openapi_urls,
         mcp_registry: args.mcp_registry.clone(),
-        ..slovo_runtime::SourceConfig::default()
+        fetcher,
     }
 }
 
@@ -420,7 +433,8 @@ async fn discover(
             let sources = discovery_sources(args);
             if sources.is_empty() {
                 return Err(UsageError(
-                    "no discovery source: give --source-dir, --catalogue or --mcp-registry".into(),
+                    "no discovery source: give --source-dir, --catalogue, --openapi-url or --mcp-registry"
+                        .into(),
                 )
                 .into());
             }

@@ -443,6 +443,16 @@ pub fn discovery_run(run: &slovo_runtime::DiscoveryRun, json: bool) -> anyhow::R
             (None, None) => println!("  {} {}", r.id, r.status),
         }
     }
+    // The first few unusable sources, so a refused URL or a broken file is not silent.
+    for p in run.problems.iter().take(5) {
+        println!("  problem: {p}");
+    }
+    if run.problems.len() > 5 {
+        println!(
+            "  … and {} more problems (--json lists them all)",
+            run.problems.len() - 5
+        );
+    }
     Ok(())
 }
 

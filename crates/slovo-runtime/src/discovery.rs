@@ -14,6 +14,7 @@ use slovo_core::lifecycle::ToolStatus;
 use slovo_core::time::now_ms;
 use slovo_discovery::sources::{Catalogue, SourceConfig};
 use slovo_discovery::{Document, GapRule, Index, Resolution, need_key};
+use slovo_openapi::RemoteFetcher;
 use slovo_store::{DiscoveryRow, DiscoveryStatus};
 use tracing::{info, warn};
 
@@ -55,6 +56,75 @@ pub struct DiscoveryRef {
     pub status: DiscoveryStatus,
     /// Whether this resolve created it (false: an equivalent request was already open).
     pub created: bool,
+}
+
+/// Fetches the OpenAPI documents of [`SourceConfig::openapi_urls`] with
+/// [`slovo_sandbox::http::fetch_document`]: http(s) only, public addresses only (every
+/// resolution and redirect is checked) unless [`UrlFetcher::allow_private_addresses`], a
+/// 30-second timeout and a size cap.
+///
+/// [`slovo_openapi::RemoteFetcher`] is synchronous (the catalogue is loaded off the async
+/// runtime), so each fetch runs on a short-lived thread with its own single-threaded tokio
+/// runtime; that works whether the caller is inside a runtime or not.
+#[derive(Debug, Clone)]
+pub struct UrlFetcher {
+    /// Allow loopback, private and link-local addresses (`SLOVO_HTTP_ALLOW_PRIVATE=1`).
+    pub allow_private_addresses: bool,
+    /// Largest document accepted, in bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for UrlFetcher {
+    fn default() -> Self {
+        UrlFetcher {
+            allow_private_addresses: false,
+            max_bytes: slovo_openapi::DEFAULT_MAX_DOCUMENT_BYTES,
+        }
+    }
+}
+
+impl UrlFetcher {
+    /// The default fetcher, allowing private addresses when `SLOVO_HTTP_ALLOW_PRIVATE=1`
+    /// (the switch the HTTP backend and `slovo openapi import URL` read).
+    pub fn from_env() -> UrlFetcher {
+        UrlFetcher {
+            allow_private_addresses: std::env::var("SLOVO_HTTP_ALLOW_PRIVATE").as_deref() == Ok("1"),
+            ..UrlFetcher::default()
+        }
+    }
+}
+
+impl RemoteFetcher for UrlFetcher {
+    fn fetch(&self, url: &url::Url) -> std::result::Result<Vec<u8>, String> {
+        slovo_sandbox::http::ensure_tls_provider();
+        let link = url.to_string();
+        let (allow, max) = (self.allow_private_addresses, self.max_bytes);
+        let fetched = std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start a runtime for the download: {e}"))?;
+                rt.block_on(slovo_sandbox::http::fetch_document(&link, max, allow))
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the download panicked".to_string()))
+        });
+        match fetched {
+            Ok((_, bytes)) => Ok(bytes),
+            Err(e) => {
+                // fetch_document names the URL first; the catalogue's problem line does too.
+                let why = e.strip_prefix(&format!("{link}: ")).unwrap_or(&e).to_string();
+                if !allow && why.contains("not a public address") {
+                    Err(format!(
+                        "{why} (discovery fetches public addresses only; SLOVO_HTTP_ALLOW_PRIVATE=1 allows private ones)"
+                    ))
+                } else {
+                    Err(why)
+                }
+            }
+        }
+    }
 }
 
 /// What one pass of the discovery worker did.
@@ -286,7 +356,7 @@ impl Runtime {
     ) -> std::result::Result<(String, Value), (String, Option<Value>)> {
         if sources.is_empty() {
             return Err((
-                "no discovery sources are configured (--source-dir, --catalogue)".into(),
+                "no discovery sources are configured (--source-dir, --catalogue, --openapi-url, --mcp-registry)".into(),
                 None,
             ));
         }

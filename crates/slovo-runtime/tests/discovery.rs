@@ -3,10 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pretty_assertions::assert_eq;
 use slovo_core::lifecycle::ToolStatus;
-use slovo_runtime::{Actor, ImportSource, Runtime, SourceConfig};
+use slovo_runtime::{Actor, ImportSource, Runtime, SourceConfig, UrlFetcher};
 use slovo_sandbox::Backends;
 use slovo_store::DiscoveryStatus;
 use slovo_test_support::test_dbs;
@@ -224,4 +226,165 @@ async fn worker_without_sources_fails_with_a_reason() {
             ]
         );
     }
+}
+
+/// An OpenAPI document about air quality, served over HTTP by [`serve_document`].
+const AIR_OPENAPI: &str = r#"{
+  "openapi": "3.0.3",
+  "info": {"title": "Clean Air", "version": "2.1.0",
+           "description": "Air quality and pollution measurements for cities worldwide."},
+  "servers": [{"url": "https://api.clean-air.example.org/v2"}],
+  "paths": {
+    "/air-quality": {
+      "get": {
+        "operationId": "getAirQuality",
+        "summary": "Current air quality index for a city",
+        "description": "The current air quality index (AQI) and the dominant pollutant for a city.",
+        "parameters": [{"name": "city", "in": "query", "required": true,
+                        "description": "The city name", "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "The air quality"}}
+      }
+    },
+    "/stations": {
+      "get": {
+        "operationId": "listStations",
+        "summary": "List measuring stations",
+        "responses": {"200": {"description": "Stations"}}
+      }
+    }
+  }
+}"#;
+
+/// Serves `body` to every request on 127.0.0.1 from a thread; returns the base URL and a
+/// counter of requests served.
+fn serve_document(body: &'static str) -> (String, Arc<AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (base, hits)
+}
+
+/// `SourceConfig::openapi_urls` with the runtime's `UrlFetcher`: a gap, then the worker fetches
+/// the document from the URL (a loopback server, allowed by the private-address switch) and
+/// proposes the API it describes.
+#[tokio::test]
+async fn the_worker_proposes_an_api_from_an_openapi_url() {
+    let (base, hits) = serve_document(AIR_OPENAPI);
+    let url = format!("{base}/openapi.json");
+    for db in test_dbs().await {
+        let label = db.label;
+        let rt = Runtime::new(db.store().await, Backends::new(), db.dir.path());
+        let actor = Actor("test".into());
+        let gap = rt
+            .resolve("what's the air quality in Lyon", 5, &actor)
+            .await
+            .unwrap();
+        assert!(gap.resolution.gap, "{label}: {gap:?}");
+        let id = gap.discovery.unwrap().id;
+
+        let sources = SourceConfig {
+            openapi_urls: vec![url.clone()],
+            fetcher: Some(Arc::new(UrlFetcher {
+                allow_private_addresses: true,
+                ..UrlFetcher::default()
+            })),
+            ..SourceConfig::default()
+        };
+        let run = rt.run_discovery_once(&sources, &actor).await.unwrap();
+        assert_eq!(run.problems, Vec::<String>::new(), "{label}");
+        assert_eq!(run.candidates, 1, "{label}");
+        let found = rt.discovery_request(&id).await.unwrap();
+        assert_eq!(found.status, DiscoveryStatus::Found, "{label}: {found:?}");
+        let tool = found.proposal_tool.clone().unwrap();
+        assert_eq!(tool, "clean-air");
+        let result = found.result.clone().unwrap();
+        assert_eq!(result["chosen"]["source"], url.as_str(), "{result}");
+        assert_eq!(result["chosen"]["kind"], "openapi");
+        assert_eq!(result["chosen"]["arguments"]["city"], "Lyon", "{result}");
+        let row = rt.store().tool(&tool).await.unwrap().unwrap();
+        assert_eq!(row.status, ToolStatus::PendingApproval);
+
+        // The proposal now answers the need.
+        let now = rt
+            .resolve("what's the air quality in Lyon", 5, &actor)
+            .await
+            .unwrap();
+        assert!(!now.resolution.gap, "{label}: {now:?}");
+        assert_eq!(now.resolution.candidates[0].tool, "clean-air");
+        rt.verify_audit().await.unwrap();
+    }
+    assert!(hits.load(Ordering::SeqCst) >= 1);
+}
+
+/// Without the private-address switch, a URL naming or resolving to a loopback address is
+/// refused before any connection, and the pass says why.
+#[tokio::test]
+async fn openapi_urls_on_private_addresses_are_refused() {
+    let (base, hits) = serve_document(AIR_OPENAPI);
+    let port = base.rsplit(':').next().unwrap().to_string();
+    let literal = format!("{base}/openapi.json");
+    let named = format!("http://localhost:{port}/openapi.json");
+    for db in test_dbs().await {
+        let label = db.label;
+        let rt = Runtime::new(db.store().await, Backends::new(), db.dir.path());
+        let actor = Actor("test".into());
+        let id = rt
+            .resolve("what's the air quality in Lyon", 5, &actor)
+            .await
+            .unwrap()
+            .discovery
+            .unwrap()
+            .id;
+        let sources = SourceConfig {
+            openapi_urls: vec![literal.clone(), named.clone(), "not a url".into()],
+            fetcher: Some(Arc::new(UrlFetcher::default())),
+            ..SourceConfig::default()
+        };
+        let run = rt.run_discovery_once(&sources, &actor).await.unwrap();
+        assert_eq!(run.candidates, 0, "{label}");
+        assert_eq!(run.problems.len(), 3, "{label}: {:?}", run.problems);
+        assert!(
+            run.problems[0].starts_with(&literal)
+                && run.problems[0].contains("127.0.0.1 is not a public address")
+                && run.problems[0].contains("SLOVO_HTTP_ALLOW_PRIVATE=1"),
+            "{label}: {}",
+            run.problems[0]
+        );
+        assert!(
+            run.problems[1].starts_with(&named)
+                && run.problems[1].contains("localhost resolves to")
+                && run.problems[1].contains("not a public address"),
+            "{label}: {}",
+            run.problems[1]
+        );
+        assert!(run.problems[2].starts_with("not a url"), "{}", run.problems[2]);
+        let failed = rt.discovery_request(&id).await.unwrap();
+        assert_eq!(failed.status, DiscoveryStatus::Failed, "{label}");
+        assert!(
+            failed.error.as_deref().unwrap().contains("not a public address"),
+            "{label}: {failed:?}"
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "a private address was contacted");
 }

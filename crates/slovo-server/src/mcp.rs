@@ -27,6 +27,12 @@
 //! - An unknown tool name: the JSON-RPC error "invalid params" (-32602). Internal failures
 //!   (database, file system): "internal error" (-32603), with the cause only in the log.
 //!
+//! Besides the capabilities, one built-in tool is always listed: [`RESOLVE_TOOL`]
+//! (`slovo_resolve`, `{query, limit?}`), which answers like REST `GET /v1/resolve` through
+//! [`Runtime::resolve`]: ranked capabilities with scores and filled arguments, or a gap with
+//! the discovery request it opened (or found open). Its name contains no `__` and is shorter
+//! than 64 characters, so no capability can be named like it (see [`names`]).
+//!
 //! Every result carries `_meta["slovo/execution_id"]` and `_meta["slovo/status"]` when an
 //! execution was recorded. A `tools/call` may carry `_meta.conversation_id` and `_meta.turn_id`
 //! (strings); they are recorded on the execution like the CLI's `--conversation` / `--turn`.
@@ -67,6 +73,10 @@ use crate::error::ApiError;
 use crate::metrics::CallLabels;
 use changes::ChangeFeed;
 use names::Target;
+
+/// The built-in resolve tool. Capability names always contain `__` or are exactly 64
+/// characters long ([`names`]), so this one cannot collide with any of them.
+pub const RESOLVE_TOOL: &str = "slovo_resolve";
 
 /// How a session reaches the server, which decides who its calls are recorded as.
 #[derive(Clone)]
@@ -192,6 +202,34 @@ impl SlovoMcp {
         Ok(result)
     }
 
+    /// [`RESOLVE_TOOL`]: [`Runtime::resolve`], as REST `GET /v1/resolve` does, answered as
+    /// structured content and as text (the same JSON). Invalid arguments are an `isError`
+    /// result, like a capability's.
+    async fn resolve(&self, args: JsonObject, actor: &Actor) -> Result<CallToolResponse, ErrorData> {
+        let (query, limit) = match resolve_arguments(&args) {
+            Ok(a) => a,
+            Err(why) => return Ok(CallToolResult::error(vec![ContentBlock::text(why)]).into()),
+        };
+        let outcome = match self.runtime.resolve(&query, limit, actor).await {
+            Ok(o) => o,
+            Err(err) => {
+                return match err.kind() {
+                    ErrorKind::AuditBroken | ErrorKind::Internal => Err(internal(err)),
+                    // Refusals the model can act on (none expected today: resolve reads and
+                    // opens requests only).
+                    _ => Ok(CallToolResult::error(vec![ContentBlock::text(err.to_string())]).into()),
+                };
+            }
+        };
+        let value = serde_json::to_value(&outcome).map_err(|e| {
+            tracing::error!(error = %e, "serialising a resolve outcome failed");
+            ErrorData::internal_error("something went wrong; the server log has the details", None)
+        })?;
+        let mut result = CallToolResult::success(vec![ContentBlock::text(text_of(&value))]);
+        result.structured_content = Some(value);
+        Ok(result.into())
+    }
+
     /// Sends `notifications/tools/list_changed` to a legacy (initialize-based) session
     /// whenever the feed moves, until the session's transport closes.
     async fn notify_session(feed: Arc<ChangeFeed>, peer: rmcp::Peer<RoleServer>) {
@@ -249,6 +287,70 @@ fn tool_of(e: &Entry) -> Tool {
     Tool::new(e.name.clone(), description, schema)
         .with_title(title)
         .with_annotations(annotations)
+}
+
+/// The built-in [`RESOLVE_TOOL`].
+fn resolve_tool() -> Tool {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "query": {
+                "type": "string",
+                "minLength": 1,
+                "description": "The request, in words (\"what's the air quality in Lyon\")."
+            },
+            "limit": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 100,
+                "default": slovo_runtime::DEFAULT_RESOLVE_LIMIT,
+                "description": "At most this many candidates."
+            }
+        },
+        "required": ["query"],
+        "additionalProperties": false
+    });
+    let schema = schema.as_object().cloned().unwrap_or_default();
+    let title = "Find the capability for a request (Slovo)".to_string();
+    let mut annotations = ToolAnnotations::with_title(title.clone());
+    // A gap opens a discovery request (a write), but asking again reuses it.
+    annotations.read_only_hint = Some(false);
+    annotations.destructive_hint = Some(false);
+    annotations.idempotent_hint = Some(true);
+    annotations.open_world_hint = Some(false);
+    Tool::new(
+        RESOLVE_TOOL,
+        "Ranks the capabilities of installed and proposed tools for a request in words, with \
+         scores and the arguments the request already gives; or reports a gap (no candidate is \
+         good enough) and opens a discovery request for a person to review, reusing an \
+         equivalent open one. A candidate with status pending_approval is not callable yet. \
+         The answer is the same JSON as GET /v1/resolve.",
+        schema,
+    )
+    .with_title(title)
+    .with_annotations(annotations)
+}
+
+/// Reads `{query, limit?}` for [`RESOLVE_TOOL`], with REST's rules (a non-empty query, a limit
+/// from 1 to 100).
+fn resolve_arguments(args: &JsonObject) -> Result<(String, usize), String> {
+    if let Some(extra) = args.keys().find(|k| !matches!(k.as_str(), "query" | "limit")) {
+        return Err(format!(
+            "invalid arguments: unknown argument {extra:?} (query, limit)"
+        ));
+    }
+    let query = match args.get("query") {
+        Some(Value::String(q)) if !q.trim().is_empty() => q.clone(),
+        _ => return Err("invalid arguments: query must be a non-empty string".into()),
+    };
+    let limit = match args.get("limit") {
+        None | Some(Value::Null) => slovo_runtime::DEFAULT_RESOLVE_LIMIT,
+        Some(v) => match v.as_u64() {
+            Some(n @ 1..=100) => n as usize,
+            _ => return Err("invalid arguments: limit must be an integer from 1 to 100".into()),
+        },
+    };
+    Ok((query, limit))
 }
 
 /// Text for a value: a string as is, anything else as pretty JSON.
@@ -322,9 +424,9 @@ impl ServerHandler for SlovoMcp {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let entries = self.catalogue(false).await.map_err(internal)?;
-        Ok(ListToolsResult::with_all_items(
-            entries.iter().map(tool_of).collect(),
-        ))
+        let mut tools = vec![resolve_tool()];
+        tools.extend(entries.iter().map(tool_of));
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -333,6 +435,9 @@ impl ServerHandler for SlovoMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let actor = self.actor(&context)?;
+        if request.name == RESOLVE_TOOL {
+            return self.resolve(request.arguments.unwrap_or_default(), &actor).await;
+        }
         // Listed names first; then names of tools that stopped being active since the client
         // listed them, so the runtime's refusal reaches the model as an isError result.
         let mut entry = None;

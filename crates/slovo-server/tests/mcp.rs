@@ -204,6 +204,17 @@ fn find<'a>(tools: &'a [Tool], name: &str) -> &'a Tool {
     })
 }
 
+/// The name of the one tool listed when no capability is active (the built-in resolve tool).
+fn only_builtin(tools: &[Tool]) -> String {
+    assert_eq!(
+        tools.len(),
+        1,
+        "{:?}",
+        tools.iter().map(|t| &t.name).collect::<Vec<_>>()
+    );
+    tools[0].name.to_string()
+}
+
 fn call(name: &str, args: Value) -> CallToolRequestParams {
     CallToolRequestParams::new(name.to_string()).with_arguments(args.as_object().unwrap().clone())
 }
@@ -235,7 +246,8 @@ async fn tools_are_listed_and_called_through_the_call_path() {
 
         let tools = client.list_all_tools().await.unwrap();
         let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
-        assert_eq!(names.len(), 4, "{label}: {names:?}");
+        // Three capabilities of echo, one of the long tool, and the built-in resolve tool.
+        assert_eq!(names.len(), 5, "{label}: {names:?}");
         for n in &names {
             assert!(n.len() <= 64, "{n}");
             assert!(
@@ -400,7 +412,10 @@ async fn list_changed_is_sent_when_the_tool_list_changes() {
     for s in servers().await {
         let label = s.label;
         let (legacy, mut legacy_rx) = legacy_client(&s.url, &s.agent).await;
-        assert!(legacy.list_all_tools().await.unwrap().is_empty());
+        assert_eq!(
+            only_builtin(&legacy.list_all_tools().await.unwrap()),
+            "slovo_resolve"
+        );
 
         let modern = ClientConfig::default()
             .serve_with_lifecycle(
@@ -430,8 +445,8 @@ async fn list_changed_is_sent_when_the_tool_list_changes() {
         next_change(&mut legacy_rx, "approve (legacy)").await;
         next_change(&mut modern_rx, "approve (2026-07-28)").await;
         let tools = legacy.list_all_tools().await.unwrap();
-        assert_eq!(tools.len(), 3, "{label}");
-        assert_eq!(modern.list_all_tools().await.unwrap().len(), 3, "{label}");
+        assert_eq!(tools.len(), 4, "{label}");
+        assert_eq!(modern.list_all_tools().await.unwrap().len(), 4, "{label}");
 
         // A new tool waiting for approval changes nothing that is listed.
         s.runtime
@@ -459,8 +474,14 @@ async fn list_changed_is_sent_when_the_tool_list_changes() {
         other.disable("echo", &Actor("cli:someone".into())).await.unwrap();
         next_change(&mut legacy_rx, "disable by another runtime (legacy)").await;
         next_change(&mut modern_rx, "disable by another runtime (2026-07-28)").await;
-        assert!(legacy.list_all_tools().await.unwrap().is_empty(), "{label}");
-        assert!(modern.list_all_tools().await.unwrap().is_empty(), "{label}");
+        assert_eq!(
+            only_builtin(&legacy.list_all_tools().await.unwrap()),
+            "slovo_resolve"
+        );
+        assert_eq!(
+            only_builtin(&modern.list_all_tools().await.unwrap()),
+            "slovo_resolve"
+        );
         other.store().close().await;
 
         legacy.cancel().await.unwrap();
@@ -480,7 +501,7 @@ async fn stdio_door_records_calls_as_mcp_stdio() {
             running.waiting().await.unwrap();
         });
         let client = ClientConfig::default().serve(client_io).await.unwrap();
-        assert_eq!(client.list_all_tools().await.unwrap().len(), 3, "{}", s.label);
+        assert_eq!(client.list_all_tools().await.unwrap().len(), 4, "{}", s.label);
         let r = client
             .call_tool(call("echo__say", json!({"text": "over stdio"})))
             .await
@@ -493,5 +514,144 @@ async fn stdio_door_records_calls_as_mcp_stdio() {
             .await
             .unwrap()
             .unwrap();
+    }
+}
+
+const AIR: &str = r#"{
+  "name": "air-quality", "version": "1.0.0", "description": "Air quality for a place",
+  "capabilities": [{"name": "current_air_quality", "description": "Current air-quality index for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "City name"}},
+                   "required": ["city"]}}]
+}"#;
+
+/// The built-in `slovo_resolve` tool: listed with its input schema, answers like
+/// `GET /v1/resolve` (same JSON as structured content and text), a gap opens one discovery
+/// request (recorded as the MCP caller) and asking again reuses it; bad arguments are isError.
+#[tokio::test]
+async fn resolve_is_a_builtin_tool() {
+    for s in servers().await {
+        let label = s.label;
+        import_and_approve(&s.runtime, ECHO).await;
+        // Proposed (waiting for approval): a resolve candidate, not a listed MCP tool.
+        s.runtime
+            .import(
+                ImportSource::Manifest {
+                    name: "air.json".into(),
+                    bytes: AIR.as_bytes().to_vec(),
+                },
+                &Actor("test".into()),
+            )
+            .await
+            .unwrap();
+        let (client, _) = legacy_client(&s.url, &s.agent).await;
+        let tools = client.list_all_tools().await.unwrap();
+        assert_eq!(tools.len(), 4, "{label}");
+        let resolve = find(&tools, "slovo_resolve");
+        let schema = Value::Object((*resolve.input_schema).clone());
+        assert_eq!(schema["type"], "object");
+        assert_eq!(schema["required"], json!(["query"]));
+        assert_eq!(schema["properties"]["query"]["type"], "string");
+        assert_eq!(schema["properties"]["limit"]["type"], "integer");
+        assert!(resolve.description.as_deref().unwrap().contains("gap"));
+
+        // A servable request: the ranked capability with its filled argument.
+        let r = client
+            .call_tool(call(
+                "slovo_resolve",
+                json!({"query": "what's the air quality in Lyon"}),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.is_error, Some(false), "{label}: {r:?}");
+        let body = r.structured_content.clone().unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&text(&r)).unwrap(), body);
+        assert_eq!(body["gap"], false, "{label}: {body}");
+        let top = &body["candidates"][0];
+        assert_eq!(
+            (&top["tool"], &top["capability"], &top["status"]),
+            (
+                &json!("air-quality"),
+                &json!("current_air_quality"),
+                &json!("pending_approval")
+            ),
+            "{label}: {body}"
+        );
+        assert_eq!(top["arguments"]["city"], "Lyon");
+        assert!(top["score"].as_f64().unwrap() > 0.0);
+        assert!(body["discovery"].is_null());
+        // The same JSON as REST gives (REST serialises the runtime's answer with `to_value`),
+        // parsed the same way.
+        let direct = s
+            .runtime
+            .resolve("what's the air quality in Lyon", 5, &Actor("test".into()))
+            .await
+            .unwrap();
+        let direct = serde_json::to_value(&direct).unwrap().to_string();
+        let direct: Value = serde_json::from_str(&direct).unwrap();
+        assert_eq!(direct, body, "{label}");
+
+        // A gap: a new discovery request, recorded as the MCP caller; asking again reuses it.
+        let before = s.runtime.discovery_requests().await.unwrap().len();
+        let r = client
+            .call_tool(call(
+                "slovo_resolve",
+                json!({"query": "order a large pepperoni pizza", "limit": 3}),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.is_error, Some(false), "{label}: {r:?}");
+        let gap = r.structured_content.clone().unwrap();
+        assert_eq!(gap["gap"], true, "{label}: {gap}");
+        assert!(gap["gap_reason"].is_string(), "{gap}");
+        assert!(gap["candidates"].as_array().unwrap().len() <= 3);
+        assert_eq!(gap["discovery"]["created"], true, "{gap}");
+        assert_eq!(gap["discovery"]["status"], "pending", "{gap}");
+        let id = gap["discovery"]["id"].as_str().unwrap().to_string();
+        let row = s.runtime.discovery_request(&id).await.unwrap();
+        assert_eq!(row.description, "order a large pepperoni pizza");
+        let requested = s
+            .runtime
+            .store()
+            .audit_page(0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.kind == "discovery.requested")
+            .unwrap();
+        assert_eq!(requested.actor, format!("mcp:{}", s.agent_id), "{label}");
+        let r = client
+            .call_tool(call(
+                "slovo_resolve",
+                json!({"query": "order a large pepperoni pizza"}),
+            ))
+            .await
+            .unwrap();
+        let again = r.structured_content.clone().unwrap();
+        assert_eq!(again["gap"], true);
+        assert_eq!(
+            (&again["discovery"]["id"], &again["discovery"]["created"]),
+            (&json!(id), &json!(false)),
+            "{label}: {again}"
+        );
+        assert_eq!(s.runtime.discovery_requests().await.unwrap().len(), before + 1);
+
+        // Invalid arguments: isError with the reason, nothing opened.
+        for bad in [
+            json!({}),
+            json!({"query": "  "}),
+            json!({"query": "pizza", "limit": 0}),
+            json!({"query": "pizza", "limit": 101}),
+            json!({"query": "pizza", "extra": 1}),
+        ] {
+            let r = client
+                .call_tool(call("slovo_resolve", bad.clone()))
+                .await
+                .unwrap();
+            assert_eq!(r.is_error, Some(true), "{label}: {bad} {r:?}");
+            assert!(text(&r).contains("invalid arguments"), "{}", text(&r));
+        }
+        assert_eq!(s.runtime.discovery_requests().await.unwrap().len(), before + 1);
+        s.runtime.verify_audit().await.unwrap();
+        client.cancel().await.unwrap();
     }
 }

@@ -155,4 +155,26 @@ mod tests {
         assert_ne!(named[0].0, named[1].0);
         assert!(named.iter().all(|(n, _)| n.starts_with("a__b_c_")));
     }
+
+    #[test]
+    fn no_capability_can_take_the_resolve_tools_name() {
+        // Every assigned name contains `__` or is exactly 64 characters long; the built-in
+        // resolve tool's name is neither, whatever the tool and capability are.
+        let builtin = crate::mcp::RESOLVE_TOOL;
+        assert!(!builtin.contains("__") && builtin.len() < MAX_NAME_LEN && valid(builtin));
+        let long = "s".repeat(70);
+        let named = assign(vec![
+            t("slovo", "resolve"),
+            t("slovo", "_resolve"),
+            t("slovo_resolve", ""),
+            t("slovo resolve", "x"),
+            t(&long, "resolve"),
+            t("a", "b c"),
+            t("a", "b/c"),
+        ]);
+        for (name, _) in &named {
+            assert!(name.contains("__") || name.len() == MAX_NAME_LEN, "{name}");
+            assert_ne!(name, builtin);
+        }
+    }
 }
