@@ -106,6 +106,41 @@ impl NetworkPolicy {
     pub fn allows_network(&self) -> bool {
         !matches!(self, NetworkPolicy::None)
     }
+
+    /// Whether the grant lets a tool reach `host` (a name or an address literal, without
+    /// brackets) on `port`, by name only: the address it resolves to is checked separately
+    /// against a [`crate::net::PublicPolicy`]. The error says why not, for a person.
+    pub fn permits(&self, host: &str, port: u16) -> Result<(), String> {
+        match self {
+            NetworkPolicy::None => Err("the grant allows no network access".to_string()),
+            NetworkPolicy::Public => Ok(()),
+            NetworkPolicy::AllowList { hosts } => {
+                if hosts.iter().any(|h| h.matches(host, port)) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{host}:{port} is not in the grant's allow list ({})",
+                        hosts
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// One connection a tool attempted and the egress check refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkDenial {
+    /// The host asked for (a name or an address), as the tool wrote it.
+    pub host: String,
+    /// The port asked for.
+    pub port: u16,
+    /// Why it was refused, for a person.
+    pub reason: String,
 }
 
 /// Resource limits of one sandbox.
@@ -238,6 +273,9 @@ pub struct Outcome {
     pub peak_memory_bytes: Option<u64>,
     /// The sandbox's identity (container id, cgroup name, …).
     pub sandbox_id: Option<String>,
+    /// Connections the egress check refused during the call, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_denials: Vec<NetworkDenial>,
 }
 
 impl Outcome {
@@ -320,6 +358,21 @@ mod tests {
         assert_eq!(spec.limits.memory_mb, 64);
         assert_eq!(spec.limits.cpu_percent, 20);
         assert_eq!(spec.request, json!({"capability": "c", "arguments": {"x": 1}}));
+    }
+
+    #[test]
+    fn network_policies_permit_by_name_and_port() {
+        let hp = |s: &str| s.parse::<HostPattern>().unwrap_or_else(|e| panic!("{e}"));
+        let list = NetworkPolicy::AllowList {
+            hosts: vec![hp("api.example.org:443"), hp("*.cdn.example.org")],
+        };
+        assert_eq!(list.permits("api.example.org", 443), Ok(()));
+        assert!(list.permits("api.example.org", 80).is_err());
+        assert_eq!(list.permits("img.cdn.example.org", 8080), Ok(()));
+        assert!(list.permits("cdn.example.org", 443).is_err());
+        assert!(list.permits("evil.org", 443).unwrap_err().contains("allow list"));
+        assert!(NetworkPolicy::None.permits("api.example.org", 443).is_err());
+        assert_eq!(NetworkPolicy::Public.permits("anything.org", 1), Ok(()));
     }
 
     #[test]

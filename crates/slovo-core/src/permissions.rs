@@ -527,6 +527,60 @@ mod tests {
     }
 
     #[test]
+    fn approval_narrows_internet_access_to_hosts_and_ports() {
+        // internet_access means "any public host": a person may grant a few hosts instead.
+        let internet = Permissions {
+            internet_access: true,
+            ..Permissions::default()
+        };
+        let grant = Grant::narrowed(
+            &internet,
+            &Narrowing {
+                network_allow: Some(vec![hp("api.example.org:443"), hp("*.cdn.example.org")]),
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!grant.internet_access);
+        assert_eq!(
+            grant.network_allow,
+            vec![hp("api.example.org:443"), hp("*.cdn.example.org")]
+        );
+        // A requested host may be narrowed to one port, never widened from one port to all.
+        let one_port = Permissions {
+            network_allow: vec![hp("api.example.org:443")],
+            ..Permissions::default()
+        };
+        let narrow = Narrowing {
+            network_allow: Some(vec![hp("api.example.org")]),
+            ..Default::default()
+        };
+        assert_eq!(
+            Grant::narrowed(&one_port, &narrow).map_err(|e| e.field),
+            Err("network_allow")
+        );
+        let any_port = Permissions {
+            network_allow: vec![hp("api.example.org")],
+            ..Permissions::default()
+        };
+        let narrow = Narrowing {
+            network_allow: Some(vec![hp("api.example.org:443")]),
+            ..Default::default()
+        };
+        assert!(Grant::narrowed(&any_port, &narrow).is_ok());
+        // A suffix pattern covers names below it, not the bare domain.
+        let suffix = Permissions {
+            network_allow: vec![hp("*.example.org")],
+            ..Permissions::default()
+        };
+        let bare = Narrowing {
+            network_allow: Some(vec![hp("example.org")]),
+            ..Default::default()
+        };
+        assert!(Grant::narrowed(&suffix, &bare).is_err());
+    }
+
+    #[test]
     fn widenings_are_listed_field_by_field() {
         let request = Permissions::default();
         let grant = Grant::narrowed(

@@ -273,6 +273,8 @@ impl Runtime {
                 .map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
             sandbox_id: outcome.sandbox_id.clone(),
             finished_at: now_ms(),
+            // Egress proxy refusals (host, port, reason), passed through to the record.
+            network_denials: outcome.network_denials.clone(),
         };
         let mut tx = self.store.begin().await?;
         tx.finish_execution(&id, &result).await?;
@@ -322,6 +324,7 @@ impl Runtime {
             actor: req.actor.0,
             started_at,
             finished_at: Some(result.finished_at),
+            network_denials: result.network_denials,
         })
     }
 }

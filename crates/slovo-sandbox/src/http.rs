@@ -12,8 +12,9 @@
 //!   a JSON body otherwise.
 //!
 //! Network rules, checked here and not left to the tool: the grant must allow the host (and
-//! port); every address the name resolves to must be public (see
-//! [`slovo_core::net::is_public`]) unless the configuration allows private ones; a redirect is
+//! port); every address the name resolves to must be public by the same
+//! [`PublicPolicy`] the egress proxy applies (globally routable, plus ranges the configuration
+//! declares public), unless the configuration allows every address; a redirect is
 //! followed only to a host that passes the same checks; the whole call has the grant's
 //! timeout; the response body is capped.
 
@@ -24,7 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use slovo_core::execution::{ExecutionStatus, NetworkPolicy, Outcome, SandboxSpec};
-use slovo_core::net::is_public;
+use slovo_core::net::PublicPolicy;
 
 use crate::{Backend, BackendError, InstallRequest};
 
@@ -43,9 +44,12 @@ const KEPT_HEADERS: [&str; 6] = [
 pub struct HttpConfig {
     /// Largest response body accepted (bytes). By default, 4 MiB.
     pub max_response_bytes: usize,
-    /// Let tools reach loopback and private addresses (tests, or a person who wants to allow
-    /// a LAN device). By default, false.
+    /// Let tools reach every address, loopback and private ones included (tests). By
+    /// default, false. To allow one LAN device, prefer declaring its range in `public`.
     pub allow_private_addresses: bool,
+    /// Which addresses count as public: the same policy the egress proxy applies to tools
+    /// with a network grant. By default, globally routable addresses only.
+    pub public: PublicPolicy,
     /// Redirects followed at most. By default, 5.
     pub max_redirects: usize,
 }
@@ -55,6 +59,7 @@ impl Default for HttpConfig {
         HttpConfig {
             max_response_bytes: 4 * 1024 * 1024,
             allow_private_addresses: false,
+            public: PublicPolicy::strict(),
             max_redirects: 5,
         }
     }
@@ -91,18 +96,31 @@ enum HttpError {
     Request(String),
 }
 
+/// Which addresses requests may reach: the public policy, or everything.
+#[derive(Debug, Clone)]
+struct AddressRule {
+    everything: bool,
+    public: PublicPolicy,
+}
+
+impl AddressRule {
+    fn allows(&self, ip: IpAddr) -> bool {
+        self.everything || self.public.allows(ip)
+    }
+}
+
 /// Resolves names, refusing any that resolves to a non-public address.
 struct PublicOnlyResolver {
-    allow_private: bool,
+    rule: AddressRule,
 }
 
 impl reqwest::dns::Resolve for PublicOnlyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow_private = self.allow_private;
+        let rule = self.rule.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if !allow_private && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
+            if let Some(bad) = addrs.iter().find(|a| !rule.allows(a.ip())) {
                 return Err(format!("{host} resolves to {}, which is not a public address", bad.ip()).into());
             }
             if addrs.is_empty() {
@@ -115,7 +133,7 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
 
 /// Checks a URL's host against the grant (and, for IP literals, the public rule, since they
 /// never pass through the resolver).
-fn check_target(url: &reqwest::Url, network: &NetworkPolicy, allow_private: bool) -> Result<(), String> {
+fn check_target(url: &reqwest::Url, network: &NetworkPolicy, rule: &AddressRule) -> Result<(), String> {
     let host = url.host_str().ok_or_else(|| format!("{url} has no host"))?;
     let port = url.port_or_known_default().unwrap_or(443);
     if !matches!(url.scheme(), "http" | "https") {
@@ -123,8 +141,7 @@ fn check_target(url: &reqwest::Url, network: &NetworkPolicy, allow_private: bool
     }
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>()
-        && !allow_private
-        && !is_public(ip)
+        && !rule.allows(ip)
     {
         return Err(format!("{ip} is not a public address"));
     }
@@ -336,16 +353,20 @@ impl HttpBackend {
         if !parts.query.is_empty() {
             url.query_pairs_mut().extend_pairs(parts.query.iter());
         }
-        let allow_private = self.config.allow_private_addresses;
-        check_target(&url, &spec.network, allow_private).map_err(HttpError::Refused)?;
+        let rule = AddressRule {
+            everything: self.config.allow_private_addresses,
+            public: self.config.public.clone(),
+        };
+        check_target(&url, &spec.network, &rule).map_err(HttpError::Refused)?;
 
         let network = spec.network.clone();
+        let redirect_rule = rule.clone();
         let max_redirects = self.config.max_redirects;
         let policy = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= max_redirects {
                 return attempt.error(format!("more than {max_redirects} redirects"));
             }
-            match check_target(attempt.url(), &network, allow_private) {
+            match check_target(attempt.url(), &network, &redirect_rule) {
                 Ok(()) => attempt.follow(),
                 Err(why) => {
                     let to = attempt.url().to_string();
@@ -355,7 +376,7 @@ impl HttpBackend {
         });
         let client = reqwest::Client::builder()
             .redirect(policy)
-            .dns_resolver(Arc::new(PublicOnlyResolver { allow_private }))
+            .dns_resolver(Arc::new(PublicOnlyResolver { rule }))
             .no_proxy()
             .timeout(spec.limits.timeout)
             .connect_timeout(spec.limits.timeout.min(Duration::from_secs(10)))
@@ -435,22 +456,24 @@ pub async fn fetch_document(
 ) -> Result<(reqwest::Url, Vec<u8>), String> {
     ensure_tls_provider();
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url}: not a URL: {e}"))?;
-    check_target(&parsed, &NetworkPolicy::Public, allow_private_addresses)
-        .map_err(|e| format!("{url}: {e}"))?;
+    let rule = AddressRule {
+        everything: allow_private_addresses,
+        public: PublicPolicy::strict(),
+    };
+    check_target(&parsed, &NetworkPolicy::Public, &rule).map_err(|e| format!("{url}: {e}"))?;
+    let redirect_rule = rule.clone();
     let policy = reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() >= 5 {
             return attempt.error("more than 5 redirects");
         }
-        match check_target(attempt.url(), &NetworkPolicy::Public, allow_private_addresses) {
+        match check_target(attempt.url(), &NetworkPolicy::Public, &redirect_rule) {
             Ok(()) => attempt.follow(),
             Err(why) => attempt.error(why),
         }
     });
     let client = reqwest::Client::builder()
         .redirect(policy)
-        .dns_resolver(Arc::new(PublicOnlyResolver {
-            allow_private: allow_private_addresses,
-        }))
+        .dns_resolver(Arc::new(PublicOnlyResolver { rule }))
         .no_proxy()
         .timeout(Duration::from_secs(30))
         .build()
@@ -514,5 +537,29 @@ impl Backend for HttpBackend {
             },
             Err(HttpError::Request(why)) => Outcome::failed(why),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_declared_public_is_reachable_and_nothing_else_is() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap_or_else(|e| panic!("{e}"));
+        let strict = AddressRule {
+            everything: false,
+            public: PublicPolicy::strict(),
+        };
+        let lan = AddressRule {
+            everything: false,
+            public: PublicPolicy::with_ranges(["192.168.1.20/32".parse().unwrap_or_else(|e| panic!("{e}"))]),
+        };
+        let any = NetworkPolicy::Public;
+        assert!(check_target(&url("http://192.168.1.20/"), &any, &strict).is_err());
+        assert_eq!(check_target(&url("http://192.168.1.20/"), &any, &lan), Ok(()));
+        assert!(check_target(&url("http://192.168.1.21/"), &any, &lan).is_err());
+        assert!(check_target(&url("http://127.0.0.1/"), &any, &lan).is_err());
+        assert!(check_target(&url("http://169.254.169.254/"), &any, &lan).is_err());
     }
 }

@@ -682,6 +682,16 @@ impl Tx {
         if affected != 1 {
             return Err(StoreError::Conflict(format!("execution {id} is not running")));
         }
+        // Separate and only when there is something to keep: most calls have no denials.
+        if !r.network_denials.is_empty() {
+            let denials = serde_json::to_string(&r.network_denials)
+                .map_err(|e| StoreError::Corrupt(format!("executions.network_denials: {e}")))?;
+            sqlx::query("UPDATE executions SET network_denials = $1 WHERE id = $2")
+                .bind(denials)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         Ok(())
     }
 

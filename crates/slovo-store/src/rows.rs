@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 use slovo_core::access::Role;
-use slovo_core::execution::ExecutionStatus;
+use slovo_core::execution::{ExecutionStatus, NetworkDenial};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::Grant;
 use sqlx::Row;
@@ -20,7 +20,7 @@ pub(crate) const VOLUME_COLUMNS: &str = "tool, path, quota_mb, created_at, purge
 pub(crate) const TOKEN_COLUMNS: &str = "id, role, token_hash, label, created_at, last_used_at, revoked_at";
 pub(crate) const EXECUTION_COLUMNS: &str = "id, tool, version, capability, arguments, status, output, stderr, \
      error, exit_code, duration_ms, cpu_ms, peak_memory_bytes, sandbox_id, conversation_id, turn_id, actor, \
-     started_at, finished_at";
+     started_at, finished_at, network_denials";
 
 fn json_column(row: &AnyRow, column: &str) -> Result<Value> {
     let text: String = row.try_get(column)?;
@@ -233,6 +233,8 @@ pub struct ExecutionResult {
     pub sandbox_id: Option<String>,
     /// When it ended.
     pub finished_at: i64,
+    /// Connections the egress proxy refused during the call.
+    pub network_denials: Vec<NetworkDenial>,
 }
 
 /// A stored execution.
@@ -276,6 +278,9 @@ pub struct ExecutionRow {
     pub started_at: i64,
     /// End (Unix ms).
     pub finished_at: Option<i64>,
+    /// Connections the egress proxy refused during the call.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_denials: Vec<NetworkDenial>,
 }
 
 impl ExecutionRow {
@@ -303,6 +308,11 @@ impl ExecutionRow {
             actor: row.try_get("actor")?,
             started_at: row.try_get("started_at")?,
             finished_at: row.try_get("finished_at")?,
+            network_denials: match opt_json_column(row, "network_denials")? {
+                Some(v) => serde_json::from_value(v)
+                    .map_err(|e| StoreError::Corrupt(format!("executions.network_denials: {e}")))?,
+                None => Vec::new(),
+            },
         })
     }
 }

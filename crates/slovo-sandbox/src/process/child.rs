@@ -22,7 +22,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::error::{ProcessError, Result};
-use super::{caps, landlock, mounts, namespaces, rlimits};
+use super::{caps, egress, landlock, mounts, namespaces, rlimits};
 
 /// The steps of the child, as reported on failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,8 @@ pub enum Step {
     Hostname,
     /// Bringing the loopback up.
     Loopback,
+    /// Binding the egress listener on the loopback and handing it to the parent.
+    Egress,
     /// Building the root (the detail is the index of the mount operation).
     Mounts,
     /// Changing to the working directory.
@@ -61,13 +63,14 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 15] = [
+    const ALL: [Step; 16] = [
         Step::Sync,
         Step::Cgroup,
         Step::Ids,
         Step::CgroupNamespace,
         Step::Hostname,
         Step::Loopback,
+        Step::Egress,
         Step::Mounts,
         Step::Chdir,
         Step::Rlimits,
@@ -88,6 +91,7 @@ impl Step {
             Step::CgroupNamespace => "enter a cgroup namespace",
             Step::Hostname => "set the hostname",
             Step::Loopback => "bring the loopback up",
+            Step::Egress => "hand the egress listener to the proxy",
             Step::Mounts => "build the root file system",
             Step::Chdir => "change directory",
             Step::Rlimits => "set rlimits",
@@ -117,6 +121,8 @@ pub(crate) struct ChildPlan {
     pub(crate) cgroup_tasks: Vec<RawFd>,
     /// Drop supplementary groups (root only; an unprivileged parent denied `setgroups`).
     pub(crate) set_groups: bool,
+    /// With a network grant: bind the proxy listener in the new namespace and send it.
+    pub(crate) egress: Option<egress::ChildEgress>,
 }
 
 /// The parent's ends of a started child.
@@ -320,6 +326,13 @@ fn child_main(
         }
         if let Err(x) = namespaces::loopback_up() {
             fail(e, Step::Loopback, 0, x);
+        }
+        // The loopback is up and we still hold the capabilities of our namespace: the only
+        // way out this sandbox will have is created now, before the tool exists.
+        if let Some(plan) = &plan.egress
+            && let Err(x) = egress::send_listener(plan)
+        {
+            fail(e, Step::Egress, 0, x);
         }
         for (i, (op, _)) in plan.mounts.ops.iter().enumerate() {
             if let Err(x) = mounts::run(op) {

@@ -3,15 +3,17 @@
 //!
 //! # Brief overview
 //! [`ProcessBackend`] implements [`Backend`] for `execution.type: process`. One call:
-//! 1. refuse what cannot be enforced (a network grant, a missing host feature);
+//! 1. refuse what cannot be enforced (a missing host feature);
 //! 2. mount the tool's state volume if needed ([`volume`]);
 //! 3. create the call's cgroup with its limits ([`cgroups`]);
 //! 4. prepare the child's whole plan: mounts ([`mounts`]), rlimits ([`rlimits`]), the Landlock
 //!    rules ([`landlock`]) and the seccomp program ([`seccomp`]);
 //! 5. `clone` into new namespaces ([`namespaces`]), write the id maps, join the cgroup, let the
 //!    child build the sandbox, drop its capabilities ([`caps`]) and `execve` the tool;
-//! 6. feed stdin, capture capped stdout/stderr, enforce the wall-clock timeout, and turn the
-//!    exit status and the cgroup's accounting into an [`Outcome`].
+//! 6. with a network grant, serve the listener the child bound on its own loopback with the
+//!    egress proxy ([`egress`]), for this call's grant only;
+//! 7. feed stdin, capture capped stdout/stderr, enforce the wall-clock timeout, and turn the
+//!    exit status, the cgroup's accounting and the proxy's denials into an [`Outcome`].
 //!
 //! The policy — what each mechanism enforces and why — is in `docs/sandbox.md`.
 //!
@@ -25,6 +27,7 @@
 pub mod caps;
 pub mod cgroups;
 mod child;
+pub mod egress;
 pub mod error;
 pub mod landlock;
 pub mod mounts;
@@ -44,6 +47,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::manifest::Execution;
+use slovo_egress::{CallGrant, EgressConfig, EgressProxy};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::unix::pipe;
@@ -241,6 +245,7 @@ pub struct ProcessBackend {
     host_uid: u32,
     host_gid: u32,
     staging: PathBuf,
+    egress: EgressProxy,
 }
 
 /// Calls started by this process: makes cgroup names unique.
@@ -291,7 +296,19 @@ impl ProcessBackend {
             host_uid,
             host_gid,
             staging,
+            egress: EgressProxy::new(EgressConfig::default()),
         })
+    }
+
+    /// Uses `proxy` for calls with a network grant (by default, a proxy with the strict
+    /// public-address policy and the system resolver).
+    pub fn set_egress(&mut self, proxy: EgressProxy) {
+        self.egress = proxy;
+    }
+
+    /// The egress proxy that serves calls with a network grant.
+    pub fn egress(&self) -> &EgressProxy {
+        &self.egress
     }
 
     /// What the host offers.
@@ -362,7 +379,7 @@ impl ProcessBackend {
             argv.push(CString::new(a.as_str()).map_err(|_| nul("an argument"))?);
         }
         let home = if data.is_some() { "/data" } else { "/tmp" };
-        let env = [
+        let mut env = vec![
             "PATH=/usr/local/bin:/usr/bin:/bin".to_string(),
             format!("HOME={home}"),
             "TMPDIR=/tmp".to_string(),
@@ -370,6 +387,10 @@ impl ProcessBackend {
             format!("SLOVO_CAPABILITY={}", spec.capability.name),
             format!("SLOVO_EXECUTION_ID={}", spec.execution_id),
         ];
+        if spec.network.allows_network() {
+            // A convenience for well-behaved clients; the namespace enforces it for the rest.
+            env.extend(egress::proxy_env());
+        }
         let envp = env
             .into_iter()
             .map(CString::new)
@@ -388,18 +409,13 @@ impl ProcessBackend {
             envp,
             cgroup_tasks: Vec::new(),
             set_groups: self.support.root,
+            egress: None,
         })
     }
 
     async fn run_call(&self, spec: &SandboxSpec) -> Result<Outcome> {
         if let Some(r) = &self.refusal {
             return Err(ProcessError::refused(r.clone()));
-        }
-        if spec.network.allows_network() {
-            return Err(ProcessError::refused(
-                "the grant allows network access, but the egress proxy that enforces it is not available yet; \
-                 the process sandbox never runs a tool with the host's network",
-            ));
         }
         let Execution::Process { system_paths, .. } = &spec.execution else {
             return Err(ProcessError::refused(format!(
@@ -430,7 +446,15 @@ impl ProcessBackend {
         };
         let mut plan = self.child_plan(spec, bundle, data, *system_paths)?;
         plan.cgroup_tasks = cgroup_tasks.iter().map(|f| f.as_raw_fd()).collect();
+        let mut hand_over = match spec.network.allows_network() {
+            true => Some(egress::HandOver::new()?),
+            false => None,
+        };
+        plan.egress = hand_over.as_ref().map(egress::HandOver::child_plan);
         let spawned = child::spawn(&plan)?;
+        if let Some(h) = &mut hand_over {
+            h.close_child_end();
+        }
         let mut running = Running {
             pid: spawned.pid,
             pidfd: Some(spawned.pidfd),
@@ -476,6 +500,27 @@ impl ProcessBackend {
             });
         }
 
+        // The child has exec'd, so its listener is waiting on the hand-over socket. Served from
+        // here until the call ends; dropping the session cuts every connection it carried.
+        let session = match hand_over {
+            Some(h) => {
+                let listener = h.receive()?;
+                let grant = CallGrant {
+                    execution_id: spec.execution_id.clone(),
+                    policy: spec.network.clone(),
+                };
+                Some(
+                    self.egress
+                        .serve(listener, grant)
+                        .map_err(|e| ProcessError::Sys {
+                            action: "serve the egress listener",
+                            source: std::io::Error::other(e.to_string()),
+                        })?,
+                )
+            }
+            None => None,
+        };
+
         let request = serde_json::to_vec(&spec.request).unwrap_or_default();
         let mut stdin = pipe::Sender::from_owned_fd(spawned.stdin).map_err(io_err)?;
         let writer = tokio::spawn(async move {
@@ -509,7 +554,9 @@ impl ProcessBackend {
         if let Some(cg) = cgroup {
             cg.remove()?;
         }
-        Ok(outcome(status, watched, stats, spec, name))
+        let mut outcome = outcome(status, watched, stats, spec, name);
+        outcome.network_denials = session.map(|s| s.finish()).unwrap_or_default();
+        Ok(outcome)
     }
 }
 
@@ -756,6 +803,7 @@ fn outcome(status: i32, w: Watched, stats: cgroups::Stats, spec: &SandboxSpec, n
         cpu_ms: stats.cpu_ms,
         peak_memory_bytes: stats.peak_memory_bytes,
         sandbox_id: Some(name),
+        network_denials: Vec::new(),
     }
 }
 

@@ -113,18 +113,32 @@ async fn system_paths_run_the_hosts_python_read_only() {
 }
 
 #[tokio::test]
-async fn a_network_grant_is_refused_until_the_egress_proxy_exists() {
+async fn a_network_grant_gets_the_proxy_variables_and_nothing_else() {
     require_root!();
     let sb = Sandbox::new();
-    let mut spec = sb.spec("net", &["info"]);
+    let mut spec = sb.spec("net", &["exec", "/usr/bin/env"]);
+    spec.execution = Execution::Process {
+        command: vec!["hostile".into(), "exec".into(), "/usr/bin/env".into()],
+        system_paths: true,
+    };
     spec.network = NetworkPolicy::Public;
     let o = sb.run(&spec).await;
-    assert_eq!(o.status.as_str(), "failure");
-    assert!(
-        o.error.as_deref().unwrap_or("").contains("egress proxy"),
-        "{o:#?}"
-    );
-    assert_eq!(o.output, None);
+    assert_eq!(o.status.as_str(), "success", "{o:#?}");
+    let env = o
+        .output
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        assert!(env.contains(&format!("{var}=http://127.0.0.1:3128\n")), "{env}");
+    }
+    assert!(o.network_denials.is_empty());
 }
 
 #[tokio::test]

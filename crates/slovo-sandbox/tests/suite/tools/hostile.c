@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -285,6 +286,40 @@ int main(int argc, char **argv) {
         memset(buf, 'E', sizeof buf);
         for (int i = 0; i < 64; i++) (void)!write(2, buf, sizeof buf);
         printf("{\"done\":true}\n");
+        return 0;
+    }
+    if (!strcmp(cmd, "udp") && argc > 4) {
+        /* Send one datagram (a DNS query, say) straight to IP:PORT, skipping the proxy. */
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[3]))};
+        inet_pton(AF_INET, argv[2], &a.sin_addr);
+        out_errno("errno", sendto(s, argv[4], strlen(argv[4]), 0, (struct sockaddr *)&a, sizeof a) < 0 ? errno : 0);
+        return 0;
+    }
+    if (!strcmp(cmd, "proxy") && argc > 2) {
+        /* Send argv[2] verbatim to the proxy named by HTTP_PROXY (http://IP:PORT) and print
+           everything it answers until it closes the connection. */
+        const char *env = getenv("HTTP_PROXY");
+        if (!env || strncmp(env, "http://", 7)) { out_errno("errno", ENOENT); return 0; }
+        char host[64] = {0};
+        strncpy(host, env + 7, sizeof host - 1);
+        char *colon = strrchr(host, ':');
+        if (!colon) { out_errno("errno", EINVAL); return 0; }
+        *colon = 0;
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(colon + 1))};
+        inet_pton(AF_INET, host, &a.sin_addr);
+        if (connect(s, (struct sockaddr *)&a, sizeof a)) { out_errno("errno", errno); return 0; }
+        struct timeval tv = {.tv_sec = 5};
+        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        (void)!write(s, argv[2], strlen(argv[2]));
+        static char buf[65536];
+        size_t got = 0;
+        ssize_t n;
+        while (got < sizeof buf && (n = read(s, buf + got, sizeof buf - got)) > 0) got += n;
+        printf("{\"errno\":0,\"response\":\"");
+        print_safe(buf, got);
+        printf("\"}\n");
         return 0;
     }
     fprintf(stderr, "unknown command %s\n", cmd);
