@@ -94,6 +94,33 @@ fn backends(data_dir: &std::path::Path) -> anyhow::Result<Backends> {
             .map_err(|e| anyhow::anyhow!("failed to set up the process sandbox: {e}"))?;
         backends.with(std::sync::Arc::new(process))
     };
+    // WebAssembly tools: compiled once at install into `wasm-cache` (keyed by module hash and
+    // engine configuration), instantiated from the precompiled artifact on every call.
+    #[cfg(feature = "wasm")]
+    let backends = {
+        let config = slovo_sandbox::wasm::WasmConfig::new(data_dir.join("wasm-cache"));
+        let wasm = slovo_sandbox::wasm::WasmBackend::new(config)
+            .map_err(|e| anyhow::anyhow!("failed to set up the WebAssembly engine: {e}"))?;
+        backends.with(std::sync::Arc::new(wasm))
+    };
+    // Docker tools run in hardened containers through the Engine API (DOCKER_HOST or the
+    // default socket). Without a daemon the backend stays registered and each docker call fails
+    // with the reason; `slovo doctor` says so. Images are never pulled unless their registry is
+    // listed in SLOVO_DOCKER_REGISTRIES (comma-separated). Creating it starts the removal of
+    // containers that a crash left behind.
+    #[cfg(target_os = "linux")]
+    let backends = {
+        let mut config = slovo_sandbox::docker::DockerConfig::new(data_dir.join("sandbox").join("volumes"));
+        config.allow_weaker = std::env::var("SLOVO_SANDBOX_ALLOW_WEAKER").as_deref() == Ok("1");
+        config.allowed_registries = std::env::var("SLOVO_DOCKER_REGISTRIES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect();
+        backends.with(slovo_sandbox::docker::DockerBackend::new(config))
+    };
     #[cfg(feature = "http")]
     let backends = backends.with(std::sync::Arc::new(slovo_sandbox::http::HttpBackend::new(
         slovo_sandbox::http::HttpConfig {

@@ -11,6 +11,8 @@
 //! with less isolation than its type promises.
 #![deny(missing_docs)]
 
+#[cfg(all(feature = "docker", target_os = "linux"))]
+pub mod docker;
 pub mod doctor;
 #[cfg(feature = "http")]
 pub mod http;

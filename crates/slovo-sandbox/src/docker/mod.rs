@@ -1,0 +1,737 @@
+//! The Docker backend: each call runs in a fresh, hardened container created through the
+//! Docker Engine API (never the `docker` command), and removed afterwards.
+//!
+//! # Brief overview
+//! [`DockerBackend`] implements [`Backend`] for `execution.type: docker`. One call:
+//! 1. refuse what cannot be enforced: a network grant ([`container::network_mode`], the seam
+//!    where the egress proxy will be wired in), a daemon that does not answer, an image whose
+//!    id is not the one recorded at install (digest pinning);
+//! 2. mount the tool's quota-enforced state volume (shared with the process sandbox,
+//!    [`crate::process::volume`]) and bind it at `/data`;
+//! 3. create the container ([`container::body`]: no network, read-only root, every capability
+//!    dropped, `no-new-privileges`, a non-root user, memory = memory + swap, CPU quota, pids
+//!    limit, a small `/tmp`), under a cgroup parent of its own ([`accounting`]);
+//! 4. attach (one hijacked connection carries stdin, stdout and stderr), start, write the
+//!    request on stdin, read capped output until the container exits or the wall-clock
+//!    timeout, which removes it forcibly;
+//! 5. wait for the exit code, remove the container (always, also when the call is dropped),
+//!    read CPU time and peak memory from the call's cgroup parent.
+//!
+//! Every container carries the label [`container::LABEL_MANAGED`] and the pid of its creator;
+//! [`DockerBackend::remove_leftovers`] (run when the backend is created) removes those whose
+//! creator is gone. The policy is described in `docs/docker.md`.
+
+pub mod accounting;
+pub mod container;
+pub mod daemon;
+pub mod error;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, RemoveContainerOptions,
+    WaitContainerOptions,
+};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use slovo_core::execution::ExecutionStatus;
+use slovo_core::manifest::Execution;
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+
+use crate::process::volume::Volumes;
+use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
+use accounting::{CallCgroup, Layout};
+pub use error::DockerError;
+use error::{Result, is_not_found};
+
+/// How the Docker backend is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerConfig {
+    /// Where the state volumes' images live. Share the process sandbox's directory
+    /// (`<data>/sandbox/volumes`) so that a tool's state is one volume whatever its backend.
+    pub volumes_dir: PathBuf,
+    /// The uid tools run as (on the host too: no user namespace remapping is assumed). By
+    /// default, [`crate::process::DEFAULT_HOST_ID`], which also owns the state volumes.
+    pub uid: u32,
+    /// The gid tools run as. By default, [`crate::process::DEFAULT_HOST_ID`].
+    pub gid: u32,
+    /// Size of `/tmp` and `/dev/shm` (MiB). By default, 16.
+    pub tmp_mb: u64,
+    /// Bytes of stdout kept; more kills the call. By default, 4 MiB.
+    pub stdout_limit: usize,
+    /// Bytes of stderr kept; more is discarded. By default, 256 KiB.
+    pub stderr_limit: usize,
+    /// Registries images may be pulled from at install (`docker.io`, `registry.example.com`).
+    /// By default none: an image must already be present locally.
+    pub allowed_registries: Vec<String>,
+    /// The cgroup (relative to each hierarchy's root) under which each call gets its
+    /// accounting parent. By default, `slovo-docker`.
+    pub cgroup_root: String,
+    /// The daemon's address (`unix:///var/run/docker.sock`, `tcp://host:2375`). By default,
+    /// `DOCKER_HOST` or the default socket ([`daemon::host`]).
+    pub host: String,
+    /// Run tools with a storage grant even where the quota cannot be enforced (not root, no
+    /// loop devices or `mkfs.ext4`): `/data` is then an unbounded directory. By default, no.
+    pub allow_weaker: bool,
+}
+
+impl DockerConfig {
+    /// The defaults, with the state volumes' images in `volumes_dir`.
+    pub fn new(volumes_dir: impl Into<PathBuf>) -> DockerConfig {
+        DockerConfig {
+            volumes_dir: volumes_dir.into(),
+            uid: crate::process::DEFAULT_HOST_ID,
+            gid: crate::process::DEFAULT_HOST_ID,
+            tmp_mb: 16,
+            stdout_limit: 4 * 1024 * 1024,
+            stderr_limit: 256 * 1024,
+            allowed_registries: Vec::new(),
+            cgroup_root: "slovo-docker".to_string(),
+            host: daemon::host(),
+            allow_weaker: false,
+        }
+    }
+}
+
+/// A connected daemon and what it said about itself.
+#[derive(Debug, Clone)]
+struct Daemon {
+    docker: Docker,
+    /// Per-call accounting parents (cgroupfs driver only).
+    layout: Option<Layout>,
+    cgroup_v1: bool,
+}
+
+/// The Docker backend. See the module documentation.
+#[derive(Debug)]
+pub struct DockerBackend {
+    config: DockerConfig,
+    volumes: Volumes,
+    quota: bool,
+    daemon: RwLock<Option<Daemon>>,
+}
+
+/// Calls started by this process: makes container names unique.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+fn sanitize(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(40)
+        .collect()
+}
+
+fn quota_supported() -> bool {
+    // SAFETY: a plain getter.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mkfs = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    root && mkfs && Path::new("/dev/loop-control").exists()
+}
+
+impl DockerBackend {
+    /// A backend with `config`. Never fails for want of a daemon: calls then fail with the
+    /// reason, and the daemon is looked for again at the next call. Inside a Tokio runtime,
+    /// connects in the background and removes the containers a crash left behind
+    /// ([`DockerBackend::remove_leftovers`]).
+    pub fn new(config: DockerConfig) -> Arc<DockerBackend> {
+        let backend = Arc::new(DockerBackend {
+            volumes: Volumes::new(config.volumes_dir.clone(), config.uid, config.gid),
+            quota: quota_supported(),
+            config,
+            daemon: RwLock::new(None),
+        });
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let b = backend.clone();
+            handle.spawn(async move {
+                match b.remove_leftovers().await {
+                    Ok(_) => {}
+                    // No daemon is a normal state (docker calls then fail with the reason).
+                    Err(e @ DockerError::Unavailable { .. }) => {
+                        tracing::debug!(error = %e, "Docker backend: no daemon, start-up cleanup skipped")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Docker backend: start-up cleanup failed"),
+                }
+            });
+        }
+        backend
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DockerConfig {
+        &self.config
+    }
+
+    /// Removes the containers (and accounting cgroups) that calls of Slovo processes which
+    /// are gone left behind; returns the ids of the containers removed. Containers of running
+    /// Slovo processes are never touched.
+    pub async fn remove_leftovers(&self) -> Result<Vec<String>> {
+        let d = self.daemon().await?;
+        let removed = daemon::remove_leftovers(&d.docker).await?;
+        if let Some(layout) = &d.layout {
+            CallCgroup::remove_leftovers(layout, &self.config.cgroup_root).await;
+        }
+        Ok(removed)
+    }
+
+    /// The connected daemon, connecting first if needed.
+    async fn daemon(&self) -> Result<Daemon> {
+        if let Some(d) = self.daemon.read().ok().and_then(|g| g.clone()) {
+            return Ok(d);
+        }
+        let docker = daemon::connect(&self.config.host).await?;
+        let info = docker.info().await.map_err(|e| DockerError::Unavailable {
+            host: self.config.host.clone(),
+            reason: e.to_string(),
+        })?;
+        let version = info
+            .cgroup_version
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "1".to_string());
+        let cgroupfs = info.cgroup_driver.is_some_and(|d| d.to_string() == "cgroupfs");
+        // SAFETY: a plain getter.
+        let root = unsafe { libc::geteuid() } == 0;
+        let layout = if cgroupfs && root {
+            Layout::detect(&version)
+        } else {
+            None
+        };
+        if layout.is_none() {
+            tracing::warn!(
+                driver = ?info.cgroup_driver,
+                "Docker backend: no per-call accounting (needs the cgroupfs driver and root); CPU time and peak memory will be absent"
+            );
+        }
+        let d = Daemon {
+            docker,
+            layout,
+            cgroup_v1: version != "2",
+        };
+        if let Ok(mut g) = self.daemon.write() {
+            *g = Some(d.clone());
+        }
+        Ok(d)
+    }
+
+    /// Forgets the connection (after the daemon stopped answering), so the next call connects anew.
+    fn forget_daemon(&self) {
+        if let Ok(mut g) = self.daemon.write() {
+            *g = None;
+        }
+    }
+
+    async fn prepare_data(&self, spec: &SandboxSpec) -> Result<Option<PathBuf>> {
+        if spec.limits.storage_mb == 0 {
+            return Ok(None);
+        }
+        if self.quota {
+            self.volumes
+                .ensure(&spec.state_dir, spec.limits.storage_mb)
+                .await?;
+        } else if self.config.allow_weaker {
+            std::fs::create_dir_all(&spec.state_dir).map_err(|e| DockerError::Io {
+                action: "create",
+                path: spec.state_dir.clone(),
+                source: e,
+            })?;
+        } else {
+            return Err(DockerError::refused(
+                "the /data quota cannot be enforced on this host (needs root, loop devices and mkfs.ext4); \
+                 set allow_weaker in the Docker backend's configuration to run with an unbounded /data",
+            ));
+        }
+        Ok(Some(spec.state_dir.clone()))
+    }
+
+    /// The image id the install step recorded, or why nothing may run.
+    fn pinned(spec: &SandboxSpec) -> Result<String> {
+        let info = spec.install_info.as_ref();
+        if let Some(id) = info.and_then(|i| i["image_id"].as_str()) {
+            return Ok(id.to_string());
+        }
+        let why = info
+            .and_then(|i| i["deferred"].as_str())
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        Err(DockerError::refused(format!(
+            "no image digest was recorded when this version was installed{why}, so nothing runs under \
+             this approval; once the image is on this host, install the tool again (e.g. import and approve a new \
+             version)"
+        )))
+    }
+
+    async fn run_call(&self, spec: &SandboxSpec) -> Result<Outcome> {
+        let Execution::Docker { image, entrypoint } = &spec.execution else {
+            return Err(DockerError::refused(format!(
+                "a {} tool is not a docker tool",
+                spec.execution.kind()
+            )));
+        };
+        let network_mode = container::network_mode(&spec.network).map_err(DockerError::Refused)?;
+        let pinned = Self::pinned(spec)?;
+        let d = match self.daemon().await {
+            Ok(d) => d,
+            Err(e) => return Err(e),
+        };
+        let docker = &d.docker;
+        let current = match docker.inspect_image(image).await {
+            Ok(i) => i.id.unwrap_or_default(),
+            Err(e) if is_not_found(&e) => {
+                return Err(DockerError::refused(format!(
+                    "the image {image} is no longer present (approved and installed: {pinned})"
+                )));
+            }
+            Err(e) => {
+                if matches!(
+                    e,
+                    bollard::errors::Error::HyperResponseError { .. }
+                        | bollard::errors::Error::IOError { .. }
+                ) {
+                    self.forget_daemon();
+                }
+                return Err(DockerError::Api {
+                    action: "inspect the image",
+                    source: e,
+                });
+            }
+        };
+        if current != pinned {
+            return Err(DockerError::refused(format!(
+                "the image {image} is now {current}, but {pinned} was approved and installed; \
+                 install the tool again to run the new image"
+            )));
+        }
+        let data = self.prepare_data(spec).await?;
+
+        let pid = std::process::id();
+        let call = format!("{pid}-{}", CALLS.fetch_add(1, Ordering::Relaxed));
+        let name = format!("slovo-{call}-{}", sanitize(&spec.execution_id));
+        let cgroup = d
+            .layout
+            .as_ref()
+            .map(|l| CallCgroup::new(l, &self.config.cgroup_root, &call));
+        let parent = cgroup.as_ref().map(CallCgroup::parent);
+        let mut labels = HashMap::new();
+        labels.insert(container::LABEL_MANAGED.to_string(), "1".to_string());
+        labels.insert(container::LABEL_PID.to_string(), pid.to_string());
+        labels.insert(
+            container::LABEL_PID_START.to_string(),
+            daemon::start_time(pid).unwrap_or(0).to_string(),
+        );
+        labels.insert(container::LABEL_TOOL.to_string(), spec.tool.clone());
+        labels.insert(container::LABEL_EXECUTION.to_string(), spec.execution_id.clone());
+        let user = format!("{}:{}", self.config.uid, self.config.gid);
+        let plan = container::Plan {
+            image_id: &pinned,
+            entrypoint: entrypoint.as_deref(),
+            user: &user,
+            data: data.as_deref(),
+            tmp_mb: self.config.tmp_mb,
+            network_mode,
+            cgroup_parent: parent.as_deref(),
+            cgroup_v1: d.cgroup_v1,
+            labels,
+        };
+        let result = self.run_container(docker, spec, &name, &plan).await;
+        // The container is gone (or being removed): its cgroup parent holds the figures.
+        let figures = cgroup.as_ref().map(CallCgroup::figures).unwrap_or_default();
+        let survivors = match cgroup {
+            Some(cg) => cg.remove().await,
+            None => 0,
+        };
+        let (watched, id) = result?;
+        let mut o = outcome(watched, figures, spec, id);
+        if survivors > 0 {
+            tracing::warn!(tool = %spec.tool, survivors, "processes outlived the container; killed through its cgroup");
+            o.stderr.push_str(&format!(
+                "\n[slovo: {survivors} process(es) outlived the container and were killed]"
+            ));
+        }
+        Ok(o)
+    }
+
+    /// Create, attach, start, feed, watch, wait, remove: returns what was seen and the id.
+    async fn run_container(
+        &self,
+        docker: &Docker,
+        spec: &SandboxSpec,
+        name: &str,
+        plan: &container::Plan<'_>,
+    ) -> Result<(Watched, String)> {
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.to_string()),
+                    ..Default::default()
+                }),
+                container::body(spec, plan),
+            )
+            .await
+            .map_err(DockerError::api("create the container"))?;
+        let mut ctr = Removal {
+            docker: docker.clone(),
+            id: created.id,
+            removed: false,
+        };
+        let attach = docker
+            .attach_container(
+                &ctr.id,
+                Some(AttachContainerOptions {
+                    stream: true,
+                    stdin: true,
+                    stdout: true,
+                    stderr: true,
+                    logs: false,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(DockerError::api("attach to the container"))?;
+        docker
+            .start_container(&ctr.id, None)
+            .await
+            .map_err(DockerError::api("start the container"))?;
+        let deadline = Instant::now() + spec.limits.timeout;
+        let request = serde_json::to_vec(&spec.request).unwrap_or_default();
+        let mut input = attach.input;
+        let writer = tokio::spawn(async move {
+            let _ = input.write_all(&request).await;
+            let _ = input.shutdown().await;
+        });
+        let mut w = watch(
+            attach.output,
+            deadline,
+            self.config.stdout_limit,
+            self.config.stderr_limit,
+        )
+        .await;
+        writer.abort();
+        if !w.timed_out && !w.stdout_overflow {
+            let mut wait = docker.wait_container(
+                &ctr.id,
+                Some(WaitContainerOptions {
+                    condition: "not-running".to_string(),
+                }),
+            );
+            match tokio::time::timeout_at(deadline, wait.next()).await {
+                Err(_) => w.timed_out = true,
+                Ok(Some(Ok(r))) => w.exit_code = Some(r.status_code),
+                Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => {
+                    w.exit_code = Some(code)
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(DockerError::Api {
+                        action: "wait for the container",
+                        source: e,
+                    });
+                }
+                Ok(None) => {}
+            }
+            if w.exit_code == Some(137) {
+                // SIGKILL from inside, or the kernel's OOM killer: the daemon knows which.
+                w.oom_killed = docker
+                    .inspect_container(&ctr.id, None)
+                    .await
+                    .ok()
+                    .and_then(|i| i.state)
+                    .and_then(|s| s.oom_killed)
+                    .unwrap_or(false);
+            }
+        }
+        ctr.remove().await?;
+        Ok((w, ctr.id.clone()))
+    }
+}
+
+/// A created container, removed forcibly when dropped unless [`Removal::remove`] ran.
+struct Removal {
+    docker: Docker,
+    id: String,
+    removed: bool,
+}
+
+fn remove_options() -> Option<RemoveContainerOptions> {
+    Some(RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    })
+}
+
+impl Removal {
+    async fn remove(&mut self) -> Result<()> {
+        match self.docker.remove_container(&self.id, remove_options()).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => {
+                return Err(DockerError::Api {
+                    action: "remove the container",
+                    source: e,
+                });
+            }
+        }
+        self.removed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        let (docker, id) = (self.docker.clone(), std::mem::take(&mut self.id));
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move {
+                    if let Err(e) = docker.remove_container(&id, remove_options()).await
+                        && !is_not_found(&e)
+                    {
+                        tracing::warn!(container = %id, error = %e, "failed to remove a container; start-up cleanup will");
+                    }
+                });
+            }
+            Err(_) => {
+                tracing::warn!(container = %id, "container left behind; start-up cleanup will remove it")
+            }
+        }
+    }
+}
+
+/// What was observed while the tool ran.
+#[derive(Debug, Default)]
+struct Watched {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    stderr_truncated: bool,
+    stdout_overflow: bool,
+    timed_out: bool,
+    exit_code: Option<i64>,
+    oom_killed: bool,
+    stream_error: Option<String>,
+}
+
+async fn watch(
+    mut output: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+    >,
+    deadline: Instant,
+    stdout_limit: usize,
+    stderr_limit: usize,
+) -> Watched {
+    let mut w = Watched::default();
+    let timeout = tokio::time::sleep_until(deadline);
+    tokio::pin!(timeout);
+    loop {
+        tokio::select! {
+            item = output.next() => match item {
+                None => break,
+                Some(Err(e)) => {
+                    w.stream_error = Some(e.to_string());
+                    break;
+                }
+                Some(Ok(LogOutput::StdOut { message })) => {
+                    if w.stdout.len() + message.len() > stdout_limit {
+                        w.stdout_overflow = true;
+                        break;
+                    }
+                    w.stdout.extend_from_slice(&message);
+                }
+                Some(Ok(LogOutput::StdErr { message })) => {
+                    let room = stderr_limit.saturating_sub(w.stderr.len());
+                    w.stderr.extend_from_slice(&message[..message.len().min(room)]);
+                    w.stderr_truncated |= message.len() > room;
+                }
+                Some(Ok(_)) => {}
+            },
+            _ = &mut timeout => {
+                w.timed_out = true;
+                break;
+            }
+        }
+    }
+    w
+}
+
+fn signal_name(sig: i64) -> &'static str {
+    match sig {
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        4 => "SIGILL",
+        8 => "SIGFPE",
+        31 => "SIGSYS",
+        25 => "SIGXFSZ",
+        24 => "SIGXCPU",
+        15 => "SIGTERM",
+        13 => "SIGPIPE",
+        _ => "signal",
+    }
+}
+
+fn outcome(w: Watched, figures: accounting::Figures, spec: &SandboxSpec, id: String) -> Outcome {
+    let limits = &spec.limits;
+    let code = w.exit_code;
+    let (status, error) = if w.timed_out {
+        (
+            ExecutionStatus::Timeout,
+            Some(format!(
+                "timed out after {:?}; the container and every process in it were killed and removed",
+                limits.timeout
+            )),
+        )
+    } else if w.stdout_overflow {
+        (
+            ExecutionStatus::Killed,
+            Some("killed: stdout exceeded its limit".to_string()),
+        )
+    } else if w.oom_killed {
+        (
+            ExecutionStatus::Killed,
+            Some(format!("killed: out of memory (limit {} MB)", limits.memory_mb)),
+        )
+    } else {
+        match code {
+            Some(0) => (ExecutionStatus::Success, None),
+            // The runtime reports death by signal N as 128 + N.
+            Some(c) if (129..=159).contains(&c) => (
+                ExecutionStatus::Killed,
+                Some(format!("killed by signal {} ({})", c - 128, signal_name(c - 128))),
+            ),
+            Some(c) if (0..=255).contains(&c) => {
+                (ExecutionStatus::Failure, Some(format!("exited with code {c}")))
+            }
+            // A process the runtime could not reap normally (a tool that made itself traced).
+            Some(c) => (
+                ExecutionStatus::Failure,
+                Some(format!(
+                    "the container runtime reported no usable exit status ({c})"
+                )),
+            ),
+            None => (
+                ExecutionStatus::Failure,
+                Some(format!(
+                    "the container ended without an exit code{}",
+                    w.stream_error.map(|e| format!(" ({e})")).unwrap_or_default()
+                )),
+            ),
+        }
+    };
+    let mut stderr = String::from_utf8_lossy(&w.stderr).into_owned();
+    if w.stderr_truncated {
+        stderr.push_str("\n[stderr truncated]");
+    }
+    Outcome {
+        status,
+        output: Outcome::output_from_stdout(&w.stdout),
+        stderr,
+        error,
+        exit_code: code
+            .filter(|c| (0..=255).contains(c))
+            .and_then(|c| i32::try_from(c).ok()),
+        cpu_ms: figures.cpu_ms,
+        peak_memory_bytes: figures.peak_memory_bytes,
+        sandbox_id: Some(id),
+        ..Outcome::default()
+    }
+}
+
+#[async_trait]
+impl Backend for DockerBackend {
+    fn kind(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn install(&self, request: &InstallRequest) -> Result<Value, BackendError> {
+        let fail = |reason: String| BackendError::Install {
+            tool: request.tool.clone(),
+            reason,
+        };
+        let Execution::Docker { image, entrypoint } = &request.execution else {
+            return Err(fail("not a docker tool".to_string()));
+        };
+        // As for a missing backend, a missing prerequisite (no daemon, no image) does not undo
+        // the person's approval: the facts say why nothing is pinned, and every call is refused
+        // with that reason (see `DockerBackend::pinned`).
+        let deferred = |reason: String| {
+            tracing::warn!(tool = %request.tool, image, reason, "docker install deferred: no image digest pinned");
+            Ok(json!({
+                "image": image,
+                "image_id": null,
+                "entrypoint": entrypoint,
+                "deferred": reason,
+            }))
+        };
+        let d = match self.daemon().await {
+            Ok(d) => d,
+            Err(e) => return deferred(e.to_string()),
+        };
+        let inspected = match d.docker.inspect_image(image).await {
+            Ok(i) => i,
+            Err(e) if is_not_found(&e) => {
+                let registry = container::registry_of(image);
+                if !self.config.allowed_registries.iter().any(|r| r == registry) {
+                    return deferred(format!(
+                        "the image {image} is not present locally, and pulling from {registry} is not allowed \
+                         by the configuration; load or build the image on this host first"
+                    ));
+                }
+                tracing::info!(image, registry, "pulling image");
+                let mut pull = d.docker.create_image(
+                    Some(CreateImageOptions {
+                        from_image: Some(image.clone()),
+                        ..Default::default()
+                    }),
+                    None,
+                    None,
+                );
+                while let Some(step) = pull.next().await {
+                    step.map_err(|e| fail(format!("failed to pull {image}: {e}")))?;
+                }
+                d.docker
+                    .inspect_image(image)
+                    .await
+                    .map_err(|e| fail(format!("failed to inspect {image} after pulling it: {e}")))?
+            }
+            Err(e) => return Err(fail(format!("failed to inspect {image}: {e}"))),
+        };
+        let image_id = inspected
+            .id
+            .ok_or_else(|| fail(format!("the daemon reported no id for {image}")))?;
+        Ok(json!({
+            "image": image,
+            "image_id": image_id,
+            "repo_digests": inspected.repo_digests.unwrap_or_default(),
+            "entrypoint": entrypoint,
+            "user": format!("{}:{}", self.config.uid, self.config.gid),
+        }))
+    }
+
+    async fn release_state(&self, state_dir: &Path, purge: bool) -> Result<(), BackendError> {
+        self.volumes
+            .release(state_dir, purge)
+            .map_err(|e| BackendError::Install {
+                tool: state_dir.display().to_string(),
+                reason: format!("failed to release the state volume: {e}"),
+            })
+    }
+
+    async fn run(&self, spec: &SandboxSpec) -> Outcome {
+        match self.run_call(spec).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, tool = %spec.tool, execution = %spec.execution_id, "docker call failed");
+                Outcome::failed(e.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Hostile tools: each test really attempts an attack from inside a container, then checks
+//! that it was contained on the host and that the outcome recorded it. The same attacks as the
+//! process sandbox's suite (`tests/suite/hostile.rs`); where Docker's answer is a different
+//! errno for the same denial, the test asserts the denial, not the number.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use super::support::*;
+use crate::require_docker;
+
+fn denied(v: &Value, key: &str) -> bool {
+    v[key].as_i64().is_some_and(|e| e != 0)
+}
+
+#[tokio::test]
+async fn host_files_are_absent() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    // The image's own /etc/shadow is what a tool sees, never the host's.
+    let v = sb.probe("reader", &["read", "/etc/shadow"]).await;
+    assert_eq!(v["data"], "root:image-shadow:::::::.", "{v}");
+    let data_dir = sb.dir.path().to_string_lossy().into_owned();
+    for path in [
+        "/root/.bashrc",
+        "/home",
+        "/usr/bin/env",
+        "/var/run/docker.sock",
+        data_dir.as_str(),
+    ] {
+        let v = sb.probe("reader", &["read", path]).await;
+        assert_eq!(errno(&v), ENOENT, "{path}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn another_tools_state_is_unreachable() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    assert_eq!(
+        errno(
+            &sb.probe("alice", &["write", "/data/secret", "alice-secret"])
+                .await
+        ),
+        0
+    );
+    let alice_state = sb.state("alice");
+    assert_eq!(
+        std::fs::read_to_string(alice_state.join("secret")).unwrap(),
+        "alice-secret"
+    );
+    assert_eq!(
+        sb.probe("bob", &["ls", "/data"]).await,
+        json!({"errno": 0, "entries": []})
+    );
+    assert_eq!(errno(&sb.probe("bob", &["read", "/data/secret"]).await), ENOENT);
+    let host_path = alice_state.join("secret").to_string_lossy().into_owned();
+    assert_eq!(errno(&sb.probe("bob", &["read", &host_path]).await), ENOENT);
+}
+
+#[tokio::test]
+async fn the_root_file_system_is_read_only() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    for path in [
+        "/evil",
+        "/hostile",
+        "/etc/evil",
+        "/dev/evil",
+        "/proc/evil",
+        "/proc/sys/kernel/hostname",
+        "/sys/evil",
+    ] {
+        let v = sb.probe("writer", &["write", path]).await;
+        assert_ne!(errno(&v), 0, "{path}: {v}");
+    }
+    // The image itself is untouched.
+    let v = sb.probe("writer", &["ls", "/"]).await;
+    let entries: Vec<String> = serde_json::from_value(v["entries"].clone()).unwrap();
+    assert!(!entries.contains(&"evil".to_string()), "{entries:?}");
+    // The two writable places.
+    assert_eq!(errno(&sb.probe("writer", &["write", "/data/ok"]).await), 0);
+    assert_eq!(errno(&sb.probe("writer", &["write", "/tmp/ok"]).await), 0);
+    assert!(sb.state("writer").join("ok").exists());
+}
+
+#[tokio::test]
+async fn a_symlink_in_data_pointing_outside_leads_nowhere() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    let host_dir = sb.dir.path().to_string_lossy().into_owned();
+    assert_eq!(
+        errno(&sb.probe("links", &["symlink", &host_dir, "/data/host"]).await),
+        0
+    );
+    assert_eq!(
+        errno(
+            &sb.probe("links", &["symlink", "../../../../../../etc/passwd", "/data/rel"])
+                .await
+        ),
+        0
+    );
+    // A later call follows them inside its own root.
+    assert_eq!(
+        errno(&sb.probe("links", &["write", "/data/host/evil"]).await),
+        ENOENT
+    );
+    assert!(!sb.dir.path().join("evil").exists());
+    assert_eq!(errno(&sb.probe("links", &["read", "/data/rel"]).await), ENOENT);
+}
+
+#[tokio::test]
+async fn a_setuid_binary_gains_nothing() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    let v = sb.probe("suid", &["exec", "/hostile-suid", "info"]).await;
+    let uid = i64::from(sb.uid);
+    assert_eq!(
+        (v["uid"].as_i64(), v["euid"].as_i64()),
+        (Some(uid), Some(uid)),
+        "{v}"
+    );
+    assert_eq!(v["cap_eff"], "0000000000000000");
+}
+
+#[tokio::test]
+async fn ptrace_of_host_processes_is_impossible() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    let me = std::process::id().to_string();
+    let o = sb.run(&sb.spec("ptrace", &["ptrace", &me])).await;
+    // The host's pid does not exist in the container's PID namespace. (Docker's default
+    // seccomp profile allows ptrace inside the container, unlike the process sandbox; a tool
+    // that makes itself traced may leave the runtime without an exit status: a failure.)
+    let v = o.output.clone().unwrap_or_default();
+    assert!(denied(&v, "attach_host"), "{o:#?}");
+    assert!(matches!(o.status.as_str(), "success" | "failure"), "{o:#?}");
+    sb.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn mount_unshare_and_setns_are_denied() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    let v = sb.probe("mnt", &["mount"]).await;
+    for k in [
+        "tmpfs",
+        "bind",
+        "remount",
+        "umount",
+        "chroot",
+        "pivot_root",
+        "fsopen",
+        "open_tree",
+    ] {
+        assert!(denied(&v, k), "{k}: {v}");
+    }
+    let v = sb.probe("ns", &["unshare"]).await;
+    for k in [
+        "unshare_user",
+        "unshare_net",
+        "unshare_mount",
+        "clone_newuser",
+        "setns_user",
+        "setns_net",
+    ] {
+        assert!(v[k].as_i64().is_some_and(|e| e != 0), "{k}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn kernel_attack_surface_is_denied() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    let v = sb.probe("kernel", &["kernel"]).await;
+    for k in [
+        "keyctl",
+        "add_key",
+        "bpf",
+        "perf_event_open",
+        "mknod",
+        "sethostname",
+    ] {
+        assert!(denied(&v, k), "{k}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn raw_and_packet_sockets_are_denied() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    let v = sb.probe("raw", &["raw"]).await;
+    for k in ["raw4", "raw6", "packet_raw", "packet_dgram"] {
+        assert!(denied(&v, k), "{k}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn host_processes_are_invisible_and_unkillable() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    let mut victim = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = victim.id().to_string();
+    assert_eq!(
+        sb.probe("killer", &["kill", &pid]).await,
+        json!({"kill_pid": libc::ESRCH, "kill_all": libc::ESRCH})
+    );
+    assert!(victim.try_wait().unwrap().is_none(), "the host process died");
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let procs = sb.probe("killer", &["ls", "/proc"]).await;
+    let pids: Vec<String> = serde_json::from_value::<Vec<String>>(procs["entries"].clone())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(pids, ["1"]);
+}
