@@ -217,32 +217,11 @@ impl Store {
         row.as_ref().map(VolumeRow::from_row).transpose()
     }
 
-    /// Records a call as `running` before its sandbox starts (its own small transaction, so a
-    /// crash mid-call leaves a visible trace).
-    pub async fn insert_running_execution(&self, e: &NewExecution) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO executions (id, tool, version, capability, arguments, status, conversation_id, \
-             turn_id, actor, started_at, instance_id) VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10)",
-        )
-        .bind(&e.id)
-        .bind(&e.tool)
-        .bind(&e.version)
-        .bind(&e.capability)
-        .bind(e.arguments.to_string())
-        .bind(&e.conversation_id)
-        .bind(&e.turn_id)
-        .bind(&e.actor)
-        .bind(e.started_at)
-        .bind(&e.instance_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Records a call as `running`, but only while the tool is still `active` at `revision`:
-    /// the check and the insert are one statement, so no call starts on a grant, version or
-    /// secret that a concurrent change has just replaced. False (nothing written) when the tool
-    /// has changed.
+    /// Records a call as `running` before its sandbox starts (its own statement, committed at
+    /// once, so a crash mid-call leaves a visible trace), but only while the tool is still
+    /// `active` at `revision`: the check and the insert are one statement, so no call starts on
+    /// a grant, version or secret that a concurrent change has just replaced. False (nothing
+    /// written) when the tool has changed.
     pub async fn insert_running_execution_at(&self, e: &NewExecution, revision: i64) -> Result<bool> {
         let n = sqlx::query(
             "INSERT INTO executions (id, tool, version, capability, arguments, status, conversation_id, \
