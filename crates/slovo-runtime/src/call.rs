@@ -14,7 +14,7 @@ use slovo_core::manifest::{Capability, Manifest, parse_manifest};
 use slovo_core::permissions::Grant;
 use slovo_core::secrets::Secrets;
 use slovo_core::time::now_ms;
-use slovo_store::{ExecutionResult, ExecutionRow, NewExecution, ToolRow};
+use slovo_store::{ExecutionResult, ExecutionRow, FinishAudit, NewExecution, ToolRow};
 use tracing::{debug, info, warn};
 
 use crate::{Actor, Result, Runtime, RuntimeError};
@@ -276,31 +276,34 @@ impl Runtime {
             // Egress proxy refusals (host, port, reason), passed through to the record.
             network_denials: outcome.network_denials.clone(),
         };
-        let mut tx = self.store.begin().await?;
-        tx.finish_execution(&id, &result).await?;
-        tx.append_audit(
-            "execution.finished",
-            Some(&tool.name),
-            &req.actor.0,
-            &json!({
-                "execution_id": id,
-                "version": version,
-                "capability": capability.name,
-                "status": status,
-                "exit_code": result.exit_code,
-                "error": result.error,
-                "duration_ms": duration_ms,
-                "cpu_ms": result.cpu_ms,
-                "peak_memory_bytes": result.peak_memory_bytes,
-                "sandbox_id": result.sandbox_id,
-                "arguments_sha256": sha256_json(Some(&req.arguments)),
-                "output_sha256": sha256_json(result.output.as_ref()),
-                "limits": spec.limits,
-                "network": spec.network,
-            }),
-        )
-        .await?;
-        tx.commit().await?;
+        let payload = json!({
+            "execution_id": id,
+            "version": version,
+            "capability": capability.name,
+            "status": status,
+            "exit_code": result.exit_code,
+            "error": result.error,
+            "duration_ms": duration_ms,
+            "cpu_ms": result.cpu_ms,
+            "peak_memory_bytes": result.peak_memory_bytes,
+            "sandbox_id": result.sandbox_id,
+            "arguments_sha256": sha256_json(Some(&req.arguments)),
+            "output_sha256": sha256_json(result.output.as_ref()),
+            "limits": spec.limits,
+            "network": spec.network,
+        });
+        self.store
+            .finish_call(
+                &id,
+                &result,
+                &FinishAudit {
+                    kind: "execution.finished",
+                    tool: Some(&tool.name),
+                    actor: &req.actor.0,
+                    payload: &payload,
+                },
+            )
+            .await?;
         guard.complete();
         info!(execution = %id, tool = %tool.name, capability = %capability.name, %status, duration_ms, "call finished");
         // The record as stored, built from what was just written rather than read back.

@@ -615,6 +615,15 @@ async fn audit_tampering_is_detected_at_the_first_bad_event() {
         let snapshot = store.audit_page(0, 100).await.unwrap();
         let restore = || async {
             store.execute_raw("DELETE FROM audit_events").await.unwrap();
+            // The database only accepts events that extend the head, so the chain is rebuilt
+            // from the genesis head, as it was first written.
+            store
+                .execute_raw(&format!(
+                    "UPDATE audit_head SET seq = 0, hash = '{}' WHERE id = 1",
+                    "0".repeat(64)
+                ))
+                .await
+                .unwrap();
             for e in &snapshot {
                 let tool = e.tool.as_ref().map(|t| format!("'{t}'")).unwrap_or("NULL".into());
                 store

@@ -14,10 +14,12 @@
 //! `migrations/postgres`.
 #![deny(missing_docs)]
 
+mod call_writer;
 mod rows;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use slovo_core::audit::{AuditEvent, event_hash};
@@ -25,7 +27,10 @@ use slovo_core::execution::ExecutionStatus;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
+pub use call_writer::FinishAudit;
 pub use rows::*;
+
+use call_writer::CallWriter;
 
 /// Result of a store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -62,11 +67,18 @@ pub enum DbKind {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Set on every SQLite connection: WAL lets readers proceed while one writer commits; the busy
+/// timeout makes writers queue instead of failing.
+pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+
 /// A connection pool to the Slovo database.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
     kind: DbKind,
+    /// SQLite only: the call path's own connection (see `call_writer`).
+    writer: Option<Arc<CallWriter>>,
 }
 
 impl Store {
@@ -96,28 +108,23 @@ impl Store {
                     .test_before_acquire(false)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
-                            // WAL lets readers proceed while one writer commits; the busy
-                            // timeout makes writers queue instead of failing.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
+                            conn.execute(SQLITE_PRAGMAS).await?;
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?
             }
             DbKind::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?
             }
         };
-        let store = Store { pool, kind };
+        let writer = (kind == DbKind::Sqlite).then(|| Arc::new(CallWriter::new(options)));
+        let store = Store { pool, kind, writer };
         match kind {
             DbKind::Sqlite => SQLITE_MIGRATIONS.run(&store.pool).await?,
             DbKind::Postgres => POSTGRES_MIGRATIONS.run(&store.pool).await?,
@@ -132,6 +139,9 @@ impl Store {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        if let Some(w) = &self.writer {
+            w.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -148,6 +158,7 @@ impl Store {
             head_seq,
             head_hash,
             appended: Vec::new(),
+            writer: self.writer.clone(),
         })
     }
 
@@ -223,27 +234,34 @@ impl Store {
     /// a grant, version or secret that a concurrent change has just replaced. False (nothing
     /// written) when the tool has changed.
     pub async fn insert_running_execution_at(&self, e: &NewExecution, revision: i64) -> Result<bool> {
-        let n = sqlx::query(
-            "INSERT INTO executions (id, tool, version, capability, arguments, status, conversation_id, \
-             turn_id, actor, started_at, instance_id) \
-             SELECT $1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10 \
-             WHERE EXISTS (SELECT 1 FROM tools WHERE name = $2 AND revision = $11 AND status = 'active')",
-        )
-        .bind(&e.id)
-        .bind(&e.tool)
-        .bind(&e.version)
-        .bind(&e.capability)
-        .bind(e.arguments.to_string())
-        .bind(&e.conversation_id)
-        .bind(&e.turn_id)
-        .bind(&e.actor)
-        .bind(e.started_at)
-        .bind(&e.instance_id)
-        .bind(revision)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        if let Some(w) = &self.writer {
+            return w.insert_running(e, revision).await;
+        }
+        let n = insert_running_query(e, revision)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(n == 1)
+    }
+
+    /// Records the result of a call recorded as `running` and its audit event, in one
+    /// transaction. A `Conflict` when the execution is no longer running (nothing written).
+    pub async fn finish_call(
+        &self,
+        id: &str,
+        result: &ExecutionResult,
+        audit: &FinishAudit<'_>,
+    ) -> Result<AuditEvent> {
+        if let Some(w) = &self.writer {
+            return w.finish(id, result, audit).await;
+        }
+        let mut tx = self.begin().await?;
+        tx.finish_execution(id, result).await?;
+        let event = tx
+            .append_audit(audit.kind, audit.tool, audit.actor, audit.payload)
+            .await?;
+        tx.commit().await?;
+        Ok(event)
     }
 
     /// One execution.
@@ -475,6 +493,41 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditEvent> {
     })
 }
 
+/// Inserts a call as `running` only while its tool is `active` at `revision` (see
+/// [`Store::insert_running_execution_at`]).
+fn insert_running_query(
+    e: &NewExecution,
+    revision: i64,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO executions (id, tool, version, capability, arguments, status, conversation_id, \
+         turn_id, actor, started_at, instance_id) \
+         SELECT $1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10 \
+         WHERE EXISTS (SELECT 1 FROM tools WHERE name = $2 AND revision = $11 AND status = 'active')",
+    )
+    .bind(&e.id)
+    .bind(&e.tool)
+    .bind(&e.version)
+    .bind(&e.capability)
+    .bind(e.arguments.to_string())
+    .bind(&e.conversation_id)
+    .bind(&e.turn_id)
+    .bind(&e.actor)
+    .bind(e.started_at)
+    .bind(&e.instance_id)
+    .bind(revision)
+}
+
+/// A call's network denials as stored: `None` when there were none (most calls).
+fn denials_text(r: &ExecutionResult) -> Result<Option<String>> {
+    if r.network_denials.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(&r.network_denials)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("executions.network_denials: {e}")))
+}
+
 /// Hides the password of a database URL for messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -495,6 +548,7 @@ pub struct Tx {
     head_seq: i64,
     head_hash: String,
     appended: Vec<AuditEvent>,
+    writer: Option<Arc<CallWriter>>,
 }
 
 impl Tx {
@@ -662,9 +716,7 @@ impl Tx {
             return Err(StoreError::Conflict(format!("execution {id} is not running")));
         }
         // Separate and only when there is something to keep: most calls have no denials.
-        if !r.network_denials.is_empty() {
-            let denials = serde_json::to_string(&r.network_denials)
-                .map_err(|e| StoreError::Corrupt(format!("executions.network_denials: {e}")))?;
+        if let Some(denials) = denials_text(r)? {
             sqlx::query("UPDATE executions SET network_denials = $1 WHERE id = $2")
                 .bind(denials)
                 .bind(id)
@@ -877,6 +929,9 @@ impl Tx {
     /// Makes every write of this transaction durable, with its audit events.
     pub async fn commit(self) -> Result<Vec<AuditEvent>> {
         self.tx.commit().await?;
+        if let (Some(w), Some(last)) = (&self.writer, self.appended.last()) {
+            w.saw_head(last.seq, &last.hash);
+        }
         Ok(self.appended)
     }
 
