@@ -125,6 +125,13 @@ pub(crate) struct ChildPlan {
     pub(crate) egress: Option<egress::ChildEgress>,
 }
 
+/// A network namespace made ahead of time for this call, and the keeper that made it (see
+/// [`namespaces::NetnsKeeper`]). Without one, `clone` creates the namespace.
+pub(crate) struct PremadeNetns<'a> {
+    pub(crate) keeper: &'a namespaces::NetnsKeeper,
+    pub(crate) ns: OwnedFd,
+}
+
 /// The parent's ends of a started child.
 pub(crate) struct Spawned {
     pub(crate) pid: i32,
@@ -149,7 +156,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Clones the child into new namespaces. The child waits for [`Spawned::sync`].
-pub(crate) fn spawn(plan: &ChildPlan) -> Result<Spawned> {
+pub(crate) fn spawn(plan: &ChildPlan, netns: Option<PremadeNetns<'_>>) -> Result<Spawned> {
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (in_r, in_w) = pipe()?;
@@ -175,23 +182,37 @@ pub(crate) fn spawn(plan: &ChildPlan) -> Result<Spawned> {
         stderr: errout_w.as_raw_fd(),
     };
     let mut pidfd: libc::c_int = -1;
-    let flags = namespaces::clone_flags() | libc::CLONE_PIDFD as u64 | libc::SIGCHLD as u64;
-    // SAFETY: clone without CLONE_VM and without a new stack behaves like fork: the child gets
-    // a copy of this thread's stack and continues here. It only runs `child_main`, which
-    // never returns and uses raw system calls only.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags,
-            0usize,
-            &mut pidfd as *mut libc::c_int,
-            0usize,
-            0usize,
-        )
-    };
-    if pid == 0 {
-        child_main(plan, &fds, &argv, &envp);
+    let mut flags = namespaces::clone_flags() | libc::CLONE_PIDFD as u64 | libc::SIGCHLD as u64;
+    let own_netns = netns.is_none();
+    if !own_netns {
+        // The child inherits the namespace this thread is in for the clone.
+        flags &= !(libc::CLONE_NEWNET as u64);
     }
+    let mut clone = || {
+        // SAFETY: clone without CLONE_VM and without a new stack behaves like fork: the child
+        // gets a copy of this thread's stack and continues here. It only runs `child_main`,
+        // which never returns and uses raw system calls only.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags,
+                0usize,
+                &mut pidfd as *mut libc::c_int,
+                0usize,
+                0usize,
+            )
+        };
+        if pid == 0 {
+            child_main(plan, own_netns, &fds, &argv, &envp);
+        }
+        pid
+    };
+    let pid = match &netns {
+        Some(n) => n.keeper.clone_in(&n.ns, clone)?,
+        None => clone(),
+    };
+    // The child holds the namespace now; ours goes.
+    drop(netns);
     if pid < 0 {
         let e = ProcessError::sys("clone the sandbox");
         tracing::error!(error = %e, "failed to clone");
@@ -283,6 +304,7 @@ fn sys(r: libc::c_long) -> Result<(), i32> {
 /// The child: build the sandbox and `execve` the tool. Never returns.
 fn child_main(
     plan: &ChildPlan,
+    own_netns: bool,
     fds: &ChildFds,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
@@ -324,11 +346,13 @@ fn child_main(
         if libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len()) < 0 {
             fail(e, Step::Hostname, 0, errno());
         }
-        if let Err(x) = namespaces::loopback_up() {
+        // A namespace made ahead of time has its loopback up already (and is not ours to
+        // change).
+        if own_netns && let Err(x) = namespaces::loopback_up() {
             fail(e, Step::Loopback, 0, x);
         }
-        // The loopback is up and we still hold the capabilities of our namespace: the only
-        // way out this sandbox will have is created now, before the tool exists.
+        // The loopback is up and the tool does not exist yet: the only way out this sandbox
+        // will have is created now.
         if let Some(plan) = &plan.egress
             && let Err(x) = egress::send_listener(plan)
         {

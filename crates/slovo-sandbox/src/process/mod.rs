@@ -246,6 +246,10 @@ pub struct ProcessBackend {
     host_gid: u32,
     staging: PathBuf,
     egress: EgressProxy,
+    /// Makes call cgroups ahead of time and removes used ones off the call path.
+    cgroups: Option<cgroups::CgroupKeeper>,
+    /// Makes network namespaces ahead of time (root only).
+    netns: Option<namespaces::NetnsKeeper>,
 }
 
 /// Calls started by this process: makes cgroup names unique.
@@ -285,7 +289,25 @@ impl ProcessBackend {
         } else if !support.weaker_missing().is_empty() {
             tracing::warn!(missing = ?support.weaker_missing(), "process backend runs a weaker tier, as configured");
         }
+        let cgroups = match (&support.cgroups, &refusal) {
+            (Some(h), None) => Some(cgroups::CgroupKeeper::start(h.clone())?),
+            _ => None,
+        };
+        // Root only: an unprivileged process cannot create a network namespace outside a user
+        // namespace of its own, so there `clone` makes it.
+        let netns = match (support.root, &refusal) {
+            (true, None) => match namespaces::NetnsKeeper::start() {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    tracing::warn!(error = %e, "network namespaces are made per call instead of ahead of time");
+                    None
+                }
+            },
+            _ => None,
+        };
         Ok(ProcessBackend {
+            cgroups,
+            netns,
             volumes: volume::Volumes::new(config.work_dir.join("volumes"), host_uid, host_gid),
             system: mounts::system_entries(),
             seccomp: seccomp::compile(&seccomp::policy(), seccomp::AUDIT_ARCH),
@@ -309,6 +331,12 @@ impl ProcessBackend {
     /// The egress proxy that serves calls with a network grant.
     pub fn egress(&self) -> &EgressProxy {
         &self.egress
+    }
+
+    /// The start of the names of this backend's call cgroups, if it uses cgroups (for
+    /// diagnostics: `slovo-<pid>-k<n>-`).
+    pub fn call_cgroup_prefix(&self) -> Option<&str> {
+        self.cgroups.as_ref().map(|k| k.name_prefix())
     }
 
     /// What the host offers.
@@ -436,8 +464,8 @@ impl ProcessBackend {
             sanitize(&spec.execution_id)
         );
         // Declared before `running`: dropped (removed) after the child is killed.
-        let cgroup = match &self.support.cgroups {
-            Some(h) => Some(h.create(&name, &spec.limits)?),
+        let cgroup = match &self.cgroups {
+            Some(k) => Some(k.take(&spec.limits)?),
             None => None,
         };
         let cgroup_tasks = match &cgroup {
@@ -451,7 +479,11 @@ impl ProcessBackend {
             false => None,
         };
         plan.egress = hand_over.as_ref().map(egress::HandOver::child_plan);
-        let spawned = child::spawn(&plan)?;
+        let premade = self
+            .netns
+            .as_ref()
+            .and_then(|keeper| keeper.take().map(|ns| child::PremadeNetns { keeper, ns }));
+        let spawned = child::spawn(&plan, premade)?;
         if let Some(h) = &mut hand_over {
             h.close_child_end();
         }
@@ -551,8 +583,8 @@ impl ProcessBackend {
             && !watched.timed_out
             && !watched.stdout_overflow;
         let stats = cgroup.as_ref().map(|c| c.stats(!clean)).unwrap_or_default();
-        if let Some(cg) = cgroup {
-            cg.remove()?;
+        if let (Some(cg), Some(k)) = (cgroup, &self.cgroups) {
+            k.retire(cg);
         }
         let mut outcome = outcome(status, watched, stats, spec, name);
         outcome.network_denials = session.map(|s| s.finish()).unwrap_or_default();

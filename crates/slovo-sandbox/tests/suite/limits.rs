@@ -115,3 +115,77 @@ async fn a_child_that_outlives_its_parent_dies_with_the_call() {
     );
     assert_nothing_left(&sb);
 }
+
+/// The names of this process's call cgroups under every hierarchy's parent.
+fn own_call_cgroups(sb: &Sandbox) -> Vec<String> {
+    let prefix = sb.backend.call_cgroup_prefix().expect("cgroups").to_string();
+    let hierarchy = sb.backend.support().cgroups.clone().expect("cgroups");
+    let mut names: Vec<String> = hierarchy
+        .parents()
+        .iter()
+        .flat_map(|p| std::fs::read_dir(p).unwrap().flatten())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Cgroups are made ahead of time and removed after their call, off the call's path: each
+/// still serves one call only, and none accumulates. A cgroup left by a process that is gone
+/// is removed when a backend starts; one of a live process is not.
+#[tokio::test]
+async fn call_cgroups_serve_one_call_each_and_do_not_accumulate() {
+    require_root!();
+    let hierarchy = Sandbox::new().backend.support().cgroups.clone().expect("cgroups");
+    // A stale cgroup of a process that no longer exists, and one of a live process (this one).
+    let dead_pid = (1_000_000..4_000_000)
+        .step_by(7919)
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        .find(|p| unsafe { libc::kill(*p, 0) } != 0)
+        .unwrap();
+    let parent = hierarchy.parents()[0].to_path_buf();
+    let stale = parent.join(format!("slovo-{dead_pid}-0"));
+    let live = parent.join(format!("slovo-{}-stale-test", std::process::id()));
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::create_dir(&live).unwrap();
+    let sb = Sandbox::new();
+    assert!(!stale.exists(), "a dead process's cgroup survived start-up");
+    assert!(live.exists(), "a live process's cgroup was removed");
+    std::fs::remove_dir(&live).unwrap();
+
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let o = sb.run(&sb.spec("t", &["echo"])).await;
+        assert_eq!(o.status.as_str(), "success", "{o:#?}");
+        assert!(o.cpu_ms.is_some() && o.peak_memory_bytes.is_some(), "{o:#?}");
+        for name in own_call_cgroups(&sb) {
+            seen.insert(name);
+        }
+    }
+    // Bounded wait for the keeper to remove the used ones: what remains is the few it holds
+    // ready, in each hierarchy.
+    let per_hierarchy = |names: &[String]| names.len() / hierarchy.parents().len();
+    let mut left = own_call_cgroups(&sb);
+    for _ in 0..200 {
+        if per_hierarchy(&left) <= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        left = own_call_cgroups(&sb);
+    }
+    assert!(per_hierarchy(&left) <= 2, "call cgroups accumulate: {left:?}");
+    // Cgroups are numbered as they are made; a used one is never handed out again, so after
+    // twelve calls the ones held ready were made after at least twelve others.
+    let prefix = sb.backend.call_cgroup_prefix().unwrap().to_string();
+    let newest = seen
+        .iter()
+        .chain(&left)
+        .filter_map(|n| n.strip_prefix(&prefix)?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    assert!(
+        newest >= 12,
+        "12 calls, but the newest cgroup is number {newest}: {seen:?}"
+    );
+}

@@ -134,3 +134,56 @@ async fn a_test_host_reachable_from_the_host_is_unreachable_from_the_tool() {
         ErrorKind::WouldBlock
     );
 }
+
+/// Every call gets a network namespace of its own, never the host's and never another call's,
+/// holding only a loopback that is up and that the tool cannot take down or reconfigure.
+#[tokio::test]
+async fn each_call_gets_a_fresh_network_namespace_it_cannot_reconfigure() {
+    require_root!();
+    let sb = Sandbox::new();
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let check = |v: &serde_json::Value| {
+        assert_eq!(v["interfaces"], json!(["lo"]), "{v}");
+        assert_eq!(v["lo_down_errno"], json!(libc::EPERM), "{v}");
+        let ns = v["netns"].as_str().unwrap().to_string();
+        assert!(ns.starts_with("net:["), "{v}");
+        assert_ne!(
+            std::path::Path::new(&ns),
+            host,
+            "the tool ran in the host's namespace"
+        );
+        ns
+    };
+    for _ in 0..4 {
+        check(&sb.probe("net", &["netif"]).await);
+        assert_eq!(sb.probe("net", &["loopback"]).await, json!({"errno": 0}));
+    }
+    // Calls alive at the same time (each stays 300 ms) are in distinct namespaces. (Sequential
+    // calls could show the same number: the kernel reuses a freed namespace's.)
+    let spec = sb.spec("net", &["netif", "300"]);
+    let (a, b, c, d) = tokio::join!(sb.run(&spec), sb.run(&spec), sb.run(&spec), sb.run(&spec));
+    let outcomes = [a, b, c, d];
+    let mut seen = std::collections::BTreeSet::new();
+    for o in outcomes {
+        assert_eq!(o.status.as_str(), "success", "{o:#?}");
+        let ns = check(o.output.as_ref().unwrap());
+        assert!(seen.insert(ns), "a network namespace served two calls: {seen:?}");
+    }
+    // Threads that entered a call's namespace for its `clone` are back in the host's; only
+    // the thread that makes namespaces ahead of time lives outside it.
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "slovo-netns" {
+            continue;
+        }
+        if let Ok(ns) = std::fs::read_link(task.path().join("ns/net")) {
+            assert_eq!(
+                ns,
+                host,
+                "thread {} ({}) is outside the host's namespace",
+                task.path().display(),
+                comm.trim()
+            );
+        }
+    }
+}

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
@@ -125,6 +127,26 @@ int main(int argc, char **argv) {
         }
         int c = socket(AF_INET, SOCK_STREAM, 0);
         out_errno("errno", res(connect(c, (struct sockaddr *)&a, sizeof a)));
+        return 0;
+    }
+    if (!strcmp(cmd, "netif")) {
+        /* The network namespace as the tool sees it: its identity, its interfaces, and
+           whether the tool can take its loopback down. */
+        char ns[64] = {0};
+        if (readlink("/proc/self/ns/net", ns, sizeof ns - 1) < 0) strcpy(ns, "?");
+        printf("{\"netns\":\"%s\",\"interfaces\":[", ns);
+        struct if_nameindex *ifs = if_nameindex();
+        for (struct if_nameindex *i = ifs; i && i->if_index; i++)
+            printf("%s\"%s\"", i == ifs ? "" : ",", i->if_name);
+        if (ifs) if_freenameindex(ifs);
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        struct ifreq r;
+        memset(&r, 0, sizeof r);
+        strcpy(r.ifr_name, "lo");
+        int down = res(ioctl(s, SIOCSIFFLAGS, &r));
+        printf("],\"lo_down_errno\":%d}\n", down);
+        /* Optionally stay alive, so that concurrent calls overlap. */
+        if (argc > 2) { fflush(stdout); usleep(atoi(argv[2]) * 1000); }
         return 0;
     }
     if (!strcmp(cmd, "abstract") && argc > 2) {
