@@ -16,11 +16,13 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::error::{ProcessError, Result};
+use super::keeper::Keeper;
 use crate::ResourceLimits;
 
 /// A v1 controller the backend uses.
@@ -344,41 +346,34 @@ fn owner_pid(name: &str) -> Option<i32> {
     name.strip_prefix("slovo-")?.split('-').next()?.parse().ok()
 }
 
-/// How many empty call cgroups the keeper holds ready.
-const READY_CGROUPS: usize = 2;
-
 /// Keeps a few empty call cgroups made ahead of time and removes used ones, on a thread of its
-/// own, so that neither `mkdir` nor `rmdir` of cgroup directories (about a tenth of a
-/// millisecond each for the four v1 hierarchies, more when the kernel is busy) is on a call's
-/// path. Each cgroup still serves exactly one call: it is made empty, given that call's limits,
-/// and removed after it.
+/// own (see [`super::keeper`]), so that neither `mkdir` nor `rmdir` of cgroup directories
+/// (about a tenth of a millisecond each for the four v1 hierarchies, more when the kernel is
+/// busy) is on a call's path. Each cgroup still serves exactly one call: it is made empty,
+/// given that call's limits, and removed after it.
 #[derive(Debug)]
 pub struct CgroupKeeper {
     hierarchy: Hierarchy,
     names: std::sync::Arc<Names>,
-    ready: std::sync::Arc<std::sync::Mutex<Vec<CallCgroup>>>,
-    jobs: std::sync::Mutex<std::sync::mpsc::Sender<KeeperJob>>,
+    keeper: Keeper<CallCgroup>,
 }
 
-enum KeeperJob {
-    Refill,
-    Remove(CallCgroup),
-}
+/// How many empty call cgroups the keeper holds ready.
+const READY_CGROUPS: usize = 2;
 
 /// Numbers the keepers of this process, so that their cgroups' names never collide.
-static KEEPERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static KEEPERS: AtomicU64 = AtomicU64::new(0);
 
 /// Names the cgroups of one keeper: `slovo-<pid>-k<keeper>-<n>`.
 #[derive(Debug)]
 struct Names {
     prefix: String,
-    made: std::sync::atomic::AtomicU64,
+    made: AtomicU64,
 }
 
 impl Names {
     fn next(&self) -> String {
-        let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        format!("{}{n}", self.prefix)
+        format!("{}{}", self.prefix, self.made.fetch_add(1, Ordering::Relaxed))
     }
 }
 
@@ -390,72 +385,33 @@ impl CgroupKeeper {
             prefix: format!(
                 "slovo-{}-k{}-",
                 std::process::id(),
-                KEEPERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                KEEPERS.fetch_add(1, Ordering::Relaxed)
             ),
-            made: std::sync::atomic::AtomicU64::new(0),
+            made: AtomicU64::new(0),
         });
-        let ready = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (jobs, queue) = std::sync::mpsc::channel::<KeeperJob>();
-        let worker = (hierarchy.clone(), ready.clone(), names.clone());
-        std::thread::Builder::new()
-            .name("slovo-cgroups".into())
-            .spawn(move || {
-                let (hierarchy, ready, names) = worker;
-                // Ends when the keeper is dropped (its sender with it).
-                while let Ok(job) = queue.recv() {
-                    match job {
-                        KeeperJob::Remove(cg) => {
-                            if let Err(e) = cg.remove() {
-                                tracing::warn!(error = %e, "failed to remove a call cgroup");
-                            }
-                        }
-                        KeeperJob::Refill => loop {
-                            let short = ready.lock().map(|r| r.len() < READY_CGROUPS).unwrap_or(false);
-                            if !short {
-                                break;
-                            }
-                            match hierarchy.make(&names.next()) {
-                                Ok(cg) => {
-                                    if let Ok(mut r) = ready.lock() {
-                                        r.push(cg);
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "failed to make a call cgroup ahead of time");
-                                    break;
-                                }
-                            }
-                        },
-                    }
+        let (maker, namer) = (hierarchy.clone(), names.clone());
+        let keeper = Keeper::start(
+            "slovo-cgroups",
+            READY_CGROUPS,
+            move || maker.make(&namer.next()),
+            |cg: CallCgroup| {
+                if let Err(e) = cg.remove() {
+                    tracing::warn!(error = %e, "failed to remove a call cgroup");
                 }
-            })
-            .map_err(|e| ProcessError::io("start", "the cgroup keeper thread", e))?;
-        let keeper = CgroupKeeper {
+            },
+        )
+        .map_err(|e| ProcessError::io("start", "the cgroup keeper thread", e))?;
+        Ok(CgroupKeeper {
             hierarchy,
             names,
-            ready,
-            jobs: std::sync::Mutex::new(jobs),
-        };
-        keeper.send(KeeperJob::Refill);
-        Ok(keeper)
-    }
-
-    fn send(&self, job: KeeperJob) {
-        let sent = self.jobs.lock().map(|j| j.send(job));
-        match sent {
-            Ok(Ok(())) => {}
-            // The thread is gone (it never panics by design): remove here instead.
-            Ok(Err(std::sync::mpsc::SendError(KeeperJob::Remove(cg)))) => drop(cg),
-            _ => {}
-        }
+            keeper,
+        })
     }
 
     /// A fresh cgroup for one call, with `limits` applied: made ahead of time if one is ready,
     /// otherwise now.
     pub fn take(&self, limits: &ResourceLimits) -> Result<CallCgroup> {
-        let ready = self.ready.lock().ok().and_then(|mut r| r.pop());
-        self.send(KeeperJob::Refill);
-        let cg = match ready {
+        let cg = match self.keeper.take() {
             Some(cg) => cg,
             None => self.hierarchy.make(&self.names.next())?,
         };
@@ -471,16 +427,7 @@ impl CgroupKeeper {
     /// Hands a call's cgroup over for removal once the call is over (its processes are gone:
     /// the caller reaped the PID namespace's first process, whose exit ends every other).
     pub fn retire(&self, cg: CallCgroup) {
-        self.send(KeeperJob::Remove(cg));
-    }
-}
-
-impl Drop for CgroupKeeper {
-    fn drop(&mut self) {
-        // The cgroups made ahead of time and never used; each removes itself when dropped.
-        if let Ok(mut r) = self.ready.lock() {
-            r.clear();
-        }
+        self.keeper.dispose(cg);
     }
 }
 

@@ -29,6 +29,7 @@ pub mod cgroups;
 mod child;
 pub mod egress;
 pub mod error;
+mod keeper;
 pub mod landlock;
 pub mod mounts;
 pub mod namespaces;

@@ -31,9 +31,9 @@
 use std::fs;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::{Arc, Mutex, mpsc};
 
 use super::error::{ProcessError, Result};
+use super::keeper::Keeper;
 
 /// The uid and gid of the tool inside its user namespace.
 pub const TOOL_ID: u32 = 1000;
@@ -85,65 +85,27 @@ pub struct NetnsKeeper {
     /// The network namespace of the thread that started the keeper: where a thread returns
     /// after a `clone`.
     host: OwnedFd,
-    ready: Arc<Mutex<Vec<OwnedFd>>>,
-    refill: Mutex<mpsc::Sender<()>>,
+    keeper: Keeper<OwnedFd>,
 }
 
 impl NetnsKeeper {
     /// Starts the keeper's thread. Fails if this process cannot create network namespaces.
     pub fn start() -> Result<NetnsKeeper> {
         let host = open_netns()?;
-        // One namespace now, on this thread's behalf but not in it: proves that it works
-        // before any call depends on it.
-        let first = std::thread::spawn(make_netns)
+        // Prove that it works before any call depends on it, on a thread that ends after.
+        std::thread::spawn(make_netns)
             .join()
             .map_err(|_| ProcessError::sys("make a network namespace"))??;
-        let ready = Arc::new(Mutex::new(vec![first]));
-        let (refill, wanted) = mpsc::channel::<()>();
-        let shelf = ready.clone();
-        std::thread::Builder::new()
-            .name("slovo-netns".into())
-            .spawn(move || {
-                // This thread moves into each namespace it makes and never serves anything
-                // else; it ends when the keeper is dropped.
-                while wanted.recv().is_ok() {
-                    while shelf.lock().map(|r| r.len() < READY_NETNS).unwrap_or(false) {
-                        match make_netns() {
-                            Ok(ns) => {
-                                if let Ok(mut r) = shelf.lock() {
-                                    r.push(ns);
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "failed to make a network namespace ahead of time");
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
+        // The keeper's thread moves into each namespace it makes and serves nothing else.
+        let keeper = Keeper::start("slovo-netns", READY_NETNS, make_netns, drop)
             .map_err(|e| ProcessError::io("start", "the network namespace keeper thread", e))?;
-        let keeper = NetnsKeeper {
-            host,
-            ready,
-            refill: Mutex::new(refill),
-        };
-        keeper.ask_refill();
-        Ok(keeper)
-    }
-
-    fn ask_refill(&self) {
-        if let Ok(tx) = self.refill.lock() {
-            let _ = tx.send(());
-        }
+        Ok(NetnsKeeper { host, keeper })
     }
 
     /// A fresh network namespace for one call, if one is ready (otherwise the call's `clone`
     /// makes its own).
     pub fn take(&self) -> Option<OwnedFd> {
-        let ns = self.ready.lock().ok().and_then(|mut r| r.pop());
-        self.ask_refill();
-        ns
+        self.keeper.take()
     }
 
     /// Runs `f` (a `clone`) on this thread while it is in the network namespace `ns`, then
