@@ -45,6 +45,23 @@ pub struct InstallRequest {
     pub state_dir: PathBuf,
 }
 
+/// The environment that points common HTTP clients (curl, Python, Go, Node, …) at a call's
+/// egress-proxy listener at `proxy`; every backend that grants network sets the same names.
+pub fn proxy_env(proxy: std::net::SocketAddr) -> Vec<String> {
+    let url = format!("http://{proxy}");
+    [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ]
+    .iter()
+    .map(|k| format!("{k}={url}"))
+    .collect()
+}
+
 /// A backend could not prepare or run a tool.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
-    MountBindOptionsPropagationEnum, MountType,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigLogConfig, Mount,
+    MountBindOptions, MountBindOptionsPropagationEnum, MountType, NetworkingConfig,
 };
 
 use crate::{NetworkPolicy, SandboxSpec};
@@ -24,19 +24,28 @@ pub const LABEL_EXECUTION: &str = "dev.slovo.execution";
 /// CFS period of every container (µs); the quota is `cpu_percent` of it.
 pub const CPU_PERIOD_US: i64 = 100_000;
 
-/// The seam of network access: the Docker network mode for `policy`, or why the call is
-/// refused. Today only `none` exists: a tool with a network grant is refused until the egress
-/// proxy gives containers their only route (then this function returns the proxy's network,
-/// and nothing else changes). A bridge network is never attached.
-pub fn network_mode(policy: &NetworkPolicy) -> Result<&'static str, String> {
-    if policy.allows_network() {
-        return Err(
-            "the grant allows network access, but the egress proxy that enforces it is not \
-                    available yet; a docker container is never attached to a bridge network"
-                .to_string(),
-        );
-    }
-    Ok("none")
+/// How a call's container is connected, decided from the grant by [`network_for`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// `network none`: only the container's own loopback.
+    None,
+    /// Slovo's internal egress network ([`super::egress`]): the container's only route is
+    /// its call's proxy listener.
+    Egress {
+        /// The Docker network's name.
+        network: String,
+        /// The container's address on it (leased for the call; the firewall rule names it).
+        address: std::net::Ipv4Addr,
+        /// The call's proxy listener, on the network's gateway.
+        proxy: std::net::SocketAddr,
+    },
+}
+
+/// Whether a call with `policy` needs the egress network: any grant that allows network
+/// access. Without one, the container gets `network none`; a bridge with a route out is
+/// never attached.
+pub fn needs_egress(policy: &NetworkPolicy) -> bool {
+    policy.allows_network()
 }
 
 /// The CFS quota (µs per [`CPU_PERIOD_US`]) for `cpu_percent` of one CPU (at least 1 ms).
@@ -57,8 +66,8 @@ pub struct Plan<'a> {
     pub data: Option<&'a std::path::Path>,
     /// Size of `/tmp` and `/dev/shm` (MiB).
     pub tmp_mb: u64,
-    /// The network mode ([`network_mode`]).
-    pub network_mode: &'a str,
+    /// How the container is connected.
+    pub network: &'a Network,
     /// The cgroup parent (cgroupfs driver): the call's own accounting cgroup.
     pub cgroup_parent: Option<&'a str>,
     /// Whether the host's cgroups are v1 (`memory.swappiness` exists only there).
@@ -90,8 +99,54 @@ pub fn body(spec: &SandboxSpec, plan: &Plan<'_>) -> ContainerCreateBody {
             ..Default::default()
         }]
     });
+    let mut env = vec![
+        format!("HOME={home}"),
+        "TMPDIR=/tmp".to_string(),
+        "LANG=C.UTF-8".to_string(),
+        format!("SLOVO_CAPABILITY={}", spec.capability.name),
+        format!("SLOVO_EXECUTION_ID={}", spec.execution_id),
+    ];
+    let (network_mode, networking_config, dns, sysctls) = match plan.network {
+        Network::None => ("none".to_string(), None, None, None),
+        Network::Egress {
+            network,
+            address,
+            proxy,
+        } => {
+            env.extend(crate::proxy_env(*proxy));
+            let mut endpoints = HashMap::new();
+            endpoints.insert(
+                network.clone(),
+                EndpointSettings {
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some(address.to_string()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            );
+            // The embedded DNS forwards names it does not know to these servers: the
+            // gateway, where the firewall rejects everything but the proxy port. The tool
+            // resolves nothing; the proxy resolves for it.
+            let dns = vec![proxy.ip().to_string()];
+            // No IPv6 at all: not even a link-local address towards the host's bridge.
+            let mut sysctls = HashMap::new();
+            sysctls.insert("net.ipv6.conf.all.disable_ipv6".to_string(), "1".to_string());
+            sysctls.insert("net.ipv6.conf.default.disable_ipv6".to_string(), "1".to_string());
+            (
+                network.clone(),
+                Some(NetworkingConfig {
+                    endpoints_config: Some(endpoints),
+                }),
+                Some(dns),
+                Some(sysctls),
+            )
+        }
+    };
     let host_config = HostConfig {
-        network_mode: Some(plan.network_mode.to_string()),
+        network_mode: Some(network_mode.clone()),
+        dns,
+        sysctls,
         readonly_rootfs: Some(true),
         cap_drop: Some(vec!["ALL".to_string()]),
         cap_add: Some(vec![]),
@@ -123,20 +178,15 @@ pub fn body(spec: &SandboxSpec, plan: &Plan<'_>) -> ContainerCreateBody {
         entrypoint: plan.entrypoint.map(<[String]>::to_vec),
         user: Some(plan.user.to_string()),
         hostname: Some("slovo".to_string()),
-        env: Some(vec![
-            format!("HOME={home}"),
-            "TMPDIR=/tmp".to_string(),
-            "LANG=C.UTF-8".to_string(),
-            format!("SLOVO_CAPABILITY={}", spec.capability.name),
-            format!("SLOVO_EXECUTION_ID={}", spec.execution_id),
-        ]),
+        env: Some(env),
         attach_stdin: Some(true),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         open_stdin: Some(true),
         stdin_once: Some(true),
         tty: Some(false),
-        network_disabled: Some(plan.network_mode == "none"),
+        network_disabled: Some(network_mode == "none"),
+        networking_config,
         labels: Some(plan.labels.clone()),
         host_config: Some(host_config),
         ..Default::default()
@@ -156,18 +206,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn network_is_none_or_refused() {
-        assert_eq!(network_mode(&NetworkPolicy::None), Ok("none"));
-        assert!(
-            network_mode(&NetworkPolicy::Public)
-                .unwrap_err()
-                .contains("egress proxy")
-        );
-        assert!(
-            network_mode(&NetworkPolicy::AllowList { hosts: vec![] })
-                .unwrap_err()
-                .contains("bridge")
-        );
+    fn only_a_grant_needs_the_egress_network() {
+        assert!(!needs_egress(&NetworkPolicy::None));
+        assert!(needs_egress(&NetworkPolicy::Public));
+        assert!(needs_egress(&NetworkPolicy::AllowList { hosts: vec![] }));
     }
 
     #[test]

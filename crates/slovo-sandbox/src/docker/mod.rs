@@ -3,19 +3,23 @@
 //!
 //! # Brief overview
 //! [`DockerBackend`] implements [`Backend`] for `execution.type: docker`. One call:
-//! 1. refuse what cannot be enforced: a network grant ([`container::network_mode`], the seam
-//!    where the egress proxy will be wired in), a daemon that does not answer, an image whose
-//!    id is not the one recorded at install (digest pinning);
+//! 1. refuse what cannot be enforced: a daemon that does not answer, an image whose id is not
+//!    the one recorded at install (digest pinning), a network grant whose confinement cannot
+//!    be set up ([`egress`]);
 //! 2. mount the tool's quota-enforced state volume (shared with the process sandbox,
 //!    [`crate::process::volume`]) and bind it at `/data`;
-//! 3. create the container ([`container::body`]: no network, read-only root, every capability
+//! 3. for a network grant, lease an address on Slovo's internal network, open the call's own
+//!    proxy listener on its gateway and let only that address reach it ([`egress`]);
+//! 4. create the container ([`container::body`]: no network or the egress network, read-only
+//!    root, every capability
 //!    dropped, `no-new-privileges`, a non-root user, memory = memory + swap, CPU quota, pids
 //!    limit, a small `/tmp`), under a cgroup parent of its own ([`accounting`]);
-//! 4. attach (one hijacked connection carries stdin, stdout and stderr), start, write the
+//! 5. attach (one hijacked connection carries stdin, stdout and stderr), start, write the
 //!    request on stdin, read capped output until the container exits or the wall-clock
 //!    timeout, which removes it forcibly;
-//! 5. wait for the exit code, remove the container (always, also when the call is dropped),
-//!    read CPU time and peak memory from the call's cgroup parent.
+//! 6. wait for the exit code, remove the container (always, also when the call is dropped),
+//!    read CPU time and peak memory from the call's cgroup parent, delete the call's firewall
+//!    rule and end its proxy session, whose denials go on the outcome.
 //!
 //! Every container carries the label [`container::LABEL_MANAGED`] and the pid of its creator;
 //! [`DockerBackend::remove_leftovers`] (run when the backend is created) removes those whose
@@ -24,6 +28,7 @@
 pub mod accounting;
 pub mod container;
 pub mod daemon;
+pub mod egress;
 pub mod error;
 
 use std::collections::HashMap;
@@ -42,6 +47,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::manifest::Execution;
+use slovo_egress::{EgressConfig, EgressProxy};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
@@ -80,6 +86,9 @@ pub struct DockerConfig {
     /// Run tools with a storage grant even where the quota cannot be enforced (not root, no
     /// loop devices or `mkfs.ext4`): `/data` is then an unbounded directory. By default, no.
     pub allow_weaker: bool,
+    /// Where containers of calls with a network grant are attached, and the firewall chain
+    /// that confines them ([`egress::EgressNetwork`]).
+    pub egress: egress::EgressNetwork,
 }
 
 impl DockerConfig {
@@ -96,6 +105,7 @@ impl DockerConfig {
             cgroup_root: "slovo-docker".to_string(),
             host: daemon::host(),
             allow_weaker: false,
+            egress: egress::EgressNetwork::default(),
         }
     }
 }
@@ -116,6 +126,7 @@ pub struct DockerBackend {
     volumes: Volumes,
     quota: bool,
     daemon: RwLock<Option<Daemon>>,
+    proxy: RwLock<EgressProxy>,
 }
 
 /// Calls started by this process: makes container names unique.
@@ -148,6 +159,7 @@ impl DockerBackend {
             quota: quota_supported(),
             config,
             daemon: RwLock::new(None),
+            proxy: RwLock::new(EgressProxy::new(EgressConfig::default())),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let b = backend.clone();
@@ -170,12 +182,38 @@ impl DockerBackend {
         &self.config
     }
 
-    /// Removes the containers (and accounting cgroups) that calls of Slovo processes which
-    /// are gone left behind; returns the ids of the containers removed. Containers of running
-    /// Slovo processes are never touched.
+    /// Uses `proxy` for calls with a network grant (by default, a proxy with the strict
+    /// public-address policy and the system resolver), as `ProcessBackend::set_egress` does.
+    /// Calls already running keep the proxy they started with.
+    pub fn set_egress(&self, proxy: EgressProxy) {
+        if let Ok(mut p) = self.proxy.write() {
+            *p = proxy;
+        }
+    }
+
+    /// The egress proxy that serves calls with a network grant.
+    pub fn egress(&self) -> EgressProxy {
+        self.proxy
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Removes the containers (and accounting cgroups and egress firewall rules) that calls of
+    /// Slovo processes which are gone left behind; returns the ids of the containers removed.
+    /// Containers of running Slovo processes are never touched. The egress network itself
+    /// stays (it is shared, and created again if removed).
     pub async fn remove_leftovers(&self) -> Result<Vec<String>> {
         let d = self.daemon().await?;
         let removed = daemon::remove_leftovers(&d.docker).await?;
+        // After the containers: a rule outliving its container is harmless, the reverse is not.
+        let rules = egress::firewall::remove_leftovers(&self.config.egress).await;
+        if rules > 0 {
+            tracing::info!(
+                rules,
+                "removed egress firewall rules of calls of Slovo processes that are gone"
+            );
+        }
         if let Some(layout) = &d.layout {
             CallCgroup::remove_leftovers(layout, &self.config.cgroup_root).await;
         }
@@ -275,7 +313,6 @@ impl DockerBackend {
                 spec.execution.kind()
             )));
         };
-        let network_mode = container::network_mode(&spec.network).map_err(DockerError::Refused)?;
         let pinned = Self::pinned(spec)?;
         let d = match self.daemon().await {
             Ok(d) => d,
@@ -329,18 +366,51 @@ impl DockerBackend {
         labels.insert(container::LABEL_TOOL.to_string(), spec.tool.clone());
         labels.insert(container::LABEL_EXECUTION.to_string(), spec.execution_id.clone());
         let user = format!("{}:{}", self.config.uid, self.config.gid);
+        // Last before the container: the listener and rule exist only while it may run.
+        let egress = if container::needs_egress(&spec.network) {
+            Some(
+                egress::CallEgress::open(
+                    docker,
+                    &self.config.egress,
+                    &self.egress(),
+                    &spec.execution_id,
+                    &spec.network,
+                    &call,
+                    u64::from(pid)
+                        .wrapping_mul(7919)
+                        .wrapping_add(CALLS.load(Ordering::Relaxed)),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let network = match &egress {
+            Some(e) => container::Network::Egress {
+                network: self.config.egress.name.clone(),
+                address: e.address,
+                proxy: e.proxy,
+            },
+            None => container::Network::None,
+        };
         let plan = container::Plan {
             image_id: &pinned,
             entrypoint: entrypoint.as_deref(),
             user: &user,
             data: data.as_deref(),
             tmp_mb: self.config.tmp_mb,
-            network_mode,
+            network: &network,
             cgroup_parent: parent.as_deref(),
             cgroup_v1: d.cgroup_v1,
             labels,
         };
         let result = self.run_container(docker, spec, &name, &plan).await;
+        // The container is removed (or its removal is under way after an error): cut the
+        // call's route and collect what the proxy refused.
+        let network_denials = match egress {
+            Some(e) => e.finish().await,
+            None => Vec::new(),
+        };
         // The container is gone (or being removed): its cgroup parent holds the figures.
         let figures = cgroup.as_ref().map(CallCgroup::figures).unwrap_or_default();
         let survivors = match cgroup {
@@ -349,6 +419,7 @@ impl DockerBackend {
         };
         let (watched, id) = result?;
         let mut o = outcome(watched, figures, spec, id);
+        o.network_denials = network_denials;
         if survivors > 0 {
             tracing::warn!(tool = %spec.tool, survivors, "processes outlived the container; killed through its cgroup");
             o.stderr.push_str(&format!(

@@ -18,20 +18,9 @@ use super::error::{ProcessError, Result};
 /// Where the tool finds the proxy, on its own loopback.
 pub const PROXY_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 3128);
 
-/// The environment that points common HTTP clients (curl, Python, Go, Node, …) at the proxy.
+/// The proxy variables of a call with a network grant: the listener on its own loopback.
 pub fn proxy_env() -> Vec<String> {
-    let url = format!("http://{PROXY_ADDR}");
-    [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ]
-    .iter()
-    .map(|k| format!("{k}={url}"))
-    .collect()
+    crate::proxy_env(PROXY_ADDR.into())
 }
 
 /// The child's part, prepared by the parent: the socket to send the listener on and the

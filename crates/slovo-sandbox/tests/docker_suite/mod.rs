@@ -1,4 +1,5 @@
 mod basics;
+mod egress;
 mod hostile;
 mod limits;
 mod network;

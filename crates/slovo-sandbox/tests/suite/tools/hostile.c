@@ -25,6 +25,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <dirent.h>
+#include <poll.h>
 #include <unistd.h>
 
 static int res(int r) { return r < 0 ? errno : 0; }
@@ -169,9 +170,16 @@ int main(int argc, char **argv) {
         pid_t child = fork();
         if (child == 0) { pause(); _exit(0); }
         int own = res(ptrace(PTRACE_ATTACH, child, 0, 0));
-        int me = res(ptrace(PTRACE_TRACEME, 0, 0, 0));
         kill(child, SIGKILL);
-        printf("{\"attach_host\":%d,\"attach_own_child\":%d,\"traceme\":%d}\n", attach, own, me);
+        waitpid(child, 0, 0);
+        printf("{\"attach_host\":%d,\"attach_own_child\":%d}\n", attach, own);
+        return 0;
+    }
+    if (!strcmp(cmd, "traceme")) {
+        /* Asks to be traced by the parent: outside the sandbox when the tool is its pid 1. */
+        int me = res(ptrace(PTRACE_TRACEME, 0, 0, 0));
+        printf("{\"traceme\":%d}\n", me);
+        fflush(stdout);
         return 0;
     }
     if (!strcmp(cmd, "mount")) {
@@ -342,6 +350,70 @@ int main(int argc, char **argv) {
         printf("{\"errno\":0,\"response\":\"");
         print_safe(buf, got);
         printf("\"}\n");
+        return 0;
+    }
+    if (!strcmp(cmd, "tcp") && argc > 4) {
+        /* Connect to IP:PORT, giving up after argv[4] ms (a dropped SYN would otherwise hang). */
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[3]))};
+        inet_pton(AF_INET, argv[2], &a.sin_addr);
+        if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) { out_errno("errno", 0); return 0; }
+        if (errno != EINPROGRESS) { out_errno("errno", errno); return 0; }
+        struct pollfd p = {.fd = s, .events = POLLOUT};
+        if (poll(&p, 1, atoi(argv[4])) <= 0) { out_errno("errno", ETIMEDOUT); return 0; }
+        int e = 0;
+        socklen_t len = sizeof e;
+        getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &len);
+        out_errno("errno", e);
+        return 0;
+    }
+    if (!strcmp(cmd, "listen") && argc > 3) {
+        /* Listen on 0.0.0.0:PORT for argv[3] seconds; report how many connections arrived. */
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1;
+        setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
+        if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 8)) { out_errno("errno", errno); return 0; }
+        int accepted = 0;
+        for (int i = 0; i < atoi(argv[3]) * 10; i++) {
+            struct pollfd p = {.fd = l, .events = POLLIN};
+            if (poll(&p, 1, 100) > 0) {
+                int c = accept(l, NULL, NULL);
+                if (c >= 0) { accepted++; close(c); }
+            }
+        }
+        printf("{\"errno\":0,\"accepted\":%d}\n", accepted);
+        return 0;
+    }
+    if (!strcmp(cmd, "dns") && argc > 4) {
+        /* Ask the resolver at IP:PORT for the A record of argv[4] (a name carrying data) and
+           wait up to 3 s for an answer: {"errno":0,"rcode":R,"answers":N}, or the errno. */
+        unsigned char q[512] = {0x51, 0x0f, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+        size_t n = 12;
+        const char *name = argv[4];
+        while (*name && n < 400) {
+            const char *dot = strchr(name, '.');
+            size_t len = dot ? (size_t)(dot - name) : strlen(name);
+            if (len > 63) len = 63;
+            q[n++] = (unsigned char)len;
+            memcpy(q + n, name, len);
+            n += len;
+            name += len;
+            if (*name == '.') name++;
+        }
+        q[n++] = 0;
+        q[n++] = 0; q[n++] = 1; /* A */
+        q[n++] = 0; q[n++] = 1; /* IN */
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[3]))};
+        inet_pton(AF_INET, argv[2], &a.sin_addr);
+        if (connect(s, (struct sockaddr *)&a, sizeof a) || send(s, q, n, 0) < 0) { out_errno("errno", errno); return 0; }
+        struct timeval tv = {.tv_sec = 3};
+        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        unsigned char r[512];
+        ssize_t got = recv(s, r, sizeof r, 0);
+        if (got < 12) { out_errno("errno", got < 0 ? errno : EPROTO); return 0; }
+        printf("{\"errno\":0,\"rcode\":%d,\"answers\":%d}\n", r[3] & 0x0f, (r[6] << 8) | r[7]);
         return 0;
     }
     fprintf(stderr, "unknown command %s\n", cmd);

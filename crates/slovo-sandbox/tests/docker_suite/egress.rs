@@ -1,0 +1,549 @@
+//! Network grants for containers: a granted container reaches granted hosts through its call's
+//! own proxy listener, and nothing else — not the granted host directly, not the host's other
+//! services, not another call's listener or container, not a resolver.
+//!
+//! The "outside" is a test host in a network namespace this test creates, reached over a veth
+//! pair at a TEST-NET-3 address (203.0.113.128/25, apart from the process sandbox's suite)
+//! that the proxy is told to treat as public. The host's own services are listeners on the
+//! host (loopback and the egress network's gateway). Nothing leaves this machine.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::query_parameters::ListContainersOptions;
+use serde_json::{Value, json};
+use slovo_core::HostPattern;
+use slovo_core::execution::{NetworkDenial, NetworkPolicy, Outcome};
+use slovo_egress::{EgressConfig, EgressProxy, PublicPolicy, StaticResolver};
+use slovo_sandbox::docker::daemon;
+use slovo_sandbox::docker::egress::{EgressNetwork, ensure_network, firewall};
+
+use super::support::*;
+use crate::require_docker;
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2 is needed (scripts/ci-egress-deps.sh)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test host at 203.0.113.<128+4n+2> in its own network namespace, reachable from the host
+/// (and so from the proxy) over a veth pair; removed on drop.
+struct Outside {
+    ns: String,
+    veth: String,
+    addr: String,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 30, "out of test subnets");
+        let tag = format!("{}d{n}", std::process::id() % 100_000);
+        let ns = format!("slovo-de{tag}");
+        let veth = format!("sd{tag}");
+        let peer = format!("{veth}p");
+        ip(&["netns", "add", &ns]);
+        let o = Outside {
+            ns: ns.clone(),
+            veth: veth.clone(),
+            addr: format!("203.0.113.{}", 128 + 4 * n + 2),
+        };
+        ip(&["link", "add", &veth, "type", "veth", "peer", "name", &peer]);
+        ip(&["link", "set", &peer, "netns", &ns]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("203.0.113.{}/30", 128 + 4 * n + 1),
+            "dev",
+            &veth,
+        ]);
+        ip(&["link", "set", &veth, "up"]);
+        ip(&["-n", &ns, "addr", "add", &format!("{}/30", o.addr), "dev", &peer]);
+        ip(&["-n", &ns, "link", "set", &peer, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        o
+    }
+
+    /// Runs `f` on a thread inside the namespace (sockets it creates stay there).
+    fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.ns);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(path).unwrap();
+            assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    fn ip(&self) -> IpAddr {
+        self.addr.parse().unwrap()
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.veth]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// An HTTP server on `listener` answering 200 with a body naming the path; records each
+/// request head.
+fn http_server(listener: TcpListener) -> Arc<Mutex<Vec<String>>> {
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let h = heads.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&buf).into_owned();
+            h.lock().unwrap().push(head.clone());
+            let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+            let body = format!("outside says {path}");
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes());
+        }
+    });
+    heads
+}
+
+/// The world of one test: an outside host with an HTTP server and a DNS-port UDP socket,
+/// host services (TCP and UDP on every address, so on the egress gateway too), and a sandbox
+/// whose proxy knows the test names.
+struct World {
+    sb: Sandbox,
+    outside: Outside,
+    port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+    outside_udp: UdpSocket,
+    host_tcp: TcpListener,
+    host_udp: UdpSocket,
+    gateway: String,
+    resolver: Arc<StaticResolver>,
+}
+
+impl World {
+    async fn new() -> World {
+        let outside = Outside::new();
+        let addr = outside.addr.clone();
+        let listener = outside.inside(move || TcpListener::bind((addr.as_str(), 0)).unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let heads = http_server(listener);
+        let addr = outside.addr.clone();
+        let outside_udp = outside.inside(move || UdpSocket::bind((addr.as_str(), 53)).unwrap());
+        outside_udp.set_nonblocking(true).unwrap();
+        // Like `slovo serve` on 0.0.0.0 or a database: reachable on every host address.
+        let host_tcp = TcpListener::bind("0.0.0.0:0").unwrap();
+        host_tcp.set_nonblocking(true).unwrap();
+        let host_udp = UdpSocket::bind("0.0.0.0:0").unwrap();
+        host_udp.set_nonblocking(true).unwrap();
+        let resolver = Arc::new(
+            StaticResolver::new()
+                .with("granted.test", &[outside.ip()])
+                .with("other.test", &[outside.ip()])
+                .with("inside.test", &["127.0.0.1".parse().unwrap()]),
+        );
+        let proxy = EgressProxy::with_resolver(
+            EgressConfig {
+                public: PublicPolicy::with_ranges(["203.0.113.128/25".parse().unwrap()]),
+                ..EgressConfig::default()
+            },
+            resolver.clone(),
+        );
+        let sb = Sandbox::new().await;
+        sb.backend.set_egress(proxy);
+        let gateway = sb.backend.config().egress.gateway().to_string();
+        World {
+            sb,
+            outside,
+            port,
+            heads,
+            outside_udp,
+            host_tcp,
+            host_udp,
+            gateway,
+            resolver,
+        }
+    }
+
+    fn granted(&self) -> NetworkPolicy {
+        NetworkPolicy::AllowList {
+            hosts: vec!["granted.test".parse::<HostPattern>().unwrap()],
+        }
+    }
+
+    /// Runs `hostile ARGS…` as `tool` with `policy`; the call must succeed.
+    async fn run_as(&self, tool: &str, policy: NetworkPolicy, args: &[&str]) -> (Value, Vec<NetworkDenial>) {
+        let mut spec = self.sb.spec(tool, args);
+        spec.network = policy;
+        let o: Outcome = self.sb.run(&spec).await;
+        assert_eq!(o.status.as_str(), "success", "{args:?}: {o:#?}");
+        (o.output.unwrap_or(Value::Null), o.network_denials)
+    }
+
+    async fn run(&self, policy: NetworkPolicy, args: &[&str]) -> (Value, Vec<NetworkDenial>) {
+        self.run_as("net", policy, args).await
+    }
+
+    /// Sends `request` through the proxy from inside the container; returns the answer.
+    async fn through_proxy(&self, policy: NetworkPolicy, request: &str) -> (String, Vec<NetworkDenial>) {
+        let (v, d) = self.run(policy, &["proxy", request]).await;
+        assert_eq!(v["errno"], json!(0), "{v}");
+        (v["response"].as_str().unwrap_or_default().to_string(), d)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn nothing_arrived(listener: &TcpListener) {
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "a connection arrived"
+    );
+}
+
+fn no_datagram(sock: &UdpSocket) {
+    std::thread::sleep(Duration::from_millis(100));
+    let mut buf = [0u8; 512];
+    assert_eq!(
+        sock.recv_from(&mut buf).map(|_| ()).unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "a datagram arrived"
+    );
+}
+
+/// The rules of Slovo's egress chain.
+fn chain_rules() -> String {
+    let out = Command::new("iptables")
+        .args(["-w", "-S", &EgressNetwork::default().chain])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The environment of the running container of `execution_id`, waiting (bounded) for it.
+async fn env_of_running(execution_id: &str) -> HashMap<String, String> {
+    let docker = daemon::connect(&daemon::host()).await.unwrap();
+    let mut filters = HashMap::new();
+    filters.insert(
+        "label".to_string(),
+        vec![format!("dev.slovo.execution={execution_id}")],
+    );
+    for _ in 0..200 {
+        let found = docker
+            .list_containers(Some(ListContainersOptions {
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        if let Some(id) = found.first().and_then(|c| c.id.clone()) {
+            let inspected = docker.inspect_container(&id, None).await.unwrap();
+            let mut env: HashMap<String, String> = inspected
+                .config
+                .and_then(|c| c.env)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect();
+            if let Some(ip) = inspected
+                .network_settings
+                .and_then(|n| n.networks)
+                .and_then(|n| n.get("slovo-egress").and_then(|e| e.ip_address.clone()))
+            {
+                env.insert("ADDRESS".into(), ip);
+            }
+            return env;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the container of {execution_id} never ran");
+}
+
+#[tokio::test]
+async fn a_granted_host_is_reached_through_the_calls_own_proxy() {
+    require_docker!();
+    let w = World::new().await;
+    let p = w.port;
+    // Plain HTTP forwarding.
+    let req = format!(
+        "GET http://granted.test:{p}/hello HTTP/1.1\r\nHost: granted.test:{p}\r\nConnection: close\r\n\r\n"
+    );
+    let (resp, denials) = w.through_proxy(w.granted(), &req).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with("outside says /hello"), "{resp}");
+    assert_eq!(denials, vec![]);
+    // A CONNECT tunnel, with internet access.
+    let req = format!(
+        "CONNECT granted.test:{p} HTTP/1.1\r\nHost: granted.test:{p}\r\n\r\nGET /tunnel HTTP/1.1\r\nHost: granted.test:{p}\r\nConnection: close\r\n\r\n"
+    );
+    let (resp, _) = w.through_proxy(NetworkPolicy::Public, &req).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with("outside says /tunnel"), "{resp}");
+    assert_eq!(w.requests().len(), 2);
+    // The proxy variables name the gateway; the container has no IPv6 at all.
+    let (v, _) = w
+        .run(w.granted(), &["read", "/proc/sys/net/ipv6/conf/all/disable_ipv6"])
+        .await;
+    assert_eq!(v, json!({"errno": 0, "data": "1."})); // print_safe shows the newline as "."
+    w.sb.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn ungranted_and_inside_hosts_are_refused_and_recorded() {
+    require_docker!();
+    let w = World::new().await;
+    let p = w.port;
+    let host_port = w.host_tcp.local_addr().unwrap().port();
+    let connect = |target: &str| format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    // Not in the allow list (and so never resolved).
+    let (resp, denials) = w
+        .through_proxy(w.granted(), &connect(&format!("other.test:{p}")))
+        .await;
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    assert_eq!(
+        denials,
+        vec![NetworkDenial {
+            host: "other.test".into(),
+            port: p,
+            reason: format!("other.test:{p} is not in the grant's allow list (granted.test)"),
+        }]
+    );
+    assert!(!w.resolver.asked().contains(&"other.test".to_string()));
+    // With internet access: a name resolving to 127.0.0.1, the address itself, and the
+    // egress gateway (the host) by address.
+    for target in [
+        format!("inside.test:{host_port}"),
+        format!("127.0.0.1:{host_port}"),
+        format!("{}:{host_port}", w.gateway),
+    ] {
+        let (resp, denials) = w.through_proxy(NetworkPolicy::Public, &connect(&target)).await;
+        assert!(resp.starts_with("HTTP/1.1 403"), "{target}: {resp}");
+        assert_eq!(denials.len(), 1, "{denials:?}");
+        assert!(denials[0].reason.contains("not a public address"), "{denials:?}");
+    }
+    nothing_arrived(&w.host_tcp);
+    assert_eq!(w.requests().len(), 0);
+    w.sb.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn a_granted_container_has_no_route_around_the_proxy() {
+    require_docker!();
+    let w = World::new().await;
+    let port = w.port.to_string();
+    // Raw TCP to the very host it is granted, by address, ignoring the proxy variables: the
+    // host forwards nothing from the bridge (Slovo's chain answers with a reset).
+    let (v, _) = w.run(w.granted(), &["tcp", &w.outside.addr, &port, "3000"]).await;
+    assert_eq!(v, json!({"errno": libc::ECONNREFUSED}));
+    // A service of the host on the gateway address (not the proxy port): rejected.
+    let host_port = w.host_tcp.local_addr().unwrap().port().to_string();
+    let (v, _) = w
+        .run(NetworkPolicy::Public, &["tcp", &w.gateway, &host_port, "3000"])
+        .await;
+    assert_eq!(v, json!({"errno": libc::ECONNREFUSED}));
+    // The host's loopback is the container's own; the host's address on the daemon's default
+    // bridge is the host too.
+    let (v, _) = w
+        .run(NetworkPolicy::Public, &["connect", "127.0.0.1", &host_port])
+        .await;
+    assert_eq!(v, json!({"errno": libc::ECONNREFUSED}));
+    let (v, _) = w
+        .run(NetworkPolicy::Public, &["tcp", "172.17.0.1", &host_port, "3000"])
+        .await;
+    assert_eq!(v, json!({"errno": libc::ECONNREFUSED}));
+    nothing_arrived(&w.host_tcp);
+    // UDP carrying data: to a resolver outside, and to a host service on the gateway.
+    let (v, _) = w
+        .run(w.granted(), &["udp", &w.outside.addr, "53", "secret.exfil.test"])
+        .await;
+    assert_eq!(v["errno"], json!(0), "{v}"); // sent; the host rejects it
+    let host_udp = w.host_udp.local_addr().unwrap().port().to_string();
+    let (v, _) = w
+        .run(w.granted(), &["udp", &w.gateway, &host_udp, "secret.exfil.test"])
+        .await;
+    assert_eq!(v["errno"], json!(0), "{v}"); // sent; the firewall rejects it on the host
+    no_datagram(&w.outside_udp);
+    no_datagram(&w.host_udp);
+    assert_eq!(w.requests().len(), 0);
+    w.sb.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn dns_queries_reach_no_resolver() {
+    require_docker!();
+    let w = World::new().await;
+    // The gateway is the container's configured DNS server (where the embedded DNS would
+    // forward names it does not know): listen there, as a resolver on the host would.
+    let docker = daemon::connect(&daemon::host()).await.unwrap();
+    ensure_network(&docker, &w.sb.backend.config().egress)
+        .await
+        .unwrap();
+    let gateway_dns = UdpSocket::bind((w.gateway.as_str(), 53)).unwrap();
+    gateway_dns.set_nonblocking(true).unwrap();
+    // Through the network's embedded DNS: an outside name, and a name carrying data.
+    for name in ["granted.test", "secret-data.exfil.test"] {
+        let (v, _) = w
+            .run(NetworkPolicy::Public, &["dns", "127.0.0.11", "53", name])
+            .await;
+        // No answer at all, or an error without any record: never an address.
+        let unanswered = v == json!({"errno": libc::EAGAIN});
+        let failed = v["errno"] == json!(0) && v["rcode"] != json!(0) && v["answers"] == json!(0);
+        assert!(unanswered || failed, "{name}: {v}");
+    }
+    // Straight to the gateway, and straight to the outside host.
+    let (v, _) = w
+        .run(
+            NetworkPolicy::Public,
+            &["dns", &w.gateway, "53", "secret-data.exfil.test"],
+        )
+        .await;
+    // (connected UDP sockets see the firewall's ICMP "administratively prohibited")
+    assert_eq!(v, json!({"errno": libc::EHOSTUNREACH}), "the gateway answered");
+    let (v, _) = w
+        .run(
+            w.granted(),
+            &["dns", &w.outside.addr, "53", "secret-data.exfil.test"],
+        )
+        .await;
+    assert_eq!(v, json!({"errno": libc::EHOSTUNREACH}));
+    no_datagram(&gateway_dns);
+    no_datagram(&w.outside_udp);
+    w.sb.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn a_container_cannot_use_another_calls_listener_or_reach_its_container() {
+    require_docker!();
+    let w = World::new().await;
+    let mut first = w.sb.spec("first", &["listen", "8080", "10"]);
+    first.network = w.granted();
+    let first_id = first.execution_id.clone();
+    let (first_outcome, (stolen, direct, own)) = tokio::join!(w.sb.run(&first), async {
+        let env = env_of_running(&first_id).await;
+        let proxy = env["HTTP_PROXY"].trim_start_matches("http://").to_string();
+        let (gw, port) = proxy.rsplit_once(':').unwrap();
+        assert_eq!(gw, w.gateway);
+        // Another call, granted too, connects to the first call's listener…
+        let (stolen, _) = w.run_as("second", w.granted(), &["tcp", gw, port, "3000"]).await;
+        // …and to the first call's container itself.
+        let (direct, _) = w
+            .run_as("second", w.granted(), &["tcp", &env["ADDRESS"], "8080", "2000"])
+            .await;
+        // Control: its own listener works.
+        let req = format!(
+            "GET http://granted.test:{0}/own HTTP/1.1\r\nHost: granted.test:{0}\r\nConnection: close\r\n\r\n",
+            w.port
+        );
+        let (own, _) = w.run_as("second", w.granted(), &["proxy", &req]).await;
+        (stolen, direct, (own, port.to_string()))
+    });
+    assert_eq!(stolen, json!({"errno": libc::ECONNREFUSED}));
+    assert_eq!(direct, json!({"errno": libc::ECONNREFUSED}));
+    let (own, first_port) = own;
+    assert!(
+        own["response"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("HTTP/1.1 200"),
+        "{own}"
+    );
+    assert_eq!(first_outcome.status.as_str(), "success", "{first_outcome:#?}");
+    assert_eq!(first_outcome.output, Some(json!({"errno": 0, "accepted": 0})));
+    // The first call's rule went with it.
+    assert!(
+        !chain_rules().contains(&format!("--dport {first_port} ")),
+        "{}",
+        chain_rules()
+    );
+    w.sb.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn without_a_grant_the_container_has_no_network() {
+    require_docker!();
+    let w = World::new().await;
+    let (v, _) = w
+        .run(NetworkPolicy::None, &["proxy", "GET / HTTP/1.1\r\n\r\n"])
+        .await;
+    assert_eq!(v, json!({"errno": libc::ENOENT}));
+    let (v, _) = w
+        .run(NetworkPolicy::None, &["tcp", &w.gateway, "53", "2000"])
+        .await;
+    assert_eq!(v, json!({"errno": libc::ENETUNREACH}));
+    let (v, _) = w
+        .run(NetworkPolicy::None, &["dns", "127.0.0.11", "53", "granted.test"])
+        .await;
+    assert_eq!(v, json!({"errno": libc::ECONNREFUSED}));
+}
+
+#[tokio::test]
+async fn a_network_of_that_name_that_is_not_slovos_refuses_the_call() {
+    require_docker!();
+    // The daemon's default bridge: not internal, containers talk to each other.
+    let sb = Sandbox::with_config(|c| {
+        c.egress.name = "bridge".into();
+        c.egress.bridge = "docker0".into();
+    })
+    .await;
+    let mut spec = sb.spec("net", &["info"]);
+    spec.network = NetworkPolicy::Public;
+    let o = sb.run(&spec).await;
+    assert_eq!(o.status.as_str(), "failure");
+    let error = o.error.unwrap_or_default();
+    assert!(
+        error.contains("is not Slovo's internal egress network"),
+        "{error}"
+    );
+    assert!(error.contains("it is not internal"), "{error}");
+    assert_eq!(o.sandbox_id, None);
+    sb.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn rules_of_dead_processes_are_removed() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    let net = &sb.backend.config().egress;
+    firewall::ensure(net).await.unwrap();
+    // A pid that cannot exist (above pid_max's ceiling), as a crashed process would leave.
+    let tag = "slovo-call:4194305:1:left";
+    let rule = firewall::rule(
+        &net.chain,
+        "172.31.255.250".parse().unwrap(),
+        SocketAddr::new(net.gateway().into(), 9),
+        tag,
+    );
+    firewall::allow(&rule).await.unwrap();
+    assert!(chain_rules().contains(tag));
+    sb.backend.remove_leftovers().await.unwrap();
+    assert!(!chain_rules().contains(tag), "{}", chain_rules());
+}
