@@ -64,9 +64,10 @@ pub(crate) fn split_authority(text: &str) -> Option<(String, Option<u16>)> {
 }
 
 impl CallContext {
-    /// Checks `host:port` against the call's grant and the address policy, and connects to
-    /// the addresses that were checked. Denials are recorded.
-    pub(crate) async fn open(&self, host: &str, port: u16) -> Result<TcpStream, Refusal> {
+    /// Checks `host:port` against the call's grant and the address policy and returns the
+    /// addresses that passed: the only ones a connection for it may go to. Denials are
+    /// recorded.
+    pub(crate) async fn checked_addrs(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
         let host = normalize_host(host);
         // 1. By name, before any resolution: an ungranted name is never looked up.
         if let Err(reason) = self.call.policy.permits(&host, port) {
@@ -92,7 +93,13 @@ impl CallContext {
             };
             return Err(self.deny(&host, port, reason));
         }
-        // 4. Connect to exactly those addresses; no second resolution.
+        Ok(addrs)
+    }
+
+    /// Checks `host:port` ([`CallContext::checked_addrs`]) and connects to the addresses that
+    /// were checked: there is no second resolution that DNS rebinding could answer differently.
+    pub(crate) async fn open(&self, host: &str, port: u16) -> Result<TcpStream, Refusal> {
+        let addrs = self.checked_addrs(host, port).await?;
         let timeout = self.shared.config.connect_timeout;
         let mut last = None;
         for addr in &addrs {
@@ -106,7 +113,8 @@ impl CallContext {
             }
         }
         Err(Refusal::Unreachable(format!(
-            "failed to connect to {host}:{port}: {}",
+            "failed to connect to {}:{port}: {}",
+            normalize_host(host),
             last.unwrap_or_default()
         )))
     }

@@ -195,17 +195,31 @@ impl EgressProxy {
         Ok(self.start(listener, call))
     }
 
-    fn start(&self, listener: TcpListener, call: CallGrant) -> Session {
-        let local_addr = listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let ctx = Arc::new(CallContext {
+    /// The check of one call without a listener, for a backend that makes the connections
+    /// itself on the tool's behalf (WebAssembly's outbound HTTP): the same grant check,
+    /// resolver and address policy as the listeners', denials collected the same way. A call
+    /// without a network grant gets a checker too: every destination is denied and recorded.
+    pub fn checker(&self, call: CallGrant) -> Checker {
+        Checker {
+            ctx: Arc::new(self.context(call)),
+        }
+    }
+
+    fn context(&self, call: CallGrant) -> CallContext {
+        CallContext {
             shared: self.inner.clone(),
             call,
             denials: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(self.inner.config.max_connections)),
-        });
+        }
+    }
+
+    fn start(&self, listener: TcpListener, call: CallGrant) -> Session {
+        let local_addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let ctx = Arc::new(self.context(call));
         let acceptor = ctx.clone();
         let accept = tokio::spawn(async move {
             loop {
@@ -265,6 +279,51 @@ impl Drop for Session {
         for task in lock(&self.ctx.tasks).drain(..) {
             task.abort();
         }
+    }
+}
+
+/// Why a [`Checker`] refused a destination.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// The grant or the address policy forbids it; recorded as a denial.
+    #[error("{0}")]
+    Denied(String),
+    /// Allowed, but the name does not resolve.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// One call's check without a listener ([`EgressProxy::checker`]).
+#[derive(Debug, Clone)]
+pub struct Checker {
+    ctx: Arc<CallContext>,
+}
+
+impl Checker {
+    /// Checks `host:port` — by name against the grant before anything is resolved, then
+    /// every address the proxy's resolver gives against the address policy — and returns
+    /// the checked addresses: connect to these and nothing else (no second resolution).
+    pub async fn check(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, CheckError> {
+        self.ctx.checked_addrs(host, port).await.map_err(|r| match r {
+            check::Refusal::Unreachable(m) => CheckError::Unreachable(m),
+            check::Refusal::Denied(m) | check::Refusal::BadRequest(m) => CheckError::Denied(m),
+        })
+    }
+
+    /// Records a refusal the caller decided (a request that is malformed or ambiguous about
+    /// its destination) as a denial, and returns it.
+    pub fn deny(&self, host: &str, port: u16, reason: impl Into<String>) -> CheckError {
+        CheckError::Denied(
+            self.ctx
+                .deny(&check::normalize_host(host), port, reason.into())
+                .message()
+                .to_string(),
+        )
+    }
+
+    /// The denials so far.
+    pub fn denials(&self) -> Vec<NetworkDenial> {
+        lock(&self.ctx.denials).clone()
     }
 }
 

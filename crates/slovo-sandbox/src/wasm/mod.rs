@@ -6,7 +6,7 @@
 //! - **Install** ([`Backend::install`]) reads the module from the tool's bundle, compiles it
 //!   once and keeps the artifact in [`WasmConfig::cache_dir`], keyed by the module's SHA-256
 //!   and the engine's fingerprint (`artifact.rs`). Imports are checked there: a module that
-//!   imports anything but WASI preview 1 is refused at install.
+//!   imports anything but WASI preview 1 and `slovo_http` is refused at install.
 //! - **Run** ([`Backend::run`]) never compiles. It loads the verified artifact (once per
 //!   process), instantiates it from the pooling allocator and calls `_start` on a blocking
 //!   thread, with
@@ -14,6 +14,9 @@
 //!     captured and capped (`pipes.rs`);
 //!   - `/data` preopened to the tool's state directory, under its storage quota, and nothing
 //!     else of the host's file system; no sockets (`wasi.rs`);
+//!   - outbound HTTP made by the host on the tool's behalf (`slovo_http`), each request and
+//!     redirect checked by the egress proxy's check against the call's network grant; the
+//!     refusals become the outcome's network denials (`http.rs`);
 //!   - linear memory and tables limited to the grant, the wall-clock timeout and the CPU share
 //!     enforced by epoch interruption (`limits.rs`).
 //!
@@ -41,13 +44,14 @@
 
 pub mod artifact;
 mod engine;
+pub mod http;
 pub mod limits;
 pub mod pipes;
 pub mod wasi;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -55,6 +59,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::manifest::Execution;
+use slovo_egress::{CallGrant, EgressConfig, EgressProxy};
 use wasmtime::{Engine, InstancePre, Linker, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
@@ -85,6 +90,9 @@ pub struct WasmConfig {
     pub stderr_limit: usize,
     /// Epoch tick: the granularity of the timeout and of CPU throttling. By default, 5 ms.
     pub tick: Duration,
+    /// Largest response body an outbound HTTP request of a tool accepts (bytes). By default,
+    /// 4 MiB.
+    pub http_response_limit: usize,
 }
 
 impl WasmConfig {
@@ -99,6 +107,7 @@ impl WasmConfig {
             stdout_limit: 4 * 1024 * 1024,
             stderr_limit: 256 * 1024,
             tick: Duration::from_millis(5),
+            http_response_limit: 4 * 1024 * 1024,
         }
     }
 }
@@ -135,6 +144,8 @@ struct Inner {
     modules: Mutex<HashMap<PathBuf, Arc<Loaded>>>,
     /// State directory usage, by directory.
     volumes: Mutex<HashMap<PathBuf, Arc<Volume>>>,
+    /// Whose check outbound HTTP goes through.
+    egress: RwLock<EgressProxy>,
 }
 
 /// A module ready to instantiate.
@@ -163,6 +174,7 @@ impl WasmBackend {
                 ticker,
                 modules: Mutex::default(),
                 volumes: Mutex::default(),
+                egress: RwLock::new(EgressProxy::new(EgressConfig::default())),
             }),
         })
     }
@@ -170,6 +182,12 @@ impl WasmBackend {
     /// The configuration.
     pub fn config(&self) -> &WasmConfig {
         &self.inner.config
+    }
+
+    /// Checks outbound HTTP of calls with `proxy`'s policy and resolver (by default, the strict
+    /// public-address policy and the system resolver), as `ProcessBackend::set_egress` does.
+    pub fn set_egress(&self, proxy: EgressProxy) {
+        *self.inner.egress.write().unwrap_or_else(PoisonError::into_inner) = proxy;
     }
 
     /// The engine fingerprint artifacts are keyed by.
@@ -299,7 +317,10 @@ impl Inner {
             }
         }
         self.linker.instantiate_pre(module).map_err(|e| {
-            format!("the module cannot be linked: {e:#} (tools get WASI preview 1 and nothing else)")
+            format!(
+                "the module cannot be linked: {e:#} (tools get WASI preview 1 and `{}` and nothing else)",
+                http::MODULE
+            )
         })
     }
 
@@ -371,7 +392,16 @@ impl Inner {
             spec.limits.storage_mb.saturating_mul(1024 * 1024),
         );
         let limiter = Limiter::new(spec.limits.memory_mb, self.config.max_table_elements);
-        let mut store = Store::new(&self.engine, CallState::new(wasi, limiter, clock, quota));
+        let checker = self
+            .egress
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .checker(CallGrant {
+                execution_id: spec.execution_id.clone(),
+                policy: spec.network.clone(),
+            });
+        let http = http::HttpCalls::new(checker, self.config.http_response_limit);
+        let mut store = Store::new(&self.engine, CallState::new(wasi, limiter, clock, quota, http));
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
@@ -391,6 +421,7 @@ impl Inner {
         outcome.output = Outcome::output_from_stdout(&stdout.take());
         outcome.cpu_ms = Some(u64::try_from(cpu.as_millis()).unwrap_or(u64::MAX));
         outcome.peak_memory_bytes = Some(state.limiter.peak_memory as u64);
+        outcome.network_denials = state.http.denials();
         outcome.sandbox_id = Some(format!(
             "wasm:{}:{}",
             &loaded.module_sha256[..12],

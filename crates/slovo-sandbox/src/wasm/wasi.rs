@@ -58,15 +58,23 @@ pub(crate) struct CallState {
     pub(crate) limiter: Limiter,
     pub(crate) clock: CallClock,
     pub(crate) quota: QuotaCharge,
+    pub(crate) http: super::http::HttpCalls,
 }
 
 impl CallState {
-    pub(crate) fn new(wasi: WasiP1Ctx, limiter: Limiter, clock: CallClock, quota: QuotaCharge) -> CallState {
+    pub(crate) fn new(
+        wasi: WasiP1Ctx,
+        limiter: Limiter,
+        clock: CallClock,
+        quota: QuotaCharge,
+        http: super::http::HttpCalls,
+    ) -> CallState {
         CallState {
             wasi,
             limiter,
             clock,
             quota,
+            http,
         }
     }
 }
@@ -182,7 +190,7 @@ fn with_wasi<R>(
     Ok(f(&mut state.wasi, &mut GuestMemory::Unshared(data)))
 }
 
-fn memory(caller: &mut Caller<'_, CallState>) -> Option<Memory> {
+pub(crate) fn memory(caller: &mut Caller<'_, CallState>) -> Option<Memory> {
     caller.get_export("memory").and_then(Extern::into_memory)
 }
 
@@ -435,5 +443,6 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
             Ok(errno)
         },
     )?;
+    super::http::add_to_linker(&mut linker)?;
     Ok(linker)
 }

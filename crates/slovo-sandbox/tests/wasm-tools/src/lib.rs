@@ -39,3 +39,51 @@ pub fn quote(s: &str) -> String {
     out.push('"');
     out
 }
+
+/// The raw JSON text of each element of the array under `"key":` in the request (strings and
+/// nesting respected), so a tool can hand documents on without parsing them.
+pub fn raw_array(request: &str, key: &str) -> Vec<String> {
+    let pat = format!("\"{key}\":");
+    let Some(at) = request.find(&pat) else {
+        return Vec::new();
+    };
+    let rest = request[at + pat.len()..].trim_start();
+    let Some(rest) = rest.strip_prefix('[') else {
+        return Vec::new();
+    };
+    let (mut items, mut current) = (Vec::new(), String::new());
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for c in rest.chars() {
+        if in_string {
+            current.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                current.push(c);
+            }
+            '[' | '{' => {
+                depth += 1;
+                current.push(c);
+            }
+            ']' if depth == 0 => break,
+            ']' | '}' => {
+                depth -= 1;
+                current.push(c);
+            }
+            ',' if depth == 0 => items.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    if !current.trim().is_empty() {
+        items.push(current);
+    }
+    items.into_iter().map(|i| i.trim().to_string()).collect()
+}
