@@ -5,3 +5,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] functions
 
 mod docker_suite;
+#[path = "netns_support/mod.rs"]
+mod netns_support;

@@ -8,11 +8,9 @@
 //! host (loopback and the egress network's gateway). Nothing leaves this machine.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,112 +23,8 @@ use slovo_sandbox::docker::daemon;
 use slovo_sandbox::docker::egress::{EgressNetwork, ensure_network, firewall};
 
 use super::support::*;
+use crate::netns_support::{Outside, http_server};
 use crate::require_docker;
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("iproute2 is needed (scripts/ci-egress-deps.sh)");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A test host at 203.0.113.<128+4n+2> in its own network namespace, reachable from the host
-/// (and so from the proxy) over a veth pair; removed on drop.
-struct Outside {
-    ns: String,
-    veth: String,
-    addr: String,
-}
-
-impl Outside {
-    fn new() -> Outside {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(n < 30, "out of test subnets");
-        let tag = format!("{}d{n}", std::process::id() % 100_000);
-        let ns = format!("slovo-de{tag}");
-        let veth = format!("sd{tag}");
-        let peer = format!("{veth}p");
-        ip(&["netns", "add", &ns]);
-        let o = Outside {
-            ns: ns.clone(),
-            veth: veth.clone(),
-            addr: format!("203.0.113.{}", 128 + 4 * n + 2),
-        };
-        ip(&["link", "add", &veth, "type", "veth", "peer", "name", &peer]);
-        ip(&["link", "set", &peer, "netns", &ns]);
-        ip(&[
-            "addr",
-            "add",
-            &format!("203.0.113.{}/30", 128 + 4 * n + 1),
-            "dev",
-            &veth,
-        ]);
-        ip(&["link", "set", &veth, "up"]);
-        ip(&["-n", &ns, "addr", "add", &format!("{}/30", o.addr), "dev", &peer]);
-        ip(&["-n", &ns, "link", "set", &peer, "up"]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        o
-    }
-
-    /// Runs `f` on a thread inside the namespace (sockets it creates stay there).
-    fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.ns);
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(path).unwrap();
-            assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-            f()
-        })
-        .join()
-        .unwrap()
-    }
-
-    fn ip(&self) -> IpAddr {
-        self.addr.parse().unwrap()
-    }
-}
-
-impl Drop for Outside {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.veth]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-    }
-}
-
-/// An HTTP server on `listener` answering 200 with a body naming the path; records each
-/// request head.
-fn http_server(listener: TcpListener) -> Arc<Mutex<Vec<String>>> {
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let h = heads.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let head = String::from_utf8_lossy(&buf).into_owned();
-            h.lock().unwrap().push(head.clone());
-            let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-            let body = format!("outside says {path}");
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = s.write_all(resp.as_bytes());
-        }
-    });
-    heads
-}
 
 /// The world of one test: an outside host with an HTTP server and a DNS-port UDP socket,
 /// host services (TCP and UDP on every address, so on the egress gateway too), and a sandbox
@@ -149,7 +43,7 @@ struct World {
 
 impl World {
     async fn new() -> World {
-        let outside = Outside::new();
+        let outside = Outside::new('d', 128, 30);
         let addr = outside.addr.clone();
         let listener = outside.inside(move || TcpListener::bind((addr.as_str(), 0)).unwrap());
         let port = listener.local_addr().unwrap().port();

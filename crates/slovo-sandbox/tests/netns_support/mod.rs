@@ -1,0 +1,125 @@
+//! A test host in a network namespace the test creates, and a small HTTP server for it:
+//! shared by the egress tests of the process sandbox and of Docker. Nothing leaves this machine.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2 is needed (scripts/ci-egress-deps.sh)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test host in its own network namespace, reachable from the host (and so from the proxy)
+/// over a veth pair, at 203.0.113.<base+4n+2> (TEST-NET-3: never routed anywhere); removed on
+/// drop.
+pub struct Outside {
+    ns: String,
+    veth: String,
+    pub addr: String,
+}
+
+impl Outside {
+    /// The next test host of this process; `suite` (one letter) keeps the names and `base`
+    /// the addresses of different test binaries apart; at most `slots` hosts.
+    pub fn new(suite: char, base: u32, slots: u32) -> Outside {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < slots && base + 4 * n + 3 < 256, "out of test subnets");
+        let tag = format!("{}{suite}{n}", std::process::id() % 100_000);
+        let ns = format!("slovo-e{suite}{tag}");
+        let veth = format!("s{suite}{tag}");
+        let peer = format!("{veth}p");
+        ip(&["netns", "add", &ns]);
+        let o = Outside {
+            ns: ns.clone(),
+            veth: veth.clone(),
+            addr: format!("203.0.113.{}", base + 4 * n + 2),
+        };
+        ip(&["link", "add", &veth, "type", "veth", "peer", "name", &peer]);
+        ip(&["link", "set", &peer, "netns", &ns]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("203.0.113.{}/30", base + 4 * n + 1),
+            "dev",
+            &veth,
+        ]);
+        ip(&["link", "set", &veth, "up"]);
+        ip(&["-n", &ns, "addr", "add", &format!("{}/30", o.addr), "dev", &peer]);
+        ip(&["-n", &ns, "link", "set", &peer, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        o
+    }
+
+    /// Runs `f` on a thread inside the namespace (sockets it creates stay there).
+    pub fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.ns);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(path).unwrap();
+            assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        self.addr.parse().unwrap()
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.veth]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// An HTTP server on `listener`: `/redirect?to=URL` answers 302, anything else 200 with a
+/// body naming the path. Records each request head.
+pub fn http_server(listener: TcpListener) -> Arc<Mutex<Vec<String>>> {
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let h = heads.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&buf).into_owned();
+            h.lock().unwrap().push(head.clone());
+            let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+            let resp = match path.strip_prefix("/redirect?to=") {
+                Some(to) => format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                ),
+                None => {
+                    let body = format!("outside says {path}");
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                }
+            };
+            let _ = s.write_all(resp.as_bytes());
+        }
+    });
+    heads
+}
