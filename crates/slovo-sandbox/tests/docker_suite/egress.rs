@@ -8,7 +8,6 @@
 //! host (loopback and the egress network's gateway). Nothing leaves this machine.
 
 use std::collections::HashMap;
-use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -23,7 +22,7 @@ use slovo_sandbox::docker::daemon;
 use slovo_sandbox::docker::egress::{EgressNetwork, ensure_network, firewall};
 
 use super::support::*;
-use crate::netns_support::{Outside, http_server};
+use crate::netns_support::{Outside, http_server, no_datagram, nothing_arrived};
 use crate::require_docker;
 
 /// The world of one test: an outside host with an HTTP server and a DNS-port UDP socket,
@@ -114,24 +113,6 @@ impl World {
     fn requests(&self) -> Vec<String> {
         self.heads.lock().unwrap().clone()
     }
-}
-
-fn nothing_arrived(listener: &TcpListener) {
-    assert_eq!(
-        listener.accept().map(|_| ()).unwrap_err().kind(),
-        ErrorKind::WouldBlock,
-        "a connection arrived"
-    );
-}
-
-fn no_datagram(sock: &UdpSocket) {
-    std::thread::sleep(Duration::from_millis(100));
-    let mut buf = [0u8; 512];
-    assert_eq!(
-        sock.recv_from(&mut buf).map(|_| ()).unwrap_err().kind(),
-        ErrorKind::WouldBlock,
-        "a datagram arrived"
-    );
 }
 
 /// The rules of Slovo's egress chain.

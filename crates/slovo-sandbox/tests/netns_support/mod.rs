@@ -2,12 +2,13 @@
 //! shared by the egress tests of the process sandbox and of Docker. Nothing leaves this machine.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpListener};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub fn ip(args: &[&str]) {
     let out = Command::new("ip")
@@ -122,4 +123,24 @@ pub fn http_server(listener: TcpListener) -> Arc<Mutex<Vec<String>>> {
         }
     });
     heads
+}
+
+/// Asserts that no connection is waiting on a non-blocking `listener`.
+pub fn nothing_arrived(listener: &TcpListener) {
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "a connection arrived"
+    );
+}
+
+/// Asserts that no datagram arrived on a non-blocking `sock` (after a moment to let one land).
+pub fn no_datagram(sock: &UdpSocket) {
+    std::thread::sleep(Duration::from_millis(100));
+    let mut buf = [0u8; 512];
+    assert_eq!(
+        sock.recv_from(&mut buf).map(|_| ()).unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "a datagram arrived"
+    );
 }

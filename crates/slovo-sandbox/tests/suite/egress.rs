@@ -4,10 +4,8 @@
 //! veth pair at a TEST-NET-3 address (203.0.113.0/24) that the proxy is told to treat as
 //! public. The host's own services are listeners on 127.0.0.1. Nothing leaves this machine.
 
-use std::io::ErrorKind;
 use std::net::{TcpListener, UdpSocket};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use slovo_core::HostPattern;
@@ -16,7 +14,7 @@ use slovo_core::manifest::Execution;
 use slovo_egress::{EgressConfig, EgressProxy, PublicPolicy, StaticResolver};
 
 use super::support::*;
-use crate::netns_support::{Outside, http_server};
+use crate::netns_support::{Outside, http_server, no_datagram, nothing_arrived};
 use crate::require_root;
 
 /// The world of one test: an outside host with an HTTP server and a DNS-port UDP socket, the
@@ -98,24 +96,6 @@ impl World {
     fn requests(&self) -> Vec<String> {
         self.heads.lock().unwrap().clone()
     }
-}
-
-fn nothing_arrived(listener: &TcpListener) {
-    assert_eq!(
-        listener.accept().map(|_| ()).unwrap_err().kind(),
-        ErrorKind::WouldBlock,
-        "a connection arrived"
-    );
-}
-
-fn no_datagram(sock: &UdpSocket) {
-    std::thread::sleep(Duration::from_millis(100));
-    let mut buf = [0u8; 512];
-    assert_eq!(
-        sock.recv_from(&mut buf).map(|_| ()).unwrap_err().kind(),
-        ErrorKind::WouldBlock,
-        "a datagram arrived"
-    );
 }
 
 #[tokio::test]
