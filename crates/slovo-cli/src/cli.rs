@@ -216,6 +216,12 @@ pub enum ToolCommand {
         /// The tool.
         name: String,
     },
+    /// Prepare an active or disabled tool's version again (e.g. after loading its Docker
+    /// image); its grant and state stay as approved.
+    Reinstall {
+        /// The tool.
+        name: String,
+    },
     /// Withdraw a tool for good, keeping its state unless --purge-state.
     Revoke {
         /// The tool.

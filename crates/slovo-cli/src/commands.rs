@@ -236,6 +236,10 @@ async fn tool(rt: &Runtime, cmd: &ToolCommand, actor: &Actor, json: bool) -> any
         }
         ToolCommand::Disable { name } => render::status(&rt.disable(name, actor).await?, json)?,
         ToolCommand::Enable { name } => render::status(&rt.enable(name, actor).await?, json)?,
+        ToolCommand::Reinstall { name } => {
+            rt.reinstall(name, actor).await?;
+            render::tool(&rt.show(name).await?, json)?;
+        }
         ToolCommand::Revoke { name, purge_state } => {
             render::status(&rt.revoke(name, *purge_state, actor).await?, json)?
         }

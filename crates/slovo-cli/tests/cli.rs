@@ -286,6 +286,13 @@ async fn bad_input_is_refused_and_changes_nothing() {
         let out = env.slovo(&["call", "dictionary", "run", "--args", "{}"]);
         assert_eq!(code(&out), 3);
         assert!(stderr(&out).contains("required"), "{}", stderr(&out));
+        // Installing again keeps the tool serving under the same grant, and is audited.
+        let out = env.ok(&["tool", "reinstall", "dictionary"]);
+        assert!(out.contains("active"), "{out}");
+        let store = Store::connect(&env.url).await.unwrap();
+        let events = store.audit_page(0, 1000).await.unwrap();
+        assert_eq!(events.last().map(|e| e.kind.as_str()), Some("tool.reinstalled"));
+        store.close().await;
         env.ok(&["tool", "disable", "dictionary"]);
         let disabled = env.dump().await;
         let out = env.slovo(&["call", "dictionary", "run", "--args", "{\"word\": \"x\"}"]);

@@ -539,6 +539,59 @@ impl Runtime {
         Ok(row)
     }
 
+    /// Prepares the serving version of an active or disabled tool again — after its Docker
+    /// image was loaded, its WebAssembly artifact cache was cleared, its bundle's runtime was
+    /// repaired — and records what the backend found. The version, its grant and its state
+    /// stay as approved: nothing more is asked for, so nothing needs approving. Calls pick up
+    /// the new install record with the next call (the tool's revision moves).
+    pub async fn reinstall(&self, name: &str, actor: &Actor) -> Result<ToolRow> {
+        let current = self
+            .store
+            .tool(name)
+            .await?
+            .ok_or_else(|| RuntimeError::tool_not_found(name))?;
+        let version = match (&current.status, &current.active_version) {
+            (ToolStatus::Active | ToolStatus::Disabled, Some(v)) => v.clone(),
+            _ => {
+                return Err(RuntimeError::Conflict {
+                    tool: name.to_string(),
+                    reason: format!(
+                        "only an active or disabled tool can be installed again (the tool is {}; \
+                         approving installs it)",
+                        current.status
+                    ),
+                });
+            }
+        };
+        let manifest = self.manifest(name, &version).await?;
+        let bundle_digest = self
+            .store
+            .version(name, &version)
+            .await?
+            .and_then(|v| v.bundle_digest);
+        let info = self.install_runtime(&manifest, bundle_digest.as_deref()).await?;
+        let mut tx = self.store.begin().await?;
+        tx.set_install_info(name, &version, &info).await?;
+        let row = ToolRow {
+            revision: current.revision + 1,
+            updated_at: now_ms(),
+            ..current.clone()
+        };
+        // Against the revision read above: a tool changed meanwhile (upgraded, revoked) is a
+        // conflict, not silently given this version's install record.
+        tx.save_tool(&row, Some(current.revision)).await?;
+        tx.append_audit(
+            "tool.reinstalled",
+            Some(name),
+            &actor.0,
+            &json!({"version": version, "install": info}),
+        )
+        .await?;
+        tx.commit().await?;
+        info!(tool = name, %version, "installed again");
+        Ok(row)
+    }
+
     /// Creates the state directory and records the volume (keeping its contents if it exists).
     async fn ensure_volume(&self, tx: &mut Tx, tool: &str, quota_mb: u64, now: i64) -> Result<String> {
         let dir = self.volume_dir(tool);

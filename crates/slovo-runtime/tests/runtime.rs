@@ -957,3 +957,76 @@ async fn changes_by_another_process_take_effect_on_the_next_call() {
         h.rt.verify_audit().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn reinstall_prepares_the_serving_version_again_under_the_same_grant() {
+    for h in harnesses().await {
+        h.rt.import(tool_manifest("1.0.0", 128, &[]), &actor())
+            .await
+            .unwrap();
+        // Nothing is installed before approval: approving installs.
+        let e = h.rt.reinstall("echo", &actor()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidState, "{}: {e}", h.label);
+        assert!(e.to_string().contains("only an active or disabled tool"), "{e}");
+        assert_eq!(
+            h.rt.reinstall("nope", &actor()).await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        let narrowing = Narrowing {
+            memory_limit_mb: Some(64),
+            ..Narrowing::default()
+        };
+        h.rt.approve("echo", &narrowing, &actor()).await.unwrap();
+        let before = h.rt.show("echo").await.unwrap();
+        let revision = h.rt.store().tool("echo").await.unwrap().unwrap().revision;
+        std::fs::write(
+            PathBuf::from(&before.volume.as_ref().unwrap().path).join("s"),
+            "kept",
+        )
+        .unwrap();
+
+        let row = h.rt.reinstall("echo", &actor()).await.unwrap();
+        assert_eq!(row.revision, revision + 1);
+        assert_eq!(row.status, ToolStatus::Active);
+        assert_eq!(
+            *h.backend.installs.lock().unwrap(),
+            ["echo 1.0.0", "echo 1.0.0"],
+            "{}",
+            h.label
+        );
+        // Same grant, same state; the next call is served under it.
+        let after = h.rt.show("echo").await.unwrap();
+        assert_eq!(after.granted, before.granted);
+        assert!(PathBuf::from(&after.volume.unwrap().path).join("s").exists());
+        h.rt.call(call("echo", "say", json!({"text": "hi"})))
+            .await
+            .unwrap();
+        assert_eq!(
+            h.backend.specs.lock().unwrap().last().unwrap().limits.memory_mb,
+            64
+        );
+
+        // A disabled tool can be installed again and stays disabled; a revoked one cannot.
+        h.rt.disable("echo", &actor()).await.unwrap();
+        assert_eq!(
+            h.rt.reinstall("echo", &actor()).await.unwrap().status,
+            ToolStatus::Disabled
+        );
+        h.rt.revoke("echo", false, &actor()).await.unwrap();
+        assert_eq!(
+            h.rt.reinstall("echo", &actor()).await.unwrap_err().kind(),
+            ErrorKind::InvalidState
+        );
+
+        let events = h.rt.store().audit_page(0, 100).await.unwrap();
+        let reinstalled: Vec<Value> = events
+            .iter()
+            .filter(|e| e.kind == "tool.reinstalled")
+            .map(|e| serde_json::from_str(&e.payload).unwrap())
+            .collect();
+        assert_eq!(reinstalled.len(), 2, "{}", h.label);
+        assert_eq!(reinstalled[0]["version"], "1.0.0");
+        assert_eq!(reinstalled[0]["install"], json!({"installed": "1.0.0"}));
+        h.rt.verify_audit().await.unwrap();
+    }
+}

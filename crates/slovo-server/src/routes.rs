@@ -30,6 +30,7 @@ use crate::metrics::{CallLabels, ResponseLabels};
     info(title = "Slovo Tools API", description = "Tools an assistant may use: import, approve, call, audit."),
     paths(
         health, metrics, list_tools, import_tool, show_tool, approve_tool, disable_tool, enable_tool,
+        reinstall_tool,
         revoke_tool, import_openapi, list_secrets, set_secret, delete_secret, call, list_executions, show_execution, verify_audit, list_tokens, create_token, revoke_token,
         resolve, list_discovery, reject_discovery
     ),
@@ -75,6 +76,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/tools/{name}/approve", post(approve_tool))
         .route("/v1/tools/{name}/disable", post(disable_tool))
         .route("/v1/tools/{name}/enable", post(enable_tool))
+        .route("/v1/tools/{name}/reinstall", post(reinstall_tool))
         .route("/v1/tools/{name}/revoke", post(revoke_tool))
         .route("/v1/tools/{name}/secrets", get(list_secrets))
         .route(
@@ -305,6 +307,18 @@ async fn enable_tool(
 ) -> ApiResult<Json<Value>> {
     caller.require(Role::Admin)?;
     to_value(&state.runtime.enable(&name, &caller.actor()).await?)
+}
+
+/// Prepare the serving version again, e.g. after its image was loaded (admin).
+#[utoipa::path(post, path = "/v1/tools/{name}/reinstall", params(("name" = String, Path)), responses((status = 200, description = "installed again", body = Value)))]
+async fn reinstall_tool(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Role::Admin)?;
+    state.runtime.reinstall(&name, &caller.actor()).await?;
+    to_value(&state.runtime.show(&name).await?)
 }
 
 /// How to revoke.

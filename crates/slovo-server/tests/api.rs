@@ -160,6 +160,7 @@ async fn every_endpoint_checks_token_and_role() {
             (Method::POST, "/v1/tools/echo/approve", Some(json!({})), &[]),
             (Method::POST, "/v1/tools/echo/disable", None, &[]),
             (Method::POST, "/v1/tools/echo/enable", None, &[]),
+            (Method::POST, "/v1/tools/echo/reinstall", None, &[]),
             (Method::POST, "/v1/tools/nothing/revoke", Some(json!({})), &[]),
             (Method::GET, "/v1/tools/echo/secrets", None, &[]),
             (

@@ -301,8 +301,8 @@ impl DockerBackend {
             .unwrap_or_default();
         Err(DockerError::refused(format!(
             "no image digest was recorded when this version was installed{why}, so nothing runs under \
-             this approval; once the image is on this host, install the tool again (e.g. import and approve a new \
-             version)"
+             this approval; once the image is on this host, install the tool again (`slovo tool reinstall {}`)",
+            spec.tool
         )))
     }
 

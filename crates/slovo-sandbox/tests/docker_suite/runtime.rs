@@ -119,3 +119,50 @@ async fn a_call_through_the_runtime_and_one_without_a_daemon() {
         let _ = docker.release_state(s, true).await;
     }
 }
+
+#[tokio::test]
+async fn an_image_loaded_after_approval_runs_once_the_tool_is_installed_again() {
+    require_docker!();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("slovo.db").display());
+    let docker = DockerBackend::new(DockerConfig::new(data.join("sandbox/volumes")));
+    let rt = Runtime::new(
+        Store::connect(&url).await.unwrap(),
+        Backends::new().with(docker.clone()),
+        &data,
+    );
+    let actor = Actor("test".into());
+    let reference = format!("slovo-test/late:{}", std::process::id());
+    let docker_cli = |args: &[&str]| std::process::Command::new("docker").args(args).output().unwrap();
+    let _ = docker_cli(&["rmi", &reference]);
+    rt.import(
+        manifest(
+            "late",
+            json!({"type": "docker", "image": reference, "entrypoint": ["/hostile", "echo"]}),
+        ),
+        &actor,
+    )
+    .await
+    .unwrap();
+    // Approved while the image is absent: recorded so, and nothing runs.
+    rt.approve("late", &Narrowing::default(), &actor).await.unwrap();
+    let row = rt.call(call("late")).await.unwrap();
+    assert_eq!(row.status, ExecutionStatus::Failure, "{row:?}");
+    let error = row.error.unwrap_or_default();
+    assert!(
+        error.contains("no image digest was recorded") && error.contains("slovo tool reinstall late"),
+        "{error}"
+    );
+    // Loading the image alone changes nothing: the approval pinned no digest.
+    assert!(docker_cli(&["tag", image(), &reference]).status.success());
+    let row = rt.call(call("late")).await.unwrap();
+    assert_eq!(row.status, ExecutionStatus::Failure, "{row:?}");
+    // Installing again records the image's id under the same approval; then it runs.
+    rt.reinstall("late", &actor).await.unwrap();
+    let row = rt.call(call("late")).await.unwrap();
+    assert_eq!(row.status, ExecutionStatus::Success, "{row:?}");
+    assert_eq!(row.output, Some(json!({"capability": "echo", "arguments": {}})));
+    let _ = docker_cli(&["rmi", &reference]);
+    let _ = docker.release_state(&data.join("volumes/late"), true).await;
+}
