@@ -1,9 +1,10 @@
 //! One call of a trivial Docker tool, end to end through the call path (`Runtime::call` on
 //! SQLite: lookup → grant → validation → record as running → Docker backend → record → audit)
 //! against a bare `docker run --rm` of the same image with the same flags (no network,
-//! read-only root, every capability dropped, no-new-privileges, non-root user, memory without
-//! swap, CPU quota, pids limit, small /tmp and /dev/shm, no log driver, the /data bind mount of
-//! the same quota volume, the request on stdin), measured in the same run, interleaved.
+//! read-only root, every capability dropped, no-new-privileges, Slovo's seccomp profile,
+//! non-root user, memory without swap, CPU quota, pids limit, small /tmp and /dev/shm, no log
+//! driver, the /data bind mount of the same quota volume, the request on stdin), measured in
+//! the same run, interleaved.
 //!
 //! Run: `cargo bench -p slovo-runtime --bench docker_call` (needs a Docker daemon, see
 //! `scripts/ci-docker-setup.sh`, and `gcc` for the static test tool). `SLOVO_BENCH_ITERS` sets
@@ -143,6 +144,10 @@ fn main() {
     let state = data.join("volumes").join("docker-echo");
     assert!(state.exists(), "state directory {}", state.display());
     let request = serde_json::to_vec(&json!({"capability": "echo", "arguments": {"text": "hi"}})).unwrap();
+    // The same seccomp profile as the backend's, so the baseline does the same work.
+    let profile = data.join("seccomp.json");
+    std::fs::write(&profile, slovo_sandbox::docker::seccomp::profile_json()).unwrap();
+    let seccomp = format!("seccomp={}", profile.display());
     let bare = || {
         let mut child = Command::new("docker")
             .args([
@@ -156,6 +161,8 @@ fn main() {
                 "ALL",
                 "--security-opt",
                 "no-new-privileges",
+                "--security-opt",
+                &seccomp,
                 "--user",
                 &user,
                 "--memory",

@@ -150,7 +150,10 @@ pub fn body(spec: &SandboxSpec, plan: &Plan<'_>) -> ContainerCreateBody {
         readonly_rootfs: Some(true),
         cap_drop: Some(vec!["ALL".to_string()]),
         cap_add: Some(vec![]),
-        security_opt: Some(vec!["no-new-privileges".to_string()]),
+        security_opt: Some(vec![
+            "no-new-privileges".to_string(),
+            format!("seccomp={}", super::seccomp::profile_json()),
+        ]),
         privileged: Some(false),
         memory: Some(memory),
         // Memory + swap = memory: no swap at all.

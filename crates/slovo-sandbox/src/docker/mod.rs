@@ -30,6 +30,7 @@ pub mod container;
 pub mod daemon;
 pub mod egress;
 pub mod error;
+pub mod seccomp;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -228,3 +228,23 @@ async fn host_processes_are_invisible_and_unkillable() {
         .collect();
     assert_eq!(pids, ["1"]);
 }
+
+#[tokio::test]
+async fn system_calls_of_another_abi_do_not_get_through() {
+    require_root!();
+    let sb = Sandbox::new();
+    // i386's entry (int 0x80) from a 64-bit program: the filter's architecture check fails,
+    // and the process is killed before the call is made.
+    let o = sb.run(&sb.spec("abi", &["foreign-abi", "i386"])).await;
+    assert_eq!(o.status.as_str(), "killed", "{o:#?}");
+    assert!(
+        o.error.as_deref().unwrap_or_default().contains("SIGSYS"),
+        "{o:#?}"
+    );
+    assert_eq!(o.output, None);
+    // x32's numbering (bit 30 set): fails with EPERM, the call is not made.
+    assert_eq!(
+        sb.probe("abi", &["foreign-abi", "x32"]).await,
+        json!({"result": -1, "errno": EPERM})
+    );
+}

@@ -182,6 +182,22 @@ int main(int argc, char **argv) {
         fflush(stdout);
         return 0;
     }
+    if (!strcmp(cmd, "foreign-abi") && argc > 2) {
+        /* getpid through the i386 entry (int 0x80) or through the x32 ABI. A filter that only
+           knows the native ABI must not let either through. */
+        long r = -1;
+        int e = 0;
+        if (!strcmp(argv[2], "i386")) {
+#if defined(__x86_64__)
+            __asm__ volatile("int $0x80" : "=a"(r) : "a"(20L) : "memory", "r8", "r9", "r10", "r11");
+#endif
+        } else {
+            r = syscall(39 | 0x40000000);
+            e = r < 0 ? errno : 0;
+        }
+        printf("{\"result\":%ld,\"errno\":%d}\n", r, e);
+        return 0;
+    }
     if (!strcmp(cmd, "mount")) {
         int a = res(mount("none", "/tmp", "tmpfs", 0, 0));
         int b = res(mount("/tool", "/tmp", 0, MS_BIND, 0));
