@@ -564,11 +564,9 @@ impl Runtime {
             }
         };
         let manifest = self.manifest(name, &version).await?;
-        let bundle_digest = self
-            .store
-            .version(name, &version)
-            .await?
-            .and_then(|v| v.bundle_digest);
+        let stored = self.store.version(name, &version).await?;
+        let previous = stored.as_ref().and_then(|v| v.install_info.clone());
+        let bundle_digest = stored.and_then(|v| v.bundle_digest);
         let info = self.install_runtime(&manifest, bundle_digest.as_deref()).await?;
         let mut tx = self.store.begin().await?;
         tx.set_install_info(name, &version, &info).await?;
@@ -584,7 +582,8 @@ impl Runtime {
             "tool.reinstalled",
             Some(name),
             &actor.0,
-            &json!({"version": version, "install": info}),
+            // Both records: what changed (a Docker image's pinned id, say) is on the record.
+            &json!({"version": version, "install": info, "previous_install": previous}),
         )
         .await?;
         tx.commit().await?;

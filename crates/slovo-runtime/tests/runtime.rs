@@ -1027,6 +1027,7 @@ async fn reinstall_prepares_the_serving_version_again_under_the_same_grant() {
         assert_eq!(reinstalled.len(), 2, "{}", h.label);
         assert_eq!(reinstalled[0]["version"], "1.0.0");
         assert_eq!(reinstalled[0]["install"], json!({"installed": "1.0.0"}));
+        assert_eq!(reinstalled[0]["previous_install"], json!({"installed": "1.0.0"}));
         h.rt.verify_audit().await.unwrap();
     }
 }

@@ -344,7 +344,8 @@ impl DockerBackend {
         if current != pinned {
             return Err(DockerError::refused(format!(
                 "the image {image} is now {current}, but {pinned} was approved and installed; \
-                 install the tool again to run the new image"
+                 install the tool again to run the new image (`slovo tool reinstall {}` pins it, on the record)",
+                spec.tool
             )));
         }
         let data = self.prepare_data(spec).await?;
