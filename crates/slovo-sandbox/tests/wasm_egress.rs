@@ -29,7 +29,8 @@ use wasm_support::{World, tool_wasm, wat};
 const OUTSIDE: &str = "127.0.0.2";
 const INSIDE: &str = "127.0.0.1";
 
-/// A tiny HTTP server. `/redirect?to=URL` answers 302, `/big` a 5000-byte body, `/silent`
+/// A tiny HTTP server. `/redirect?to=URL` answers 302, `/big` a 5000-byte body, `/binary`
+/// three bytes that are not UTF-8, `/silent`
 /// nothing at all; everything else 200 with a body naming the server, the path and the
 /// request body. It records each request (head and body) and counts connections.
 struct Server {
@@ -88,6 +89,12 @@ impl Server {
                     } else if path == "/big" {
                         let body = "x".repeat(5000);
                         format!("HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n{body}")
+                    } else if path == "/binary" {
+                        let mut resp =
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n".to_vec();
+                        resp.extend_from_slice(&[0xff, 0x00, 0x41]);
+                        let _ = s.write_all(&resp).await;
+                        return;
                     } else if path == "/silent" {
                         tokio::time::sleep(Duration::from_secs(60)).await;
                         return;
@@ -435,4 +442,34 @@ async fn hostile_pointers_and_lengths_get_errnos_not_host_memory() {
         (ExecutionStatus::Success, Some(0)),
         "{out:#?}"
     );
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_text_travel_as_base64() {
+    let f = fixture(|_| {}).await;
+    let outside = Server::start(OUTSIDE).await;
+    let port = outside.port();
+    let url = |path: &str| format!("http://granted.test:{port}{path}");
+    let (_, r) = f
+        .fetch(
+            allow(&["granted.test"]),
+            vec![
+                json!({"url": url("/binary")}),
+                json!({"method": "POST", "url": url("/bytes"), "body_base64": "AQJhYmM="}),
+                json!({"url": url("/"), "body": "a", "body_base64": "YQ=="}),
+                json!({"url": url("/"), "body_base64": "not base64!"}),
+            ],
+        )
+        .await;
+    // 0xff 0x00 0x41: not UTF-8, so base64 and no text body.
+    assert_eq!(r[0]["body_base64"], "/wBB", "{r:?}");
+    assert!(r[0].get("body").is_none(), "{r:?}");
+    // The request body arrives as the bytes given.
+    assert_eq!(
+        r[1]["body"],
+        format!("hello from {OUTSIDE}:{port}/bytes body=\u{1}\u{2}abc")
+    );
+    assert!(r[2]["error"].as_str().unwrap().contains("not both"), "{r:?}");
+    assert!(r[3]["error"].as_str().unwrap().contains("not base64"), "{r:?}");
+    assert_eq!(outside.connections(), 2);
 }

@@ -15,8 +15,10 @@
 //! is too small, or `-44` (ENOENT) when nothing is pending.
 //!
 //! Request: `{"method": "GET", "url": "https://…", "headers": {"name": "value"}, "body": "…"}`
-//! (`method`, `headers` and `body` optional). Response: `{"status": 200, "url": final URL,
-//! "headers": {lowercase name: value}, "body": text}`, or `{"error": reason, "denied": bool}`.
+//! (`method`, `headers` and `body` optional; `body_base64` instead of `body` for bytes).
+//! Response: `{"status": 200, "url": final URL, "headers": {lowercase name: value}, "body":
+//! text}` (`body_base64` instead when the body is not UTF-8), or `{"error": reason, "denied":
+//! bool}`.
 //!
 //! Every request — and every redirect it is sent on to — goes through the egress proxy's own
 //! check ([`slovo_egress::Checker`]): the host and port must be granted by name before
@@ -32,6 +34,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use slovo_egress::{CheckError, Checker};
@@ -86,6 +89,8 @@ struct Request {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     body: Option<String>,
+    #[serde(default)]
+    body_base64: Option<String>,
 }
 
 fn default_method() -> String {
@@ -198,7 +203,16 @@ async fn send(checker: &Checker, request: Request, limit: usize) -> Result<Value
         .map_err(|_| Failure::other(format!("{:?} is not an HTTP method", request.method)))?;
     let mut url = reqwest::Url::parse(&request.url)
         .map_err(|e| Failure::other(format!("{:?} is not a URL: {e}", request.url)))?;
-    let mut body = request.body;
+    let mut body: Option<Vec<u8>> = match (request.body, request.body_base64) {
+        (Some(_), Some(_)) => return Err(Failure::other("give either body or body_base64, not both")),
+        (Some(text), None) => Some(text.into_bytes()),
+        (None, Some(encoded)) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .map_err(|e| Failure::other(format!("body_base64 is not base64: {e}")))?,
+        ),
+        (None, None) => None,
+    };
     let mut headers = reqwest::header::HeaderMap::new();
     let mut host_header = None;
     for (name, value) in &request.headers {
@@ -345,10 +359,13 @@ async fn read(mut response: reqwest::Response, url: &reqwest::Url, limit: usize)
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(json!({
-        "status": status,
-        "url": url.as_str(),
-        "headers": headers,
-        "body": String::from_utf8_lossy(&body),
-    }))
+    let mut document = json!({"status": status, "url": url.as_str(), "headers": headers});
+    match String::from_utf8(body) {
+        Ok(text) => document["body"] = Value::String(text),
+        Err(e) => {
+            document["body_base64"] =
+                Value::String(base64::engine::general_purpose::STANDARD.encode(e.into_bytes()))
+        }
+    }
+    Ok(document)
 }
