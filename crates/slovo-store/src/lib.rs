@@ -255,13 +255,28 @@ impl Store {
         if let Some(w) = &self.writer {
             return w.finish(id, result, audit).await;
         }
-        let mut tx = self.begin().await?;
-        tx.finish_execution(id, result).await?;
-        let event = tx
-            .append_audit(audit.kind, audit.tool, audit.actor, audit.payload)
-            .await?;
-        tx.commit().await?;
-        Ok(event)
+        // On its own task, so a caller that goes away mid-write cannot cut the transaction
+        // short: sqlx's PostgreSQL `begin` is not cancellation-safe (a future dropped while
+        // `BEGIN` is in flight returns the connection to the pool inside a transaction nothing
+        // ends, and later statements on it are silently lost; sqlx issue 4393, unreleased fix).
+        // The task runs to its commit or its error whatever happens to the caller.
+        let store = self.clone();
+        let (id, result) = (id.to_string(), result.clone());
+        let (kind, tool, actor, payload) = (
+            audit.kind.to_string(),
+            audit.tool.map(str::to_string),
+            audit.actor.to_string(),
+            audit.payload.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tx = store.begin().await?;
+            tx.finish_execution(&id, &result).await?;
+            let event = tx.append_audit(&kind, tool.as_deref(), &actor, &payload).await?;
+            tx.commit().await?;
+            Ok(event)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("the task recording a call's result failed: {e}")))?
     }
 
     /// One execution.

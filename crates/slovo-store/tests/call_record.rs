@@ -97,6 +97,28 @@ async fn events_for(store: &Store, id: &str) -> usize {
         .count()
 }
 
+/// An execution's status and its number of audit events once writes in flight have settled
+/// (a dropped SQLite connection closing and rolling back, a PostgreSQL write finishing on its
+/// own task): read until two reads 20 ms apart agree. A half-written call is a settled state
+/// too, and the caller's assertions catch it.
+async fn settled(store: &Store, id: &str) -> (ExecutionStatus, usize) {
+    let mut last = None;
+    for _ in 0..100 {
+        let row = store
+            .execution(id)
+            .await
+            .unwrap()
+            .expect("the running record exists");
+        let now = (row.status, events_for(store, &format!("\"{id}\"")).await);
+        if last == Some(now) {
+            return now;
+        }
+        last = Some(now);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{id} did not settle: {last:?}");
+}
+
 #[tokio::test]
 async fn the_database_refuses_events_that_do_not_extend_the_chain_head() {
     for db in test_dbs().await {
@@ -251,17 +273,14 @@ async fn a_call_record_cancelled_at_any_point_is_all_or_nothing() {
             if !finished {
                 cancelled += 1;
             }
-            // Let a dropped connection close (and SQLite roll back) before looking.
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            let row = store.execution(&id).await.unwrap().unwrap();
-            let events = events_for(&store, &format!("\"{id}\"")).await;
-            match row.status {
+            let (status, events) = settled(&store, &id).await;
+            match status {
                 ExecutionStatus::Running => assert_eq!(events, 0, "{}: {id} half-written", db.label),
                 ExecutionStatus::Success => assert_eq!(events, 1, "{}: {id} half-written", db.label),
                 other => panic!("{}: {id} is {other}", db.label),
             }
             // A result for a call left running can still be recorded, exactly once.
-            if row.status == ExecutionStatus::Running {
+            if status == ExecutionStatus::Running {
                 finish(&store, &id).await.unwrap();
                 assert_eq!(events_for(&store, &format!("\"{id}\"")).await, 1, "{}", db.label);
             }
