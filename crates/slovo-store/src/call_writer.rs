@@ -10,8 +10,8 @@
 //! The finishing command cannot read the audit chain's head and then hash against it within a
 //! single command, so it hashes against the head this process last saw, and the database checks
 //! that guess: the `audit_events_extend_head` trigger refuses any event that does not extend the
-//! head, whoever inserts it. A refusal (another process appended meanwhile) rolls back, re-reads
-//! the head and tries again.
+//! head, whoever inserts it. A refusal (another process appended meanwhile) rolls back and tries
+//! again the slow way: the write lock first, then the head read under it.
 //!
 //! Cancellation: the connection is taken out of its slot while a command runs. If the caller's
 //! future is dropped half-way, the connection is dropped with it, and SQLite rolls back the open
@@ -21,7 +21,7 @@
 use serde_json::Value;
 use slovo_core::audit::{AuditEvent, event_hash};
 use sqlx::any::AnyConnectOptions;
-use sqlx::{AnyConnection, ConnectOptions, Connection, Executor, Row};
+use sqlx::{AnyConnection, AssertSqlSafe, ConnectOptions, Connection, Executor, Row};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::{ExecutionResult, NewExecution, Result, StoreError};
@@ -135,14 +135,34 @@ impl CallWriter {
         let output = r.output.as_ref().map(|o| o.to_string());
         let payload = audit.payload.to_string();
         let mut c = self.checkout().await?;
-        for _ in 0..HEAD_RETRIES {
-            let cached = self.head.lock().ok().and_then(|h| h.clone());
+        for attempt in 0..HEAD_RETRIES {
+            // After a refusal, stop guessing: take the write lock first, then read the head
+            // under it, so nobody can move it before this transaction commits (two more
+            // hand-offs, only when another writer is active).
+            let locked = attempt > 0;
+            if locked && let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut c.conn).await {
+                drop(c);
+                return Err(e.into());
+            }
+            let cached = if locked {
+                None
+            } else {
+                self.head.lock().ok().and_then(|h| h.clone())
+            };
             let (head_seq, head_hash) = match cached {
                 Some(h) => h,
                 None => {
-                    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+                    let row = match sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
                         .fetch_one(&mut c.conn)
-                        .await?;
+                        .await
+                    {
+                        Ok(row) => row,
+                        Err(e) => {
+                            // Closing the connection rolls back a transaction left open.
+                            drop(c);
+                            return Err(e.into());
+                        }
+                    };
                     (row.try_get("seq")?, row.try_get("hash")?)
                 }
             };
@@ -161,15 +181,15 @@ impl CallWriter {
             // was written (`changes()` is the row count of the UPDATE just before). Each
             // statement returns a row when it wrote one, so two rows mean both were written and
             // none means the execution was not running (and nothing was written).
-            let written = sqlx::query(
-                "BEGIN IMMEDIATE; \
-                 UPDATE executions SET status = $1, output = $2, stderr = $3, error = $4, exit_code = $5, \
+            let begin = if locked { "" } else { "BEGIN IMMEDIATE; " };
+            let written = sqlx::query(AssertSqlSafe(format!(
+                "{begin}UPDATE executions SET status = $1, output = $2, stderr = $3, error = $4, exit_code = $5, \
                  duration_ms = $6, cpu_ms = $7, peak_memory_bytes = $8, sandbox_id = $9, finished_at = $10, \
                  network_denials = $11 WHERE id = $12 AND status = 'running' RETURNING 1 AS written; \
                  INSERT INTO audit_events (seq, at_ms, kind, tool, actor, payload, prev_hash, hash) \
                  SELECT $13, $14, $15, $16, $17, $18, $19, $20 WHERE changes() = 1 RETURNING 1 AS written; \
-                 COMMIT;",
-            )
+                 COMMIT;"
+            )))
             .bind(r.status.as_str())
             .bind(output.as_deref())
             .bind(r.stderr.as_deref())

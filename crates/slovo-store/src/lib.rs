@@ -147,7 +147,14 @@ impl Store {
 
     /// Starts a write transaction and locks the audit chain's head.
     pub async fn begin(&self) -> Result<Tx> {
-        let mut tx = self.pool.begin().await?;
+        // `BEGIN` on a task of its own: sqlx's PostgreSQL `begin` is not cancellation-safe (a
+        // future dropped while `BEGIN` is in flight returns the connection to the pool inside
+        // a transaction nothing ends; sqlx issue 4393). Here a caller that goes away leaves a
+        // finished `begin` behind, whose transaction is rolled back when it is dropped.
+        let pool = self.pool.clone();
+        let mut tx = tokio::spawn(async move { pool.begin().await })
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("the task beginning a transaction failed: {e}")))??;
         let row = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
             .fetch_one(&mut *tx)
             .await?;
@@ -255,28 +262,13 @@ impl Store {
         if let Some(w) = &self.writer {
             return w.finish(id, result, audit).await;
         }
-        // On its own task, so a caller that goes away mid-write cannot cut the transaction
-        // short: sqlx's PostgreSQL `begin` is not cancellation-safe (a future dropped while
-        // `BEGIN` is in flight returns the connection to the pool inside a transaction nothing
-        // ends, and later statements on it are silently lost; sqlx issue 4393, unreleased fix).
-        // The task runs to its commit or its error whatever happens to the caller.
-        let store = self.clone();
-        let (id, result) = (id.to_string(), result.clone());
-        let (kind, tool, actor, payload) = (
-            audit.kind.to_string(),
-            audit.tool.map(str::to_string),
-            audit.actor.to_string(),
-            audit.payload.clone(),
-        );
-        tokio::spawn(async move {
-            let mut tx = store.begin().await?;
-            tx.finish_execution(&id, &result).await?;
-            let event = tx.append_audit(&kind, tool.as_deref(), &actor, &payload).await?;
-            tx.commit().await?;
-            Ok(event)
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(format!("the task recording a call's result failed: {e}")))?
+        let mut tx = self.begin().await?;
+        tx.finish_execution(id, result).await?;
+        let event = tx
+            .append_audit(audit.kind, audit.tool, audit.actor, audit.payload)
+            .await?;
+        tx.commit().await?;
+        Ok(event)
     }
 
     /// One execution.
