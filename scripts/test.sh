@@ -53,6 +53,11 @@ if [ $# -eq 0 ]; then set -- --workspace; full=1; fi
 log "cargo test $*"
 cargo test "$@"
 
+# The process sandbox's suite again, on cgroup v2, in a VM (this machine's cgroups are v1).
+if [ "$full" -eq 1 ] && [ "${SLOVO_TEST_SKIP_VM:-0}" != "1" ] && [ "$(uname -m)" = "x86_64" ]; then
+  bash scripts/test-cgroup2-vm.sh
+fi
+
 # The MCP server against the official Python SDK (from PyPI, in a throwaway venv).
 if [ "$full" -eq 1 ]; then
   log "MCP check with the Python SDK"

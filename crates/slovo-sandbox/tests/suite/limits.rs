@@ -189,3 +189,29 @@ async fn call_cgroups_serve_one_call_each_and_do_not_accumulate() {
         "12 calls, but the newest cgroup is number {newest}: {seen:?}"
     );
 }
+
+/// The suite runs on this machine's cgroup v1 and, through `scripts/test-cgroup2-vm.sh`, in a
+/// VM with cgroup v2 (which sets `SLOVO_TEST_CGROUP=v2`); this says which one the backend is
+/// really using, judged independently of its own detection: a v1 `memory` hierarchy mounted
+/// means v1.
+#[tokio::test]
+async fn the_backend_uses_the_hosts_cgroup_version() {
+    require_root!();
+    let sb = Sandbox::new();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let v1_memory = mountinfo.lines().any(|l| {
+        let (_, fs) = l.split_once(" - ").unwrap_or_default();
+        fs.starts_with("cgroup ") && fs.split([' ', ',']).any(|o| o == "memory")
+    });
+    let expected = std::env::var("SLOVO_TEST_CGROUP")
+        .unwrap_or_else(|_| if v1_memory { "v1" } else { "v2" }.to_string());
+    let used = match sb.backend.support().cgroups.clone().expect("cgroups") {
+        slovo_sandbox::process::cgroups::Hierarchy::V1 { .. } => "v1",
+        slovo_sandbox::process::cgroups::Hierarchy::V2 { .. } => "v2",
+    };
+    assert_eq!(used, expected, "{mountinfo}");
+    // And a call runs under it, with its figures taken from it.
+    let o = sb.run(&sb.spec("t", &["echo"])).await;
+    assert_eq!(o.status.as_str(), "success", "{o:#?}");
+    assert!(o.cpu_ms.is_some() && o.peak_memory_bytes.is_some(), "{o:#?}");
+}
