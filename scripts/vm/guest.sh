@@ -12,7 +12,8 @@ echo "+memory +cpu +pids" > /sys/fs/cgroup/cgroup.subtree_control
 echo "slovo-vm: kernel $(uname -r), cgroup v2 controllers delegated: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
 ip link set lo up
 export SLOVO_TEST_CGROUP=v2
-"$(arg test)" --test-threads=1 2>&1
+# The guest's CPU is emulated (TCG): the one test with a wall-clock bound means nothing here.
+"$(arg test)" --test-threads=1 --skip suite::basics::a_trivial_call_is_fast 2>&1
 echo "slovo-vm: exit $?"
 echo o > /proc/sysrq-trigger
 sleep 10
