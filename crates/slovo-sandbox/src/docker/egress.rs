@@ -123,11 +123,16 @@ fn unenforceable(reason: impl std::fmt::Display) -> DockerError {
 
 /// Makes sure Slovo's internal network exists, as configured: creates it, or checks that the
 /// one of that name is ours (internal, no inter-container traffic, our bridge and subnet).
-pub async fn ensure_network(docker: &Docker, net: &EgressNetwork) -> Result<()> {
+/// Returns the addresses containers hold on it now (running or being removed), from the same
+/// inspection.
+pub async fn ensure_network(docker: &Docker, net: &EgressNetwork) -> Result<HashSet<Ipv4Addr>> {
     net.check()?;
     for _ in 0..2 {
         match docker.inspect_network(&net.name, None).await {
-            Ok(found) => return verify_network(&found, net),
+            Ok(found) => {
+                verify_network(&found, net)?;
+                return Ok(addresses_in_use(found));
+            }
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(DockerError::api("inspect the egress network")(e)),
         }
@@ -167,7 +172,7 @@ pub async fn ensure_network(docker: &Docker, net: &EgressNetwork) -> Result<()> 
         match docker.create_network(request).await {
             Ok(_) => {
                 tracing::info!(network = %net.name, subnet = %net.cidr(), "created the Docker egress network");
-                return Ok(());
+                return Ok(HashSet::new());
             }
             // Another Slovo process created it meanwhile: inspect it again.
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => continue,
@@ -228,19 +233,15 @@ fn verify_network(found: &bollard::models::NetworkInspect, net: &EgressNetwork) 
     )))
 }
 
-/// The addresses containers hold on the network now (running or being removed).
-async fn addresses_in_use(docker: &Docker, net: &EgressNetwork) -> Result<HashSet<Ipv4Addr>> {
-    let found = docker
-        .inspect_network(&net.name, None)
-        .await
-        .map_err(DockerError::api("inspect the egress network"))?;
-    Ok(found
+/// The addresses containers hold on an inspected network.
+fn addresses_in_use(found: bollard::models::NetworkInspect) -> HashSet<Ipv4Addr> {
+    found
         .containers
         .unwrap_or_default()
         .values()
         .filter_map(|c| c.ipv4_address.as_deref())
         .filter_map(|a| a.split('/').next()?.parse().ok())
-        .collect())
+        .collect()
 }
 
 /// A container address held for one call: a lock file per address, locked with `flock`, so
@@ -519,9 +520,8 @@ impl CallEgress {
     ) -> Result<CallEgress> {
         // The network first: a name that is not Slovo's network is refused before the
         // firewall hooks anything to its bridge.
-        ensure_network(docker, net).await?;
+        let in_use = ensure_network(docker, net).await?;
         firewall::ensure(net).await?;
-        let in_use = addresses_in_use(docker, net).await?;
         let lease = Lease::take(net, &in_use, seed)?;
         firewall::purge_source(net, lease.address).await?;
         let session = proxy

@@ -261,13 +261,6 @@ impl Hierarchy {
         }
     }
 
-    /// Creates the cgroup of one call, with `limits` applied.
-    pub fn create(&self, name: &str, limits: &ResourceLimits) -> Result<CallCgroup> {
-        let cg = self.make(name)?;
-        self.apply(&cg, limits)?;
-        Ok(cg)
-    }
-
     /// Creates an empty call cgroup called `name`, without limits yet.
     fn make(&self, name: &str) -> Result<CallCgroup> {
         let mut cg = CallCgroup {

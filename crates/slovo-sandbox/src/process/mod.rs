@@ -253,7 +253,7 @@ pub struct ProcessBackend {
     netns: Option<namespaces::NetnsKeeper>,
 }
 
-/// Calls started by this process: makes cgroup names unique.
+/// Calls started by this process: makes sandbox ids unique.
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
 impl ProcessBackend {

@@ -240,7 +240,8 @@ async fn send(checker: &Checker, request: Request, limit: usize) -> Result<Value
                 .into());
         }
     }
-    for hop in 0..=MAX_REDIRECTS {
+    let mut redirects = 0;
+    loop {
         let (host, port) = destination(checker, &url)?;
         let addrs = checker.check(&host, port).await?;
         let mut builder = client(&host, &addrs)?
@@ -259,33 +260,32 @@ async fn send(checker: &Checker, request: Request, limit: usize) -> Result<Value
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
             .map(str::to_string);
-        if let (true, Some(location)) = (status.is_redirection(), location) {
-            if hop == MAX_REDIRECTS {
-                return Err(Failure::other(format!(
-                    "more than {MAX_REDIRECTS} redirects (the last to {location})"
-                )));
-            }
-            let next = url
-                .join(&location)
-                .map_err(|e| Failure::other(format!("the redirect to {location:?} is not a URL: {e}")))?;
-            if next.host_str() != url.host_str() {
-                // Credentials meant for one host are not handed to the next.
-                for name in ["authorization", "cookie", "proxy-authorization"] {
-                    headers.remove(name);
-                }
-            }
-            url = next;
-            let to_get = status == reqwest::StatusCode::SEE_OTHER
-                || (method == reqwest::Method::POST && status.as_u16() <= 302);
-            if to_get {
-                method = reqwest::Method::GET;
-                body = None;
-            }
-            continue;
+        let Some(location) = location.filter(|_| status.is_redirection()) else {
+            return read(response, &url, limit).await;
+        };
+        if redirects == MAX_REDIRECTS {
+            return Err(Failure::other(format!(
+                "more than {MAX_REDIRECTS} redirects (the last to {location})"
+            )));
         }
-        return read(response, &url, limit).await;
+        let next = url
+            .join(&location)
+            .map_err(|e| Failure::other(format!("the redirect to {location:?} is not a URL: {e}")))?;
+        if next.host_str() != url.host_str() {
+            // Credentials meant for one host are not handed to the next.
+            for name in ["authorization", "cookie", "proxy-authorization"] {
+                headers.remove(name);
+            }
+        }
+        url = next;
+        let to_get = status == reqwest::StatusCode::SEE_OTHER
+            || (method == reqwest::Method::POST && status.as_u16() <= 302);
+        if to_get {
+            method = reqwest::Method::GET;
+            body = None;
+        }
+        redirects += 1;
     }
-    Err(Failure::other("unreachable: the redirect loop ended"))
 }
 
 /// The host and port a URL points at (http and https only; a scheme the check cannot vouch
