@@ -17,12 +17,12 @@ use bollard::query_parameters::ListContainersOptions;
 use serde_json::{Value, json};
 use slovo_core::HostPattern;
 use slovo_core::execution::{NetworkDenial, NetworkPolicy, Outcome};
-use slovo_egress::{EgressConfig, EgressProxy, PublicPolicy, StaticResolver};
+use slovo_egress::StaticResolver;
 use slovo_sandbox::docker::daemon;
 use slovo_sandbox::docker::egress::{EgressNetwork, ensure_network, firewall};
 
 use super::support::*;
-use crate::netns_support::{Outside, http_server, no_datagram, nothing_arrived};
+use crate::netns_support::{Outside, Scene, no_datagram, nothing_arrived};
 use crate::require_docker;
 
 /// The world of one test: an outside host with an HTTP server and a DNS-port UDP socket,
@@ -42,32 +42,18 @@ struct World {
 
 impl World {
     async fn new() -> World {
-        let outside = Outside::new('d', 128, 30);
-        let addr = outside.addr.clone();
-        let listener = outside.inside(move || TcpListener::bind((addr.as_str(), 0)).unwrap());
-        let port = listener.local_addr().unwrap().port();
-        let heads = http_server(listener);
-        let addr = outside.addr.clone();
-        let outside_udp = outside.inside(move || UdpSocket::bind((addr.as_str(), 53)).unwrap());
-        outside_udp.set_nonblocking(true).unwrap();
-        // Like `slovo serve` on 0.0.0.0 or a database: reachable on every host address.
-        let host_tcp = TcpListener::bind("0.0.0.0:0").unwrap();
-        host_tcp.set_nonblocking(true).unwrap();
-        let host_udp = UdpSocket::bind("0.0.0.0:0").unwrap();
-        host_udp.set_nonblocking(true).unwrap();
-        let resolver = Arc::new(
-            StaticResolver::new()
-                .with("granted.test", &[outside.ip()])
-                .with("other.test", &[outside.ip()])
-                .with("inside.test", &["127.0.0.1".parse().unwrap()]),
-        );
-        let proxy = EgressProxy::with_resolver(
-            EgressConfig {
-                public: PublicPolicy::with_ranges(["203.0.113.128/25".parse().unwrap()]),
-                ..EgressConfig::default()
-            },
-            resolver.clone(),
-        );
+        // The host's services like `slovo serve` on 0.0.0.0 or a database: reachable on every
+        // host address, the egress gateway included.
+        let Scene {
+            outside,
+            port,
+            heads,
+            outside_udp,
+            host_tcp,
+            host_udp,
+            resolver,
+            proxy,
+        } = Scene::new(Outside::new('d', 128, 30), "0.0.0.0", "203.0.113.128/25");
         let sb = Sandbox::new().await;
         sb.backend.set_egress(proxy);
         let gateway = sb.backend.config().egress.gateway().to_string();

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use slovo_egress::{EgressConfig, EgressProxy, PublicPolicy, StaticResolver};
+
 pub fn ip(args: &[&str]) {
     let out = Command::new("ip")
         .args(args)
@@ -143,4 +145,63 @@ pub fn no_datagram(sock: &UdpSocket) {
         ErrorKind::WouldBlock,
         "a datagram arrived"
     );
+}
+
+/// What an egress test needs around a sandbox: a test host with an HTTP server and a socket on
+/// its DNS port, the host's own TCP and UDP services, names resolving to both, and a proxy that
+/// treats `public` (the test hosts' range) as public.
+pub struct Scene {
+    pub outside: Outside,
+    /// The test host's HTTP port.
+    pub port: u16,
+    /// The request heads its HTTP server saw.
+    pub heads: Arc<Mutex<Vec<String>>>,
+    /// A UDP socket on the test host's port 53 (non-blocking).
+    pub outside_udp: UdpSocket,
+    /// A host service (non-blocking) bound on `host_bind`.
+    pub host_tcp: TcpListener,
+    /// A host UDP service (non-blocking) bound on `host_bind`.
+    pub host_udp: UdpSocket,
+    /// `granted.test` and `other.test` → the test host, `inside.test` → 127.0.0.1.
+    pub resolver: Arc<StaticResolver>,
+    pub proxy: EgressProxy,
+}
+
+impl Scene {
+    pub fn new(outside: Outside, host_bind: &str, public: &str) -> Scene {
+        let addr = outside.addr.clone();
+        let listener = outside.inside(move || TcpListener::bind((addr.as_str(), 0)).unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let heads = http_server(listener);
+        let addr = outside.addr.clone();
+        let outside_udp = outside.inside(move || UdpSocket::bind((addr.as_str(), 53)).unwrap());
+        outside_udp.set_nonblocking(true).unwrap();
+        let host_tcp = TcpListener::bind((host_bind, 0)).unwrap();
+        host_tcp.set_nonblocking(true).unwrap();
+        let host_udp = UdpSocket::bind((host_bind, 0)).unwrap();
+        host_udp.set_nonblocking(true).unwrap();
+        let resolver = Arc::new(
+            StaticResolver::new()
+                .with("granted.test", &[outside.ip()])
+                .with("other.test", &[outside.ip()])
+                .with("inside.test", &["127.0.0.1".parse().unwrap()]),
+        );
+        let proxy = EgressProxy::with_resolver(
+            EgressConfig {
+                public: PublicPolicy::with_ranges([public.parse().unwrap()]),
+                ..EgressConfig::default()
+            },
+            resolver.clone(),
+        );
+        Scene {
+            outside,
+            port,
+            heads,
+            outside_udp,
+            host_tcp,
+            host_udp,
+            resolver,
+            proxy,
+        }
+    }
 }

@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 use slovo_core::HostPattern;
 use slovo_core::execution::{NetworkDenial, NetworkPolicy, Outcome};
 use slovo_core::manifest::Execution;
-use slovo_egress::{EgressConfig, EgressProxy, PublicPolicy, StaticResolver};
+use slovo_egress::StaticResolver;
 
 use super::support::*;
-use crate::netns_support::{Outside, http_server, no_datagram, nothing_arrived};
+use crate::netns_support::{Outside, Scene, no_datagram, nothing_arrived};
 use crate::require_root;
 
 /// The world of one test: an outside host with an HTTP server and a DNS-port UDP socket, the
@@ -32,31 +32,16 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let outside = Outside::new('p', 0, 32);
-        let addr = outside.addr.clone();
-        let listener = outside.inside(move || TcpListener::bind((addr.as_str(), 0)).unwrap());
-        let port = listener.local_addr().unwrap().port();
-        let heads = http_server(listener);
-        let addr = outside.addr.clone();
-        let outside_udp = outside.inside(move || UdpSocket::bind((addr.as_str(), 53)).unwrap());
-        outside_udp.set_nonblocking(true).unwrap();
-        let host_tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        host_tcp.set_nonblocking(true).unwrap();
-        let host_udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        host_udp.set_nonblocking(true).unwrap();
-        let resolver = Arc::new(
-            StaticResolver::new()
-                .with("granted.test", &[outside.ip()])
-                .with("other.test", &[outside.ip()])
-                .with("inside.test", &["127.0.0.1".parse().unwrap()]),
-        );
-        let proxy = EgressProxy::with_resolver(
-            EgressConfig {
-                public: PublicPolicy::with_ranges(["203.0.113.0/24".parse().unwrap()]),
-                ..EgressConfig::default()
-            },
-            resolver.clone(),
-        );
+        let Scene {
+            outside,
+            port,
+            heads,
+            outside_udp,
+            host_tcp,
+            host_udp,
+            resolver,
+            proxy,
+        } = Scene::new(Outside::new('p', 0, 32), "127.0.0.1", "203.0.113.0/24");
         let mut sb = Sandbox::new();
         sb.backend.set_egress(proxy);
         World {
