@@ -218,9 +218,15 @@ fn build_parts(spec: &SandboxSpec) -> Result<RequestParts, String> {
     let mut parts = RequestParts::default();
     let mut path = endpoint.clone();
     let mut unbound = Map::new();
+    let mut body_fields = Map::new();
     for (name, value) in &args {
         let schema = props.get(name).cloned().unwrap_or(Value::Null);
         let (location, wire) = match binding(&schema) {
+            // One field of an object body: gathered below into the body object.
+            Some(("body", Some(field))) => {
+                body_fields.insert(field.to_string(), value.clone());
+                continue;
+            }
             Some((loc, wire)) => (loc.to_string(), wire.unwrap_or(name).to_string()),
             None if endpoint.contains(&format!("{{{name}}}")) => ("path".to_string(), name.clone()),
             None => {
@@ -260,6 +266,21 @@ fn build_parts(spec: &SandboxSpec) -> Result<RequestParts, String> {
                 }
             }
             other => return Err(format!("argument {name} is bound to unknown location {other:?}")),
+        }
+    }
+    if !body_fields.is_empty() {
+        if parts.json_body.is_some() || parts.form_body.is_some() {
+            return Err("both a whole body and body fields are bound".to_string());
+        }
+        if form {
+            parts.form_body = Some(
+                body_fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), scalar_text(v)))
+                    .collect(),
+            );
+        } else {
+            parts.json_body = Some(Value::Object(body_fields));
         }
     }
     if path.contains('{') {

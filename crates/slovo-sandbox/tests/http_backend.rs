@@ -131,6 +131,52 @@ fn loopback_ok() -> HttpBackend {
     })
 }
 
+/// An OpenAPI object body becomes one argument per field (`{"in": "body", "name": field}`);
+/// the fields travel together as one JSON object, or one form.
+#[tokio::test]
+async fn body_fields_are_sent_as_one_object() {
+    let (port, _hits) = start().await;
+    let params = json!({
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "x-slovo-in": {"in": "path", "name": "id"}},
+            "on": {"type": "boolean", "x-slovo-in": {"in": "body", "name": "on"}},
+            "level": {"type": "integer", "x-slovo-in": {"in": "body", "name": "brightness"}}
+        },
+        "x-slovo-body": {"content_type": "application/json"}
+    });
+    let out = loopback_ok()
+        .run(&spec(
+            port,
+            "/items/{id}",
+            "PUT",
+            params.clone(),
+            json!({"id": "kitchen", "on": true, "level": 40}),
+            allow(port),
+        ))
+        .await;
+    assert_eq!(out.status, ExecutionStatus::Success, "{out:?}");
+    let got = &out.output.as_ref().unwrap()["body"];
+    let sent: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent, json!({"on": true, "brightness": 40}));
+    assert_eq!(got["headers"]["content-type"], "application/json");
+
+    let mut form = params;
+    form["x-slovo-body"]["content_type"] = json!("application/x-www-form-urlencoded");
+    let out = loopback_ok()
+        .run(&spec(
+            port,
+            "/items/{id}",
+            "PUT",
+            form,
+            json!({"id": "hall", "on": false, "level": 5}),
+            allow(port),
+        ))
+        .await;
+    let got = &out.output.as_ref().unwrap()["body"];
+    assert_eq!(got["body"], "on=false&brightness=5");
+}
+
 #[tokio::test]
 async fn request_is_built_from_bindings_and_the_credential_injected() {
     let (port, hits) = start().await;
