@@ -54,8 +54,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let data_dir = data_dir(cli.data_dir.clone())?;
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
+    slovo_runtime::create_data_dir(&data_dir)?;
     let store = match &cli.database_url {
         Some(url) => Store::connect(url)
             .await
@@ -77,7 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             .context("MCP server failed"),
         _ => commands::dispatch(&rt, &cli).await,
     };
-    rt.store().close().await;
+    rt.shutdown().await;
     code
 }
 

@@ -60,6 +60,30 @@ impl Actor {
     }
 }
 
+/// Creates the data directory `dir` if it does not exist, private to the account running Slovo
+/// (0700): it holds the database, the secret key and every call's input and output. An existing
+/// directory keeps its mode; one that others can read is reported (`slovo doctor` says so too).
+pub fn create_data_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| RuntimeError::io("create", dir, e))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| RuntimeError::io("stat", dir, e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "the data directory {} is open to other accounts (mode {:o}); `chmod 700` it",
+            dir.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
 /// The runtime: store + backends + data directory.
 pub struct Runtime {
     store: Store,
@@ -121,6 +145,14 @@ impl Runtime {
             }
         };
         self
+    }
+
+    /// Ends this runtime's use of the host and the database, once no call runs any more: the
+    /// backends let go of what they hold (state volumes no other process uses are unmounted)
+    /// and the store's connections close.
+    pub async fn shutdown(&self) {
+        self.backends.shutdown().await;
+        self.store.close().await;
     }
 
     /// The store.

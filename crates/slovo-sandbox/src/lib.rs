@@ -103,6 +103,10 @@ pub trait Backend: Send + Sync {
         let _ = (state_dir, purge);
         Ok(())
     }
+
+    /// Lets go of what the backend holds on the host for this process (mounted state volumes
+    /// no other process uses), once no call runs any more. By default there is nothing.
+    async fn shutdown(&self) {}
 }
 
 /// The backends available to the runtime, by execution type.
@@ -129,6 +133,13 @@ impl Backends {
             kind: kind.to_string(),
             reason: "this build or configuration has no backend for it".to_string(),
         })
+    }
+
+    /// Shuts every backend down ([`Backend::shutdown`]).
+    pub async fn shutdown(&self) {
+        for backend in self.by_kind.values() {
+            backend.shutdown().await;
+        }
     }
 
     /// The execution types served.

@@ -53,6 +53,14 @@ pub enum StoreError {
     /// The URL names no supported database.
     #[error("unsupported database URL {0:?} (use sqlite:PATH or postgres://…)")]
     UnsupportedUrl(String),
+    /// The database file could not be created.
+    #[error("failed to create {}: {source}", path.display())]
+    CreateFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Which database a store talks to.
@@ -84,6 +92,22 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path`.
     pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        // The database holds every call's input and output: readable by its owner only. An
+        // empty file is an empty database, and SQLite gives its `-wal` and `-shm` files the
+        // database file's mode.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|source| StoreError::CreateFile {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        }
         Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
     }
 

@@ -155,8 +155,10 @@ impl DockerBackend {
     /// connects in the background and removes the containers a crash left behind
     /// ([`DockerBackend::remove_leftovers`]).
     pub fn new(config: DockerConfig) -> Arc<DockerBackend> {
+        let volumes = Volumes::new(config.volumes_dir.clone(), config.uid, config.gid);
+        volumes.reclaim_unused();
         let backend = Arc::new(DockerBackend {
-            volumes: Volumes::new(config.volumes_dir.clone(), config.uid, config.gid),
+            volumes,
             quota: quota_supported(),
             config,
             daemon: RwLock::new(None),
@@ -796,6 +798,10 @@ impl Backend for DockerBackend {
                 tool: state_dir.display().to_string(),
                 reason: format!("failed to release the state volume: {e}"),
             })
+    }
+
+    async fn shutdown(&self) {
+        self.volumes.release_all();
     }
 
     async fn run(&self, spec: &SandboxSpec) -> Outcome {

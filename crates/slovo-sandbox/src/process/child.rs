@@ -24,6 +24,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use super::error::{ProcessError, Result};
 use super::{caps, egress, landlock, mounts, namespaces, rlimits};
 
+/// Bind sources in the private data directory one plan may have (the bundle, the state
+/// volume); the child keeps their descriptors on its stack.
+const MAX_PRIVATE_SOURCES: usize = 4;
+
 /// The steps of the child, as reported on failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
@@ -32,6 +36,9 @@ pub enum Step {
     Sync = 0,
     /// Joining the call's cgroup.
     Cgroup,
+    /// Opening the bind sources in the private data directory (the detail is the index of the
+    /// mount operation).
+    OpenPrivate,
     /// Dropping supplementary groups, setting gid and uid.
     Ids,
     /// Entering a new cgroup namespace.
@@ -63,9 +70,10 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 16] = [
+    const ALL: [Step; 17] = [
         Step::Sync,
         Step::Cgroup,
+        Step::OpenPrivate,
         Step::Ids,
         Step::CgroupNamespace,
         Step::Hostname,
@@ -87,6 +95,7 @@ impl Step {
         match self {
             Step::Sync => "wait for the parent",
             Step::Cgroup => "join the call's cgroup",
+            Step::OpenPrivate => "open a bind source in the data directory",
             Step::Ids => "set uid and gid",
             Step::CgroupNamespace => "enter a cgroup namespace",
             Step::Hostname => "set the hostname",
@@ -247,7 +256,9 @@ pub(crate) fn decode_failure(buf: &[u8; 12], plan_steps: &mounts::Prepared) -> P
     let detail = word(4) as usize;
     let errno = word(8) as i32;
     let name = match step {
-        Step::Mounts => plan_steps.ops.get(detail).map(|(_, s)| *s).unwrap_or(step.name()),
+        Step::Mounts | Step::OpenPrivate => {
+            plan_steps.ops.get(detail).map(|(_, s)| *s).unwrap_or(step.name())
+        }
         _ => step.name(),
     };
     ProcessError::Setup {
@@ -329,6 +340,22 @@ fn child_main(
         }
         libc::close(fds.sync);
 
+        // The bundle and the state volume lie in the private data directory, which the tool's
+        // uid cannot traverse: open them while this process still has the parent's identity.
+        let mut opened = [(usize::MAX, -1); MAX_PRIVATE_SOURCES];
+        let mut n_opened = 0;
+        for (i, (op, _)) in plan.mounts.ops.iter().enumerate() {
+            match mounts::open_private_source(op) {
+                Ok(None) => {}
+                Ok(Some(fd)) if n_opened < MAX_PRIVATE_SOURCES => {
+                    opened[n_opened] = (i, fd);
+                    n_opened += 1;
+                }
+                Ok(Some(_)) => fail(e, Step::OpenPrivate, i as u32, libc::E2BIG),
+                Err(x) => fail(e, Step::OpenPrivate, i as u32, x),
+            }
+        }
+
         let groups = if plan.set_groups {
             libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>())
         } else {
@@ -359,7 +386,11 @@ fn child_main(
             fail(e, Step::Egress, 0, x);
         }
         for (i, (op, _)) in plan.mounts.ops.iter().enumerate() {
-            if let Err(x) = mounts::run(op) {
+            let fd = opened[..n_opened]
+                .iter()
+                .find(|(at, _)| *at == i)
+                .map(|(_, fd)| *fd);
+            if let Err(x) = mounts::run(op, fd) {
                 fail(e, Step::Mounts, i as u32, x);
             }
         }

@@ -84,7 +84,17 @@ pub struct ProcessConfig {
     /// Parent of per-call cgroups, relative to each hierarchy's root. By default, the cgroup
     /// of the running process.
     pub cgroup_parent: Option<PathBuf>,
+    /// The empty directory each call's root is built on (in the call's own mount namespace,
+    /// so calls share it without seeing each other). Tools must be able to traverse its
+    /// parents, so it must not lie in the private data directory. By default,
+    /// [`DEFAULT_ROOT_STAGING`] as root and `<work_dir>/root` otherwise (where tools run as
+    /// the invoking user, who can traverse the data directory).
+    pub staging_dir: Option<PathBuf>,
 }
+
+/// Where the roots of calls are built when Slovo runs as root: on `/run`, which every uid can
+/// traverse and only root can write.
+pub const DEFAULT_ROOT_STAGING: &str = "/run/slovo/sandbox-root";
 
 impl ProcessConfig {
     /// The defaults, with `work_dir`.
@@ -98,6 +108,7 @@ impl ProcessConfig {
             stdout_limit: 4 * 1024 * 1024,
             stderr_limit: 256 * 1024,
             cgroup_parent: None,
+            staging_dir: None,
         }
     }
 }
@@ -253,6 +264,16 @@ pub struct ProcessBackend {
     netns: Option<namespaces::NetnsKeeper>,
 }
 
+/// Creates `dir` (and missing parents) with mode 0755, so that the tool's uid can traverse it.
+fn create_traversable_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| ProcessError::io("create", dir, e))
+}
+
 /// Calls started by this process: makes sandbox ids unique.
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
@@ -267,8 +288,12 @@ impl ProcessBackend {
 
     /// A backend for a host described by `support` (tests use it to simulate weaker hosts).
     pub fn with_support(config: ProcessConfig, mut support: Support) -> Result<ProcessBackend> {
-        let staging = config.work_dir.join("root");
-        std::fs::create_dir_all(&staging).map_err(|e| ProcessError::io("create", &staging, e))?;
+        let staging = match &config.staging_dir {
+            Some(dir) => dir.clone(),
+            None if support.root => PathBuf::from(DEFAULT_ROOT_STAGING),
+            None => config.work_dir.join("root"),
+        };
+        create_traversable_dir(&staging)?;
         let mut refusal = support.refusal(config.allow_weaker);
         if let Some(h) = &support.cgroups
             && let Err(e) = h.prepare()
@@ -306,10 +331,12 @@ impl ProcessBackend {
             },
             _ => None,
         };
+        let volumes = volume::Volumes::new(config.work_dir.join("volumes"), host_uid, host_gid);
+        volumes.reclaim_unused();
         Ok(ProcessBackend {
             cgroups,
             netns,
-            volumes: volume::Volumes::new(config.work_dir.join("volumes"), host_uid, host_gid),
+            volumes,
             system: mounts::system_entries(),
             seccomp: seccomp::compile(&seccomp::policy(), seccomp::AUDIT_ARCH),
             last_cap: caps::last_cap(),
@@ -878,6 +905,10 @@ impl Backend for ProcessBackend {
             "system_paths": system_paths,
             "refusal": self.refusal,
         }))
+    }
+
+    async fn shutdown(&self) {
+        self.volumes.release_all();
     }
 
     async fn release_state(&self, state_dir: &Path, purge: bool) -> Result<(), BackendError> {

@@ -14,6 +14,15 @@
 //!
 //! Nothing else of the host exists: no `/etc/shadow`, no `/home`, no `/sys`, no data directory.
 //!
+//! # A private data directory
+//! The bundle and the state volume live in the data directory, which is private (0700) to the
+//! account running Slovo; the tool's uid cannot even traverse it. So their binds are
+//! [`Op::BindPrivate`]: the child opens each source (`O_PATH`) while it still has the
+//! parent's identity (right after `clone`, in its own mount namespace, before `setresuid`), and
+//! binds it later through `/proc/self/fd/N`, which reaches the opened directory without walking
+//! its parents again. The staging directory must therefore lie outside the data directory, on
+//! a path every uid can traverse (see `ProcessConfig::staging_dir`).
+//!
 //! # Order ([`plan`])
 //! 1. Make every inherited mount private, so nothing propagates to or from the host.
 //! 2. Mount a tmpfs on the staging directory (the future root) and create the mount points.
@@ -130,6 +139,16 @@ pub enum Op {
         /// Target.
         target: PathBuf,
     },
+    /// Like [`Op::Bind`], for a source in the private data directory: opened before the child
+    /// changes identity and bound through its descriptor (see the module documentation).
+    BindPrivate {
+        /// Host path.
+        source: PathBuf,
+        /// Target.
+        target: PathBuf,
+        /// `MS_*` flags of the remount.
+        flags: u64,
+    },
     /// A non-recursive bind, then (unless `flags` is 0) a remount with `flags` (`MS_RDONLY`,
     /// `MS_NOSUID`, …) plus the flags the source has that a user namespace locks.
     Bind {
@@ -178,7 +197,7 @@ pub fn plan(layout: &Layout) -> Vec<Op> {
             mode: 0o755,
         });
     }
-    ops.push(Op::Bind {
+    ops.push(Op::BindPrivate {
         source: layout.bundle.clone(),
         target: at("tool"),
         flags: RO,
@@ -225,7 +244,7 @@ pub fn plan(layout: &Layout) -> Vec<Op> {
         }
     }
     if let Some(data) = &layout.data {
-        ops.push(Op::Bind {
+        ops.push(Op::BindPrivate {
             source: data.clone(),
             target: at("data"),
             flags: RW,
@@ -299,6 +318,12 @@ pub(crate) enum RawOp {
         target: CString,
         flags: u64,
     },
+    /// The source is opened by [`open_private_source`] before the child changes identity.
+    BindPrivate {
+        source: CString,
+        target: CString,
+        flags: u64,
+    },
     RemountReadOnly {
         target: CString,
     },
@@ -366,6 +391,18 @@ impl Prepared {
                         flags: *flags,
                     },
                     "bind mount",
+                ),
+                Op::BindPrivate {
+                    source,
+                    target,
+                    flags,
+                } => (
+                    RawOp::BindPrivate {
+                        source: c(source)?,
+                        target: c(target)?,
+                        flags: *flags,
+                    },
+                    "bind mount from the data directory",
                 ),
                 Op::Proc { target } => (
                     RawOp::Mount {
@@ -443,7 +480,41 @@ fn locked_flags(target: &CString) -> Result<u64, i32> {
     Ok(flags)
 }
 
-pub(crate) fn run(op: &RawOp) -> Result<(), i32> {
+/// Opens the source of a [`RawOp::BindPrivate`] (`O_PATH`, closed at `execve`); other
+/// operations need nothing opened. Runs in the child before it changes identity.
+pub(crate) fn open_private_source(op: &RawOp) -> Result<Option<libc::c_int>, i32> {
+    let RawOp::BindPrivate { source, .. } = op else {
+        return Ok(None);
+    };
+    // SAFETY: a valid C string.
+    let fd = unsafe { libc::open(source.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    check(fd)?;
+    Ok(Some(fd))
+}
+
+/// `/proc/self/fd/<fd>` as a C string in `buf`, without allocating (the child may not).
+fn fd_path(fd: libc::c_int, buf: &mut [u8; 32]) -> *const libc::c_char {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let (mut n, mut len) = (fd.unsigned_abs(), 0);
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        buf[PREFIX.len() + i] = digits[len - 1 - i];
+    }
+    buf[PREFIX.len() + len] = 0;
+    buf.as_ptr().cast()
+}
+
+/// Runs one operation; `opened` is what [`open_private_source`] returned for it.
+pub(crate) fn run(op: &RawOp, opened: Option<libc::c_int>) -> Result<(), i32> {
     let null = std::ptr::null::<libc::c_char>();
     // SAFETY (whole function): every pointer is a valid C string owned by `op` or null where
     // the system call accepts null.
@@ -485,25 +556,15 @@ pub(crate) fn run(op: &RawOp) -> Result<(), i32> {
                 source,
                 target,
                 flags,
-            } => {
-                check(libc::mount(
-                    source.as_ptr(),
-                    target.as_ptr(),
-                    null,
-                    libc::MS_BIND,
-                    std::ptr::null(),
-                ))?;
-                if *flags == 0 {
-                    return Ok(());
-                }
-                let keep = locked_flags(target)?;
-                check(libc::mount(
-                    null,
-                    target.as_ptr(),
-                    null,
-                    libc::MS_REMOUNT | libc::MS_BIND | flags | keep,
-                    std::ptr::null(),
-                ))
+            } => bind(source.as_ptr(), target, *flags),
+            RawOp::BindPrivate { target, flags, .. } => {
+                let Some(fd) = opened else {
+                    return Err(libc::EBADF);
+                };
+                let mut buf = [0u8; 32];
+                let result = bind(fd_path(fd, &mut buf), target, *flags);
+                libc::close(fd);
+                result
             }
             RawOp::RemountReadOnly { target } => {
                 let keep = locked_flags(target)?;
@@ -526,10 +587,54 @@ pub(crate) fn run(op: &RawOp) -> Result<(), i32> {
     }
 }
 
+/// A non-recursive bind of `source` on `target`, then the remount with `flags` (none if 0).
+///
+/// # Safety
+/// `source` is a valid C string.
+unsafe fn bind(source: *const libc::c_char, target: &CString, flags: u64) -> Result<(), i32> {
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: valid C strings, per the caller.
+    unsafe {
+        check(libc::mount(
+            source,
+            target.as_ptr(),
+            null,
+            libc::MS_BIND,
+            std::ptr::null(),
+        ))?;
+        if flags == 0 {
+            return Ok(());
+        }
+        let keep = locked_flags(target)?;
+        check(libc::mount(
+            null,
+            target.as_ptr(),
+            null,
+            libc::MS_REMOUNT | libc::MS_BIND | flags | keep,
+            std::ptr::null(),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
+
+    #[test]
+    fn fd_paths_are_written_without_allocating() {
+        for (fd, want) in [
+            (0, "/proc/self/fd/0"),
+            (7, "/proc/self/fd/7"),
+            (1234, "/proc/self/fd/1234"),
+        ] {
+            let mut buf = [0u8; 32];
+            let p = fd_path(fd, &mut buf);
+            // SAFETY: fd_path wrote a NUL-terminated string into buf.
+            let got = unsafe { std::ffi::CStr::from_ptr(p) };
+            assert_eq!(got.to_str().ok(), Some(want));
+        }
+    }
 
     #[test]
     fn plan_with_system_paths_and_a_state_volume() {
@@ -575,7 +680,7 @@ mod tests {
                 path: p("/w/root/proc"),
                 mode: 0o755,
             },
-            Op::Bind {
+            Op::BindPrivate {
                 source: p("/b"),
                 target: p("/w/root/tool"),
                 flags: RO,
@@ -605,7 +710,7 @@ mod tests {
                 target: p("/w/root/etc/ld.so.cache"),
                 flags: RO,
             },
-            Op::Bind {
+            Op::BindPrivate {
                 source: p("/s"),
                 target: p("/w/root/data"),
                 flags: RW,
@@ -674,7 +779,7 @@ mod tests {
         let ops = plan(&layout);
         assert!(
             !ops.iter()
-                .any(|o| matches!(o, Op::Bind { target, .. } if target == Path::new("/r/data")))
+                .any(|o| matches!(o, Op::BindPrivate { target, .. } if target == Path::new("/r/data")))
         );
         assert!(
             !ops.iter()

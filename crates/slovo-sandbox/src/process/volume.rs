@@ -15,7 +15,18 @@
 //!
 //! Limits: the file system's metadata takes a few percent of the quota; the size is fixed when
 //! the image is created (a changed grant applies after [`Volumes::release`] and re-creation).
+//!
+//! # No mount outlives the processes using it
+//! The mount lives in the host's mount namespace (Docker's daemon binds it too), so several
+//! Slovo processes on one data directory (a server and a CLI command) share it. Each process
+//! holds a *shared* `flock` on the image's lock file from its first use of the volume until
+//! it lets go ([`Volumes::release_all`], at shutdown); letting go, it takes the lock
+//! *exclusively* without waiting, and only if that succeeds (no other process uses the
+//! volume) unmounts it; the loop device goes with the last mount (`autoclear`). A process
+//! killed before letting go leaves a mount whose lock nobody holds:
+//! [`Volumes::reclaim_unused`], run when a backend starts, unmounts those.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +42,8 @@ pub struct Volumes {
     uid: u32,
     gid: u32,
     lock: tokio::sync::Mutex<()>,
+    /// The volumes this process uses, by state directory, each with its shared lock.
+    held: std::sync::Mutex<HashMap<PathBuf, fs::File>>,
 }
 
 /// Whether something is mounted on `path` (its device differs from its parent's).
@@ -51,7 +64,20 @@ impl Volumes {
             uid,
             gid,
             lock: tokio::sync::Mutex::new(()),
+            held: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The lock file of `image`: shared by every process using the volume.
+    fn lock_file_of(image: &Path) -> PathBuf {
+        image.with_extension("lock")
+    }
+
+    fn holds(&self, state_dir: &Path) -> bool {
+        self.held
+            .lock()
+            .map(|h| h.contains_key(state_dir))
+            .unwrap_or(false)
     }
 
     /// The image of the state directory `state_dir`.
@@ -62,14 +88,24 @@ impl Volumes {
 
     /// Makes sure the volume of `state_dir` (`size_mb`) is mounted on it.
     pub async fn ensure(&self, state_dir: &Path, size_mb: u64) -> Result<()> {
-        if is_mount_point(state_dir) {
+        if self.holds(state_dir) && is_mount_point(state_dir) {
             return Ok(());
         }
         let _guard = self.lock.lock().await;
+        let image = self.image_of(state_dir);
+        if !self.holds(state_dir) {
+            // Waits only while another process unmounts the volume (a moment).
+            let (dir, lock_path) = (self.dir.clone(), Self::lock_file_of(&image));
+            let file = tokio::task::spawn_blocking(move || lock_shared(&dir, &lock_path))
+                .await
+                .map_err(|e| ProcessError::refused(format!("volume task failed: {e}")))??;
+            if let Ok(mut held) = self.held.lock() {
+                held.insert(state_dir.to_path_buf(), file);
+            }
+        }
         if is_mount_point(state_dir) {
             return Ok(());
         }
-        let image = self.image_of(state_dir);
         let (state_dir, uid, gid, dir) = (state_dir.to_path_buf(), self.uid, self.gid, self.dir.clone());
         tokio::task::spawn_blocking(move || create_and_mount(&dir, &image, &state_dir, size_mb, uid, gid))
             .await
@@ -78,17 +114,11 @@ impl Volumes {
 
     /// Unmounts the volume of `state_dir`; with `purge`, deletes its image (the state).
     pub fn release(&self, state_dir: &Path, purge: bool) -> Result<()> {
+        if let Ok(mut held) = self.held.lock() {
+            held.remove(state_dir);
+        }
         if is_mount_point(state_dir) {
-            let c = cstring(state_dir)?;
-            // SAFETY: a valid C string. A call still running keeps its own reference to the
-            // file system in its private mount namespace.
-            if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } < 0 {
-                return Err(ProcessError::io(
-                    "unmount",
-                    state_dir,
-                    std::io::Error::last_os_error(),
-                ));
-            }
+            unmount(state_dir)?;
         }
         if purge {
             let image = self.image_of(state_dir);
@@ -100,6 +130,149 @@ impl Volumes {
         }
         Ok(())
     }
+}
+
+impl Volumes {
+    /// Lets go of every volume this process used: each one no other process uses is unmounted
+    /// (and its loop device freed). Runs at shutdown; calls must have ended.
+    pub fn release_all(&self) {
+        let held = match self.held.lock() {
+            Ok(mut h) => std::mem::take(&mut *h),
+            Err(_) => return,
+        };
+        for (state_dir, file) in held {
+            // Exclusive without waiting: refused while another process holds its shared lock.
+            if file.try_lock().is_ok()
+                && is_mount_point(&state_dir)
+                && let Err(e) = unmount(&state_dir)
+            {
+                tracing::warn!(volume = %state_dir.display(), error = %e, "could not unmount a state volume");
+            }
+        }
+    }
+
+    /// Unmounts the volumes of this directory that are mounted but used by no process (left by
+    /// a process that was killed). Returns the state directories unmounted.
+    pub fn reclaim_unused(&self) -> Vec<PathBuf> {
+        let mut reclaimed = Vec::new();
+        for (mount_point, image) in loop_mounts() {
+            if image.parent() != Some(self.dir.as_path())
+                || image.extension().and_then(|e| e.to_str()) != Some("ext4")
+                || self.holds(&mount_point)
+            {
+                continue;
+            }
+            let Ok(file) = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(Self::lock_file_of(&image))
+            else {
+                continue;
+            };
+            if file.try_lock().is_ok() {
+                match unmount(&mount_point) {
+                    Ok(()) => reclaimed.push(mount_point),
+                    Err(e) => {
+                        tracing::warn!(volume = %mount_point.display(), error = %e, "could not unmount a stale state volume")
+                    }
+                }
+            }
+        }
+        reclaimed
+    }
+}
+
+impl Drop for Volumes {
+    fn drop(&mut self) {
+        self.release_all();
+    }
+}
+
+/// Opens (creating) `lock_path` in `dir` and takes its shared lock, waiting if needed.
+fn lock_shared(dir: &Path, lock_path: &Path) -> Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::create_dir_all(dir).map_err(|e| ProcessError::io("create", dir, e))?;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(lock_path)
+        .map_err(|e| ProcessError::io("open", lock_path, e))?;
+    file.lock_shared()
+        .map_err(|e| ProcessError::io("lock", lock_path, e))?;
+    Ok(file)
+}
+
+/// Detaches the mount on `path`; a call still running keeps its own reference to the file
+/// system in its private mount namespace, and the loop device is freed after the last one.
+fn unmount(path: &Path) -> Result<()> {
+    let c = cstring(path)?;
+    // SAFETY: a valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } < 0 {
+        return Err(ProcessError::io("unmount", path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Every mount of a loop device in this process's mount namespace: (mount point, the loop
+/// device's backing file).
+fn loop_mounts() -> Vec<(PathBuf, PathBuf)> {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in info.lines() {
+        // `id parent major:minor root mount-point options [optional…] - fstype source super`
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(mount_point), Some(source)) = (fields.get(4), fields.get(dash + 2)) else {
+            continue;
+        };
+        let Some(device) = source.strip_prefix("/dev/") else {
+            continue;
+        };
+        if !device.starts_with("loop") {
+            continue;
+        }
+        let Ok(backing) = fs::read_to_string(format!("/sys/block/{device}/loop/backing_file")) else {
+            continue;
+        };
+        out.push((
+            PathBuf::from(unescape_mountinfo(mount_point)),
+            PathBuf::from(backing.trim_end_matches('\n')),
+        ));
+    }
+    out
+}
+
+/// Mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
+fn unescape_mountinfo(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        if bytes[i] == b'\\'
+            && let Some(d) = octal
+        {
+            let v = d.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+            let v = u8::try_from(v).unwrap_or(b'?');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn cstring(p: &Path) -> Result<std::ffi::CString> {
@@ -203,4 +376,16 @@ fn create_and_mount(
             .map_err(|e| ProcessError::io("chmod", state_dir, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mountinfo;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo(r"/a\040b\011c\134d"), "/a b\tc\\d");
+        assert_eq!(unescape_mountinfo(r"/plain/ü"), "/plain/ü");
+        assert_eq!(unescape_mountinfo(r"/trailing\04"), r"/trailing\04");
+    }
 }

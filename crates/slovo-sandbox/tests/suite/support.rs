@@ -73,8 +73,10 @@ impl Sandbox {
     }
 
     pub fn with_config(edit: impl FnOnce(&mut ProcessConfig)) -> Sandbox {
+        // Private, as a data directory is: the tool's uid cannot traverse it, and the bundle
+        // and the state volume are still reached.
         let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let mut config = ProcessConfig::new(dir.path().join("work"));
         // Each sandbox its own host uid, so tests running in parallel can check for leftovers.
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
