@@ -20,7 +20,7 @@
 //! port); every address the name resolves to must be public by the same
 //! [`PublicPolicy`] the egress proxy applies (globally routable, plus ranges the configuration
 //! declares public), unless the configuration allows every address; redirects are followed by
-//! hand ([`follow`]), each only to a target that passes the same checks, never from https to
+//! hand (`follow`), each only to a target that passes the same checks, never from https to
 //! http, and the credential stays with the origin (scheme, host, port) of the base URL; the
 //! whole call has the grant's timeout; the response body is capped.
 
