@@ -11,18 +11,25 @@
 //!   (`/v1/items/{id}`) fills it; the rest go in the query string for GET, HEAD and DELETE and in
 //!   a JSON body otherwise.
 //!
+//! Values are escaped for where they go: a path value is one segment (`/`, `?`, `#`, `%`
+//! escaped; empty, `.` and `..` refused, since the URL standard resolves dot segments even when
+//! escaped), cookie values cannot end their cookie, and a header value with a control character
+//! fails the call before anything is sent.
+//!
 //! Network rules, checked here and not left to the tool: the grant must allow the host (and
 //! port); every address the name resolves to must be public by the same
 //! [`PublicPolicy`] the egress proxy applies (globally routable, plus ranges the configuration
-//! declares public), unless the configuration allows every address; a redirect is
-//! followed only to a host that passes the same checks; the whole call has the grant's
-//! timeout; the response body is capped.
+//! declares public), unless the configuration allows every address; redirects are followed by
+//! hand (`follow`), each only to a target that passes the same checks, never from https to
+//! http, and the credential stays with the origin (scheme, host, port) of the base URL; the
+//! whole call has the grant's timeout; the response body is capped.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 use slovo_core::execution::{ExecutionStatus, NetworkPolicy, Outcome, SandboxSpec};
 use slovo_core::net::PublicPolicy;
@@ -52,6 +59,9 @@ pub struct HttpConfig {
     pub public: PublicPolicy,
     /// Redirects followed at most. By default, 5.
     pub max_redirects: usize,
+    /// Certificate authorities trusted for https in addition to the platform's (a private CA
+    /// in front of a LAN device; a test server's own certificate). By default, none.
+    pub extra_roots: Vec<reqwest::Certificate>,
 }
 
 impl Default for HttpConfig {
@@ -61,6 +71,7 @@ impl Default for HttpConfig {
             allow_private_addresses: false,
             public: PublicPolicy::strict(),
             max_redirects: 5,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -170,7 +181,9 @@ fn scalar_text(v: &Value) -> String {
     }
 }
 
-/// Percent-encodes one path segment (RFC 3986 unreserved characters kept).
+/// Percent-encodes one path segment (RFC 3986 unreserved characters kept). `/`, `?`, `#` and
+/// `%` are encoded, so a value cannot add a segment, start the query or fragment, or smuggle an
+/// escape of its own (`%2e%2e` given literally travels as `%252e%252e`).
 fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -183,13 +196,57 @@ fn encode_segment(s: &str) -> String {
     out
 }
 
+/// True for a segment that the URL standard resolves away (`.`) or lets climb one level
+/// (`..`), escaped forms included: the URL parser treats `%2e%2e` as `..` too, so escaping the
+/// dots cannot carry such a value, and servers that decode before they route would climb anyway.
+fn is_dot_segment(segment: &str) -> bool {
+    matches!(
+        segment.to_ascii_lowercase().as_str(),
+        "." | ".." | "%2e" | ".%2e" | "%2e." | "%2e%2e"
+    )
+}
+
+/// Percent-encodes a cookie value: RFC 6265 allows visible ASCII except `"`, `,`, `;` and `\`
+/// in a value; `%` is encoded too so the encoding can be undone. A value therefore cannot end
+/// its cookie and start another.
+fn encode_cookie_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x21..=0x7e).contains(&b) && !matches!(b, b'"' | b',' | b';' | b'\\' | b'%') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A header name and value checked for the wire. Control characters (CR and LF above all,
+/// which would end the header and start another) are refused rather than stripped, so the call
+/// fails and nothing is sent; the value is never quoted in the error, since it may be a secret.
+fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let header = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a valid HTTP header name"))?;
+    if let Some(c) = value.chars().find(|c| c.is_ascii_control() && *c != '\t') {
+        return Err(format!(
+            "the value of header {name} contains the control character {c:?}"
+        ));
+    }
+    let value = HeaderValue::from_str(value)
+        .map_err(|_| format!("the value of header {name} is not a valid HTTP header value"))?;
+    Ok((header, value))
+}
+
 /// The parts of a request, built from the capability and the arguments.
 #[derive(Debug, Default, PartialEq)]
 struct RequestParts {
     path: String,
     query: Vec<(String, String)>,
+    /// Headers from the arguments.
     headers: Vec<(String, String)>,
     cookies: Vec<(String, String)>,
+    /// The credential from the tool's secrets: sent only to the origin of the base URL.
+    credentials: Vec<(String, String)>,
     json_body: Option<Value>,
     form_body: Option<Vec<(String, String)>>,
 }
@@ -240,7 +297,17 @@ fn build_parts(spec: &SandboxSpec) -> Result<RequestParts, String> {
                 if !path.contains(&placeholder) {
                     return Err(format!("the endpoint {endpoint} has no {placeholder}"));
                 }
-                path = path.replace(&placeholder, &encode_segment(&scalar_text(value)));
+                let text = scalar_text(value);
+                // An empty value would address the collection instead of the item, and `.` or
+                // `..` would move the request up the path (with the tool's credential). Escaped
+                // dots given literally are harmless: their `%` is escaped in turn.
+                if matches!(text.as_str(), "" | "." | "..") {
+                    return Err(format!(
+                        "the path parameter {name} is {text:?}, which would change the path \
+                         rather than name one item"
+                    ));
+                }
+                path = path.replace(&placeholder, &encode_segment(&text));
             }
             "query" => match value {
                 Value::Array(items) => parts
@@ -251,12 +318,17 @@ fn build_parts(spec: &SandboxSpec) -> Result<RequestParts, String> {
             },
             "header" => {
                 let text = scalar_text(value);
-                if text.contains(['\r', '\n']) {
-                    return Err(format!("header {wire} contains a line break"));
-                }
+                header_pair(&wire, &text)?;
                 parts.headers.push((wire, text));
             }
-            "cookie" => parts.cookies.push((wire, scalar_text(value))),
+            "cookie" => {
+                if HeaderName::from_bytes(wire.as_bytes()).is_err() {
+                    return Err(format!("{wire:?} is not a valid cookie name"));
+                }
+                parts
+                    .cookies
+                    .push((wire, encode_cookie_value(&scalar_text(value))));
+            }
             "body" => {
                 if form {
                     let fields = value.as_object().ok_or("a form body must be an object")?;
@@ -285,6 +357,13 @@ fn build_parts(spec: &SandboxSpec) -> Result<RequestParts, String> {
     }
     if path.contains('{') {
         return Err(format!("the endpoint {path} still has unfilled parameters"));
+    }
+    // Values next to each other or to template text can still form a dot segment
+    // (`/{a}{b}` with `.` and `.`); the URL parser would resolve it, so it is refused here.
+    if let Some(segment) = path.split(['/', '?', '#']).find(|s| is_dot_segment(s)) {
+        return Err(format!(
+            "the path {path} has the segment {segment:?}, which would move the request up the path"
+        ));
     }
     if !unbound.is_empty() {
         if matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS") {
@@ -333,10 +412,10 @@ fn authenticate(spec: &SandboxSpec, parts: &mut RequestParts) -> Result<(), Stri
         None | Some("none") => {}
         Some("api_key") => {
             let header = api.auth_header.clone().unwrap_or_else(|| "X-Api-Key".to_string());
-            parts.headers.push((header, lookup("api_key")?));
+            parts.credentials.push((header, lookup("api_key")?));
         }
         Some("bearer") => parts
-            .headers
+            .credentials
             .push(("Authorization".into(), format!("Bearer {}", lookup("token")?))),
         Some("basic") => {
             use base64::Engine;
@@ -352,7 +431,7 @@ fn authenticate(spec: &SandboxSpec, parts: &mut RequestParts) -> Result<(), Stri
             };
             let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
             parts
-                .headers
+                .credentials
                 .push(("Authorization".into(), format!("Basic {encoded}")));
         }
         Some(other) => return Err(format!("unsupported auth_type {other:?}")),
@@ -360,7 +439,155 @@ fn authenticate(spec: &SandboxSpec, parts: &mut RequestParts) -> Result<(), Stri
     Ok(())
 }
 
+/// The first request of an exchange.
+struct Outgoing {
+    method: reqwest::Method,
+    url: reqwest::Url,
+    /// Headers from the arguments, the Cookie header built from cookie arguments among them.
+    headers: HeaderMap,
+    /// The credential from the tool's secrets.
+    credentials: HeaderMap,
+    /// Content type and bytes.
+    body: Option<(HeaderValue, Vec<u8>)>,
+}
+
+/// Whether two URLs share an origin: scheme, host and port.
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Why a redirect from `from` to `to` may not be followed at all, whatever the grant says:
+/// a step from https down to http would hand the request, and every later answer, to anyone
+/// on the path.
+fn downgrade(from: &reqwest::Url, to: &reqwest::Url) -> Option<String> {
+    (from.scheme() == "https" && to.scheme() != "https")
+        .then(|| format!("it leaves https for {}", to.scheme()))
+}
+
+/// Headers that belong to the origin the exchange started on: the credential's own header
+/// and whatever else carries authority (Authorization, Proxy-Authorization, cookies), even
+/// when an argument filled it.
+fn origin_bound(name: &HeaderName, credentials: &HeaderMap) -> bool {
+    credentials.contains_key(name)
+        || [
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::PROXY_AUTHORIZATION,
+            reqwest::header::COOKIE,
+        ]
+        .contains(name)
+        || name.as_str() == "cookie2"
+}
+
+/// Sends `first` and follows redirects by hand, so that every hop is decided here rather than
+/// inside the HTTP client: each target must pass the grant and address checks; a step from
+/// https to http is refused; a step to another origin (scheme, host or port) drops the
+/// credential and every origin-bound header for the rest of the exchange (a second origin must
+/// not be able to steer an authenticated request back to the first); user information in a
+/// `Location` is removed. 301, 302 and 303 continue as GET without a body (HEAD stays HEAD),
+/// 307 and 308 repeat the method and body. Returns the last response.
+async fn follow(
+    client: &reqwest::Client,
+    first: Outgoing,
+    network: &NetworkPolicy,
+    rule: &AddressRule,
+    max_redirects: usize,
+) -> Result<reqwest::Response, HttpError> {
+    let Outgoing {
+        mut method,
+        mut url,
+        mut headers,
+        credentials,
+        mut body,
+    } = first;
+    let mut carry_credentials = true;
+    let mut redirects = 0;
+    loop {
+        let mut request = client
+            .request(method.clone(), url.clone())
+            .headers(headers.clone());
+        if carry_credentials {
+            request = request.headers(credentials.clone());
+        }
+        if let Some((content_type, bytes)) = &body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type.clone())
+                .body(bytes.clone());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| HttpError::Request(describe(&e)))?;
+        let status = response.status().as_u16();
+        if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+            return Ok(response);
+        }
+        let Some(mut next) = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| std::str::from_utf8(l.as_bytes()).ok())
+            .and_then(|l| url.join(l).ok())
+        else {
+            // No usable Location: the redirect is the answer, as with any HTTP client.
+            return Ok(response);
+        };
+        if redirects >= max_redirects {
+            return Err(HttpError::Request(format!("more than {max_redirects} redirects")));
+        }
+        redirects += 1;
+        // Credentials are never taken from a Location (nor copied from the base URL onto a
+        // later hop by a relative one).
+        let _ = next.set_username("");
+        let _ = next.set_password(None);
+        let refusal = downgrade(&url, &next).map_or_else(|| check_target(&next, network, rule), Err);
+        if let Err(why) = refusal {
+            return Err(HttpError::Request(format!("redirect to {next} refused: {why}")));
+        }
+        if !same_origin(&url, &next) && carry_credentials {
+            carry_credentials = false;
+            headers = headers
+                .iter()
+                .filter(|(name, _)| !origin_bound(name, &credentials))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+        }
+        if matches!(status, 301..=303) {
+            body = None;
+            if method != reqwest::Method::HEAD {
+                method = reqwest::Method::GET;
+            }
+        }
+        url = next;
+    }
+}
+
+/// A client that resolves through the address rule, ignores proxies from the environment and
+/// follows no redirect by itself ([`follow`] does).
+fn client(
+    rule: AddressRule,
+    timeout: Duration,
+    roots: &[reqwest::Certificate],
+) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(PublicOnlyResolver { rule }))
+        .no_proxy()
+        .tls_certs_merge(roots.iter().cloned())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .build()
+        .map_err(|e| format!("failed to build the HTTP client: {e}"))
+}
+
 impl HttpBackend {
+    fn rule(&self) -> AddressRule {
+        AddressRule {
+            everything: self.config.allow_private_addresses,
+            public: self.config.public.clone(),
+        }
+    }
+
     async fn send(&self, spec: &SandboxSpec) -> Result<Outcome, HttpError> {
         let api = spec
             .api
@@ -374,41 +601,13 @@ impl HttpBackend {
         if !parts.query.is_empty() {
             url.query_pairs_mut().extend_pairs(parts.query.iter());
         }
-        let rule = AddressRule {
-            everything: self.config.allow_private_addresses,
-            public: self.config.public.clone(),
-        };
+        let rule = self.rule();
         check_target(&url, &spec.network, &rule).map_err(HttpError::Refused)?;
 
-        let network = spec.network.clone();
-        let redirect_rule = rule.clone();
-        let max_redirects = self.config.max_redirects;
-        let policy = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= max_redirects {
-                return attempt.error(format!("more than {max_redirects} redirects"));
-            }
-            match check_target(attempt.url(), &network, &redirect_rule) {
-                Ok(()) => attempt.follow(),
-                Err(why) => {
-                    let to = attempt.url().to_string();
-                    attempt.error(format!("redirect to {to} refused: {why}"))
-                }
-            }
-        });
-        let client = reqwest::Client::builder()
-            .redirect(policy)
-            .dns_resolver(Arc::new(PublicOnlyResolver { rule }))
-            .no_proxy()
-            .timeout(spec.limits.timeout)
-            .connect_timeout(spec.limits.timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| HttpError::Request(format!("failed to build the HTTP client: {e}")))?;
-        let method =
-            reqwest::Method::from_bytes(spec.capability.method.as_deref().unwrap_or("GET").as_bytes())
-                .map_err(|e| HttpError::Refused(e.to_string()))?;
-        let mut req = client.request(method, url.clone());
+        let mut headers = HeaderMap::new();
         for (k, v) in &parts.headers {
-            req = req.header(k.as_str(), v.as_str());
+            let (name, value) = header_pair(k, v).map_err(HttpError::Refused)?;
+            headers.append(name, value);
         }
         if !parts.cookies.is_empty() {
             let cookie = parts
@@ -417,38 +616,63 @@ impl HttpBackend {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join("; ");
-            req = req.header("Cookie", cookie);
+            let (name, value) = header_pair("Cookie", &cookie).map_err(HttpError::Refused)?;
+            headers.append(name, value);
         }
-        if let Some(body) = &parts.json_body {
-            req = req.json(body);
-        } else if let Some(form) = &parts.form_body {
-            let encoded = form
-                .iter()
-                .map(|(k, v)| format!("{}={}", encode_segment(k), encode_segment(v)))
-                .collect::<Vec<_>>()
-                .join("&");
-            req = req
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(encoded);
+        let mut credentials = HeaderMap::new();
+        for (k, v) in &parts.credentials {
+            let (name, value) = header_pair(k, v).map_err(HttpError::Refused)?;
+            credentials.append(name, value);
         }
-        let mut resp = req.send().await.map_err(|e| HttpError::Request(describe(&e)))?;
-        let status = resp.status();
-        let mut headers = Map::new();
-        for name in KEPT_HEADERS {
-            if let Some(v) = resp.headers().get(name).and_then(|v| v.to_str().ok()) {
-                headers.insert(name.to_string(), json!(v));
-            }
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| HttpError::Request(describe(&e)))? {
-            if body.len() + chunk.len() > self.config.max_response_bytes {
-                return Err(HttpError::Request(format!(
-                    "the response is larger than {} bytes",
-                    self.config.max_response_bytes
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = if let Some(json) = &parts.json_body {
+            let bytes = serde_json::to_vec(json)
+                .map_err(|e| HttpError::Refused(format!("the body is not JSON: {e}")))?;
+            Some((HeaderValue::from_static("application/json"), bytes))
+        } else {
+            parts.form_body.as_ref().map(|form| {
+                let encoded = form
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", encode_segment(k), encode_segment(v)))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                (
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                    encoded.into_bytes(),
+                )
+            })
+        };
+        let method =
+            reqwest::Method::from_bytes(spec.capability.method.as_deref().unwrap_or("GET").as_bytes())
+                .map_err(|e| HttpError::Refused(e.to_string()))?;
+        let client = client(rule.clone(), spec.limits.timeout, &self.config.extra_roots)
+            .map_err(HttpError::Request)?;
+        let first = Outgoing {
+            method,
+            url: url.clone(),
+            headers,
+            credentials,
+            body,
+        };
+        // The grant's timeout covers the whole exchange: every hop and the body.
+        let exchange = async {
+            let resp = follow(&client, first, &spec.network, &rule, self.config.max_redirects).await?;
+            let status = resp.status();
+            let kept = kept_headers(resp.headers());
+            let body = read_capped(resp, self.config.max_response_bytes)
+                .await
+                .map_err(|e| {
+                    HttpError::Request(e.unwrap_or_else(|| {
+                        format!(
+                            "the response is larger than {} bytes",
+                            self.config.max_response_bytes
+                        )
+                    }))
+                })?;
+            Ok::<_, HttpError>((status, kept, body))
+        };
+        let (status, headers, body) = tokio::time::timeout(spec.limits.timeout, exchange)
+            .await
+            .map_err(|_| HttpError::Request("timed out".into()))??;
         let parsed = serde_json::from_slice::<Value>(&body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
         let ok = status.is_success();
@@ -467,59 +691,94 @@ impl HttpBackend {
     }
 }
 
+fn kept_headers(headers: &HeaderMap) -> Map<String, Value> {
+    let mut kept = Map::new();
+    for name in KEPT_HEADERS {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            kept.insert(name.to_string(), json!(v));
+        }
+    }
+    kept
+}
+
+/// Reads a body of at most `max_bytes`. The error is the transport's, or `None` when the body
+/// is larger than allowed.
+async fn read_capped(mut resp: reqwest::Response, max_bytes: usize) -> Result<Vec<u8>, Option<String>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| Some(describe(&e)))? {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Downloads a document (an OpenAPI description, a catalogue entry) for an import: http(s)
 /// only, the same public-address rule as tool calls (checked on every resolution and
-/// redirect), a timeout, and a size cap. Returns the final URL and the bytes.
+/// redirect), never from https down to http, a timeout, and a size cap. Returns the final URL
+/// and the bytes.
 pub async fn fetch_document(
     url: &str,
     max_bytes: usize,
     allow_private_addresses: bool,
 ) -> Result<(reqwest::Url, Vec<u8>), String> {
+    fetch_document_with(
+        url,
+        &HttpConfig {
+            max_response_bytes: max_bytes,
+            allow_private_addresses,
+            ..HttpConfig::default()
+        },
+    )
+    .await
+}
+
+/// [`fetch_document`] under a backend configuration: its public-address policy, redirect
+/// limit, size cap (`max_response_bytes`) and extra certificate authorities.
+pub async fn fetch_document_with(url: &str, config: &HttpConfig) -> Result<(reqwest::Url, Vec<u8>), String> {
     ensure_tls_provider();
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url}: not a URL: {e}"))?;
     let rule = AddressRule {
-        everything: allow_private_addresses,
-        public: PublicPolicy::strict(),
+        everything: config.allow_private_addresses,
+        public: config.public.clone(),
     };
     check_target(&parsed, &NetworkPolicy::Public, &rule).map_err(|e| format!("{url}: {e}"))?;
-    let redirect_rule = rule.clone();
-    let policy = reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() >= 5 {
-            return attempt.error("more than 5 redirects");
-        }
-        match check_target(attempt.url(), &NetworkPolicy::Public, &redirect_rule) {
-            Ok(()) => attempt.follow(),
-            Err(why) => attempt.error(why),
-        }
-    });
-    let client = reqwest::Client::builder()
-        .redirect(policy)
-        .dns_resolver(Arc::new(PublicOnlyResolver { rule }))
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| format!("failed to build the HTTP client: {e}"))?;
-    let mut resp = client
-        .get(parsed.clone())
-        .send()
+    let timeout = Duration::from_secs(30);
+    let client = client(rule.clone(), timeout, &config.extra_roots)?;
+    let first = Outgoing {
+        method: reqwest::Method::GET,
+        url: parsed,
+        headers: HeaderMap::new(),
+        credentials: HeaderMap::new(),
+        body: None,
+    };
+    let max_bytes = config.max_response_bytes;
+    let exchange = async {
+        let resp = follow(
+            &client,
+            first,
+            &NetworkPolicy::Public,
+            &rule,
+            config.max_redirects,
+        )
         .await
-        .map_err(|e| format!("{url}: {}", describe(&e)))?;
-    if !resp.status().is_success() {
-        return Err(format!("{url}: HTTP {}", resp.status()));
-    }
-    let final_url = resp.url().clone();
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("{url}: {}", describe(&e)))?
-    {
-        if body.len() + chunk.len() > max_bytes {
-            return Err(format!("{url}: the document is larger than {max_bytes} bytes"));
+        .map_err(|e| match e {
+            HttpError::Refused(why) | HttpError::Request(why) => format!("{url}: {why}"),
+        })?;
+        if !resp.status().is_success() {
+            return Err(format!("{url}: HTTP {}", resp.status()));
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok((final_url, body))
+        let final_url = resp.url().clone();
+        let body = read_capped(resp, max_bytes).await.map_err(|e| match e {
+            Some(why) => format!("{url}: {why}"),
+            None => format!("{url}: the document is larger than {max_bytes} bytes"),
+        })?;
+        Ok((final_url, body))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("{url}: timed out"))?
 }
 
 fn describe(e: &reqwest::Error) -> String {
