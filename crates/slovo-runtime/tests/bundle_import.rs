@@ -166,6 +166,9 @@ async fn a_file_swapped_for_a_link_during_import_never_installs_the_host_file() 
         let bundle = t.path().join("b/tool");
         process_bundle(&bundle);
         std::fs::write(bundle.join("data.txt"), "harmless").unwrap();
+        // Reading this takes a while, which widens the gap between checking an entry and
+        // copying it, as a slow disk or a large bundle would.
+        std::fs::write(bundle.join("pad.bin"), vec![0u8; 512 * 1024]).unwrap();
         let spare = t.path().join("b/spare");
         std::fs::create_dir_all(&spare).unwrap();
 
@@ -177,12 +180,16 @@ async fn a_file_swapped_for_a_link_during_import_never_installs_the_host_file() 
                 let mut swaps = 0u64;
                 // Bounded by the importer's stop signal and, in case it panicked, by time.
                 while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(15) {
+                    // Both replacements made first, so that each state lasts about as long
+                    // as the other: a link in place, then the file again.
                     let (l, f) = (spare.join("l"), spare.join("f"));
                     let _ = std::fs::remove_file(&l);
                     symlink(&secret, &l).unwrap();
-                    std::fs::rename(&l, bundle.join("data.txt")).unwrap();
                     std::fs::write(&f, "harmless").unwrap();
+                    std::fs::rename(&l, bundle.join("data.txt")).unwrap();
+                    std::thread::yield_now();
                     std::fs::rename(&f, bundle.join("data.txt")).unwrap();
+                    std::thread::yield_now();
                     swaps += 1;
                 }
                 swaps
