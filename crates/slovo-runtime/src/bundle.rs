@@ -251,7 +251,7 @@ fn stage_dir(bundle: &Path, src: &Path, bundles_dir: &Path) -> Result<Staged> {
         .st_uid;
 
     fs::create_dir_all(bundles_dir).map_err(|e| RuntimeError::io("create", bundles_dir, e))?;
-    // Created 0700 by root inside the data directory: nobody else can touch the copy.
+    // Created 0700 by this process inside the data directory: nobody else can touch the copy.
     let staging = tempfile::Builder::new()
         .prefix(".staging-")
         .tempdir_in(bundles_dir)
