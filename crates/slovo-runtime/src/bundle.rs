@@ -1,16 +1,43 @@
 //! Tool bundles: a directory (or tarball) holding a manifest and the tool's files.
 //!
-//! Import hashes the bundle's content (paths, kinds, executable bits and bytes, in a fixed
-//! order), then copies it to `bundles/<digest>` under the data directory and makes the copy
-//! read-only. Calls run from that copy, so editing the source directory after approval
-//! changes nothing that runs. Symlinks are kept only when they stay inside the bundle; device
-//! files, FIFOs and sockets are refused.
+//! Import runs as root and a bundle may belong to someone else, who can change it while it is
+//! being read. So a bundle is read once, from descriptors, and every later check looks at the
+//! private copy, never at the source again:
+//!
+//! 1. **Stage.** The bundle's root is opened once; every entry under it is opened relative to
+//!    that descriptor with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+//!    RESOLVE_NO_MAGICLINKS)`, so no symlink is followed anywhere on the way (a directory
+//!    swapped for a link is refused, not entered). Each entry is first opened `O_PATH |
+//!    O_NOFOLLOW` and classified by `fstat` on that descriptor: a symlink's target is read from
+//!    the descriptor itself, a device, FIFO or socket is refused by name without being opened,
+//!    and a regular file is opened for reading (`O_NOFOLLOW | O_NONBLOCK`), checked to be the
+//!    same inode, then copied into a private staging directory while its bytes are hashed. The
+//!    digest covers exactly the bytes that were copied.
+//! 2. **Check the copy.** Symlinks are copied as they are, then resolved in the staged copy with
+//!    `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`: the kernel walks the target component
+//!    by component and refuses any step above the root (`s -> .` then `m -> s/s/../../x` is
+//!    refused, as are absolute links and loops). A link whose target does not exist is kept: it
+//!    stops at a missing entry inside a copy that never changes, so it cannot lead out. The
+//!    manifest is read from the copy and must be a regular file (a manifest that is a symlink
+//!    is refused, even one pointing inside); the command or module the manifest names is
+//!    checked there too.
+//! 3. **Commit.** The copy is made read-only and renamed to `bundles/<digest>`. Calls run from
+//!    it, so editing the source after approval changes nothing that runs.
+//!
+//! Tarballs are unpacked into a fresh private directory with the same descriptor-relative
+//! calls (`O_CREAT | O_EXCL`, no symlink followed while creating), then staged like a
+//! directory, so their links go through the same checks.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
 use crate::{Result, RuntimeError};
@@ -30,222 +57,505 @@ const MAX_BUNDLE_BYTES: u64 = 512 * 1024 * 1024;
 /// Most entries accepted in a bundle.
 const MAX_BUNDLE_ENTRIES: usize = 100_000;
 
-/// The manifest file of the bundle at `dir`.
-pub fn find_bundle_manifest(dir: &Path) -> Result<PathBuf> {
-    BUNDLE_MANIFEST_NAMES
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
-        .ok_or_else(|| RuntimeError::InvalidBundle {
-            path: dir.to_path_buf(),
-            reason: format!(
-                "no manifest found (looked for {})",
-                BUNDLE_MANIFEST_NAMES.join(", ")
-            ),
-        })
+/// Opening inside a bundle source: stay beneath the root and follow no link at all.
+const NO_LINKS: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
+/// Resolving a link in the staged copy: follow links, but only while they stay beneath it.
+const LINKS_BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+/// Why an entry of a bundle is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleRefusal {
+    /// A symlink whose target, resolved inside the bundle, leads out of it.
+    #[error("symlink to {target} resolves outside the bundle")]
+    LinkOutside {
+        /// The link's target, as written.
+        target: PathBuf,
+    },
+    /// An absolute symlink: it would resolve against whatever root it is seen from.
+    #[error("symlink to the absolute path {target}: links must be relative and stay inside the bundle")]
+    AbsoluteLink {
+        /// The link's target, as written.
+        target: PathBuf,
+    },
+    /// A symlink that does not resolve (a loop, or too many links in a row).
+    #[error("symlink to {target} does not resolve (a loop or too many links)")]
+    LinkLoop {
+        /// The link's target, as written.
+        target: PathBuf,
+    },
+    /// A device, FIFO, socket or other special file.
+    #[error("is a {kind}: only regular files, directories and symlinks may be in a bundle")]
+    Special {
+        /// What it is.
+        kind: &'static str,
+    },
+    /// The manifest is a symlink: it is read only as a regular file of the bundle.
+    #[error("the manifest is a symlink (to {target}); it must be a regular file in the bundle")]
+    ManifestLink {
+        /// The link's target, as written.
+        target: PathBuf,
+    },
+    /// The manifest name is taken by something that is not a regular file.
+    #[error("the manifest is a {kind}, not a regular file")]
+    ManifestNotFile {
+        /// What it is.
+        kind: &'static str,
+    },
+    /// The entry was replaced or resized while it was being read.
+    #[error("changed while the bundle was being imported; import it again once it is stable")]
+    Changed,
+    /// A directory on the way to the entry is a symlink (only in tarballs: a link entry, then
+    /// an entry beneath it).
+    #[error("its path goes through a symlink or a file")]
+    ThroughLink,
+    /// A hard link to a file that the bundle's owner could not read.
+    #[error("is a hard link to a file owned by uid {uid} that the bundle's owner (uid {owner}) cannot read")]
+    ForeignHardLink {
+        /// The file's owner.
+        uid: u32,
+        /// The owner of the bundle's root directory.
+        owner: u32,
+    },
+    /// A tarball entry whose path is absolute or climbs out with `..`.
+    #[error("its path leaves the bundle")]
+    PathOutside,
+    /// A tarball entry whose path was already unpacked.
+    #[error("appears more than once in the tarball")]
+    Duplicate,
 }
 
-enum EntryKind {
-    Dir,
-    File { executable: bool },
-    Symlink(PathBuf),
+/// A bundle copied into a private staging directory under `bundles/`, hashed, not yet
+/// installed. Dropping it removes the copy.
+pub(crate) struct Staged {
+    /// The bundle as named on import (directory or tarball), for messages.
+    bundle: PathBuf,
+    /// The staging directory; removed on drop unless the copy was moved out of it.
+    _staging: tempfile::TempDir,
+    /// The copy's root (inside the staging directory).
+    root: PathBuf,
+    /// The copy's root, opened.
+    root_fd: OwnedFd,
+    /// Directories of the copy (relative), in walk order.
+    dirs: Vec<PathBuf>,
+    /// Where the copy goes.
+    dest: PathBuf,
+    /// The content digest (hex SHA-256).
+    digest: String,
 }
 
-struct Entry {
-    rel: PathBuf,
-    kind: EntryKind,
-}
-
-/// Lists the bundle in a fixed order, refusing what must not be in it.
-fn walk(root: &Path) -> Result<Vec<Entry>> {
-    let invalid = |path: &Path, reason: String| RuntimeError::InvalidBundle {
-        path: path.to_path_buf(),
+fn entry_error(bundle: &Path, entry: impl Into<PathBuf>, reason: BundleRefusal) -> RuntimeError {
+    RuntimeError::BundleEntry {
+        bundle: bundle.to_path_buf(),
+        entry: entry.into(),
         reason,
-    };
-    let mut out = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    let mut total: u64 = 0;
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        let mut names: Vec<_> = fs::read_dir(&dir)
-            .map_err(|e| RuntimeError::io("read", &dir, e))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<std::io::Result<_>>()
-            .map_err(|e| RuntimeError::io("read", &dir, e))?;
-        names.sort();
-        for name in names.into_iter().rev() {
-            let rel = rel.join(&name);
-            let path = root.join(&rel);
-            let meta = fs::symlink_metadata(&path).map_err(|e| RuntimeError::io("stat", &path, e))?;
-            let ft = meta.file_type();
-            let kind = if ft.is_dir() {
-                stack.push(rel.clone());
-                EntryKind::Dir
-            } else if ft.is_file() {
-                total += meta.len();
-                EntryKind::File {
-                    executable: meta.mode() & 0o111 != 0,
-                }
-            } else if ft.is_symlink() {
-                let target = fs::read_link(&path).map_err(|e| RuntimeError::io("read link", &path, e))?;
-                if !stays_inside(&rel, &target) {
-                    return Err(invalid(
-                        &path,
-                        format!("symlink to {} leaves the bundle", target.display()),
-                    ));
-                }
-                EntryKind::Symlink(target)
-            } else {
-                return Err(invalid(
-                    &path,
-                    "only files, directories and symlinks may be in a bundle".into(),
-                ));
-            };
-            out.push(Entry { rel, kind });
-            if out.len() > MAX_BUNDLE_ENTRIES {
-                return Err(invalid(root, format!("more than {MAX_BUNDLE_ENTRIES} entries")));
-            }
-            if total > MAX_BUNDLE_BYTES {
-                return Err(invalid(root, format!("larger than {MAX_BUNDLE_BYTES} bytes")));
-            }
-        }
     }
-    out.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(out)
 }
 
-/// True when a relative symlink at `link` (relative to the bundle root) resolves inside it.
-fn stays_inside(link: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
+fn invalid(bundle: &Path, reason: String) -> RuntimeError {
+    RuntimeError::InvalidBundle {
+        path: bundle.to_path_buf(),
+        reason,
     }
-    let mut depth: i64 = link.components().count() as i64 - 1;
-    for c in target.components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
 }
 
-/// The content digest of the bundle at `root` (hex SHA-256).
-fn digest(root: &Path, entries: &[Entry]) -> Result<String> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    for e in entries {
-        let rel = e.rel.to_string_lossy();
-        match &e.kind {
-            EntryKind::Dir => h.update(format!("d {} {}\n", rel.len(), rel)),
-            EntryKind::Symlink(t) => {
-                let t = t.to_string_lossy();
-                h.update(format!("l {} {} {} {}\n", rel.len(), rel, t.len(), t));
-            }
-            EntryKind::File { executable } => {
-                let path = root.join(&e.rel);
-                let mut f = fs::File::open(&path).map_err(|err| RuntimeError::io("open", &path, err))?;
-                let len = f
-                    .metadata()
-                    .map_err(|err| RuntimeError::io("stat", &path, err))?
-                    .len();
-                h.update(format!(
-                    "f {} {} {} {}\n",
-                    rel.len(),
-                    rel,
-                    u8::from(*executable),
-                    len
-                ));
-                loop {
-                    let n = f
-                        .read(&mut buf)
-                        .map_err(|err| RuntimeError::io("read", &path, err))?;
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                }
-            }
-        }
+/// `rel`, or `.` for the root (`openat2` refuses an empty path).
+fn at(rel: &Path) -> &Path {
+    if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
     }
-    Ok(hex::encode(h.finalize()))
 }
 
-/// Hashes the bundle at `src` and installs a read-only copy at `bundles_dir/<digest>`;
-/// returns the digest. Installing the same content twice is a no-op.
-pub(crate) fn install(src: &Path, bundles_dir: &Path) -> Result<String> {
-    let entries = walk(src)?;
-    let digest = digest(src, &entries)?;
-    let dir = bundles_dir.join(&digest);
-    if dir.is_dir() {
-        return Ok(digest);
+fn kind_name(ft: FileType) -> &'static str {
+    match ft {
+        FileType::RegularFile => "regular file",
+        FileType::Directory => "directory",
+        FileType::Symlink => "symlink",
+        FileType::Fifo => "FIFO",
+        FileType::Socket => "socket",
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        _ => "special file",
     }
+}
+
+/// Opens `rel` beneath `root` without following any link, retrying the rare `EAGAIN` that
+/// `RESOLVE_BENEATH` returns when a rename elsewhere races the lookup.
+fn open_beneath(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    flags: OFlags,
+    resolve: ResolveFlags,
+) -> std::io::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(root, at(rel), flags | OFlags::CLOEXEC, Mode::empty(), resolve) {
+            Err(Errno::AGAIN) if tries < 16 => tries += 1,
+            other => return other.map_err(std::io::Error::from),
+        }
+    }
+}
+
+/// The sorted names in the directory `fd` (a descriptor opened on the directory itself).
+fn list(dir: BorrowedFd<'_>) -> std::io::Result<Vec<OsString>> {
+    // Re-opened from the descriptor (not by path) so the listing is of this very directory.
+    let fd = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for e in rustix::fs::Dir::new(fd)? {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(OsString::from_vec(name.to_vec()));
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Hashes and copies the bundle at `path` (a directory or a tarball) into a staging directory
+/// under `bundles_dir`, refusing what must not be in a bundle.
+pub(crate) fn stage(path: &Path, bundles_dir: &Path) -> Result<Staged> {
+    if is_tarball(path) {
+        let unpacked = unpack_tarball(path)?;
+        stage_dir(path, unpacked.path(), bundles_dir)
+    } else {
+        stage_dir(path, path, bundles_dir)
+    }
+}
+
+/// Stages the directory `src`; `bundle` is how messages name it.
+fn stage_dir(bundle: &Path, src: &Path, bundles_dir: &Path) -> Result<Staged> {
+    // The root itself is the path the operator named; links on the way to it are theirs.
+    let src_fd = rustix::fs::open(
+        src,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        if e == Errno::NOENT || e == Errno::NOTDIR {
+            invalid(bundle, "not a directory or tarball".into())
+        } else {
+            RuntimeError::io("open", src, e.into())
+        }
+    })?;
+    let owner = rustix::fs::fstat(&src_fd)
+        .map_err(|e| RuntimeError::io("stat", src, e.into()))?
+        .st_uid;
+
     fs::create_dir_all(bundles_dir).map_err(|e| RuntimeError::io("create", bundles_dir, e))?;
+    // Created 0700 by this process inside the data directory: nobody else can touch the copy.
     let staging = tempfile::Builder::new()
         .prefix(".staging-")
         .tempdir_in(bundles_dir)
         .map_err(|e| RuntimeError::io("create", bundles_dir, e))?;
     let root = staging.path().join("b");
     fs::create_dir(&root).map_err(|e| RuntimeError::io("create", &root, e))?;
-    for e in &entries {
-        let to = root.join(&e.rel);
-        match &e.kind {
-            EntryKind::Dir => fs::create_dir(&to).map_err(|err| RuntimeError::io("create", &to, err))?,
-            EntryKind::Symlink(t) => {
-                std::os::unix::fs::symlink(t, &to).map_err(|err| RuntimeError::io("link", &to, err))?
+
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total: u64 = 0;
+    let mut count: usize = 0;
+    let mut dirs = Vec::new();
+    let mut links = Vec::new();
+    // Depth first, children in byte order: the same order as sorting the relative paths, which
+    // is the order the digest has always been computed in.
+    let mut stack: Vec<PathBuf> = list(src_fd.as_fd())
+        .map_err(|e| RuntimeError::io("read", src, e))?
+        .into_iter()
+        .rev()
+        .map(PathBuf::from)
+        .collect();
+    let src_entry = |rel: &Path| bundle.join(rel);
+    while let Some(rel) = stack.pop() {
+        count += 1;
+        if count > MAX_BUNDLE_ENTRIES {
+            return Err(invalid(bundle, format!("more than {MAX_BUNDLE_ENTRIES} entries")));
+        }
+        let name = rel.to_string_lossy();
+        let to = root.join(&rel);
+        // O_PATH opens nothing: a device or FIFO is classified without its driver being touched.
+        let fd = open_beneath(src_fd.as_fd(), &rel, OFlags::PATH | OFlags::NOFOLLOW, NO_LINKS)
+            .map_err(|e| RuntimeError::io("open", src_entry(&rel), e))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| RuntimeError::io("stat", src_entry(&rel), e.into()))?;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {
+                h.update(format!("d {} {}\n", name.len(), name));
+                fs::create_dir(&to).map_err(|e| RuntimeError::io("create", &to, e))?;
+                let children = list(fd.as_fd()).map_err(|e| RuntimeError::io("read", src_entry(&rel), e))?;
+                stack.extend(children.into_iter().rev().map(|c| rel.join(c)));
+                dirs.push(rel);
             }
-            EntryKind::File { executable } => {
-                let from = src.join(&e.rel);
-                fs::copy(&from, &to).map_err(|err| RuntimeError::io("copy", &from, err))?;
-                let mode = if *executable { 0o555 } else { 0o444 };
+            FileType::RegularFile => {
+                if st.st_nlink > 1 && st.st_uid != owner && st.st_mode & 0o004 == 0 {
+                    // Another name for a file its owner kept private (where the kernel lets
+                    // hard links to others' files be made): copying it would publish it.
+                    return Err(entry_error(
+                        bundle,
+                        rel,
+                        BundleRefusal::ForeignHardLink {
+                            uid: st.st_uid,
+                            owner,
+                        },
+                    ));
+                }
+                let file = open_beneath(
+                    src_fd.as_fd(),
+                    &rel,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY,
+                    NO_LINKS,
+                )
+                .map_err(|e| match e.raw_os_error().map(Errno::from_raw_os_error) {
+                    // Replaced by a link (or a directory) since it was classified.
+                    Some(Errno::LOOP) => entry_error(bundle, rel.clone(), BundleRefusal::Changed),
+                    _ => RuntimeError::io("open", src_entry(&rel), e),
+                })?;
+                let fst = rustix::fs::fstat(&file)
+                    .map_err(|e| RuntimeError::io("stat", src_entry(&rel), e.into()))?;
+                if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino)
+                    || FileType::from_raw_mode(fst.st_mode) != FileType::RegularFile
+                {
+                    return Err(entry_error(bundle, rel, BundleRefusal::Changed));
+                }
+                let executable = fst.st_mode & 0o111 != 0;
+                let len = u64::try_from(fst.st_size).unwrap_or(0);
+                total = total.saturating_add(len);
+                if total > MAX_BUNDLE_BYTES {
+                    return Err(invalid(bundle, format!("larger than {MAX_BUNDLE_BYTES} bytes")));
+                }
+                h.update(format!(
+                    "f {} {} {} {}\n",
+                    name.len(),
+                    name,
+                    u8::from(executable),
+                    len
+                ));
+                // Hash what is written, as it is written: the digest names these bytes.
+                let copied = copy_hashing(fs::File::from(file), &to, len, &mut h, &mut buf).map_err(
+                    |(action, e)| match action {
+                        "read" => RuntimeError::io("read", src_entry(&rel), e),
+                        _ => RuntimeError::io(action, &to, e),
+                    },
+                )?;
+                if copied != len {
+                    return Err(entry_error(bundle, rel, BundleRefusal::Changed));
+                }
+                let mode = if executable { 0o555 } else { 0o444 };
                 fs::set_permissions(&to, fs::Permissions::from_mode(mode))
-                    .map_err(|err| RuntimeError::io("chmod", &to, err))?;
+                    .map_err(|e| RuntimeError::io("chmod", &to, e))?;
+            }
+            FileType::Symlink => {
+                // Read from the descriptor of the link itself, not by path again.
+                let target = rustix::fs::readlinkat(&fd, "", Vec::new())
+                    .map_err(|e| RuntimeError::io("read link", src_entry(&rel), e.into()))?;
+                let target = PathBuf::from(OsStr::from_bytes(target.to_bytes()));
+                let t = target.to_string_lossy();
+                h.update(format!("l {} {} {} {}\n", name.len(), name, t.len(), t));
+                std::os::unix::fs::symlink(&target, &to).map_err(|e| RuntimeError::io("link", &to, e))?;
+                links.push((rel, target));
+            }
+            other => {
+                return Err(entry_error(
+                    bundle,
+                    rel,
+                    BundleRefusal::Special {
+                        kind: kind_name(other),
+                    },
+                ));
             }
         }
     }
-    // Directories last, deepest first, so that read-only parents do not block their children.
-    for e in entries.iter().rev().filter(|e| matches!(e.kind, EntryKind::Dir)) {
-        let to = root.join(&e.rel);
-        fs::set_permissions(&to, fs::Permissions::from_mode(0o555))
-            .map_err(|err| RuntimeError::io("chmod", &to, err))?;
+    let digest = hex::encode(h.finalize());
+    let root_fd = rustix::fs::open(
+        &root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::io("open", &root, e.into()))?;
+    for (rel, target) in links {
+        check_link(bundle, root_fd.as_fd(), &root, &rel, target)?;
     }
-    // The top directory is made read-only only once it is in place: moving a directory to
-    // another parent rewrites its `..` entry, which needs write permission on it (root is
-    // exempt, an ordinary user is not).
-    match fs::rename(&root, &dir) {
-        Ok(()) => fs::set_permissions(&dir, fs::Permissions::from_mode(0o555))
-            .map_err(|err| RuntimeError::io("chmod", &dir, err))?,
-        // Another import of the same content won the race: theirs is identical.
-        Err(_) if dir.is_dir() => {}
-        Err(e) => return Err(RuntimeError::io("install", &dir, e)),
-    }
-    Ok(digest)
+    Ok(Staged {
+        bundle: bundle.to_path_buf(),
+        dest: bundles_dir.join(&digest),
+        _staging: staging,
+        root,
+        root_fd,
+        dirs,
+        digest,
+    })
 }
 
-/// Checks that a path named by the manifest exists in the bundle as a regular file (following
-/// symlinks only inside the bundle).
-pub(crate) fn check_entry(bundle_src: &Path, rel: &str, field: &str, want_executable: bool) -> Result<()> {
-    let path = bundle_src.join(rel);
-    let invalid = |reason: String| RuntimeError::InvalidBundle {
-        path: bundle_src.to_path_buf(),
-        reason,
-    };
-    let meta = fs::metadata(&path).map_err(|_| invalid(format!("{field}: {rel:?} is not in the bundle")))?;
-    if !meta.is_file() {
-        return Err(invalid(format!("{field}: {rel:?} is not a regular file")));
+/// Copies at most `len + 1` bytes from `from` into a new file `to`, hashing them; returns how
+/// many were copied (more or fewer than `len` means the file changed under us).
+fn copy_hashing(
+    mut from: fs::File,
+    to: &Path,
+    len: u64,
+    h: &mut Sha256,
+    buf: &mut [u8],
+) -> std::result::Result<u64, (&'static str, std::io::Error)> {
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)
+        .map_err(|e| ("create", e))?;
+    let mut copied: u64 = 0;
+    while copied <= len {
+        let want = usize::try_from((len + 1 - copied).min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = from.read(&mut buf[..want]).map_err(|e| ("read", e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(|e| ("write", e))?;
+        copied += n as u64;
     }
-    if want_executable && meta.mode() & 0o111 == 0 {
-        return Err(invalid(format!("{field}: {rel:?} is not executable")));
-    }
-    Ok(())
+    Ok(copied)
 }
 
-/// Unpacks a tarball (`.tar`, `.tar.gz`, `.tgz`) into a fresh temporary directory. Entries
-/// that would land outside it are refused by the tar crate's `unpack_in`.
+/// Refuses a staged link that does not stay inside the copy, walking its target in the kernel.
+fn check_link(
+    bundle: &Path,
+    root_fd: BorrowedFd<'_>,
+    root: &Path,
+    rel: &Path,
+    target: PathBuf,
+) -> Result<()> {
+    if target.is_absolute() {
+        return Err(entry_error(bundle, rel, BundleRefusal::AbsoluteLink { target }));
+    }
+    match open_beneath(root_fd, rel, OFlags::PATH, LINKS_BENEATH) {
+        Ok(_) => Ok(()),
+        Err(e) => match e.raw_os_error().map(Errno::from_raw_os_error) {
+            Some(Errno::XDEV) => Err(entry_error(bundle, rel, BundleRefusal::LinkOutside { target })),
+            Some(Errno::LOOP) => Err(entry_error(bundle, rel, BundleRefusal::LinkLoop { target })),
+            // Stops at a missing entry (or a file used as a directory) inside a copy that will
+            // never change: dangling, but it cannot lead out.
+            Some(Errno::NOENT | Errno::NOTDIR) => Ok(()),
+            _ => Err(RuntimeError::io("resolve", root.join(rel), e)),
+        },
+    }
+}
+
+impl Staged {
+    /// The manifest's file name and bytes, read from the staged copy; a manifest that is a
+    /// symlink is refused rather than followed.
+    pub(crate) fn manifest(&self) -> Result<(String, Vec<u8>)> {
+        for name in BUNDLE_MANIFEST_NAMES {
+            let rel = Path::new(name);
+            let fd = match open_beneath(
+                self.root_fd.as_fd(),
+                rel,
+                OFlags::PATH | OFlags::NOFOLLOW,
+                NO_LINKS,
+            ) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(RuntimeError::io("open", self.root.join(rel), e)),
+            };
+            let st = rustix::fs::fstat(&fd)
+                .map_err(|e| RuntimeError::io("stat", self.root.join(rel), e.into()))?;
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => {}
+                FileType::Symlink => {
+                    let target = rustix::fs::readlinkat(&fd, "", Vec::new())
+                        .map_err(|e| RuntimeError::io("read link", self.root.join(rel), e.into()))?;
+                    let target = PathBuf::from(OsStr::from_bytes(target.to_bytes()));
+                    return Err(entry_error(
+                        &self.bundle,
+                        rel,
+                        BundleRefusal::ManifestLink { target },
+                    ));
+                }
+                other => {
+                    return Err(entry_error(
+                        &self.bundle,
+                        rel,
+                        BundleRefusal::ManifestNotFile {
+                            kind: kind_name(other),
+                        },
+                    ));
+                }
+            }
+            let file = open_beneath(
+                self.root_fd.as_fd(),
+                rel,
+                OFlags::RDONLY | OFlags::NOFOLLOW,
+                NO_LINKS,
+            )
+            .map_err(|e| RuntimeError::io("open", self.root.join(rel), e))?;
+            let mut bytes = Vec::new();
+            // One byte over the limit is enough for the parser to report the file as too large.
+            fs::File::from(file)
+                .take(slovo_core::manifest::MAX_MANIFEST_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| RuntimeError::io("read", self.root.join(rel), e))?;
+            return Ok((name.to_string(), bytes));
+        }
+        Err(invalid(
+            &self.bundle,
+            format!(
+                "no manifest found (looked for {})",
+                BUNDLE_MANIFEST_NAMES.join(", ")
+            ),
+        ))
+    }
+
+    /// Checks that a path named by the manifest is a regular file of the staged copy
+    /// (following links only beneath its root).
+    pub(crate) fn check_entry(&self, rel: &str, field: &str, want_executable: bool) -> Result<()> {
+        let refuse = |reason: String| invalid(&self.bundle, format!("{field}: {rel:?} {reason}"));
+        let fd = open_beneath(self.root_fd.as_fd(), Path::new(rel), OFlags::PATH, LINKS_BENEATH)
+            .map_err(|_| refuse("is not in the bundle".into()))?;
+        let st =
+            rustix::fs::fstat(&fd).map_err(|e| RuntimeError::io("stat", self.root.join(rel), e.into()))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(refuse("is not a regular file".into()));
+        }
+        if want_executable && st.st_mode & 0o111 == 0 {
+            return Err(refuse("is not executable".into()));
+        }
+        Ok(())
+    }
+
+    /// Makes the copy read-only and installs it at `bundles/<digest>`; returns the digest.
+    /// Installing the same content twice is a no-op.
+    pub(crate) fn commit(self) -> Result<String> {
+        if self.dest.is_dir() {
+            return Ok(self.digest);
+        }
+        // Directories last, deepest first, so that read-only parents do not block their children.
+        for rel in self.dirs.iter().rev() {
+            let to = self.root.join(rel);
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o555))
+                .map_err(|e| RuntimeError::io("chmod", &to, e))?;
+        }
+        // The top directory is made read-only only once it is in place: moving a directory to
+        // another parent rewrites its `..` entry, which needs write permission on it (root is
+        // exempt, an ordinary user is not).
+        match fs::rename(&self.root, &self.dest) {
+            Ok(()) => fs::set_permissions(&self.dest, fs::Permissions::from_mode(0o555))
+                .map_err(|e| RuntimeError::io("chmod", &self.dest, e))?,
+            // Another import of the same content won the race: theirs is identical.
+            Err(_) if self.dest.is_dir() => {}
+            Err(e) => return Err(RuntimeError::io("install", &self.dest, e)),
+        }
+        Ok(self.digest)
+    }
+}
+
+/// Unpacks a tarball (`.tar`, `.tar.gz`, `.tgz`) into a fresh temporary directory. Every entry
+/// is created relative to that directory's descriptor without following any link, and with
+/// `O_EXCL`, so nothing can be written outside it: an entry beneath a link entry, an absolute
+/// path or `..` is refused, as are hard links, devices and FIFOs.
 pub(crate) fn unpack_tarball(path: &Path) -> Result<tempfile::TempDir> {
     let file = fs::File::open(path).map_err(|e| RuntimeError::io("open", path, e))?;
     let name = path.to_string_lossy().to_ascii_lowercase();
@@ -255,29 +565,129 @@ pub(crate) fn unpack_tarball(path: &Path) -> Result<tempfile::TempDir> {
         Box::new(file)
     };
     let dir = tempfile::tempdir().map_err(|e| RuntimeError::io("create", std::env::temp_dir(), e))?;
+    let root = rustix::fs::open(
+        dir.path(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::io("open", dir.path(), e.into()))?;
     let mut archive = tar::Archive::new(reader);
-    archive.set_preserve_permissions(false);
     let entries = archive.entries().map_err(|e| RuntimeError::io("read", path, e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| RuntimeError::io("read", path, e))?;
-        let kind = entry.header().entry_type();
-        if !(kind.is_file() || kind.is_dir() || kind.is_symlink()) {
-            return Err(RuntimeError::InvalidBundle {
-                path: path.to_path_buf(),
-                reason: "only files, directories and symlinks may be in a bundle".into(),
-            });
+    let mut total: u64 = 0;
+    for (count, entry) in entries.enumerate() {
+        if count >= MAX_BUNDLE_ENTRIES {
+            return Err(invalid(path, format!("more than {MAX_BUNDLE_ENTRIES} entries")));
         }
-        let unpacked = entry
-            .unpack_in(dir.path())
-            .map_err(|e| RuntimeError::io("unpack", path, e))?;
-        if !unpacked {
-            return Err(RuntimeError::InvalidBundle {
-                path: path.to_path_buf(),
-                reason: "an entry would be written outside the bundle".into(),
-            });
+        let mut entry = entry.map_err(|e| RuntimeError::io("read", path, e))?;
+        // Archive-wide metadata (`git archive` writes the commit id there): nothing to unpack.
+        if entry.header().entry_type().is_pax_global_extensions() {
+            continue;
+        }
+        let raw = entry
+            .path()
+            .map_err(|e| RuntimeError::io("read", path, e))?
+            .into_owned();
+        let mut rel = PathBuf::new();
+        for c in raw.components() {
+            match c {
+                Component::Normal(c) => rel.push(c),
+                Component::CurDir => {}
+                Component::RootDir | Component::ParentDir | Component::Prefix(_) => {
+                    return Err(entry_error(path, raw, BundleRefusal::PathOutside));
+                }
+            }
+        }
+        let kind = entry.header().entry_type();
+        // `./` and the like: the root itself.
+        let (Some(parent), Some(leaf)) = (rel.parent(), rel.file_name()) else {
+            if kind.is_dir() {
+                continue;
+            }
+            return Err(entry_error(path, raw, BundleRefusal::PathOutside));
+        };
+        let parent_fd = make_dirs(path, root.as_fd(), parent)?;
+        let exists = |e: Errno| {
+            if e == Errno::EXIST {
+                entry_error(path, rel.clone(), BundleRefusal::Duplicate)
+            } else {
+                RuntimeError::io("unpack", path.join(&rel), e.into())
+            }
+        };
+        if kind.is_dir() {
+            match rustix::fs::mkdirat(&parent_fd, leaf, Mode::from_raw_mode(0o700)) {
+                Ok(()) => {}
+                // Already made as a parent of an earlier entry: fine if it is a directory.
+                Err(Errno::EXIST) => {
+                    open_beneath(root.as_fd(), &rel, OFlags::PATH | OFlags::DIRECTORY, NO_LINKS)
+                        .map_err(|_| entry_error(path, rel.clone(), BundleRefusal::Duplicate))?;
+                }
+                Err(e) => return Err(RuntimeError::io("unpack", path.join(&rel), e.into())),
+            }
+        } else if kind.is_file() {
+            total = total.saturating_add(entry.size());
+            if total > MAX_BUNDLE_BYTES {
+                return Err(invalid(path, format!("larger than {MAX_BUNDLE_BYTES} bytes")));
+            }
+            let executable = entry.header().mode().map(|m| m & 0o111 != 0).unwrap_or(false);
+            let fd = rustix::fs::openat2(
+                &parent_fd,
+                leaf,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(if executable { 0o700 } else { 0o600 }),
+                NO_LINKS,
+            )
+            .map_err(exists)?;
+            let mut out = fs::File::from(fd);
+            // `entry` reads no more than the size its header declares.
+            std::io::copy(&mut entry, &mut out)
+                .map_err(|e| RuntimeError::io("unpack", path.join(&rel), e))?;
+        } else if kind.is_symlink() {
+            let target = entry
+                .link_name()
+                .map_err(|e| RuntimeError::io("read", path, e))?
+                .ok_or_else(|| invalid(path, format!("{}: symlink without a target", rel.display())))?
+                .into_owned();
+            // Created as written; the staging walk resolves it beneath the root.
+            rustix::fs::symlinkat(target.as_os_str(), &parent_fd, leaf).map_err(exists)?;
+        } else {
+            let kind = if kind.is_hard_link() {
+                "hard link"
+            } else if kind.is_character_special() {
+                "character device"
+            } else if kind.is_block_special() {
+                "block device"
+            } else if kind.is_fifo() {
+                "FIFO"
+            } else {
+                "special entry"
+            };
+            return Err(entry_error(path, rel, BundleRefusal::Special { kind }));
         }
     }
     Ok(dir)
+}
+
+/// Creates the directories of `rel` beneath `root` (as needed) and returns the last one,
+/// opened; a symlink or file on the way is refused, never followed.
+fn make_dirs(tarball: &Path, root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> {
+    let mut cur = rustix::fs::openat(root, ".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| RuntimeError::io("open", tarball, e.into()))?;
+    let mut done = PathBuf::new();
+    for c in rel.components() {
+        done.push(c);
+        match rustix::fs::mkdirat(&cur, c.as_os_str(), Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(RuntimeError::io("unpack", tarball.join(&done), e.into())),
+        }
+        cur = open_beneath(
+            cur.as_fd(),
+            Path::new(c.as_os_str()),
+            OFlags::PATH | OFlags::DIRECTORY,
+            NO_LINKS,
+        )
+        .map_err(|_| entry_error(tarball, done.clone(), BundleRefusal::ThroughLink))?;
+    }
+    Ok(cur)
 }
 
 /// True when `path` names a tarball by its extension.
@@ -289,14 +699,10 @@ pub(crate) fn is_tarball(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
-    #[test]
-    fn symlinks_must_stay_inside() {
-        assert!(stays_inside(Path::new("lib/a.so"), Path::new("a.so.1")));
-        assert!(stays_inside(Path::new("lib/a.so"), Path::new("../bin/x")));
-        assert!(!stays_inside(Path::new("a"), Path::new("../etc/passwd")));
-        assert!(!stays_inside(Path::new("lib/a"), Path::new("../../x")));
-        assert!(!stays_inside(Path::new("a"), Path::new("/etc/passwd")));
+    fn install(src: &Path, bundles: &Path) -> Result<String> {
+        stage(src, bundles)?.commit()
     }
 
     #[test]
@@ -306,6 +712,8 @@ mod tests {
         fs::write(src.path().join("bin/tool"), b"#!/bin/sh\necho hi\n").unwrap();
         fs::set_permissions(src.path().join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::symlink("tool", src.path().join("bin/alias")).unwrap();
+        std::os::unix::fs::symlink("../bin", src.path().join("bin/self")).unwrap();
+        std::os::unix::fs::symlink("missing/../../x", src.path().join("dangling")).unwrap();
         let data = tempfile::tempdir().unwrap();
         let a = install(src.path(), data.path()).unwrap();
         let b = install(src.path(), data.path()).unwrap();
@@ -314,14 +722,46 @@ mod tests {
             .unwrap()
             .mode();
         assert_eq!(mode & 0o777, 0o555);
+        let mode = fs::metadata(data.path().join(&a).join("bin")).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o555);
+        assert_eq!(
+            fs::read_link(data.path().join(&a).join("bin/alias")).unwrap(),
+            Path::new("tool")
+        );
+        // Only the installed copy is left: the staging directory went with the second import.
+        assert_eq!(fs::read_dir(data.path()).unwrap().count(), 1);
         fs::write(src.path().join("bin/tool"), b"#!/bin/sh\necho changed\n").unwrap();
         let c = install(src.path(), data.path()).unwrap();
         assert_ne!(a, c);
 
         std::os::unix::fs::symlink("/etc/shadow", src.path().join("escape")).unwrap();
-        assert!(matches!(
-            install(src.path(), data.path()),
-            Err(RuntimeError::InvalidBundle { .. })
-        ));
+        let err = install(src.path(), data.path()).err().unwrap();
+        assert!(
+            matches!(&err, RuntimeError::BundleEntry { entry, reason: BundleRefusal::AbsoluteLink { .. }, .. }
+                if entry == Path::new("escape")),
+            "{err}"
+        );
+    }
+
+    /// The digest is the one computed before the descriptor-based walk (same order, same
+    /// fields), so bundles imported earlier keep their names.
+    #[test]
+    fn digest_format_is_unchanged() {
+        let src = tempfile::tempdir().unwrap();
+        fs::create_dir(src.path().join("a")).unwrap();
+        fs::write(src.path().join("a/z"), b"z").unwrap();
+        fs::write(src.path().join("a-b"), b"ab").unwrap();
+        fs::set_permissions(src.path().join("a-b"), fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink("a/z", src.path().join("l")).unwrap();
+        let mut h = Sha256::new();
+        h.update("d 1 a\n");
+        h.update("f 3 a/z 0 1\nz");
+        h.update("f 3 a-b 1 2\nab");
+        h.update("l 1 l 3 a/z\n");
+        let data = tempfile::tempdir().unwrap();
+        assert_eq!(
+            install(src.path(), data.path()).unwrap(),
+            hex::encode(h.finalize())
+        );
     }
 }

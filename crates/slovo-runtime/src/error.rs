@@ -22,6 +22,17 @@ pub enum RuntimeError {
         /// Why.
         reason: String,
     },
+    /// An entry of a tool bundle that import refuses (a link leading out, a special file, an
+    /// entry that changed while it was read).
+    #[error("bundle {bundle}: {entry}: {reason}")]
+    BundleEntry {
+        /// The bundle, as named on import (a directory or a tarball).
+        bundle: PathBuf,
+        /// The entry, relative to the bundle's root.
+        entry: PathBuf,
+        /// Why.
+        reason: crate::bundle::BundleRefusal,
+    },
     /// No such tool, capability or execution.
     #[error("{what} {name:?} not found")]
     NotFound {
@@ -146,6 +157,7 @@ impl RuntimeError {
             RuntimeError::InvalidManifest(_)
             | RuntimeError::OpenApi(_)
             | RuntimeError::InvalidBundle { .. }
+            | RuntimeError::BundleEntry { .. }
             | RuntimeError::Grant { .. }
             | RuntimeError::InvalidArguments { .. } => ErrorKind::InvalidInput,
             RuntimeError::NotFound { .. } => ErrorKind::NotFound,

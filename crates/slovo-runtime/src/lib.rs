@@ -34,7 +34,7 @@ use slovo_sandbox::Backends;
 use slovo_store::Store;
 
 pub use access::NewToken;
-pub use bundle::{BUNDLE_MANIFEST_NAMES, find_bundle_manifest};
+pub use bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
 pub use call::{CallRequest, CompiledTool};
 pub use discovery::{
     DEFAULT_RESOLVE_LIMIT, DiscoveryRef, DiscoveryRun, ResolveOutcome, STALE_SEARCH_MS, UrlFetcher,

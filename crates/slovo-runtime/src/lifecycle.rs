@@ -320,42 +320,31 @@ impl Runtime {
     }
 
     fn prepare_import(&self, source: ImportSource) -> Result<Prepared> {
-        let (source_name, bytes, bundle_src, _unpacked) = match source {
-            ImportSource::Manifest { name, bytes } => (name, bytes, None, None),
+        let (source_name, bytes, staged) = match source {
+            ImportSource::Manifest { name, bytes } => (name, bytes, None),
             ImportSource::Bundle(path) => {
-                let unpacked = if bundle::is_tarball(&path) {
-                    Some(bundle::unpack_tarball(&path)?)
-                } else {
-                    None
-                };
-                let root = unpacked
-                    .as_ref()
-                    .map(|d| d.path().to_path_buf())
-                    .unwrap_or_else(|| path.clone());
-                let manifest_path = bundle::find_bundle_manifest(&root)?;
-                let bytes = read_limited(&manifest_path)?;
-                let file_name = manifest_path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                // Copied and hashed first; the manifest and the files it names are then read
+                // from the private copy, which is what gets installed.
+                let staged = bundle::stage(&path, &self.bundles_dir())?;
+                let (file_name, bytes) = staged.manifest()?;
                 let shown = format!("{}/{}", path.display(), file_name);
-                (shown, bytes, Some(root), unpacked)
+                (shown, bytes, Some(staged))
             }
         };
         let manifest = parse_manifest(&source_name, &bytes)?;
         let source_text = String::from_utf8_lossy(&bytes).into_owned();
-        let bundle_digest = match &bundle_src {
-            Some(root) => {
+        let bundle_digest = match staged {
+            Some(staged) => {
                 match &manifest.execution {
                     Some(Execution::Process { command, .. }) => {
-                        bundle::check_entry(root, &command[0], "execution.command[0]", true)?
+                        staged.check_entry(&command[0], "execution.command[0]", true)?
                     }
                     Some(Execution::Wasm { module }) => {
-                        bundle::check_entry(root, module, "execution.module", false)?
+                        staged.check_entry(module, "execution.module", false)?
                     }
                     _ => {}
                 }
-                Some(bundle::install(root, &self.bundles_dir())?)
+                Some(staged.commit()?)
             }
             None => {
                 if matches!(
@@ -780,17 +769,6 @@ fn check_newer(t: &ToolRow, m: &Manifest) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn read_limited(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| RuntimeError::io("open", path, e))?;
-    let mut bytes = Vec::new();
-    // One byte over the limit is enough for the parser to report the file as too large.
-    f.take(slovo_core::manifest::MAX_MANIFEST_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| RuntimeError::io("read", path, e))?;
-    Ok(bytes)
 }
 
 /// Removes a state directory even where a tool left read-only subdirectories in it.

@@ -75,7 +75,9 @@ impl From<RuntimeError> for ApiError {
     fn from(err: RuntimeError) -> Self {
         let (status, code) = match &err {
             RuntimeError::InvalidManifest(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest"),
-            RuntimeError::InvalidBundle { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_bundle"),
+            RuntimeError::InvalidBundle { .. } | RuntimeError::BundleEntry { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_bundle")
+            }
             RuntimeError::OpenApi(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_openapi"),
             RuntimeError::InvalidArguments { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_arguments"),
             RuntimeError::Grant { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "grant_wider_than_request"),
