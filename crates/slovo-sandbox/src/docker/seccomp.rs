@@ -9,11 +9,10 @@
 //! for both backends also means one list to review.
 //!
 //! The translation. The profile's default is the policy's decision for a number it does not
-//! name (`SCMP_ACT_ERRNO` with `ENOSYS`). A system call decided by its number alone becomes
-//! one entry (the allowed ones share one entry, and so does each errno). A system call decided
-//! by its arguments is cut into *disjoint* regions of its arguments, each with one decision,
-//! and each region becomes one entry; regions whose decision is the default are left out.
-//! Disjoint, because libseccomp does not evaluate a profile's entries in order: an entry
+//! name (`SCMP_ACT_ERRNO` with `defaultErrnoRet` `ENOSYS`). A system call decided by its
+//! number alone becomes one entry (the allowed ones share one entry, and so does each errno).
+//! A system call decided by its arguments is cut into *disjoint* regions of its arguments,
+//! each with one decision, and each region becomes one entry. Disjoint, because libseccomp does not evaluate a profile's entries in order: an entry
 //! without arguments overrides every entry with arguments for the same call, whatever their
 //! actions, and overlapping entries with different actions have no defined winner. A region
 //! is a set of `arg & mask == value` comparisons (`SCMP_CMP_MASKED_EQ`), at most one per
@@ -22,8 +21,12 @@
 //! Only the native architecture is listed: a system call of another ABI (i386 `int 0x80`,
 //! x32) does not match the profile's architecture, and libseccomp kills the process (SIGSYS;
 //! tested by `system_calls_of_another_abi_do_not_get_through`). A name the host's libseccomp
-//! does not know (a call newer than it) is skipped by the runtime, so it gets the default,
-//! `ENOSYS`.
+//! does not know (a call newer than it) is skipped by the runtime, so it gets the default.
+//!
+//! Daemons before Docker 23 (20.10 here) drop `defaultErrnoRet`: there, a number the policy
+//! does not name fails with `EPERM` instead of `ENOSYS` — still refused — except numbers above
+//! every call the host's libseccomp knows, to which runc answers `ENOSYS` itself. The policy's
+//! own `ENOSYS` decisions (`clone3`) are entries of their own, so they hold on those daemons.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -53,20 +56,18 @@ pub fn profile() -> Value {
 /// The profile of `policy`.
 pub fn profile_of(policy: &Policy) -> Value {
     let default = policy.unlisted;
-    // Calls decided by their number alone, grouped by decision.
+    // Calls decided by their number alone, grouped by decision. A decision equal to the
+    // default is written out too: daemons before Docker 23 ignore `defaultErrnoRet`, and
+    // their default is EPERM (clone3 must still get ENOSYS there); where the default applies,
+    // the runtime skips such entries.
     let mut plain: BTreeMap<Action, Vec<&str>> = BTreeMap::new();
     let mut filtered: Vec<Value> = Vec::new();
     for s in &policy.syscalls {
         if s.cases.is_empty() {
-            if s.otherwise != default {
-                plain.entry(s.otherwise).or_default().push(s.name);
-            }
+            plain.entry(s.otherwise).or_default().push(s.name);
             continue;
         }
         for (region, action) in regions(s) {
-            if action == default {
-                continue;
-            }
             let mut entry = entry(&[s.name], action);
             let args: Vec<Value> = region
                 .0
@@ -244,9 +245,12 @@ mod tests {
         }
     }
 
-    /// A profile's entries, parsed once: names, comparisons `(index, mask, value)`, action.
+    /// Comparisons `(index, mask, value)` of one entry.
+    type Comparisons = Vec<(usize, u64, u64)>;
+
+    /// A profile's entries, parsed once: names, comparisons, action.
     struct Parsed {
-        entries: Vec<(Vec<String>, Vec<(usize, u64, u64)>, Action)>,
+        entries: Vec<(Vec<String>, Comparisons, Action)>,
         default: Action,
     }
 
@@ -404,8 +408,10 @@ mod tests {
             );
         }
         assert_eq!(action_of(entries_named(&p, "read")[0]), Action::Allow);
-        // clone3's ENOSYS is the default's: no entry.
-        assert!(entries_named(&p, "clone3").is_empty());
+        // clone3's ENOSYS is the default's, and still written out (see profile_of).
+        let clone3 = entries_named(&p, "clone3");
+        assert_eq!(clone3.len(), 1);
+        assert_eq!(action_of(clone3[0]), Action::Errno(libc::ENOSYS));
     }
 
     /// System calls that Docker's default profile does not allow a container without
