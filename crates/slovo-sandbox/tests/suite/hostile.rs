@@ -260,7 +260,8 @@ async fn run_system_program(sb: &Sandbox, tool: &str, program: &str, args: &[&st
     };
     spec.limits.memory_mb = 256;
     spec.limits.pids = 64;
-    spec.limits.timeout = std::time::Duration::from_secs(30);
+    // Generous: under the cgroup v2 VM's emulated CPU an interpreter starts in seconds.
+    spec.limits.timeout = std::time::Duration::from_secs(120);
     sb.run(&spec).await
 }
 
