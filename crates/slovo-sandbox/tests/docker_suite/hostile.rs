@@ -6,6 +6,7 @@
 use std::process::Command;
 
 use serde_json::{Value, json};
+use slovo_core::manifest::Execution;
 
 use super::support::*;
 use crate::require_docker;
@@ -205,6 +206,92 @@ async fn raw_and_packet_sockets_are_denied() {
     for k in ["raw4", "raw6", "packet_raw", "packet_dgram"] {
         assert!(denied(&v, k), "{k}: {v}");
     }
+}
+
+#[tokio::test]
+async fn socket_families_outside_the_allow_list_are_refused() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    // The daemon's default profile refuses only AF_VSOCK (and, from Docker 29.x, AF_ALG);
+    // Slovo's profile refuses every family but Unix, IPv4, IPv6 and netlink's routing
+    // protocol, with the same errno as the process sandbox.
+    let (eaf, eproto) = (libc::EAFNOSUPPORT, libc::EPROTONOSUPPORT);
+    assert_eq!(
+        sb.probe("families", &["families"]).await,
+        json!({
+            "alg": eaf, "vsock": eaf, "tipc": eaf, "rds": eaf, "can": eaf, "packet": eaf,
+            "key": eaf, "netlink_uevent": eproto, "netlink_audit": eproto,
+            "unix": 0, "inet": 0, "inet6": 0, "netlink_route": 0,
+            "pair_unix": 0, "pair_tipc": eaf, "pair_vsock": eaf, "route_interfaces": 1
+        })
+    );
+}
+
+#[tokio::test]
+async fn modify_ldt_unusual_personas_and_unnamed_calls_are_refused() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    // The daemon's default allows modify_ldt; Slovo's profile refuses it, and personas other
+    // than the ordinary one, with EPERM.
+    let mut v = sb.probe("odd", &["oddities"]).await;
+    // A call the profile does not name: ENOSYS (its default) where the daemon passes
+    // defaultErrnoRet on; daemons before Docker 23 drop it, and answer EPERM for a call the
+    // host's libseccomp knows (runc itself answers ENOSYS above the last one it knows, which
+    // lsm_list_modules is for Debian 12's libseccomp, and 600 and 1000 for every one).
+    let unnamed = v["lsm_list_modules"].take();
+    assert!(
+        unnamed == libc::ENOSYS || unnamed == libc::EPERM,
+        "lsm_list_modules: {unnamed}"
+    );
+    let (eperm, enosys) = (libc::EPERM, libc::ENOSYS);
+    assert_eq!(
+        v,
+        json!({
+            "modify_ldt": eperm, "read_implies_exec": eperm, "per_bsd": eperm,
+            "addr_no_randomize": eperm, "query": 0, "per_linux": 0,
+            "lsm_list_modules": null, "nr_1000": enosys, "nr_600": enosys
+        })
+    );
+}
+
+#[tokio::test]
+async fn shell_scripts_run_under_the_allow_list() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    // The host's bash and dash, dynamically linked, with pipes, command substitution, a
+    // subshell in the background, a trap, a FIFO, links, coreutils, sed and the hostile tool
+    // as a child: the runtime's start-up and the programs' system calls under Slovo's profile.
+    let script = r#"set -eu
+export PATH=/shell
+x=$(echo hello | tr a-z A-Z)
+d=$(mktemp -d)
+printf 'b\na\nb\n' > "$d/f"
+sort "$d/f" | uniq > "$d/g"; mv "$d/g" "$d/h"; cp "$d/h" "$d/i"; ln -s i "$d/l"; chmod 600 "$d/i"
+n=$(cat "$d/l" | wc -l)
+( sleep 0.01; echo sub > "$d/sub" ) & wait
+got=none; trap 'got=usr1' USR1; kill -USR1 $$
+mkfifo "$d/p"; ( echo fifo > "$d/p" ) & read -r f < "$d/p"; wait
+u=$(/hostile info | sed -n 's/.*"uid":\([0-9]*\).*/\1/p')
+s=$(cat "$d/sub"); rm -rf "$d"
+printf '{"upper":"%s","lines":%s,"sub":"%s","trap":"%s","fifo":"%s","uid":%s}\n' "$x" "$n" "$s" "$got" "$f" "$u"
+"#;
+    for shell in ["/shell/bash", "/shell/dash"] {
+        let mut spec = sb.spec("sh", &[]);
+        spec.execution = Execution::Docker {
+            image: image().to_string(),
+            entrypoint: Some(vec![shell.to_string(), "-c".to_string(), script.to_string()]),
+        };
+        let o = sb.run(&spec).await;
+        assert_eq!(o.status.as_str(), "success", "{shell}: {o:#?}");
+        assert_eq!(
+            o.output,
+            Some(
+                json!({"upper": "HELLO", "lines": 2, "sub": "sub", "trap": "usr1", "fifo": "fifo", "uid": sb.uid})
+            ),
+            "{shell}: {o:#?}"
+        );
+    }
+    sb.assert_nothing_left().await;
 }
 
 #[tokio::test]

@@ -82,6 +82,7 @@ pub fn import_image(reference: &str, extra: Option<&str>) -> String {
     // the tmpfs mounted over it).
     std::fs::set_permissions(r.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     std::fs::write(r.join("etc/shadow"), "root:image-shadow:::::::\n").unwrap();
+    add_shell(r);
     if let Some(name) = extra {
         std::fs::write(r.join(name), name).unwrap();
     }
@@ -95,6 +96,28 @@ pub fn import_image(reference: &str, extra: Option<&str>) -> String {
     run(Command::new("docker").arg("import").arg(&tar).arg(reference));
     let _ = std::fs::remove_file(&tar);
     run(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", reference]))
+}
+
+/// Copies the host's bash, dash and the few utilities the shell tests use into `root/shell`,
+/// with the shared libraries they load at the host's paths (outside `/usr`, which the image
+/// must not have), so that ordinary dynamically linked programs run in the container.
+fn add_shell(root: &Path) {
+    std::fs::create_dir_all(root.join("shell")).unwrap();
+    for name in [
+        "bash", "dash", "cat", "tr", "sort", "uniq", "wc", "mktemp", "mv", "cp", "ln", "rm", "chmod",
+        "mkfifo", "sleep", "sed",
+    ] {
+        let program = Path::new("/usr/bin").join(name);
+        std::fs::copy(&program, root.join("shell").join(name)).unwrap();
+        let libs = run(Command::new("ldd").arg(&program));
+        for lib in libs.split_whitespace().filter(|w| w.starts_with('/')) {
+            let target = root.join(lib.trim_start_matches('/'));
+            if !target.exists() {
+                std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+                std::fs::copy(lib, &target).unwrap();
+            }
+        }
+    }
 }
 
 /// The shared test image (one per test process); images of earlier runs are removed.

@@ -193,3 +193,6 @@ pub fn host_processes_of(uid: u32) -> Vec<i32> {
 pub const EPERM: i64 = libc::EPERM as i64;
 pub const ENOENT: i64 = libc::ENOENT as i64;
 pub const EROFS: i64 = libc::EROFS as i64;
+pub const ENOSYS: i64 = libc::ENOSYS as i64;
+pub const EAFNOSUPPORT: i64 = libc::EAFNOSUPPORT as i64;
+pub const EPROTONOSUPPORT: i64 = libc::EPROTONOSUPPORT as i64;

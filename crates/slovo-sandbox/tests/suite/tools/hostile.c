@@ -165,6 +165,67 @@ int main(int argc, char **argv) {
         printf("{\"raw4\":%d,\"raw6\":%d,\"packet_raw\":%d,\"packet_dgram\":%d}\n", a, b, c, d);
         return 0;
     }
+    if (!strcmp(cmd, "families")) {
+        /* Opens a socket of each family (0: it opened, else the errno), then socket pairs,
+           and uses netlink's routing protocol the way getifaddrs does. */
+        static const struct { const char *name; int domain, type, protocol; } t[] = {
+            {"alg", AF_ALG, SOCK_SEQPACKET, 0},
+            {"vsock", AF_VSOCK, SOCK_STREAM, 0},
+            {"tipc", AF_TIPC, SOCK_RDM, 0},
+            {"rds", AF_RDS, SOCK_SEQPACKET, 0},
+            {"can", AF_CAN, SOCK_RAW, 1 /* CAN_RAW */},
+            {"packet", AF_PACKET, SOCK_DGRAM, 0},
+            {"key", AF_KEY, SOCK_RAW, 2 /* PF_KEY_V2 */},
+            {"netlink_uevent", AF_NETLINK, SOCK_DGRAM, 15 /* NETLINK_KOBJECT_UEVENT */},
+            {"netlink_audit", AF_NETLINK, SOCK_RAW, 9 /* NETLINK_AUDIT */},
+            {"unix", AF_UNIX, SOCK_STREAM, 0},
+            {"inet", AF_INET, SOCK_STREAM, 0},
+            {"inet6", AF_INET6, SOCK_DGRAM, 0},
+            {"netlink_route", AF_NETLINK, SOCK_RAW, 0 /* NETLINK_ROUTE */},
+        };
+        printf("{");
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+            int s = socket(t[i].domain, t[i].type | SOCK_CLOEXEC, t[i].protocol);
+            int e = s < 0 ? errno : 0;
+            if (s >= 0) close(s);
+            printf("%s\"%s\":%d", i ? "," : "", t[i].name, e);
+        }
+        int sv[2];
+        int pair_unix = socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 ? errno : 0;
+        if (!pair_unix) {
+            char c = 0;
+            if (write(sv[0], "x", 1) != 1 || read(sv[1], &c, 1) != 1 || c != 'x') pair_unix = -1;
+            close(sv[0]);
+            close(sv[1]);
+        }
+        int pair_tipc = socketpair(AF_TIPC, SOCK_RDM, 0, sv) < 0 ? errno : 0;
+        int pair_vsock = socketpair(AF_VSOCK, SOCK_STREAM, 0, sv) < 0 ? errno : 0;
+        struct if_nameindex *ifs = if_nameindex();
+        int interfaces = 0;
+        for (struct if_nameindex *i = ifs; i && i->if_index; i++) interfaces++;
+        if (ifs) if_freenameindex(ifs);
+        printf(",\"pair_unix\":%d,\"pair_tipc\":%d,\"pair_vsock\":%d,\"route_interfaces\":%d}\n",
+               pair_unix, pair_tipc, pair_vsock, interfaces);
+        return 0;
+    }
+    if (!strcmp(cmd, "oddities")) {
+        /* modify_ldt, unusual personas, and system calls the policy does not name. */
+        char ldt[16];
+        int ldt_read = res(syscall(SYS_modify_ldt, 0, ldt, sizeof ldt));
+        int read_implies_exec = res(syscall(SYS_personality, 0x0400000 /* READ_IMPLIES_EXEC */));
+        int per_bsd = res(syscall(SYS_personality, 6 /* PER_BSD */));
+        int addr_no_randomize = res(syscall(SYS_personality, 0x0040000 /* ADDR_NO_RANDOMIZE */));
+        long query = syscall(SYS_personality, 0xffffffffUL);
+        int per_linux = res(syscall(SYS_personality, 0 /* PER_LINUX */));
+        int lsm_list_modules = res(syscall(461, 0, 0, 0));
+        int nr_1000 = res(syscall(1000, 0, 0, 0));
+        int nr_600 = res(syscall(600, 0, 0, 0));
+        printf("{\"modify_ldt\":%d,\"read_implies_exec\":%d,\"per_bsd\":%d,\"addr_no_randomize\":%d,"
+               "\"query\":%ld,\"per_linux\":%d,\"lsm_list_modules\":%d,\"nr_1000\":%d,\"nr_600\":%d}\n",
+               ldt_read, read_implies_exec, per_bsd, addr_no_randomize, query, per_linux, lsm_list_modules,
+               nr_1000, nr_600);
+        return 0;
+    }
     if (!strcmp(cmd, "ptrace") && argc > 2) {
         int attach = res(ptrace(PTRACE_ATTACH, atoi(argv[2]), 0, 0));
         pid_t child = fork();
