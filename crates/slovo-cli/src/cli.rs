@@ -8,19 +8,20 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "slovo", version, about, long_about = None)]
 pub struct Cli {
-    /// Data directory (SQLite database, bundles, tool state). By default the platform data
-    /// directory, e.g. ~/.local/share/slovo.
-    #[arg(long, global = true, env = "SLOVO_DATA_DIR", value_name = "DIR")]
+    /// Data directory (SQLite database, bundles, tool state; also SLOVO_DATA_DIR). By default
+    /// the platform data directory, e.g. ~/.local/share/slovo.
+    #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// PostgreSQL URL (postgres://…) to use instead of the embedded SQLite database.
-    #[arg(
-        long,
-        global = true,
-        env = "SLOVO_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
+    /// The configuration file (TOML). By default `slovo.toml` in the data directory, if it
+    /// exists. Environment variables (SLOVO_*) and flags override it; `slovo config show`
+    /// explains every value.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// PostgreSQL URL (postgres://…) to use instead of the embedded SQLite database (also
+    /// SLOVO_DATABASE_URL).
+    #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 
     /// Print machine-readable JSON instead of tables.
@@ -71,6 +72,16 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve MCP on stdin and stdout for one local client (calls are recorded as mcp:stdio).
     Mcp,
+    /// The configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration: every key, its value and where it came from
+    /// (default, file, environment, flag). Secrets are never printed.
+    Show,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,17 +137,12 @@ pub struct OpenapiImportArgs {
     /// Refuse the document on any specification violation or skipped operation.
     #[arg(long)]
     pub strict: bool,
-    /// Enrich the proposal with an LLM: the base URL of an OpenAI-compatible API (…/v1). Its
-    /// key, if it needs one, comes from `slovo secret set _llm api_key`.
-    #[arg(long, env = "SLOVO_LLM_BASE_URL", value_name = "URL")]
+    /// Enrich the proposal with an LLM: the base URL of an OpenAI-compatible API (…/v1; also
+    /// `llm.base_url`). Its key, if it needs one, comes from `slovo secret set _llm api_key`.
+    #[arg(long, value_name = "URL")]
     pub llm_base_url: Option<String>,
-    /// The LLM's model name.
-    #[arg(
-        long,
-        env = "SLOVO_LLM_MODEL",
-        value_name = "MODEL",
-        requires = "llm_base_url"
-    )]
+    /// The LLM's model name (also `llm.model`).
+    #[arg(long, value_name = "MODEL")]
     pub llm_model: Option<String>,
 }
 
@@ -166,27 +172,30 @@ pub enum SecretCommand {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8741", value_name = "ADDR")]
-    pub listen: std::net::SocketAddr,
-    /// Allow listening on an address other than loopback (the API would be reachable from the network).
+    /// Address to listen on (`server.listen`; by default 127.0.0.1:8741).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Allow listening on an address other than loopback (the API would be reachable from the
+    /// network; `server.allow_remote`).
     #[arg(long)]
     pub allow_remote: bool,
-    /// Calls that may run at once.
-    #[arg(long, default_value_t = 64)]
-    pub max_concurrent_calls: usize,
-    /// Calls that may wait for a slot before the server answers 503.
-    #[arg(long, default_value_t = 256)]
-    pub max_queued_calls: usize,
-    /// Seconds shutdown waits for calls in flight before recording them as cancelled.
-    #[arg(long, default_value_t = 10)]
-    pub shutdown_grace: u64,
+    /// Calls that may run at once (`server.max_concurrent_calls`; by default 64).
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_calls: Option<u64>,
+    /// Calls that may wait for a slot before the server answers 503
+    /// (`server.max_queued_calls`; by default 256).
+    #[arg(long, value_name = "N")]
+    pub max_queued_calls: Option<u64>,
+    /// Seconds shutdown waits for calls in flight before recording them as cancelled
+    /// (`server.shutdown_grace_s`; by default 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub shutdown_grace: Option<u64>,
     /// Where the discovery worker looks for candidates (it runs only if one is given).
     #[command(flatten)]
     pub discovery: DiscoverySourceArgs,
-    /// Seconds between passes of the discovery worker.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-    pub discovery_interval: u64,
+    /// Seconds between passes of the discovery worker (`discovery.interval_s`; by default 30).
+    #[arg(long, value_name = "SECONDS")]
+    pub discovery_interval: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -319,42 +328,22 @@ pub struct ResolveArgs {
     pub limit: u16,
 }
 
-/// Where discovery looks for candidate tools. Each flag repeats; the environment variables
-/// take `:`-separated lists (space-separated for URLs).
+/// Where discovery looks for candidate tools, besides the configured `discovery.*` sources
+/// (flags replace the configured list of the same kind). Each flag repeats.
 #[derive(Debug, Clone, Args)]
 pub struct DiscoverySourceArgs {
-    /// A directory of Slovo manifests.
-    #[arg(
-        long = "source-dir",
-        value_name = "DIR",
-        env = "SLOVO_DISCOVERY_SOURCE_DIRS",
-        value_delimiter = ':'
-    )]
+    /// A directory of Slovo manifests (`discovery.source_dirs`).
+    #[arg(long = "source-dir", value_name = "DIR")]
     pub source_dirs: Vec<PathBuf>,
-    /// An OpenAPI catalogue directory in the APIs.guru layout.
-    #[arg(
-        long = "catalogue",
-        value_name = "DIR",
-        env = "SLOVO_DISCOVERY_CATALOGUES",
-        value_delimiter = ':'
-    )]
+    /// An OpenAPI catalogue directory in the APIs.guru layout (`discovery.catalogues`).
+    #[arg(long = "catalogue", value_name = "DIR")]
     pub catalogues: Vec<PathBuf>,
-    /// The URL of an OpenAPI document (http or https; public addresses only unless
-    /// SLOVO_HTTP_ALLOW_PRIVATE=1). The variable takes a space-separated list.
-    #[arg(
-        long = "openapi-url",
-        value_name = "URL",
-        env = "SLOVO_DISCOVERY_OPENAPI_URLS",
-        value_delimiter = ' '
-    )]
+    /// The URL of an OpenAPI document, http or https (`discovery.openapi_urls`); public
+    /// addresses only unless `http.allow_private` or `egress.also_public` say otherwise.
+    #[arg(long = "openapi-url", value_name = "URL")]
     pub openapi_urls: Vec<String>,
-    /// An MCP registry server.json file, or a directory of them.
-    #[arg(
-        long = "mcp-registry",
-        value_name = "PATH",
-        env = "SLOVO_DISCOVERY_MCP_REGISTRY",
-        value_delimiter = ':'
-    )]
+    /// An MCP registry server.json file, or a directory of them (`discovery.mcp_registries`).
+    #[arg(long = "mcp-registry", value_name = "PATH")]
     pub mcp_registry: Vec<PathBuf>,
 }
 

@@ -12,8 +12,8 @@ use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime};
 use slovo_store::{ExecutionCursor, ExecutionFilter};
 
 use crate::cli::{
-    ApproveArgs, AuditCommand, CallArgs, Cli, Command, ExecutionCommand, ExecutionsArgs, ServeArgs,
-    TokenCommand, ToolCommand,
+    ApproveArgs, AuditCommand, CallArgs, Cli, Command, ExecutionCommand, ExecutionsArgs, TokenCommand,
+    ToolCommand,
 };
 use crate::cli::{OpenapiCommand, OpenapiImportArgs, SecretCommand};
 use crate::{exit, render};
@@ -23,7 +23,7 @@ use crate::{exit, render};
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-pub async fn dispatch(rt: &Runtime, cli: &Cli) -> anyhow::Result<u8> {
+pub async fn dispatch(rt: &Runtime, cli: &Cli, config: &slovo_config::Config) -> anyhow::Result<u8> {
     let actor = Actor::cli();
     let json = cli.json;
     match &cli.command {
@@ -42,14 +42,18 @@ pub async fn dispatch(rt: &Runtime, cli: &Cli) -> anyhow::Result<u8> {
         }
         Command::Token(cmd) => token(rt, cmd, &actor, json).await,
         Command::Secret(cmd) => secret(rt, cmd, &actor, json).await,
-        Command::Openapi(OpenapiCommand::Import(args)) => openapi_import(rt, args, &actor, json).await,
+        Command::Openapi(OpenapiCommand::Import(args)) => {
+            openapi_import(rt, args, &config.llm, &actor, json).await
+        }
         Command::Resolve(args) => {
             let outcome = rt.resolve(&args.text, usize::from(args.limit), &actor).await?;
             render::resolution(&outcome, json)?;
             Ok(exit::OK)
         }
-        Command::Discover(cmd) => discover(rt, cmd, &actor, json).await,
-        Command::Serve(_) | Command::Doctor => Err(UsageError("handled before dispatch".into()).into()),
+        Command::Discover(cmd) => discover(rt, cmd, &config.discovery, &actor, json).await,
+        Command::Serve(_) | Command::Doctor | Command::Config(_) => {
+            Err(UsageError("handled before dispatch".into()).into())
+        }
         Command::Mcp => Err(UsageError("mcp is handled before dispatch".into()).into()),
     }
 }
@@ -76,16 +80,13 @@ async fn token(rt: &Runtime, cmd: &TokenCommand, actor: &Actor, json: bool) -> a
 async fn openapi_import(
     rt: &Runtime,
     a: &OpenapiImportArgs,
+    llm: &slovo_config::LlmConfig,
     actor: &Actor,
     json: bool,
 ) -> anyhow::Result<u8> {
     let max = slovo_openapi::DEFAULT_MAX_DOCUMENT_BYTES;
     let source = if a.source.starts_with("http://") || a.source.starts_with("https://") {
-        let allow_private = std::env::var("SLOVO_HTTP_ALLOW_PRIVATE").as_deref() == Ok("1");
-        let (url, bytes) = slovo_sandbox::http::fetch_document(&a.source, max, allow_private)
-            .await
-            .map_err(|e| anyhow::anyhow!("failed to fetch {e}"))?;
-        slovo_openapi::Source::from_url(url, bytes)
+        rt.fetch_openapi(&a.source).await?
     } else {
         slovo_openapi::Source::from_path(&a.source, max).map_err(slovo_runtime::RuntimeError::from)?
     };
@@ -101,9 +102,12 @@ async fn openapi_import(
         strict: a.strict,
         ..slovo_openapi::IngestOptions::default()
     };
-    let analyzer = match &a.llm_base_url {
+    if llm.model.is_some() && llm.base_url.is_none() {
+        return Err(UsageError("llm.model (--llm-model) needs llm.base_url (--llm-base-url)".into()).into());
+    }
+    let analyzer = match &llm.base_url {
         Some(url) => {
-            let model = a.llm_model.clone().unwrap_or_else(|| "gpt-4o-mini".to_string());
+            let model = llm.model.clone().unwrap_or_else(|| "gpt-4o-mini".to_string());
             let key = rt.llm_api_key().await?;
             Some((
                 slovo_llm::ChatAnalyzer::new(slovo_llm::LlmConfig::new(url, &model, key))?,
@@ -167,9 +171,13 @@ async fn secret(rt: &Runtime, cmd: &SecretCommand, actor: &Actor, json: bool) ->
 }
 
 /// Prints the host probe.
-pub fn doctor(json: bool) -> anyhow::Result<u8> {
-    let allow_weaker = std::env::var("SLOVO_SANDBOX_ALLOW_WEAKER").as_deref() == Ok("1");
-    let report = slovo_sandbox::doctor::probe_with(allow_weaker, None);
+pub fn doctor(config: &slovo_config::Config, json: bool) -> anyhow::Result<u8> {
+    let docker_host = config
+        .docker
+        .host
+        .as_deref()
+        .unwrap_or(slovo_sandbox::doctor::DEFAULT_DOCKER_HOST);
+    let report = slovo_sandbox::doctor::probe_with(config.sandbox.allow_weaker, None, docker_host);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -179,26 +187,28 @@ pub fn doctor(json: bool) -> anyhow::Result<u8> {
 }
 
 /// Runs the server until SIGINT or SIGTERM.
-pub async fn serve(rt: std::sync::Arc<Runtime>, args: &ServeArgs) -> anyhow::Result<u8> {
-    if !args.listen.ip().is_loopback() && !args.allow_remote {
+pub async fn serve(rt: std::sync::Arc<Runtime>, config: &slovo_config::Config) -> anyhow::Result<u8> {
+    let server = &config.server;
+    if !server.listen.ip().is_loopback() && !server.allow_remote {
         return Err(UsageError(format!(
-            "--listen {}: not a loopback address; add --allow-remote to expose the API to the network",
-            args.listen
+            "server.listen {}: not a loopback address; add --allow-remote (server.allow_remote) to expose the API to the network",
+            server.listen
         ))
         .into());
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(server.listen)
         .await
-        .with_context(|| format!("failed to listen on {}", args.listen))?;
-    let config = slovo_server::ServerConfig {
-        max_concurrent_calls: args.max_concurrent_calls,
-        max_queued_calls: args.max_queued_calls,
-        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
-        ..slovo_server::ServerConfig::default()
+        .with_context(|| format!("failed to listen on {}", server.listen))?;
+    let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let server_config = slovo_server::ServerConfig {
+        max_concurrent_calls: count(server.max_concurrent_calls),
+        max_queued_calls: count(server.max_queued_calls),
+        max_body_bytes: count(server.max_body_bytes),
+        shutdown_grace: std::time::Duration::from_secs(server.shutdown_grace_s),
     };
     eprintln!("slovo: serving on http://{}", listener.local_addr()?);
-    let worker = discovery_worker(rt.clone(), &args.discovery, args.discovery_interval);
-    let state = slovo_server::AppState::new(rt, config);
+    let worker = discovery_worker(rt.clone(), &config.discovery);
+    let state = slovo_server::AppState::new(rt, server_config);
     let served = slovo_server::serve(listener, state, shutdown_signal()).await;
     if let Some(w) = worker {
         w.abort();
@@ -375,39 +385,36 @@ async fn executions(rt: &Runtime, args: &ExecutionsArgs, json: bool) -> anyhow::
     Ok(exit::OK)
 }
 
-fn discovery_sources(args: &crate::cli::DiscoverySourceArgs) -> slovo_runtime::SourceConfig {
-    let openapi_urls: Vec<String> = args
+fn discovery_sources(rt: &Runtime, sources: &slovo_config::DiscoveryConfig) -> slovo_runtime::SourceConfig {
+    let openapi_urls: Vec<String> = sources
         .openapi_urls
         .iter()
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty())
         .collect();
-    // URLs are fetched like `slovo openapi import URL`: public addresses only unless
-    // SLOVO_HTTP_ALLOW_PRIVATE=1, size-capped.
-    let fetcher = (!openapi_urls.is_empty()).then(|| {
-        std::sync::Arc::new(slovo_runtime::UrlFetcher::from_env())
-            as std::sync::Arc<dyn slovo_openapi::RemoteFetcher>
-    });
+    // URLs are fetched like `slovo openapi import URL`, under the runtime's address policy.
+    let fetcher = (!openapi_urls.is_empty())
+        .then(|| std::sync::Arc::new(rt.url_fetcher()) as std::sync::Arc<dyn slovo_openapi::RemoteFetcher>);
     slovo_runtime::SourceConfig {
-        manifest_dirs: args.source_dirs.clone(),
-        catalogue_dirs: args.catalogues.clone(),
+        manifest_dirs: sources.source_dirs.clone(),
+        catalogue_dirs: sources.catalogues.clone(),
         openapi_urls,
-        mcp_registry: args.mcp_registry.clone(),
+        mcp_registry: sources.mcp_registries.clone(),
         fetcher,
     }
 }
 
-/// The discovery worker inside `serve`: one pass every `interval` seconds, if a source is
-/// configured.
+/// The discovery worker inside `serve`: one pass every `discovery.interval_s` seconds, if a
+/// source is configured.
 fn discovery_worker(
     rt: std::sync::Arc<Runtime>,
-    args: &crate::cli::DiscoverySourceArgs,
-    interval: u64,
+    config: &slovo_config::DiscoveryConfig,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let sources = discovery_sources(args);
+    let sources = discovery_sources(&rt, config);
     if sources.is_empty() {
         return None;
     }
+    let interval = config.interval_s;
     let actor = Actor("discovery-worker".into());
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval.max(1)));
@@ -427,17 +434,19 @@ fn discovery_worker(
 async fn discover(
     rt: &Runtime,
     cmd: &crate::cli::DiscoverCommand,
+    configured: &slovo_config::DiscoveryConfig,
     actor: &Actor,
     json: bool,
 ) -> anyhow::Result<u8> {
     use crate::cli::DiscoverCommand;
     match cmd {
         DiscoverCommand::List => render::discovery_requests(&rt.discovery_requests().await?, json)?,
-        DiscoverCommand::Run(args) => {
-            let sources = discovery_sources(args);
+        DiscoverCommand::Run(_) => {
+            // The flags were folded into the configuration's `discovery.*` sources.
+            let sources = discovery_sources(rt, configured);
             if sources.is_empty() {
                 return Err(UsageError(
-                    "no discovery source: give --source-dir, --catalogue, --openapi-url or --mcp-registry"
+                    "no discovery source: give --source-dir, --catalogue, --openapi-url or --mcp-registry, or configure discovery.*"
                         .into(),
                 )
                 .into());

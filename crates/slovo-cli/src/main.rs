@@ -53,9 +53,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let data_dir = data_dir(cli.data_dir.clone())?;
+    let loaded = load_config(&cli)?;
+    if let cli::Command::Config(cli::ConfigCommand::Show) = &cli.command {
+        render::config(&loaded, cli.json)?;
+        return Ok(exit::OK);
+    }
+    let config = &loaded.config;
+    let data_dir = config.data_dir.clone();
     slovo_runtime::create_data_dir(&data_dir)?;
-    let store = match &cli.database_url {
+    let store = match &config.database.url {
         Some(url) => Store::connect(url)
             .await
             .with_context(|| format!("failed to open database {}", slovo_store::redact_url(url)))?,
@@ -66,77 +72,181 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .with_context(|| format!("failed to open {}", path.display()))?
         }
     };
-    let rt = std::sync::Arc::new(Runtime::new(store, backends(&data_dir)?, data_dir));
+    let rt = std::sync::Arc::new(
+        Runtime::new(store, backends(config)?, data_dir).with_settings(runtime_settings(config)),
+    );
     let code = match &cli.command {
-        cli::Command::Serve(args) => commands::serve(rt.clone(), args).await,
-        cli::Command::Doctor => commands::doctor(cli.json),
+        cli::Command::Serve(_) => commands::serve(rt.clone(), config).await,
+        cli::Command::Doctor => commands::doctor(config, cli.json),
         cli::Command::Mcp => slovo_server::mcp::serve_stdio(rt.clone(), commands::shutdown_signal())
             .await
             .map(|()| exit::OK)
             .context("MCP server failed"),
-        _ => commands::dispatch(&rt, &cli).await,
+        _ => commands::dispatch(&rt, &cli, config).await,
     };
     rt.shutdown().await;
     code
 }
 
-/// The backends this build runs tools with.
-fn backends(data_dir: &std::path::Path) -> anyhow::Result<Backends> {
+/// The configuration: defaults < file < environment < these flags.
+fn load_config(cli: &Cli) -> anyhow::Result<slovo_config::Loaded> {
+    let mut overrides = slovo_config::Overrides::new();
+    if let Some(dir) = &cli.data_dir {
+        overrides.set("data_dir", dir.to_string_lossy().into_owned(), "--data-dir");
+    }
+    if let Some(url) = &cli.database_url {
+        overrides.set("database.url", url.as_str(), "--database-url");
+    }
+    let sources = match &cli.command {
+        cli::Command::Serve(args) => {
+            if let Some(listen) = args.listen {
+                overrides.set("server.listen", listen.to_string(), "--listen");
+            }
+            if args.allow_remote {
+                overrides.set("server.allow_remote", true, "--allow-remote");
+            }
+            let numbers = [
+                (
+                    "server.max_concurrent_calls",
+                    args.max_concurrent_calls,
+                    "--max-concurrent-calls",
+                ),
+                (
+                    "server.max_queued_calls",
+                    args.max_queued_calls,
+                    "--max-queued-calls",
+                ),
+                ("server.shutdown_grace_s", args.shutdown_grace, "--shutdown-grace"),
+                (
+                    "discovery.interval_s",
+                    args.discovery_interval,
+                    "--discovery-interval",
+                ),
+            ];
+            for (key, value, flag) in numbers {
+                if let Some(n) = value {
+                    overrides.set(key, i64::try_from(n).unwrap_or(i64::MAX), flag);
+                }
+            }
+            Some(&args.discovery)
+        }
+        cli::Command::Discover(cli::DiscoverCommand::Run(args)) => Some(args),
+        _ => None,
+    };
+    if let Some(args) = sources {
+        let paths = |v: &[PathBuf]| v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
+        overrides
+            .set_list("discovery.source_dirs", &paths(&args.source_dirs), "--source-dir")
+            .set_list("discovery.catalogues", &paths(&args.catalogues), "--catalogue")
+            .set_list("discovery.openapi_urls", &args.openapi_urls, "--openapi-url")
+            .set_list(
+                "discovery.mcp_registries",
+                &paths(&args.mcp_registry),
+                "--mcp-registry",
+            );
+    }
+    if let cli::Command::Openapi(cli::OpenapiCommand::Import(args)) = &cli.command {
+        if let Some(url) = &args.llm_base_url {
+            overrides.set("llm.base_url", url.as_str(), "--llm-base-url");
+        }
+        if let Some(model) = &args.llm_model {
+            overrides.set("llm.model", model.as_str(), "--llm-model");
+        }
+    }
+    let options = slovo_config::LoadOptions {
+        config_file: cli.config.clone(),
+        default_data_dir: dirs::data_dir().map(|d| d.join("slovo")),
+        overrides,
+    };
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    Ok(slovo_config::load(&env, options)?)
+}
+
+/// What the runtime takes from the configuration.
+fn runtime_settings(config: &slovo_config::Config) -> slovo_runtime::RuntimeSettings {
+    slovo_runtime::RuntimeSettings {
+        secret_key: config.secret_key.clone().map(zeroize::Zeroizing::new),
+        http_allow_private: config.http.allow_private,
+        public: public_policy(config),
+    }
+}
+
+/// The addresses every backend treats as public: the globally routable ones and
+/// `egress.also_public`.
+fn public_policy(config: &slovo_config::Config) -> slovo_core::net::PublicPolicy {
+    slovo_core::net::PublicPolicy::with_ranges(config.egress.also_public.iter().copied())
+}
+
+fn usize_of(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// The backends this build runs tools with, each configured from `config`; one egress proxy
+/// (and so one address policy) serves them all.
+fn backends(config: &slovo_config::Config) -> anyhow::Result<Backends> {
+    let data_dir = &config.data_dir;
+    let egress = slovo_egress::EgressProxy::new(slovo_egress::EgressConfig {
+        public: public_policy(config),
+        connect_timeout: std::time::Duration::from_millis(config.egress.connect_timeout_ms),
+        max_connections: usize_of(config.egress.max_connections),
+    });
     let backends = Backends::new();
     // Refuses every call (with the reason) on a host that lacks an isolation feature, unless
-    // SLOVO_SANDBOX_ALLOW_WEAKER=1 names the weaker tier explicitly; `slovo doctor` explains.
+    // `sandbox.allow_weaker` names the weaker tier explicitly; `slovo doctor` explains.
     #[cfg(target_os = "linux")]
     let backends = {
-        let mut config = slovo_sandbox::process::ProcessConfig::new(data_dir.join("sandbox"));
-        config.allow_weaker = std::env::var("SLOVO_SANDBOX_ALLOW_WEAKER").as_deref() == Ok("1");
-        let process = slovo_sandbox::process::ProcessBackend::new(config)
+        let mut process_config = slovo_sandbox::process::ProcessConfig::new(data_dir.join("sandbox"));
+        process_config.allow_weaker = config.sandbox.allow_weaker;
+        process_config.tmp_mb = config.sandbox.tmp_mb;
+        process_config.stdout_limit = usize_of(config.sandbox.stdout_limit_bytes);
+        process_config.stderr_limit = usize_of(config.sandbox.stderr_limit_bytes);
+        let mut process = slovo_sandbox::process::ProcessBackend::new(process_config)
             .map_err(|e| anyhow::anyhow!("failed to set up the process sandbox: {e}"))?;
+        process.set_egress(egress.clone());
         backends.with(std::sync::Arc::new(process))
     };
     // WebAssembly tools: compiled once at install into `wasm-cache` (keyed by module hash and
     // engine configuration), instantiated from the precompiled artifact on every call.
     #[cfg(feature = "wasm")]
     let backends = {
-        let config = slovo_sandbox::wasm::WasmConfig::new(data_dir.join("wasm-cache"));
-        let wasm = slovo_sandbox::wasm::WasmBackend::new(config)
+        let wasm_config = slovo_sandbox::wasm::WasmConfig::new(data_dir.join("wasm-cache"));
+        let wasm = slovo_sandbox::wasm::WasmBackend::new(wasm_config)
             .map_err(|e| anyhow::anyhow!("failed to set up the WebAssembly engine: {e}"))?;
+        wasm.set_egress(egress.clone());
         backends.with(std::sync::Arc::new(wasm))
     };
-    // Docker tools run in hardened containers through the Engine API (DOCKER_HOST or the
-    // default socket). Without a daemon the backend stays registered and each docker call fails
-    // with the reason; `slovo doctor` says so. Images are never pulled unless their registry is
-    // listed in SLOVO_DOCKER_REGISTRIES (comma-separated). Creating it starts the removal of
-    // containers that a crash left behind.
+    // Docker tools run in hardened containers through the Engine API. Without a daemon the
+    // backend stays registered and each docker call fails with the reason; `slovo doctor`
+    // says so. Images are never pulled unless their registry is in `docker.registries`.
+    // Creating it starts the removal of containers that a crash left behind.
     #[cfg(target_os = "linux")]
     let backends = {
-        let mut config = slovo_sandbox::docker::DockerConfig::new(data_dir.join("sandbox").join("volumes"));
-        config.allow_weaker = std::env::var("SLOVO_SANDBOX_ALLOW_WEAKER").as_deref() == Ok("1");
-        config.allowed_registries = std::env::var("SLOVO_DOCKER_REGISTRIES")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .map(str::to_string)
-            .collect();
-        backends.with(slovo_sandbox::docker::DockerBackend::new(config))
+        let mut docker_config =
+            slovo_sandbox::docker::DockerConfig::new(data_dir.join("sandbox").join("volumes"));
+        docker_config.allow_weaker = config.sandbox.allow_weaker;
+        docker_config.tmp_mb = config.sandbox.tmp_mb;
+        docker_config.stdout_limit = usize_of(config.sandbox.stdout_limit_bytes);
+        docker_config.stderr_limit = usize_of(config.sandbox.stderr_limit_bytes);
+        docker_config.allowed_registries = config.docker.registries.clone();
+        if let Some(host) = &config.docker.host {
+            docker_config.host = host.clone();
+        }
+        let docker = slovo_sandbox::docker::DockerBackend::new(docker_config);
+        docker.set_egress(egress.clone());
+        backends.with(docker)
     };
     #[cfg(feature = "http")]
     let backends = backends.with(std::sync::Arc::new(slovo_sandbox::http::HttpBackend::new(
         slovo_sandbox::http::HttpConfig {
-            allow_private_addresses: std::env::var("SLOVO_HTTP_ALLOW_PRIVATE").as_deref() == Ok("1"),
+            allow_private_addresses: config.http.allow_private,
+            public: public_policy(config),
+            max_response_bytes: usize_of(config.http.max_response_bytes),
+            max_redirects: usize_of(config.http.max_redirects),
             ..Default::default()
         },
     )));
+    let _ = egress;
     Ok(backends)
-}
-
-fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = flag {
-        return Ok(dir);
-    }
-    dirs::data_dir()
-        .map(|d| d.join("slovo"))
-        .context("no data directory: set SLOVO_DATA_DIR or pass --data-dir")
 }
 
 fn exit_code_of(err: &anyhow::Error) -> u8 {
@@ -152,6 +262,7 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
 }
 
 fn init_tracing(verbose: u8) {
+    use std::io::IsTerminal;
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -159,8 +270,49 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    // Colour only on a terminal: piped output and files get plain text.
+    let ansi = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(ansi);
+    if verbose == 0 {
+        // Without -v a warning is a sentence for a person: `warning: …`, no timestamp or module.
+        builder.event_format(Sentence { ansi }).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// `warning: the message (field=value …)`: the plain form of log events without `-v`.
+struct Sentence {
+    ansi: bool,
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Sentence
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = *event.metadata().level();
+        let (word, colour) = match level {
+            tracing::Level::ERROR => ("error", "31"),
+            tracing::Level::WARN => ("warning", "33"),
+            tracing::Level::INFO => ("info", "32"),
+            _ => ("debug", "34"),
+        };
+        if self.ansi {
+            write!(writer, "\x1b[1;{colour}m{word}:\x1b[0m ")?;
+        } else {
+            write!(writer, "{word}: ")?;
+        }
+        tracing_subscriber::fmt::FormatFields::format_fields(ctx, writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }

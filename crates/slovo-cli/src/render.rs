@@ -508,3 +508,35 @@ pub fn eval(report: &serde_json::Value, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `slovo config show`: one line per key, `key = value  # source`; secrets redacted.
+pub fn config(loaded: &slovo_config::Loaded, json: bool) -> anyhow::Result<()> {
+    let shown = loaded.show();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "file": loaded.file,
+                "values": shown,
+            }))?
+        );
+        return Ok(());
+    }
+    match &loaded.file {
+        Some(f) => println!("# configuration file: {}", f.display()),
+        None => println!(
+            "# no configuration file (slovo.toml in {} would be read)",
+            loaded.config.data_dir.display()
+        ),
+    }
+    let width = shown
+        .iter()
+        .map(|s| s.key.len() + s.value.len() + 3)
+        .max()
+        .unwrap_or(0);
+    for s in &shown {
+        let assignment = format!("{} = {}", s.key, s.value);
+        println!("{assignment:<width$}  # {}", s.source);
+    }
+    Ok(())
+}

@@ -77,13 +77,13 @@ async fn discover_run_fetches_openapi_urls() {
     assert_eq!(list[0]["status"], "failed", "{list}");
 
     // A failed request does not block a new one; this time the switch allows loopback, and
-    // the URL comes from the environment (space-separated, next to an unusable one).
+    // the URL comes from the environment (comma-separated, next to an unusable one).
     let (ok, out, err) = slovo(&["--json", "resolve", "air quality in Paris"], &[]);
     assert!(ok, "{err}");
     let gap: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(gap["discovery"]["created"], true, "{gap}");
     assert_ne!(gap["discovery"]["id"], id.as_str());
-    let urls = format!("{url} ftp://example.org/openapi.json");
+    let urls = format!("{url},ftp://example.org/openapi.json");
     let (ok, out, err) = slovo(
         &["--json", "discover", "run"],
         &[

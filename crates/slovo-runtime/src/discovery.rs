@@ -68,8 +68,10 @@ pub struct DiscoveryRef {
 /// runtime; that works whether the caller is inside a runtime or not.
 #[derive(Debug, Clone)]
 pub struct UrlFetcher {
-    /// Allow loopback, private and link-local addresses (`SLOVO_HTTP_ALLOW_PRIVATE=1`).
+    /// Allow loopback, private and link-local addresses (`http.allow_private`).
     pub allow_private_addresses: bool,
+    /// Which addresses count as public (`egress.also_public`).
+    pub public: slovo_core::net::PublicPolicy,
     /// Largest document accepted, in bytes.
     pub max_bytes: usize,
 }
@@ -78,18 +80,8 @@ impl Default for UrlFetcher {
     fn default() -> Self {
         UrlFetcher {
             allow_private_addresses: false,
+            public: slovo_core::net::PublicPolicy::strict(),
             max_bytes: slovo_openapi::DEFAULT_MAX_DOCUMENT_BYTES,
-        }
-    }
-}
-
-impl UrlFetcher {
-    /// The default fetcher, allowing private addresses when `SLOVO_HTTP_ALLOW_PRIVATE=1`
-    /// (the switch the HTTP backend and `slovo openapi import URL` read).
-    pub fn from_env() -> UrlFetcher {
-        UrlFetcher {
-            allow_private_addresses: std::env::var("SLOVO_HTTP_ALLOW_PRIVATE").as_deref() == Ok("1"),
-            ..UrlFetcher::default()
         }
     }
 }
@@ -98,14 +90,20 @@ impl RemoteFetcher for UrlFetcher {
     fn fetch(&self, url: &url::Url) -> std::result::Result<Vec<u8>, String> {
         slovo_sandbox::http::ensure_tls_provider();
         let link = url.to_string();
-        let (allow, max) = (self.allow_private_addresses, self.max_bytes);
+        let allow = self.allow_private_addresses;
+        let config = slovo_sandbox::http::HttpConfig {
+            max_response_bytes: self.max_bytes,
+            allow_private_addresses: allow,
+            public: self.public.clone(),
+            ..slovo_sandbox::http::HttpConfig::default()
+        };
         let fetched = std::thread::scope(|s| {
             s.spawn(|| {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .map_err(|e| format!("cannot start a runtime for the download: {e}"))?;
-                rt.block_on(slovo_sandbox::http::fetch_document(&link, max, allow))
+                rt.block_on(slovo_sandbox::http::fetch_document_with(&link, &config))
             })
             .join()
             .unwrap_or_else(|_| Err("the download panicked".to_string()))
@@ -117,7 +115,7 @@ impl RemoteFetcher for UrlFetcher {
                 let why = e.strip_prefix(&format!("{link}: ")).unwrap_or(&e).to_string();
                 if !allow && why.contains("not a public address") {
                     Err(format!(
-                        "{why} (discovery fetches public addresses only; SLOVO_HTTP_ALLOW_PRIVATE=1 allows private ones)"
+                        "{why} (discovery fetches public addresses only; `http.allow_private` or `egress.also_public` in the configuration allows others)"
                     ))
                 } else {
                     Err(why)

@@ -116,6 +116,14 @@ pub enum RuntimeError {
     /// An OpenAPI document that cannot be imported.
     #[error(transparent)]
     OpenApi(#[from] slovo_openapi::IngestError),
+    /// A document could not be fetched (refused address, network error, too large).
+    #[error("failed to fetch {url}: {reason}")]
+    Fetch {
+        /// The URL asked for.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// The audit chain does not verify.
     #[error("audit trail is broken: {0}")]
     AuditBroken(#[from] ChainError),
@@ -156,6 +164,7 @@ impl RuntimeError {
         match self {
             RuntimeError::InvalidManifest(_)
             | RuntimeError::OpenApi(_)
+            | RuntimeError::Fetch { .. }
             | RuntimeError::InvalidBundle { .. }
             | RuntimeError::BundleEntry { .. }
             | RuntimeError::Grant { .. }

@@ -41,7 +41,7 @@ pub use discovery::{
 };
 pub use error::{ErrorKind, RuntimeError};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
-pub use secrets::{LLM_SECRETS, SECRET_KEY_ENV};
+pub use secrets::LLM_SECRETS;
 pub use slovo_discovery::sources::SourceConfig;
 pub use views::{AuditReport, ToolSummary, ToolView, VersionView};
 
@@ -84,11 +84,27 @@ pub fn create_data_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What the runtime takes from the configuration (`slovo-config`), beyond its store, backends
+/// and data directory.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeSettings {
+    /// The key that seals secrets, as 64 hex characters, instead of the key file in the data
+    /// directory. By default, none (the key file, created on first use).
+    pub secret_key: Option<zeroize::Zeroizing<String>>,
+    /// Let OpenAPI documents be fetched from private and loopback addresses. By default,
+    /// `false`.
+    pub http_allow_private: bool,
+    /// Which addresses count as public for fetches (the same policy the backends apply to
+    /// tools). By default, globally routable addresses only.
+    pub public: slovo_core::net::PublicPolicy,
+}
+
 /// The runtime: store + backends + data directory.
 pub struct Runtime {
     store: Store,
     backends: Backends,
     data_dir: PathBuf,
+    settings: RuntimeSettings,
     /// Parsed manifests and compiled argument validators, by (tool, version). A version's
     /// manifest never changes once imported, so entries never go stale.
     compiled: RwLock<HashMap<(String, String), Arc<CompiledTool>>>,
@@ -111,6 +127,7 @@ impl Runtime {
             store,
             backends,
             data_dir: data_dir.into(),
+            settings: RuntimeSettings::default(),
             compiled: RwLock::default(),
             serving: RwLock::default(),
             inflight: Mutex::default(),
@@ -118,6 +135,46 @@ impl Runtime {
             discovery: discovery::DiscoveryCache::default(),
         }
         .with_instance_id()
+    }
+
+    /// The same runtime with `settings`.
+    pub fn with_settings(mut self, settings: RuntimeSettings) -> Runtime {
+        self.settings = settings;
+        self
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &RuntimeSettings {
+        &self.settings
+    }
+
+    /// Fetches an OpenAPI document from an http(s) URL under the configured address policy
+    /// (public addresses and `egress.also_public`, or any with `http.allow_private`), checked
+    /// on every resolution and redirect. Every front end fetches through this one operation.
+    pub async fn fetch_openapi(&self, url: &str) -> Result<slovo_openapi::Source> {
+        let config = slovo_sandbox::http::HttpConfig {
+            max_response_bytes: slovo_openapi::DEFAULT_MAX_DOCUMENT_BYTES,
+            allow_private_addresses: self.settings.http_allow_private,
+            public: self.settings.public.clone(),
+            ..slovo_sandbox::http::HttpConfig::default()
+        };
+        let (final_url, bytes) = slovo_sandbox::http::fetch_document_with(url, &config)
+            .await
+            .map_err(|reason| RuntimeError::Fetch {
+                url: url.to_string(),
+                reason,
+            })?;
+        Ok(slovo_openapi::Source::from_url(final_url, bytes))
+    }
+
+    /// The fetcher the discovery worker uses for `discovery.openapi_urls`, under the same
+    /// policy as [`Runtime::fetch_openapi`].
+    pub fn url_fetcher(&self) -> UrlFetcher {
+        UrlFetcher {
+            allow_private_addresses: self.settings.http_allow_private,
+            public: self.settings.public.clone(),
+            ..UrlFetcher::default()
+        }
     }
 
     /// The identity this runtime records on executions: kept in `instance-id` in the data

@@ -1,6 +1,6 @@
 //! Secrets encrypted at rest with XChaCha20-Poly1305.
 //!
-//! The 32-byte key comes from `SLOVO_SECRET_KEY` (64 hex characters) or from the file
+//! The 32-byte key comes from the configuration's `secret_key` (`SLOVO_SECRET_KEY`, 64 hex characters) or from the file
 //! `secret.key` in the data directory, created with mode 0600 on first use. The database only
 //! ever holds nonces and ciphertexts; the associated data binds each ciphertext to its tool and
 //! name, so a row copied onto another tool or name does not decrypt.
@@ -20,8 +20,6 @@ use zeroize::Zeroizing;
 
 use crate::{Actor, Result, Runtime, RuntimeError};
 
-/// Environment variable that may hold the key (hex).
-pub const SECRET_KEY_ENV: &str = "SLOVO_SECRET_KEY";
 const KEY_FILE: &str = "secret.key";
 /// The secrets namespace of the LLM analysis provider (`slovo secret set _llm api_key`).
 pub const LLM_SECRETS: &str = "_llm";
@@ -39,20 +37,21 @@ fn valid_secret_name(name: &str) -> bool {
 }
 
 /// Loads the key, creating the key file if neither it nor the variable exists.
-fn load_key(data_dir: &Path) -> Result<Zeroizing<[u8; 32]>> {
+fn load_key(data_dir: &Path, configured: Option<&str>) -> Result<Zeroizing<[u8; 32]>> {
     let invalid = |why: String| RuntimeError::Conflict {
         tool: "-".into(),
         reason: why,
     };
     let mut key = Zeroizing::new([0u8; 32]);
-    if let Ok(hex_key) = std::env::var(SECRET_KEY_ENV) {
+    if let Some(hex_key) = configured {
         let bytes = Zeroizing::new(
-            hex::decode(hex_key.trim()).map_err(|_| invalid(format!("{SECRET_KEY_ENV} is not hex")))?,
+            hex::decode(hex_key.trim())
+                .map_err(|_| invalid("the configured secret_key is not hex".into()))?,
         );
         if bytes.len() != 32 {
-            return Err(invalid(format!(
-                "{SECRET_KEY_ENV} must be 32 bytes (64 hex characters)"
-            )));
+            return Err(invalid(
+                "the configured secret_key must be 32 bytes (64 hex characters)".into(),
+            ));
         }
         key.copy_from_slice(&bytes);
         return Ok(key);
@@ -102,7 +101,10 @@ fn load_key(data_dir: &Path) -> Result<Zeroizing<[u8; 32]>> {
 
 impl Runtime {
     fn cipher(&self) -> Result<XChaCha20Poly1305> {
-        let key = load_key(&self.data_dir)?;
+        let key = load_key(
+            &self.data_dir,
+            self.settings.secret_key.as_deref().map(String::as_str),
+        )?;
         XChaCha20Poly1305::new_from_slice(key.as_ref()).map_err(|_| RuntimeError::Conflict {
             tool: "-".into(),
             reason: "bad secret key length".into(),

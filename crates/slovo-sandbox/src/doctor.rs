@@ -71,13 +71,18 @@ fn first_existing(paths: &[&str]) -> Option<PathBuf> {
     paths.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-/// Probes this host, for a process backend with the default configuration (no weaker tier).
+/// Probes this host, for a process backend with the default configuration (no weaker tier)
+/// and the Docker daemon at its default socket.
 pub fn probe() -> HostReport {
-    probe_with(false, None)
+    probe_with(false, None, DEFAULT_DOCKER_HOST)
 }
 
-/// Probes this host, for a process backend with `allow_weaker` and `cgroup_parent`.
-pub fn probe_with(allow_weaker: bool, cgroup_parent: Option<&Path>) -> HostReport {
+/// The Docker daemon [`probe`] asks.
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Probes this host, for a process backend with `allow_weaker` and `cgroup_parent`, and the
+/// Docker daemon at `docker_host`.
+pub fn probe_with(allow_weaker: bool, cgroup_parent: Option<&Path>, docker_host: &str) -> HostReport {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
         .trim()
@@ -142,7 +147,7 @@ pub fn probe_with(allow_weaker: bool, cgroup_parent: Option<&Path>) -> HostRepor
     };
     backends.push(process);
     backends.push(wasm_report());
-    backends.push(docker_report());
+    backends.push(docker_report(docker_host));
     HostReport {
         kernel,
         root,
@@ -183,13 +188,12 @@ fn wasm_report() -> BackendReport {
     }
 }
 
-/// The Docker backend's verdict: whether the daemon (`DOCKER_HOST` or the default socket)
+/// The Docker backend's verdict: whether the daemon at `host`
 /// answers, asked once, without an async runtime.
-fn docker_report() -> BackendReport {
+fn docker_report(host: &str) -> BackendReport {
     #[cfg(all(feature = "docker", target_os = "linux"))]
     {
-        let host = crate::docker::daemon::host();
-        match crate::docker::daemon::probe_blocking() {
+        match crate::docker::daemon::probe_blocking(host) {
             Ok(facts) => BackendReport {
                 kind: "docker".into(),
                 verdict: Verdict::Ready,

@@ -388,15 +388,9 @@ async fn import_openapi(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(Role::Admin)?;
     let b = json_body(body)?;
-    let max = slovo_openapi::DEFAULT_MAX_DOCUMENT_BYTES;
     let source = match (b.document, b.url) {
         (Some(doc), None) => slovo_openapi::Source::from_bytes("request body", doc.into_bytes()),
-        (None, Some(url)) => {
-            let (final_url, bytes) = slovo_sandbox::http::fetch_document(&url, max, false)
-                .await
-                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "fetch_failed", e))?;
-            slovo_openapi::Source::from_url(final_url, bytes)
-        }
+        (None, Some(url)) => state.runtime.fetch_openapi(&url).await?,
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_input",

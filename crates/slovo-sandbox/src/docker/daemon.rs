@@ -11,18 +11,11 @@ use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use super::container::{LABEL_MANAGED, LABEL_PID, LABEL_PID_START};
 use super::error::{DockerError, Result, is_not_found};
 
-/// The default socket when `DOCKER_HOST` is not set.
+/// The daemon's socket unless configured otherwise (`docker.host`, or `DOCKER_HOST`, read by
+/// the configuration).
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
-/// Where the daemon is looked for: `DOCKER_HOST`, or the default socket.
-pub fn host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| DEFAULT_HOST.to_string())
-}
-
-/// A client for the daemon at `host` (`unix://…`, `tcp://…`; see [`host`]), with the API
+/// A client for the daemon at `host` (`unix://…`, `tcp://…`), with the API
 /// version negotiated (older daemons speak older API versions). Fails with
 /// [`DockerError::Unavailable`] if the daemon does not answer.
 pub async fn connect(host: &str) -> Result<Docker> {
@@ -50,10 +43,9 @@ pub struct DaemonFacts {
     pub api_version: String,
 }
 
-/// Asks the daemon at [`host`] for its version, without an async runtime (for `slovo doctor`).
+/// Asks the daemon at `host` for its version, without an async runtime (for `slovo doctor`).
 /// Speaks plain HTTP/1.0 over the unix socket or TCP; other transports are reported as such.
-pub fn probe_blocking() -> Result<DaemonFacts, String> {
-    let host = host();
+pub fn probe_blocking(host: &str) -> Result<DaemonFacts, String> {
     let request = b"GET /version HTTP/1.0\r\nHost: docker\r\n\r\n";
     let timeout = Some(Duration::from_secs(3));
     let mut response = Vec::new();

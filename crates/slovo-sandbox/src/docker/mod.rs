@@ -82,7 +82,7 @@ pub struct DockerConfig {
     /// accounting parent. By default, `slovo-docker`.
     pub cgroup_root: String,
     /// The daemon's address (`unix:///var/run/docker.sock`, `tcp://host:2375`). By default,
-    /// `DOCKER_HOST` or the default socket ([`daemon::host`]).
+    /// the default socket ([`daemon::DEFAULT_HOST`]) unless configured.
     pub host: String,
     /// Run tools with a storage grant even where the quota cannot be enforced (not root, no
     /// loop devices or `mkfs.ext4`): `/data` is then an unbounded directory. By default, no.
@@ -104,7 +104,7 @@ impl DockerConfig {
             stderr_limit: 256 * 1024,
             allowed_registries: Vec::new(),
             cgroup_root: "slovo-docker".to_string(),
-            host: daemon::host(),
+            host: daemon::DEFAULT_HOST.to_string(),
             allow_weaker: false,
             egress: egress::EgressNetwork::default(),
         }

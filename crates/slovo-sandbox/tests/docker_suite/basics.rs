@@ -207,7 +207,7 @@ async fn without_a_daemon_calls_fail_with_the_reason() {
 async fn containers_left_by_a_dead_process_are_removed_at_start_up() {
     require_docker!();
     let _sb = Sandbox::new().await;
-    let docker = daemon::connect(&daemon::host()).await.unwrap();
+    let docker = daemon::connect(daemon::DEFAULT_HOST).await.unwrap();
     // A process that is gone: its pid no longer runs (or runs with another start time).
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();

@@ -112,7 +112,7 @@ fn chain_rules() -> String {
 
 /// The environment of the running container of `execution_id`, waiting (bounded) for it.
 async fn env_of_running(execution_id: &str) -> HashMap<String, String> {
-    let docker = daemon::connect(&daemon::host()).await.unwrap();
+    let docker = daemon::connect(daemon::DEFAULT_HOST).await.unwrap();
     let mut filters = HashMap::new();
     filters.insert(
         "label".to_string(),
@@ -264,7 +264,7 @@ async fn dns_queries_reach_no_resolver() {
     let w = World::new().await;
     // The gateway is the container's configured DNS server (where the embedded DNS would
     // forward names it does not know): listen there, as a resolver on the host would.
-    let docker = daemon::connect(&daemon::host()).await.unwrap();
+    let docker = daemon::connect(daemon::DEFAULT_HOST).await.unwrap();
     ensure_network(&docker, &w.sb.backend.config().egress)
         .await
         .unwrap();

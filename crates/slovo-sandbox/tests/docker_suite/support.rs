@@ -32,11 +32,12 @@ macro_rules! require_docker {
 
 /// Panics with a clear message if no daemon answers.
 pub fn assert_daemon() {
-    if let Err(e) = slovo_sandbox::docker::daemon::probe_blocking() {
+    if let Err(e) = slovo_sandbox::docker::daemon::probe_blocking(slovo_sandbox::docker::daemon::DEFAULT_HOST)
+    {
         panic!(
             "no Docker daemon answers at {} ({e}): run scripts/ci-docker-setup.sh (as root), or set \
              SLOVO_TEST_SKIP_DOCKER=1 to skip the Docker tests",
-            slovo_sandbox::docker::daemon::host()
+            slovo_sandbox::docker::daemon::DEFAULT_HOST
         );
     }
 }
@@ -245,7 +246,7 @@ impl Sandbox {
 
     /// Containers of this sandbox's tools still known to the daemon.
     pub async fn containers(&self) -> Vec<String> {
-        let docker = slovo_sandbox::docker::daemon::connect(&slovo_sandbox::docker::daemon::host())
+        let docker = slovo_sandbox::docker::daemon::connect(slovo_sandbox::docker::daemon::DEFAULT_HOST)
             .await
             .unwrap();
         let mut filters = HashMap::new();
