@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""A stand-in for the light controller of openapi.yaml, on 127.0.0.1:8742 (or the port given).
+
+    python3 examples/home-lights/device.py [PORT]
+"""
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LIGHTS = {room: {"room": room, "on": False, "brightness": 100} for room in ("kitchen", "hall", "bedroom")}
+
+
+class Device(BaseHTTPRequestHandler):
+    def answer(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def room(self):
+        parts = self.path.split("?")[0].strip("/").split("/")
+        return parts[1] if len(parts) == 2 and parts[0] == "lights" else None
+
+    def do_GET(self):
+        if self.path.split("?")[0].rstrip("/") == "/lights":
+            return self.answer(200, list(LIGHTS.values()))
+        room = self.room()
+        if room in LIGHTS:
+            return self.answer(200, LIGHTS[room])
+        self.answer(404, {"error": "no such light"})
+
+    def do_PUT(self):
+        room = self.room()
+        if room not in LIGHTS:
+            return self.answer(404, {"error": "no such light"})
+        try:
+            change = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            LIGHTS[room]["on"] = bool(change["on"])
+            if "brightness" in change:
+                LIGHTS[room]["brightness"] = int(change["brightness"])
+        except (ValueError, KeyError, TypeError):
+            return self.answer(400, {"error": "expected {\"on\": true|false, \"brightness\": 1..100}"})
+        self.answer(200, LIGHTS[room])
+
+    def log_message(self, *args):
+        pass
+
+
+if __name__ == "__main__":
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8742
+    ThreadingHTTPServer(("127.0.0.1", port), Device).serve_forever()
