@@ -386,6 +386,17 @@ async fn audit_verify_fails_with_exit_7_after_tampering() {
         env.ok(&["tool", "disable", "unit-converter"]);
         assert!(env.ok(&["audit", "verify"]).contains("4 events"));
         let store = Store::connect(&env.url).await.unwrap();
+        // The database refuses the edit until its guard is dropped, as an attacker would.
+        let err = store
+            .execute_raw("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 2")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        let drop_guard = match store.kind() {
+            slovo_store::DbKind::Sqlite => "DROP TRIGGER audit_events_no_update",
+            slovo_store::DbKind::Postgres => "DROP TRIGGER audit_events_no_update ON audit_events",
+        };
+        store.execute_raw(drop_guard).await.unwrap();
         store
             .execute_raw("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 2")
             .await
