@@ -69,14 +69,13 @@ pub(crate) struct Checkpoints {
 
 impl Checkpoints {
     pub(crate) fn new(store: Store, data_dir: PathBuf) -> Arc<Checkpoints> {
-        let cp = Arc::new(Checkpoints {
+        Arc::new(Checkpoints {
             store,
             data_dir,
             done: AtomicI64::new(0),
             busy: AtomicBool::new(false),
             write: tokio::sync::Mutex::new(()),
-        });
-        cp
+        })
     }
 
     /// Every [`CHECKPOINT_INTERVAL`], checkpoints what this runtime appended since its last
