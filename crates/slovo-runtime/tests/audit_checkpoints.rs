@@ -511,6 +511,15 @@ async fn a_rolled_back_or_missing_checkpoint_log_is_detected() {
                 ..
             }
         ));
+        // Once that log reaches the recorded number, its line there is not the recorded one.
+        h.calls(1).await;
+        assert_eq!(h.checkpoint().await, 8);
+        assert_eq!(
+            h.broken().await,
+            ChainError::CheckpointLogReplaced { n: 2 },
+            "{}",
+            h.label
+        );
     }
 }
 
