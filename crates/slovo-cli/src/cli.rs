@@ -315,8 +315,11 @@ pub enum ExecutionCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Walk the hash chain and report the first event that does not fit.
+    /// Walk the hash chain, compare it with the signed checkpoints outside the database, and
+    /// report the first thing that does not fit.
     Verify,
+    /// Sign a checkpoint of the chain's head now (checked to extend the newest checkpoint).
+    Checkpoint,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,16 @@ use crate::{exit, render};
 pub struct UsageError(pub String);
 
 pub async fn dispatch(rt: &Runtime, cli: &Cli, config: &slovo_config::Config) -> anyhow::Result<u8> {
+    let code = dispatch_command(rt, cli, config).await;
+    // Whatever the outcome, events this command appended get their signed checkpoint before
+    // the process ends (docs/audit.md). A failure to write it does not undo the command.
+    if let Err(e) = rt.flush_audit_checkpoints().await {
+        tracing::warn!("failed to write the audit checkpoint: {e}");
+    }
+    code
+}
+
+async fn dispatch_command(rt: &Runtime, cli: &Cli, config: &slovo_config::Config) -> anyhow::Result<u8> {
     let actor = Actor::cli();
     let json = cli.json;
     match &cli.command {
@@ -38,6 +48,11 @@ pub async fn dispatch(rt: &Runtime, cli: &Cli, config: &slovo_config::Config) ->
         Command::Audit(AuditCommand::Verify) => {
             let report = rt.verify_audit().await?;
             render::audit(&report, json)?;
+            Ok(exit::OK)
+        }
+        Command::Audit(AuditCommand::Checkpoint) => {
+            let written = rt.checkpoint_audit().await?;
+            render::checkpoint(written.as_ref(), json)?;
             Ok(exit::OK)
         }
         Command::Token(cmd) => token(rt, cmd, &actor, json).await,

@@ -279,9 +279,33 @@ pub fn execution(e: &ExecutionRow, json: bool) -> anyhow::Result<()> {
 
 pub fn audit(r: &AuditReport, json: bool) -> anyhow::Result<()> {
     if json {
-        return print_json(&json!({"ok": true, "events": r.events, "head_hash": r.head_hash}));
+        return print_json(&json!({"ok": true, "events": r.events, "head_hash": r.head_hash,
+            "checkpoints": r.checkpoints, "checkpoint_seq": r.checkpoint_seq,
+            "unchecked_events": r.unchecked_events}));
     }
     println!("audit trail verified: {} events, head {}", r.events, r.head_hash);
+    if r.checkpoints == 0 {
+        println!("no signed checkpoint yet: nothing outside the database vouches for these events");
+    } else {
+        println!(
+            "{} signed checkpoints; the newest covers event {} ({} events since)",
+            r.checkpoints, r.checkpoint_seq, r.unchecked_events
+        );
+    }
+    Ok(())
+}
+
+pub fn checkpoint(c: Option<&slovo_core::audit::checkpoint::Checkpoint>, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&json!({"written": c}));
+    }
+    match c {
+        Some(c) => println!(
+            "audit checkpoint {} written: event {}, hash {}",
+            c.n, c.seq, c.hash
+        ),
+        None => println!("the newest audit checkpoint already covers the chain's head"),
+    }
     Ok(())
 }
 

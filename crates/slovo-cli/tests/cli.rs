@@ -386,6 +386,17 @@ async fn audit_verify_fails_with_exit_7_after_tampering() {
         env.ok(&["tool", "disable", "unit-converter"]);
         assert!(env.ok(&["audit", "verify"]).contains("4 events"));
         let store = Store::connect(&env.url).await.unwrap();
+        // The database refuses the edit until its guard is dropped, as an attacker would.
+        let err = store
+            .execute_raw("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 2")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        let drop_guard = match store.kind() {
+            slovo_store::DbKind::Sqlite => "DROP TRIGGER audit_events_no_update",
+            slovo_store::DbKind::Postgres => "DROP TRIGGER audit_events_no_update ON audit_events",
+        };
+        store.execute_raw(drop_guard).await.unwrap();
         store
             .execute_raw("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 2")
             .await
@@ -394,6 +405,62 @@ async fn audit_verify_fails_with_exit_7_after_tampering() {
         let out = env.slovo(&["audit", "verify"]);
         assert_eq!(code(&out), 7, "{}", stderr(&out));
         assert!(stderr(&out).contains("audit event 2"), "{}", stderr(&out));
+    }
+}
+
+#[tokio::test]
+async fn each_command_that_appends_leaves_a_signed_checkpoint_and_verify_catches_truncation() {
+    for env in envs().await {
+        let log = env.data.join(slovo_runtime::CHECKPOINT_LOG_FILE);
+        let lines = || std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+        env.ok(&["tool", "import", shared("unit-converter.yaml").to_str().unwrap()]);
+        assert_eq!(lines(), 1, "{}", env.label);
+        env.ok(&["tool", "approve", "unit-converter"]);
+        env.ok(&["tool", "disable", "unit-converter"]);
+        assert_eq!(lines(), 3, "{}", env.label);
+        // Commands that append nothing write no checkpoint.
+        env.ok(&["tool", "list"]);
+        env.ok(&["audit", "checkpoint"]);
+        assert_eq!(lines(), 3, "{}", env.label);
+        let report = env.json(&["audit", "verify"]);
+        assert_eq!(report["events"], 4, "{}", env.label);
+        assert_eq!(report["checkpoints"], 3);
+        assert_eq!(report["unchecked_events"], 0);
+
+        // With write access to the database: drop the guards, delete the newest events and
+        // move the head back. The chain still links; the checkpoint outside does not agree.
+        let store = Store::connect(&env.url).await.unwrap();
+        let keep = store.audit_page(0, 2).await.unwrap();
+        for (trigger, table) in [
+            ("audit_events_no_delete", "audit_events"),
+            ("audit_head_forward_only", "audit_head"),
+        ] {
+            let sql = match store.kind() {
+                slovo_store::DbKind::Sqlite => format!("DROP TRIGGER {trigger}"),
+                slovo_store::DbKind::Postgres => format!("DROP TRIGGER {trigger} ON {table}"),
+            };
+            store.execute_raw(&sql).await.unwrap();
+        }
+        store
+            .execute_raw("DELETE FROM audit_events WHERE seq > 2")
+            .await
+            .unwrap();
+        store
+            .execute_raw(&format!(
+                "UPDATE audit_head SET seq = 2, hash = '{}' WHERE id = 1",
+                keep[1].hash
+            ))
+            .await
+            .unwrap();
+        store.close().await;
+        let out = env.slovo(&["audit", "verify"]);
+        assert_eq!(code(&out), 7, "{}", stderr(&out));
+        assert!(stderr(&out).contains("truncated"), "{}", stderr(&out));
+        assert!(stderr(&out).contains("events 3 to 4 deleted"), "{}", stderr(&out));
+        // Nor will it sign the shortened chain.
+        let out = env.slovo(&["audit", "checkpoint"]);
+        assert_eq!(code(&out), 7, "{}", stderr(&out));
+        assert_eq!(lines(), 3, "{}", env.label);
     }
 }
 

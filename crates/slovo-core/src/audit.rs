@@ -3,6 +3,13 @@
 //! Every event stores the hash of the previous event and the hash of its own content, which
 //! covers the previous hash. Editing, deleting or reordering any stored event therefore breaks
 //! the chain at that event, and [`verify_chain`] names the first one that does not fit.
+//!
+//! A chain that only the database holds cannot catch someone who rewrites the database: they
+//! can truncate it and move the head, or recompute every hash after an edit. [`checkpoint`]
+//! signs the head with a key kept outside the database, and the variants of [`ChainError`]
+//! from `CheckpointMismatch` on name what a comparison with those checkpoints found.
+
+pub mod checkpoint;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -82,16 +89,126 @@ pub enum ChainError {
         /// The head's record.
         head_seq: i64,
     },
+    /// A signed checkpoint records another hash for this event: the trail was rewritten and
+    /// every later hash recomputed (so the chain itself still links).
+    #[error(
+        "audit event {seq}: its hash differs from signed checkpoint {checkpoint} (rewritten: \
+         events after {last_good} were changed and their hashes recomputed)"
+    )]
+    CheckpointMismatch {
+        /// The checkpointed event.
+        seq: i64,
+        /// The checkpoint's number in the log.
+        checkpoint: i64,
+        /// The newest earlier checkpointed event that still matches (0 when none).
+        last_good: i64,
+    },
+    /// The trail ends before an event a signed checkpoint records: events at the end were
+    /// deleted and the head moved back.
+    #[error(
+        "audit trail truncated: it ends at event {head_seq} but signed checkpoint {checkpoint} \
+         records event {checkpoint_seq} (events {} to {checkpoint_seq} deleted)",
+        .head_seq + 1
+    )]
+    BehindCheckpoint {
+        /// The database's head.
+        head_seq: i64,
+        /// The newest checkpoint's number in the log.
+        checkpoint: i64,
+        /// The event it records.
+        checkpoint_seq: i64,
+    },
+    /// The checkpoint log is missing or empty although checkpoints were written, or the trail
+    /// is longer than could ever be left without one.
+    #[error(
+        "checkpoint log missing: the database holds {head_seq} audit events{}",
+        match .recorded { Some(n) => format!(" and recorded checkpoint {n} of this installation's log"), None => " and no checkpoint covers them".to_string() }
+    )]
+    CheckpointLogMissing {
+        /// The database's head.
+        head_seq: i64,
+        /// The newest checkpoint the database recorded for this key, if any.
+        recorded: Option<i64>,
+    },
+    /// The checkpoint log is shorter than the database recorded: an older copy was restored
+    /// (or lines were cut off its end).
+    #[error(
+        "checkpoint log rolled back: it ends at checkpoint {log_n} (event {log_seq}) but the \
+         database recorded checkpoint {recorded_n} (event {recorded_seq})"
+    )]
+    CheckpointLogRolledBack {
+        /// The log's newest checkpoint (0 when empty).
+        log_n: i64,
+        /// The event it records.
+        log_seq: i64,
+        /// The newest checkpoint the database recorded.
+        recorded_n: i64,
+        /// The event that one records.
+        recorded_seq: i64,
+    },
+    /// The log holds a checkpoint under the number the database recorded, but not the same
+    /// line: the log was replaced by another one.
+    #[error("checkpoint log replaced: its checkpoint {n} is not the one the database recorded")]
+    CheckpointLogReplaced {
+        /// The checkpoint number.
+        n: i64,
+    },
+    /// A checkpoint whose signature does not verify with this installation's key.
+    #[error("checkpoint {n} (event {seq}): bad signature: {reason}")]
+    CheckpointBadSignature {
+        /// The checkpoint's number in the log.
+        n: i64,
+        /// The event it claims to record.
+        seq: i64,
+        /// Why.
+        reason: String,
+    },
+    /// A line of the checkpoint log that is not a well-formed link of its chain.
+    #[error("checkpoint log broken at line {line}: {reason}")]
+    CheckpointLogBroken {
+        /// The line (from 1).
+        line: i64,
+        /// Why.
+        reason: String,
+    },
+    /// The checkpoint key cannot be used to verify (missing while a log exists, unreadable,
+    /// or not a key).
+    #[error("checkpoint key unusable: {reason}")]
+    CheckpointKey {
+        /// Why.
+        reason: String,
+    },
+    /// An execution event whose execution record is gone or no longer matches the digests
+    /// the event carries.
+    #[error("audit event {seq}: execution {execution_id} {problem}")]
+    ExecutionRecord {
+        /// The event.
+        seq: i64,
+        /// The execution it records.
+        execution_id: String,
+        /// What does not match.
+        problem: String,
+    },
 }
 
 impl ChainError {
-    /// The first event that does not fit.
+    /// The first event that does not fit; 0 when the fault is in the checkpoint log or its key
+    /// rather than at an event of the trail.
     pub fn seq(&self) -> i64 {
         match self {
             ChainError::ContentMismatch { seq }
             | ChainError::BrokenLink { seq, .. }
-            | ChainError::BadSequence { seq, .. } => *seq,
+            | ChainError::BadSequence { seq, .. }
+            | ChainError::ExecutionRecord { seq, .. } => *seq,
             ChainError::Truncated { last_seq, .. } => last_seq + 1,
+            ChainError::CheckpointMismatch { last_good, .. } => last_good + 1,
+            ChainError::BehindCheckpoint { head_seq, .. } => head_seq + 1,
+            ChainError::CheckpointLogMissing { .. }
+            | ChainError::CheckpointLogRolledBack { .. }
+            | ChainError::CheckpointLogReplaced { .. }
+            | ChainError::CheckpointBadSignature { .. }
+            | ChainError::CheckpointLogBroken { .. }
+            | ChainError::CheckpointKey { .. } => 0,
         }
     }
 }
@@ -114,6 +231,14 @@ impl Default for ChainVerifier {
 }
 
 impl ChainVerifier {
+    /// A verifier that continues a chain already checked up to event `seq` with hash `hash`.
+    pub fn resume(seq: i64, hash: &str) -> ChainVerifier {
+        ChainVerifier {
+            expected_seq: seq + 1,
+            prev_hash: hash.to_string(),
+        }
+    }
+
     /// Checks the next event.
     pub fn push(&mut self, e: &AuditEvent) -> Result<(), ChainError> {
         let recomputed = event_hash(

@@ -292,7 +292,8 @@ impl Runtime {
             "limits": spec.limits,
             "network": spec.network,
         });
-        self.store
+        let event = self
+            .store
             .finish_call(
                 &id,
                 &result,
@@ -305,6 +306,7 @@ impl Runtime {
             )
             .await?;
         guard.complete();
+        self.checkpoints.after_append(event.seq);
         info!(execution = %id, tool = %tool.name, capability = %capability.name, %status, duration_ms, "call finished");
         // The record as stored, built from what was just written rather than read back.
         Ok(ExecutionRow {

@@ -11,7 +11,8 @@
 //!   running → sandbox spec from the grant → backend → record the result → audit);
 //! - capability gaps and discovery: [`Runtime::resolve`], [`Runtime::discovery_requests`],
 //!   [`Runtime::run_discovery_once`], [`Runtime::reject_request`];
-//! - the audit trail: [`Runtime::verify_audit`].
+//! - the audit trail: [`Runtime::verify_audit`], and its signed checkpoints outside the
+//!   database: [`Runtime::checkpoint_audit`], [`Runtime::flush_audit_checkpoints`].
 //!
 //! Architecture invariant: no front end re-implements validation, permission checks or
 //! logging; each transition is one store transaction with exactly one audit event.
@@ -20,6 +21,7 @@
 mod access;
 mod bundle;
 mod call;
+mod checkpoint;
 mod discovery;
 mod error;
 mod lifecycle;
@@ -36,6 +38,9 @@ use slovo_store::Store;
 pub use access::NewToken;
 pub use bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
 pub use call::{CallRequest, CompiledTool};
+pub use checkpoint::{
+    CHECKPOINT_EVERY_EVENTS, CHECKPOINT_INTERVAL, CHECKPOINT_KEY_FILE, CHECKPOINT_LOG_FILE,
+};
 pub use discovery::{
     DEFAULT_RESOLVE_LIMIT, DiscoveryRef, DiscoveryRun, ResolveOutcome, STALE_SEARCH_MS, UrlFetcher,
 };
@@ -117,17 +122,22 @@ pub struct Runtime {
     instance_id: String,
     /// The capability index for `resolve`, rebuilt when a tool changes.
     discovery: discovery::DiscoveryCache,
+    /// Signs the audit chain's head into the checkpoint log outside the database.
+    checkpoints: Arc<checkpoint::Checkpoints>,
 }
 
 impl Runtime {
     /// A runtime over `store`, running tools with `backends`, keeping bundles and state under
     /// `data_dir`.
     pub fn new(store: Store, backends: Backends, data_dir: impl Into<PathBuf>) -> Runtime {
+        let data_dir = data_dir.into();
+        let checkpoints = checkpoint::Checkpoints::new(store.clone(), data_dir.clone());
         Runtime {
             store,
             backends,
-            data_dir: data_dir.into(),
+            data_dir,
             settings: RuntimeSettings::default(),
+            checkpoints,
             compiled: RwLock::default(),
             serving: RwLock::default(),
             inflight: Mutex::default(),

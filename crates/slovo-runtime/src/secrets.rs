@@ -56,12 +56,23 @@ fn load_key(data_dir: &Path, configured: Option<&str>) -> Result<Zeroizing<[u8; 
         key.copy_from_slice(&bytes);
         return Ok(key);
     }
-    let path = data_dir.join(KEY_FILE);
-    match std::fs::read(&path) {
+    key_file(&data_dir.join(KEY_FILE), true)?
+        .ok_or_else(|| invalid(format!("no key file in {}", data_dir.display())))
+}
+
+/// Reads a 32-byte key file, which must be readable by its owner only; when it does not exist,
+/// creates it (mode 0600, fresh random bytes) if `create` is set, else returns `None`.
+pub(crate) fn key_file(path: &Path, create: bool) -> Result<Option<Zeroizing<[u8; 32]>>> {
+    let invalid = |why: String| RuntimeError::Conflict {
+        tool: "-".into(),
+        reason: why,
+    };
+    let mut key = Zeroizing::new([0u8; 32]);
+    match std::fs::read(path) {
         Ok(bytes) => {
             let bytes = Zeroizing::new(bytes);
-            let mode = std::fs::metadata(&path)
-                .map_err(|e| RuntimeError::io("stat", &path, e))?
+            let mode = std::fs::metadata(path)
+                .map_err(|e| RuntimeError::io("stat", path, e))?
                 .permissions()
                 .mode();
             if mode & 0o077 != 0 {
@@ -75,6 +86,7 @@ fn load_key(data_dir: &Path, configured: Option<&str>) -> Result<Zeroizing<[u8; 
             }
             key.copy_from_slice(&bytes);
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => return Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             getrandom::fill(key.as_mut()).map_err(|e| {
                 RuntimeError::io(
@@ -83,20 +95,22 @@ fn load_key(data_dir: &Path, configured: Option<&str>) -> Result<Zeroizing<[u8; 
                     std::io::Error::other(e.to_string()),
                 )
             })?;
-            std::fs::create_dir_all(data_dir).map_err(|e| RuntimeError::io("create", data_dir, e))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io("create", dir, e))?;
+            }
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path)
-                .map_err(|e| RuntimeError::io("create", &path, e))?;
+                .open(path)
+                .map_err(|e| RuntimeError::io("create", path, e))?;
             f.write_all(key.as_ref())
-                .map_err(|e| RuntimeError::io("write", &path, e))?;
-            f.sync_all().map_err(|e| RuntimeError::io("sync", &path, e))?;
+                .map_err(|e| RuntimeError::io("write", path, e))?;
+            f.sync_all().map_err(|e| RuntimeError::io("sync", path, e))?;
         }
-        Err(e) => return Err(RuntimeError::io("read", &path, e)),
+        Err(e) => return Err(RuntimeError::io("read", path, e)),
     }
-    Ok(key)
+    Ok(Some(key))
 }
 
 impl Runtime {

@@ -2,7 +2,6 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use slovo_core::audit::ChainVerifier;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::{Grant, Permissions, Widening};
 use slovo_store::{ExecutionFilter, ExecutionRow, ToolRow, VolumeRow};
@@ -75,6 +74,12 @@ pub struct AuditReport {
     pub events: i64,
     /// Hash of the last event.
     pub head_hash: String,
+    /// Signed checkpoints in the log, all verified.
+    pub checkpoints: i64,
+    /// The event the newest checkpoint records (0 when there is none).
+    pub checkpoint_seq: i64,
+    /// Events after the newest checkpoint: the ones a truncation could still remove unseen.
+    pub unchecked_events: i64,
 }
 
 impl Runtime {
@@ -189,31 +194,5 @@ impl Runtime {
                 what: "execution",
                 name: id.to_string(),
             })
-    }
-
-    /// Walks the whole audit chain, page by page; fails naming the first event that does not
-    /// fit (edited, deleted, inserted or reordered).
-    pub async fn verify_audit(&self) -> Result<AuditReport> {
-        const PAGE: i64 = 1000;
-        // Read the head first: events appended while we walk are beyond it and not checked.
-        let (head_seq, head_hash) = self.store.audit_head().await?;
-        let mut verifier = ChainVerifier::default();
-        let mut after = 0;
-        loop {
-            let page = self.store.audit_page(after, PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for e in &page {
-                if e.seq > head_seq {
-                    break;
-                }
-                verifier.push(e)?;
-            }
-            if after >= head_seq || (page.len() as i64) < PAGE {
-                break;
-            }
-        }
-        let events = verifier.finish(head_seq, &head_hash)?;
-        Ok(AuditReport { events, head_hash })
     }
 }

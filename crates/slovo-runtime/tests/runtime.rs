@@ -612,6 +612,19 @@ async fn audit_tampering_is_detected_at_the_first_bad_event() {
         }
         assert_eq!(h.rt.verify_audit().await.unwrap().events, 7);
         let store = h.rt.store();
+        // Whoever tampers with the database drops the triggers that keep events append-only
+        // and the head moving forward first (tests/audit_checkpoints.rs checks they refuse).
+        for (trigger, table) in [
+            ("audit_events_no_update", "audit_events"),
+            ("audit_events_no_delete", "audit_events"),
+            ("audit_head_forward_only", "audit_head"),
+        ] {
+            let sql = match store.kind() {
+                slovo_store::DbKind::Sqlite => format!("DROP TRIGGER {trigger}"),
+                slovo_store::DbKind::Postgres => format!("DROP TRIGGER {trigger} ON {table}"),
+            };
+            store.execute_raw(&sql).await.unwrap();
+        }
         let snapshot = store.audit_page(0, 100).await.unwrap();
         let restore = || async {
             store.execute_raw("DELETE FROM audit_events").await.unwrap();

@@ -107,6 +107,7 @@ pub async fn serve(
         Ok(n) => tracing::warn!(count = n, "recorded calls left running by a crash as interrupted"),
         Err(e) => tracing::error!(error = %e, "failed to recover interrupted calls"),
     }
+    let checkpoint_timer = runtime.spawn_audit_checkpoint_timer();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         shutdown.await;
@@ -129,6 +130,11 @@ pub async fn serve(
         Ok(0) => {}
         Ok(n) => tracing::warn!(count = n, "recorded calls cut short by shutdown as cancelled"),
         Err(e) => tracing::error!(error = %e, "failed to record cancelled calls"),
+    }
+    // The events since the last checkpoint, including those just recorded, get theirs.
+    checkpoint_timer.abort();
+    if let Err(e) = runtime.flush_audit_checkpoints().await {
+        tracing::error!(error = %e, "failed to write the audit checkpoint at shutdown");
     }
     result
 }

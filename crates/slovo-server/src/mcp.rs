@@ -567,6 +567,7 @@ pub async fn serve_stdio(
     runtime: Arc<Runtime>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let checkpoint_timer = runtime.spawn_audit_checkpoint_timer();
     let handler = SlovoMcp::stdio(runtime.clone());
     let running = handler
         .serve(rmcp::transport::stdio())
@@ -593,6 +594,10 @@ pub async fn serve_stdio(
         Ok(0) => {}
         Ok(n) => tracing::warn!(count = n, "recorded calls cut short as cancelled"),
         Err(e) => tracing::error!(error = %e, "failed to record cancelled calls"),
+    }
+    checkpoint_timer.abort();
+    if let Err(e) = runtime.flush_audit_checkpoints().await {
+        tracing::error!(error = %e, "failed to write the audit checkpoint at the end of the session");
     }
     Ok(())
 }

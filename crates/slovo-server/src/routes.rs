@@ -617,13 +617,16 @@ async fn show_execution(
     to_value(&state.runtime.execution(&id).await?)
 }
 
-/// Verify the audit chain (reader). 409 `audit_broken` names the first bad event.
+/// Verify the audit chain against its signed checkpoints (reader). 409 `audit_broken` names
+/// the first bad event, or what is wrong with the checkpoint log.
 #[utoipa::path(get, path = "/v1/audit/verify",
     responses((status = 200, description = "verified", body = Value), (status = 409, description = "the chain is broken", body = ErrorBody)))]
 async fn verify_audit(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require(Role::Reader)?;
     let r = state.runtime.verify_audit().await?;
-    to_value(&json!({"ok": true, "events": r.events, "head_hash": r.head_hash}))
+    to_value(&json!({"ok": true, "events": r.events, "head_hash": r.head_hash,
+        "checkpoints": r.checkpoints, "checkpoint_seq": r.checkpoint_seq,
+        "unchecked_events": r.unchecked_events}))
 }
 
 /// A token to create.

@@ -20,6 +20,7 @@ mod rows;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use slovo_core::audit::{AuditEvent, event_hash};
@@ -87,6 +88,9 @@ pub struct Store {
     kind: DbKind,
     /// SQLite only: the call path's own connection (see `call_writer`).
     writer: Option<Arc<CallWriter>>,
+    /// The newest audit event this store (and its clones) committed: what tells the runtime's
+    /// checkpointer that there is something new to sign, without asking the database.
+    appended: Arc<AtomicI64>,
 }
 
 impl Store {
@@ -148,7 +152,12 @@ impl Store {
             }
         };
         let writer = (kind == DbKind::Sqlite).then(|| Arc::new(CallWriter::new(options)));
-        let store = Store { pool, kind, writer };
+        let store = Store {
+            pool,
+            kind,
+            writer,
+            appended: Arc::default(),
+        };
         match kind {
             DbKind::Sqlite => SQLITE_MIGRATIONS.run(&store.pool).await?,
             DbKind::Postgres => POSTGRES_MIGRATIONS.run(&store.pool).await?,
@@ -159,6 +168,12 @@ impl Store {
     /// Which database this is.
     pub fn kind(&self) -> DbKind {
         self.kind
+    }
+
+    /// The sequence number of the newest audit event this store (or a clone of it) committed;
+    /// 0 before the first. Other processes' events are not counted.
+    pub fn appended_seq(&self) -> i64 {
+        self.appended.load(Ordering::Acquire)
     }
 
     /// Closes the pool, waiting for connections to be returned.
@@ -190,6 +205,7 @@ impl Store {
             head_hash,
             appended: Vec::new(),
             writer: self.writer.clone(),
+            appended_seq: self.appended.clone(),
         })
     }
 
@@ -284,7 +300,9 @@ impl Store {
         audit: &FinishAudit<'_>,
     ) -> Result<AuditEvent> {
         if let Some(w) = &self.writer {
-            return w.finish(id, result, audit).await;
+            let event = w.finish(id, result, audit).await?;
+            self.appended.fetch_max(event.seq, Ordering::AcqRel);
+            return Ok(event);
         }
         let mut tx = self.begin().await?;
         tx.finish_execution(id, result).await?;
@@ -353,6 +371,73 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok((row.try_get("seq")?, row.try_get("hash")?))
+    }
+
+    /// Records that the installation whose checkpoint key is `c.key` wrote checkpoint `c.n` to
+    /// its log. Only ever moves forward: an older record never replaces a newer one.
+    pub async fn record_checkpoint(&self, c: &CheckpointRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (key, n, seq, line_hash, at_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (key) DO UPDATE SET n = excluded.n, seq = excluded.seq, \
+             line_hash = excluded.line_hash, at_ms = excluded.at_ms WHERE audit_checkpoints.n < excluded.n",
+        )
+        .bind(&c.key)
+        .bind(c.n)
+        .bind(c.seq)
+        .bind(&c.line_hash)
+        .bind(c.at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every installation's newest recorded checkpoint, by key.
+    pub async fn checkpoint_records(&self) -> Result<Vec<CheckpointRecord>> {
+        let rows = sqlx::query("SELECT key, n, seq, line_hash, at_ms FROM audit_checkpoints ORDER BY key")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CheckpointRecord {
+                    key: r.try_get("key")?,
+                    n: r.try_get("n")?,
+                    seq: r.try_get("seq")?,
+                    line_hash: r.try_get("line_hash")?,
+                    at_ms: r.try_get("at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The status and the stored text of the arguments and output of each execution in
+    /// `ids` that exists (in no particular order): what the digests on execution events are
+    /// compared with. The text is returned as stored, not re-serialized, so the digests
+    /// reproduce exactly.
+    pub async fn execution_texts(&self, ids: &[String]) -> Result<Vec<ExecutionText>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = (1..=ids.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql =
+            format!("SELECT id, status, arguments, output FROM executions WHERE id IN ({placeholders})");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in ids {
+            q = q.bind(id);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExecutionText {
+                    id: r.try_get("id")?,
+                    status: r.try_get("status")?,
+                    arguments: r.try_get("arguments")?,
+                    output: r.try_get("output")?,
+                })
+            })
+            .collect()
     }
 
     /// The ids of executions recorded as `running` by `instance_id`, or by any instance
@@ -467,7 +552,8 @@ impl Store {
     }
 
     /// A snapshot of every table's rows as text, for tests that check a failed operation left
-    /// the database exactly as it was.
+    /// the database exactly as it was. `audit_checkpoints` is left out: a checkpoint may be
+    /// written in the background at any time, and it records the log, not an operation.
     #[doc(hidden)]
     pub async fn dump(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
@@ -580,6 +666,7 @@ pub struct Tx {
     head_hash: String,
     appended: Vec<AuditEvent>,
     writer: Option<Arc<CallWriter>>,
+    appended_seq: Arc<AtomicI64>,
 }
 
 impl Tx {
@@ -960,8 +1047,11 @@ impl Tx {
     /// Makes every write of this transaction durable, with its audit events.
     pub async fn commit(self) -> Result<Vec<AuditEvent>> {
         self.tx.commit().await?;
-        if let (Some(w), Some(last)) = (&self.writer, self.appended.last()) {
-            w.saw_head(last.seq, &last.hash);
+        if let Some(last) = self.appended.last() {
+            self.appended_seq.fetch_max(last.seq, Ordering::AcqRel);
+            if let Some(w) = &self.writer {
+                w.saw_head(last.seq, &last.hash);
+            }
         }
         Ok(self.appended)
     }

@@ -403,3 +403,32 @@ pub struct SecretRow {
     /// Last set (Unix ms).
     pub updated_at: i64,
 }
+
+/// The newest signed audit checkpoint an installation wrote to its log outside the database,
+/// as the database recorded it (see `docs/audit.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    /// The installation's checkpoint public key (hex).
+    pub key: String,
+    /// The checkpoint's number in the log.
+    pub n: i64,
+    /// The audit event it records.
+    pub seq: i64,
+    /// SHA-256 of its line in the log.
+    pub line_hash: String,
+    /// When it was written (Unix ms).
+    pub at_ms: i64,
+}
+
+/// An execution's status and the stored text of its arguments and output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionText {
+    /// The execution.
+    pub id: String,
+    /// Its status as stored.
+    pub status: String,
+    /// Its arguments, as stored JSON text.
+    pub arguments: String,
+    /// Its output, as stored JSON text.
+    pub output: Option<String>,
+}
