@@ -592,3 +592,46 @@ async fn rules_of_dead_processes_are_removed() {
     sb.backend.remove_leftovers().await.unwrap();
     assert!(!chain_rules().contains(tag), "{}", chain_rules());
 }
+
+/// The first rules of a built-in chain and how many of its rules jump to Slovo's chain.
+fn hooks_of(builtin: &str, chain: &str) -> (Vec<String>, usize) {
+    let out = Command::new("iptables").args(["-w", "-S", builtin]).output().unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rules: Vec<String> = listed
+        .lines()
+        .filter(|l| l.starts_with("-A "))
+        .map(str::to_string)
+        .collect();
+    let jumps = rules.iter().filter(|l| l.ends_with(&format!(" -j {chain}"))).count();
+    (rules.into_iter().take(2).collect(), jumps)
+}
+
+#[tokio::test]
+async fn the_hooks_are_put_back_on_top_once_and_stale_jumps_removed() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    let net = &sb.backend.config().egress;
+    let (chain, bridge, gateway) = (net.chain.as_str(), net.bridge.as_str(), net.gateway());
+    let expected_input = vec![
+        format!("-A INPUT -i {bridge} -j {chain}"),
+        format!("-A INPUT -d {gateway}/32 -m conntrack ! --ctstate RELATED,ESTABLISHED -j {chain}"),
+    ];
+    firewall::ensure(net).await.unwrap();
+    firewall::ensure(net).await.unwrap();
+    assert_eq!(hooks_of("INPUT", chain), (expected_input.clone(), 2));
+    assert_eq!(hooks_of("FORWARD", chain).1, 1);
+    // Something inserted before the hooks, and a stale jump to the chain further down (both
+    // for a documentation address that sends nothing here).
+    let before = ["-s", "192.0.2.2/32", "-j", "ACCEPT"];
+    let stale = ["-s", "192.0.2.1/32", "-j", chain];
+    let iptables = |args: &[&str]| {
+        let out = Command::new("iptables").arg("-w").args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    iptables(&[&["-I", "INPUT", "1"][..], &before].concat());
+    iptables(&[&["-A", "INPUT"][..], &stale].concat());
+    firewall::ensure(net).await.unwrap();
+    let repaired = hooks_of("INPUT", chain);
+    iptables(&[&["-D", "INPUT"][..], &before].concat());
+    assert_eq!(repaired, (expected_input, 2));
+}
