@@ -595,14 +595,20 @@ async fn rules_of_dead_processes_are_removed() {
 
 /// The first rules of a built-in chain and how many of its rules jump to Slovo's chain.
 fn hooks_of(builtin: &str, chain: &str) -> (Vec<String>, usize) {
-    let out = Command::new("iptables").args(["-w", "-S", builtin]).output().unwrap();
+    let out = Command::new("iptables")
+        .args(["-w", "-S", builtin])
+        .output()
+        .unwrap();
     let listed = String::from_utf8_lossy(&out.stdout).into_owned();
     let rules: Vec<String> = listed
         .lines()
         .filter(|l| l.starts_with("-A "))
         .map(str::to_string)
         .collect();
-    let jumps = rules.iter().filter(|l| l.ends_with(&format!(" -j {chain}"))).count();
+    let jumps = rules
+        .iter()
+        .filter(|l| l.ends_with(&format!(" -j {chain}")))
+        .count();
     (rules.into_iter().take(2).collect(), jumps)
 }
 
