@@ -20,6 +20,12 @@
 //! 3. it connects to exactly those addresses: there is no second resolution that DNS
 //!    rebinding could answer differently.
 //!
+//! A listener bound on an address of the host ([`EgressProxy::listen_for`]) can be reached by
+//! anything that reaches that address, so it serves exactly one peer address, the call's
+//! sandbox: a connection from any other address is closed as soon as it is accepted, before
+//! a byte is read, and logged. A listener handed over from the tool's own network namespace
+//! ([`EgressProxy::serve`]) has no other peers to tell apart.
+//!
 //! A `Host` header that names another host than the `CONNECT` target or the absolute URI is
 //! refused, as is a request in origin form or for another scheme. Each refusal is kept as a
 //! [`NetworkDenial`] that [`Session::finish`] returns for the execution record.
@@ -35,6 +41,7 @@
 //! let session = proxy
 //!     .listen_for(
 //!         "127.0.0.1:0".parse().unwrap(),
+//!         "127.0.0.1".parse().unwrap(), // the one peer this call's listener serves
 //!         CallGrant { execution_id: "e1".into(), policy: NetworkPolicy::Public },
 //!     )
 //!     .await?;
@@ -49,7 +56,7 @@ mod http;
 pub mod resolve;
 mod socks;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -176,13 +183,21 @@ impl EgressProxy {
             action: "adopt",
             source,
         })?;
-        Ok(self.start(listener, call))
+        // The listener lives in the tool's own network namespace: nothing else can connect.
+        Ok(self.start(listener, call, None))
     }
 
     /// Binds a new listener at `bind` and serves one call on it: for a backend that can route
     /// its sandbox to an address of the host (Docker: the gateway of an internal network).
-    /// Must be called within a Tokio runtime.
-    pub async fn listen_for(&self, bind: SocketAddr, call: CallGrant) -> Result<Session, EgressError> {
+    /// Only connections from `peer` (the sandbox's address) are served: the listener is on
+    /// the host, where other processes and other networks' containers can reach it too, and
+    /// whoever connects uses the call's grant. Must be called within a Tokio runtime.
+    pub async fn listen_for(
+        &self,
+        bind: SocketAddr,
+        peer: IpAddr,
+        call: CallGrant,
+    ) -> Result<Session, EgressError> {
         if !call.policy.allows_network() {
             return Err(EgressError::NoNetwork);
         }
@@ -192,7 +207,7 @@ impl EgressProxy {
                 action: "bind",
                 source,
             })?;
-        Ok(self.start(listener, call))
+        Ok(self.start(listener, call, Some(peer.to_canonical())))
     }
 
     /// The check of one call without a listener, for a backend that makes the connections
@@ -215,7 +230,8 @@ impl EgressProxy {
         }
     }
 
-    fn start(&self, listener: TcpListener, call: CallGrant) -> Session {
+    /// Serves `call` on `listener`; with `peer`, only connections from that address.
+    fn start(&self, listener: TcpListener, call: CallGrant, peer: Option<IpAddr>) -> Session {
         let local_addr = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -223,11 +239,27 @@ impl EgressProxy {
         let acceptor = ctx.clone();
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, from)) = listener.accept().await else {
                     // EMFILE and friends: back off instead of spinning.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
+                if let Some(allowed) = peer
+                    && from.ip().to_canonical() != allowed
+                {
+                    // Not the call's sandbox: closed unread, before it takes a connection
+                    // slot. Logged, not recorded as a denial of the call: the call did not
+                    // ask for anything, and a stranger could otherwise grow its record.
+                    tracing::warn!(
+                        execution = %acceptor.call.execution_id,
+                        peer = %from,
+                        allowed = %allowed,
+                        listener = %local_addr,
+                        "egress: a connection from another address than the call's sandbox was closed"
+                    );
+                    drop(stream);
+                    continue;
+                }
                 let Ok(permit) = acceptor.slots.clone().try_acquire_owned() else {
                     tracing::warn!(execution = %acceptor.call.execution_id, "egress: too many connections, dropping one");
                     continue;

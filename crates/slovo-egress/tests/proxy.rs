@@ -127,6 +127,7 @@ impl Fixture {
         self.proxy
             .listen_for(
                 "127.0.0.1:0".parse().unwrap(),
+                ip(INSIDE),
                 CallGrant {
                     execution_id: "test".into(),
                     policy,
@@ -465,6 +466,69 @@ async fn ending_the_session_cuts_open_tunnels_and_closes_the_listener() {
     assert!(TcpStream::connect(addr).await.is_err());
 }
 
+/// Connects to `to` from the local address `from`, sends `request` and reads what comes back
+/// until the proxy closes the connection (a reset counts as closed).
+async fn exchange_from(from: &str, to: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(ip(from), 0)).unwrap();
+    let mut s = socket.connect(to).await.unwrap();
+    // The proxy may have closed already: a failed write is an answer too.
+    let _ = s.write_all(request).await;
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("the proxy closes the connection")
+        {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_listener_on_the_host_serves_only_its_sandboxs_address() {
+    // The attack: a listener bound on a host address (Docker's gateway) is reachable by any
+    // process of the host; another process connects to it to use the call's grant.
+    let f = fixture();
+    let server = Server::start(OUTSIDE).await;
+    let p = server.port();
+    let sandbox = "127.0.0.3";
+    let session = f
+        .proxy
+        .listen_for(
+            "127.0.0.1:0".parse().unwrap(),
+            ip(sandbox),
+            CallGrant {
+                execution_id: "peer".into(),
+                policy: hosts(&["granted.test"]),
+            },
+        )
+        .await
+        .unwrap();
+    let t = format!("granted.test:{p}");
+    let inner = format!("GET /stolen HTTP/1.1\r\nHost: {t}\r\nConnection: close\r\n\r\n");
+    // Strangers, from the listener's own address and from another one: closed unanswered.
+    for stranger in [INSIDE, "127.0.0.4"] {
+        let out = exchange_from(stranger, session.local_addr(), &connect(&t, &t, &inner)).await;
+        assert_eq!(String::from_utf8_lossy(&out), "", "{stranger} was served");
+        // A SOCKS5 greeting gets no choice of method either.
+        let out = exchange_from(stranger, session.local_addr(), &[5, 1, 0]).await;
+        assert_eq!(out, Vec::<u8>::new(), "{stranger} was served");
+    }
+    assert_eq!(server.connections(), 0);
+    // The sandbox's own address is served as usual.
+    let inner = format!("GET /own HTTP/1.1\r\nHost: {t}\r\nConnection: close\r\n\r\n");
+    let out = exchange_from(sandbox, session.local_addr(), &connect(&t, &t, &inner)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("/own"), "{out}");
+    assert_eq!(server.connections(), 1);
+    // Strangers asked for nothing: the call's record holds no denial for them.
+    assert_eq!(session.finish(), vec![]);
+}
+
 #[tokio::test]
 async fn a_call_without_a_network_grant_gets_no_listener() {
     let f = fixture();
@@ -472,6 +536,7 @@ async fn a_call_without_a_network_grant_gets_no_listener() {
         .proxy
         .listen_for(
             "127.0.0.1:0".parse().unwrap(),
+            ip(INSIDE),
             CallGrant {
                 execution_id: "none".into(),
                 policy: NetworkPolicy::None,
@@ -520,6 +585,7 @@ async fn a_rebinding_name_is_resolved_once_and_connected_where_it_was_checked() 
     let session = proxy
         .listen_for(
             "127.0.0.1:0".parse().unwrap(),
+            ip(INSIDE),
             CallGrant {
                 execution_id: "rebind".into(),
                 policy: hosts(&["rebind.test"]),

@@ -9,11 +9,14 @@
 //!   never hand out the same one);
 //! - its own proxy listener ([`slovo_egress::EgressProxy::listen_for`]) on the network's
 //!   gateway (the host's address on the bridge), on a port of its own: the listener is the
-//!   call's identity, and its [`Session`] collects the call's denials;
-//! - one firewall rule ([`firewall`]) in Slovo's own chain, hooked for the bridge only, that
-//!   lets exactly that container address reach exactly that listener; everything else the
-//!   bridge sends to the host is rejected. So another container cannot use this call's
-//!   listener (and grant), and no container reaches any other service of the host.
+//!   call's identity, and its [`Session`] collects the call's denials. The listener serves
+//!   only the container's address: a connection from any other address is closed unread;
+//! - one firewall rule ([`firewall`]) in Slovo's own chain that lets exactly that container
+//!   address, arriving on the bridge, reach exactly that listener. The chain rejects
+//!   everything else the bridge sends to the host, and everything sent to the gateway address
+//!   from anywhere else (host processes over `lo`, containers of other Docker networks). So
+//!   neither another container nor a host process can use this call's listener (and grant),
+//!   and no container reaches any other service of the host.
 //!
 //! The container has no usable resolver: its `dns` is the gateway, where nothing but the
 //! rejecting chain answers, so the network's embedded DNS cannot forward a query anywhere.
@@ -298,10 +301,11 @@ impl Lease {
 /// well-kept Rust crate for iptables; the command works with both the legacy and the
 /// nf_tables back end, and `-w` waits for the lock other programs hold).
 ///
-/// Slovo's chain is jumped to from the first rule of `INPUT`, only for packets arriving on
-/// the egress bridge; it holds one `ACCEPT` per running call (its container's address to its
-/// listener) and then rejects everything else: TCP with a reset, the rest with an ICMP
-/// "administratively prohibited". Other traffic of the host is never matched.
+/// Slovo's chain is jumped to from the first rules of `INPUT` (and of `FORWARD`), for packets
+/// arriving on the egress bridge and, in `INPUT`, for packets to the gateway address from
+/// anywhere else; it holds one `ACCEPT` per running call (its container's address, on the
+/// bridge, to its listener) and then rejects everything else: TCP with a reset, the rest with
+/// an ICMP "administratively prohibited". Other traffic of the host is never matched.
 pub mod firewall {
     use super::*;
 
@@ -333,12 +337,50 @@ pub mod firewall {
     /// single commands).
     static SETUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-    /// Creates the chain, its final rejections and its hook, each only if missing, and makes
-    /// sure the hook is the first rule of `INPUT` (an `ACCEPT` before it would bypass it).
+    /// The hooks of the chain, per built-in chain, in the order they must open it (each as
+    /// `iptables -S` prints it, and as the arguments that add or delete it).
+    fn hooks(net: &EgressNetwork) -> [(&'static str, Vec<Vec<String>>); 2] {
+        let chain = net.chain.as_str();
+        let from_bridge = vec!["-i", net.bridge.as_str(), "-j", chain];
+        let gateway = format!("{}/32", net.gateway());
+        // Only what opens a connection (or is not part of one): replies to the host's own
+        // connections arrive over `lo` addressed to the gateway too — among them the reset
+        // this chain sends a host process, which would otherwise be dropped and leave the
+        // process waiting instead of refused.
+        let to_gateway = vec![
+            "-d",
+            gateway.as_str(),
+            "-m",
+            "conntrack",
+            "!",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+            "-j",
+            chain,
+        ];
+        let owned = |v: Vec<&str>| v.into_iter().map(str::to_string).collect::<Vec<_>>();
+        [
+            // INPUT: what the bridge sends to the host itself (the gateway, and every other
+            // address of the host); then what anything else sends to the gateway, where the
+            // calls' listeners are: host processes (over `lo`) and containers of other
+            // networks (over their own bridges) must not reach them, and none of the chain's
+            // `ACCEPT`s matches them (each names the bridge), so they are rejected.
+            ("INPUT", vec![owned(from_bridge.clone()), owned(to_gateway)]),
+            // FORWARD: what the bridge sends anywhere else, including other containers on the
+            // bridge (the daemon gives containers on an internal network a default route
+            // through the gateway and relies on its own rules to drop what follows it; this
+            // chain rejects it first, whatever those rules are). Nothing to the gateway is
+            // forwarded: it is the host's own address.
+            ("FORWARD", vec![owned(from_bridge)]),
+        ]
+    }
+
+    /// Creates the chain, its final rejections and its hooks, each only if missing, and makes
+    /// sure the hooks are the first rules of `INPUT` and `FORWARD`, in order (an `ACCEPT`
+    /// before them would bypass them).
     pub async fn ensure(net: &EgressNetwork) -> Result<()> {
         let _guard = SETUP.lock().await;
         let chain = net.chain.as_str();
-        let bridge = net.bridge.as_str();
         if iptables(&["-S", chain]).await.is_err() {
             iptables(&["-N", chain]).await.map_err(unenforceable)?;
         }
@@ -355,43 +397,57 @@ pub mod firewall {
                 iptables(&add).await.map_err(unenforceable)?;
             }
         }
-        // INPUT: what the bridge sends to the host itself (the gateway, and every other
-        // address of the host). FORWARD: what it sends anywhere else, including other
-        // containers on the bridge (the daemon gives containers on an internal network a
-        // default route through the gateway and relies on its own rules to drop what
-        // follows it; this chain rejects it first, whatever those rules are).
-        for hook_chain in ["INPUT", "FORWARD"] {
-            let hook = format!("-A {hook_chain} -i {bridge} -j {chain}");
+        for (hook_chain, hooks) in hooks(net) {
+            let printed: Vec<String> = hooks
+                .iter()
+                .map(|h| format!("-A {hook_chain} {}", h.join(" ")))
+                .collect();
             let listed = iptables(&["-S", hook_chain]).await.map_err(unenforceable)?;
-            let first = listed.lines().find(|l| l.starts_with("-A "));
-            if first != Some(hook.as_str()) {
-                // Not first (or absent): remove every copy, then insert it at the top.
-                for _ in listed.lines().filter(|l| *l == hook) {
-                    iptables(&["-D", hook_chain, "-i", bridge, "-j", chain])
-                        .await
-                        .map_err(unenforceable)?;
+            let rules: Vec<&str> = listed.lines().filter(|l| l.starts_with("-A ")).collect();
+            let jumps: Vec<Vec<&str>> = rules
+                .iter()
+                .map(|l| words_of(l))
+                .filter(|w| w.ends_with(&["-j", chain]))
+                .collect();
+            if rules.iter().take(printed.len()).ne(printed.iter()) || jumps.len() != printed.len() {
+                // Not first, not in order, absent, or other jumps to the chain (an older
+                // version's hooks, another bridge's): remove every jump, then insert the
+                // hooks at the top in order.
+                for words in &jumps {
+                    let mut delete = vec!["-D"];
+                    delete.extend_from_slice(&words[1..]);
+                    iptables(&delete).await.map_err(unenforceable)?;
                 }
-                iptables(&["-I", hook_chain, "1", "-i", bridge, "-j", chain])
-                    .await
-                    .map_err(unenforceable)?;
+                for (position, hook) in hooks.iter().enumerate() {
+                    let position = (position + 1).to_string();
+                    let mut insert = vec!["-I", hook_chain, position.as_str()];
+                    insert.extend(hook.iter().map(String::as_str));
+                    iptables(&insert).await.map_err(unenforceable)?;
+                }
             }
         }
         Ok(())
     }
 
-    /// The rule letting `from` reach `to` (TCP), tagged with `tag`, without the command.
-    pub fn rule(chain: &str, from: Ipv4Addr, to: SocketAddr, tag: &str) -> Vec<String> {
+    /// The rule letting `from`, arriving on the egress bridge, reach `to` (TCP), tagged with
+    /// `tag`, without the command. The interface matters as much as the source: the chain
+    /// also sees what other interfaces send to the gateway, and only on the bridge does the
+    /// container's address come from the container (a host process may send from an address
+    /// that is not its own: `IP_FREEBIND` needs no privilege).
+    pub fn rule(net: &EgressNetwork, from: Ipv4Addr, to: SocketAddr, tag: &str) -> Vec<String> {
         let (source, destination, port) = (
             format!("{from}/32"),
             format!("{}/32", to.ip()),
             to.port().to_string(),
         );
         [
-            chain,
+            net.chain.as_str(),
             "-s",
             &source,
             "-d",
             &destination,
+            "-i",
+            net.bridge.as_str(),
             "-p",
             "tcp",
             "-m",
@@ -527,6 +583,7 @@ impl CallEgress {
         let session = proxy
             .listen_for(
                 SocketAddr::new(IpAddr::V4(net.gateway()), 0),
+                IpAddr::V4(lease.address),
                 CallGrant {
                     execution_id: execution_id.to_string(),
                     policy: policy.clone(),
@@ -535,7 +592,7 @@ impl CallEgress {
             .await
             .map_err(|e| unenforceable(format!("the call's proxy listener: {e}")))?;
         let listener = session.local_addr();
-        let rule = firewall::rule(&net.chain, lease.address, listener, &firewall::tag(call));
+        let rule = firewall::rule(net, lease.address, listener, &firewall::tag(call));
         firewall::allow(&rule).await?;
         tracing::debug!(address = %lease.address, proxy = %listener, "egress prepared for a container");
         Ok(CallEgress {
@@ -584,15 +641,15 @@ mod tests {
     #[test]
     fn a_call_rule_names_source_listener_and_call() {
         let rule = firewall::rule(
-            "SLOVO-EGRESS",
+            &EgressNetwork::default(),
             Ipv4Addr::new(172, 31, 240, 9),
             "172.31.240.1:4321".parse().unwrap(),
             "slovo-call:1:2:3",
         );
         assert_eq!(
             rule.join(" "),
-            "SLOVO-EGRESS -s 172.31.240.9/32 -d 172.31.240.1/32 -p tcp -m tcp --dport 4321 -m comment \
-             --comment slovo-call:1:2:3 -j ACCEPT"
+            "SLOVO-EGRESS -s 172.31.240.9/32 -d 172.31.240.1/32 -i slovo-egress0 -p tcp -m tcp --dport 4321 \
+             -m comment --comment slovo-call:1:2:3 -j ACCEPT"
         );
     }
 

@@ -3,7 +3,7 @@
 //! services, not another call's listener or container, not a resolver.
 //!
 //! The "outside" is a test host in a network namespace this test creates, reached over a veth
-//! pair at a TEST-NET-3 address (203.0.113.128/25, apart from the process sandbox's suite)
+//! pair at a TEST-NET-2 address (198.51.100.128/25, apart from the process sandbox's suite)
 //! that the proxy is told to treat as public. The host's own services are listeners on the
 //! host (loopback and the egress network's gateway). Nothing leaves this machine.
 
@@ -53,7 +53,7 @@ impl World {
             host_udp,
             resolver,
             proxy,
-        } = Scene::new(Outside::new('d', 128, 30), "0.0.0.0", "203.0.113.128/25");
+        } = Scene::new(Outside::new('d', 128, 30), "0.0.0.0", "198.51.100.128/25");
         let sb = Sandbox::new().await;
         sb.backend.set_egress(proxy);
         let gateway = sb.backend.config().egress.gateway().to_string();
@@ -348,6 +348,190 @@ async fn a_container_cannot_use_another_calls_listener_or_reach_its_container() 
     w.sb.assert_nothing_left().await;
 }
 
+/// Slovo's chain loosened for one listener port as it was before its rules named the bridge:
+/// host processes (`lo`) and the daemon's default bridge (`docker0`) reach the listener, so
+/// only the proxy's own peer check stands in the way. At the top of Slovo's chain (which
+/// `firewall::ensure` leaves in place: it only moves the hooks), for this port alone, so
+/// concurrent tests are not affected; deleted on drop.
+struct Loosened {
+    rules: Vec<Vec<String>>,
+}
+
+impl Loosened {
+    fn listener(gateway: &str, port: &str) -> Loosened {
+        let chain = EgressNetwork::default().chain;
+        let destination = format!("{gateway}/32");
+        let rules: Vec<Vec<String>> = ["lo", "docker0"]
+            .into_iter()
+            .map(|interface| {
+                [
+                    chain.as_str(),
+                    "-i",
+                    interface,
+                    "-d",
+                    &destination,
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    port,
+                    "-j",
+                    "ACCEPT",
+                ]
+                .map(str::to_string)
+                .to_vec()
+            })
+            .collect();
+        for rule in &rules {
+            let out = Command::new("iptables")
+                .args(["-w", "-I", &rule[0], "1"])
+                .args(&rule[1..])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        Loosened { rules }
+    }
+}
+
+impl Drop for Loosened {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let _ = Command::new("iptables").args(["-w", "-D"]).args(rule).output();
+        }
+    }
+}
+
+/// From the host's own namespace: connects to `gateway:port` and sends `request`; returns
+/// what came back until the connection closed, or why the connection was not made.
+fn from_the_host(gateway: &str, port: &str, request: &str) -> Result<String, std::io::ErrorKind> {
+    use std::io::{Read, Write};
+    let to: SocketAddr = format!("{gateway}:{port}").parse().unwrap();
+    let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(3)).map_err(|e| e.kind())?;
+    // Closed already: a failed write is an answer too.
+    let _ = s.write_all(request.as_bytes());
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => panic!("the listener kept {to} open"),
+            Err(_) => break,
+        }
+    }
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// From a container on the daemon's default bridge (`docker0`), another network than Slovo's:
+/// `hostile proxy REQUEST` with `HTTP_PROXY` naming the listener.
+fn from_the_default_bridge(proxy: &str, request: &str) -> Value {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "slovo-test-peer-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let out = Command::new("docker")
+        .args(["run", "--rm", "--network", "bridge", "--name", &name, "-e"])
+        .arg(format!("HTTP_PROXY={proxy}"))
+        .args([image(), "/hostile", "proxy", request])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// What strangers got from a running call's listener.
+struct Strangers {
+    host: Result<String, std::io::ErrorKind>,
+    default_bridge: Value,
+}
+
+/// Runs a granted call that waits until strangers (a host process, a container on the default
+/// bridge) have tried its listener, each with a `CONNECT` to the granted host, then asks its
+/// own listener for `/own`. With `loosen`, the firewall lets the strangers' packets reach the
+/// listener. Checks that nothing of theirs reached the granted host and that the call's own
+/// container still did.
+async fn strangers_try_a_running_calls_listener(w: &World, loosen: bool) -> Strangers {
+    let p = w.port;
+    let own = format!(
+        "GET http://granted.test:{p}/own HTTP/1.1\r\nHost: granted.test:{p}\r\nConnection: close\r\n\r\n"
+    );
+    // The call's container waits (bounded) for the host to write /data/go, then uses its proxy.
+    let script = r#"export PATH=/shell
+i=0
+while [ ! -e /data/go ] && [ "$i" -lt 150 ]; do sleep 0.1; i=$((i+1)); done
+exec /hostile proxy "$1""#;
+    let mut victim = w.sb.spec("victim", &[]);
+    victim.execution = slovo_core::manifest::Execution::Docker {
+        image: image().to_string(),
+        entrypoint: Some(vec![
+            "/shell/bash".to_string(),
+            "-c".to_string(),
+            script.to_string(),
+            "victim".to_string(),
+            own,
+        ]),
+    };
+    victim.network = w.granted();
+    let go = w.sb.state("victim").join("go");
+    let id = victim.execution_id.clone();
+    let stolen = |path: &str| {
+        format!(
+            "CONNECT granted.test:{p} HTTP/1.1\r\nHost: granted.test:{p}\r\n\r\nGET /{path} HTTP/1.1\r\nHost: granted.test:{p}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let (outcome, strangers) = tokio::join!(w.sb.run(&victim), async {
+        let env = env_of_running(&id).await;
+        let proxy = env["HTTP_PROXY"].clone();
+        let (gateway, port) = proxy.trim_start_matches("http://").rsplit_once(':').unwrap();
+        assert_eq!(gateway, w.gateway);
+        let (gateway, port) = (gateway.to_string(), port.to_string());
+        let _loosened = loosen.then(|| Loosened::listener(&gateway, &port));
+        let (g, pt, req) = (gateway.clone(), port.clone(), stolen("stolen-by-the-host"));
+        let host = tokio::task::spawn_blocking(move || from_the_host(&g, &pt, &req))
+            .await
+            .unwrap();
+        let req = stolen("stolen-from-docker0");
+        let default_bridge = tokio::task::spawn_blocking(move || from_the_default_bridge(&proxy, &req))
+            .await
+            .unwrap();
+        std::fs::write(&go, "go").unwrap();
+        Strangers { host, default_bridge }
+    });
+    assert_eq!(outcome.status.as_str(), "success", "{outcome:#?}");
+    let output = outcome.output.unwrap_or(Value::Null);
+    let response = output["response"].as_str().unwrap_or_default();
+    assert!(response.starts_with("HTTP/1.1 200"), "{output}");
+    assert!(response.ends_with("outside says /own"), "{output}");
+    let requests = w.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].starts_with("GET /own "), "{requests:?}");
+    w.sb.assert_nothing_left().await;
+    strangers
+}
+
+#[tokio::test]
+async fn host_processes_and_other_networks_containers_cannot_use_a_calls_listener() {
+    require_docker!();
+    let w = World::new().await;
+    let s = strangers_try_a_running_calls_listener(&w, false).await;
+    // Slovo's chain answers both with a reset before the proxy sees them.
+    assert_eq!(s.host, Err(std::io::ErrorKind::ConnectionRefused));
+    assert_eq!(s.default_bridge, json!({"errno": libc::ECONNREFUSED}));
+}
+
+#[tokio::test]
+async fn with_the_firewall_loosened_the_listener_still_serves_only_its_container() {
+    require_docker!();
+    let w = World::new().await;
+    let s = strangers_try_a_running_calls_listener(&w, true).await;
+    // Connected (the loosened chain let them through), then closed unanswered by the proxy.
+    assert_eq!(s.host, Ok(String::new()));
+    assert_eq!(s.default_bridge, json!({"errno": 0, "response": ""}));
+}
+
 #[tokio::test]
 async fn without_a_grant_the_container_has_no_network() {
     require_docker!();
@@ -398,7 +582,7 @@ async fn rules_of_dead_processes_are_removed() {
     // A pid that cannot exist (above pid_max's ceiling), as a crashed process would leave.
     let tag = "slovo-call:4194305:1:left";
     let rule = firewall::rule(
-        &net.chain,
+        net,
         "172.31.255.250".parse().unwrap(),
         SocketAddr::new(net.gateway().into(), 9),
         tag,
@@ -407,4 +591,53 @@ async fn rules_of_dead_processes_are_removed() {
     assert!(chain_rules().contains(tag));
     sb.backend.remove_leftovers().await.unwrap();
     assert!(!chain_rules().contains(tag), "{}", chain_rules());
+}
+
+/// The first rules of a built-in chain and how many of its rules jump to Slovo's chain.
+fn hooks_of(builtin: &str, chain: &str) -> (Vec<String>, usize) {
+    let out = Command::new("iptables")
+        .args(["-w", "-S", builtin])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rules: Vec<String> = listed
+        .lines()
+        .filter(|l| l.starts_with("-A "))
+        .map(str::to_string)
+        .collect();
+    let jumps = rules
+        .iter()
+        .filter(|l| l.ends_with(&format!(" -j {chain}")))
+        .count();
+    (rules.into_iter().take(2).collect(), jumps)
+}
+
+#[tokio::test]
+async fn the_hooks_are_put_back_on_top_once_and_stale_jumps_removed() {
+    require_docker!();
+    let sb = Sandbox::new().await;
+    let net = &sb.backend.config().egress;
+    let (chain, bridge, gateway) = (net.chain.as_str(), net.bridge.as_str(), net.gateway());
+    let expected_input = vec![
+        format!("-A INPUT -i {bridge} -j {chain}"),
+        format!("-A INPUT -d {gateway}/32 -m conntrack ! --ctstate RELATED,ESTABLISHED -j {chain}"),
+    ];
+    firewall::ensure(net).await.unwrap();
+    firewall::ensure(net).await.unwrap();
+    assert_eq!(hooks_of("INPUT", chain), (expected_input.clone(), 2));
+    assert_eq!(hooks_of("FORWARD", chain).1, 1);
+    // Something inserted before the hooks, and a stale jump to the chain further down (both
+    // for a documentation address that sends nothing here).
+    let before = ["-s", "192.0.2.2/32", "-j", "ACCEPT"];
+    let stale = ["-s", "192.0.2.1/32", "-j", chain];
+    let iptables = |args: &[&str]| {
+        let out = Command::new("iptables").arg("-w").args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    iptables(&[&["-I", "INPUT", "1"][..], &before].concat());
+    iptables(&[&["-A", "INPUT"][..], &stale].concat());
+    firewall::ensure(net).await.unwrap();
+    let repaired = hooks_of("INPUT", chain);
+    iptables(&[&["-D", "INPUT"][..], &before].concat());
+    assert_eq!(repaired, (expected_input, 2));
 }

@@ -25,7 +25,7 @@ pub fn ip(args: &[&str]) {
 }
 
 /// A test host in its own network namespace, reachable from the host (and so from the proxy)
-/// over a veth pair, at 203.0.113.<base+4n+2> (TEST-NET-3: never routed anywhere); removed on
+/// over a veth pair, at 198.51.100.<base+4n+2> (TEST-NET-2: never routed anywhere); removed on
 /// drop.
 pub struct Outside {
     ns: String,
@@ -48,14 +48,14 @@ impl Outside {
         let o = Outside {
             ns: ns.clone(),
             veth: veth.clone(),
-            addr: format!("203.0.113.{}", base + 4 * n + 2),
+            addr: format!("198.51.100.{}", base + 4 * n + 2),
         };
         ip(&["link", "add", &veth, "type", "veth", "peer", "name", &peer]);
         ip(&["link", "set", &peer, "netns", &ns]);
         ip(&[
             "addr",
             "add",
-            &format!("203.0.113.{}/30", base + 4 * n + 1),
+            &format!("198.51.100.{}/30", base + 4 * n + 1),
             "dev",
             &veth,
         ]);

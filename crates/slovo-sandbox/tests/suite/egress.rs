@@ -1,7 +1,7 @@
 //! Network grants: the tool reaches granted hosts through the egress proxy and nothing else.
 //!
 //! The "outside" is a test host in a network namespace this test creates, reached over a
-//! veth pair at a TEST-NET-3 address (203.0.113.0/24) that the proxy is told to treat as
+//! veth pair at a TEST-NET-2 address (198.51.100.0/24) that the proxy is told to treat as
 //! public. The host's own services are listeners on 127.0.0.1. Nothing leaves this machine.
 
 use std::net::{TcpListener, UdpSocket};
@@ -41,7 +41,7 @@ impl World {
             host_udp,
             resolver,
             proxy,
-        } = Scene::new(Outside::new('p', 0, 32), "127.0.0.1", "203.0.113.0/24");
+        } = Scene::new(Outside::new('p', 0, 32), "127.0.0.1", "198.51.100.0/24");
         let mut sb = Sandbox::new();
         sb.backend.set_egress(proxy);
         World {
