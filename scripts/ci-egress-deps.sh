@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages the egress (network grant) tests need on a fresh machine.
-#   iproute2: `ip netns` and veth pairs for the test hosts "outside" (203.0.113.0/24)
+#   iproute2: `ip netns` and veth pairs for the test hosts "outside" (198.51.100.0/24)
 #   python3: a test tool that follows a redirect through the proxy with urllib
 #   gcc, libc6-dev: the hostile tool (raw TCP/UDP attempts, raw proxy requests)
 # Sourced by scripts/test.sh (appends to need_pkgs), or run directly (installs them).

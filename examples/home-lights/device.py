@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """A stand-in for the light controller of openapi.yaml, on 127.0.0.1:8742 (or the port given).
 
-    python3 examples/home-lights/device.py [PORT]
+    python3 examples/home-lights/device.py [PORT]              # in the foreground
+    device=$(python3 examples/home-lights/device.py --daemon)  # in the background, once listening;
+    kill $device                                               # prints its pid for this
 """
 import json
+import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -49,5 +52,17 @@ class Device(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8742
-    ThreadingHTTPServer(("127.0.0.1", port), Device).serve_forever()
+    args = [a for a in sys.argv[1:] if a != "--daemon"]
+    port = int(args[0]) if args else 8742
+    server = ThreadingHTTPServer(("127.0.0.1", port), Device)
+    if "--daemon" in sys.argv:
+        # Listening already: the caller may use the device as soon as the pid is printed.
+        pid = os.fork()
+        if pid:
+            print(pid)
+            sys.exit(0)
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+    server.serve_forever()

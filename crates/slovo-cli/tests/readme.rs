@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -12,6 +13,39 @@ fn repo() -> PathBuf {
 fn is_root() -> bool {
     // SAFETY: a plain getter.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs `cmd` in a process group of its own with its output in files (a background process
+/// it leaves behind must not keep a pipe open), ends the whole group after it exits or after
+/// `limit`, and returns its status and output.
+fn run_bounded(mut cmd: Command, limit: Duration) -> (std::process::ExitStatus, String, String) {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = cmd
+        .process_group(0)
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let group = child.id() as i32;
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: signals our own process group.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Whatever the script started and did not stop (a server, a device) ends with it.
+    // SAFETY: signals our own process group.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
+    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
+    (status, read(&out), read(&err))
 }
 
 fn skip_docker() -> bool {
@@ -92,16 +126,10 @@ fn the_readme_refers_to_nothing_outside_the_repository() {
 
 #[test]
 fn the_quick_start_runs_as_written() {
-    let out = shell("bash examples/quickstart.sh")
-        .env("SLOVO_BIN", env!("CARGO_BIN_EXE_slovo"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "quickstart failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = shell("bash examples/quickstart.sh");
+    cmd.env("SLOVO_BIN", env!("CARGO_BIN_EXE_slovo"));
+    let (status, stdout, stderr) = run_bounded(cmd, Duration::from_secs(300));
+    assert!(status.success(), "quickstart failed:\n{stdout}\n{stderr}");
     // A narrowed grant, a sandboxed call with its answer, its record, the verified chain.
     assert!(
         stdout.contains("│ memory       64 MB       32 MB   │"),

@@ -163,7 +163,8 @@ impl Sandbox {
     pub async fn with_config(edit: impl FnOnce(&mut DockerConfig)) -> Sandbox {
         let image = image();
         let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Private, as a data directory is: the daemon binds the state volume by path as root.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let uid = 1_960_000 + (std::process::id() % 1000) * 100 + n;
         let mut config = DockerConfig::new(dir.path().join("volumes"));
