@@ -49,6 +49,11 @@ pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
 pub use secrets::LLM_SECRETS;
 pub use slovo_discovery::sources::SourceConfig;
 pub use views::{AuditReport, ToolSummary, ToolView, VersionView};
+// What the front ends name of the layers below, so that they depend on the runtime alone. These
+// are still the store's rows and the ingester's options; wire types of the runtime's own are to
+// replace them.
+pub use slovo_openapi as openapi;
+pub use slovo_store::{ExecutionCursor, ExecutionFilter, ExecutionRow};
 
 /// Result of a runtime operation.
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

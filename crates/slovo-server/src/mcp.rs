@@ -65,7 +65,7 @@ use slovo_core::execution::ExecutionStatus;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::Capability;
 use slovo_runtime::{Actor, CallRequest, ErrorKind, Runtime, RuntimeError};
-use slovo_store::ExecutionRow;
+use slovo_runtime::ExecutionRow;
 
 use crate::AppState;
 use crate::auth::Caller;

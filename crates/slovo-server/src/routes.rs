@@ -15,7 +15,7 @@ use slovo_core::access::Role;
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::permissions::{HostPattern, Narrowing};
 use slovo_runtime::{CallRequest, ImportSource};
-use slovo_store::{ExecutionCursor, ExecutionFilter};
+use slovo_runtime::{ExecutionCursor, ExecutionFilter};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
@@ -389,7 +389,7 @@ async fn import_openapi(
     caller.require(Role::Admin)?;
     let b = json_body(body)?;
     let source = match (b.document, b.url) {
-        (Some(doc), None) => slovo_openapi::Source::from_bytes("request body", doc.into_bytes()),
+        (Some(doc), None) => slovo_runtime::openapi::Source::from_bytes("request body", doc.into_bytes()),
         (None, Some(url)) => state.runtime.fetch_openapi(&url).await?,
         _ => {
             return Err(ApiError::bad_request(
@@ -398,17 +398,17 @@ async fn import_openapi(
             ));
         }
     };
-    let options = slovo_openapi::IngestOptions {
+    let options = slovo_runtime::openapi::IngestOptions {
         tool_name: b.name,
         base_url: b.base_url,
-        filter: slovo_openapi::Filter {
+        filter: slovo_runtime::openapi::Filter {
             tags: b.tags,
             paths: b.paths,
             methods: b.methods,
         },
-        max_operations: b.max_operations.unwrap_or(slovo_openapi::DEFAULT_MAX_OPERATIONS),
+        max_operations: b.max_operations.unwrap_or(slovo_runtime::openapi::DEFAULT_MAX_OPERATIONS),
         strict: b.strict,
-        ..slovo_openapi::IngestOptions::default()
+        ..slovo_runtime::openapi::IngestOptions::default()
     };
     let result = state
         .runtime
