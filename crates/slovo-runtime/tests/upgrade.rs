@@ -234,6 +234,8 @@ async fn a_new_credential_header_waits() {
 struct Recording {
     kind: &'static str,
     installs: Mutex<Vec<String>>,
+    /// The image id an install pins, as a Docker install would (none: no `image_id`).
+    pin: Mutex<Option<String>>,
 }
 
 impl Recording {
@@ -241,6 +243,7 @@ impl Recording {
         Arc::new(Recording {
             kind,
             installs: Mutex::new(Vec::new()),
+            pin: Mutex::new(None),
         })
     }
     fn installed(&self) -> Vec<String> {
@@ -255,12 +258,16 @@ impl Backend for Recording {
     }
     async fn install(&self, r: &InstallRequest) -> Result<Value, BackendError> {
         self.installs.lock().unwrap().push(r.version.clone());
-        Ok(json!({"installed": r.version}))
+        Ok(match self.pin.lock().unwrap().clone() {
+            Some(id) => json!({"installed": r.version, "image_id": id}),
+            None => json!({"installed": r.version}),
+        })
     }
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
         Outcome {
             status: ExecutionStatus::Success,
-            output: Some(json!({"version": spec.version, "execution": spec.execution})),
+            output: Some(json!({"version": spec.version, "execution": spec.execution,
+                                "install": spec.install_info})),
             exit_code: Some(0),
             ..Outcome::default()
         }
@@ -332,6 +339,48 @@ async fn a_new_docker_image_of_a_networked_tool_waits_uninstalled() {
         assert_eq!(backend.installed(), vec!["1.0.0", "1.1.0", "1.2.0"]);
         let v = rt.store().version("dict", "1.2.0").await.unwrap().unwrap();
         assert_eq!(v.install_info, Some(json!({"installed": "1.2.0"})), "{label}");
+        rt.verify_audit().await.unwrap();
+    }
+}
+
+/// The same image reference naming other content (the tag moved to another image, which the
+/// install pins) is a new program too: the new version waits, the serving one keeps running
+/// its own pinned image.
+#[tokio::test]
+async fn the_same_image_reference_pinned_to_other_content_waits() {
+    for db in test_dbs().await {
+        let label = db.label;
+        let backend = Recording::new("docker");
+        *backend.pin.lock().unwrap() = Some("sha256:aaaa".into());
+        let rt = Runtime::new(
+            db.store().await,
+            Backends::new().with(backend.clone()),
+            db.dir.path().join("data"),
+        );
+        rt.import(docker_tool("1.0.0", "example/dict:1"), &actor())
+            .await
+            .unwrap();
+        rt.approve("dict", &Narrowing::default(), &actor()).await.unwrap();
+
+        *backend.pin.lock().unwrap() = Some("sha256:bbbb".into());
+        let r = rt
+            .import(docker_tool("1.1.0", "example/dict:1"), &actor())
+            .await
+            .unwrap();
+        assert_eq!(r.outcome, ImportOutcome::UpgradePending, "{label}: {r:?}");
+        assert_eq!(fields(&r.changes), vec!["image_id"]);
+        assert_eq!(r.changes[0].serving.as_deref(), Some("sha256:aaaa"));
+        assert_eq!(r.changes[0].proposed.as_deref(), Some("sha256:bbbb"));
+        let view = rt.show("dict").await.unwrap();
+        assert_eq!(fields(&view.pending_changes), vec!["image_id"], "{label}");
+        let exec = rt.call(call("dict", "define")).await.unwrap();
+        assert_eq!(exec.version, "1.0.0", "{label}");
+        assert_eq!(exec.output.unwrap()["install"]["image_id"], "sha256:aaaa");
+
+        rt.approve("dict", &Narrowing::default(), &actor()).await.unwrap();
+        let exec = rt.call(call("dict", "define")).await.unwrap();
+        assert_eq!(exec.version, "1.1.0", "{label}");
+        assert_eq!(exec.output.unwrap()["install"]["image_id"], "sha256:bbbb");
         rt.verify_audit().await.unwrap();
     }
 }
