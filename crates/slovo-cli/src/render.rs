@@ -34,7 +34,7 @@ pub fn import(r: &ImportReport, json: bool) -> anyhow::Result<()> {
             "upgraded in place (asks for no more than was granted)"
         }
         slovo_runtime::ImportOutcome::UpgradePending => {
-            "imported; asks for more than was granted, so it waits for approval while the approved version keeps serving"
+            "imported; waits for approval while the approved version keeps serving"
         }
         slovo_runtime::ImportOutcome::Reimported => "imported again after revocation; waiting for approval",
         slovo_runtime::ImportOutcome::Unchanged => "already imported; nothing changed",
@@ -42,6 +42,9 @@ pub fn import(r: &ImportReport, json: bool) -> anyhow::Result<()> {
     println!("{} {}: {what}", r.tool, r.version);
     for w in &r.widenings {
         println!("  needs approval: {w}");
+    }
+    for c in &r.changes {
+        println!("  runs differently: {c}");
     }
     Ok(())
 }
@@ -159,6 +162,9 @@ pub fn tool(v: &ToolView, json: bool) -> anyhow::Result<()> {
     println!("{t}");
     for w in &v.pending_widenings {
         println!("  pending version asks for more: {w}");
+    }
+    for c in &v.pending_changes {
+        println!("  pending version runs differently: {c}");
     }
     if let Some(caps) = v.manifest.get("capabilities").and_then(|c| c.as_array()) {
         println!("  capabilities:");

@@ -10,6 +10,8 @@
 //! - [`lifecycle`]: the tool states and the transitions between them.
 //! - [`execution`]: the sandbox spec a backend receives and the outcome it returns.
 //! - [`audit`]: the hash chain of the audit trail.
+//! - [`upgrade`]: what a new version changes in the program that runs, and when that needs
+//!   approval again.
 //! - [`access`]: the roles of API tokens.
 //!
 //! This crate does no I/O: it never touches the filesystem, the network or a database, so
@@ -25,6 +27,7 @@ pub mod net;
 pub mod permissions;
 pub mod secrets;
 pub mod time;
+pub mod upgrade;
 
 pub use execution::{ExecutionStatus, Outcome, SandboxSpec};
 pub use lifecycle::ToolStatus;

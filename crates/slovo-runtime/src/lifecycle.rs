@@ -9,6 +9,7 @@ use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::{Execution, Manifest, parse_manifest};
 use slovo_core::permissions::{Grant, Narrowing, Widening};
 use slovo_core::time::now_ms;
+use slovo_core::upgrade::{Change, Program, changes_what_runs, upgrade_needs_approval};
 use slovo_sandbox::InstallRequest;
 use slovo_store::{NewGrant, ToolRow, Tx, VersionRow, VolumeRow};
 use tracing::info;
@@ -38,9 +39,11 @@ pub enum ImportOutcome {
     New,
     /// A never-approved tool's pending version was replaced by a newer one.
     PendingReplaced,
-    /// A newer version that asks for no more than was granted now serves calls.
+    /// A newer version that asks for no more than was granted (and, where the tool could send
+    /// something out, runs the same program) now serves calls.
     UpgradedInPlace,
-    /// A newer version that asks for more waits for approval; the approved one keeps serving.
+    /// A newer version that asks for more, or that runs another program where the tool has a
+    /// network grant or secrets, waits for approval; the approved one keeps serving.
     UpgradePending,
     /// A revoked tool was imported again and waits for approval.
     Reimported,
@@ -61,6 +64,17 @@ pub struct ImportReport {
     pub status: ToolStatus,
     /// For upgrades: how the new version asks for more than the grant.
     pub widenings: Vec<Widening>,
+    /// For upgrades: how the new version runs something other than the serving one (command,
+    /// module, image, bundle, `base_url`, credential header). Reported whether or not it
+    /// needed approval.
+    pub changes: Vec<Change>,
+}
+
+/// How a new version of an approved tool compares with the serving one and its grant.
+struct UpgradeCheck {
+    widenings: Vec<Widening>,
+    changes: Vec<Change>,
+    needs_approval: bool,
 }
 
 /// A parsed import, ready to store.
@@ -146,15 +160,21 @@ impl Runtime {
         let version = m.version.to_string();
 
         let current = self.store.tool(&name).await?;
-        // An in-place upgrade of an installed tool must be installed before it serves.
+        // An in-place upgrade of an installed tool must be installed before it serves. One
+        // that will wait for approval is not installed now (approval installs it): nothing of
+        // an unapproved version is fetched or prepared.
+        let mut installed = None;
         if let Some(t) = &current
             && matches!(t.status, ToolStatus::Active | ToolStatus::Disabled)
             && let Some(grant_id) = t.grant_id
             && let Some(g) = self.store.grant(grant_id).await?
-            && m.permissions.widenings_over(&g.grant).is_empty()
             && self.store.version(&name, &version).await?.is_none()
+            && !self
+                .check_upgrade(t, &g.grant, m, prepared.bundle_digest.as_deref(), None)
+                .await?
+                .needs_approval
         {
-            self.install_runtime(m, prepared.bundle_digest.as_deref()).await?;
+            installed = Some(self.install_runtime(m, prepared.bundle_digest.as_deref()).await?);
         }
 
         let mut tx = self.store.begin().await?;
@@ -195,6 +215,7 @@ impl Runtime {
                 outcome: ImportOutcome::Reimported,
                 status: ToolStatus::PendingApproval,
                 widenings: vec![],
+                changes: vec![],
             });
         }
         if let Some(v) = known {
@@ -207,6 +228,7 @@ impl Runtime {
                     outcome: ImportOutcome::Unchanged,
                     status,
                     widenings: vec![],
+                    changes: vec![],
                 });
             }
             return Err(RuntimeError::Conflict {
@@ -216,7 +238,7 @@ impl Runtime {
                 ),
             });
         }
-        let (outcome, row, widenings, expected) = match existing {
+        let (outcome, row, widenings, changes, expected) = match existing {
             None => {
                 let row = ToolRow {
                     name: name.clone(),
@@ -228,7 +250,7 @@ impl Runtime {
                     created_at: now,
                     updated_at: now,
                 };
-                (ImportOutcome::New, row, vec![], None)
+                (ImportOutcome::New, row, vec![], vec![], None)
             }
             Some(t) => {
                 check_newer(&t, m)?;
@@ -244,11 +266,11 @@ impl Runtime {
                         row.active_version = None;
                         row.pending_version = Some(version.clone());
                         row.grant_id = None;
-                        (ImportOutcome::Reimported, row, vec![], expected)
+                        (ImportOutcome::Reimported, row, vec![], vec![], expected)
                     }
                     ToolStatus::PendingApproval => {
                         row.pending_version = Some(version.clone());
-                        (ImportOutcome::PendingReplaced, row, vec![], expected)
+                        (ImportOutcome::PendingReplaced, row, vec![], vec![], expected)
                     }
                     ToolStatus::Approved | ToolStatus::Active | ToolStatus::Disabled => {
                         let grant_id = t.grant_id.ok_or_else(|| RuntimeError::Conflict {
@@ -263,14 +285,43 @@ impl Runtime {
                                     what: "grant",
                                     name: grant_id.to_string(),
                                 })?;
-                        let widenings = m.permissions.widenings_over(&grant.grant);
-                        if widenings.is_empty() {
+                        // Decided again here, inside the transaction: the head lock serialises
+                        // this with every grant, secret and lifecycle change, and the tool's
+                        // revision (checked on save) moves with each of them.
+                        let image_id = installed.as_ref().and_then(pinned_image);
+                        let check = self
+                            .check_upgrade(&t, &grant.grant, m, prepared.bundle_digest.as_deref(), image_id)
+                            .await?;
+                        if check.needs_approval {
+                            row.pending_version = Some(version.clone());
+                            (
+                                ImportOutcome::UpgradePending,
+                                row,
+                                check.widenings,
+                                check.changes,
+                                expected,
+                            )
+                        } else {
+                            if installed.is_none()
+                                && matches!(t.status, ToolStatus::Active | ToolStatus::Disabled)
+                            {
+                                // The tool changed between the first look and this one (a
+                                // secret removed, say): never serve a version not installed.
+                                return Err(RuntimeError::Conflict {
+                                    tool: name,
+                                    reason: "the tool changed while the version was being imported; import it again"
+                                        .into(),
+                                });
+                            }
                             row.active_version = Some(version.clone());
                             row.pending_version = None;
-                            (ImportOutcome::UpgradedInPlace, row, vec![], expected)
-                        } else {
-                            row.pending_version = Some(version.clone());
-                            (ImportOutcome::UpgradePending, row, widenings, expected)
+                            (
+                                ImportOutcome::UpgradedInPlace,
+                                row,
+                                vec![],
+                                check.changes,
+                                expected,
+                            )
                         }
                     }
                 }
@@ -285,7 +336,9 @@ impl Runtime {
             source_name: prepared.source_name.clone(),
             source_text: prepared.source_text.clone(),
             bundle_digest: prepared.bundle_digest.clone(),
-            install_info: None,
+            // What the backend found when this version was installed for an in-place upgrade;
+            // calls run from it (a Docker tool's pinned image id).
+            install_info: installed,
             imported_at: now,
         })
         .await?;
@@ -305,6 +358,7 @@ impl Runtime {
                 "source": prepared.source_name,
                 "requested": m.permissions,
                 "widenings": widenings,
+                "changes": changes,
             }),
         )
         .await?;
@@ -316,6 +370,53 @@ impl Runtime {
             outcome,
             status: row.status,
             widenings,
+            changes,
+        })
+    }
+
+    /// Compares a new version with the serving version of an approved tool `t` and its grant:
+    /// what it asks for beyond the grant, what it runs differently, and whether either needs
+    /// a person (`slovo_core::upgrade`). `image_id` is the new version's pinned image, if it
+    /// was installed already.
+    async fn check_upgrade(
+        &self,
+        t: &ToolRow,
+        grant: &Grant,
+        m: &Manifest,
+        bundle_digest: Option<&str>,
+        image_id: Option<&str>,
+    ) -> Result<UpgradeCheck> {
+        let widenings = m.permissions.widenings_over(grant);
+        let changes = match &t.active_version {
+            Some(serving) => {
+                let row = self.store.version(&t.name, serving).await?;
+                let old = self.manifest(&t.name, serving).await?;
+                let old_bundle = row.as_ref().and_then(|v| v.bundle_digest.as_deref());
+                let old_image = row
+                    .as_ref()
+                    .and_then(|v| v.install_info.as_ref())
+                    .and_then(pinned_image);
+                changes_what_runs(
+                    &Program {
+                        manifest: &old,
+                        bundle_digest: old_bundle,
+                        image_id: old_image,
+                    },
+                    &Program {
+                        manifest: m,
+                        bundle_digest,
+                        image_id,
+                    },
+                )
+            }
+            None => vec![],
+        };
+        let holds_secrets = !self.store.secrets(&t.name).await?.is_empty();
+        let needs_approval = upgrade_needs_approval(&widenings, &changes, grant, holds_secrets);
+        Ok(UpgradeCheck {
+            widenings,
+            changes,
+            needs_approval,
         })
     }
 
@@ -753,6 +854,11 @@ impl Runtime {
             })?
             .grant)
     }
+}
+
+/// The image id a Docker install pinned, from its install record.
+pub(crate) fn pinned_image(info: &Value) -> Option<&str> {
+    info.get("image_id").and_then(Value::as_str)
 }
 
 /// Refuses to import a version older than the serving or pending one.

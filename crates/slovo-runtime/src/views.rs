@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::{Grant, Permissions, Widening};
+use slovo_core::upgrade::{Change, Program, changes_what_runs};
 use slovo_store::{ExecutionFilter, ExecutionRow, ToolRow, VolumeRow};
 
 use crate::{Result, Runtime, RuntimeError};
@@ -61,6 +62,9 @@ pub struct ToolView {
     pub granted: Option<Grant>,
     /// How the pending version asks for more than the grant.
     pub pending_widenings: Vec<Widening>,
+    /// How the pending version runs something other than the serving one (command, module,
+    /// image, bundle, `base_url`, credential header).
+    pub pending_changes: Vec<Change>,
     /// The state volume.
     pub volume: Option<VolumeRow>,
     /// Every imported version.
@@ -145,10 +149,36 @@ impl Runtime {
             (Some(_), Some(g)) => manifest.permissions.widenings_over(g),
             _ => vec![],
         };
-        let versions = self
-            .store
-            .versions(name)
-            .await?
+        let stored = self.store.versions(name).await?;
+        let pending_changes = match (&t.active_version, &t.pending_version) {
+            (Some(serving), Some(pending)) if t.status != ToolStatus::PendingApproval => {
+                let program = |v: &str| {
+                    let row = stored.iter().find(|r| r.version == v);
+                    (
+                        row.and_then(|r| r.bundle_digest.as_deref()),
+                        row.and_then(|r| r.install_info.as_ref())
+                            .and_then(crate::lifecycle::pinned_image),
+                    )
+                };
+                let old = self.manifest(name, serving).await?;
+                let (old_bundle, old_image) = program(serving);
+                let (new_bundle, new_image) = program(pending);
+                changes_what_runs(
+                    &Program {
+                        manifest: &old,
+                        bundle_digest: old_bundle,
+                        image_id: old_image,
+                    },
+                    &Program {
+                        manifest: &manifest,
+                        bundle_digest: new_bundle,
+                        image_id: new_image,
+                    },
+                )
+            }
+            _ => vec![],
+        };
+        let versions = stored
             .into_iter()
             .map(|v| VersionView {
                 state: if Some(&v.version) == t.active_version.as_ref()
@@ -175,6 +205,7 @@ impl Runtime {
             requested: manifest.permissions.clone(),
             granted,
             pending_widenings,
+            pending_changes,
             volume: self.store.volume(name).await?,
             versions,
         })
