@@ -64,8 +64,8 @@ use slovo_core::access::Role;
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::Capability;
-use slovo_runtime::{Actor, CallRequest, ErrorKind, Runtime, RuntimeError};
 use slovo_runtime::ExecutionRow;
+use slovo_runtime::{Actor, CallRequest, ErrorKind, Runtime, RuntimeError};
 
 use crate::AppState;
 use crate::auth::Caller;

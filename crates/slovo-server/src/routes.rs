@@ -406,7 +406,9 @@ async fn import_openapi(
             paths: b.paths,
             methods: b.methods,
         },
-        max_operations: b.max_operations.unwrap_or(slovo_runtime::openapi::DEFAULT_MAX_OPERATIONS),
+        max_operations: b
+            .max_operations
+            .unwrap_or(slovo_runtime::openapi::DEFAULT_MAX_OPERATIONS),
         strict: b.strict,
         ..slovo_runtime::openapi::IngestOptions::default()
     };
