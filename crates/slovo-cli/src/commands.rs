@@ -16,7 +16,7 @@ use crate::cli::{
     ToolCommand,
 };
 use crate::cli::{OpenapiCommand, OpenapiImportArgs, SecretCommand};
-use crate::{exit, render};
+use crate::{exit, progress, render};
 
 /// A flag or argument the runtime never saw because it was malformed.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +101,12 @@ async fn openapi_import(
 ) -> anyhow::Result<u8> {
     let max = slovo_openapi::DEFAULT_MAX_DOCUMENT_BYTES;
     let source = if a.source.starts_with("http://") || a.source.starts_with("https://") {
-        rt.fetch_openapi(&a.source).await?
+        progress::while_running(
+            &format!("fetching {}", a.source),
+            json,
+            rt.fetch_openapi(&a.source),
+        )
+        .await?
     } else {
         slovo_openapi::Source::from_path(&a.source, max).map_err(slovo_runtime::RuntimeError::from)?
     };
@@ -131,14 +136,13 @@ async fn openapi_import(
         }
         None => None,
     };
-    let result = rt
-        .import_openapi(
-            &source,
-            &options,
-            analyzer.as_ref().map(|(a, m)| (a, m.as_str())),
-            actor,
-        )
-        .await?;
+    let ingest = rt.import_openapi(
+        &source,
+        &options,
+        analyzer.as_ref().map(|(a, m)| (a, m.as_str())),
+        actor,
+    );
+    let result = progress::while_running("ingesting the OpenAPI document", json, ingest).await?;
     render::openapi_import(&result, json)?;
     Ok(exit::OK)
 }
@@ -249,20 +253,21 @@ async fn tool(rt: &Runtime, cmd: &ToolCommand, actor: &Actor, json: bool) -> any
     match cmd {
         ToolCommand::Import { path } => {
             let source = import_source(path)?;
-            let report = rt.import(source, actor).await?;
+            let report = progress::while_running("importing", json, rt.import(source, actor)).await?;
             render::import(&report, json)?;
         }
         ToolCommand::List => render::tools(&rt.list().await?, json)?,
         ToolCommand::Show { name } => render::tool(&rt.show(name).await?, json)?,
         ToolCommand::Approve(args) => {
             let narrowing = narrowing(args)?;
-            rt.approve(&args.name, &narrowing, actor).await?;
+            let installing = format!("approving and installing {}", args.name);
+            progress::while_running(&installing, json, rt.approve(&args.name, &narrowing, actor)).await?;
             render::tool(&rt.show(&args.name).await?, json)?;
         }
         ToolCommand::Disable { name } => render::status(&rt.disable(name, actor).await?, json)?,
         ToolCommand::Enable { name } => render::status(&rt.enable(name, actor).await?, json)?,
         ToolCommand::Reinstall { name } => {
-            rt.reinstall(name, actor).await?;
+            progress::while_running(&format!("installing {name}"), json, rt.reinstall(name, actor)).await?;
             render::tool(&rt.show(name).await?, json)?;
         }
         ToolCommand::Revoke { name, purge_state } => {
@@ -466,7 +471,13 @@ async fn discover(
                 )
                 .into());
             }
-            render::discovery_run(&rt.run_discovery_once(&sources, actor).await?, json)?;
+            let run = progress::while_running(
+                "discovery pass (loading sources, ranking, proposing)",
+                json,
+                rt.run_discovery_once(&sources, actor),
+            )
+            .await?;
+            render::discovery_run(&run, json)?;
         }
         DiscoverCommand::Reject { id } => {
             let row = rt.reject_request(id, actor).await?;

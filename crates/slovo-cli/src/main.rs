@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod progress;
 mod render;
 
 use std::path::PathBuf;
