@@ -115,7 +115,7 @@ impl RemoteFetcher for UrlFetcher {
                 let why = e.strip_prefix(&format!("{link}: ")).unwrap_or(&e).to_string();
                 if !allow && why.contains("not a public address") {
                     Err(format!(
-                        "{why} (discovery fetches public addresses only; `http.allow_private` or `egress.also_public` in the configuration allows others)"
+                        "{why} (discovery fetches public addresses only; `http.allow_private` (SLOVO_HTTP_ALLOW_PRIVATE=1) or `egress.also_public` in the configuration allows others)"
                     ))
                 } else {
                     Err(why)
