@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use crate::CallContext;
 use crate::check::{Refusal, split_authority};
 
-type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Serves HTTP/1.1 on one accepted connection until the client closes it or it is upgraded
 /// into a tunnel.
@@ -25,13 +25,19 @@ pub(crate) async fn serve(ctx: Arc<CallContext>, stream: TcpStream) {
         let ctx = service_ctx.clone();
         async move { Ok::<_, Infallible>(handle(ctx, req).await) }
     });
-    let served = hyper::server::conn::http1::Builder::new()
+    let served = server()
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades()
         .await;
     if let Err(e) = served {
         tracing::debug!(execution = %ctx.call.execution_id, error = %e, "egress connection ended with an error");
     }
+}
+
+/// How the proxy speaks HTTP/1.1 to a tool (shared with the fuzz targets, which drive the
+/// same parser from bytes in memory).
+pub(crate) fn server() -> hyper::server::conn::http1::Builder {
+    hyper::server::conn::http1::Builder::new()
 }
 
 async fn handle(ctx: Arc<CallContext>, req: Request<Incoming>) -> Response<Body> {
@@ -43,11 +49,11 @@ async fn handle(ctx: Arc<CallContext>, req: Request<Incoming>) -> Response<Body>
     result.unwrap_or_else(|r| refusal_response(&r))
 }
 
-fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
 }
 
-fn refusal_response(r: &Refusal) -> Response<Body> {
+pub(crate) fn refusal_response(r: &Refusal) -> Response<Body> {
     let status = match r {
         Refusal::Denied(_) => StatusCode::FORBIDDEN,
         Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -70,8 +76,8 @@ fn refusal_response(r: &Refusal) -> Response<Body> {
     resp
 }
 
-/// `CONNECT host:port`: checks, connects, answers 200 and splices the two connections.
-async fn connect(ctx: &Arc<CallContext>, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
+/// Where a `CONNECT` request asks to go, once its `Host` header (if any) agrees.
+pub(crate) fn connect_target<B>(ctx: &CallContext, req: &Request<B>) -> Result<(String, u16), Refusal> {
     let target = req
         .uri()
         .authority()
@@ -83,6 +89,12 @@ async fn connect(ctx: &Arc<CallContext>, req: Request<Incoming>) -> Result<Respo
         )));
     };
     host_header_agrees(ctx, req.headers(), &host, port, None)?;
+    Ok((host, port))
+}
+
+/// `CONNECT host:port`: checks, connects, answers 200 and splices the two connections.
+async fn connect(ctx: &Arc<CallContext>, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
+    let (host, port) = connect_target(ctx, &req)?;
     let mut upstream = ctx.open(&host, port).await?;
     let on_upgrade = hyper::upgrade::on(req);
     ctx.spawn(async move {
@@ -94,10 +106,23 @@ async fn connect(ctx: &Arc<CallContext>, req: Request<Incoming>) -> Result<Respo
     Ok(Response::new(empty()))
 }
 
-/// `GET http://host/path` and the like: checks, then sends the request in origin form over a
-/// fresh upstream connection and streams the answer back.
-async fn forward(ctx: &Arc<CallContext>, mut req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
-    let uri = req.uri().clone();
+/// Where a forwarded request goes and what is sent there.
+#[derive(Debug)]
+pub(crate) struct ForwardTarget {
+    /// The normalized host of the absolute URI.
+    pub(crate) host: String,
+    /// Its port (80 when the URI has none).
+    pub(crate) port: u16,
+    /// The authority as written in the URI, for a `Host` header the request lacks.
+    authority: String,
+    /// The request target in origin form (`/path?query`), as sent upstream.
+    origin: Uri,
+}
+
+/// Where a request in absolute form (`GET http://host/path`) goes, once its `Host` header (if
+/// any) agrees; refused before anything is resolved or connected otherwise.
+pub(crate) fn forward_target<B>(ctx: &CallContext, req: &Request<B>) -> Result<ForwardTarget, Refusal> {
+    let uri = req.uri();
     match uri.scheme_str() {
         Some("http") => {}
         Some(other) => {
@@ -117,15 +142,32 @@ async fn forward(ctx: &Arc<CallContext>, mut req: Request<Incoming>) -> Result<R
     };
     let port = port.unwrap_or(80);
     host_header_agrees(ctx, req.headers(), &host, port, Some(80))?;
-    let upstream = ctx.open(&host, port).await?;
-
     let origin = uri.path_and_query().map_or("/", |p| p.as_str());
-    *req.uri_mut() = origin
+    let origin = origin
         .parse::<Uri>()
         .map_err(|_| Refusal::BadRequest(format!("bad path {origin:?}")))?;
+    Ok(ForwardTarget {
+        host,
+        port,
+        authority: authority.to_string(),
+        origin,
+    })
+}
+
+/// `GET http://host/path` and the like: checks, then sends the request in origin form over a
+/// fresh upstream connection and streams the answer back.
+async fn forward(ctx: &Arc<CallContext>, mut req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
+    let ForwardTarget {
+        host,
+        port,
+        authority,
+        origin,
+    } = forward_target(ctx, &req)?;
+    let upstream = ctx.open(&host, port).await?;
+    *req.uri_mut() = origin;
     strip_hop_by_hop(req.headers_mut());
     if !req.headers().contains_key(header::HOST)
-        && let Ok(v) = HeaderValue::from_str(authority)
+        && let Ok(v) = HeaderValue::from_str(&authority)
     {
         req.headers_mut().insert(header::HOST, v);
     }

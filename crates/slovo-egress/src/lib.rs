@@ -52,6 +52,8 @@
 #![deny(missing_docs)]
 
 mod check;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod resolve;
 mod socks;

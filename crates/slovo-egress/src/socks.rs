@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::CallContext;
@@ -16,7 +16,7 @@ pub(crate) const VERSION: u8 = 5;
 
 const NO_AUTH: u8 = 0;
 const NO_ACCEPTABLE_METHOD: u8 = 0xff;
-const CMD_CONNECT: u8 = 1;
+pub(crate) const CMD_CONNECT: u8 = 1;
 const REP_OK: u8 = 0;
 const REP_FAILURE: u8 = 1;
 const REP_NOT_ALLOWED: u8 = 2;
@@ -31,12 +31,7 @@ pub(crate) async fn serve(ctx: Arc<CallContext>, mut stream: TcpStream) {
         return;
     };
     if cmd != CMD_CONNECT {
-        let what = if cmd == 3 { "UDP ASSOCIATE" } else { "BIND" };
-        ctx.deny(
-            &host,
-            port,
-            format!("SOCKS5 {what} is not supported; only CONNECT is"),
-        );
+        refuse_command(&ctx, cmd, &host, port);
         let _ = reply(&mut stream, REP_COMMAND_NOT_SUPPORTED).await;
         return;
     }
@@ -57,8 +52,22 @@ pub(crate) async fn serve(ctx: Arc<CallContext>, mut stream: TcpStream) {
     }
 }
 
+/// Records the denial of a command other than `CONNECT`.
+pub(crate) fn refuse_command(ctx: &CallContext, cmd: u8, host: &str, port: u16) {
+    let what = if cmd == 3 { "UDP ASSOCIATE" } else { "BIND" };
+    ctx.deny(
+        host,
+        port,
+        format!("SOCKS5 {what} is not supported; only CONNECT is"),
+    );
+}
+
 /// Reads the greeting and the request; `None` after answering a request we cannot serve.
-async fn handshake(s: &mut TcpStream) -> std::io::Result<Option<(u8, String, u16)>> {
+/// Generic over the stream so that the fuzz targets can drive it from bytes in memory.
+pub(crate) async fn handshake<S>(s: &mut S) -> std::io::Result<Option<(u8, String, u16)>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut head = [0u8; 2];
     s.read_exact(&mut head).await?;
     let mut methods = vec![0u8; usize::from(head[1])];
@@ -107,7 +116,7 @@ async fn handshake(s: &mut TcpStream) -> std::io::Result<Option<(u8, String, u16
     Ok(Some((req[1], host, u16::from_be_bytes(port))))
 }
 
-async fn reply(s: &mut TcpStream, code: u8) -> std::io::Result<()> {
+async fn reply<S: AsyncWrite + Unpin>(s: &mut S, code: u8) -> std::io::Result<()> {
     // The bound address is not meaningful to the tool; zeros, as many proxies answer.
     s.write_all(&[VERSION, code, 0, 1, 0, 0, 0, 0, 0, 0]).await
 }

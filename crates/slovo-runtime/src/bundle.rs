@@ -39,6 +39,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
+use slovo_core::manifest::{Execution, Manifest};
 
 use crate::{Result, RuntimeError};
 
@@ -524,6 +525,19 @@ impl Staged {
             return Err(refuse("is not executable".into()));
         }
         Ok(())
+    }
+
+    /// Checks the files the manifest's execution names (the command of a process tool, the
+    /// module of a WebAssembly tool) in the staged copy.
+    pub(crate) fn check_files_named_by(&self, manifest: &Manifest) -> Result<()> {
+        match &manifest.execution {
+            Some(Execution::Process { command, .. }) => match command.first() {
+                Some(program) => self.check_entry(program, "execution.command[0]", true),
+                None => Ok(()),
+            },
+            Some(Execution::Wasm { module }) => self.check_entry(module, "execution.module", false),
+            _ => Ok(()),
+        }
     }
 
     /// Makes the copy read-only and installs it at `bundles/<digest>`; returns the digest.

@@ -24,6 +24,8 @@ mod call;
 mod checkpoint;
 mod discovery;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod lifecycle;
 mod secrets;
 mod views;

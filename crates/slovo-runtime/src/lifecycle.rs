@@ -436,15 +436,7 @@ impl Runtime {
         let source_text = String::from_utf8_lossy(&bytes).into_owned();
         let bundle_digest = match staged {
             Some(staged) => {
-                match &manifest.execution {
-                    Some(Execution::Process { command, .. }) => {
-                        staged.check_entry(&command[0], "execution.command[0]", true)?
-                    }
-                    Some(Execution::Wasm { module }) => {
-                        staged.check_entry(module, "execution.module", false)?
-                    }
-                    _ => {}
-                }
+                staged.check_files_named_by(&manifest)?;
                 Some(staged.commit()?)
             }
             None => {
