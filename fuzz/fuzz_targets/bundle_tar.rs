@@ -64,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
     let work = dirs.root.join("work");
     fs::create_dir(&work).expect("create the work directory");
     let gzip = data.starts_with(&[0x1f, 0x8b]);
-    let _ = slovo_runtime::fuzzing::import_tarball(data, gzip, &work);
+    let _ = slovo_bundle::fuzzing::import_tarball(data, gzip, &work);
     // The unpacking directory is gone whatever happened, and nothing was written beside `work`.
     assert_eq!(names(&dirs.tmp), Vec::<String>::new(), "the unpacking directory was left behind");
     assert_eq!(names(&dirs.root), ["tmp", "work"], "an entry was written outside the bundle");

@@ -31,7 +31,7 @@ pub enum RuntimeError {
         /// The entry, relative to the bundle's root.
         entry: PathBuf,
         /// Why.
-        reason: crate::bundle::BundleRefusal,
+        reason: slovo_bundle::BundleRefusal,
     },
     /// No such tool, capability or execution.
     #[error("{what} {name:?} not found")]
@@ -156,6 +156,25 @@ pub enum ErrorKind {
     AuditBroken,
     /// Anything else (database, file system, install): exit 1, HTTP 500.
     Internal,
+}
+
+impl From<slovo_bundle::BundleError> for RuntimeError {
+    fn from(e: slovo_bundle::BundleError) -> Self {
+        use slovo_bundle::BundleError;
+        match e {
+            BundleError::Invalid { path, reason } => RuntimeError::InvalidBundle { path, reason },
+            BundleError::Entry {
+                bundle,
+                entry,
+                reason,
+            } => RuntimeError::BundleEntry {
+                bundle,
+                entry,
+                reason,
+            },
+            BundleError::Io { action, path, source } => RuntimeError::Io { action, path, source },
+        }
+    }
 }
 
 impl RuntimeError {

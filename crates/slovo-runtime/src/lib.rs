@@ -19,13 +19,10 @@
 #![deny(missing_docs)]
 
 mod access;
-mod bundle;
 mod call;
 mod checkpoint;
 mod discovery;
 mod error;
-#[doc(hidden)]
-pub mod fuzzing;
 mod lifecycle;
 mod secrets;
 mod views;
@@ -38,7 +35,6 @@ use slovo_sandbox::Backends;
 use slovo_store::Store;
 
 pub use access::NewToken;
-pub use bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
 pub use call::{CallRequest, CompiledTool};
 pub use checkpoint::{
     CHECKPOINT_EVERY_EVENTS, CHECKPOINT_INTERVAL, CHECKPOINT_KEY_FILE, CHECKPOINT_LOG_FILE,
@@ -49,6 +45,7 @@ pub use discovery::{
 pub use error::{ErrorKind, RuntimeError};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
 pub use secrets::LLM_SECRETS;
+pub use slovo_bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
 pub use slovo_discovery::sources::SourceConfig;
 pub use views::{AuditReport, ToolSummary, ToolView, VersionView};
 // What the front ends name of the layers below, so that they depend on the runtime alone. These

@@ -14,7 +14,6 @@ use slovo_sandbox::InstallRequest;
 use slovo_store::{NewGrant, ToolRow, Tx, VersionRow, VolumeRow};
 use tracing::info;
 
-use crate::bundle;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 /// What to import.
@@ -426,7 +425,7 @@ impl Runtime {
             ImportSource::Bundle(path) => {
                 // Copied and hashed first; the manifest and the files it names are then read
                 // from the private copy, which is what gets installed.
-                let staged = bundle::stage(&path, &self.bundles_dir())?;
+                let staged = slovo_bundle::stage(&path, &self.bundles_dir())?;
                 let (file_name, bytes) = staged.manifest()?;
                 let shown = format!("{}/{}", path.display(), file_name);
                 (shown, bytes, Some(staged))

@@ -1,30 +1,45 @@
-//! Entry point for the bundle fuzz target in `fuzz/` (not a stable API): a tarball imported as
-//! `slovo tool import bundle.tar` would import it, up to the database.
+//! Entry point for the bundle fuzz target in `fuzz/` (not a stable API): the bundle steps a
+//! tarball goes through on `slovo tool import bundle.tar`, up to the database.
 
 use std::path::Path;
 
-use slovo_core::parse_manifest;
+use slovo_core::{ManifestError, parse_manifest};
 
-use crate::{Result, RuntimeError, bundle};
+use crate::{BundleError, stage};
 
 /// Largest tarball the target reads.
 pub const MAX_INPUT: usize = 1024 * 1024;
 
+/// Why an import was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// By the bundle checks.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// By the manifest parser.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
 /// Writes `bytes` to `work/bundle.tar` (or `.tar.gz`), then unpacks it, stages the copy under
 /// `work/bundles`, reads and parses its manifest, checks the files the manifest names and
-/// installs the copy: the bundle steps of an import. Returns the bundle's digest.
+/// installs the copy, as an import does. Returns the bundle's digest.
 ///
 /// The unpacking directory is made in the system's temporary directory (as on a real import)
 /// and removed before this returns; the staged copy and the installed bundle are under `work`.
-pub fn import_tarball(bytes: &[u8], gzip: bool, work: &Path) -> Result<String> {
+pub fn import_tarball(bytes: &[u8], gzip: bool, work: &Path) -> Result<String, Refused> {
     let bytes = &bytes[..bytes.len().min(MAX_INPUT)];
     let tarball = work.join(if gzip { "bundle.tar.gz" } else { "bundle.tar" });
-    std::fs::write(&tarball, bytes).map_err(|e| RuntimeError::io("write", &tarball, e))?;
-    let staged = bundle::stage(&tarball, &work.join("bundles"))?;
+    std::fs::write(&tarball, bytes).map_err(|source| BundleError::Io {
+        action: "write",
+        path: tarball.clone(),
+        source,
+    })?;
+    let staged = stage(&tarball, &work.join("bundles"))?;
     let (file_name, manifest) = staged.manifest()?;
     let manifest = parse_manifest(&format!("{}/{file_name}", tarball.display()), &manifest)?;
     staged.check_files_named_by(&manifest)?;
-    staged.commit()
+    Ok(staged.commit()?)
 }
 
 #[cfg(test)]
@@ -68,10 +83,10 @@ mod tests {
         assert!(
             matches!(
                 &err,
-                RuntimeError::BundleEntry {
+                Refused::Bundle(BundleError::Entry {
                     reason: BundleRefusal::PathOutside,
                     ..
-                }
+                })
             ),
             "{err}"
         );

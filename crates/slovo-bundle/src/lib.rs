@@ -1,4 +1,6 @@
-//! Tool bundles: a directory (or tarball) holding a manifest and the tool's files.
+//! Tool bundles: a directory (or tarball) holding a manifest and the tool's files, read into a
+//! private, hashed copy. The runtime's import (`slovo_runtime`) stages a bundle here, then
+//! records the tool; nothing in this crate touches the database.
 //!
 //! Import runs as root and a bundle may belong to someone else, who can change it while it is
 //! being read. So a bundle is read once, from descriptors, and every later check looks at the
@@ -41,7 +43,56 @@ use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use slovo_core::manifest::{Execution, Manifest};
 
-use crate::{Result, RuntimeError};
+#[doc(hidden)]
+pub mod fuzzing;
+
+/// Why a bundle could not be staged or installed.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// The bundle as a whole is unusable.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The bundle.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// An entry of the bundle that import refuses (a link leading out, a special file, an entry
+    /// that changed while it was read).
+    #[error("bundle {bundle}: {entry}: {reason}")]
+    Entry {
+        /// The bundle, as named on import (a directory or a tarball).
+        bundle: PathBuf,
+        /// The entry, relative to the bundle's root.
+        entry: PathBuf,
+        /// Why.
+        reason: BundleRefusal,
+    },
+    /// A file system operation failed.
+    #[error("failed to {action} {path}: {source}")]
+    Io {
+        /// What was attempted.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BundleError {
+    fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        BundleError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The result of a bundle operation.
+pub type Result<T> = std::result::Result<T, BundleError>;
 
 /// File names looked for, in order, at the root of a bundle.
 pub const BUNDLE_MANIFEST_NAMES: [&str; 6] = [
@@ -129,7 +180,7 @@ pub enum BundleRefusal {
 
 /// A bundle copied into a private staging directory under `bundles/`, hashed, not yet
 /// installed. Dropping it removes the copy.
-pub(crate) struct Staged {
+pub struct Staged {
     /// The bundle as named on import (directory or tarball), for messages.
     bundle: PathBuf,
     /// The staging directory; removed on drop unless the copy was moved out of it.
@@ -146,16 +197,16 @@ pub(crate) struct Staged {
     digest: String,
 }
 
-fn entry_error(bundle: &Path, entry: impl Into<PathBuf>, reason: BundleRefusal) -> RuntimeError {
-    RuntimeError::BundleEntry {
+fn entry_error(bundle: &Path, entry: impl Into<PathBuf>, reason: BundleRefusal) -> BundleError {
+    BundleError::Entry {
         bundle: bundle.to_path_buf(),
         entry: entry.into(),
         reason,
     }
 }
 
-fn invalid(bundle: &Path, reason: String) -> RuntimeError {
-    RuntimeError::InvalidBundle {
+fn invalid(bundle: &Path, reason: String) -> BundleError {
+    BundleError::Invalid {
         path: bundle.to_path_buf(),
         reason,
     }
@@ -223,7 +274,7 @@ fn list(dir: BorrowedFd<'_>) -> std::io::Result<Vec<OsString>> {
 
 /// Hashes and copies the bundle at `path` (a directory or a tarball) into a staging directory
 /// under `bundles_dir`, refusing what must not be in a bundle.
-pub(crate) fn stage(path: &Path, bundles_dir: &Path) -> Result<Staged> {
+pub fn stage(path: &Path, bundles_dir: &Path) -> Result<Staged> {
     if is_tarball(path) {
         let unpacked = unpack_tarball(path)?;
         stage_dir(path, unpacked.path(), bundles_dir)
@@ -244,21 +295,21 @@ fn stage_dir(bundle: &Path, src: &Path, bundles_dir: &Path) -> Result<Staged> {
         if e == Errno::NOENT || e == Errno::NOTDIR {
             invalid(bundle, "not a directory or tarball".into())
         } else {
-            RuntimeError::io("open", src, e.into())
+            BundleError::io("open", src, e.into())
         }
     })?;
     let owner = rustix::fs::fstat(&src_fd)
-        .map_err(|e| RuntimeError::io("stat", src, e.into()))?
+        .map_err(|e| BundleError::io("stat", src, e.into()))?
         .st_uid;
 
-    fs::create_dir_all(bundles_dir).map_err(|e| RuntimeError::io("create", bundles_dir, e))?;
+    fs::create_dir_all(bundles_dir).map_err(|e| BundleError::io("create", bundles_dir, e))?;
     // Created 0700 by this process inside the data directory: nobody else can touch the copy.
     let staging = tempfile::Builder::new()
         .prefix(".staging-")
         .tempdir_in(bundles_dir)
-        .map_err(|e| RuntimeError::io("create", bundles_dir, e))?;
+        .map_err(|e| BundleError::io("create", bundles_dir, e))?;
     let root = staging.path().join("b");
-    fs::create_dir(&root).map_err(|e| RuntimeError::io("create", &root, e))?;
+    fs::create_dir(&root).map_err(|e| BundleError::io("create", &root, e))?;
 
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -269,7 +320,7 @@ fn stage_dir(bundle: &Path, src: &Path, bundles_dir: &Path) -> Result<Staged> {
     // Depth first, children in byte order: the same order as sorting the relative paths, which
     // is the order the digest has always been computed in.
     let mut stack: Vec<PathBuf> = list(src_fd.as_fd())
-        .map_err(|e| RuntimeError::io("read", src, e))?
+        .map_err(|e| BundleError::io("read", src, e))?
         .into_iter()
         .rev()
         .map(PathBuf::from)
@@ -284,13 +335,13 @@ fn stage_dir(bundle: &Path, src: &Path, bundles_dir: &Path) -> Result<Staged> {
         let to = root.join(&rel);
         // O_PATH opens nothing: a device or FIFO is classified without its driver being touched.
         let fd = open_beneath(src_fd.as_fd(), &rel, OFlags::PATH | OFlags::NOFOLLOW, NO_LINKS)
-            .map_err(|e| RuntimeError::io("open", src_entry(&rel), e))?;
-        let st = rustix::fs::fstat(&fd).map_err(|e| RuntimeError::io("stat", src_entry(&rel), e.into()))?;
+            .map_err(|e| BundleError::io("open", src_entry(&rel), e))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| BundleError::io("stat", src_entry(&rel), e.into()))?;
         match FileType::from_raw_mode(st.st_mode) {
             FileType::Directory => {
                 h.update(format!("d {} {}\n", name.len(), name));
-                fs::create_dir(&to).map_err(|e| RuntimeError::io("create", &to, e))?;
-                let children = list(fd.as_fd()).map_err(|e| RuntimeError::io("read", src_entry(&rel), e))?;
+                fs::create_dir(&to).map_err(|e| BundleError::io("create", &to, e))?;
+                let children = list(fd.as_fd()).map_err(|e| BundleError::io("read", src_entry(&rel), e))?;
                 stack.extend(children.into_iter().rev().map(|c| rel.join(c)));
                 dirs.push(rel);
             }
@@ -316,10 +367,10 @@ fn stage_dir(bundle: &Path, src: &Path, bundles_dir: &Path) -> Result<Staged> {
                 .map_err(|e| match e.raw_os_error().map(Errno::from_raw_os_error) {
                     // Replaced by a link (or a directory) since it was classified.
                     Some(Errno::LOOP) => entry_error(bundle, rel.clone(), BundleRefusal::Changed),
-                    _ => RuntimeError::io("open", src_entry(&rel), e),
+                    _ => BundleError::io("open", src_entry(&rel), e),
                 })?;
                 let fst = rustix::fs::fstat(&file)
-                    .map_err(|e| RuntimeError::io("stat", src_entry(&rel), e.into()))?;
+                    .map_err(|e| BundleError::io("stat", src_entry(&rel), e.into()))?;
                 if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino)
                     || FileType::from_raw_mode(fst.st_mode) != FileType::RegularFile
                 {
@@ -341,8 +392,8 @@ fn stage_dir(bundle: &Path, src: &Path, bundles_dir: &Path) -> Result<Staged> {
                 // Hash what is written, as it is written: the digest names these bytes.
                 let copied = copy_hashing(fs::File::from(file), &to, len, &mut h, &mut buf).map_err(
                     |(action, e)| match action {
-                        "read" => RuntimeError::io("read", src_entry(&rel), e),
-                        _ => RuntimeError::io(action, &to, e),
+                        "read" => BundleError::io("read", src_entry(&rel), e),
+                        _ => BundleError::io(action, &to, e),
                     },
                 )?;
                 if copied != len {
@@ -350,16 +401,16 @@ fn stage_dir(bundle: &Path, src: &Path, bundles_dir: &Path) -> Result<Staged> {
                 }
                 let mode = if executable { 0o555 } else { 0o444 };
                 fs::set_permissions(&to, fs::Permissions::from_mode(mode))
-                    .map_err(|e| RuntimeError::io("chmod", &to, e))?;
+                    .map_err(|e| BundleError::io("chmod", &to, e))?;
             }
             FileType::Symlink => {
                 // Read from the descriptor of the link itself, not by path again.
                 let target = rustix::fs::readlinkat(&fd, "", Vec::new())
-                    .map_err(|e| RuntimeError::io("read link", src_entry(&rel), e.into()))?;
+                    .map_err(|e| BundleError::io("read link", src_entry(&rel), e.into()))?;
                 let target = PathBuf::from(OsStr::from_bytes(target.to_bytes()));
                 let t = target.to_string_lossy();
                 h.update(format!("l {} {} {} {}\n", name.len(), name, t.len(), t));
-                std::os::unix::fs::symlink(&target, &to).map_err(|e| RuntimeError::io("link", &to, e))?;
+                std::os::unix::fs::symlink(&target, &to).map_err(|e| BundleError::io("link", &to, e))?;
                 links.push((rel, target));
             }
             other => {
@@ -379,7 +430,7 @@ fn stage_dir(bundle: &Path, src: &Path, bundles_dir: &Path) -> Result<Staged> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| RuntimeError::io("open", &root, e.into()))?;
+    .map_err(|e| BundleError::io("open", &root, e.into()))?;
     for (rel, target) in links {
         check_link(bundle, root_fd.as_fd(), &root, &rel, target)?;
     }
@@ -441,7 +492,7 @@ fn check_link(
             // Stops at a missing entry (or a file used as a directory) inside a copy that will
             // never change: dangling, but it cannot lead out.
             Some(Errno::NOENT | Errno::NOTDIR) => Ok(()),
-            _ => Err(RuntimeError::io("resolve", root.join(rel), e)),
+            _ => Err(BundleError::io("resolve", root.join(rel), e)),
         },
     }
 }
@@ -449,7 +500,7 @@ fn check_link(
 impl Staged {
     /// The manifest's file name and bytes, read from the staged copy; a manifest that is a
     /// symlink is refused rather than followed.
-    pub(crate) fn manifest(&self) -> Result<(String, Vec<u8>)> {
+    pub fn manifest(&self) -> Result<(String, Vec<u8>)> {
         for name in BUNDLE_MANIFEST_NAMES {
             let rel = Path::new(name);
             let fd = match open_beneath(
@@ -460,15 +511,15 @@ impl Staged {
             ) {
                 Ok(fd) => fd,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(RuntimeError::io("open", self.root.join(rel), e)),
+                Err(e) => return Err(BundleError::io("open", self.root.join(rel), e)),
             };
-            let st = rustix::fs::fstat(&fd)
-                .map_err(|e| RuntimeError::io("stat", self.root.join(rel), e.into()))?;
+            let st =
+                rustix::fs::fstat(&fd).map_err(|e| BundleError::io("stat", self.root.join(rel), e.into()))?;
             match FileType::from_raw_mode(st.st_mode) {
                 FileType::RegularFile => {}
                 FileType::Symlink => {
                     let target = rustix::fs::readlinkat(&fd, "", Vec::new())
-                        .map_err(|e| RuntimeError::io("read link", self.root.join(rel), e.into()))?;
+                        .map_err(|e| BundleError::io("read link", self.root.join(rel), e.into()))?;
                     let target = PathBuf::from(OsStr::from_bytes(target.to_bytes()));
                     return Err(entry_error(
                         &self.bundle,
@@ -492,13 +543,13 @@ impl Staged {
                 OFlags::RDONLY | OFlags::NOFOLLOW,
                 NO_LINKS,
             )
-            .map_err(|e| RuntimeError::io("open", self.root.join(rel), e))?;
+            .map_err(|e| BundleError::io("open", self.root.join(rel), e))?;
             let mut bytes = Vec::new();
             // One byte over the limit is enough for the parser to report the file as too large.
             fs::File::from(file)
                 .take(slovo_core::manifest::MAX_MANIFEST_BYTES as u64 + 1)
                 .read_to_end(&mut bytes)
-                .map_err(|e| RuntimeError::io("read", self.root.join(rel), e))?;
+                .map_err(|e| BundleError::io("read", self.root.join(rel), e))?;
             return Ok((name.to_string(), bytes));
         }
         Err(invalid(
@@ -512,12 +563,12 @@ impl Staged {
 
     /// Checks that a path named by the manifest is a regular file of the staged copy
     /// (following links only beneath its root).
-    pub(crate) fn check_entry(&self, rel: &str, field: &str, want_executable: bool) -> Result<()> {
+    pub fn check_entry(&self, rel: &str, field: &str, want_executable: bool) -> Result<()> {
         let refuse = |reason: String| invalid(&self.bundle, format!("{field}: {rel:?} {reason}"));
         let fd = open_beneath(self.root_fd.as_fd(), Path::new(rel), OFlags::PATH, LINKS_BENEATH)
             .map_err(|_| refuse("is not in the bundle".into()))?;
         let st =
-            rustix::fs::fstat(&fd).map_err(|e| RuntimeError::io("stat", self.root.join(rel), e.into()))?;
+            rustix::fs::fstat(&fd).map_err(|e| BundleError::io("stat", self.root.join(rel), e.into()))?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return Err(refuse("is not a regular file".into()));
         }
@@ -529,7 +580,7 @@ impl Staged {
 
     /// Checks the files the manifest's execution names (the command of a process tool, the
     /// module of a WebAssembly tool) in the staged copy.
-    pub(crate) fn check_files_named_by(&self, manifest: &Manifest) -> Result<()> {
+    pub fn check_files_named_by(&self, manifest: &Manifest) -> Result<()> {
         match &manifest.execution {
             Some(Execution::Process { command, .. }) => match command.first() {
                 Some(program) => self.check_entry(program, "execution.command[0]", true),
@@ -542,7 +593,7 @@ impl Staged {
 
     /// Makes the copy read-only and installs it at `bundles/<digest>`; returns the digest.
     /// Installing the same content twice is a no-op.
-    pub(crate) fn commit(self) -> Result<String> {
+    pub fn commit(self) -> Result<String> {
         if self.dest.is_dir() {
             return Ok(self.digest);
         }
@@ -550,17 +601,17 @@ impl Staged {
         for rel in self.dirs.iter().rev() {
             let to = self.root.join(rel);
             fs::set_permissions(&to, fs::Permissions::from_mode(0o555))
-                .map_err(|e| RuntimeError::io("chmod", &to, e))?;
+                .map_err(|e| BundleError::io("chmod", &to, e))?;
         }
         // The top directory is made read-only only once it is in place: moving a directory to
         // another parent rewrites its `..` entry, which needs write permission on it (root is
         // exempt, an ordinary user is not).
         match fs::rename(&self.root, &self.dest) {
             Ok(()) => fs::set_permissions(&self.dest, fs::Permissions::from_mode(0o555))
-                .map_err(|e| RuntimeError::io("chmod", &self.dest, e))?,
+                .map_err(|e| BundleError::io("chmod", &self.dest, e))?,
             // Another import of the same content won the race: theirs is identical.
             Err(_) if self.dest.is_dir() => {}
-            Err(e) => return Err(RuntimeError::io("install", &self.dest, e)),
+            Err(e) => return Err(BundleError::io("install", &self.dest, e)),
         }
         Ok(self.digest)
     }
@@ -570,36 +621,36 @@ impl Staged {
 /// is created relative to that directory's descriptor without following any link, and with
 /// `O_EXCL`, so nothing can be written outside it: an entry beneath a link entry, an absolute
 /// path or `..` is refused, as are hard links, devices and FIFOs.
-pub(crate) fn unpack_tarball(path: &Path) -> Result<tempfile::TempDir> {
-    let file = fs::File::open(path).map_err(|e| RuntimeError::io("open", path, e))?;
+pub fn unpack_tarball(path: &Path) -> Result<tempfile::TempDir> {
+    let file = fs::File::open(path).map_err(|e| BundleError::io("open", path, e))?;
     let name = path.to_string_lossy().to_ascii_lowercase();
     let reader: Box<dyn Read> = if name.ends_with(".gz") || name.ends_with(".tgz") {
         Box::new(flate2::read::GzDecoder::new(file))
     } else {
         Box::new(file)
     };
-    let dir = tempfile::tempdir().map_err(|e| RuntimeError::io("create", std::env::temp_dir(), e))?;
+    let dir = tempfile::tempdir().map_err(|e| BundleError::io("create", std::env::temp_dir(), e))?;
     let root = rustix::fs::open(
         dir.path(),
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| RuntimeError::io("open", dir.path(), e.into()))?;
+    .map_err(|e| BundleError::io("open", dir.path(), e.into()))?;
     let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries().map_err(|e| RuntimeError::io("read", path, e))?;
+    let entries = archive.entries().map_err(|e| BundleError::io("read", path, e))?;
     let mut total: u64 = 0;
     for (count, entry) in entries.enumerate() {
         if count >= MAX_BUNDLE_ENTRIES {
             return Err(invalid(path, format!("more than {MAX_BUNDLE_ENTRIES} entries")));
         }
-        let mut entry = entry.map_err(|e| RuntimeError::io("read", path, e))?;
+        let mut entry = entry.map_err(|e| BundleError::io("read", path, e))?;
         // Archive-wide metadata (`git archive` writes the commit id there): nothing to unpack.
         if entry.header().entry_type().is_pax_global_extensions() {
             continue;
         }
         let raw = entry
             .path()
-            .map_err(|e| RuntimeError::io("read", path, e))?
+            .map_err(|e| BundleError::io("read", path, e))?
             .into_owned();
         let mut rel = PathBuf::new();
         for c in raw.components() {
@@ -624,7 +675,7 @@ pub(crate) fn unpack_tarball(path: &Path) -> Result<tempfile::TempDir> {
             if e == Errno::EXIST {
                 entry_error(path, rel.clone(), BundleRefusal::Duplicate)
             } else {
-                RuntimeError::io("unpack", path.join(&rel), e.into())
+                BundleError::io("unpack", path.join(&rel), e.into())
             }
         };
         if kind.is_dir() {
@@ -635,7 +686,7 @@ pub(crate) fn unpack_tarball(path: &Path) -> Result<tempfile::TempDir> {
                     open_beneath(root.as_fd(), &rel, OFlags::PATH | OFlags::DIRECTORY, NO_LINKS)
                         .map_err(|_| entry_error(path, rel.clone(), BundleRefusal::Duplicate))?;
                 }
-                Err(e) => return Err(RuntimeError::io("unpack", path.join(&rel), e.into())),
+                Err(e) => return Err(BundleError::io("unpack", path.join(&rel), e.into())),
             }
         } else if kind.is_file() {
             total = total.saturating_add(entry.size());
@@ -653,12 +704,11 @@ pub(crate) fn unpack_tarball(path: &Path) -> Result<tempfile::TempDir> {
             .map_err(exists)?;
             let mut out = fs::File::from(fd);
             // `entry` reads no more than the size its header declares.
-            std::io::copy(&mut entry, &mut out)
-                .map_err(|e| RuntimeError::io("unpack", path.join(&rel), e))?;
+            std::io::copy(&mut entry, &mut out).map_err(|e| BundleError::io("unpack", path.join(&rel), e))?;
         } else if kind.is_symlink() {
             let target = entry
                 .link_name()
-                .map_err(|e| RuntimeError::io("read", path, e))?
+                .map_err(|e| BundleError::io("read", path, e))?
                 .ok_or_else(|| invalid(path, format!("{}: symlink without a target", rel.display())))?
                 .into_owned();
             // Created as written; the staging walk resolves it beneath the root.
@@ -685,13 +735,13 @@ pub(crate) fn unpack_tarball(path: &Path) -> Result<tempfile::TempDir> {
 /// opened; a symlink or file on the way is refused, never followed.
 fn make_dirs(tarball: &Path, root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> {
     let mut cur = rustix::fs::openat(root, ".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| RuntimeError::io("open", tarball, e.into()))?;
+        .map_err(|e| BundleError::io("open", tarball, e.into()))?;
     let mut done = PathBuf::new();
     for c in rel.components() {
         done.push(c);
         match rustix::fs::mkdirat(&cur, c.as_os_str(), Mode::from_raw_mode(0o700)) {
             Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => return Err(RuntimeError::io("unpack", tarball.join(&done), e.into())),
+            Err(e) => return Err(BundleError::io("unpack", tarball.join(&done), e.into())),
         }
         cur = open_beneath(
             cur.as_fd(),
@@ -705,7 +755,7 @@ fn make_dirs(tarball: &Path, root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd
 }
 
 /// True when `path` names a tarball by its extension.
-pub(crate) fn is_tarball(path: &Path) -> bool {
+pub fn is_tarball(path: &Path) -> bool {
     let name = path.to_string_lossy().to_ascii_lowercase();
     name.ends_with(".tar") || name.ends_with(".tar.gz") || name.ends_with(".tgz")
 }
@@ -751,7 +801,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/shadow", src.path().join("escape")).unwrap();
         let err = install(src.path(), data.path()).err().unwrap();
         assert!(
-            matches!(&err, RuntimeError::BundleEntry { entry, reason: BundleRefusal::AbsoluteLink { .. }, .. }
+            matches!(&err, BundleError::Entry { entry, reason: BundleRefusal::AbsoluteLink { .. }, .. }
                 if entry == Path::new("escape")),
             "{err}"
         );
