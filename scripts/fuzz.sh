@@ -55,11 +55,12 @@ for t in "${targets[@]}"; do
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
     -print_final_stats=1 >"$out" 2>&1 || status=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -n 1)
+  per_second=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out" | tail -n 1)
   corpus_after=$(grep -o 'corp: [0-9]*' "$out" | tail -n 1 | grep -o '[0-9]*' || true)
   new=$(find "$corpus" -type f | wc -l)
   if [ "$status" -eq 0 ]; then
     passed=$((passed + 1))
-    line="$t: ok, ${runs:-0} runs in ${seconds}s ($(( ${runs:-0} / (seconds > 0 ? seconds : 1) )) exec/s), corpus $seed_count seeds -> ${corpus_after:-?} entries ($new new files)"
+    line="$t: ok, ${runs:-?} runs in ${seconds}s (${per_second:-?} exec/s), corpus $seed_count seeds -> ${corpus_after:-?} entries ($new new files)"
   else
     failed=$((failed + 1))
     line="$t: FAILED (exit $status)"

@@ -37,7 +37,12 @@ static DIRS: LazyLock<Dirs> = LazyLock::new(|| {
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .expect("list a directory of the fuzzer's")
-        .map(|e| e.expect("read a directory entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("read a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     names.sort();
     names
@@ -66,13 +71,26 @@ fuzz_target!(|data: &[u8]| {
     let gzip = data.starts_with(&[0x1f, 0x8b]);
     let _ = slovo_bundle::fuzzing::import_tarball(data, gzip, &work);
     // The unpacking directory is gone whatever happened, and nothing was written beside `work`.
-    assert_eq!(names(&dirs.tmp), Vec::<String>::new(), "the unpacking directory was left behind");
-    assert_eq!(names(&dirs.root), ["tmp", "work"], "an entry was written outside the bundle");
+    assert_eq!(
+        names(&dirs.tmp),
+        Vec::<String>::new(),
+        "the unpacking directory was left behind"
+    );
+    assert_eq!(
+        names(&dirs.root),
+        ["tmp", "work"],
+        "an entry was written outside the bundle"
+    );
     let bundles = work.join("bundles");
     if bundles.exists() {
-        let staging: Vec<String> =
-            names(&bundles).into_iter().filter(|n| n.starts_with(".staging-")).collect();
-        assert!(staging.is_empty(), "a staging directory was left behind: {staging:?}");
+        let staging: Vec<String> = names(&bundles)
+            .into_iter()
+            .filter(|n| n.starts_with(".staging-"))
+            .collect();
+        assert!(
+            staging.is_empty(),
+            "a staging directory was left behind: {staging:?}"
+        );
     }
     remove(&work);
 });

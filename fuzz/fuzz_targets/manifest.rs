@@ -18,6 +18,10 @@ fuzz_target!(|data: &[u8]| {
         let text = serde_json::to_vec(&canonical).expect("a JSON value serialises");
         let again = parse_manifest("canonical.json", &text)
             .unwrap_or_else(|e| panic!("the canonical form of a valid manifest is refused: {e}"));
-        assert_eq!(again.to_canonical(), canonical, "the canonical form is not stable");
+        assert_eq!(
+            again.to_canonical(),
+            canonical,
+            "the canonical form is not stable"
+        );
     }
 });
