@@ -22,6 +22,14 @@ cargo_fuzz_version=0.13.2
 build_opts=(--sanitizer none --debug-assertions)
 start=$SECONDS
 
+# --- a C++ compiler: libfuzzer-sys builds libFuzzer from source ----------------------------------
+if ! command -v c++ >/dev/null 2>&1; then
+  log "installing g++ (libFuzzer is C++)"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends g++ >/dev/null
+fi
+
 # --- cargo-fuzz (from crates.io; cached in ~/.cargo/bin on later runs) -----------------------------
 if ! cargo fuzz --version 2>/dev/null | grep -qF "$cargo_fuzz_version"; then
   log "installing cargo-fuzz $cargo_fuzz_version"
