@@ -68,6 +68,9 @@ pub enum Command {
     Discover(DiscoverCommand),
     /// What this host provides for sandboxing, and what each backend will therefore do.
     Doctor,
+    /// The instances sharing this database (several `slovo serve` over one PostgreSQL): alive,
+    /// lapsed or stopped.
+    Instances,
     /// Serve the REST API (and MCP over streamable HTTP at /mcp).
     Serve(ServeArgs),
     /// Serve MCP on stdin and stdout for one local client (calls are recorded as mcp:stdio).

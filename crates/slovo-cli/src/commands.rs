@@ -55,6 +55,10 @@ async fn dispatch_command(rt: &Runtime, cli: &Cli, config: &slovo_config::Config
             render::checkpoint(written.as_ref(), json)?;
             Ok(exit::OK)
         }
+        Command::Instances => {
+            render::instances(&rt.instances().await?, json)?;
+            Ok(exit::OK)
+        }
         Command::Token(cmd) => token(rt, cmd, &actor, json).await,
         Command::Secret(cmd) => secret(rt, cmd, &actor, json).await,
         Command::Openapi(OpenapiCommand::Import(args)) => {

@@ -169,6 +169,7 @@ fn runtime_settings(config: &slovo_config::Config) -> slovo_runtime::RuntimeSett
         secret_key: config.secret_key.clone().map(zeroize::Zeroizing::new),
         http_allow_private: config.http.allow_private,
         public: public_policy(config),
+        instance_lease: std::time::Duration::from_millis(config.server.instance_lease_ms.max(300)),
     }
 }
 

@@ -346,6 +346,31 @@ pub fn tokens(list: &[TokenRow], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn instances(list: &[slovo_runtime::InstanceView], json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&list);
+    }
+    let mut t = table(&["ID", "STATE", "HOST", "PID", "VERSION", "STARTED", "HEARTBEAT"]);
+    for r in list {
+        let id = if r.this {
+            format!("{} (this)", r.id)
+        } else {
+            r.id.clone()
+        };
+        t.add_row(vec![
+            id,
+            r.state.to_string(),
+            r.host.clone(),
+            r.pid.to_string(),
+            r.version.clone(),
+            to_rfc3339(r.started_at),
+            to_rfc3339(r.heartbeat_at),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
 pub fn openapi_import(r: &slovo_runtime::OpenApiImport, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(r);

@@ -1,6 +1,8 @@
 //! `slovo serve` killed with SIGKILL in the middle of concurrent calls, then restarted: no
 //! execution may stay `running`, and the audit chain must still verify. Also a graceful
 //! shutdown that cuts calls short records them as `cancelled`. On SQLite and PostgreSQL.
+//! And one of three instances sharing PostgreSQL killed during 100 calls: a survivor records
+//! its calls once its lease lapses, every answered call is on the record, the others serve on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -11,7 +13,7 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::{Value, json};
 use slovo_store::Store;
-use slovo_test_support::test_dbs;
+use slovo_test_support::{fresh_postgres_url, test_dbs};
 
 /// A slow upstream API on loopback: each request takes `ms` milliseconds.
 async fn slow_api(ms: u64) -> u16 {
@@ -64,6 +66,8 @@ impl Install {
         let mut c = Command::new(env!("CARGO_BIN_EXE_slovo"));
         c.env("SLOVO_DATA_DIR", &self.data)
             .env("SLOVO_HTTP_ALLOW_PRIVATE", "1")
+            // A short lease, so that a killed instance is declared dead within the test.
+            .env("SLOVO_SERVER_INSTANCE_LEASE_MS", "5000")
             .env_remove("RUST_LOG");
         match &self.url {
             Some(u) => c.env("SLOVO_DATABASE_URL", u),
@@ -93,7 +97,8 @@ impl Install {
                 "0",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Kept beside the data directory, for the failure message of a test that reads it.
+            .stderr(std::fs::File::create(self.data.with_extension("serve.log")).unwrap())
             .spawn()
             .unwrap();
         // Ready means answering /health, which the server does only after its start-up
@@ -262,4 +267,176 @@ async fn graceful_shutdown_records_cut_calls_as_cancelled() {
         assert_eq!(v["ok"], true);
         store.close().await;
     }
+}
+
+/// One HTTP call to `slow.wait` through instance `port`: the execution id when answered.
+async fn call_through(client: &reqwest::Client, port: u16, token: &str) -> Result<String, String> {
+    let answer = client
+        .post(format!("http://127.0.0.1:{port}/v1/calls"))
+        .bearer_auth(token)
+        .json(&json!({"tool": "slow", "capability": "wait"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = answer.status();
+    let body: Value = answer.json().await.map_err(|e| e.to_string())?;
+    if status != reqwest::StatusCode::OK {
+        return Err(format!("{status}: {body}"));
+    }
+    body["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or(format!("no id in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_one_of_three_instances_loses_no_answered_call() {
+    let Some(url) = fresh_postgres_url().await else {
+        return; // SLOVO_TEST_SKIP_POSTGRES=1: several instances need PostgreSQL
+    };
+    let api_port = slow_api(400).await;
+    let root = tempfile::tempdir().unwrap();
+    let installs: Vec<Install> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Install {
+            data: root.path().join(n).join("data"),
+            url: Some(url.clone()),
+        })
+        .collect();
+    for install in &installs {
+        std::fs::create_dir_all(install.data.parent().unwrap()).unwrap();
+    }
+    let (_, token) = setup(&installs[0].data, Some(url.clone()), api_port);
+    let ports: Vec<u16> = installs.iter().map(|_| free_port()).collect();
+    let mut servers: Vec<Child> = installs.iter().zip(&ports).map(|(i, p)| i.serve(*p)).collect();
+    let victim = std::fs::read_to_string(installs[2].data.join("instance-id")).unwrap();
+    let store = installs[0].store().await;
+
+    // 100 concurrent calls, spread over the three instances.
+    let client = reqwest::Client::new();
+    let calls: Vec<_> = (0..100)
+        .map(|i| {
+            let (client, token, port) = (client.clone(), token.clone(), ports[i % 3]);
+            tokio::spawn(async move { (i % 3, call_through(&client, port, &token).await) })
+        })
+        .collect();
+    // Kill the third instance once it has calls running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store
+        .running_execution_ids_of(victim.trim())
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the victim never started a call");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    servers[2].kill().unwrap();
+    servers[2].wait().unwrap();
+    let mut answered = Vec::new();
+    for c in calls {
+        let (instance, result) = c.await.unwrap();
+        match result {
+            Ok(id) => answered.push(id),
+            Err(e) => assert_eq!(
+                instance,
+                2,
+                "a survivor failed a call: {e}\n{}",
+                std::fs::read_to_string(installs[instance].data.with_extension("serve.log"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+    assert!(
+        answered.len() >= 66,
+        "the survivors answered only {}",
+        answered.len()
+    );
+
+    // Within a lease and a heartbeat, nothing is left running.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while statuses(&store).await.iter().any(|s| s == "running") {
+        assert!(
+            Instant::now() < deadline,
+            "calls stay running: {:?}",
+            statuses(&store).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let executions = store
+        .executions(&slovo_store::ExecutionFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let events = store.audit_page(0, 10_000).await.unwrap();
+    let finished: Vec<Value> = events
+        .iter()
+        .filter(|e| e.kind == "execution.finished")
+        .map(|e| serde_json::from_str(&e.payload).unwrap())
+        .collect();
+    // Every answered call is recorded, finished, with its one event.
+    for id in &answered {
+        let e = executions
+            .iter()
+            .find(|e| &e.id == id)
+            .expect("answered call recorded");
+        assert_eq!(e.status.to_string(), "success", "{id}");
+        assert_eq!(
+            finished
+                .iter()
+                .filter(|p| p["execution_id"] == id.as_str())
+                .count(),
+            1
+        );
+    }
+    // Every execution has exactly one finishing event; the interrupted ones were the victim's.
+    assert_eq!(finished.len(), executions.len());
+    let interrupted: Vec<_> = executions
+        .iter()
+        .filter(|e| e.status.to_string() == "interrupted")
+        .collect();
+    assert!(
+        !interrupted.is_empty(),
+        "the victim's running calls were not interrupted"
+    );
+    assert!(
+        interrupted
+            .iter()
+            .all(|e| e.error.as_deref().unwrap_or("").contains(victim.trim())),
+        "{interrupted:?}"
+    );
+    let lapsed: Vec<_> = events.iter().filter(|e| e.kind == "instance.lapsed").collect();
+    assert_eq!(
+        lapsed.len(),
+        1,
+        "one survivor declares the death, once: {lapsed:?}"
+    );
+    assert!(lapsed[0].payload.contains(victim.trim()));
+
+    // The survivors serve on; the instance list says who is alive.
+    for port in &ports[..2] {
+        call_through(&client, *port, &token).await.unwrap();
+    }
+    let list: Value = serde_json::from_str(&installs[0].run(&["--json", "instances"])).unwrap();
+    let state_of = |id: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .map(|i| i["state"].clone())
+    };
+    assert_eq!(state_of(victim.trim()), Some(json!("stopped")));
+    for install in &installs[..2] {
+        let id = std::fs::read_to_string(install.data.join("instance-id")).unwrap();
+        assert_eq!(state_of(id.trim()), Some(json!("alive")));
+    }
+    let v: Value = serde_json::from_str(&installs[0].run(&["--json", "audit", "verify"])).unwrap();
+    assert_eq!(v["ok"], true);
+    for s in &mut servers[..2] {
+        s.kill().unwrap();
+        s.wait().unwrap();
+    }
+    store.close().await;
 }

@@ -230,6 +230,10 @@ pub struct ServerConfig {
     /// Seconds shutdown waits for calls in flight before recording them as cancelled. By
     /// default, 10.
     pub shutdown_grace_s: u64,
+    /// Milliseconds this instance counts as alive after each heartbeat; another instance
+    /// sharing the database records the calls of one whose lease lapsed as interrupted. By
+    /// default, 15000.
+    pub instance_lease_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -241,6 +245,7 @@ impl Default for ServerConfig {
             max_queued_calls: 256,
             max_body_bytes: 2 * 1024 * 1024,
             shutdown_grace_s: 10,
+            instance_lease_ms: 15_000,
         }
     }
 }
@@ -295,6 +300,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("server.max_queued_calls", Kind::Int),
     ("server.max_body_bytes", Kind::Int),
     ("server.shutdown_grace_s", Kind::Int),
+    ("server.instance_lease_ms", Kind::Int),
     ("llm.base_url", Kind::Str),
     ("llm.model", Kind::Str),
 ];

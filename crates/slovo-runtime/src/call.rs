@@ -304,7 +304,19 @@ impl Runtime {
                     payload: &payload,
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // Someone closed the record first: another instance found this one's lease
+                // lapsed and recorded the call as interrupted. That record stands.
+                slovo_store::StoreError::Conflict(_) => RuntimeError::Conflict {
+                    tool: tool.name.clone(),
+                    reason: format!(
+                        "execution {id} was recorded as interrupted while it ran (this instance's \
+                         lease had lapsed); its result was not recorded"
+                    ),
+                },
+                other => other.into(),
+            })?;
         guard.complete();
         self.checkpoints.after_append(event.seq);
         info!(execution = %id, tool = %tool.name, capability = %capability.name, %status, duration_ms, "call finished");
@@ -475,7 +487,12 @@ impl Runtime {
         .await
     }
 
-    async fn abandon(&self, ids: &[String], status: ExecutionStatus, reason: &str) -> Result<usize> {
+    pub(crate) async fn abandon(
+        &self,
+        ids: &[String],
+        status: ExecutionStatus,
+        reason: &str,
+    ) -> Result<usize> {
         let mut n = 0;
         for id in ids {
             let Some(e) = self.store.execution(id).await? else {

@@ -23,6 +23,7 @@ mod call;
 mod checkpoint;
 mod discovery;
 mod error;
+mod instances;
 mod lifecycle;
 mod secrets;
 mod views;
@@ -43,6 +44,7 @@ pub use discovery::{
     DEFAULT_RESOLVE_LIMIT, DiscoveryRef, DiscoveryRun, ResolveOutcome, STALE_SEARCH_MS, UrlFetcher,
 };
 pub use error::{ErrorKind, RuntimeError};
+pub use instances::{DEFAULT_INSTANCE_LEASE, Heartbeat, InstanceView};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
 pub use secrets::LLM_SECRETS;
 pub use slovo_bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
@@ -95,7 +97,7 @@ pub fn create_data_dir(dir: &Path) -> Result<()> {
 
 /// What the runtime takes from the configuration (`slovo-config`), beyond its store, backends
 /// and data directory.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RuntimeSettings {
     /// The key that seals secrets, as 64 hex characters, instead of the key file in the data
     /// directory. By default, none (the key file, created on first use).
@@ -106,6 +108,20 @@ pub struct RuntimeSettings {
     /// Which addresses count as public for fetches (the same policy the backends apply to
     /// tools). By default, globally routable addresses only.
     pub public: slovo_core::net::PublicPolicy,
+    /// How long this instance counts as alive after each heartbeat (several instances on one
+    /// PostgreSQL; see [`Runtime::heartbeat`]). By default, [`DEFAULT_INSTANCE_LEASE`].
+    pub instance_lease: std::time::Duration,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> RuntimeSettings {
+        RuntimeSettings {
+            secret_key: None,
+            http_allow_private: false,
+            public: slovo_core::net::PublicPolicy::default(),
+            instance_lease: DEFAULT_INSTANCE_LEASE,
+        }
+    }
 }
 
 /// The runtime: store + backends + data directory.

@@ -91,8 +91,10 @@ pub fn app(state: AppState) -> Router {
     routes::router(state.clone()).merge(mcp::router(state))
 }
 
-/// Serves until `shutdown` completes. Calls left `running` by an earlier crash are recorded
-/// as `interrupted` first; after shutdown, calls still in flight get `shutdown_grace` to
+/// Serves until `shutdown` completes. Registers this instance and renews its lease while it
+/// serves (declaring dead any instance sharing the database whose lease lapsed), and marks it
+/// stopped at the end. Calls left `running` by an earlier crash are recorded as `interrupted`
+/// first; after shutdown, calls still in flight get `shutdown_grace` to
 /// finish and are then recorded as `cancelled`.
 pub async fn serve(
     listener: TcpListener,
@@ -102,12 +104,16 @@ pub async fn serve(
     let runtime = state.runtime.clone();
     let grace = state.config.shutdown_grace;
     let mcp_shutdown = state.shutdown.clone();
+    if let Err(e) = runtime.register_instance().await {
+        tracing::error!(error = %e, "failed to register this instance");
+    }
     match runtime.recover_interrupted().await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(count = n, "recorded calls left running by a crash as interrupted"),
         Err(e) => tracing::error!(error = %e, "failed to recover interrupted calls"),
     }
     let checkpoint_timer = runtime.spawn_audit_checkpoint_timer();
+    let heartbeat = runtime.spawn_heartbeat();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         shutdown.await;
@@ -130,6 +136,10 @@ pub async fn serve(
         Ok(0) => {}
         Ok(n) => tracing::warn!(count = n, "recorded calls cut short by shutdown as cancelled"),
         Err(e) => tracing::error!(error = %e, "failed to record cancelled calls"),
+    }
+    heartbeat.abort();
+    if let Err(e) = runtime.stop_instance().await {
+        tracing::error!(error = %e, "failed to mark this instance stopped");
     }
     // The events since the last checkpoint, including those just recorded, get theirs.
     checkpoint_timer.abort();

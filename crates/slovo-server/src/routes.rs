@@ -31,7 +31,7 @@ use crate::metrics::{CallLabels, ResponseLabels};
     paths(
         health, metrics, list_tools, import_tool, show_tool, approve_tool, disable_tool, enable_tool,
         reinstall_tool,
-        revoke_tool, import_openapi, list_secrets, set_secret, delete_secret, call, list_executions, show_execution, verify_audit, list_tokens, create_token, revoke_token,
+        revoke_tool, import_openapi, list_secrets, set_secret, delete_secret, call, list_executions, show_execution, verify_audit, list_instances, list_tokens, create_token, revoke_token,
         resolve, list_discovery, reject_discovery
     ),
     components(schemas(OpenApiBody, CallBody, ApproveBody, RevokeBody, SecretBody, TokenBody, ErrorBody)),
@@ -91,6 +91,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/executions", get(list_executions))
         .route("/v1/executions/{id}", get(show_execution))
         .route("/v1/audit/verify", get(verify_audit))
+        .route("/v1/instances", get(list_instances))
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}", delete(revoke_token))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
@@ -629,6 +630,14 @@ async fn verify_audit(State(state): State<AppState>, caller: Caller) -> ApiResul
     to_value(&json!({"ok": true, "events": r.events, "head_hash": r.head_hash,
         "checkpoints": r.checkpoints, "checkpoint_seq": r.checkpoint_seq,
         "unchecked_events": r.unchecked_events}))
+}
+
+/// The instances sharing this database, alive, lapsed or stopped (reader).
+#[utoipa::path(get, path = "/v1/instances",
+    responses((status = 200, description = "the instances", body = Value)))]
+async fn list_instances(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Role::Reader)?;
+    to_value(&state.runtime.instances().await?)
 }
 
 /// A token to create.

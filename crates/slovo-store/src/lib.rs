@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod call_writer;
+mod instances;
 mod rows;
 
 use std::path::Path;
@@ -29,6 +30,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
 pub use call_writer::FinishAudit;
+pub use instances::InstanceRow;
 pub use rows::*;
 
 use call_writer::CallWriter;
@@ -88,6 +90,10 @@ pub struct Store {
     kind: DbKind,
     /// SQLite only: the call path's own connection (see `call_writer`).
     writer: Option<Arc<CallWriter>>,
+    /// Where instance heartbeats go: on PostgreSQL a connection of their own, so that calls
+    /// holding every pooled connection cannot delay a heartbeat past its lease and get their
+    /// own instance declared dead; on SQLite the pool (one process per database, no leases).
+    lease_pool: AnyPool,
     /// The newest audit event this store (and its clones) committed: what tells the runtime's
     /// checkpointer that there is something new to sign, without asking the database.
     appended: Arc<AtomicI64>,
@@ -151,9 +157,17 @@ impl Store {
                     .await?
             }
         };
+        let lease_pool = match kind {
+            DbKind::Sqlite => pool.clone(),
+            DbKind::Postgres => AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_lazy_with(options.clone()),
+        };
         let writer = (kind == DbKind::Sqlite).then(|| Arc::new(CallWriter::new(options)));
         let store = Store {
             pool,
+            lease_pool,
             kind,
             writer,
             appended: Arc::default(),
@@ -182,6 +196,7 @@ impl Store {
             w.close().await;
         }
         self.pool.close().await;
+        self.lease_pool.close().await;
     }
 
     /// Starts a write transaction and locks the audit chain's head.

@@ -1,0 +1,236 @@
+//! Instances sharing one database: registration, heartbeats, and what a survivor does about an
+//! instance that stopped answering (`docs/deployment.md`).
+//!
+//! Every serving instance renews a lease in the `instances` table. When a lease lapses without a
+//! clean stop, the first survivor to notice marks the instance stopped (one conditional update,
+//! so of two survivors exactly one wins) and records each call it left `running` as
+//! `interrupted`, each with its audit event, then one `instance.lapsed` event. A lapsed instance
+//! that was only slow finds its heartbeat refused, registers again, and the calls it then tries
+//! to finish are refused by the store (a result is written only over `running`).
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+use slovo_core::execution::ExecutionStatus;
+use slovo_core::time::now_ms;
+use slovo_store::InstanceRow;
+use tracing::{info, warn};
+
+use crate::{Result, Runtime};
+
+/// The default lease: an instance that has not renewed it for this long is dead.
+pub const DEFAULT_INSTANCE_LEASE: Duration = Duration::from_secs(15);
+
+/// What one heartbeat found.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Heartbeat {
+    /// The lease had lapsed and another instance had declared this one dead; it registered
+    /// again.
+    pub reregistered: bool,
+    /// Instances this heartbeat declared dead.
+    pub lapsed: Vec<String>,
+    /// Calls of those instances recorded as `interrupted`.
+    pub interrupted: usize,
+}
+
+/// An instance as the front ends show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceView {
+    /// Its id.
+    pub id: String,
+    /// Host name and process id.
+    pub host: String,
+    /// Process id on that host.
+    pub pid: i64,
+    /// The Slovo Tools version it runs.
+    pub version: String,
+    /// `alive`, `lapsed` (lease expired, not yet noticed) or `stopped`.
+    pub state: &'static str,
+    /// When it started, Unix ms.
+    pub started_at: i64,
+    /// Its latest heartbeat, Unix ms.
+    pub heartbeat_at: i64,
+    /// Its lease, ms.
+    pub lease_ms: i64,
+    /// When it stopped, Unix ms.
+    pub stopped_at: Option<i64>,
+    /// Whether it is this runtime.
+    pub this: bool,
+}
+
+impl Runtime {
+    /// How often [`Runtime::heartbeat`] should run: a third of the lease, so that two missed
+    /// beats in a row still keep it.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.settings.instance_lease / 3
+    }
+
+    /// Registers this runtime as a live instance (at start, and again after its lease was
+    /// declared lapsed).
+    pub async fn register_instance(&self) -> Result<()> {
+        let now = now_ms();
+        self.store
+            .register_instance(&InstanceRow {
+                id: self.instance_id.clone(),
+                host: host_name(),
+                pid: i64::from(std::process::id()),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                started_at: now,
+                heartbeat_at: now,
+                lease_ms: lease_ms(self.settings.instance_lease),
+                stopped_at: None,
+            })
+            .await?;
+        info!(instance = %self.instance_id, "registered this instance");
+        Ok(())
+    }
+
+    /// Renews this instance's lease, then declares dead every instance whose lease lapsed and
+    /// records the calls they left running as `interrupted`.
+    pub async fn heartbeat(&self) -> Result<Heartbeat> {
+        let mut beat = self.renew_lease().await?;
+        let reaped = self.reap_lapsed_instances().await?;
+        beat.lapsed = reaped.lapsed;
+        beat.interrupted = reaped.interrupted;
+        Ok(beat)
+    }
+
+    /// Renews this instance's lease (registering again if another instance had declared it
+    /// dead). Touches only the store's lease connection, so busy calls cannot delay it.
+    pub async fn renew_lease(&self) -> Result<Heartbeat> {
+        let mut beat = Heartbeat::default();
+        if !self.store.heartbeat(&self.instance_id, now_ms()).await? {
+            warn!(instance = %self.instance_id, "this instance's lease had lapsed; registering again");
+            self.register_instance().await?;
+            beat.reregistered = true;
+        }
+        Ok(beat)
+    }
+
+    /// Declares dead every other instance whose lease lapsed and records the calls it left
+    /// running as `interrupted`.
+    pub async fn reap_lapsed_instances(&self) -> Result<Heartbeat> {
+        let mut beat = Heartbeat::default();
+        for dead in self.store.lapsed_instances(now_ms()).await? {
+            if dead.id == self.instance_id {
+                continue; // this instance renews its own lease; it never buries itself
+            }
+            if let Some(n) = self.bury_instance(&dead).await? {
+                beat.lapsed.push(dead.id.clone());
+                beat.interrupted += n;
+            }
+        }
+        Ok(beat)
+    }
+
+    /// Renews the lease every [`Runtime::heartbeat_interval`] and looks for lapsed instances
+    /// as often, in two loops, so that recording a dead instance's calls (which waits for the
+    /// audit chain like any write) never delays this instance's own renewal. A failed round
+    /// (the database restarting) is logged and retried at the next tick. Abort the handle to
+    /// stop both.
+    pub fn spawn_heartbeat(self: &std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let renewer = std::sync::Arc::clone(self);
+        let reaper = std::sync::Arc::clone(self);
+        let interval = self.heartbeat_interval();
+        tokio::spawn(async move {
+            tokio::join!(
+                every(interval, || renewer.renew_lease()),
+                every(interval, || reaper.reap_lapsed_instances()),
+            );
+        })
+    }
+
+    /// Marks this instance stopped at a clean shutdown, so that nobody waits for its lease.
+    pub async fn stop_instance(&self) -> Result<()> {
+        self.store.stop_instance(&self.instance_id, now_ms()).await?;
+        Ok(())
+    }
+
+    /// Every instance registered in the database.
+    pub async fn instances(&self) -> Result<Vec<InstanceView>> {
+        let now = now_ms();
+        Ok(self
+            .store
+            .instances()
+            .await?
+            .into_iter()
+            .map(|r| InstanceView {
+                state: if r.stopped_at.is_some() {
+                    "stopped"
+                } else if r.lapsed(now) {
+                    "lapsed"
+                } else {
+                    "alive"
+                },
+                this: r.id == self.instance_id,
+                id: r.id,
+                host: r.host,
+                pid: r.pid,
+                version: r.version,
+                started_at: r.started_at,
+                heartbeat_at: r.heartbeat_at,
+                lease_ms: r.lease_ms,
+                stopped_at: r.stopped_at,
+            })
+            .collect())
+    }
+
+    /// Declares `dead` stopped and interrupts its running calls. `None` when another survivor
+    /// got there first.
+    async fn bury_instance(&self, dead: &InstanceRow) -> Result<Option<usize>> {
+        if !self.store.stop_instance(&dead.id, now_ms()).await? {
+            return Ok(None);
+        }
+        let ids = self.store.running_execution_ids_of(&dead.id).await?;
+        let reason = format!(
+            "instance {} on {} stopped answering (no heartbeat for {} ms) while the call was running",
+            dead.id,
+            dead.host,
+            now_ms().saturating_sub(dead.heartbeat_at)
+        );
+        let n = self.abandon(&ids, ExecutionStatus::Interrupted, &reason).await?;
+        let mut tx = self.store.begin().await?;
+        tx.append_audit(
+            "instance.lapsed",
+            None,
+            &format!("instance:{}", self.instance_id),
+            &json!({"instance": dead.id, "host": dead.host, "pid": dead.pid,
+                    "heartbeat_at": dead.heartbeat_at, "lease_ms": dead.lease_ms,
+                    "interrupted": n}),
+        )
+        .await?;
+        tx.commit().await?;
+        warn!(instance = %dead.id, host = %dead.host, interrupted = n, "an instance's lease lapsed");
+        Ok(Some(n))
+    }
+}
+
+/// Runs `round` every `interval` forever, logging failures.
+async fn every<F, Fut>(interval: Duration, mut round: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Heartbeat>>,
+{
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = round().await {
+            warn!(error = %e, "instance heartbeat round failed; retrying at the next tick");
+        }
+    }
+}
+
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// This machine's host name, for the person reading the instance list.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
