@@ -32,6 +32,9 @@ pub mod exit {
     pub const CALL_FAILED: u8 = 6;
     /// The audit trail does not verify.
     pub const AUDIT_BROKEN: u8 = 7;
+    /// The database cannot take writes now (locked by another process, disk full); retry
+    /// later (`EX_TEMPFAIL`).
+    pub const UNAVAILABLE: u8 = 75;
 }
 
 fn main() -> ExitCode {
@@ -257,6 +260,7 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
         Some(ErrorKind::NotFound) => exit::NOT_FOUND,
         Some(ErrorKind::InvalidState) => exit::INVALID_STATE,
         Some(ErrorKind::AuditBroken) => exit::AUDIT_BROKEN,
+        Some(ErrorKind::Unavailable) => exit::UNAVAILABLE,
         Some(ErrorKind::Internal) => exit::INTERNAL,
         None if err.downcast_ref::<commands::UsageError>().is_some() => exit::INVALID_INPUT,
         None => exit::INTERNAL,

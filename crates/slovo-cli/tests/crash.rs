@@ -5,141 +5,14 @@
 //! its calls once its lease lapses, every answered call is on the record, the others serve on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::routing::get;
 use serde_json::{Value, json};
-use slovo_store::Store;
 use slovo_test_support::{fresh_postgres_url, test_dbs};
-
-/// A slow upstream API on loopback: each request takes `ms` milliseconds.
-async fn slow_api(ms: u64) -> u16 {
-    slovo_sandbox::http::ensure_tls_provider();
-    let app = Router::new().route(
-        "/slow",
-        get(move || async move {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            axum::Json(json!({"ok": true}))
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    port
-}
-
-fn healthy(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Install {
-    data: std::path::PathBuf,
-    url: Option<String>,
-}
-
-impl Install {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_slovo"));
-        c.env("SLOVO_DATA_DIR", &self.data)
-            .env("SLOVO_HTTP_ALLOW_PRIVATE", "1")
-            // A short lease, so that a killed instance is declared dead within the test.
-            .env("SLOVO_SERVER_INSTANCE_LEASE_MS", "5000")
-            .env_remove("RUST_LOG");
-        match &self.url {
-            Some(u) => c.env("SLOVO_DATABASE_URL", u),
-            None => c.env_remove("SLOVO_DATABASE_URL"),
-        };
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "slovo {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn serve(&self, port: u16) -> Child {
-        let child = self
-            .cmd()
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--shutdown-grace",
-                "0",
-            ])
-            .stdout(Stdio::null())
-            // Kept beside the data directory, for the failure message of a test that reads it.
-            .stderr(std::fs::File::create(self.data.with_extension("serve.log")).unwrap())
-            .spawn()
-            .unwrap();
-        // Ready means answering /health, which the server does only after its start-up
-        // recovery (the port may accept connections before that).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !healthy(port) {
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child
-    }
-
-    async fn store(&self) -> Store {
-        match &self.url {
-            Some(u) => Store::connect(u).await.unwrap(),
-            None => Store::open_sqlite(&self.data.join("slovo.db")).await.unwrap(),
-        }
-    }
-}
-
-fn setup(data: &Path, url: Option<String>, api_port: u16) -> (Install, String) {
-    let install = Install {
-        data: data.to_path_buf(),
-        url,
-    };
-    let manifest = data.parent().unwrap().join("slow.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "name: slow\nversion: 1.0.0\ndescription: A slow API\ncapabilities:\n  - name: wait\n    description: Waits\n    endpoint: /slow\n    method: GET\npermissions:\n  network_allow: [\"localhost:{api_port}\"]\napi_requirements:\n  base_url: http://localhost:{api_port}\n"
-        ),
-    )
-    .unwrap();
-    install.run(&["tool", "import", manifest.to_str().unwrap()]);
-    install.run(&["tool", "approve", "slow"]);
-    let token = install
-        .run(&["token", "create", "--role", "agent"])
-        .trim()
-        .to_string();
-    (install, token)
-}
+use support::{Install, call_through, free_port, setup, slow_api, statuses};
 
 fn fire_calls(
     port: u16,
@@ -159,19 +32,6 @@ fn fire_calls(
                     .map(|r| r.status())
             })
         })
-        .collect()
-}
-
-async fn statuses(store: &Store) -> Vec<String> {
-    store
-        .executions(&slovo_store::ExecutionFilter {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.status.to_string())
         .collect()
 }
 
@@ -267,26 +127,6 @@ async fn graceful_shutdown_records_cut_calls_as_cancelled() {
         assert_eq!(v["ok"], true);
         store.close().await;
     }
-}
-
-/// One HTTP call to `slow.wait` through instance `port`: the execution id when answered.
-async fn call_through(client: &reqwest::Client, port: u16, token: &str) -> Result<String, String> {
-    let answer = client
-        .post(format!("http://127.0.0.1:{port}/v1/calls"))
-        .bearer_auth(token)
-        .json(&json!({"tool": "slow", "capability": "wait"}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = answer.status();
-    let body: Value = answer.json().await.map_err(|e| e.to_string())?;
-    if status != reqwest::StatusCode::OK {
-        return Err(format!("{status}: {body}"));
-    }
-    body["id"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or(format!("no id in {body}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

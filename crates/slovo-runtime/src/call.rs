@@ -315,7 +315,12 @@ impl Runtime {
                          lease had lapsed); its result was not recorded"
                     ),
                 },
-                other => other.into(),
+                other => {
+                    // The tool ran but its result could not be written: the record stays
+                    // `running` until a heartbeat closes it as interrupted.
+                    guard.unrecorded();
+                    other.into()
+                }
             })?;
         guard.complete();
         self.checkpoints.after_append(event.seq);
@@ -440,6 +445,13 @@ impl<'a> InflightGuard<'a> {
 }
 
 impl InflightGuard<'_> {
+    /// The call's result could not be written; hand the id to the heartbeat's retry.
+    fn unrecorded(&self) {
+        if let Ok(mut set) = self.runtime.unrecorded.lock() {
+            set.insert(self.id.clone());
+        }
+    }
+
     /// The call was recorded; nothing is left to abandon. (There is deliberately no `Drop`:
     /// a dropped call future must leave its id behind.)
     fn complete(self) {
@@ -459,6 +471,31 @@ impl Runtime {
             Err(_) => Vec::new(),
         };
         self.abandon(&ids, status, reason).await
+    }
+
+    /// Records the executions whose result could not be written (the database failed at that
+    /// moment) as `interrupted`, once the database takes writes again. Returns how many.
+    pub(crate) async fn record_unrecorded(&self) -> Result<usize> {
+        let ids: Vec<String> = match self.unrecorded.lock() {
+            Ok(set) => set.iter().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let n = self
+            .abandon(
+                &ids,
+                ExecutionStatus::Interrupted,
+                "the database failed while the call's result was being recorded; the result is lost",
+            )
+            .await?;
+        for set in [&self.unrecorded, &self.inflight] {
+            if let Ok(mut set) = set.lock() {
+                set.retain(|id| !ids.contains(id));
+            }
+        }
+        Ok(n)
     }
 
     /// At start-up: records executions left `running` by a crash as `interrupted`. With

@@ -154,6 +154,10 @@ pub enum ErrorKind {
     InvalidState,
     /// The audit trail failed verification: exit 7.
     AuditBroken,
+    /// The database cannot take writes now (its lock held by another process, its disk
+    /// full, its server unreachable or restarting); the same request may succeed later: exit
+    /// 75, HTTP 503.
+    Unavailable,
     /// Anything else (database, file system, install): exit 1, HTTP 500.
     Internal,
 }
@@ -195,6 +199,9 @@ impl RuntimeError {
             | RuntimeError::Conflict { .. }
             | RuntimeError::NotRunnable { .. } => ErrorKind::InvalidState,
             RuntimeError::AuditBroken(_) => ErrorKind::AuditBroken,
+            RuntimeError::Store(StoreError::Busy | StoreError::DiskFull(_) | StoreError::Unreachable(_)) => {
+                ErrorKind::Unavailable
+            }
             RuntimeError::Install { .. } | RuntimeError::Io { .. } | RuntimeError::Store(_) => {
                 ErrorKind::Internal
             }

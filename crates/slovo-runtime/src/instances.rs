@@ -30,7 +30,8 @@ pub struct Heartbeat {
     pub reregistered: bool,
     /// Instances this heartbeat declared dead.
     pub lapsed: Vec<String>,
-    /// Calls of those instances recorded as `interrupted`.
+    /// Calls recorded as `interrupted`: those of the lapsed instances, and this instance's own
+    /// whose result the database failed to take.
     pub interrupted: usize,
 }
 
@@ -109,9 +110,13 @@ impl Runtime {
     }
 
     /// Declares dead every other instance whose lease lapsed and records the calls it left
-    /// running as `interrupted`.
+    /// running as `interrupted`; so too this instance's own calls whose result the database
+    /// failed to take.
     pub async fn reap_lapsed_instances(&self) -> Result<Heartbeat> {
-        let mut beat = Heartbeat::default();
+        let mut beat = Heartbeat {
+            interrupted: self.record_unrecorded().await?,
+            ..Heartbeat::default()
+        };
         for dead in self.store.lapsed_instances(now_ms()).await? {
             if dead.id == self.instance_id {
                 continue; // this instance renews its own lease; it never buries itself

@@ -138,6 +138,9 @@ pub struct Runtime {
     serving: RwLock<HashMap<String, Arc<call::Serving>>>,
     /// Executions this runtime started and has not finished recording.
     inflight: Mutex<HashSet<String>>,
+    /// Executions whose result could not be written (the database failed at that moment):
+    /// still `running` in the store until [`Runtime::heartbeat`] records them as interrupted.
+    unrecorded: Mutex<HashSet<String>>,
     /// Identifies this installation's runtime on execution records (see [`Runtime::instance_id`]).
     instance_id: String,
     /// The capability index for `resolve`, rebuilt when a tool changes.
@@ -161,6 +164,7 @@ impl Runtime {
             compiled: RwLock::default(),
             serving: RwLock::default(),
             inflight: Mutex::default(),
+            unrecorded: Mutex::default(),
             instance_id: String::new(),
             discovery: discovery::DiscoveryCache::default(),
         }

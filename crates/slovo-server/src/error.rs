@@ -73,6 +73,18 @@ impl ApiError {
 
 impl From<RuntimeError> for ApiError {
     fn from(err: RuntimeError) -> Self {
+        if err.kind() == ErrorKind::Unavailable {
+            // The database's lock is held elsewhere or its disk is full: nothing was written,
+            // and the same request may succeed later.
+            return ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    err.to_string(),
+                )
+            };
+        }
         let (status, code) = match &err {
             RuntimeError::InvalidManifest(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest"),
             RuntimeError::InvalidBundle { .. } | RuntimeError::BundleEntry { .. } => {

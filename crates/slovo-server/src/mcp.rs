@@ -480,7 +480,10 @@ impl ServerHandler for SlovoMcp {
         match outcome {
             Ok(execution) => Ok(result_of(&execution).into()),
             Err(err) => match err.kind() {
-                ErrorKind::InvalidInput | ErrorKind::NotFound | ErrorKind::InvalidState => {
+                ErrorKind::InvalidInput
+                | ErrorKind::NotFound
+                | ErrorKind::InvalidState
+                | ErrorKind::Unavailable => {
                     Ok(CallToolResult::error(vec![ContentBlock::text(err.to_string())]).into())
                 }
                 ErrorKind::AuditBroken | ErrorKind::Internal => Err(internal(err)),
