@@ -43,8 +43,11 @@ use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use slovo_core::manifest::{Execution, Manifest};
 
+mod archive;
 #[doc(hidden)]
 pub mod fuzzing;
+
+pub use archive::pack;
 
 /// Why a bundle could not be staged or installed.
 #[derive(Debug, thiserror::Error)]
@@ -589,6 +592,11 @@ impl Staged {
             Some(Execution::Wasm { module }) => self.check_entry(module, "execution.module", false),
             _ => Ok(()),
         }
+    }
+
+    /// The content digest of the staged copy (hex SHA-256).
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// Makes the copy read-only and installs it at `bundles/<digest>`; returns the digest.

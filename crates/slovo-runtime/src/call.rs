@@ -120,6 +120,18 @@ impl Runtime {
             .await?
             .map(|v| (v.bundle_digest, v.install_info))
             .unwrap_or_default();
+        if let Some(digest) = &bundle_digest
+            && self.fetch_bundle(&compiled.manifest, digest).await?
+        {
+            // Approved and installed through another instance: prepare it here too.
+            self.install_runtime(&compiled.manifest, Some(digest)).await?;
+        }
+        // State volumes are per instance (docs/deployment.md): a tool approved through another
+        // instance gets its empty one here on first use, as approval made it there.
+        let state_dir = self.volume_dir(&tool.name);
+        if !state_dir.is_dir() {
+            std::fs::create_dir_all(&state_dir).map_err(|e| RuntimeError::io("create", &state_dir, e))?;
+        }
         let secrets = self.secrets_for(&tool.name).await?;
         let serving = Arc::new(Serving {
             bundle_dir: bundle_digest.map(|d| self.bundles_dir().join(d)),

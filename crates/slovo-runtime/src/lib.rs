@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 mod access;
+mod bundles;
 mod call;
 mod checkpoint;
 mod discovery;

@@ -154,6 +154,9 @@ impl Runtime {
     /// for approval otherwise while the approved version keeps serving.
     pub async fn import(&self, source: ImportSource, actor: &Actor) -> Result<ImportReport> {
         let prepared = self.prepare_import(source)?;
+        if let Some(digest) = &prepared.bundle_digest {
+            self.share_bundle(digest).await?;
+        }
         let m = &prepared.manifest;
         let name = m.name.clone();
         let version = m.version.to_string();
@@ -691,7 +694,15 @@ impl Runtime {
     /// Asks the tool's backend to prepare the runtime. A missing backend is not an install
     /// failure: the tool is approved by a person's decision, and calls will fail with the
     /// backend's reason (recorded) until one is available.
-    async fn install_runtime(&self, manifest: &Manifest, bundle_digest: Option<&str>) -> Result<Value> {
+    pub(crate) async fn install_runtime(
+        &self,
+        manifest: &Manifest,
+        bundle_digest: Option<&str>,
+    ) -> Result<Value> {
+        if let Some(digest) = bundle_digest {
+            // Imported through another instance sharing the database: fetch it first.
+            self.fetch_bundle(manifest, digest).await?;
+        }
         let Some(execution) = &manifest.execution else {
             return Ok(json!({"runtime": "none", "note": "no execution section: the tool cannot be called"}));
         };

@@ -14,6 +14,7 @@
 //! `migrations/postgres`.
 #![deny(missing_docs)]
 
+mod bundles;
 mod call_writer;
 mod instances;
 mod rows;
