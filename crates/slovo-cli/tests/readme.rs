@@ -2,13 +2,11 @@
 //! against a fresh data directory, and the examples they use (a fresh clone has nothing else).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn is_root() -> bool {
     // SAFETY: a plain getter.
@@ -58,54 +56,20 @@ fn session_blocks(readme: &str) -> Vec<String> {
     let end = readme[start..]
         .find("## Documentation")
         .map_or(readme.len(), |i| start + i);
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in readme[start..end].lines() {
-        match (&mut current, line.trim_end()) {
-            (None, "```sh") => current = Some(String::new()),
-            (Some(block), "```") => {
-                blocks.push(std::mem::take(block));
-                current = None;
-            }
-            (Some(block), text) => {
-                block.push_str(text);
-                block.push('\n');
-            }
-            (None, _) => {}
-        }
-    }
-    blocks
-}
-
-/// A shell whose `slovo` is the binary under test, with no Slovo setting of the caller's.
-fn shell(script: &str) -> Command {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_slovo"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut cmd = Command::new("bash");
-    cmd.arg("-c").arg(script).current_dir(repo()).env("PATH", path);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SLOVO_") || k == "DOCKER_HOST" || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
+    support::sh_blocks(&readme[start..end])
 }
 
 #[test]
 fn the_readme_refers_to_nothing_outside_the_repository() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(support::repo().join("README.md")).unwrap();
     assert!(
         !readme.contains("../"),
         "README.md refers to a path outside the repository"
     );
-    for entry in std::fs::read_dir(repo().join("examples")).unwrap().flatten() {
+    for entry in std::fs::read_dir(support::repo().join("examples"))
+        .unwrap()
+        .flatten()
+    {
         let path = entry.path();
         let files: Vec<PathBuf> = if path.is_dir() {
             std::fs::read_dir(&path)
@@ -126,7 +90,7 @@ fn the_readme_refers_to_nothing_outside_the_repository() {
 
 #[test]
 fn the_quick_start_runs_as_written() {
-    let mut cmd = shell("bash examples/quickstart.sh");
+    let mut cmd = support::shell("bash examples/quickstart.sh");
     cmd.env("SLOVO_BIN", env!("CARGO_BIN_EXE_slovo"));
     let (status, stdout, stderr) = run_bounded(cmd, Duration::from_secs(300));
     assert!(status.success(), "quickstart failed:\n{stdout}\n{stderr}");
@@ -156,7 +120,7 @@ fn every_command_of_the_walk_through_runs_as_written() {
         eprintln!("skipped: the walk-through's process and Docker tools need root");
         return;
     }
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(support::repo().join("README.md")).unwrap();
     let blocks: Vec<String> = session_blocks(&readme)
         .into_iter()
         .filter(|b| !(skip_docker() && b.contains("docker")))
@@ -168,7 +132,7 @@ fn every_command_of_the_walk_through_runs_as_written() {
         "set -euo pipefail\n{}\necho \"DATA_DIR=$SLOVO_DATA_DIR\"\n",
         blocks.join("\n")
     );
-    let out = shell(&script).output().unwrap();
+    let out = support::shell(&script).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -216,7 +180,7 @@ fn the_committed_webassembly_example_is_what_its_source_builds() {
     let dir = copy.path().join("text-stats");
     std::fs::create_dir_all(dir.join("src")).unwrap();
     for f in ["Cargo.toml", "Cargo.lock", "build.sh", "src/main.rs"] {
-        std::fs::copy(repo().join("examples/text-stats").join(f), dir.join(f)).unwrap();
+        std::fs::copy(support::repo().join("examples/text-stats").join(f), dir.join(f)).unwrap();
     }
     // Built in another folder: the bytes must not depend on where the checkout is.
     let out = Command::new("bash")
@@ -226,7 +190,7 @@ fn the_committed_webassembly_example_is_what_its_source_builds() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let built = std::fs::read(dir.join("text_stats.wasm")).unwrap();
-    let committed = std::fs::read(repo().join("examples/text-stats/text_stats.wasm")).unwrap();
+    let committed = std::fs::read(support::repo().join("examples/text-stats/text_stats.wasm")).unwrap();
     assert!(
         built == committed,
         "examples/text-stats/text_stats.wasm differs from what build.sh makes of its source; run examples/text-stats/build.sh"

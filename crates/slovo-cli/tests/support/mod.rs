@@ -171,3 +171,47 @@ pub async fn call_through(client: &reqwest::Client, port: u16, token: &str) -> R
         .map(str::to_string)
         .ok_or(format!("no id in {body}"))
 }
+
+/// The ```sh blocks of a piece of Markdown, in order, each as the text between its fences.
+pub fn sh_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```sh") => current = Some(String::new()),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some(block), text) => {
+                block.push_str(text);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+/// The repository's root.
+pub fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A shell whose `slovo` is the binary under test, with no Slovo setting of the caller's.
+pub fn shell(script: &str) -> Command {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_slovo"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(script).current_dir(repo()).env("PATH", path);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SLOVO_") || k == "DOCKER_HOST" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
