@@ -388,3 +388,60 @@ async fn openapi_urls_on_private_addresses_are_refused() {
     }
     assert_eq!(hits.load(Ordering::SeqCst), 0, "a private address was contacted");
 }
+
+/// Two workers (two runtimes over one database, as two instances sharing PostgreSQL) run at the
+/// same time: every request is taken by exactly one of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_never_take_the_same_request() {
+    for db in test_dbs().await {
+        let label = db.label;
+        let one = Arc::new(Runtime::new(
+            db.store().await,
+            Backends::new(),
+            db.dir.path().join("one"),
+        ));
+        let two = Arc::new(Runtime::new(
+            db.store().await,
+            Backends::new(),
+            db.dir.path().join("two"),
+        ));
+        let actor = Actor("test".into());
+        let needs = [
+            "shorten the link https://example.com/a",
+            "order a large pepperoni pizza",
+            "translate this sentence into Klingon",
+            "book a dentist appointment for Tuesday",
+            "water the plants on the balcony",
+            "tune the grand piano in the hall",
+        ];
+        for need in needs {
+            let r = one.resolve(need, 5, &actor).await.unwrap();
+            assert!(r.discovery.is_some_and(|d| d.created), "{label}: {need}");
+        }
+        let sources = SourceConfig {
+            catalogue_dirs: vec![catalogue()],
+            ..SourceConfig::default()
+        };
+        let worker = |rt: &Arc<Runtime>, name: &str| {
+            let (rt, sources, actor) = (rt.clone(), sources.clone(), Actor(name.into()));
+            tokio::spawn(async move { rt.run_discovery_once(&sources, &actor).await })
+        };
+        let (a, b) = (worker(&one, "one"), worker(&two, "two"));
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let mut taken: Vec<String> = a
+            .processed
+            .iter()
+            .chain(&b.processed)
+            .map(|r| r.id.clone())
+            .collect();
+        taken.sort();
+        let before = taken.len();
+        taken.dedup();
+        assert_eq!(before, taken.len(), "{label}: a request was taken twice");
+        assert_eq!(taken.len(), needs.len(), "{label}: {a:?} {b:?}");
+        let events = one.store().audit_page(0, 10_000).await.unwrap();
+        let searching = events.iter().filter(|e| e.kind == "discovery.searching").count();
+        assert_eq!(searching, needs.len(), "{label}: one search per request");
+    }
+}
