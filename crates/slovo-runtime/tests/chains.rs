@@ -153,7 +153,8 @@ fn chain(
         "name": name,
         "version": version,
         "description": format!("The chain {name}"),
-        "capabilities": [{"name": "run", "description": "Run the chain", "parameters": parameters}],
+        "capabilities": [{"name": "run", "description": format!("Run the chain {name}"), "parameters": parameters,
+                          "examples": examples_of(name)}],
         "permissions": {"timeout_s": timeout_s},
         "execution": execution
     });
@@ -163,10 +164,17 @@ fn chain(
     }
 }
 
-fn outfit_chain() -> ImportSource {
+fn examples_of(chain: &str) -> Vec<&'static str> {
+    match chain {
+        "outfit" => vec!["what should I wear tomorrow"],
+        _ => vec![],
+    }
+}
+
+fn outfit_chain(version: &str) -> ImportSource {
     chain(
         "outfit",
-        "1.0.0",
+        version,
         json!({"type": "object", "required": ["city"],
                "properties": {"city": {"type": "string"}, "notes": {"type": "string"}}}),
         json!([
@@ -263,7 +271,7 @@ async fn chains_run_each_step_under_its_own_grant_with_linked_records() {
         let (rt, label) = (&s.rt, s.label);
 
         // Import proposes; approval shows steps, tools, the union of their grants, hints.
-        let report = rt.import(outfit_chain(), &actor()).await.unwrap();
+        let report = rt.import(outfit_chain("1.0.0"), &actor()).await.unwrap();
         assert_eq!(report.status.to_string(), "pending_approval", "{label}");
         rt.approve("outfit", &Narrowing::default(), &actor())
             .await
@@ -427,6 +435,80 @@ async fn chains_run_each_step_under_its_own_grant_with_linked_records() {
         // there; the process exited 3.
         assert_eq!(kids[1].exit_code, Some(3), "{label}");
 
+        // The chain's budget bounds the whole: a step's timeout is narrowed to what is left.
+        rt.import(
+            chain(
+                "hurried",
+                "1.0.0",
+                json!({"type": "object"}),
+                json!([{"id": "slow", "call": "sleeper.nap", "with": {"ms": 4000, "label": "slow"}}]),
+                Value::Null,
+                1,
+            ),
+            &actor(),
+        )
+        .await
+        .unwrap();
+        rt.approve("hurried", &Narrowing::default(), &actor())
+            .await
+            .unwrap();
+        let clock = Instant::now();
+        let exec = rt.call(call("hurried", "run", json!({}))).await.unwrap();
+        let elapsed = clock.elapsed().as_millis();
+        assert_eq!(exec.status, ExecutionStatus::Timeout, "{label}: {exec:?}");
+        assert!(
+            elapsed < 3000,
+            "{label}: {elapsed} ms: the step ran past the chain's 1 s budget"
+        );
+        let kids = children(rt, &exec.id).await;
+        assert_eq!(kids[0].status, ExecutionStatus::Timeout, "{label}: {kids:?}");
+        assert!(
+            exec.error.as_deref().unwrap().contains("step \"slow\""),
+            "{label}: {exec:?}"
+        );
+
+        // A step whose built arguments do not fit its capability's schema is refused before
+        // it runs (no record of it), and the chain names it.
+        rt.import(
+            chain(
+                "misfit",
+                "1.0.0",
+                json!({"type": "object", "properties": {"ms": {}}}),
+                json!([{"id": "nap", "call": "sleeper.nap", "with": {"ms": "$.input.ms"}}]),
+                Value::Null,
+                10,
+            ),
+            &actor(),
+        )
+        .await
+        .unwrap();
+        rt.approve("misfit", &Narrowing::default(), &actor())
+            .await
+            .unwrap();
+        let exec = rt
+            .call(call("misfit", "run", json!({"ms": 999_999})))
+            .await
+            .unwrap();
+        assert_eq!(exec.status, ExecutionStatus::Failure, "{label}");
+        let error = exec.error.unwrap();
+        assert!(
+            error.contains("step \"nap\" (sleeper.nap) refused"),
+            "{label}: {error}"
+        );
+        assert!(children(rt, &exec.id).await.is_empty(), "{label}");
+
+        // `resolve` ranks chains with every other capability.
+        let resolved = rt
+            .resolve("what should I wear tomorrow", 3, &actor())
+            .await
+            .unwrap();
+        let best = &resolved.resolution.candidates[0];
+        assert_eq!(
+            (best.tool.as_str(), best.capability.as_str()),
+            ("outfit", "run"),
+            "{label}"
+        );
+
         // A step runs under its own tool's grant only: the process tool has no network, so it
         // cannot reach the API the HTTP step of the same chain reaches.
         rt.import(
@@ -467,6 +549,20 @@ async fn chains_run_each_step_under_its_own_grant_with_linked_records() {
             "{label}: {requests:?}"
         );
         assert_eq!(requests.len(), 1, "{label}: {requests:?}");
+
+        // A new version of a chain waits for a person, whatever it changes; the approved one
+        // keeps serving.
+        let report = rt.import(outfit_chain("1.0.1"), &actor()).await.unwrap();
+        assert_eq!(
+            report.outcome,
+            slovo_runtime::ImportOutcome::UpgradePending,
+            "{label}"
+        );
+        let exec = rt
+            .call(call("outfit", "run", json!({"city": "Oslo"})))
+            .await
+            .unwrap();
+        assert_eq!(exec.version, "1.0.0", "{label}");
 
         // A disabled step tool makes the chain refuse (nothing written), and it stays refused
         // after the tool is enabled again until the chain is approved again.

@@ -357,6 +357,16 @@ fn chain_of(
             "a chain calls other tools and has no API of its own".into(),
         ));
     }
+    // What a chain may do is what its steps may do; an author's claim would only mislead.
+    let cap = &doc.capabilities[0];
+    for (field, claimed) in [("read_only", cap.read_only), ("destructive", cap.destructive)] {
+        if claimed.is_some() {
+            return Err(err(
+                &format!("capabilities[0].{field}"),
+                "a chain's hints are derived from its steps (tool show); it cannot claim them".into(),
+            ));
+        }
+    }
     let steps = def.steps.clone().unwrap_or_default();
     let result = def.result.clone().unwrap_or(Value::Null);
     let parameters = doc.capabilities[0]
