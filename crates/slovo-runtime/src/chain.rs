@@ -258,7 +258,7 @@ impl Runtime {
         let pins = self.store.chain_pins(grant_id).await?;
         let refuse = |why: String| RuntimeError::NotCallable {
             tool: chain.name.clone(),
-            status: "needs approval".into(),
+            status: "a chain whose approval no longer holds".into(),
             hint: format!(
                 "{why}; approve the chain again (slovo tool approve {})",
                 chain.name
@@ -339,6 +339,19 @@ impl Runtime {
             pins.push((tool, grant_id));
         }
         Ok(pins)
+    }
+
+    /// The derived hints of `tool`'s serving (else pending) version if it is a chain; `None`
+    /// for any other tool. Front ends show these instead of anything the manifest says.
+    pub async fn chain_hints(&self, tool: &str) -> Result<Option<ChainHints>> {
+        let Some(row) = self.store.tool(tool).await? else {
+            return Ok(None);
+        };
+        let Some(version) = row.active_version.clone().or_else(|| row.pending_version.clone()) else {
+            return Ok(None);
+        };
+        let manifest = self.manifest(tool, &version).await?;
+        Ok(self.chain_view(&row, &manifest).await?.map(|v| v.hints))
     }
 
     /// What `tool show` reports of a chain: its steps, the tools they reach with each one's
