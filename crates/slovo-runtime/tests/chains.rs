@@ -603,6 +603,62 @@ async fn chains_run_each_step_under_its_own_grant_with_linked_records() {
             "{label}: re-approved: {exec:?}"
         );
 
+        // A step tool upgraded to a wider grant: the old grant serves (and the chain with it)
+        // while the upgrade waits; once approved, the chain refuses until approved again.
+        let ImportSource::Manifest { bytes, .. } = weather_tool(port) else {
+            unreachable!()
+        };
+        let mut wider: Value = serde_json::from_slice(&bytes).unwrap();
+        wider["version"] = json!("1.1.0");
+        wider["permissions"]["network_allow"] = json!(["localhost", "weather.example.org"]);
+        let report = rt
+            .import(
+                ImportSource::Manifest {
+                    name: "weather-1.1.0.json".into(),
+                    bytes: wider.to_string().into_bytes(),
+                },
+                &actor(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            report.outcome,
+            slovo_runtime::ImportOutcome::UpgradePending,
+            "{label}"
+        );
+        let exec = rt
+            .call(call("outfit", "run", json!({"city": "Oslo"})))
+            .await
+            .unwrap();
+        assert_eq!(
+            exec.status,
+            ExecutionStatus::Success,
+            "{label}: the approved grant still serves"
+        );
+        rt.approve("weather", &Narrowing::default(), &actor())
+            .await
+            .unwrap();
+        let refused = rt
+            .call(call("outfit", "run", json!({"city": "Oslo"})))
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("another grant"),
+            "{label}: {refused}"
+        );
+        rt.approve("outfit", &Narrowing::default(), &actor())
+            .await
+            .unwrap();
+        let exec = rt
+            .call(call("outfit", "run", json!({"city": "Oslo"})))
+            .await
+            .unwrap();
+        assert_eq!(
+            exec.status,
+            ExecutionStatus::Success,
+            "{label}: re-approved: {exec:?}"
+        );
+
         // A revoked step tool: refused, naming it.
         rt.revoke("text-stats", false, &actor()).await.unwrap();
         let refused = rt
