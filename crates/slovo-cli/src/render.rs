@@ -176,6 +176,9 @@ pub fn tool(v: &ToolView, json: bool) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(chain) = &v.chain {
+        chain_section(chain, &net);
+    }
     println!("  versions:");
     for ver in &v.versions {
         println!(
@@ -191,6 +194,56 @@ pub fn tool(v: &ToolView, json: bool) -> anyhow::Result<()> {
         println!("  state: {}{purged}", vol.path);
     }
     Ok(())
+}
+
+/// A chain's steps, the tools they reach with their grants, the union and the hints.
+fn chain_section(c: &slovo_runtime::ChainView, net: &dyn Fn(bool, &[slovo_core::HostPattern]) -> String) {
+    println!("  chain steps:");
+    for s in &c.steps {
+        let after = if s.after.is_empty() {
+            "at once".to_string()
+        } else {
+            format!("after {}", s.after.iter().cloned().collect::<Vec<_>>().join(", "))
+        };
+        let when = s
+            .when
+            .as_deref()
+            .map(|w| format!(", when {w}"))
+            .unwrap_or_default();
+        println!(
+            "    {:<16} {:<32} {after}{when}, on error {:?}",
+            s.id, s.call, s.on_error
+        );
+    }
+    let mut t = table(&["STEP TOOL", "STATUS", "NETWORK", "MEMORY", "TIMEOUT"]);
+    for tool in &c.tools {
+        let g = tool.grant.as_ref();
+        t.add_row(vec![
+            tool.tool.clone(),
+            tool.status.clone(),
+            g.map(|g| net(g.internet_access, &g.network_allow))
+                .unwrap_or_else(|| "-".into()),
+            g.map(|g| format!("{} MB", g.memory_limit_mb))
+                .unwrap_or_else(|| "-".into()),
+            g.map(|g| format!("{} s", g.timeout_s))
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    if let Some(u) = &c.union {
+        t.add_row(vec![
+            "(union)".into(),
+            String::new(),
+            net(u.internet_access, &u.network_allow),
+            format!("{} MB", u.memory_limit_mb),
+            format!("{} s", u.timeout_s),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "  hints: read-only {}, destructive {}, open-world {}",
+        c.hints.read_only, c.hints.destructive, c.hints.open_world
+    );
+    println!("  chain approval: {}", c.approval);
 }
 
 pub fn status(t: &ToolRow, json: bool) -> anyhow::Result<()> {
@@ -263,6 +316,9 @@ pub fn execution(e: &ExecutionRow, json: bool) -> anyhow::Result<()> {
     println!("  peak memory: {}", opt(e.peak_memory_bytes));
     println!("  sandbox:     {}", e.sandbox_id.as_deref().unwrap_or("-"));
     println!("  caller:      {}", e.actor);
+    if let Some(p) = &e.parent_execution_id {
+        println!("  chain call:  {p}");
+    }
     if e.conversation_id.is_some() || e.turn_id.is_some() {
         println!(
             "  conversation: {} turn {}",

@@ -1,22 +1,25 @@
 //! The call path: lookup → grant → validate → record as running → sandbox → record → audit.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use slovo_core::execution::{CallTarget, ExecutionStatus, Outcome, SandboxSpec};
 use slovo_core::lifecycle::ToolStatus;
-use slovo_core::manifest::{Capability, Manifest, parse_manifest};
+use slovo_core::manifest::{Capability, Execution, Manifest, parse_manifest};
 use slovo_core::permissions::Grant;
 use slovo_core::secrets::Secrets;
 use slovo_core::time::now_ms;
 use slovo_store::{ExecutionResult, ExecutionRow, FinishAudit, NewExecution, ToolRow};
 use tracing::{debug, info, warn};
 
+use crate::chain::ChainCall;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 /// Most bytes of stderr kept on an execution record.
@@ -37,6 +40,14 @@ pub struct CallRequest {
     pub turn_id: Option<String>,
     /// Who called.
     pub actor: Actor,
+}
+
+/// A call made as a step of a chain.
+pub(crate) struct StepOf {
+    /// The chain's execution.
+    pub parent_execution_id: String,
+    /// What is left of the chain's budget: the step's timeout is its grant's, narrowed to it.
+    pub time_left: Duration,
 }
 
 /// A stored version's manifest with its argument validators compiled once.
@@ -166,6 +177,21 @@ impl Runtime {
     /// grant and secret bumps it, from any process sharing the database), and a refusal
     /// decided on a cached snapshot is re-checked on a fresh one before it is returned.
     pub async fn call(&self, req: CallRequest) -> Result<ExecutionRow> {
+        self.call_inner(req, None).await
+    }
+
+    /// A call made by a chain: the same path as [`Runtime::call`], recorded with the chain's
+    /// execution as its parent and bounded by what is left of the chain's budget. Boxed because
+    /// a chain's call runs its steps' calls.
+    pub(crate) fn call_step(
+        &self,
+        req: CallRequest,
+        step_of: StepOf,
+    ) -> Pin<Box<dyn Future<Output = Result<ExecutionRow>> + Send + '_>> {
+        Box::pin(self.call_inner(req, Some(step_of)))
+    }
+
+    async fn call_inner(&self, req: CallRequest, step_of: Option<StepOf>) -> Result<ExecutionRow> {
         let cached = self.serving.read().ok().and_then(|c| c.get(&req.tool).cloned());
         let mut from_cache = cached.is_some();
         let mut serving = match cached {
@@ -188,6 +214,27 @@ impl Runtime {
                 }
                 Err(e) => return Err(e),
             };
+            if let Some(Execution::Chain { steps, .. }) = &serving.compiled.manifest.execution {
+                if step_of.is_some() {
+                    return Err(RuntimeError::NotRunnable {
+                        tool: req.tool.clone(),
+                        reason: "it is a chain, and chains do not call chains".into(),
+                    });
+                }
+                // The step tools' state is read fresh each time; the chain's own grant comes
+                // from the snapshot, so a refusal is re-checked on a fresh one.
+                match self.check_chain_approval(&serving.tool, steps).await {
+                    Ok(()) => {}
+                    Err(e) if from_cache => {
+                        debug!(tool = %req.tool, error = %e, "chain refusal on a cached snapshot; re-reading");
+                        self.forget_serving(&req.tool);
+                        serving = self.load_serving(&req.tool).await?;
+                        from_cache = false;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             let started_at = now_ms();
             let recorded = self
                 .store
@@ -203,6 +250,7 @@ impl Runtime {
                         actor: req.actor.0.clone(),
                         started_at,
                         instance_id: self.instance_id.clone(),
+                        parent_execution_id: step_of.as_ref().map(|p| p.parent_execution_id.clone()),
                     },
                     serving.tool.revision,
                 )
@@ -249,10 +297,34 @@ impl Runtime {
         let secrets = &serving.secrets;
         spec.secrets = secrets.clone();
         spec.install_info = serving.install_info.clone();
+        if let Some(p) = &step_of {
+            // Narrowing only: a step never gets more time than its own grant gives.
+            spec.limits.timeout = spec.limits.timeout.min(p.time_left);
+        }
         let clock = Instant::now();
-        let outcome = match self.backends.get(execution.kind()) {
-            Ok(backend) => backend.run(&spec).await,
-            Err(e) => Outcome::failed(e.to_string()),
+        let (outcome, chain_steps) = match execution {
+            Execution::Chain { steps, result } => {
+                let (outcome, records) = self
+                    .run_chain(ChainCall {
+                        execution_id: &id,
+                        steps,
+                        result,
+                        input: &req.arguments,
+                        budget: spec.limits.timeout,
+                        actor: &req.actor,
+                        conversation_id: req.conversation_id.as_deref(),
+                        turn_id: req.turn_id.as_deref(),
+                    })
+                    .await;
+                (outcome, Some(records))
+            }
+            _ => {
+                let outcome = match self.backends.get(execution.kind()) {
+                    Ok(backend) => backend.run(&spec).await,
+                    Err(e) => Outcome::failed(e.to_string()),
+                };
+                (outcome, None)
+            }
         };
         let duration_ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
         let status = match outcome.status {
@@ -288,7 +360,7 @@ impl Runtime {
             // Egress proxy refusals (host, port, reason), passed through to the record.
             network_denials: outcome.network_denials.clone(),
         };
-        let payload = json!({
+        let mut payload = json!({
             "execution_id": id,
             "version": version,
             "capability": capability.name,
@@ -304,6 +376,15 @@ impl Runtime {
             "limits": spec.limits,
             "network": spec.network,
         });
+        // The audit trail links a chain's call and its steps both ways.
+        if let Some(obj) = payload.as_object_mut() {
+            if let Some(p) = &step_of {
+                obj.insert("parent_execution_id".into(), json!(p.parent_execution_id));
+            }
+            if let Some(records) = &chain_steps {
+                obj.insert("steps".into(), json!(records));
+            }
+        }
         let event = self
             .store
             .finish_call(
@@ -359,6 +440,7 @@ impl Runtime {
             started_at,
             finished_at: Some(result.finished_at),
             network_denials: result.network_denials,
+            parent_execution_id: step_of.map(|p| p.parent_execution_id),
         })
     }
 }

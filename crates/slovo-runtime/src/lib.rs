@@ -21,6 +21,7 @@
 mod access;
 mod bundles;
 mod call;
+mod chain;
 mod checkpoint;
 mod discovery;
 mod error;
@@ -38,6 +39,7 @@ use slovo_store::Store;
 
 pub use access::NewToken;
 pub use call::{CallRequest, CompiledTool};
+pub use chain::{ChainHints, ChainView, StepToolView, StepView};
 pub use checkpoint::{
     CHECKPOINT_EVERY_EVENTS, CHECKPOINT_INTERVAL, CHECKPOINT_KEY_FILE, CHECKPOINT_LOG_FILE,
 };

@@ -414,7 +414,17 @@ impl Runtime {
             None => vec![],
         };
         let holds_secrets = !self.store.secrets(&t.name).await?.is_empty();
-        let needs_approval = upgrade_needs_approval(&widenings, &changes, grant, holds_secrets);
+        // A chain's approval pins the tools its steps reach: a new version of a chain (or a
+        // tool becoming or ceasing to be one) is approved by a person, whatever it changes.
+        let serving_is_chain = match &t.active_version {
+            Some(v) => matches!(
+                self.manifest(&t.name, v).await?.execution,
+                Some(Execution::Chain { .. })
+            ),
+            None => false,
+        };
+        let chain = serving_is_chain || matches!(m.execution, Some(Execution::Chain { .. }));
+        let needs_approval = chain || upgrade_needs_approval(&widenings, &changes, grant, holds_secrets);
         Ok(UpgradeCheck {
             widenings,
             changes,
@@ -487,7 +497,12 @@ impl Runtime {
             .await?
             .ok_or_else(|| RuntimeError::tool_not_found(name))?;
         let mut tool = current.clone();
-        if let Some(version) = current.pending_version.clone() {
+        let to_approve = match current.pending_version.clone() {
+            Some(v) => Some(v),
+            // A serving chain whose approval no longer holds is approved again as it is.
+            None => self.serving_chain_version(&current).await?,
+        };
+        if let Some(version) = to_approve {
             if current.status == ToolStatus::PendingApproval {
                 current
                     .status
@@ -526,6 +541,15 @@ impl Runtime {
                     granted_at: now,
                 })
                 .await?;
+            // A chain's approval pins the grant each of its step tools holds now.
+            let pins = match &manifest.execution {
+                Some(Execution::Chain { steps, .. }) => {
+                    let pins = self.chain_pins_for_approval(&mut tx, name, steps).await?;
+                    tx.insert_chain_pins(grant_id, name, &pins).await?;
+                    pins
+                }
+                _ => vec![],
+            };
             if let Some(info) = &install_info {
                 tx.set_install_info(name, &version, info).await?;
                 self.ensure_volume(&mut tx, name, grant.storage_quota_mb, now)
@@ -554,6 +578,7 @@ impl Runtime {
                     "previous_version": current.active_version,
                     "requested": manifest.permissions,
                     "granted": grant,
+                    "step_grants": pins.iter().map(|(t, g)| json!({"tool": t, "grant_id": g})).collect::<Vec<_>>(),
                 }),
             )
             .await?;
@@ -706,6 +731,9 @@ impl Runtime {
         let Some(execution) = &manifest.execution else {
             return Ok(json!({"runtime": "none", "note": "no execution section: the tool cannot be called"}));
         };
+        if matches!(execution, Execution::Chain { .. }) {
+            return Ok(json!({"runtime": "chain", "note": "runs its steps through their own tools"}));
+        }
         let backend = match self.backends.get(execution.kind()) {
             Ok(b) => b,
             Err(e) => return Ok(json!({"runtime": execution.kind(), "deferred": e.to_string()})),
@@ -825,14 +853,37 @@ impl Runtime {
         };
         adjust(&mut row);
         tx.save_tool(&row, Some(current.revision)).await?;
+        // Chains approved with this tool as a step need a new approval once it is disabled
+        // or revoked, even if it is enabled again later.
+        let chains = if matches!(to, ToolStatus::Disabled | ToolStatus::Revoked) {
+            tx.invalidate_chain_pins(name, row.updated_at).await?
+        } else {
+            vec![]
+        };
         if let Some(obj) = payload.as_object_mut() {
             obj.insert("from".into(), json!(current.status));
             obj.insert("to".into(), json!(to));
+            if !chains.is_empty() {
+                obj.insert("chains_needing_approval".into(), json!(chains));
+            }
         }
         tx.append_audit(kind, Some(name), &actor.0, &payload).await?;
         tx.commit().await?;
         info!(tool = name, from = %current.status, to = %to, "transition");
         Ok(row)
+    }
+
+    /// The serving version of an active or disabled chain, which `approve` accepts again
+    /// without a pending version (to renew the pins of its step tools); `None` for other tools.
+    async fn serving_chain_version(&self, tool: &ToolRow) -> Result<Option<String>> {
+        let (ToolStatus::Active | ToolStatus::Disabled, Some(v)) = (tool.status, &tool.active_version) else {
+            return Ok(None);
+        };
+        let is_chain = matches!(
+            self.manifest(&tool.name, v).await?.execution,
+            Some(Execution::Chain { .. })
+        );
+        Ok(is_chain.then(|| v.clone()))
     }
 
     /// The manifest of a stored version.

@@ -69,6 +69,9 @@ pub struct ToolView {
     pub volume: Option<VolumeRow>,
     /// Every imported version.
     pub versions: Vec<VersionView>,
+    /// For a chain: its steps, the tools they reach, the union of their grants, its hints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<crate::chain::ChainView>,
 }
 
 /// The result of a successful `audit verify`.
@@ -208,6 +211,7 @@ impl Runtime {
             pending_changes,
             volume: self.store.volume(name).await?,
             versions,
+            chain: self.chain_view(&t, &manifest).await?,
         })
     }
 

@@ -129,16 +129,19 @@ impl SlovoMcp {
                 continue;
             };
             let compiled = self.runtime.compiled(&t.name, &version).await?;
+            // A chain's hints are derived from its steps (docs/chains.md).
+            let chain_hints = self.runtime.chain_hints(&t.name).await?;
             for cap in &compiled.manifest.capabilities {
+                let mut cap = cap.clone();
+                if let Some(h) = chain_hints {
+                    cap.read_only = Some(h.read_only);
+                    cap.destructive = Some(h.destructive);
+                }
                 let target = Target {
                     tool: t.name.clone(),
                     capability: cap.name.clone(),
                 };
-                let details = (
-                    version.clone(),
-                    compiled.manifest.description.clone(),
-                    cap.clone(),
-                );
+                let details = (version.clone(), compiled.manifest.description.clone(), cap);
                 found.insert(target, details);
             }
         }

@@ -655,3 +655,47 @@ async fn resolve_is_a_builtin_tool() {
         client.cancel().await.unwrap();
     }
 }
+
+/// A chain is a capability like any other over MCP: listed with the hints derived from its
+/// steps, and called through the call path, its steps recorded as children of its execution.
+#[tokio::test]
+async fn chains_are_listed_with_derived_hints_and_called() {
+    for s in servers().await {
+        let label = s.label;
+        import_and_approve(&s.runtime, ECHO).await;
+        let chain = json!({
+            "name": "twice", "version": "1.0.0", "description": "Says it twice",
+            "capabilities": [{"name": "run", "description": "Say it twice",
+                              "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}],
+            "execution": {"type": "chain", "steps": [
+                {"id": "one", "call": "echo.say", "with": {"text": "$.input.text"}},
+                {"id": "two", "call": "echo.say", "with": {"text": "$.steps.one.output.text"}}
+            ], "result": {"said": "$.steps.two.output.text"}}
+        });
+        import_and_approve(&s.runtime, &chain.to_string()).await;
+        let (client, _) = legacy_client(&s.url, &s.agent).await;
+        let tools = client.list_all_tools().await.unwrap();
+        let twice = find(&tools, "twice__run");
+        let hints = twice.annotations.clone().unwrap();
+        // Both steps call a read-only capability: so is the chain.
+        assert_eq!(hints.read_only_hint, Some(true), "{label}");
+        assert_eq!(hints.destructive_hint, Some(false), "{label}");
+
+        let result = client
+            .call_tool(call("twice__run", json!({"text": "hi"})))
+            .await
+            .unwrap();
+        assert_eq!(result.is_error, Some(false), "{label}: {}", text(&result));
+        assert_eq!(result.structured_content, Some(json!({"said": "hi"})), "{label}");
+        let id = execution_id(&result);
+        let steps = s.runtime.store().child_executions(&id).await.unwrap();
+        assert_eq!(steps.len(), 2, "{label}");
+        assert!(
+            steps
+                .iter()
+                .all(|e| e.tool == "echo" && e.actor == format!("mcp:{}", s.agent_id)),
+            "{label}"
+        );
+        client.cancel().await.unwrap();
+    }
+}

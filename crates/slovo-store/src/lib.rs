@@ -16,6 +16,7 @@
 
 mod bundles;
 mod call_writer;
+mod chains;
 mod instances;
 mod rows;
 
@@ -630,6 +631,7 @@ impl Store {
             ("audit_events", "seq"),
             ("audit_head", "id"),
             ("api_tokens", "id"),
+            ("chain_pins", "chain_grant_id, step_tool"),
         ] {
             let rows = sqlx::query(AssertSqlSafe(format!("SELECT * FROM {table} ORDER BY {order}")))
                 .fetch_all(&self.pool)
@@ -680,8 +682,8 @@ fn insert_running_query(
 ) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
     sqlx::query(
         "INSERT INTO executions (id, tool, version, capability, arguments, status, conversation_id, \
-         turn_id, actor, started_at, instance_id) \
-         SELECT $1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10 \
+         turn_id, actor, started_at, instance_id, parent_execution_id) \
+         SELECT $1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10, $12 \
          WHERE EXISTS (SELECT 1 FROM tools WHERE name = $2 AND revision = $11 AND status = 'active')",
     )
     .bind(&e.id)
@@ -695,6 +697,7 @@ fn insert_running_query(
     .bind(e.started_at)
     .bind(&e.instance_id)
     .bind(revision)
+    .bind(&e.parent_execution_id)
 }
 
 /// A call's network denials as stored: `None` when there were none (most calls).

@@ -20,7 +20,7 @@ pub(crate) const VOLUME_COLUMNS: &str = "tool, path, quota_mb, created_at, purge
 pub(crate) const TOKEN_COLUMNS: &str = "id, role, token_hash, label, created_at, last_used_at, revoked_at";
 pub(crate) const EXECUTION_COLUMNS: &str = "id, tool, version, capability, arguments, status, output, stderr, \
      error, exit_code, duration_ms, cpu_ms, peak_memory_bytes, sandbox_id, conversation_id, turn_id, actor, \
-     started_at, finished_at, network_denials";
+     started_at, finished_at, network_denials, parent_execution_id";
 
 fn json_column(row: &AnyRow, column: &str) -> Result<Value> {
     let text: String = row.try_get(column)?;
@@ -208,6 +208,8 @@ pub struct NewExecution {
     pub started_at: i64,
     /// The runtime instance that runs it.
     pub instance_id: String,
+    /// The chain call this call is a step of.
+    pub parent_execution_id: Option<String>,
 }
 
 /// How a call ended.
@@ -281,6 +283,9 @@ pub struct ExecutionRow {
     /// Connections the egress proxy refused during the call.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub network_denials: Vec<NetworkDenial>,
+    /// The chain call this call was a step of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_execution_id: Option<String>,
 }
 
 impl ExecutionRow {
@@ -313,6 +318,7 @@ impl ExecutionRow {
                     .map_err(|e| StoreError::Corrupt(format!("executions.network_denials: {e}")))?,
                 None => Vec::new(),
             },
+            parent_execution_id: row.try_get("parent_execution_id")?,
         })
     }
 }

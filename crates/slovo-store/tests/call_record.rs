@@ -45,6 +45,7 @@ fn new_execution(id: &str) -> NewExecution {
         actor: "test".into(),
         started_at: 10,
         instance_id: "test-instance".into(),
+        parent_execution_id: None,
     }
 }
 

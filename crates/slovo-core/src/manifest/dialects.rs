@@ -110,6 +110,12 @@ pub(crate) struct ExecutionDef {
     /// The execution dialect's timeout, in seconds.
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// A chain's steps.
+    #[serde(default)]
+    pub steps: Option<Vec<super::chain::ChainStep>>,
+    /// A chain's result template.
+    #[serde(default)]
+    pub result: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

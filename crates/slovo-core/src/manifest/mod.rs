@@ -10,6 +10,7 @@
 //! Parsing never trusts its input: a size cap comes first, then UTF-8, then the syntax, then
 //! unknown fields (with their line), then the meaning of every field. See `docs/manifest.md`.
 
+pub mod chain;
 mod dialects;
 mod error;
 mod validate;
@@ -124,16 +125,24 @@ pub enum Execution {
     },
     /// A remote HTTP API described by `api_requirements` and the capabilities' endpoints.
     Http,
+    /// Calls of other tools' capabilities, each under its own tool's grant (`docs/chains.md`).
+    Chain {
+        /// The calls, in the order written (they run as their references allow).
+        steps: Vec<chain::ChainStep>,
+        /// The chain's result, a template over the steps' outputs.
+        result: Value,
+    },
 }
 
 impl Execution {
-    /// `process`, `wasm`, `docker` or `http`.
+    /// `process`, `wasm`, `docker`, `http` or `chain`.
     pub fn kind(&self) -> &'static str {
         match self {
             Execution::Process { .. } => "process",
             Execution::Wasm { .. } => "wasm",
             Execution::Docker { .. } => "docker",
             Execution::Http => "http",
+            Execution::Chain { .. } => "chain",
         }
     }
 }

@@ -254,3 +254,64 @@ fn execution_fields_must_match_the_type() {
         assert_eq!(e.field.as_deref(), Some(field), "{exec}: {e}");
     }
 }
+
+const CHAIN: &str = r#"
+name: outfit
+version: "1.0.0"
+description: What to wear.
+capabilities:
+  - name: run
+    description: Suggest
+    parameters:
+      type: object
+      properties:
+        city: {type: string}
+permissions:
+  timeout_s: 20
+execution:
+  type: chain
+  steps:
+    - id: weather
+      call: weather.forecast
+      with: {city: $.input.city, units: "$$C"}
+    - id: pick
+      call: wardrobe.suggest
+      with: {temp: $.steps.weather.output.body.temp}
+      when: $.steps.weather.output.body
+      on_error: continue
+  result: {suggestion: $.steps.pick.output}
+"#;
+
+#[test]
+fn a_chain_parses_and_its_canonical_form_round_trips() {
+    let m = parse("outfit.yaml", CHAIN).unwrap();
+    let Some(Execution::Chain { steps, result }) = &m.execution else {
+        panic!("not a chain: {:?}", m.execution);
+    };
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[1].on_error, chain::OnError::Continue);
+    assert_eq!(steps[0].target(), Some(("weather", "forecast")));
+    assert_eq!(result, &json!({"suggestion": "$.steps.pick.output"}));
+    assert_eq!(m.permissions.timeout_s, 20);
+    let again = parse("canonical.json", &m.to_canonical().to_string()).unwrap();
+    assert_eq!(again, m);
+}
+
+#[test]
+fn a_chain_may_ask_for_no_permission_nor_claim_hints() {
+    let networked = CHAIN.replace("  timeout_s: 20", "  timeout_s: 20\n  internet_access: true");
+    let e = parse_err("outfit.yaml", &networked);
+    assert_eq!(e.field.as_deref(), Some("permissions.internet_access"), "{e}");
+    let claimed = CHAIN.replace(
+        "    description: Suggest",
+        "    description: Suggest\n    read_only: true",
+    );
+    let e = parse_err("outfit.yaml", &claimed);
+    assert_eq!(e.field.as_deref(), Some("capabilities[0].read_only"), "{e}");
+    let stray = CHAIN.replace("  type: chain", "  type: chain\n  module: x.wasm");
+    let e = parse_err("outfit.yaml", &stray);
+    assert_eq!(e.field.as_deref(), Some("execution.module"), "{e}");
+    let misplaced = CHAIN.replace("type: chain", "type: process\n  command: [x]");
+    let e = parse_err("outfit.yaml", &misplaced);
+    assert_eq!(e.field.as_deref(), Some("execution.steps"), "{e}");
+}

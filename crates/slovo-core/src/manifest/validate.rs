@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::dialects::{CapabilityDoc, Dialect, ExecutionDef, ParsedDoc, StringOrList};
 use super::error::ManifestError;
-use super::{Capability, Execution, Manifest};
+use super::{Capability, Execution, Manifest, chain};
 use crate::permissions::{self, HostPattern, Permissions};
 
 /// Maps a canonical field name to the one the author wrote, so errors speak their dialect.
@@ -127,6 +127,9 @@ pub(crate) fn normalize(source: &str, parsed: ParsedDoc) -> Result<Manifest, Man
     }
 
     let permissions = permissions_of(&doc, dialect, &err)?;
+    if doc.execution.as_ref().is_some_and(|e| e.kind == "chain") {
+        check_chain_has_no_permissions(&permissions).map_err(|(field, reason)| err(&field, reason))?;
+    }
 
     if let Some(api) = &doc.api_requirements {
         if !(api.base_url.starts_with("https://") || api.base_url.starts_with("http://"))
@@ -255,6 +258,8 @@ fn execution_of(
             ("module", def.module.is_some()),
             ("image", def.image.is_some()),
             ("entrypoint", def.entrypoint.is_some()),
+            ("steps", def.steps.is_some()),
+            ("result", def.result.is_some()),
         ];
         for (field, is_set) in present {
             if is_set && !allowed.contains(&field) {
@@ -319,10 +324,91 @@ fn execution_of(
             }
             Ok(Execution::Http)
         }
+        "chain" => {
+            stray(&["steps", "result"])?;
+            chain_of(def, doc, err)
+        }
         other => Err(err(
             "execution.type",
-            format!("{other:?} is not one of process, wasm, docker, http"),
+            format!("{other:?} is not one of process, wasm, docker, http, chain"),
         )),
+    }
+}
+
+/// A chain: one capability, no API of its own, steps and a result that pass
+/// [`chain::check_chain`].
+fn chain_of(
+    def: &ExecutionDef,
+    doc: &CapabilityDoc,
+    err: &dyn Fn(&str, String) -> ManifestError,
+) -> Result<Execution, ManifestError> {
+    if doc.capabilities.len() != 1 {
+        return Err(err(
+            "capabilities",
+            format!(
+                "a chain is one capability (its parameters are the chain's input); this manifest has {}",
+                doc.capabilities.len()
+            ),
+        ));
+    }
+    if doc.api_requirements.is_some() {
+        return Err(err(
+            "api_requirements",
+            "a chain calls other tools and has no API of its own".into(),
+        ));
+    }
+    // What a chain may do is what its steps may do; an author's claim would only mislead.
+    let cap = &doc.capabilities[0];
+    for (field, claimed) in [("read_only", cap.read_only), ("destructive", cap.destructive)] {
+        if claimed.is_some() {
+            return Err(err(
+                &format!("capabilities[0].{field}"),
+                "a chain's hints are derived from its steps (tool show); it cannot claim them".into(),
+            ));
+        }
+    }
+    let steps = def.steps.clone().unwrap_or_default();
+    let result = def.result.clone().unwrap_or(Value::Null);
+    let parameters = doc.capabilities[0]
+        .parameters
+        .clone()
+        .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+    chain::check_chain(&doc.name, &parameters, &steps, &result)
+        .map_err(|(field, reason)| err(&format!("execution.{field}"), reason))?;
+    Ok(Execution::Chain { steps, result })
+}
+
+/// A chain runs nothing itself, so it may ask for nothing but its time budget (`timeout_s`)
+/// and an expiry: every step runs under its own tool's grant.
+fn check_chain_has_no_permissions(p: &Permissions) -> Result<(), (String, String)> {
+    let d = Permissions::default();
+    let own = [
+        (
+            "permissions.internet_access",
+            p.internet_access != d.internet_access,
+        ),
+        ("permissions.network_allow", p.network_allow != d.network_allow),
+        (
+            "permissions.storage_quota_mb",
+            p.storage_quota_mb != d.storage_quota_mb,
+        ),
+        (
+            "permissions.cpu_limit_percent",
+            p.cpu_limit_percent != d.cpu_limit_percent,
+        ),
+        (
+            "permissions.memory_limit_mb",
+            p.memory_limit_mb != d.memory_limit_mb,
+        ),
+        ("permissions.pids_limit", p.pids_limit != d.pids_limit),
+    ];
+    match own.into_iter().find(|(_, differs)| *differs) {
+        Some((field, _)) => Err((
+            field.to_string(),
+            "a chain has no permissions of its own (only timeout_s): each step runs under its tool's grant"
+                .into(),
+        )),
+        None => Ok(()),
     }
 }
 
