@@ -24,6 +24,7 @@ mod checkpoint;
 mod discovery;
 mod error;
 mod lifecycle;
+mod proposals;
 mod secrets;
 mod views;
 
@@ -44,6 +45,7 @@ pub use discovery::{
 };
 pub use error::{ErrorKind, RuntimeError};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
+pub use proposals::MAX_REJECT_REASON_CHARS;
 pub use secrets::LLM_SECRETS;
 pub use slovo_bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
 pub use slovo_discovery::sources::SourceConfig;
