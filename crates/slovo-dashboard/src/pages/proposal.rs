@@ -199,9 +199,9 @@ fn approve_form(view: &ToolView, session: &Session) -> Markup {
                     tbody {
                         tr {
                             th scope="row" { "Network" }
-                            td { (network_in_words(r.internet_access, &r.network_allow).join("; ")) }
-                            td { (granted_cell(view, |g| network_in_words(g.internet_access, &g.network_allow).join("; "))) }
-                            td {
+                            td data-label="Requested" { (network_in_words(r.internet_access, &r.network_allow).join("; ")) }
+                            td data-label="Granted now" { (granted_cell(view, |g| network_in_words(g.internet_access, &g.network_allow).join("; "))) }
+                            td data-label="You grant" {
                                 @for (i, h) in r.network_allow.iter().enumerate() {
                                     div.check {
                                         input type="checkbox" id={ "host-" (i) } name="host" value=(h.to_string()) checked;
@@ -222,12 +222,13 @@ fn approve_form(view: &ToolView, session: &Session) -> Markup {
                         (limit_row("Processes", "pids_limit", "processes", u64::from(r.pids_limit), view.granted.as_ref().map(|g| u64::from(g.pids_limit)), 1))
                         tr {
                             th scope="row" { "Storage" }
-                            td { (r.storage_quota_mb) " MB" }
-                            td { (granted_cell(view, |g| format!("{} MB", g.storage_quota_mb))) }
-                            td {
+                            td data-label="Requested" { (r.storage_quota_mb) " MB" }
+                            td data-label="Granted now" { (granted_cell(view, |g| format!("{} MB", g.storage_quota_mb))) }
+                            td data-label="You grant" {
                                 @if r.storage_quota_mb > 0 {
                                     label for="storage_quota_mb" .inline { "Storage in MB" }
                                     input #storage_quota_mb type="number" name="storage_quota_mb" min="0" max=(r.storage_quota_mb) value=(r.storage_quota_mb) inputmode="numeric";
+                                    span.unit { "MB" }
                                     div.check {
                                         input type="checkbox" id="no_storage" name="no_storage" value="1";
                                         label for="no_storage" { "No storage (nothing kept between calls)" }
@@ -237,9 +238,9 @@ fn approve_form(view: &ToolView, session: &Session) -> Markup {
                         }
                         tr {
                             th scope="row" { "Expiry" }
-                            td { @match r.expires_at { Some(t) => { (time_text(&t.to_rfc3339())) }, None => { "never" } } }
-                            td { (granted_cell(view, |g| g.expires_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()))) }
-                            td {
+                            td data-label="Requested" { @match r.expires_at { Some(t) => { (time_text(&t.to_rfc3339())) }, None => { "never" } } }
+                            td data-label="Granted now" { (granted_cell(view, |g| g.expires_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()))) }
+                            td data-label="You grant" {
                                 label for="expires_local" .inline { "Expires (your time)" }
                                 input #expires_local type="datetime-local" name="expires_local";
                             }
@@ -260,11 +261,12 @@ fn limit_row(label: &str, field: &str, unit: &str, requested: u64, granted: Opti
     html! {
         tr {
             th scope="row" { (label) }
-            td { (requested) " " (unit) }
-            td { @match granted { Some(g) => { (g) " " (unit) }, None => { "nothing yet" } } }
-            td {
+            td data-label="Requested" { (requested) " " (unit) }
+            td data-label="Granted now" { @match granted { Some(g) => { (g) " " (unit) }, None => { "nothing yet" } } }
+            td data-label="You grant" {
                 label.inline for=(field) { (label) " in " (unit) }
                 input id=(field) type="number" name=(field) min=(min) max=(requested) value=(requested) inputmode="numeric";
+                span.unit { (unit) }
             }
         }
     }

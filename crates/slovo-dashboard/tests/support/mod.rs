@@ -264,7 +264,17 @@ impl Browser {
             return;
         };
         std::fs::create_dir_all(&dir).unwrap();
+        // The whole page: a desktop window grows to the page's height for the picture.
+        let (width, height) = self.client.get_window_size().await.unwrap();
+        let full = self.eval("return document.documentElement.scrollHeight;").await.as_u64().unwrap_or(0);
+        let grow = width >= 500 && full > height;
+        if grow {
+            self.client.set_window_size(width as u32, full.min(4000) as u32 + 120).await.unwrap();
+        }
         let png = self.client.screenshot().await.unwrap();
+        if grow {
+            self.client.set_window_size(width as u32, height as u32).await.unwrap();
+        }
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 }
