@@ -8,7 +8,10 @@ const JS: &str = include_str!("../assets/dashboard.js");
 
 pub(crate) async fn css() -> impl IntoResponse {
     (
-        [(CONTENT_TYPE, "text/css; charset=utf-8"), (CACHE_CONTROL, "no-cache")],
+        [
+            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
         CSS,
     )
 }

@@ -67,7 +67,11 @@ pub(crate) struct Risk {
 
 /// The risks of what `requested` asks for, most important first: internet, secrets, storage,
 /// CPU and memory, expiry.
-pub(crate) fn risks(requested: &Permissions, secrets: &[String], credential_header: Option<&str>) -> Vec<Risk> {
+pub(crate) fn risks(
+    requested: &Permissions,
+    secrets: &[String],
+    credential_header: Option<&str>,
+) -> Vec<Risk> {
     let mut out = Vec::new();
     let mut add = |level, text: String| out.push(Risk { level, text });
     if requested.internet_access {
@@ -116,7 +120,10 @@ pub(crate) fn risks(requested: &Permissions, secrets: &[String], credential_head
     add(
         Level::Low,
         match requested.expires_at {
-            Some(t) => format!("Expiry: it asks for permission until {}.", t.format("%Y-%m-%d %H:%M UTC")),
+            Some(t) => format!(
+                "Expiry: it asks for permission until {}.",
+                t.format("%Y-%m-%d %H:%M UTC")
+            ),
             None => "Expiry: it asks for permission without end; you may set an expiry below.".into(),
         },
     );
@@ -196,7 +203,10 @@ mod tests {
             host_in_words(&below),
             "any subdomain of example.org, not example.org itself, port 443 only"
         );
-        assert_eq!(network_in_words(true, &[]), vec!["any public host on the internet"]);
+        assert_eq!(
+            network_in_words(true, &[]),
+            vec!["any public host on the internet"]
+        );
         assert_eq!(network_in_words(false, &[]), vec!["no network at all"]);
     }
 

@@ -70,6 +70,11 @@ impl IntoResponse for PageError {
             self.to_string()
         };
         let page = render::error_page(status, &message);
-        (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page.into_string()).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            page.into_string(),
+        )
+            .into_response()
     }
 }

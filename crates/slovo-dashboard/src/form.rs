@@ -39,7 +39,10 @@ impl SignedForm {
 
     /// The value of `name` untrimmed (secret values are taken as typed).
     pub fn raw(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 

@@ -19,7 +19,6 @@ pub(crate) enum Section {
     Activity,
     Audit,
     Discovery,
-
 }
 
 const SECTIONS: [(Section, &str, &str); 5] = [

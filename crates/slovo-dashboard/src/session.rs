@@ -72,7 +72,10 @@ pub struct Session {
 impl Session {
     /// How this session appears on audit events: it names the session and the token behind it.
     pub fn actor(&self) -> Actor {
-        Actor(format!("dashboard:session:{}:token:{}", self.handle, self.token_id))
+        Actor(format!(
+            "dashboard:session:{}:token:{}",
+            self.handle, self.token_id
+        ))
     }
 
     /// True when `presented` is this session's CSRF token (compared in constant time).

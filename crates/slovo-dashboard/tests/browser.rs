@@ -35,7 +35,10 @@ async fn sign_in_approve_narrowed_and_watch_a_call_arrive_live() {
 
     // Sign in: the landing page is the inbox, and it lists the imported tool.
     b.sign_in(&server).await;
-    assert!(b.wait_for_text("#inbox", "weather", WAIT).await, "the inbox lists the proposal");
+    assert!(
+        b.wait_for_text("#inbox", "weather", WAIT).await,
+        "the inbox lists the proposal"
+    );
     assert!(b.text("#inbox").await.contains("new tool 1.0.0"));
     b.screenshot("inbox").await;
 
@@ -44,9 +47,15 @@ async fn sign_in_approve_narrowed_and_watch_a_call_arrive_live() {
     assert!(b.wait_for_text("h1", "Proposal: weather", WAIT).await);
     let page = b.text("main").await;
     assert!(page.contains("only api.example.org (exact host)"), "{page}");
-    assert!(page.contains("any subdomain of cdn.example.org, not cdn.example.org itself"), "{page}");
+    assert!(
+        page.contains("any subdomain of cdn.example.org, not cdn.example.org itself"),
+        "{page}"
+    );
     assert!(page.contains("query — text, required: What to look up"), "{page}");
-    assert!(page.contains("The tool says about itself (not verified): read-only"), "{page}");
+    assert!(
+        page.contains("The tool says about itself (not verified): read-only"),
+        "{page}"
+    );
     b.screenshot("proposal").await;
 
     // Narrow: drop the wildcard host, lower memory to 128 MB.
@@ -65,7 +74,10 @@ async fn sign_in_approve_narrowed_and_watch_a_call_arrive_live() {
     assert_eq!(grant.memory_limit_mb, 128);
     let hosts: Vec<String> = grant.network_allow.iter().map(|h| h.to_string()).collect();
     assert_eq!(hosts, vec!["api.example.org"]);
-    assert_eq!(grant.storage_quota_mb, 10, "fields left alone are granted as requested");
+    assert_eq!(
+        grant.storage_quota_mb, 10,
+        "fields left alone are granted as requested"
+    );
     assert_eq!(grant.cpu_limit_percent, view.requested.cpu_limit_percent);
     let approved = server.audit_events("tool.approved").await;
     let actor = approved[0]["actor"].as_str().unwrap();
@@ -94,8 +106,15 @@ async fn sign_in_approve_narrowed_and_watch_a_call_arrive_live() {
         })
         .await
         .unwrap();
-    assert!(b.wait_for_text("#activity", "lookup", WAIT).await, "the call appears live");
-    assert_eq!(b.eval("return window.__samePage || null;").await, json!("yes"), "without a reload");
+    assert!(
+        b.wait_for_text("#activity", "lookup", WAIT).await,
+        "the call appears live"
+    );
+    assert_eq!(
+        b.eval("return window.__samePage || null;").await,
+        json!("yes"),
+        "without a reload"
+    );
     b.screenshot("activity").await;
 
     b.click("#activity a").await;
@@ -118,7 +137,13 @@ async fn upgrade_shows_its_diff_reject_keeps_serving_and_revoke_purges() {
     let _one = ONE_BROWSER.lock().await;
     let server = Server::start().await;
     server
-        .import(&manifest("notes", "1.0.0", "Keeps notes", &["api.example.org"], 256))
+        .import(&manifest(
+            "notes",
+            "1.0.0",
+            "Keeps notes",
+            &["api.example.org"],
+            256,
+        ))
         .await;
     server
         .runtime
@@ -141,8 +166,14 @@ async fn upgrade_shows_its_diff_reject_keeps_serving_and_revoke_purges() {
     b.goto(&format!("{}/proposals/notes", server.base)).await;
     let diff = b.text("#diff").await;
     assert!(diff.contains("Host added: uploads.example.net"), "{diff}");
-    assert!(diff.contains("Raised: memory_limit_mb from 256") && diff.contains("512"), "{diff}");
-    assert!(diff.contains("Changed: execution.image from notes:1.0.0 to notes:1.1.0"), "{diff}");
+    assert!(
+        diff.contains("Raised: memory_limit_mb from 256") && diff.contains("512"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("Changed: execution.image from notes:1.0.0 to notes:1.1.0"),
+        "{diff}"
+    );
     b.screenshot("upgrade").await;
 
     // Reject with a reason: the serving version keeps serving.
@@ -163,27 +194,55 @@ async fn upgrade_shows_its_diff_reject_keeps_serving_and_revoke_purges() {
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0]["payload"]["reason"], "uploads are not needed");
     assert_eq!(rejected[0]["payload"]["version"], "1.1.0");
-    assert!(rejected[0]["actor"].as_str().unwrap().starts_with("dashboard:session:"));
+    assert!(
+        rejected[0]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("dashboard:session:")
+    );
 
     // Revoke with purge, after a confirmation that names what is lost.
     let state_dir = server.runtime.data_dir().join("volumes").join("notes");
-    let volume = server.runtime.show("notes").await.unwrap().volume.expect("a volume");
-    let state_dir = if state_dir.exists() { state_dir } else { std::path::PathBuf::from(&volume.path) };
+    let volume = server
+        .runtime
+        .show("notes")
+        .await
+        .unwrap()
+        .volume
+        .expect("a volume");
+    let state_dir = if state_dir.exists() {
+        state_dir
+    } else {
+        std::path::PathBuf::from(&volume.path)
+    };
     assert!(state_dir.exists(), "{}", state_dir.display());
     b.goto(&format!("{}/tools/notes", server.base)).await;
     b.click("#purge").await;
     b.click("form[action='/tools/notes/revoke'] button").await;
     assert!(b.wait_for_text("h1", "Revoke notes?", WAIT).await);
     let confirm = b.text("main").await;
-    assert!(confirm.contains("Its stored state is destroyed (up to 10 MB)"), "{confirm}");
-    assert!(confirm.contains("The assistant can no longer call notes"), "{confirm}");
-    assert_eq!(server.runtime.show("notes").await.unwrap().status, ToolStatus::Active, "nothing before confirming");
+    assert!(
+        confirm.contains("Its stored state is destroyed (up to 10 MB)"),
+        "{confirm}"
+    );
+    assert!(
+        confirm.contains("The assistant can no longer call notes"),
+        "{confirm}"
+    );
+    assert_eq!(
+        server.runtime.show("notes").await.unwrap().status,
+        ToolStatus::Active,
+        "nothing before confirming"
+    );
     b.screenshot("revoke-confirm").await;
     b.click("form[action='/tools/notes/revoke'] button.danger").await;
     assert!(b.wait_for_text("main", "revoked", WAIT).await);
     let view = server.runtime.show("notes").await.unwrap();
     assert_eq!(view.status, ToolStatus::Revoked);
-    assert!(view.volume.unwrap().purged_at.is_some(), "the volume is recorded as purged");
+    assert!(
+        view.volume.unwrap().purged_at.is_some(),
+        "the volume is recorded as purged"
+    );
     assert!(!state_dir.exists(), "the state directory is gone");
     let revoked = server.audit_events("tool.revoked").await;
     assert_eq!(revoked[0]["payload"]["purge_state"], true);
@@ -212,8 +271,15 @@ async fn markup_in_a_manifest_stays_inert_text() {
             .await;
         assert_eq!(no_elements, json!(0), "{path}: no element was made from the text");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(b.eval("return typeof window.__pwned;").await, json!("undefined"), "{path}: no script ran");
-        assert!(b.client.get_alert_text().await.is_err(), "{path}: no dialog opened");
+        assert_eq!(
+            b.eval("return typeof window.__pwned;").await,
+            json!("undefined"),
+            "{path}: no script ran"
+        );
+        assert!(
+            b.client.get_alert_text().await.is_err(),
+            "{path}: no dialog opened"
+        );
     }
     b.screenshot("inert").await;
 }
@@ -230,12 +296,21 @@ async fn a_phone_width_page_has_no_horizontal_scrolling() {
             "a-tool-with-a-rather-long-name-for-a-small-screen",
             "1.0.0",
             "Reaches a host whose name is long enough to overflow a narrow screen if nothing wraps it",
-            &["a-very-long-subdomain-name.of-a-long-domain-name.example.org", "*.example.com"],
+            &[
+                "a-very-long-subdomain-name.of-a-long-domain-name.example.org",
+                "*.example.com",
+            ],
             256,
         ))
         .await;
-    server.import(&manifest("second", "1.0.0", "Another", &[], 64)).await;
-    server.runtime.approve("second", &Narrowing::default(), &Actor::cli()).await.unwrap();
+    server
+        .import(&manifest("second", "1.0.0", "Another", &[], 64))
+        .await;
+    server
+        .runtime
+        .approve("second", &Narrowing::default(), &Actor::cli())
+        .await
+        .unwrap();
     let execution = server
         .runtime
         .call(CallRequest {

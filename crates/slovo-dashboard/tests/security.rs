@@ -63,7 +63,10 @@ async fn the_session_cookie_is_http_only_strict_expiring_and_secure_behind_tls()
     assert!(line.contains("HttpOnly"), "{line}");
     assert!(line.contains("SameSite=Strict"), "{line}");
     assert!(line.contains("Max-Age=28800"), "{line}");
-    assert!(!line.contains("Secure"), "plain HTTP: a Secure cookie would never come back: {line}");
+    assert!(
+        !line.contains("Secure"),
+        "plain HTTP: a Secure cookie would never come back: {line}"
+    );
     let (_, line) = sign_in(&server, &[("x-forwarded-proto", "https")]).await;
     assert!(line.contains("; Secure"), "{line}");
 }
@@ -90,35 +93,82 @@ async fn a_wrong_token_or_a_cross_site_sign_in_is_refused() {
 #[tokio::test]
 async fn state_changes_need_a_session_and_its_csrf_token() {
     let server = Server::start().await;
-    server.import(&manifest("weather", "1.0.0", "Weather", &["api.example.org"], 256)).await;
+    server
+        .import(&manifest(
+            "weather",
+            "1.0.0",
+            "Weather",
+            &["api.example.org"],
+            256,
+        ))
+        .await;
     let (cookie, _) = sign_in(&server, &[]).await;
     let token = csrf(&server, &cookie, "/proposals/weather").await;
 
     // No session: pages send the browser to sign in; posts are refused.
-    let resp = client().get(format!("{}/inbox", server.base)).send().await.unwrap();
+    let resp = client()
+        .get(format!("{}/inbox", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()[LOCATION], "/signin");
-    let resp = post(&server, "/proposals/weather/approve", None, &format!("csrf={token}&mode=as_requested")).await;
+    let resp = post(
+        &server,
+        "/proposals/weather/approve",
+        None,
+        &format!("csrf={token}&mode=as_requested"),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     // A session but no CSRF token, or another one: refused.
-    let resp = post(&server, "/proposals/weather/approve", Some(&cookie), "mode=as_requested").await;
+    let resp = post(
+        &server,
+        "/proposals/weather/approve",
+        Some(&cookie),
+        "mode=as_requested",
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let wrong = "0".repeat(64);
-    let resp = post(&server, "/proposals/weather/approve", Some(&cookie), &format!("csrf={wrong}&mode=as_requested")).await;
+    let resp = post(
+        &server,
+        "/proposals/weather/approve",
+        Some(&cookie),
+        &format!("csrf={wrong}&mode=as_requested"),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    assert_eq!(server.runtime.show("weather").await.unwrap().status, ToolStatus::PendingApproval);
+    assert_eq!(
+        server.runtime.show("weather").await.unwrap().status,
+        ToolStatus::PendingApproval
+    );
     assert!(server.audit_events("tool.approved").await.is_empty());
 
     // With both, the same request is done: the refusals above were about the token alone.
-    let resp = post(&server, "/proposals/weather/approve", Some(&cookie), &format!("csrf={token}&mode=as_requested")).await;
+    let resp = post(
+        &server,
+        "/proposals/weather/approve",
+        Some(&cookie),
+        &format!("csrf={token}&mode=as_requested"),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    assert_eq!(server.runtime.show("weather").await.unwrap().status, ToolStatus::Active);
+    assert_eq!(
+        server.runtime.show("weather").await.unwrap().status,
+        ToolStatus::Active
+    );
 
     // Signing out ends the session.
     let resp = post(&server, "/signout", Some(&cookie), &format!("csrf={token}")).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    let resp = client().get(format!("{}/tools", server.base)).header(COOKIE, &cookie).send().await.unwrap();
+    let resp = client()
+        .get(format!("{}/tools", server.base))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
 }
 
@@ -126,11 +176,25 @@ async fn state_changes_need_a_session_and_its_csrf_token() {
 async fn revoking_the_admin_token_ends_its_sessions() {
     let server = Server::start().await;
     let (cookie, _) = sign_in(&server, &[]).await;
-    let resp = client().get(format!("{}/tools", server.base)).header(COOKIE, &cookie).send().await.unwrap();
+    let resp = client()
+        .get(format!("{}/tools", server.base))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let id = &server.admin_token["slv_".len().."slv_".len() + 16];
-    server.runtime.revoke_token(id, &slovo_runtime::Actor::cli()).await.unwrap();
-    let resp = client().get(format!("{}/tools", server.base)).header(COOKIE, &cookie).send().await.unwrap();
+    server
+        .runtime
+        .revoke_token(id, &slovo_runtime::Actor::cli())
+        .await
+        .unwrap();
+    let resp = client()
+        .get(format!("{}/tools", server.base))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
 }
 
@@ -138,12 +202,36 @@ async fn revoking_the_admin_token_ends_its_sessions() {
 async fn every_page_carries_a_strict_content_security_policy() {
     let server = Server::start().await;
     let (cookie, _) = sign_in(&server, &[]).await;
-    for path in ["/signin", "/tools", "/activity", "/audit", "/discovery", "/assets/dashboard.js"] {
-        let resp = client().get(format!("{}{path}", server.base)).header(COOKIE, &cookie).send().await.unwrap();
-        let csp = resp.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_string();
-        assert!(csp.contains("default-src 'self'") && csp.contains("script-src 'self'"), "{path}: {csp}");
-        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: {csp}");
+    for path in [
+        "/signin",
+        "/tools",
+        "/activity",
+        "/audit",
+        "/discovery",
+        "/assets/dashboard.js",
+    ] {
+        let resp = client()
+            .get(format!("{}{path}", server.base))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        let csp = resp.headers()[CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            csp.contains("default-src 'self'") && csp.contains("script-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{path}: {csp}"
+        );
         let html = resp.text().await.unwrap();
-        assert!(!html.contains("<script>") && !html.contains(" style="), "{path}: no inline script or style");
+        assert!(
+            !html.contains("<script>") && !html.contains(" style="),
+            "{path}: no inline script or style"
+        );
     }
 }

@@ -102,7 +102,9 @@ impl AppState {
 /// approval dashboard at `/`.
 pub fn app(state: AppState) -> Router {
     let dashboard = slovo_dashboard::router(state.dashboard.clone());
-    routes::router(state.clone()).merge(mcp::router(state)).merge(dashboard)
+    routes::router(state.clone())
+        .merge(mcp::router(state))
+        .merge(dashboard)
 }
 
 /// Serves until `shutdown` completes. Calls left `running` by an earlier crash are recorded

@@ -51,7 +51,10 @@ pub(crate) async fn list(
         .status
         .as_deref()
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<ExecutionStatus>().map_err(|e| PageError::BadInput(e.to_string())))
+        .map(|s| {
+            s.parse::<ExecutionStatus>()
+                .map_err(|e| PageError::BadInput(e.to_string()))
+        })
         .transpose()?;
     let mut rows = state
         .runtime
@@ -193,11 +196,17 @@ pub(crate) async fn download(
 ) -> PageResult<Response> {
     let e = state.runtime.execution(&id).await?;
     let body = serde_json::to_string_pretty(&e).map_err(|err| PageError::BadInput(err.to_string()))?;
-    let name: String = e.id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    let name: String =
+        e.id.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
     Ok((
         [
             (CONTENT_TYPE, "application/json".to_string()),
-            (CONTENT_DISPOSITION, format!("attachment; filename=\"execution-{name}.json\"")),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"execution-{name}.json\""),
+            ),
         ],
         body,
     )

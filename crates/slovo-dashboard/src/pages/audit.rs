@@ -15,7 +15,12 @@ use crate::session::Session;
 /// Most events one export holds.
 const MAX_EXPORT: i64 = 10_000;
 
-fn page_body(session: &Session, head_seq: i64, head_hash: &str, result: Option<Result<slovo_runtime::AuditReport, String>>) -> Page {
+fn page_body(
+    session: &Session,
+    head_seq: i64,
+    head_hash: &str,
+    result: Option<Result<slovo_runtime::AuditReport, String>>,
+) -> Page {
     layout(
         "Audit trail",
         session,
@@ -60,7 +65,12 @@ fn page_body(session: &Session, head_seq: i64, head_hash: &str, result: Option<R
 
 /// `GET /audit`.
 pub(crate) async fn page(State(state): State<DashboardState>, session: Session) -> PageResult<Page> {
-    let (seq, hash) = state.runtime.store().audit_head().await.map_err(|e| PageError::Runtime(e.into()))?;
+    let (seq, hash) = state
+        .runtime
+        .store()
+        .audit_head()
+        .await
+        .map_err(|e| PageError::Runtime(e.into()))?;
     Ok(page_body(&session, seq, &hash, None))
 }
 
@@ -71,7 +81,12 @@ pub(crate) async fn verify(State(state): State<DashboardState>, form: SignedForm
         Err(e @ slovo_runtime::RuntimeError::AuditBroken(_)) => Err(e.to_string()),
         Err(e) => return Err(e.into()),
     };
-    let (seq, hash) = state.runtime.store().audit_head().await.map_err(|e| PageError::Runtime(e.into()))?;
+    let (seq, hash) = state
+        .runtime
+        .store()
+        .audit_head()
+        .await
+        .map_err(|e| PageError::Runtime(e.into()))?;
     Ok(page_body(&form.session, seq, &hash, Some(result)))
 }
 

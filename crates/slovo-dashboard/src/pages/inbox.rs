@@ -35,7 +35,10 @@ pub(crate) async fn waiting(state: &DashboardState) -> PageResult<Vec<Waiting>> 
         let shown = view.pending_version.clone();
         let version = view.versions.iter().find(|v| Some(&v.version) == shown.as_ref());
         out.push(Waiting {
-            description: view.manifest["description"].as_str().unwrap_or_default().to_string(),
+            description: view.manifest["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             asked_for: requests
                 .iter()
                 .find(|r| r.proposal_tool.as_deref() == Some(summary.name.as_str()))

@@ -151,9 +151,21 @@ fn risks(view: &ToolView, secrets: &[String]) -> Markup {
 }
 
 fn upgrade_diff(view: &ToolView) -> Markup {
-    let granted_hosts: Vec<HostPattern> = view.granted.as_ref().map(|g| g.network_allow.clone()).unwrap_or_default();
-    let added: Vec<&HostPattern> = view.requested.network_allow.iter().filter(|h| !granted_hosts.contains(h)).collect();
-    let removed: Vec<&HostPattern> = granted_hosts.iter().filter(|h| !view.requested.network_allow.contains(h)).collect();
+    let granted_hosts: Vec<HostPattern> = view
+        .granted
+        .as_ref()
+        .map(|g| g.network_allow.clone())
+        .unwrap_or_default();
+    let added: Vec<&HostPattern> = view
+        .requested
+        .network_allow
+        .iter()
+        .filter(|h| !granted_hosts.contains(h))
+        .collect();
+    let removed: Vec<&HostPattern> = granted_hosts
+        .iter()
+        .filter(|h| !view.requested.network_allow.contains(h))
+        .collect();
     html! {
         section.card #diff aria-labelledby="diff-title" {
             h2 #diff-title { "What changes from the serving version" }
@@ -179,7 +191,10 @@ fn upgrade_diff(view: &ToolView) -> Markup {
 }
 
 fn granted_cell(view: &ToolView, f: impl Fn(&slovo_core::permissions::Grant) -> String) -> String {
-    view.granted.as_ref().map(f).unwrap_or_else(|| "nothing yet".into())
+    view.granted
+        .as_ref()
+        .map(f)
+        .unwrap_or_else(|| "nothing yet".into())
 }
 
 fn approve_form(view: &ToolView, session: &Session) -> Markup {
@@ -289,7 +304,10 @@ fn reject_form(view: &ToolView, session: &Session) -> Markup {
 
 fn number<T: std::str::FromStr>(form: &SignedForm, field: &str) -> PageResult<Option<T>> {
     form.get(field)
-        .map(|v| v.parse::<T>().map_err(|_| PageError::BadInput(format!("{field}: {v:?} is not a whole number"))))
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|_| PageError::BadInput(format!("{field}: {v:?} is not a whole number")))
+        })
         .transpose()
 }
 
@@ -304,10 +322,15 @@ fn narrowing_from(form: &SignedForm, view: &ToolView) -> PageResult<Narrowing> {
     let kept: Vec<HostPattern> = form
         .all("host")
         .into_iter()
-        .map(|h| h.parse::<HostPattern>().map_err(|e| PageError::BadInput(e.to_string())))
+        .map(|h| {
+            h.parse::<HostPattern>()
+                .map_err(|e| PageError::BadInput(e.to_string()))
+        })
         .collect::<PageResult<_>>()?;
-    let no_network = form.get("no_network").is_some() || (!r.network_allow.is_empty() && kept.is_empty() && !r.internet_access);
-    let network_allow = (!no_network && kept != r.network_allow && !r.network_allow.is_empty()).then_some(kept);
+    let no_network = form.get("no_network").is_some()
+        || (!r.network_allow.is_empty() && kept.is_empty() && !r.internet_access);
+    let network_allow =
+        (!no_network && kept != r.network_allow && !r.network_allow.is_empty()).then_some(kept);
     let storage_quota_mb = if form.get("no_storage").is_some() {
         Some(0)
     } else {
@@ -338,7 +361,9 @@ fn expiry(form: &SignedForm) -> PageResult<Option<chrono::DateTime<chrono::Utc>>
         .map_err(|_| PageError::BadInput(format!("expiry: {local:?} is not a date and time")))?;
     let offset: i64 = number(form, "tz_offset_minutes")?.unwrap_or(0);
     if offset.abs() > 24 * 60 {
-        return Err(PageError::BadInput(format!("tz_offset_minutes: {offset} is not a time zone offset")));
+        return Err(PageError::BadInput(format!(
+            "tz_offset_minutes: {offset} is not a time zone offset"
+        )));
     }
     Ok(Some((naive + ChronoDuration::minutes(offset)).and_utc()))
 }
@@ -351,7 +376,10 @@ pub(crate) async fn approve(
 ) -> PageResult<Response> {
     let view = state.runtime.show(&name).await?;
     let narrowing = narrowing_from(&form, &view)?;
-    state.runtime.approve(&name, &narrowing, &form.session.actor()).await?;
+    state
+        .runtime
+        .approve(&name, &narrowing, &form.session.actor())
+        .await?;
     Ok(see_other(&format!("/tools/{}", segment(&name))))
 }
 

@@ -1,10 +1,10 @@
 //! Sign in with an admin token; sign out.
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::body::Bytes;
 use maud::html;
 use slovo_core::access::Role;
 
@@ -85,11 +85,19 @@ pub(crate) async fn submit(
     tracing::info!(session = %opened.session.handle, token = %row.id, "dashboard sign-in");
     let secure = state.config.cookie_security.secure(&headers);
     let cookie = set_cookie(&opened.cookie_value, state.sessions.ttl(), secure);
-    Ok((StatusCode::SEE_OTHER, [(SET_COOKIE, cookie), (LOCATION, "/".to_string())]).into_response())
+    Ok((
+        StatusCode::SEE_OTHER,
+        [(SET_COOKIE, cookie), (LOCATION, "/".to_string())],
+    )
+        .into_response())
 }
 
 /// `POST /signout`.
-pub(crate) async fn signout(State(state): State<DashboardState>, headers: HeaderMap, form: SignedForm) -> Response {
+pub(crate) async fn signout(
+    State(state): State<DashboardState>,
+    headers: HeaderMap,
+    form: SignedForm,
+) -> Response {
     if let Some(id) = cookie_value(&headers) {
         state.sessions.close(&id);
     }
@@ -97,7 +105,10 @@ pub(crate) async fn signout(State(state): State<DashboardState>, headers: Header
     let secure = state.config.cookie_security.secure(&headers);
     (
         StatusCode::SEE_OTHER,
-        [(SET_COOKIE, clear_cookie(secure)), (LOCATION, "/signin".to_string())],
+        [
+            (SET_COOKIE, clear_cookie(secure)),
+            (LOCATION, "/signin".to_string()),
+        ],
     )
         .into_response()
 }

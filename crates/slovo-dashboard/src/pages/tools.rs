@@ -235,7 +235,11 @@ pub(crate) async fn revoke(
     let purge = match form.get("state") {
         Some("purge") => true,
         Some("keep") | None => false,
-        Some(other) => return Err(PageError::BadInput(format!("state: {other:?} is not keep or purge"))),
+        Some(other) => {
+            return Err(PageError::BadInput(format!(
+                "state: {other:?} is not keep or purge"
+            )));
+        }
     };
     if form.get("confirmed") == Some("yes") {
         state.runtime.revoke(&name, purge, &form.session.actor()).await?;
@@ -287,7 +291,9 @@ pub(crate) async fn set_secret(
     Path(name): Path<String>,
     form: SignedForm,
 ) -> PageResult<Response> {
-    let secret = form.get("secret").ok_or_else(|| PageError::BadInput("the secret needs a name".into()))?;
+    let secret = form
+        .get("secret")
+        .ok_or_else(|| PageError::BadInput("the secret needs a name".into()))?;
     let value = form
         .raw("value")
         .filter(|v| !v.is_empty())
@@ -305,7 +311,12 @@ pub(crate) async fn delete_secret(
     Path(name): Path<String>,
     form: SignedForm,
 ) -> PageResult<Response> {
-    let secret = form.get("secret").ok_or_else(|| PageError::BadInput("which secret?".into()))?;
-    state.runtime.delete_secret(&name, secret, &form.session.actor()).await?;
+    let secret = form
+        .get("secret")
+        .ok_or_else(|| PageError::BadInput("which secret?".into()))?;
+    state
+        .runtime
+        .delete_secret(&name, secret, &form.session.actor())
+        .await?;
     Ok(see_other(&format!("/tools/{}", segment(&name))))
 }

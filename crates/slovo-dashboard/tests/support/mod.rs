@@ -153,7 +153,11 @@ impl Drop for Browser {
 }
 
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Browser {
@@ -186,8 +190,7 @@ impl Browser {
         // Headless windows have a minimum width; a phone is emulated instead (its viewport,
         // pixel ratio and touch), as the browser's device mode does.
         if width < 500 {
-            options["mobileEmulation"] =
-                json!({"deviceMetrics": {"width": width, "height": height, "pixelRatio": 3.0, "touch": true}});
+            options["mobileEmulation"] = json!({"deviceMetrics": {"width": width, "height": height, "pixelRatio": 3.0, "touch": true}});
         }
         caps.insert("goog:chromeOptions".into(), options);
         let url = format!("http://127.0.0.1:{port}");
@@ -231,11 +234,23 @@ impl Browser {
     }
 
     pub async fn click(&self, css: &str) {
-        self.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
     }
 
     pub async fn text(&self, css: &str) -> String {
-        self.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub async fn eval(&self, script: &str) -> Value {
@@ -266,14 +281,24 @@ impl Browser {
         std::fs::create_dir_all(&dir).unwrap();
         // The whole page: a desktop window grows to the page's height for the picture.
         let (width, height) = self.client.get_window_size().await.unwrap();
-        let full = self.eval("return document.documentElement.scrollHeight;").await.as_u64().unwrap_or(0);
+        let full = self
+            .eval("return document.documentElement.scrollHeight;")
+            .await
+            .as_u64()
+            .unwrap_or(0);
         let grow = width >= 500 && full > height;
         if grow {
-            self.client.set_window_size(width as u32, full.min(4000) as u32 + 120).await.unwrap();
+            self.client
+                .set_window_size(width as u32, full.min(4000) as u32 + 120)
+                .await
+                .unwrap();
         }
         let png = self.client.screenshot().await.unwrap();
         if grow {
-            self.client.set_window_size(width as u32, height as u32).await.unwrap();
+            self.client
+                .set_window_size(width as u32, height as u32)
+                .await
+                .unwrap();
         }
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
