@@ -226,6 +226,10 @@ pub async fn serve(rt: std::sync::Arc<Runtime>, config: &slovo_config::Config) -
         shutdown_grace: std::time::Duration::from_secs(server.shutdown_grace_s),
     };
     eprintln!("slovo: serving on http://{}", listener.local_addr()?);
+    eprintln!(
+        "slovo: approval dashboard at http://{}/ (sign in with an admin token)",
+        listener.local_addr()?
+    );
     let worker = discovery_worker(rt.clone(), &config.discovery);
     let state = slovo_server::AppState::new(rt, server_config);
     let served = slovo_server::serve(listener, state, shutdown_signal()).await;
