@@ -86,6 +86,8 @@ pub fn router(state: DashboardState) -> Router {
         .route("/assets/dashboard.css", get(assets::css))
         .route("/assets/dashboard.js", get(assets::js))
         .route("/signin", get(pages::signin::form).post(pages::signin::submit))
+        .route("/signin/link/{code}", get(pages::signin::link_page))
+        .route("/signin/link", post(pages::signin::link_submit))
         .route("/signout", post(pages::signin::signout))
         .route("/", get(pages::inbox::landing))
         .route("/inbox", get(pages::inbox::page))

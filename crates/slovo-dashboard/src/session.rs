@@ -56,25 +56,45 @@ fn arrived_over_tls(headers: &HeaderMap) -> bool {
             .any(|part| part.trim().eq_ignore_ascii_case("proto=https"))
 }
 
+/// What a person signed in with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// An admin token, by id: revoking it ends the session.
+    Token(String),
+    /// A one-time sign-in link, by id (`slovo dashboard`).
+    Link(String),
+}
+
+impl Principal {
+    fn as_actor_part(&self) -> String {
+        match self {
+            Principal::Token(id) => format!("token:{id}"),
+            Principal::Link(id) => format!("link:{id}"),
+        }
+    }
+}
+
 /// A signed-in person.
 #[derive(Debug, Clone)]
 pub struct Session {
     /// A short public name of the session: the first 12 hex digits of its id's hash. Safe to
     /// show and to log; it cannot be turned back into the cookie.
     pub handle: String,
-    /// The id of the admin token used to sign in.
-    pub token_id: String,
+    /// What the person signed in with.
+    pub principal: Principal,
     /// The token every state-changing request must carry.
     pub csrf: String,
     expires: Instant,
 }
 
 impl Session {
-    /// How this session appears on audit events: it names the session and the token behind it.
+    /// How this session appears on audit events: it names the session and the token or link
+    /// behind it.
     pub fn actor(&self) -> Actor {
         Actor(format!(
-            "dashboard:session:{}:token:{}",
-            self.handle, self.token_id
+            "dashboard:session:{}:{}",
+            self.handle,
+            self.principal.as_actor_part()
         ))
     }
 
@@ -135,13 +155,13 @@ impl Sessions {
         self.by_hash.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Opens a session for the person who presented admin token `token_id`.
-    pub fn open(&self, token_id: &str) -> Result<NewSession, RandomError> {
+    /// Opens a session for the person who presented `principal`.
+    pub fn open(&self, principal: Principal) -> Result<NewSession, RandomError> {
         let id = random_hex(32)?;
         let id_hash = hash(&id);
         let session = Session {
             handle: id_hash[..12].to_string(),
-            token_id: token_id.to_string(),
+            principal,
             csrf: random_hex(32)?,
             expires: Instant::now() + self.ttl,
         };
@@ -214,10 +234,13 @@ where
             .and_then(|id| state.sessions.find(&id))
             .ok_or_else(|| PageError::signed_out(&parts.method))?;
         // The token may have been revoked since sign-in: its sessions end with it.
+        let Principal::Token(token_id) = &session.principal else {
+            return Ok(session);
+        };
         let token = state
             .runtime
             .store()
-            .token(&session.token_id)
+            .token(token_id)
             .await
             .map_err(|e| PageError::Runtime(e.into()))?;
         match token {

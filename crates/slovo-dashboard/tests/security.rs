@@ -235,3 +235,68 @@ async fn every_page_carries_a_strict_content_security_policy() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_sign_in_link_signs_in_once_and_names_itself_on_the_audit_trail() {
+    let server = Server::start().await;
+    server
+        .import(&manifest("weather", "1.0.0", "Weather", &[], 64))
+        .await;
+    let link = server
+        .runtime
+        .create_signin_link(std::time::Duration::from_secs(60), &slovo_runtime::Actor::cli())
+        .await
+        .unwrap();
+
+    // Opening the link uses nothing (a preview cannot burn it); its button does.
+    let page = client()
+        .get(format!("{}/signin/link/{}", server.base, link.code))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers().get(SET_COOKIE).is_none());
+    let resp = post(&server, "/signin/link", None, &format!("code={}", link.code)).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let cookie = resp.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // The session works, and what it does names the link.
+    let token = csrf(&server, &cookie, "/proposals/weather").await;
+    let resp = post(
+        &server,
+        "/proposals/weather/approve",
+        Some(&cookie),
+        &format!("csrf={token}&mode=as_requested"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let approved = server.audit_events("tool.approved").await;
+    let actor = approved[0]["actor"].as_str().unwrap();
+    assert!(
+        actor.starts_with("dashboard:session:") && actor.ends_with(&format!(":link:{}", link.id)),
+        "{actor}"
+    );
+    assert_eq!(server.audit_events("dashboard.signin_link_used").await.len(), 1);
+
+    // Used once: refused the second time, and so is a made-up or expired one.
+    let again = post(&server, "/signin/link", None, &format!("code={}", link.code)).await;
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+    assert!(again.headers().get(SET_COOKIE).is_none());
+    let made_up = format!("sl_{}_{}", "0".repeat(16), "0".repeat(64));
+    let resp = post(&server, "/signin/link", None, &format!("code={made_up}")).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let expired = server
+        .runtime
+        .create_signin_link(std::time::Duration::ZERO, &slovo_runtime::Actor::cli())
+        .await
+        .unwrap();
+    let resp = post(&server, "/signin/link", None, &format!("code={}", expired.code)).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.audit_events("dashboard.signin_link_used").await.len(), 1);
+}

@@ -26,6 +26,7 @@ mod error;
 mod lifecycle;
 mod proposals;
 mod secrets;
+mod signin_links;
 mod views;
 
 use std::collections::{HashMap, HashSet};
@@ -47,6 +48,7 @@ pub use error::{ErrorKind, RuntimeError};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
 pub use proposals::MAX_REJECT_REASON_CHARS;
 pub use secrets::LLM_SECRETS;
+pub use signin_links::{DEFAULT_SIGNIN_LINK_TTL, SigninLink};
 pub use slovo_bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
 pub use slovo_discovery::sources::SourceConfig;
 pub use views::{AuditReport, ToolSummary, ToolView, VersionView};

@@ -1,7 +1,7 @@
 //! Sign in with an admin token; sign out.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +12,7 @@ use crate::DashboardState;
 use crate::error::{PageError, PageResult};
 use crate::form::{SignedForm, parse_pairs};
 use crate::render::{Page, bare};
-use crate::session::{clear_cookie, cookie_value, set_cookie};
+use crate::session::{Principal, clear_cookie, cookie_value, set_cookie};
 
 fn signin_page(message: Option<&str>) -> Page {
     Page(bare(
@@ -81,15 +81,62 @@ pub(crate) async fn submit(
             return Ok((StatusCode::UNAUTHORIZED, page).into_response());
         }
     };
-    let opened = state.sessions.open(&row.id)?;
-    tracing::info!(session = %opened.session.handle, token = %row.id, "dashboard sign-in");
-    let secure = state.config.cookie_security.secure(&headers);
+    tracing::info!(token = %row.id, "dashboard sign-in with a token");
+    start_session(&state, &headers, Principal::Token(row.id))
+}
+
+/// Sets the cookie of a new session for `principal` and sends the browser to the landing page.
+fn start_session(state: &DashboardState, headers: &HeaderMap, principal: Principal) -> PageResult<Response> {
+    let opened = state.sessions.open(principal)?;
+    tracing::info!(session = %opened.session.handle, "dashboard session opened");
+    let secure = state.config.cookie_security.secure(headers);
     let cookie = set_cookie(&opened.cookie_value, state.sessions.ttl(), secure);
     Ok((
         StatusCode::SEE_OTHER,
         [(SET_COOKIE, cookie), (LOCATION, "/".to_string())],
     )
         .into_response())
+}
+
+/// `GET /signin/link/{code}`: a page with one button. Opening the link alone uses nothing, so
+/// a link preview or a prefetch cannot burn it.
+pub(crate) async fn link_page(Path(code): Path<String>) -> Page {
+    Page(bare(
+        "Sign in",
+        html! {
+            form.card method="post" action="/signin/link" {
+                input type="hidden" name="code" value=(code);
+                p { "This one-time link signs this browser in to the dashboard." }
+                button type="submit" .primary { "Sign in" }
+            }
+        },
+    ))
+}
+
+/// `POST /signin/link`: a one-time link opens a session (once, before it expires).
+pub(crate) async fn link_submit(
+    State(state): State<DashboardState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult<Response> {
+    if cross_site(&headers) {
+        return Err(PageError::Csrf);
+    }
+    let code = parse_pairs(&body)
+        .into_iter()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    match state.runtime.redeem_signin_link(&code).await? {
+        Some(id) => start_session(&state, &headers, Principal::Link(id)),
+        None => {
+            tracing::warn!("dashboard sign-in link refused");
+            let page = signin_page(Some(
+                "That sign-in link was used already, has expired or is not one. Run `slovo dashboard` for a new one.",
+            ));
+            Ok((StatusCode::UNAUTHORIZED, page).into_response())
+        }
+    }
 }
 
 /// `POST /signout`.
