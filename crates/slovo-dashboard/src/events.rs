@@ -55,7 +55,10 @@ pub(crate) async fn stream(
     let first = snapshot(&state).await.unwrap_or_default();
     let events = stream::unfold((state, cookie, first), move |(state, cookie, last)| async move {
         loop {
-            tokio::time::sleep(interval).await;
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = state.shutdown.cancelled() => return None,
+            }
             state.sessions.find(&cookie)?;
             let Some(now) = snapshot(&state).await else {
                 continue;

@@ -67,6 +67,8 @@ pub struct DashboardState {
     pub sessions: Arc<session::Sessions>,
     /// The configuration.
     pub config: Arc<DashboardConfig>,
+    /// Cancelled when the server shuts down, so live-update streams end and connections drain.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl DashboardState {
@@ -76,7 +78,14 @@ impl DashboardState {
             runtime,
             sessions: Arc::new(session::Sessions::new(config.session_ttl)),
             config: Arc::new(config),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// The same state, its streams ending when `shutdown` is cancelled.
+    pub fn with_shutdown(mut self, shutdown: tokio_util::sync::CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 }
 

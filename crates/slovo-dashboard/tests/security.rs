@@ -300,3 +300,51 @@ async fn a_sign_in_link_signs_in_once_and_names_itself_on_the_audit_trail() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(server.audit_events("dashboard.signin_link_used").await.len(), 1);
 }
+
+#[tokio::test]
+async fn rejecting_a_new_tool_revokes_it_with_the_reason_and_needs_one() {
+    let server = Server::start().await;
+    server
+        .import(&manifest("weather", "1.0.0", "Weather", &[], 64))
+        .await;
+    let (cookie, _) = sign_in(&server, &[]).await;
+    let token = csrf(&server, &cookie, "/proposals/weather").await;
+
+    let resp = post(
+        &server,
+        "/proposals/weather/reject",
+        Some(&cookie),
+        &format!("csrf={token}&reason=+"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "a reason is required");
+    assert_eq!(
+        server.runtime.show("weather").await.unwrap().status,
+        ToolStatus::PendingApproval
+    );
+
+    let resp = post(
+        &server,
+        "/proposals/weather/reject",
+        Some(&cookie),
+        &format!("csrf={token}&reason=not+needed"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let view = server.runtime.show("weather").await.unwrap();
+    assert_eq!(view.status, ToolStatus::Revoked);
+    let rejected = server.audit_events("tool.rejected").await;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["payload"]["reason"], "not needed");
+
+    // Nothing waits any more: a second rejection is refused and records nothing.
+    let resp = post(
+        &server,
+        "/proposals/weather/reject",
+        Some(&cookie),
+        &format!("csrf={token}&reason=again"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert_eq!(server.audit_events("tool.rejected").await.len(), 1);
+}

@@ -14,7 +14,8 @@ pub const MAX_REJECT_REASON_CHARS: usize = 2_000;
 impl Runtime {
     /// Rejects the version waiting for approval, recording `reason` on the audit event.
     ///
-    /// A tool that was never approved becomes `revoked` (`tool.rejected`); a pending upgrade
+    /// A tool that was never approved becomes `revoked` (`tool.rejected`), its version kept on
+    /// record; a pending upgrade
     /// of an approved tool is withdrawn and the serving version keeps serving
     /// (`tool.upgrade_rejected`). Anything else has nothing to reject.
     pub async fn reject(&self, name: &str, reason: &str, actor: &Actor) -> Result<ToolRow> {
@@ -24,7 +25,11 @@ impl Runtime {
             .tool(name)
             .await?
             .ok_or_else(|| RuntimeError::tool_not_found(name))?;
-        let Some(version) = current.pending_version.clone() else {
+        let waiting = current
+            .pending_version
+            .clone()
+            .filter(|_| current.status != ToolStatus::Revoked);
+        let Some(version) = waiting else {
             return Err(RuntimeError::Conflict {
                 tool: name.to_string(),
                 reason: format!("no version waits for approval (the tool is {})", current.status),
@@ -42,9 +47,12 @@ impl Runtime {
         } else {
             ("tool.upgrade_rejected", current.status)
         };
+        // A rejected new tool keeps its version on the row, so it can still be shown (it never
+        // had another); a rejected upgrade is withdrawn and the serving version stays.
+        let pending_version = (status == ToolStatus::Revoked).then(|| version.clone());
         let row = ToolRow {
             status,
-            pending_version: None,
+            pending_version,
             revision: current.revision + 1,
             updated_at: now_ms(),
             ..current.clone()

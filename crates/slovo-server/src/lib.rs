@@ -75,6 +75,7 @@ pub struct AppState {
 impl AppState {
     /// State for `runtime` with `config`.
     pub fn new(runtime: Arc<Runtime>, config: ServerConfig) -> Self {
+        let shutdown = tokio_util::sync::CancellationToken::new();
         AppState {
             calls: Arc::new(limits::CallLimiter::new(
                 config.max_concurrent_calls,
@@ -84,16 +85,18 @@ impl AppState {
             dashboard: slovo_dashboard::DashboardState::new(
                 runtime.clone(),
                 slovo_dashboard::DashboardConfig::default(),
-            ),
+            )
+            .with_shutdown(shutdown.clone()),
             runtime,
             config: Arc::new(config),
-            shutdown: tokio_util::sync::CancellationToken::new(),
+            shutdown,
         }
     }
 
     /// The same state with the dashboard configured by `config` (sessions start empty).
     pub fn with_dashboard(mut self, config: slovo_dashboard::DashboardConfig) -> Self {
-        self.dashboard = slovo_dashboard::DashboardState::new(self.runtime.clone(), config);
+        self.dashboard = slovo_dashboard::DashboardState::new(self.runtime.clone(), config)
+            .with_shutdown(self.shutdown.clone());
         self
     }
 }
