@@ -75,6 +75,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve MCP on stdin and stdout for one local client (calls are recorded as mcp:stdio).
     Mcp,
+    /// Print a one-time link that signs a browser in to the approval dashboard of `slovo serve`
+    /// (and open it where there is a graphical browser).
+    Dashboard(DashboardArgs),
     /// The configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -373,4 +376,14 @@ pub enum DiscoverCommand {
         #[arg(long, value_name = "FILE")]
         queries: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Only print the link; do not try to open a browser.
+    #[arg(long)]
+    pub no_open: bool,
+    /// Minutes the link stays usable (it signs in once).
+    #[arg(long, value_name = "MINUTES", default_value_t = 10)]
+    pub valid_for: u64,
 }

@@ -70,11 +70,58 @@ async fn dispatch_command(rt: &Runtime, cli: &Cli, config: &slovo_config::Config
             Ok(exit::OK)
         }
         Command::Discover(cmd) => discover(rt, cmd, &config.discovery, &actor, json).await,
+        Command::Dashboard(args) => dashboard(rt, args, &config.server, &actor, json).await,
         Command::Serve(_) | Command::Doctor | Command::Config(_) => {
             Err(UsageError("handled before dispatch".into()).into())
         }
         Command::Mcp => Err(UsageError("mcp is handled before dispatch".into()).into()),
     }
+}
+
+/// `slovo dashboard`: a one-time sign-in link for the dashboard of `slovo serve` at the
+/// configured address.
+async fn dashboard(
+    rt: &Runtime,
+    args: &crate::cli::DashboardArgs,
+    server: &slovo_config::ServerConfig,
+    actor: &Actor,
+    json: bool,
+) -> anyhow::Result<u8> {
+    if args.valid_for == 0 || args.valid_for > 24 * 60 {
+        return Err(UsageError("--valid-for: give 1 to 1440 minutes".into()).into());
+    }
+    let ttl = std::time::Duration::from_secs(args.valid_for * 60);
+    let link = rt.create_signin_link(ttl, actor).await?;
+    // A server listening on every address is reached here through loopback.
+    let mut address = server.listen;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{address}/signin/link/{}", link.code);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "url": url, "link": link.id, "expires_at": link.expires_at}))?
+        );
+    } else {
+        println!("{url}");
+        eprintln!(
+            "slovo: this link signs one browser in once, within {} minute(s); `slovo serve` must be running",
+            args.valid_for
+        );
+    }
+    let graphical = std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if !args.no_open && graphical {
+        // Best effort: without a browser opener the printed link is enough.
+        let _ = std::process::Command::new("xdg-open")
+            .arg(&url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+    Ok(exit::OK)
 }
 
 async fn token(rt: &Runtime, cmd: &TokenCommand, actor: &Actor, json: bool) -> anyhow::Result<u8> {
@@ -230,6 +277,10 @@ pub async fn serve(rt: std::sync::Arc<Runtime>, config: &slovo_config::Config) -
         shutdown_grace: std::time::Duration::from_secs(server.shutdown_grace_s),
     };
     eprintln!("slovo: serving on http://{}", listener.local_addr()?);
+    eprintln!(
+        "slovo: approval dashboard at http://{}/ (sign in with an admin token)",
+        listener.local_addr()?
+    );
     let worker = discovery_worker(rt.clone(), &config.discovery);
     let state = slovo_server::AppState::new(rt, server_config);
     let served = slovo_server::serve(listener, state, shutdown_signal()).await;

@@ -27,7 +27,9 @@ mod discovery;
 mod error;
 mod instances;
 mod lifecycle;
+mod proposals;
 mod secrets;
+mod signin_links;
 mod views;
 
 use std::collections::{HashMap, HashSet};
@@ -49,7 +51,9 @@ pub use discovery::{
 pub use error::{ErrorKind, RuntimeError};
 pub use instances::{DEFAULT_INSTANCE_LEASE, Heartbeat, InstanceView};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
+pub use proposals::MAX_REJECT_REASON_CHARS;
 pub use secrets::LLM_SECRETS;
+pub use signin_links::{DEFAULT_SIGNIN_LINK_TTL, SigninLink};
 pub use slovo_bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
 pub use slovo_discovery::sources::SourceConfig;
 pub use views::{AuditReport, ToolSummary, ToolView, VersionView};

@@ -68,27 +68,46 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Cancelled when shutdown begins, so long-lived MCP streams end and connections drain.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The approval dashboard's state (its sessions).
+    pub dashboard: slovo_dashboard::DashboardState,
 }
 
 impl AppState {
     /// State for `runtime` with `config`.
     pub fn new(runtime: Arc<Runtime>, config: ServerConfig) -> Self {
+        let shutdown = tokio_util::sync::CancellationToken::new();
         AppState {
-            runtime,
             calls: Arc::new(limits::CallLimiter::new(
                 config.max_concurrent_calls,
                 config.max_queued_calls,
             )),
             metrics: Arc::new(metrics::Metrics::default()),
+            dashboard: slovo_dashboard::DashboardState::new(
+                runtime.clone(),
+                slovo_dashboard::DashboardConfig::default(),
+            )
+            .with_shutdown(shutdown.clone()),
+            runtime,
             config: Arc::new(config),
-            shutdown: tokio_util::sync::CancellationToken::new(),
+            shutdown,
         }
+    }
+
+    /// The same state with the dashboard configured by `config` (sessions start empty).
+    pub fn with_dashboard(mut self, config: slovo_dashboard::DashboardConfig) -> Self {
+        self.dashboard = slovo_dashboard::DashboardState::new(self.runtime.clone(), config)
+            .with_shutdown(self.shutdown.clone());
+        self
     }
 }
 
-/// The router: REST API, health, metrics, the OpenAPI description, and MCP at `/mcp`.
+/// The router: REST API, health, metrics, the OpenAPI description, MCP at `/mcp`, and the
+/// approval dashboard at `/`.
 pub fn app(state: AppState) -> Router {
-    routes::router(state.clone()).merge(mcp::router(state))
+    let dashboard = slovo_dashboard::router(state.dashboard.clone());
+    routes::router(state.clone())
+        .merge(mcp::router(state))
+        .merge(dashboard)
 }
 
 /// Serves until `shutdown` completes. Registers this instance and renews its lease while it

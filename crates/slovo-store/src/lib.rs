@@ -1009,6 +1009,44 @@ impl Tx {
         Ok(())
     }
 
+    /// Stores a one-time dashboard sign-in link (its secret only as a hash).
+    pub async fn insert_signin_link(
+        &mut self,
+        id: &str,
+        secret_hash: &str,
+        created_at: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dashboard_signin_links (id, secret_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(secret_hash)
+        .bind(created_at)
+        .bind(expires_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a sign-in link used at `at`; false when there is no such link with that secret,
+    /// or it was used already, or it expired. One statement, so two concurrent uses cannot both
+    /// succeed.
+    pub async fn use_signin_link(&mut self, id: &str, secret_hash: &str, at: i64) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE dashboard_signin_links SET used_at = $1 \
+             WHERE id = $2 AND secret_hash = $3 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(secret_hash)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     /// Revokes an API token; false when there is no such (unrevoked) token.
     pub async fn revoke_token(&mut self, id: &str, at: i64) -> Result<bool> {
         let n = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")

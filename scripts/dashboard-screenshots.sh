@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Takes the screenshots in docs/screenshots/ from the dashboard's browser tests (headless
+# Chromium; install it with scripts/ci-dashboard-deps.sh). Run from the repository root.
+set -euo pipefail
+out="$(pwd)/docs/screenshots"
+mkdir -p "$out"
+SLOVO_DASHBOARD_SCREENSHOTS="$out" cargo test -p slovo-dashboard --test browser -- --test-threads=1
+ls -1 "$out"
