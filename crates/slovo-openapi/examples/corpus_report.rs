@@ -83,7 +83,21 @@ fn main() {
                     continue;
                 }
                 proposals += imported.manifests.len();
-                split_docs += usize::from(imported.manifests.len() > 1);
+                if imported.manifests.len() > 1 {
+                    split_docs += 1;
+                    println!(
+                        "split    {} ({} operations): {}",
+                        path.display(),
+                        imported.report.operations_total,
+                        imported
+                            .report
+                            .tools
+                            .iter()
+                            .map(|t| format!("{} ({})", t.name, t.capabilities))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
                 let mut names = HashSet::new();
                 for c in imported.manifests.iter().flat_map(|m| &m.capabilities) {
                     tools += 1;

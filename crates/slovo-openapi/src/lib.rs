@@ -56,8 +56,8 @@ pub use analysis::{Analysis, CapabilityAnalysis, offline_analysis};
 pub use error::IngestError;
 pub use naming::{MAX_CAPABILITY_NAME, capability_name, tool_name, version};
 pub use report::{IngestReport, Repair, RequiredSecret, Risk, RiskLevel, SecretScheme, Skipped, ToolPart};
-pub use split::PART_BUDGET_BYTES;
 pub use source::{DEFAULT_MAX_DOCUMENT_BYTES, Location, RemoteFetcher, RemotePolicy, Source, is_private_ip};
+pub use split::PART_BUDGET_BYTES;
 
 /// Default number of operations one tool holds at most; a larger document becomes several
 /// tools (one per tag, or per first path segment for untagged operations).

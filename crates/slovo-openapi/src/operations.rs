@@ -14,10 +14,10 @@ use url::Url;
 use crate::error::IngestError;
 use crate::naming::{self, MAX_DESCRIPTION};
 use crate::refs::{DocId, RefStore};
+use crate::repair::escape;
 use crate::report::{IngestReport, RequiredSecret, Risk, RiskLevel, SecretScheme, Skipped};
 use crate::schema::{Converter, Flavor, Patterns};
 use crate::source::{Location, Source};
-use crate::repair::escape;
 use crate::{IngestOptions, Ingested, validate};
 
 /// The HTTP methods an operation can have, as written in a path item.
@@ -100,13 +100,14 @@ pub(crate) fn build(
     } else {
         // Lenient: what is still invalid after the repairs is reported; each operation is then
         // judged by whether it converts (an operation that needs the broken part is skipped).
-        let what = if flavor == Flavor::Swagger2 { "Swagger 2.0" } else { "OpenAPI" };
-        report.warnings.extend(
-            findings
-                .document
-                .iter()
-                .map(|e| format!("not valid {what}: {e}")),
-        );
+        let what = if flavor == Flavor::Swagger2 {
+            "Swagger 2.0"
+        } else {
+            "OpenAPI"
+        };
+        report
+            .warnings
+            .extend(findings.document.iter().map(|e| format!("not valid {what}: {e}")));
     }
 
     // The store owns the document from here on (a copy of it was pure overhead).
@@ -209,7 +210,7 @@ pub(crate) fn build(
     let mut groups = Vec::new();
     let mut origins = Vec::new();
     let shared = crate::split::shared_segments(ops.iter().map(|o| o.path.as_str()));
-    for op in &ops {
+    for (i, op) in ops.iter().enumerate() {
         if let Some(errors) = findings.operations.get(&(op.path.clone(), op.method.to_string())) {
             // Lenient: a specification mistake that still converts is a warning.
             report.warnings.push(format!(
@@ -228,7 +229,7 @@ pub(crate) fn build(
                 }
                 capabilities.push(cap);
                 groups.push(crate::split::group_of(op.op(), &op.path, shared));
-                origins.push((op.label(), op.pointer()));
+                origins.push(i);
             }
             Err(reason) => report.skipped.push(Skipped {
                 operation: op.label(),
@@ -391,7 +392,7 @@ pub(crate) fn build(
     };
     let analysis = crate::analysis::offline_analysis(&manifest);
     analysis.apply(&mut manifest);
-    let sizes = drop_oversized(&mut manifest, &mut groups, origins, &mut report);
+    let sizes = drop_oversized(&mut manifest, &mut groups, &origins, &ops, &mut report);
     if manifest.capabilities.is_empty() {
         return Err(IngestError::NoUsableOperations {
             source_name,
@@ -413,25 +414,28 @@ pub(crate) fn build(
 fn drop_oversized(
     manifest: &mut Manifest,
     groups: &mut Vec<String>,
-    origins: Vec<(String, String)>,
+    origins: &[usize],
+    ops: &[Op],
     report: &mut IngestReport,
 ) -> Vec<usize> {
     let budget = crate::split::PART_BUDGET_BYTES / 2;
-    let sizes: Vec<usize> = manifest.capabilities.iter().map(crate::split::capability_bytes).collect();
+    let sizes: Vec<usize> = manifest
+        .capabilities
+        .iter()
+        .map(crate::split::capability_bytes)
+        .collect();
     if sizes.iter().all(|s| *s <= budget) {
         return sizes;
     }
     let capabilities = std::mem::take(&mut manifest.capabilities);
     let all_groups = std::mem::take(groups);
     let mut kept_sizes = Vec::new();
-    for (((cap, group), size), (operation, pointer)) in
-        capabilities.into_iter().zip(all_groups).zip(sizes).zip(origins)
-    {
+    for (((cap, group), size), origin) in capabilities.into_iter().zip(all_groups).zip(sizes).zip(origins) {
         if size > budget {
             report.risks.retain(|r| r.capability != cap.name);
             report.skipped.push(Skipped {
-                operation,
-                pointer,
+                operation: ops[*origin].label(),
+                pointer: ops[*origin].pointer(),
                 reason: format!(
                     "its converted input schema takes {size} bytes, more than the {budget} bytes one \
                      capability may take"

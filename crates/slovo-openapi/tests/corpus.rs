@@ -56,7 +56,12 @@ fn check_manifest(path: &Path, imported: &Ingested) {
     let mut names = HashSet::new();
     let mut tools = HashSet::new();
     for m in &imported.manifests {
-        assert!(tools.insert(m.name.clone()), "{}: tool {} twice", path.display(), m.name);
+        assert!(
+            tools.insert(m.name.clone()),
+            "{}: tool {} twice",
+            path.display(),
+            m.name
+        );
         check_tool(path, m, &mut names);
     }
 }
@@ -199,14 +204,21 @@ fn every_real_document_imports_with_its_operations() {
                 path.display()
             );
             assert_eq!(
-                imported.manifests.iter().map(|m| m.capabilities.len()).sum::<usize>(),
+                imported
+                    .manifests
+                    .iter()
+                    .map(|m| m.capabilities.len())
+                    .sum::<usize>(),
                 r.capabilities
             );
             for s in &r.skipped {
                 assert!(!s.reason.is_empty() && s.pointer.starts_with("/paths/"), "{s}");
             }
             for repair in &r.repairs {
-                assert!(repair.pointer.starts_with('/') && !repair.action.is_empty(), "{repair}");
+                assert!(
+                    repair.pointer.starts_with('/') && !repair.action.is_empty(),
+                    "{repair}"
+                );
             }
             check_manifest(&path, &imported);
             docs += 1;

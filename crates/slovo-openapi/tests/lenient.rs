@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use slovo_openapi::{IngestError, IngestOptions, Ingested, Source, ingest};
 
 fn fixture(name: &str) -> Source {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     Source::from_path(&path, slovo_openapi::DEFAULT_MAX_DOCUMENT_BYTES).unwrap()
 }
 
@@ -37,12 +39,20 @@ fn capability<'a>(out: &'a Ingested, name: &str) -> &'a slovo_core::Capability {
 
 #[test]
 fn spotify_required_string_is_repaired_and_listed() {
-    let out = ingest(&fixture("spotify-required-string.yaml"), &IngestOptions::default()).unwrap();
+    let out = ingest(
+        &fixture("spotify-required-string.yaml"),
+        &IngestOptions::default(),
+    )
+    .unwrap();
     assert_eq!(out.report.operations_total, 2);
     assert_eq!(out.report.capabilities, 2);
     assert!(out.report.skipped.is_empty(), "{:?}", out.report.skipped);
     assert!(
-        has_repair(&out, "/components/parameters/QueryMarket/required", "\"true\" read as the boolean true"),
+        has_repair(
+            &out,
+            "/components/parameters/QueryMarket/required",
+            "\"true\" read as the boolean true"
+        ),
         "{:#?}",
         repairs(&out)
     );
@@ -72,7 +82,11 @@ fn strict_mode_still_refuses_the_slip() {
     };
     let err = ingest(&fixture("spotify-required-string.yaml"), &strict).unwrap_err();
     assert!(matches!(err, IngestError::Invalid { .. }), "{err}");
-    assert!(err.to_string().contains("(at /components/parameters/QueryMarket)"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("(at /components/parameters/QueryMarket)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -80,18 +94,36 @@ fn swagger_slips_are_repaired_and_a_broken_operation_alone_is_skipped() {
     let out = ingest(&fixture("swagger-slips.json"), &IngestOptions::default()).unwrap();
     let r = repairs(&out);
     for (pointer, action) in [
-        ("/paths/~1items/post/operationId", "already used by GET /items; this operation is imported as \"listItems_2\""),
-        ("/paths/~1items/get/parameters/0/in", "`in: Query` read as `query`"),
+        (
+            "/paths/~1items/post/operationId",
+            "already used by GET /items; this operation is imported as \"listItems_2\"",
+        ),
+        (
+            "/paths/~1items/get/parameters/0/in",
+            "`in: Query` read as `query`",
+        ),
         ("/paths/~1items/get/parameters/0/minimum", "number 1"),
         ("/paths/~1items/get/parameters/0/maximum", "number 100"),
         ("/paths/~1items/get/parameters/0/required", "boolean false"),
-        ("/paths/~1items/get/parameters/1/type", "`type: String` read as `string`"),
+        (
+            "/paths/~1items/get/parameters/1/type",
+            "`type: String` read as `string`",
+        ),
         ("/paths/~1items/post/parameters/0/required", "boolean true"),
-        ("/definitions/Item/type", "no `type` but `properties`: typed as object"),
-        ("/definitions/Item/properties/name/required", "listed in the parent's `required`"),
+        (
+            "/definitions/Item/type",
+            "no `type` but `properties`: typed as object",
+        ),
+        (
+            "/definitions/Item/properties/name/required",
+            "listed in the parent's `required`",
+        ),
         ("/definitions/Item/properties/name/maxLength", "number 80"),
         ("/definitions/Item/properties/price/minimum", "number 0.5"),
-        ("/definitions/Item/properties/price/exclusiveMinimum", "boolean false"),
+        (
+            "/definitions/Item/properties/price/exclusiveMinimum",
+            "boolean false",
+        ),
         ("/definitions/Item/properties/tags/type", "typed as array"),
         ("/definitions/Item/properties/tags/uniqueItems", "boolean true"),
         ("/definitions/Item/properties/note/required", "dropped"),
@@ -144,7 +176,11 @@ fn a_broken_component_fails_only_the_operation_that_uses_it() {
     assert_eq!(out.manifests[0].capabilities[0].name, "good");
     assert_eq!(out.report.skipped.len(), 1);
     assert_eq!(out.report.skipped[0].pointer, "/paths/~1bad/get");
-    assert!(out.report.skipped[0].reason.contains("nowhere"), "{:?}", out.report.skipped);
+    assert!(
+        out.report.skipped[0].reason.contains("nowhere"),
+        "{:?}",
+        out.report.skipped
+    );
     assert!(
         out.report
             .warnings
@@ -168,24 +204,31 @@ fn a_broken_component_fails_only_the_operation_that_uses_it() {
 fn duplicate_operation_ids_in_3x_no_longer_refuse_the_document() {
     let src = Source::from_bytes(
         "dup.json",
-        serde_json::to_vec(&json!({"openapi": "3.1.0", "info": {"title": "Dup", "version": "1"},
+        serde_json::to_vec(
+            &json!({"openapi": "3.1.0", "info": {"title": "Dup", "version": "1"},
             "servers": [{"url": "https://api.example.com"}],
             "paths": {
                 "/a": {"get": {"operationId": "fetch"}},
                 "/b": {"get": {"operationId": "fetch"}},
                 "/c": {"get": {"operationId": "fetch_2"}}
-            }}))
+            }}),
+        )
         .unwrap(),
     );
     let out = ingest(&src, &IngestOptions::default()).unwrap();
-    let names: Vec<&str> = out.manifests[0].capabilities.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = out.manifests[0]
+        .capabilities
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     // `fetch_2` is taken by /c, so /b becomes `fetch_3`.
     assert_eq!(names, ["fetch", "fetch_3", "fetch_2"]);
     assert_eq!(
         repairs(&out),
         [(
             "/paths/~1b/get/operationId".to_string(),
-            "operationId \"fetch\" is already used by GET /a; this operation is imported as \"fetch_3\"".to_string()
+            "operationId \"fetch\" is already used by GET /a; this operation is imported as \"fetch_3\""
+                .to_string()
         )]
     );
     let strict = IngestOptions {
@@ -215,8 +258,10 @@ fn an_api_too_large_for_one_manifest_is_split_into_parts_that_fit() {
     }
     let src = Source::from_bytes(
         "big.json",
-        serde_json::to_vec(&json!({"openapi": "3.0.3", "info": {"title": "Big", "version": "1"},
-            "servers": [{"url": "https://api.example.com"}], "paths": paths}))
+        serde_json::to_vec(
+            &json!({"openapi": "3.0.3", "info": {"title": "Big", "version": "1"},
+            "servers": [{"url": "https://api.example.com"}], "paths": paths}),
+        )
         .unwrap(),
     );
     let out = ingest(&src, &IngestOptions::default()).unwrap();
@@ -225,10 +270,52 @@ fn an_api_too_large_for_one_manifest_is_split_into_parts_that_fit() {
     let mut total = 0;
     for m in &out.manifests {
         let bytes = m.to_canonical().to_string().into_bytes();
-        assert!(bytes.len() <= slovo_openapi::PART_BUDGET_BYTES, "{} is {} bytes", m.name, bytes.len());
+        assert!(
+            bytes.len() <= slovo_openapi::PART_BUDGET_BYTES,
+            "{} is {} bytes",
+            m.name,
+            bytes.len()
+        );
         slovo_core::parse_manifest("part.json", &bytes).unwrap();
         total += m.capabilities.len();
     }
     assert_eq!(total, 120);
-    assert!(out.report.tools.iter().all(|t| t.name.starts_with("big-things")), "{:?}", out.report.tools);
+    assert!(
+        out.report.tools.iter().all(|t| t.name.starts_with("big-things")),
+        "{:?}",
+        out.report.tools
+    );
+}
+
+/// One operation whose input schema alone is larger than a tool may be is skipped with its
+/// pointer; the rest of the document imports.
+#[test]
+fn an_operation_too_large_to_store_fails_alone() {
+    let huge: Vec<String> = (0..30_000)
+        .map(|i| format!("a-rather-long-value-{i:06}"))
+        .collect();
+    let src = Source::from_bytes(
+        "huge.json",
+        serde_json::to_vec(
+            &json!({"openapi": "3.0.3", "info": {"title": "Huge", "version": "1"},
+            "servers": [{"url": "https://api.example.com"}],
+            "paths": {
+                "/small": {"get": {"operationId": "small"}},
+                "/huge": {"post": {"operationId": "huge", "requestBody": {"content": {"application/json":
+                    {"schema": {"type": "object", "properties": {"v": {"type": "string", "enum": huge}}}}}}}}
+            }}),
+        )
+        .unwrap(),
+    );
+    let out = ingest(&src, &IngestOptions::default()).unwrap();
+    assert_eq!(out.report.capabilities, 1);
+    assert_eq!(out.manifests[0].capabilities[0].name, "small");
+    assert_eq!(out.report.skipped.len(), 1);
+    assert_eq!(out.report.skipped[0].pointer, "/paths/~1huge/post");
+    assert!(
+        out.report.skipped[0].reason.contains("bytes"),
+        "{}",
+        out.report.skipped[0]
+    );
+    assert!(out.report.risks.is_empty(), "{:?}", out.report.risks);
 }

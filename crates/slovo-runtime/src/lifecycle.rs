@@ -128,10 +128,10 @@ impl Runtime {
                         a.apply(manifest);
                         analyzed += 1;
                     }
-                    Err(e) => ingested.report.warnings.push(format!(
-                        "{}: {e}; the offline analysis was kept",
-                        manifest.name
-                    )),
+                    Err(e) => ingested
+                        .report
+                        .warnings
+                        .push(format!("{}: {e}; the offline analysis was kept", manifest.name)),
                 }
             }
             if analyzed > 0 {
