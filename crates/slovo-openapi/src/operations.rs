@@ -437,8 +437,8 @@ fn drop_oversized(
                 operation: ops[*origin].label(),
                 pointer: ops[*origin].pointer(),
                 reason: format!(
-                    "its converted input schema takes {size} bytes, more than the {budget} bytes one \
-                     capability may take"
+                    "its converted input schema is too large to store: up to {size} bytes, more \
+                     than the {budget} bytes one capability may take"
                 ),
             });
             continue;
