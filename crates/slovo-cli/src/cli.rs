@@ -137,7 +137,7 @@ pub struct OpenapiImportArgs {
     /// Only operations with this method (repeatable).
     #[arg(long = "method")]
     pub methods: Vec<String>,
-    /// Refuse documents with more operations than this (after filters).
+    /// Most operations in one tool: a larger API becomes several tools, one per tag.
     #[arg(long, default_value_t = 300)]
     pub max_operations: usize,
     /// Refuse the document on any specification violation or skipped operation.

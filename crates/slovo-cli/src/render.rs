@@ -431,30 +431,55 @@ pub fn openapi_import(r: &slovo_runtime::OpenApiImport, json: bool) -> anyhow::R
     if json {
         return print_json(r);
     }
-    import(&r.import, false)?;
+    for i in &r.imports {
+        import(i, false)?;
+    }
     let rep = &r.report;
     println!(
-        "  {} of {} operations became capabilities ({} filtered out, {} skipped)",
+        "  {} of {} operations became capabilities of {} tool(s) ({} filtered out, {} skipped, {} repairs)",
         rep.capabilities,
         rep.operations_total,
+        rep.tools.len(),
         rep.filtered_out,
-        rep.skipped.len()
+        rep.skipped.len(),
+        rep.repairs.len()
     );
+    if rep.tools.len() > 1 {
+        for t in &rep.tools {
+            println!(
+                "  tool {} ({}): {} capabilities",
+                t.name,
+                t.group.as_deref().unwrap_or("-"),
+                t.capabilities
+            );
+        }
+    }
     println!("  analysis: {}", r.analysis);
     if !rep.hosts.is_empty() {
         println!("  network allow list requested: {}", rep.hosts.join(", "));
     }
     for s in &rep.secrets {
-        println!(
-            "  needs secret {:?} ({:?}): slovo secret set {} {}",
-            s.name, s.scheme, r.import.tool, s.name
-        );
+        for t in &rep.tools {
+            println!(
+                "  needs secret {:?} ({:?}): slovo secret set {} {}",
+                s.name, s.scheme, t.name, s.name
+            );
+        }
     }
     for risk in &rep.risks {
         println!("  risk [{:?}] {}: {}", risk.level, risk.capability, risk.note);
     }
     for s in &rep.skipped {
-        println!("  skipped {}: {}", s.operation, s.reason);
+        println!("  skipped {s}");
+    }
+    for repair in rep.repairs.iter().take(10) {
+        println!("  repaired {repair}");
+    }
+    if rep.repairs.len() > 10 {
+        println!(
+            "  … and {} more repairs (--json shows all)",
+            rep.repairs.len() - 10
+        );
     }
     for w in rep.warnings.iter().take(10) {
         println!("  warning: {w}");

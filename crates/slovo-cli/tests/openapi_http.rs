@@ -97,8 +97,8 @@ async fn openapi_tool_end_to_end_with_a_secret() {
     let out = slovo(&["--json", "openapi", "import", spec.to_str().unwrap()], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["import"]["tool"], "local-weather");
-    assert_eq!(report["import"]["status"], "pending_approval");
+    assert_eq!(report["imports"][0]["tool"], "local-weather");
+    assert_eq!(report["imports"][0]["status"], "pending_approval");
     assert_eq!(report["report"]["hosts"], json!([format!("localhost:{port}")]));
     let risks = report["report"]["risks"].to_string();
     assert!(risks.contains("delete_forecast"), "{risks}");

@@ -171,16 +171,18 @@ impl Catalogue {
     fn add_openapi(&mut self, source: Result<Source, slovo_openapi::IngestError>, origin: &str) {
         let ingested = source.and_then(|s| slovo_openapi::ingest(&s, &IngestOptions::default()));
         match ingested {
-            Ok(i) => match i.manifest {
-                Some(manifest) => self.candidates.push(Candidate {
+            // A large API is several tools (one per tag): each is a candidate, so the tool
+            // proposed for a matched operation is the one that holds it.
+            Ok(i) if i.manifests.is_empty() => self
+                .problems
+                .push(format!("{origin}: no operation could be imported")),
+            Ok(i) => self
+                .candidates
+                .extend(i.manifests.into_iter().map(|manifest| Candidate {
                     origin: origin.to_string(),
                     kind: SourceKind::Openapi,
                     manifest,
-                }),
-                None => self
-                    .problems
-                    .push(format!("{origin}: no operation could be imported")),
-            },
+                })),
             Err(e) => self.problems.push(e.to_string()),
         }
     }

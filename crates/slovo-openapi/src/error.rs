@@ -56,19 +56,6 @@ pub enum IngestError {
         /// Each problem, with its JSON pointer.
         errors: Vec<String>,
     },
-    /// More operations (after filters) than allowed.
-    #[error(
-        "{source_name}: {count} operations, more than the limit of {max}; narrow the import with \
-         tag, path or method filters, or raise the limit"
-    )]
-    TooManyOperations {
-        /// The document.
-        source_name: String,
-        /// Operations after filters.
-        count: usize,
-        /// The limit.
-        max: usize,
-    },
     /// The document has operations but none of them could be turned into a capability.
     #[error("{source_name}: none of its {} operations could be imported: {}", skipped.len(),
         skipped.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]

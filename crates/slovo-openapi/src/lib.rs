@@ -20,8 +20,11 @@
 //!    Anything else is not OpenAPI and is refused.
 //! 3. The document is validated against the official schema of its version. Errors inside
 //!    one operation are warnings (the operation is imported if it converts); other errors
-//!    refuse the document (for Swagger 2.0 they are warnings too: real 2.0 documents are full
-//!    of small mistakes). [`IngestOptions::strict`] refuses on any error.
+//!    are warnings too (an operation that needs the broken part fails to convert and is
+//!    skipped). [`IngestOptions::strict`] refuses on any error.
+//!    Before that, in lenient mode, slips whose meaning is clear (`required: "true"`, numbers
+//!    written as strings, a missing `type` beside `properties`, a reused `operationId`, …)
+//!    are repaired, each listed in [`IngestReport::repairs`] with its JSON pointer.
 //! 4. Each operation becomes a capability on its own (see `docs/openapi.md` for the rules:
 //!    names, flattened inputs and their `x-slovo-in` bindings, hints, security); a failure is
 //!    a [`Skipped`] entry in the report, never an error for the document.
@@ -37,9 +40,11 @@ mod error;
 mod naming;
 mod operations;
 mod refs;
+mod repair;
 mod report;
 mod schema;
 mod source;
+mod split;
 mod validate;
 
 use std::path::PathBuf;
@@ -50,10 +55,12 @@ use slovo_core::Manifest;
 pub use analysis::{Analysis, CapabilityAnalysis, offline_analysis};
 pub use error::IngestError;
 pub use naming::{MAX_CAPABILITY_NAME, capability_name, tool_name, version};
-pub use report::{IngestReport, RequiredSecret, Risk, RiskLevel, SecretScheme, Skipped};
+pub use report::{IngestReport, Repair, RequiredSecret, Risk, RiskLevel, SecretScheme, Skipped, ToolPart};
 pub use source::{DEFAULT_MAX_DOCUMENT_BYTES, Location, RemoteFetcher, RemotePolicy, Source, is_private_ip};
+pub use split::PART_BUDGET_BYTES;
 
-/// Default cap on the number of operations imported from one document.
+/// Default number of operations one tool holds at most; a larger document becomes several
+/// tools (one per tag, or per first path segment for untagged operations).
 pub const DEFAULT_MAX_OPERATIONS: usize = 300;
 
 /// How to import.
@@ -65,8 +72,8 @@ pub struct IngestOptions {
     pub base_url: Option<String>,
     /// Which operations to import.
     pub filter: Filter,
-    /// More operations than this (after filters) refuses the document with a message that
-    /// suggests filters.
+    /// Most operations in one tool: a document with more (after filters), or whose manifest
+    /// would be too large to store, becomes several tools, one per tag (see `docs/openapi.md`).
     pub max_operations: usize,
     /// Local `$ref` files must be inside this directory; by default the document's own.
     pub file_root: Option<PathBuf>,
@@ -76,8 +83,9 @@ pub struct IngestOptions {
     pub max_document_bytes: usize,
     /// Refuse the document on any violation of the OpenAPI specification and on any
     /// operation that cannot be imported, listing them all. The default (lenient) imports what
-    /// it can: a specification mistake that still converts is a warning, an operation that
-    /// cannot be converted is skipped.
+    /// it can: slips whose meaning is clear are repaired (and listed in
+    /// [`IngestReport::repairs`]), a specification mistake that still converts is a warning,
+    /// an operation that cannot be converted is skipped.
     pub strict: bool,
 }
 
@@ -149,11 +157,13 @@ fn glob(pattern: &str, text: &str) -> bool {
     true
 }
 
-/// The result of an import: a proposal (to be stored as `pending_approval`) and its report.
+/// The result of an import: the proposals (each to be stored as `pending_approval`) and the
+/// report.
 #[derive(Debug, Clone)]
 pub struct Ingested {
-    /// The proposed tool; `None` when the document (after filters) has no operation at all.
-    pub manifest: Option<Manifest>,
+    /// The proposed tools: one, or one per tag for a large API ([`IngestReport::tools`] says
+    /// which); empty when the document (after filters) has no operation at all.
+    pub manifests: Vec<Manifest>,
     /// What happened.
     pub report: IngestReport,
     /// The offline analysis already applied to the manifest (descriptions, examples) plus

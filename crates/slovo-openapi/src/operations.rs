@@ -14,6 +14,7 @@ use url::Url;
 use crate::error::IngestError;
 use crate::naming::{self, MAX_DESCRIPTION};
 use crate::refs::{DocId, RefStore};
+use crate::repair::escape;
 use crate::report::{IngestReport, RequiredSecret, Risk, RiskLevel, SecretScheme, Skipped};
 use crate::schema::{Converter, Flavor, Patterns};
 use crate::source::{Location, Source};
@@ -39,6 +40,11 @@ impl Op<'_> {
     /// The operation object (present: an `Op` is only made for a method its item has).
     fn op(&self) -> &Value {
         &self.item[self.method]
+    }
+
+    /// The operation's JSON pointer in its document.
+    fn pointer(&self) -> String {
+        format!("/paths/{}/{}", escape(&self.path), self.method)
     }
 
     fn label(&self) -> String {
@@ -75,6 +81,9 @@ pub(crate) fn build(
 
     // A 3.0 document without `paths` is accepted (it has no operations), with a warning.
     let mut root = root;
+    if !options.strict {
+        report.repairs = crate::repair::repair(&mut root, flavor);
+    }
     if flavor != Flavor::Swagger2
         && !options.strict
         && let Value::Object(o) = &mut root
@@ -88,20 +97,17 @@ pub(crate) fn build(
     if options.strict {
         strict_errors.extend(findings.document.iter().cloned());
         strict_errors.extend(findings.operations.values().flatten().cloned());
-    } else if !findings.document.is_empty() {
-        if flavor == Flavor::Swagger2 {
-            report.warnings.extend(
-                findings
-                    .document
-                    .iter()
-                    .map(|e| format!("not valid Swagger 2.0: {e}")),
-            );
+    } else {
+        // Lenient: what is still invalid after the repairs is reported; each operation is then
+        // judged by whether it converts (an operation that needs the broken part is skipped).
+        let what = if flavor == Flavor::Swagger2 {
+            "Swagger 2.0"
         } else {
-            return Err(IngestError::Invalid {
-                source_name,
-                errors: findings.document,
-            });
-        }
+            "OpenAPI"
+        };
+        report
+            .warnings
+            .extend(findings.document.iter().map(|e| format!("not valid {what}: {e}")));
     }
 
     // The store owns the document from here on (a copy of it was pure overhead).
@@ -117,6 +123,7 @@ pub(crate) fn build(
     // Walk `paths`.
     let mut ops = Vec::new();
     let mut invalid_items = Vec::new();
+    let mut unreadable_items = Vec::new();
     if let Some(paths) = root.get("paths").and_then(Value::as_object) {
         for (path, item) in paths {
             if path.starts_with("x-") {
@@ -126,6 +133,11 @@ pub(crate) fn build(
                 Ok(found) => found,
                 Err(e) => {
                     invalid_items.push(format!("path {path}: {e}"));
+                    unreadable_items.push(Skipped {
+                        operation: format!("every operation of {path}"),
+                        pointer: format!("/paths/{}", escape(path)),
+                        reason: format!("the path item cannot be read: {e}"),
+                    });
                     continue;
                 }
             };
@@ -142,16 +154,13 @@ pub(crate) fn build(
             }
         }
     }
-    if !invalid_items.is_empty() {
-        if flavor == Flavor::Swagger2 && !options.strict {
-            report.warnings.extend(invalid_items);
-        } else {
-            return Err(IngestError::Invalid {
-                source_name,
-                errors: invalid_items,
-            });
-        }
+    if !invalid_items.is_empty() && options.strict {
+        return Err(IngestError::Invalid {
+            source_name,
+            errors: invalid_items,
+        });
     }
+    report.skipped.extend(unreadable_items);
     report.operations_total = ops.len();
 
     // Operation ids must be unique within a document.
@@ -167,27 +176,20 @@ pub(crate) fn build(
         .map(|(id, v)| format!("operationId {id:?} is used by {}", v.join(", ")))
         .collect();
     if !duplicates.is_empty() {
-        if flavor == Flavor::Swagger2 && !options.strict {
-            report.warnings.extend(duplicates);
-        } else {
+        // Lenient mode renamed the duplicates of this document already (see `repair`); what is
+        // left comes through path items in other files, and gets numbered capability names.
+        if options.strict {
             return Err(IngestError::Invalid {
                 source_name,
                 errors: duplicates,
             });
         }
+        report.warnings.extend(duplicates);
     }
 
-    // Filters, then the cap.
     let before = ops.len();
     ops.retain(|op| options.filter.matches(&op.path, op.method, op.op()));
     report.filtered_out = before - ops.len();
-    if ops.len() > options.max_operations {
-        return Err(IngestError::TooManyOperations {
-            source_name,
-            count: ops.len(),
-            max: options.max_operations,
-        });
-    }
 
     let (base_url, base_warnings) = base_url(&mut store, flavor, options, &root);
     report.warnings.extend(base_warnings);
@@ -205,7 +207,10 @@ pub(crate) fn build(
         secret_use: BTreeMap::new(),
     };
     let mut capabilities = Vec::new();
-    for op in &ops {
+    let mut groups = Vec::new();
+    let mut origins = Vec::new();
+    let shared = crate::split::shared_segments(ops.iter().map(|o| o.path.as_str()));
+    for (i, op) in ops.iter().enumerate() {
         if let Some(errors) = findings.operations.get(&(op.path.clone(), op.method.to_string())) {
             // Lenient: a specification mistake that still converts is a warning.
             report.warnings.push(format!(
@@ -223,9 +228,12 @@ pub(crate) fn build(
                     report.risks.push(risk);
                 }
                 capabilities.push(cap);
+                groups.push(crate::split::group_of(op.op(), &op.path, shared));
+                origins.push(i);
             }
             Err(reason) => report.skipped.push(Skipped {
                 operation: op.label(),
+                pointer: op.pointer(),
                 reason,
             }),
         }
@@ -250,7 +258,7 @@ pub(crate) fn build(
                 "the filters left no operations".into()
             });
             return Ok(Ingested {
-                manifest: None,
+                manifests: Vec::new(),
                 report,
                 analysis: crate::Analysis::default(),
             });
@@ -384,11 +392,62 @@ pub(crate) fn build(
     };
     let analysis = crate::analysis::offline_analysis(&manifest);
     analysis.apply(&mut manifest);
+    let sizes = drop_oversized(&mut manifest, &mut groups, &origins, &ops, &mut report);
+    if manifest.capabilities.is_empty() {
+        return Err(IngestError::NoUsableOperations {
+            source_name,
+            skipped: report.skipped,
+        });
+    }
+    report.capabilities = manifest.capabilities.len();
+    let (manifests, parts) = crate::split::split(manifest, groups, sizes, options.max_operations);
+    report.tools = parts;
     Ok(Ingested {
-        manifest: Some(manifest),
+        manifests,
         report,
         analysis,
     })
+}
+
+/// A capability larger than a whole tool may be cannot be stored: it is skipped (with its
+/// risk), the others stay. Returns the sizes of the capabilities kept.
+fn drop_oversized(
+    manifest: &mut Manifest,
+    groups: &mut Vec<String>,
+    origins: &[usize],
+    ops: &[Op],
+    report: &mut IngestReport,
+) -> Vec<usize> {
+    let budget = crate::split::PART_BUDGET_BYTES / 2;
+    let sizes: Vec<usize> = manifest
+        .capabilities
+        .iter()
+        .map(crate::split::capability_bytes)
+        .collect();
+    if sizes.iter().all(|s| *s <= budget) {
+        return sizes;
+    }
+    let capabilities = std::mem::take(&mut manifest.capabilities);
+    let all_groups = std::mem::take(groups);
+    let mut kept_sizes = Vec::new();
+    for (((cap, group), size), origin) in capabilities.into_iter().zip(all_groups).zip(sizes).zip(origins) {
+        if size > budget {
+            report.risks.retain(|r| r.capability != cap.name);
+            report.skipped.push(Skipped {
+                operation: ops[*origin].label(),
+                pointer: ops[*origin].pointer(),
+                reason: format!(
+                    "its converted input schema is too large to store: up to {size} bytes, more \
+                     than the {budget} bytes one capability may take"
+                ),
+            });
+            continue;
+        }
+        manifest.capabilities.push(cap);
+        groups.push(group);
+        kept_sizes.push(size);
+    }
+    kept_sizes
 }
 
 struct Builder<'a> {

@@ -4,6 +4,9 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub use crate::repair::Repair;
+pub use crate::split::ToolPart;
+
 /// The import report that goes with a proposal.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct IngestReport {
@@ -15,8 +18,13 @@ pub struct IngestReport {
     pub operations_total: usize,
     /// Operations left out by the tag, path or method filters.
     pub filtered_out: usize,
-    /// Capabilities produced.
+    /// Capabilities produced (over all the tools).
     pub capabilities: usize,
+    /// The tools proposed: one, or several for a large API (see `docs/openapi.md`).
+    pub tools: Vec<ToolPart>,
+    /// Slips in the document that were repaired because their meaning is clear (lenient mode
+    /// only), each with its JSON pointer.
+    pub repairs: Vec<Repair>,
     /// Operations that could not be imported, and why.
     pub skipped: Vec<Skipped>,
     /// Things a reviewer should know that did not stop anything (dropped keywords, refused
@@ -37,13 +45,15 @@ pub struct IngestReport {
 pub struct Skipped {
     /// `METHOD /path`, plus the `operationId` in parentheses when there is one.
     pub operation: String,
+    /// JSON pointer of the operation (or path item) in the document.
+    pub pointer: String,
     /// Why.
     pub reason: String,
 }
 
 impl fmt::Display for Skipped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.operation, self.reason)
+        write!(f, "{} at {}: {}", self.operation, self.pointer, self.reason)
     }
 }
 

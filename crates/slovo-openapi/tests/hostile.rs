@@ -32,7 +32,7 @@ fn swagger_2_with_header_params_body_and_security() {
             "id": {"type": "string"}, "size": {"type": "integer", "x-nullable": true}}}}
     });
     let out = ingest(&doc(v), &IngestOptions::default()).unwrap();
-    let m = out.manifest.unwrap();
+    let m = out.manifests.into_iter().next().unwrap();
     assert_eq!(m.name, "old-api");
     assert_eq!(m.version.to_string(), "2016.3.30");
     assert_eq!(
@@ -70,7 +70,7 @@ fn circular_references_become_defs() {
         "B": {"type": "object", "properties": {"c": {"$ref": "#/components/schemas/C"}}},
         "C": {"type": "object", "nullable": true, "properties": {"a": {"$ref": "#/components/schemas/A"}}}}});
     let out = ingest(&doc(v), &IngestOptions::default()).unwrap();
-    let c = &out.manifest.unwrap().capabilities[0];
+    let c = &out.manifests.into_iter().next().unwrap().capabilities[0];
     assert!(c.parameters["$defs"]["A"].is_object());
     jsonschema::validator_for(&c.parameters).unwrap();
 }
@@ -85,7 +85,9 @@ fn long_names_are_cut_and_unique() {
     }));
     let out = ingest(&doc(v), &IngestOptions::default()).unwrap();
     let names: Vec<String> = out
-        .manifest
+        .manifests
+        .into_iter()
+        .next()
         .unwrap()
         .capabilities
         .into_iter()
@@ -174,7 +176,7 @@ fn remote_refs_are_not_fetched_by_default_and_files_stay_inside_the_root() {
 }
 
 #[test]
-fn too_many_operations_and_filters() {
+fn a_large_api_becomes_one_tool_per_tag_and_filters_still_apply() {
     let mut paths = serde_json::Map::new();
     for i in 0..400 {
         paths.insert(
@@ -183,12 +185,32 @@ fn too_many_operations_and_filters() {
         );
     }
     let v = petstore(Value::Object(paths));
-    let err = ingest(&doc(v.clone()), &IngestOptions::default()).unwrap_err();
-    assert!(
-        matches!(err, IngestError::TooManyOperations { count: 800, .. }),
-        "{err}"
+    let out = ingest(&doc(v.clone()), &IngestOptions::default()).unwrap();
+    assert_eq!(out.report.capabilities, 800);
+    let tools: Vec<(&str, Option<&str>, usize)> = out
+        .report
+        .tools
+        .iter()
+        .map(|t| (t.name.as_str(), t.group.as_deref(), t.capabilities))
+        .collect();
+    // The untagged DELETEs each have their own path segment: too small to be groups, they
+    // are gathered into `other`, cut at 300 operations.
+    assert_eq!(
+        tools,
+        [
+            ("pet-store-even", Some("even"), 200),
+            ("pet-store-other", Some("other"), 300),
+            ("pet-store-other-2", Some("other"), 100),
+            ("pet-store-odd", Some("odd"), 200),
+        ]
     );
-    assert!(err.to_string().contains("filters"));
+    assert_eq!(out.manifests.len(), 4);
+    for (m, t) in out.manifests.iter().zip(&out.report.tools) {
+        assert_eq!(m.name, t.name);
+        assert_eq!(m.capabilities.len(), t.capabilities);
+        let bytes = m.to_canonical().to_string().into_bytes();
+        assert_eq!(&slovo_core::parse_manifest("part.json", &bytes).unwrap(), m);
+    }
     let filtered = IngestOptions {
         filter: Filter {
             tags: vec!["even".into()],
@@ -200,4 +222,6 @@ fn too_many_operations_and_filters() {
     let out = ingest(&doc(v), &filtered).unwrap();
     // /r10, /r12, …, /r18, /r100, …, /r198 that are even.
     assert_eq!(out.report.capabilities, 55);
+    assert_eq!(out.manifests.len(), 1);
+    assert_eq!(out.report.tools[0].group, None);
 }

@@ -85,11 +85,12 @@ struct Prepared {
     digest: String,
 }
 
-/// The result of importing an OpenAPI document: the proposal and the ingester's report.
+/// The result of importing an OpenAPI document: the proposals and the ingester's report.
 #[derive(Debug, Clone, Serialize)]
 pub struct OpenApiImport {
-    /// What the import did to the tool.
-    pub import: ImportReport,
+    /// What the import did to each tool: one, or one per tag of a large API, in the order of
+    /// `report.tools`.
+    pub imports: Vec<ImportReport>,
     /// Operations, skipped ones with reasons, hosts, required secrets, risks.
     pub report: slovo_openapi::IngestReport,
     /// Which analysis filled descriptions and examples: `offline` or `llm:<model>`.
@@ -99,10 +100,17 @@ pub struct OpenApiImport {
 impl Runtime {
     /// Turns an OpenAPI document into a proposal (`pending_approval` for a new tool; an
     /// upgrade of an existing one follows the usual rules): one capability per operation,
-    /// the API's hosts as the requested allow list, with the offline analysis applied.
+    /// the API's hosts as the requested allow list, with the offline analysis applied. A large
+    /// API is several proposals, one per tag (see `slovo_openapi::IngestReport::tools`), each
+    /// imported like any other; every one is in the result.
     ///
     /// With an `llm` analyzer, its analysis replaces the offline one when the answer is valid;
     /// otherwise the offline analysis stays and the report says why the answer was discarded.
+    ///
+    /// Every proposal is checked (parsed and validated as a manifest) before the first is
+    /// stored, so a document whose parts cannot all be stored stores none. Each part is then
+    /// stored in its own transaction; importing the same document again is idempotent, which
+    /// completes an import interrupted between parts.
     pub async fn import_openapi(
         &self,
         source: &slovo_openapi::Source,
@@ -112,38 +120,56 @@ impl Runtime {
     ) -> Result<OpenApiImport> {
         let mut ingested = slovo_openapi::ingest(source, options)?;
         let mut analysis = "offline".to_string();
-        if let (Some((analyzer, model)), Some(manifest)) = (llm, ingested.manifest.as_mut()) {
-            match analyzer.analyze(manifest).await {
-                Ok(a) => {
-                    a.apply(manifest);
-                    analysis = format!("llm:{model}");
+        if let Some((analyzer, model)) = llm {
+            let mut analyzed = 0;
+            for manifest in &mut ingested.manifests {
+                match analyzer.analyze(manifest).await {
+                    Ok(a) => {
+                        a.apply(manifest);
+                        analyzed += 1;
+                    }
+                    Err(e) => ingested
+                        .report
+                        .warnings
+                        .push(format!("{}: {e}; the offline analysis was kept", manifest.name)),
                 }
-                Err(e) => ingested
-                    .report
-                    .warnings
-                    .push(format!("{e}; the offline analysis was kept")),
+            }
+            if analyzed > 0 {
+                analysis = format!("llm:{model}");
             }
         }
-        let Some(manifest) = ingested.manifest else {
+        if ingested.manifests.is_empty() {
             return Err(RuntimeError::OpenApi(
                 slovo_openapi::IngestError::NoUsableOperations {
                     source_name: source.name.clone(),
                     skipped: ingested.report.skipped.clone(),
                 },
             ));
-        };
-        let bytes = manifest.to_canonical().to_string().into_bytes();
-        let import = self
-            .import(
-                ImportSource::Manifest {
-                    name: format!("{}.json", source.name),
-                    bytes,
+        }
+        let several = ingested.manifests.len() > 1;
+        let mut sources = Vec::with_capacity(ingested.manifests.len());
+        for manifest in &ingested.manifests {
+            let source = ImportSource::Manifest {
+                name: if several {
+                    format!("{}#{}.json", source.name, manifest.name)
+                } else {
+                    format!("{}.json", source.name)
                 },
-                actor,
-            )
-            .await?;
+                bytes: manifest.to_canonical().to_string().into_bytes(),
+            };
+            if several {
+                // Checked now, stored below: a part that cannot be stored stops the import
+                // before anything is stored.
+                self.prepare_import(source.clone())?;
+            }
+            sources.push(source);
+        }
+        let mut imports = Vec::with_capacity(sources.len());
+        for source in sources {
+            imports.push(self.import(source, actor).await?);
+        }
         Ok(OpenApiImport {
-            import,
+            imports,
             report: ingested.report,
             analysis,
         })

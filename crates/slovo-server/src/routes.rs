@@ -370,7 +370,7 @@ pub struct OpenApiBody {
     /// Only these methods.
     #[serde(default)]
     pub methods: Vec<String>,
-    /// At most this many operations (default 300).
+    /// Most operations in one tool (default 300); a larger API becomes several tools.
     #[serde(default)]
     pub max_operations: Option<usize>,
     /// Refuse on any specification violation or skipped operation.
