@@ -409,17 +409,22 @@ impl ProcessBackend {
         spec: &SandboxSpec,
         bundle: &Path,
         data: Option<PathBuf>,
-        system: bool,
+        tool: &Program,
     ) -> Result<child::ChildPlan> {
-        let Execution::Process { command, .. } = &spec.execution else {
-            return Err(ProcessError::refused("not a process tool"));
+        let command = &tool.command;
+        let program = match command.first() {
+            // A system program (MCP servers run by the system's node or python3): it resolves
+            // inside the sandbox, where only the read-only system directories exist.
+            Some(first) if tool.system_program_allowed && tool.system_paths && first.starts_with('/') => {
+                first.clone()
+            }
+            _ => tool_program(command)?,
         };
-        let program = tool_program(command)?;
         let layout = mounts::Layout {
             staging: self.staging.clone(),
             bundle: bundle.to_path_buf(),
             data: data.clone(),
-            system: if system { self.system.clone() } else { Vec::new() },
+            system: if tool.system_paths { self.system.clone() } else { Vec::new() },
             tmp_mb: self.config.tmp_mb,
         };
         let nul = |what: &str| ProcessError::refused(format!("{what} holds a NUL byte"));
@@ -443,6 +448,8 @@ impl ProcessBackend {
             format!("SLOVO_CAPABILITY={}", spec.capability.name),
             format!("SLOVO_EXECUTION_ID={}", spec.execution_id),
         ];
+        // The manifest's own variables cannot replace Slovo's (validation refuses SLOVO_*).
+        env.extend(tool.env.iter().map(|(k, v)| format!("{k}={v}")));
         if spec.network.allows_network() {
             // A convenience for well-behaved clients; the namespace enforces it for the rest.
             env.extend(egress::proxy_env());
@@ -470,15 +477,38 @@ impl ProcessBackend {
     }
 
     async fn run_call(&self, spec: &SandboxSpec) -> Result<Outcome> {
-        if let Some(r) = &self.refusal {
-            return Err(ProcessError::refused(r.clone()));
-        }
-        let Execution::Process { system_paths, .. } = &spec.execution else {
+        let Execution::Process {
+            command,
+            system_paths,
+        } = &spec.execution
+        else {
             return Err(ProcessError::refused(format!(
                 "a {} tool is not a process tool",
                 spec.execution.kind()
             )));
         };
+        let program = Program {
+            command: command.clone(),
+            system_paths: *system_paths,
+            env: Vec::new(),
+            system_program_allowed: false,
+        };
+        let request = serde_json::to_vec(&spec.request).unwrap_or_default();
+        self.run_program(spec, &program, &StdinRequest { request }).await
+    }
+
+    /// Runs `program` for one call in a fresh sandbox built from `spec`, and lets `dialogue`
+    /// talk to it; the sandbox, its limits and its egress are the same whatever is said.
+    pub(crate) async fn run_program(
+        &self,
+        spec: &SandboxSpec,
+        program: &Program,
+        dialogue: &dyn Dialogue,
+    ) -> Result<Outcome> {
+        if let Some(r) = &self.refusal {
+            return Err(ProcessError::refused(r.clone()));
+        }
+        let system_paths = &program.system_paths;
         let Some(bundle) = &spec.bundle_dir else {
             return Err(ProcessError::refused("a process tool needs its installed bundle"));
         };
@@ -500,7 +530,7 @@ impl ProcessBackend {
             Some(cg) => cg.task_files()?,
             None => Vec::new(),
         };
-        let mut plan = self.child_plan(spec, bundle, data, *system_paths)?;
+        let mut plan = self.child_plan(spec, bundle, data, program)?;
         plan.cgroup_tasks = cgroup_tasks.iter().map(|f| f.as_raw_fd()).collect();
         let mut hand_over = match spec.network.allows_network() {
             true => Some(egress::HandOver::new()?),
@@ -581,11 +611,7 @@ impl ProcessBackend {
             None => None,
         };
 
-        let request = serde_json::to_vec(&spec.request).unwrap_or_default();
-        let mut stdin = pipe::Sender::from_owned_fd(spawned.stdin).map_err(io_err)?;
-        let writer = tokio::spawn(async move {
-            let _ = stdin.write_all(&request).await;
-        });
+        let stdin = pipe::Sender::from_owned_fd(spawned.stdin).map_err(io_err)?;
         let stdout = pipe::Receiver::from_owned_fd(spawned.stdout).map_err(io_err)?;
         let stderr = pipe::Receiver::from_owned_fd(spawned.stderr).map_err(io_err)?;
         let Some(pidfd) = running.pidfd.take() else {
@@ -594,29 +620,149 @@ impl ProcessBackend {
         // SAFETY: the pidfd stays open and owned by the AsyncFd until `into_inner`.
         let exit = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
             .map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
-        let watched = watch(
-            &exit,
-            stdout,
-            stderr,
-            deadline,
-            self.config.stdout_limit,
-            self.config.stderr_limit,
-        )
-        .await;
+        let conversed = dialogue
+            .converse(ToolIo {
+                stdin,
+                stdout,
+                stderr,
+                exit: &exit,
+                deadline,
+                stdout_limit: self.config.stdout_limit,
+                stderr_limit: self.config.stderr_limit,
+            })
+            .await;
         running.pidfd = Some(exit.into_inner());
-        writer.abort();
         let status = running.reap();
-        let clean = libc::WIFEXITED(status)
-            && libc::WEXITSTATUS(status) == 0
-            && !watched.timed_out
+        let watched = conversed.watched;
+        let clean = match &conversed.verdict {
+            Some(v) => v.status == ExecutionStatus::Success,
+            None => libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        } && !watched.timed_out
             && !watched.stdout_overflow;
         let stats = cgroup.as_ref().map(|c| c.stats(!clean)).unwrap_or_default();
         if let (Some(cg), Some(k)) = (cgroup, &self.cgroups) {
             k.retire(cg);
         }
+        let limit_hit = stats.oom_kills > 0 || watched.timed_out || watched.stdout_overflow;
         let mut outcome = outcome(status, watched, stats, spec, name);
+        if let Some(v) = conversed.verdict {
+            v.apply(&mut outcome, limit_hit);
+        }
         outcome.network_denials = session.map(|s| s.finish()).unwrap_or_default();
         Ok(outcome)
+    }
+}
+
+/// What runs in a sandbox: the program, its arguments and its environment.
+#[derive(Debug, Clone)]
+pub(crate) struct Program {
+    /// Program and arguments; the program is relative to the bundle root, or (see
+    /// `system_program_allowed`) an absolute path to a system program.
+    pub command: Vec<String>,
+    /// Mount the host's system directories read-only.
+    pub system_paths: bool,
+    /// Extra environment variables (never `SLOVO_*`: the manifest validation refuses them).
+    pub env: Vec<(String, String)>,
+    /// The program may be an absolute path into the system directories.
+    pub system_program_allowed: bool,
+}
+
+/// The started tool's end of the conversation: its pipes, its exit, the call's deadline and
+/// the output caps.
+pub(crate) struct ToolIo<'a> {
+    /// The tool's stdin.
+    pub stdin: pipe::Sender,
+    /// The tool's stdout.
+    pub stdout: pipe::Receiver,
+    /// The tool's stderr.
+    pub stderr: pipe::Receiver,
+    /// Readable once the tool has exited (a pidfd).
+    pub exit: &'a AsyncFd<OwnedFd>,
+    /// When the call times out.
+    pub deadline: Instant,
+    /// Bytes of stdout allowed in all; more kills the call.
+    pub stdout_limit: usize,
+    /// Bytes of stderr kept.
+    pub stderr_limit: usize,
+}
+
+/// Kills the tool whose pidfd `exit` watches (and, with its pid namespace, everything it
+/// started).
+pub(crate) fn kill(exit: &AsyncFd<OwnedFd>) {
+    // SAFETY: pidfd_send_signal on our own pidfd.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            exit.get_ref().as_raw_fd(),
+            libc::SIGKILL,
+            0usize,
+            0u32,
+        )
+    };
+}
+
+/// What a conversation saw and, if the protocol itself says how the call went (an MCP
+/// result), its verdict, which the exit status does not override.
+pub(crate) struct Conversed {
+    pub watched: Watched,
+    pub verdict: Option<Verdict>,
+}
+
+/// How a call went according to the protocol spoken with the tool.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Verdict {
+    pub status: ExecutionStatus,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+}
+
+impl Verdict {
+    /// Replaces the exit-status reading of `outcome` (the server is stopped after its answer,
+    /// so its exit says nothing), unless a limit (time, output, memory) ended the call: that
+    /// is what happened, whatever the protocol got to say.
+    fn apply(self, outcome: &mut Outcome, limit_hit: bool) {
+        if limit_hit {
+            return;
+        }
+        outcome.status = self.status;
+        outcome.output = self.output;
+        outcome.error = self.error;
+    }
+}
+
+/// How the sandbox and the tool talk during a call.
+#[async_trait]
+pub(crate) trait Dialogue: Send + Sync {
+    /// Talks to the started tool until the call is over (the tool may still be running; it
+    /// is killed afterwards).
+    async fn converse(&self, io: ToolIo<'_>) -> Conversed;
+}
+
+/// The process contract: the request on stdin, the result on stdout, the exit status says how
+/// it went.
+struct StdinRequest {
+    request: Vec<u8>,
+}
+
+#[async_trait]
+impl Dialogue for StdinRequest {
+    async fn converse(&self, io: ToolIo<'_>) -> Conversed {
+        let request = self.request.clone();
+        let mut stdin = io.stdin;
+        let writer = tokio::spawn(async move {
+            let _ = stdin.write_all(&request).await;
+        });
+        let watched = watch(
+            io.exit,
+            io.stdout,
+            io.stderr,
+            io.deadline,
+            io.stdout_limit,
+            io.stderr_limit,
+        )
+        .await;
+        writer.abort();
+        Conversed { watched, verdict: None }
     }
 }
 
@@ -712,12 +858,17 @@ impl Drop for Running {
 
 /// What was observed while the tool ran.
 #[derive(Debug, Default)]
-struct Watched {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    stderr_truncated: bool,
-    stdout_overflow: bool,
-    timed_out: bool,
+pub(crate) struct Watched {
+    /// stdout as the tool's result (empty when a protocol consumed it).
+    pub stdout: Vec<u8>,
+    /// stderr, capped.
+    pub stderr: Vec<u8>,
+    /// More stderr was written than kept.
+    pub stderr_truncated: bool,
+    /// stdout exceeded its limit; the tool was killed.
+    pub stdout_overflow: bool,
+    /// The deadline passed; the tool was killed.
+    pub timed_out: bool,
 }
 
 async fn watch(
@@ -737,18 +888,6 @@ async fn watch(
     // After the exit, descriptors still open elsewhere get a short grace to reach end-of-file.
     let grace = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(grace);
-    let kill = |exit: &AsyncFd<OwnedFd>| {
-        // SAFETY: pidfd_send_signal on our own pidfd.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                exit.get_ref().as_raw_fd(),
-                libc::SIGKILL,
-                0usize,
-                0u32,
-            )
-        };
-    };
     while out_open || err_open || !exited {
         tokio::select! {
             r = stdout.read(&mut out_buf), if out_open => match r {
