@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use mcp_support::{Harness, capability};
 use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
+use slovo_core::permissions::Narrowing;
+use slovo_runtime::ImportSource;
 
 /// A directory holding the hostile server, or `None` (skip) where the sandbox cannot run it.
 fn hostile_server() -> Option<PathBuf> {
@@ -33,6 +35,8 @@ fn hostile_server() -> Option<PathBuf> {
 }
 
 fn manifest(name: &str, mode: &str, timeout_s: u64) -> Value {
+    let mut command = vec!["/usr/bin/python3", "hostile_server.py"];
+    command.extend(mode.split(' '));
     json!({
         "name": name,
         "version": "1.0.0",
@@ -41,7 +45,7 @@ fn manifest(name: &str, mode: &str, timeout_s: u64) -> Value {
         "permissions": {"memory_limit_mb": 128, "timeout_s": timeout_s, "storage_quota_mb": 8},
         "execution": {
             "type": "mcp", "transport": "stdio", "system_paths": true,
-            "command": ["/usr/bin/python3", "hostile_server.py", mode],
+            "command": command,
             "env": {"PYTHONDONTWRITEBYTECODE": "1"},
         },
     })
@@ -72,6 +76,24 @@ async fn a_server_that_floods_its_output_is_killed_at_the_cap() {
     assert_eq!(exec.status, ExecutionStatus::Killed, "{exec:#?}");
     assert_eq!(exec.error.as_deref(), Some("killed: stdout exceeded its limit"));
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_server_that_floods_when_its_tools_are_listed_is_refused_at_approval() {
+    let Some(server) = hostile_server() else { return };
+    let h = Harness::new().await;
+    let b = mcp_support::bundle(h.dir.path(), Some(&server), &manifest("flood", "flood always", 20));
+    h.rt.import(ImportSource::Bundle(b), &mcp_support::actor()).await.unwrap();
+    let err = h
+        .rt
+        .approve("flood", &Narrowing::default(), &mcp_support::actor())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("did not list its tools") && err.contains("more than the output limit during initialize"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -116,4 +138,26 @@ async fn a_server_trying_the_sandboxs_escapes_is_contained() {
         let _ = stream.read_to_string(&mut got);
         panic!("the sandbox reached the host's loopback: {got:?}");
     }
+}
+
+#[tokio::test]
+async fn a_tool_list_that_changes_after_approval_is_refused_with_the_difference() {
+    let Some(server) = hostile_server() else { return };
+    let h = Harness::new().await;
+    h.add(Some(&server), &manifest("honest", "escape", 20)).await;
+    h.add(Some(&server), &manifest("rugpull", "rugpull", 20)).await;
+
+    // The same server, unchanged since approval, is called.
+    let honest = h.call("honest", "probe", json!({})).await;
+    assert_eq!(honest.status, ExecutionStatus::Success, "{honest:#?}");
+
+    let exec = h.call("rugpull", "probe", json!({})).await;
+    assert_eq!(exec.status, ExecutionStatus::Failure, "{exec:#?}");
+    let error = exec.error.unwrap();
+    assert!(
+        error.starts_with("refused: the server's tool list differs from the one approved: changed \"probe\" (description:"),
+        "{error}"
+    );
+    assert!(error.contains("~/.ssh/id_rsa"), "the difference is shown: {error}");
+    assert_eq!(exec.output, None, "the tool was not called");
 }

@@ -15,6 +15,7 @@
 //! and every wait ends at the call's deadline. `docs/mcp-servers.md` has the whole story.
 
 mod client;
+mod pin;
 mod result;
 
 use std::sync::Arc;
@@ -25,7 +26,12 @@ use slovo_core::manifest::{Execution, McpTransport};
 
 pub use client::{PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
 
-use crate::process::{Conversed, Dialogue, ProcessBackend, Program, ToolIo};
+use slovo_core::execution::{CallTarget, ExecutionStatus};
+use slovo_core::manifest::Capability;
+use slovo_core::permissions::{DEFAULT_MEMORY_MB, DEFAULT_PIDS, Grant};
+use tokio::sync::Mutex;
+
+use crate::process::{Conversed, Dialogue, ProcessBackend, Program, ToolIo, Verdict};
 use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
 
 /// Runs MCP servers over stdio in the process sandbox.
@@ -62,23 +68,65 @@ fn program_of(execution: &Execution) -> Result<Program, String> {
     })
 }
 
-/// One `tools/call`, from `initialize` to shutdown.
+/// Limits of the one run at install that reads the server's tool list: no network, no
+/// state (`/data` empty and read-only), and the defaults a manifest gets when it says nothing.
+fn discovery_grant() -> Grant {
+    Grant {
+        internet_access: false,
+        network_allow: Vec::new(),
+        storage_quota_mb: 0,
+        cpu_limit_percent: 100,
+        memory_limit_mb: DEFAULT_MEMORY_MB,
+        timeout_s: DISCOVERY_TIMEOUT_S,
+        pids_limit: DEFAULT_PIDS,
+        expires_at: None,
+    }
+}
+
+/// Seconds the install run gets to start the server and list its tools.
+const DISCOVERY_TIMEOUT_S: u64 = 30;
+
+/// One `tools/call`, from `initialize` to shutdown; with a pinned tool list, the server's
+/// `tools/list` must match it before the tool is called.
 struct OneCall {
     tool: String,
     arguments: Value,
+    pinned: Option<Vec<Value>>,
+}
+
+impl OneCall {
+    async fn talk(&self, session: &mut client::Session<'_>) -> Verdict {
+        if let Err(e) = session.initialize().await {
+            return e.verdict();
+        }
+        if let Some(pinned) = &self.pinned {
+            match session.list_tools().await {
+                Ok(served) => {
+                    if let Some(diff) = pin::difference(pinned, &served) {
+                        return Verdict {
+                            status: ExecutionStatus::Failure,
+                            output: None,
+                            error: Some(format!(
+                                "refused: the server's tool list differs from the one approved: {diff}"
+                            )),
+                        };
+                    }
+                }
+                Err(e) => return e.verdict(),
+            }
+        }
+        match session.call_tool(&self.tool, &self.arguments).await {
+            Ok(r) => result::verdict_of(&r),
+            Err(e) => e.verdict(),
+        }
+    }
 }
 
 #[async_trait]
 impl Dialogue for OneCall {
     async fn converse(&self, io: ToolIo<'_>) -> Conversed {
         let mut session = client::Session::new(io);
-        let verdict = match session.initialize().await {
-            Ok(()) => match session.call_tool(&self.tool, &self.arguments).await {
-                Ok(r) => result::verdict_of(&r),
-                Err(e) => e.verdict(),
-            },
-            Err(e) => e.verdict(),
-        };
+        let verdict = self.talk(&mut session).await;
         session.shutdown().await;
         let mut watched = std::mem::take(&mut session.watched);
         // Protocol notes (progress, log messages, ignored output) go on the record with stderr.
@@ -90,6 +138,91 @@ impl Dialogue for OneCall {
             verdict: Some(verdict),
         }
     }
+}
+
+/// `initialize` and `tools/list`, for install.
+#[derive(Default)]
+struct ListTools {
+    found: Mutex<Option<Result<(Value, Vec<Value>), String>>>,
+}
+
+#[async_trait]
+impl Dialogue for ListTools {
+    async fn converse(&self, io: ToolIo<'_>) -> Conversed {
+        let mut session = client::Session::new(io);
+        let listed = match session.initialize().await {
+            Ok(()) => session.list_tools().await,
+            Err(e) => Err(e),
+        };
+        session.shutdown().await;
+        let verdict = match &listed {
+            Ok(_) => Verdict {
+                status: ExecutionStatus::Success,
+                output: None,
+                error: None,
+            },
+            Err(e) => e.verdict(),
+        };
+        let server = session.server.clone().unwrap_or(Value::Null);
+        *self.found.lock().await = Some(listed.map(|tools| (server, tools)).map_err(|e| e.to_string()));
+        Conversed {
+            watched: std::mem::take(&mut session.watched),
+            verdict: Some(verdict),
+        }
+    }
+}
+
+impl McpBackend {
+    /// Starts the server once in its sandbox (no network, no state) and reads its
+    /// `initialize` answer and its tool list.
+    async fn list_tools(&self, request: &InstallRequest, program: &Program) -> Result<(Value, Vec<Value>), String> {
+        let probe = Capability {
+            name: "tools/list".into(),
+            description: "the install run".into(),
+            parameters: json!({"type": "object"}),
+            returns: None,
+            endpoint: None,
+            method: None,
+            examples: Vec::new(),
+            read_only: Some(true),
+            destructive: Some(false),
+        };
+        let execution_id = format!("install-{}-{}", request.tool, request.version);
+        let spec = SandboxSpec::from_grant(
+            &discovery_grant(),
+            CallTarget {
+                execution_id: &execution_id,
+                tool: &request.tool,
+                version: &request.version,
+                capability: &probe,
+                execution: &request.execution,
+                api: None,
+                bundle_dir: request.bundle_dir.clone(),
+                state_dir: request.state_dir.clone(),
+                arguments: &json!({}),
+            },
+        );
+        let dialogue = ListTools::default();
+        let outcome = self
+            .process
+            .run_program(&spec, program, &dialogue)
+            .await
+            .map_err(|e| e.to_string())?;
+        match dialogue.found.lock().await.take() {
+            Some(Ok(found)) => Ok(found),
+            Some(Err(e)) => Err(with_stderr(e, &outcome.stderr)),
+            None => Err(with_stderr(
+                outcome.error.unwrap_or_else(|| "the server did not start".into()),
+                &outcome.stderr,
+            )),
+        }
+    }
+}
+
+/// An error with the end of the server's stderr, which usually says why it failed.
+fn with_stderr(error: String, stderr: &str) -> String {
+    let tail: String = stderr.trim().chars().rev().take(600).collect::<Vec<_>>().into_iter().rev().collect();
+    if tail.is_empty() { error } else { format!("{error}; its stderr ends: {tail}") }
 }
 
 #[async_trait]
@@ -119,12 +252,21 @@ impl Backend for McpBackend {
         if !host.is_file() {
             return Err(fail(format!("{} is not a file", host.display())));
         }
+        if let Some(refusal) = self.process.refusal() {
+            // Calls will be refused with this reason (recorded); approval still stands.
+            return Ok(json!({"transport": "stdio", "program": first, "refusal": refusal}));
+        }
+        let (server, tools) = self.list_tools(request, &program).await.map_err(|e| {
+            fail(format!("the server did not list its tools when started in its sandbox: {e}"))
+        })?;
         Ok(json!({
             "transport": "stdio",
             "program": first,
             "system_paths": program.system_paths,
-            "protocol_version": PROTOCOL_VERSION,
-            "refusal": self.process.refusal(),
+            "protocol_version": server.get("protocolVersion"),
+            "server_info": server.get("serverInfo"),
+            "tools_sha256": pin::digest(&tools),
+            "tools": tools,
         }))
     }
 
@@ -154,7 +296,11 @@ impl Backend for McpBackend {
             .get("arguments")
             .cloned()
             .unwrap_or_else(|| json!({}));
-        let dialogue = OneCall { tool, arguments };
+        let dialogue = OneCall {
+            tool,
+            arguments,
+            pinned: pin::pinned(spec.install_info.as_ref()),
+        };
         match self.process.run_program(spec, &program, &dialogue).await {
             Ok(o) => o,
             Err(e) => {
