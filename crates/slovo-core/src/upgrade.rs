@@ -80,9 +80,9 @@ fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 14] {
         (
             "execution.system_paths",
             match ex {
-                Some(
-                    Execution::Process { system_paths, .. } | Execution::Mcp { system_paths, .. },
-                ) => Some(system_paths.to_string()),
+                Some(Execution::Process { system_paths, .. } | Execution::Mcp { system_paths, .. }) => {
+                    Some(system_paths.to_string())
+                }
                 _ => None,
             },
         ),

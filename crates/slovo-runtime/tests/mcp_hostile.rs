@@ -62,7 +62,11 @@ async fn a_server_that_never_answers_meets_the_timeout() {
         .await
         .expect("the call outlived its timeout");
     assert_eq!(exec.status, ExecutionStatus::Timeout, "{exec:#?}");
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(exec.error.as_deref().unwrap().contains("timed out"), "{exec:#?}");
 }
 
@@ -75,23 +79,33 @@ async fn a_server_that_floods_its_output_is_killed_at_the_cap() {
     let exec = h.call("flood", "probe", json!({})).await;
     assert_eq!(exec.status, ExecutionStatus::Killed, "{exec:#?}");
     assert_eq!(exec.error.as_deref(), Some("killed: stdout exceeded its limit"));
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn a_server_that_floods_when_its_tools_are_listed_is_refused_at_approval() {
     let Some(server) = hostile_server() else { return };
     let h = Harness::new().await;
-    let b = mcp_support::bundle(h.dir.path(), Some(&server), &manifest("flood", "flood always", 20));
-    h.rt.import(ImportSource::Bundle(b), &mcp_support::actor()).await.unwrap();
-    let err = h
-        .rt
-        .approve("flood", &Narrowing::default(), &mcp_support::actor())
+    let b = mcp_support::bundle(
+        h.dir.path(),
+        Some(&server),
+        &manifest("flood", "flood always", 20),
+    );
+    h.rt.import(ImportSource::Bundle(b), &mcp_support::actor())
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap();
+    let err =
+        h.rt.approve("flood", &Narrowing::default(), &mcp_support::actor())
+            .await
+            .unwrap_err()
+            .to_string();
     assert!(
-        err.contains("did not list its tools") && err.contains("more than the output limit during initialize"),
+        err.contains("did not list its tools")
+            && err.contains("more than the output limit during initialize"),
         "{err}"
     );
 }
@@ -109,7 +123,11 @@ async fn a_server_trying_the_sandboxs_escapes_is_contained() {
     let port = listener.local_addr().unwrap().port();
 
     let exec = h
-        .call("escape", "probe", json!({"host_file": secret.to_str().unwrap(), "port": port}))
+        .call(
+            "escape",
+            "probe",
+            json!({"host_file": secret.to_str().unwrap(), "port": port}),
+        )
         .await;
     assert_eq!(exec.status, ExecutionStatus::Success, "{exec:#?}");
     let report = exec.output.clone().unwrap();
@@ -155,9 +173,14 @@ async fn a_tool_list_that_changes_after_approval_is_refused_with_the_difference(
     assert_eq!(exec.status, ExecutionStatus::Failure, "{exec:#?}");
     let error = exec.error.unwrap();
     assert!(
-        error.starts_with("refused: the server's tool list differs from the one approved: changed \"probe\" (description:"),
+        error.starts_with(
+            "refused: the server's tool list differs from the one approved: changed \"probe\" (description:"
+        ),
         "{error}"
     );
-    assert!(error.contains("~/.ssh/id_rsa"), "the difference is shown: {error}");
+    assert!(
+        error.contains("~/.ssh/id_rsa"),
+        "the difference is shown: {error}"
+    );
     assert_eq!(exec.output, None, "the tool was not called");
 }

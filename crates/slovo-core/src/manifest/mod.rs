@@ -158,9 +158,12 @@ impl Execution {
     /// The MCP tool that serves `capability` (MCP tools only).
     pub fn mcp_tool_name<'a>(&'a self, capability: &'a str) -> Option<&'a str> {
         match self {
-            Execution::Mcp { tool_names, .. } => {
-                Some(tool_names.get(capability).map(String::as_str).unwrap_or(capability))
-            }
+            Execution::Mcp { tool_names, .. } => Some(
+                tool_names
+                    .get(capability)
+                    .map(String::as_str)
+                    .unwrap_or(capability),
+            ),
             _ => None,
         }
     }

@@ -349,7 +349,12 @@ fn mcp_execution(
                 format!("{other:?} is not a supported MCP transport (stdio)"),
             ));
         }
-        None => return Err(err("execution.transport", "an mcp tool needs a transport (stdio)".into())),
+        None => {
+            return Err(err(
+                "execution.transport",
+                "an mcp tool needs a transport (stdio)".into(),
+            ));
+        }
     };
     let system_paths = def.system_paths.unwrap_or(true);
     let command = def.command.clone().unwrap_or_default();
@@ -364,7 +369,10 @@ fn mcp_execution(
             ));
         }
         if program.contains('\0') || program.split('/').any(|c| c == "..") {
-            return Err(err("execution.command[0]", format!("{program:?} is not a plain path")));
+            return Err(err(
+                "execution.command[0]",
+                format!("{program:?} is not a plain path"),
+            ));
         }
     } else {
         check_bundle_path(program).map_err(|r| err("execution.command[0]", r))?;

@@ -50,15 +50,16 @@ pub fn installed_server(name: &str) -> Option<PathBuf> {
 
 /// A bundle directory: a copy of `server`'s files (if any) with `manifest` as `slovo.json`.
 pub fn bundle(parent: &Path, server: Option<&Path>, manifest: &Value) -> PathBuf {
-    let dir = parent.join(format!(
-        "bundle-{}",
-        manifest["name"].as_str().unwrap_or("tool")
-    ));
+    let dir = parent.join(format!("bundle-{}", manifest["name"].as_str().unwrap_or("tool")));
     std::fs::create_dir_all(&dir).unwrap();
     if let Some(server) = server {
         copy_tree(server, &dir);
     }
-    std::fs::write(dir.join("slovo.json"), serde_json::to_vec_pretty(manifest).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("slovo.json"),
+        serde_json::to_vec_pretty(manifest).unwrap(),
+    )
+    .unwrap();
     dir
 }
 
@@ -100,7 +101,9 @@ impl Harness {
         let backends = Backends::new()
             .with(process.clone())
             .with(Arc::new(McpBackend::new(process)));
-        let store = slovo_store::Store::open_sqlite(&dir.path().join("slovo.db")).await.unwrap();
+        let store = slovo_store::Store::open_sqlite(&dir.path().join("slovo.db"))
+            .await
+            .unwrap();
         Harness {
             rt: Runtime::new(store, backends, data),
             dir,
@@ -112,8 +115,10 @@ impl Harness {
         let b = bundle(self.dir.path(), server, manifest);
         self.rt.import(ImportSource::Bundle(b), &actor()).await.unwrap();
         let name = manifest["name"].as_str().unwrap();
-        self.rt.approve(name, &Narrowing::default(), &actor()).await.unwrap();
-
+        self.rt
+            .approve(name, &Narrowing::default(), &actor())
+            .await
+            .unwrap();
     }
 
     pub async fn call(&self, tool: &str, capability: &str, arguments: Value) -> ExecutionRow {
@@ -160,7 +165,13 @@ pub fn capability(name: &str, parameters: Value) -> Value {
 }
 
 /// The manifest of a node server from npm, run by the system's node.
-pub fn node_manifest(name: &str, package: &str, args: &[&str], env: Value, capabilities: Vec<Value>) -> Value {
+pub fn node_manifest(
+    name: &str,
+    package: &str,
+    args: &[&str],
+    env: Value,
+    capabilities: Vec<Value>,
+) -> Value {
     let mut command = vec![
         "/usr/bin/node".to_string(),
         format!("node_modules/@modelcontextprotocol/{package}/dist/index.js"),
@@ -178,7 +189,11 @@ pub fn node_manifest(name: &str, package: &str, args: &[&str], env: Value, capab
 
 /// The manifest of a Python server from PyPI, run by the system's python3.
 pub fn python_manifest(name: &str, module: &str, args: &[&str], capabilities: Vec<Value>) -> Value {
-    let mut command = vec!["/usr/bin/python3".to_string(), "-m".to_string(), module.to_string()];
+    let mut command = vec![
+        "/usr/bin/python3".to_string(),
+        "-m".to_string(),
+        module.to_string(),
+    ];
     command.extend(args.iter().map(|a| a.to_string()));
     json!({
         "name": name,

@@ -199,15 +199,21 @@ impl<'a> Session<'a> {
     }
 
     async fn notify(&mut self, method: &str, params: Value) -> Result<(), McpError> {
-        self.send(method_phase(method), &json!({"jsonrpc": "2.0", "method": method, "params": params}))
-            .await
+        self.send(
+            method_phase(method),
+            &json!({"jsonrpc": "2.0", "method": method, "params": params}),
+        )
+        .await
     }
 
     async fn request(&mut self, phase: &'static str, method: &str, params: Value) -> Result<Value, McpError> {
         let id = self.next_id;
         self.next_id += 1;
-        self.send(phase, &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .await?;
+        self.send(
+            phase,
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .await?;
         loop {
             let message = self.next_message(phase).await?;
             if message.get("method").is_some() {
@@ -215,7 +221,10 @@ impl<'a> Session<'a> {
                 continue;
             }
             if message.get("id").and_then(Value::as_i64) != Some(id) {
-                self.note(format!("ignored a response to an unknown request: {}", brief(&message)));
+                self.note(format!(
+                    "ignored a response to an unknown request: {}",
+                    brief(&message)
+                ));
                 continue;
             }
             if let Some(error) = message.get("error") {
@@ -297,7 +306,10 @@ impl<'a> Session<'a> {
                 }
                 match serde_json::from_str::<Value>(text) {
                     Ok(v) if v.is_object() => return Ok(v),
-                    _ => self.note(format!("ignored a line that is not a JSON-RPC message: {}", clip(text))),
+                    _ => self.note(format!(
+                        "ignored a line that is not a JSON-RPC message: {}",
+                        clip(text)
+                    )),
                 }
             }
             if !self.stdout_open {
@@ -337,7 +349,9 @@ impl<'a> Session<'a> {
 
     fn keep_stderr(&mut self, chunk: &[u8]) {
         let room = self.stderr_limit.saturating_sub(self.watched.stderr.len());
-        self.watched.stderr.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        self.watched
+            .stderr
+            .extend_from_slice(&chunk[..chunk.len().min(room)]);
         self.watched.stderr_truncated |= chunk.len() > room;
     }
 

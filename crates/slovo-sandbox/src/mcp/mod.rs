@@ -131,7 +131,9 @@ impl Dialogue for OneCall {
         let mut watched = std::mem::take(&mut session.watched);
         // Protocol notes (progress, log messages, ignored output) go on the record with stderr.
         for note in &session.notes {
-            watched.stderr.extend_from_slice(format!("\n[mcp] {note}").as_bytes());
+            watched
+                .stderr
+                .extend_from_slice(format!("\n[mcp] {note}").as_bytes());
         }
         Conversed {
             watched,
@@ -140,10 +142,13 @@ impl Dialogue for OneCall {
     }
 }
 
+/// What the install run found: the server's `initialize` result and its tools, or why not.
+type Listed = Result<(Value, Vec<Value>), String>;
+
 /// `initialize` and `tools/list`, for install.
 #[derive(Default)]
 struct ListTools {
-    found: Mutex<Option<Result<(Value, Vec<Value>), String>>>,
+    found: Mutex<Option<Listed>>,
 }
 
 #[async_trait]
@@ -175,7 +180,11 @@ impl Dialogue for ListTools {
 impl McpBackend {
     /// Starts the server once in its sandbox (no network, no state) and reads its
     /// `initialize` answer and its tool list.
-    async fn list_tools(&self, request: &InstallRequest, program: &Program) -> Result<(Value, Vec<Value>), String> {
+    async fn list_tools(
+        &self,
+        request: &InstallRequest,
+        program: &Program,
+    ) -> Result<(Value, Vec<Value>), String> {
         let probe = Capability {
             name: "tools/list".into(),
             description: "the install run".into(),
@@ -221,8 +230,20 @@ impl McpBackend {
 
 /// An error with the end of the server's stderr, which usually says why it failed.
 fn with_stderr(error: String, stderr: &str) -> String {
-    let tail: String = stderr.trim().chars().rev().take(600).collect::<Vec<_>>().into_iter().rev().collect();
-    if tail.is_empty() { error } else { format!("{error}; its stderr ends: {tail}") }
+    let tail: String = stderr
+        .trim()
+        .chars()
+        .rev()
+        .take(600)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if tail.is_empty() {
+        error
+    } else {
+        format!("{error}; its stderr ends: {tail}")
+    }
 }
 
 #[async_trait]
@@ -257,7 +278,9 @@ impl Backend for McpBackend {
             return Ok(json!({"transport": "stdio", "program": first, "refusal": refusal}));
         }
         let (server, tools) = self.list_tools(request, &program).await.map_err(|e| {
-            fail(format!("the server did not list its tools when started in its sandbox: {e}"))
+            fail(format!(
+                "the server did not list its tools when started in its sandbox: {e}"
+            ))
         })?;
         Ok(json!({
             "transport": "stdio",
@@ -275,10 +298,12 @@ impl Backend for McpBackend {
     }
 
     async fn release_state(&self, state_dir: &std::path::Path, purge: bool) -> Result<(), BackendError> {
-        self.process.release_state(state_dir, purge).map_err(|e| BackendError::Install {
-            tool: state_dir.display().to_string(),
-            reason: format!("failed to release the state volume: {e}"),
-        })
+        self.process
+            .release_state(state_dir, purge)
+            .map_err(|e| BackendError::Install {
+                tool: state_dir.display().to_string(),
+                reason: format!("failed to release the state volume: {e}"),
+            })
     }
 
     async fn run(&self, spec: &SandboxSpec) -> Outcome {

@@ -88,6 +88,9 @@ mod tests {
     fn is_error_is_a_failure_with_the_tools_message() {
         let v = verdict_of(&json!({"content": [{"type": "text", "text": "no such file"}], "isError": true}));
         assert_eq!(v.status, ExecutionStatus::Failure);
-        assert_eq!(v.error.as_deref(), Some("the tool reported an error: no such file"));
+        assert_eq!(
+            v.error.as_deref(),
+            Some("the tool reported an error: no such file")
+        );
     }
 }

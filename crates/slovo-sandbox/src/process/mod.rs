@@ -424,7 +424,11 @@ impl ProcessBackend {
             staging: self.staging.clone(),
             bundle: bundle.to_path_buf(),
             data: data.clone(),
-            system: if tool.system_paths { self.system.clone() } else { Vec::new() },
+            system: if tool.system_paths {
+                self.system.clone()
+            } else {
+                Vec::new()
+            },
             tmp_mb: self.config.tmp_mb,
         };
         let nul = |what: &str| ProcessError::refused(format!("{what} holds a NUL byte"));
@@ -762,7 +766,10 @@ impl Dialogue for StdinRequest {
         )
         .await;
         writer.abort();
-        Conversed { watched, verdict: None }
+        Conversed {
+            watched,
+            verdict: None,
+        }
     }
 }
 
