@@ -75,12 +75,12 @@ for entry in "${pypi_packages[@]}"; do
   if [[ -f "$dir/.ready" && "$(cat "$dir/.ready")" == "pypi:$spec" ]]; then continue; fi
   say "pypi: $spec (wheels only, for python $pyver)"
   rm -rf "$dir"; mkdir -p "$dir/site-packages"
-  "${pip_cmd[@]}" download --quiet --only-binary=:all: --python-version "$pyver" --implementation cp \
+  "${pip_cmd[@]}" download --quiet --disable-pip-version-check --only-binary=:all: --python-version "$pyver" --implementation cp \
     --abi "$pyabi" --abi abi3 --abi none "${platforms[@]}" --platform any \
     --dest "$wheelhouse" "$spec"
-  "${pip_cmd[@]}" install --quiet --no-index --find-links "$wheelhouse" --only-binary=:all: \
+  "${pip_cmd[@]}" install --quiet --disable-pip-version-check --no-warn-conflicts --no-index --find-links "$wheelhouse" --only-binary=:all: \
     --python-version "$pyver" --implementation cp --abi "$pyabi" --abi abi3 --abi none "${platforms[@]}" --platform any \
-    --no-compile --target "$dir/site-packages" "$spec"
+    --no-compile --target "$dir/site-packages" "$spec" 2> >(grep -v "Running pip as the 'root' user" >&2)
   chmod -R a+rX "$dir"
   printf '%s' "pypi:$spec" >"$dir/.ready"
 done
