@@ -590,6 +590,13 @@ impl Staged {
                 None => Ok(()),
             },
             Some(Execution::Wasm { module }) => self.check_entry(module, "execution.module", false),
+            // A system program (`/usr/bin/node`) is not in the bundle; a bundled one must be.
+            Some(Execution::Mcp { command, .. }) => match command.first() {
+                Some(program) if !program.starts_with('/') => {
+                    self.check_entry(program, "execution.command[0]", true)
+                }
+                _ => Ok(()),
+            },
             _ => Ok(()),
         }
     }

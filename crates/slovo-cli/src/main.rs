@@ -208,7 +208,10 @@ fn backends(config: &slovo_config::Config) -> anyhow::Result<Backends> {
         let mut process = slovo_sandbox::process::ProcessBackend::new(process_config)
             .map_err(|e| anyhow::anyhow!("failed to set up the process sandbox: {e}"))?;
         process.set_egress(egress.clone());
-        backends.with(std::sync::Arc::new(process))
+        let process = std::sync::Arc::new(process);
+        // MCP servers over stdio run in the same process sandbox, one fresh server per call.
+        let mcp = slovo_sandbox::mcp::McpBackend::new(process.clone());
+        backends.with(process).with(std::sync::Arc::new(mcp))
     };
     // WebAssembly tools: compiled once at install into `wasm-cache` (keyed by module hash and
     // engine configuration), instantiated from the precompiled artifact on every call.

@@ -61,7 +61,7 @@ impl fmt::Display for Change {
 /// Each field that decides what runs, with its value for `p` (`None` where the field does not
 /// apply, as a module does not to a process tool). Changing the execution type therefore also
 /// shows each field that appears or disappears.
-fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 11] {
+fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 14] {
     let m = p.manifest;
     let ex = m.execution.as_ref();
     let json = |v: &[String]| serde_json::Value::from(v.to_vec()).to_string();
@@ -71,14 +71,18 @@ fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 11] {
         (
             "execution.command",
             match ex {
-                Some(Execution::Process { command, .. }) => Some(json(command)),
+                Some(Execution::Process { command, .. } | Execution::Mcp { command, .. }) => {
+                    Some(json(command))
+                }
                 _ => None,
             },
         ),
         (
             "execution.system_paths",
             match ex {
-                Some(Execution::Process { system_paths, .. }) => Some(system_paths.to_string()),
+                Some(Execution::Process { system_paths, .. } | Execution::Mcp { system_paths, .. }) => {
+                    Some(system_paths.to_string())
+                }
                 _ => None,
             },
         ),
@@ -102,6 +106,27 @@ fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 11] {
                 Some(Execution::Docker {
                     entrypoint: Some(e), ..
                 }) => Some(json(e)),
+                _ => None,
+            },
+        ),
+        (
+            "execution.transport",
+            match ex {
+                Some(Execution::Mcp { transport, .. }) => serde_json::to_string(transport).ok(),
+                _ => None,
+            },
+        ),
+        (
+            "execution.env",
+            match ex {
+                Some(Execution::Mcp { env, .. }) => serde_json::to_string(env).ok(),
+                _ => None,
+            },
+        ),
+        (
+            "execution.tool_names",
+            match ex {
+                Some(Execution::Mcp { tool_names, .. }) => serde_json::to_string(tool_names).ok(),
                 _ => None,
             },
         ),

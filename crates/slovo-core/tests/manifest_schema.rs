@@ -68,3 +68,61 @@ fn the_schema_rejects_what_the_parser_rejects() {
         );
     }
 }
+
+#[test]
+fn mcp_manifests_agree_with_the_schema() {
+    let validator = schema();
+    let good: Value = serde_json::json!({
+        "name": "memory", "version": "1.0.0", "description": "d",
+        "capabilities": [{"name": "read_graph", "description": "d", "parameters": {"type": "object"}}],
+        "execution": {
+            "type": "mcp", "transport": "stdio",
+            "command": ["/usr/bin/node", "node_modules/server/dist/index.js"],
+            "env": {"MEMORY_FILE_PATH": "/data/memory.jsonl"},
+            "tool_names": {"read_graph": "read-graph"}
+        }
+    });
+    assert!(validator.is_valid(&good));
+    let m = slovo_core::parse_manifest("g.json", good.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        m.execution.as_ref().unwrap().mcp_tool_name("read_graph"),
+        Some("read-graph")
+    );
+    // The canonical form validates and parses back to the same manifest.
+    let canonical = m.to_canonical();
+    let errors: Vec<String> = validator.iter_errors(&canonical).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{canonical:#}");
+    let again = slovo_core::parse_manifest("c.json", canonical.to_string().as_bytes()).unwrap();
+    assert_eq!(again, m);
+
+    let mutations: Vec<(&str, Value)> = vec![
+        ("/execution/transport", serde_json::json!("sse")),
+        ("/execution/command", serde_json::json!([])),
+        ("/execution/env", serde_json::json!({"SLOVO_EXECUTION_ID": "x"})),
+        ("/execution/env", serde_json::json!({"BAD-NAME": "x"})),
+        ("/execution/tool_names", serde_json::json!({"read_graph": ""})),
+    ];
+    for (pointer, value) in mutations {
+        let mut bad = good.clone();
+        *bad.pointer_mut(pointer).unwrap() = value.clone();
+        assert!(!validator.is_valid(&bad), "schema accepted {pointer} = {value}");
+        let err = slovo_core::parse_manifest("b.json", bad.to_string().as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("parser accepted {pointer} = {value}"));
+        assert!(err.to_string().contains("execution."), "{err}");
+    }
+    // What only the parser can see: a system program without the system directories, a
+    // capability name the manifest does not have, a path leaving the bundle.
+    for (pointer, value) in [
+        ("/execution/system_paths", serde_json::json!(false)),
+        ("/execution/tool_names", serde_json::json!({"nope": "x"})),
+        ("/execution/command", serde_json::json!(["../node"])),
+    ] {
+        let mut bad = good.clone();
+        bad["execution"][pointer.trim_start_matches("/execution/")] = value.clone();
+        assert!(
+            slovo_core::parse_manifest("b.json", bad.to_string().as_bytes()).is_err(),
+            "parser accepted {pointer} = {value}"
+        );
+    }
+}

@@ -480,7 +480,7 @@ impl Runtime {
             None => {
                 if matches!(
                     manifest.execution,
-                    Some(Execution::Process { .. } | Execution::Wasm { .. })
+                    Some(Execution::Process { .. } | Execution::Wasm { .. } | Execution::Mcp { .. })
                 ) {
                     return Err(RuntimeError::InvalidBundle {
                         path: PathBuf::from(&source_name),

@@ -17,6 +17,8 @@ pub mod doctor;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(target_os = "linux")]
+pub mod mcp;
+#[cfg(target_os = "linux")]
 pub mod process;
 #[cfg(feature = "wasm")]
 pub mod wasm;

@@ -107,6 +107,12 @@ pub(crate) struct ExecutionDef {
     pub image: Option<String>,
     #[serde(default)]
     pub entrypoint: Option<StringOrList>,
+    #[serde(default)]
+    pub transport: Option<String>,
+    #[serde(default)]
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub tool_names: Option<std::collections::BTreeMap<String, String>>,
     /// The execution dialect's timeout, in seconds.
     #[serde(default)]
     pub timeout: Option<u64>,

@@ -15,6 +15,8 @@ mod dialects;
 mod error;
 mod validate;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -132,10 +134,51 @@ pub enum Execution {
         /// The chain's result, a template over the steps' outputs.
         result: Value,
     },
+    /// An MCP server: each call starts it in a fresh sandbox, initialises it, calls one tool
+    /// and shuts it down (`docs/mcp-servers.md`).
+    Mcp {
+        /// How Slovo talks to the server; `stdio` is the only one so far.
+        transport: McpTransport,
+        /// Program and arguments. The program is a path in the bundle, or an absolute path to
+        /// a system program (`/usr/bin/node`, `/usr/bin/python3`) when `system_paths` is set.
+        command: Vec<String>,
+        /// Mount the host's system directories (`/usr`, `/lib`, …) read-only.
+        system_paths: bool,
+        /// Environment variables the server needs (`MEMORY_FILE_PATH=/data/memory.jsonl`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        env: BTreeMap<String, String>,
+        /// The server's own name of a tool, for capabilities whose name had to differ (too
+        /// long, clashing); any other capability is called by its own name.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tool_names: BTreeMap<String, String>,
+    },
+}
+
+/// How Slovo reaches an MCP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum McpTransport {
+    /// JSON-RPC messages, one per line, on the server's stdin and stdout.
+    Stdio,
 }
 
 impl Execution {
-    /// `process`, `wasm`, `docker`, `http` or `chain`.
+    /// The MCP tool that serves `capability` (MCP tools only).
+    pub fn mcp_tool_name<'a>(&'a self, capability: &'a str) -> Option<&'a str> {
+        match self {
+            Execution::Mcp { tool_names, .. } => Some(
+                tool_names
+                    .get(capability)
+                    .map(String::as_str)
+                    .unwrap_or(capability),
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl Execution {
+    /// `process`, `wasm`, `docker`, `http`, `mcp` or `chain`.
     pub fn kind(&self) -> &'static str {
         match self {
             Execution::Process { .. } => "process",
@@ -143,6 +186,7 @@ impl Execution {
             Execution::Docker { .. } => "docker",
             Execution::Http => "http",
             Execution::Chain { .. } => "chain",
+            Execution::Mcp { .. } => "mcp",
         }
     }
 }

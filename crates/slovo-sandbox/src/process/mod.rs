@@ -12,8 +12,10 @@
 //!    child build the sandbox, drop its capabilities ([`caps`]) and `execve` the tool;
 //! 6. with a network grant, serve the listener the child bound on its own loopback with the
 //!    egress proxy ([`egress`]), for this call's grant only;
-//! 7. feed stdin, capture capped stdout/stderr, enforce the wall-clock timeout, and turn the
-//!    exit status, the cgroup's accounting and the proxy's denials into an [`Outcome`].
+//! 7. talk to the tool ([`dialogue`]: the request on stdin for a process tool, MCP for an MCP
+//!    server), capture capped stdout/stderr, enforce the wall-clock timeout, and turn the exit
+//!    status (or the protocol's verdict), the cgroup's accounting and the proxy's denials into
+//!    an [`Outcome`].
 //!
 //! The policy — what each mechanism enforces and why — is in `docs/sandbox.md`.
 //!
@@ -27,6 +29,7 @@
 pub mod caps;
 pub mod cgroups;
 mod child;
+mod dialogue;
 pub mod egress;
 pub mod error;
 mod keeper;
@@ -41,7 +44,6 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -50,11 +52,13 @@ use slovo_core::execution::ExecutionStatus;
 use slovo_core::manifest::Execution;
 use slovo_egress::{CallGrant, EgressConfig, EgressProxy};
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::unix::pipe;
 use tokio::time::Instant;
 
 use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
+use dialogue::StdinRequest;
+pub(crate) use dialogue::{Conversed, Dialogue, Program, ToolIo, Verdict, Watched, kill};
 pub use error::ProcessError;
 use error::Result;
 
@@ -409,17 +413,26 @@ impl ProcessBackend {
         spec: &SandboxSpec,
         bundle: &Path,
         data: Option<PathBuf>,
-        system: bool,
+        tool: &Program,
     ) -> Result<child::ChildPlan> {
-        let Execution::Process { command, .. } = &spec.execution else {
-            return Err(ProcessError::refused("not a process tool"));
+        let command = &tool.command;
+        let program = match command.first() {
+            // A system program (MCP servers run by the system's node or python3): it resolves
+            // inside the sandbox, where only the read-only system directories exist.
+            Some(first) if tool.system_program_allowed && tool.system_paths && first.starts_with('/') => {
+                first.clone()
+            }
+            _ => tool_program(command)?,
         };
-        let program = tool_program(command)?;
         let layout = mounts::Layout {
             staging: self.staging.clone(),
             bundle: bundle.to_path_buf(),
             data: data.clone(),
-            system: if system { self.system.clone() } else { Vec::new() },
+            system: if tool.system_paths {
+                self.system.clone()
+            } else {
+                Vec::new()
+            },
             tmp_mb: self.config.tmp_mb,
         };
         let nul = |what: &str| ProcessError::refused(format!("{what} holds a NUL byte"));
@@ -443,6 +456,8 @@ impl ProcessBackend {
             format!("SLOVO_CAPABILITY={}", spec.capability.name),
             format!("SLOVO_EXECUTION_ID={}", spec.execution_id),
         ];
+        // The manifest's own variables cannot replace Slovo's (validation refuses SLOVO_*).
+        env.extend(tool.env.iter().map(|(k, v)| format!("{k}={v}")));
         if spec.network.allows_network() {
             // A convenience for well-behaved clients; the namespace enforces it for the rest.
             env.extend(egress::proxy_env());
@@ -470,15 +485,38 @@ impl ProcessBackend {
     }
 
     async fn run_call(&self, spec: &SandboxSpec) -> Result<Outcome> {
-        if let Some(r) = &self.refusal {
-            return Err(ProcessError::refused(r.clone()));
-        }
-        let Execution::Process { system_paths, .. } = &spec.execution else {
+        let Execution::Process {
+            command,
+            system_paths,
+        } = &spec.execution
+        else {
             return Err(ProcessError::refused(format!(
                 "a {} tool is not a process tool",
                 spec.execution.kind()
             )));
         };
+        let program = Program {
+            command: command.clone(),
+            system_paths: *system_paths,
+            env: Vec::new(),
+            system_program_allowed: false,
+        };
+        let request = serde_json::to_vec(&spec.request).unwrap_or_default();
+        self.run_program(spec, &program, &StdinRequest { request }).await
+    }
+
+    /// Runs `program` for one call in a fresh sandbox built from `spec`, and lets `dialogue`
+    /// talk to it; the sandbox, its limits and its egress are the same whatever is said.
+    pub(crate) async fn run_program(
+        &self,
+        spec: &SandboxSpec,
+        program: &Program,
+        dialogue: &dyn Dialogue,
+    ) -> Result<Outcome> {
+        if let Some(r) = &self.refusal {
+            return Err(ProcessError::refused(r.clone()));
+        }
+        let system_paths = &program.system_paths;
         let Some(bundle) = &spec.bundle_dir else {
             return Err(ProcessError::refused("a process tool needs its installed bundle"));
         };
@@ -500,7 +538,7 @@ impl ProcessBackend {
             Some(cg) => cg.task_files()?,
             None => Vec::new(),
         };
-        let mut plan = self.child_plan(spec, bundle, data, *system_paths)?;
+        let mut plan = self.child_plan(spec, bundle, data, program)?;
         plan.cgroup_tasks = cgroup_tasks.iter().map(|f| f.as_raw_fd()).collect();
         let mut hand_over = match spec.network.allows_network() {
             true => Some(egress::HandOver::new()?),
@@ -581,11 +619,7 @@ impl ProcessBackend {
             None => None,
         };
 
-        let request = serde_json::to_vec(&spec.request).unwrap_or_default();
-        let mut stdin = pipe::Sender::from_owned_fd(spawned.stdin).map_err(io_err)?;
-        let writer = tokio::spawn(async move {
-            let _ = stdin.write_all(&request).await;
-        });
+        let stdin = pipe::Sender::from_owned_fd(spawned.stdin).map_err(io_err)?;
         let stdout = pipe::Receiver::from_owned_fd(spawned.stdout).map_err(io_err)?;
         let stderr = pipe::Receiver::from_owned_fd(spawned.stderr).map_err(io_err)?;
         let Some(pidfd) = running.pidfd.take() else {
@@ -594,27 +628,34 @@ impl ProcessBackend {
         // SAFETY: the pidfd stays open and owned by the AsyncFd until `into_inner`.
         let exit = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
             .map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
-        let watched = watch(
-            &exit,
-            stdout,
-            stderr,
-            deadline,
-            self.config.stdout_limit,
-            self.config.stderr_limit,
-        )
-        .await;
+        let conversed = dialogue
+            .converse(ToolIo {
+                stdin,
+                stdout,
+                stderr,
+                exit: &exit,
+                deadline,
+                stdout_limit: self.config.stdout_limit,
+                stderr_limit: self.config.stderr_limit,
+            })
+            .await;
         running.pidfd = Some(exit.into_inner());
-        writer.abort();
         let status = running.reap();
-        let clean = libc::WIFEXITED(status)
-            && libc::WEXITSTATUS(status) == 0
-            && !watched.timed_out
+        let watched = conversed.watched;
+        let clean = match &conversed.verdict {
+            Some(v) => v.status == ExecutionStatus::Success,
+            None => libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        } && !watched.timed_out
             && !watched.stdout_overflow;
         let stats = cgroup.as_ref().map(|c| c.stats(!clean)).unwrap_or_default();
         if let (Some(cg), Some(k)) = (cgroup, &self.cgroups) {
             k.retire(cg);
         }
+        let limit_hit = stats.oom_kills > 0 || watched.timed_out || watched.stdout_overflow;
         let mut outcome = outcome(status, watched, stats, spec, name);
+        if let Some(v) = conversed.verdict {
+            v.apply(&mut outcome, limit_hit);
+        }
         outcome.network_denials = session.map(|s| s.finish()).unwrap_or_default();
         Ok(outcome)
     }
@@ -708,84 +749,6 @@ impl Drop for Running {
             });
         }
     }
-}
-
-/// What was observed while the tool ran.
-#[derive(Debug, Default)]
-struct Watched {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    stderr_truncated: bool,
-    stdout_overflow: bool,
-    timed_out: bool,
-}
-
-async fn watch(
-    exit: &AsyncFd<OwnedFd>,
-    mut stdout: pipe::Receiver,
-    mut stderr: pipe::Receiver,
-    deadline: Instant,
-    stdout_limit: usize,
-    stderr_limit: usize,
-) -> Watched {
-    let mut w = Watched::default();
-    let (mut out_open, mut err_open, mut exited) = (true, true, false);
-    let mut out_buf = vec![0u8; 64 * 1024];
-    let mut err_buf = vec![0u8; 16 * 1024];
-    let timeout = tokio::time::sleep_until(deadline);
-    tokio::pin!(timeout);
-    // After the exit, descriptors still open elsewhere get a short grace to reach end-of-file.
-    let grace = tokio::time::sleep(Duration::from_secs(3600));
-    tokio::pin!(grace);
-    let kill = |exit: &AsyncFd<OwnedFd>| {
-        // SAFETY: pidfd_send_signal on our own pidfd.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                exit.get_ref().as_raw_fd(),
-                libc::SIGKILL,
-                0usize,
-                0u32,
-            )
-        };
-    };
-    while out_open || err_open || !exited {
-        tokio::select! {
-            r = stdout.read(&mut out_buf), if out_open => match r {
-                Ok(0) | Err(_) => out_open = false,
-                Ok(n) => {
-                    if w.stdout.len() + n > stdout_limit {
-                        w.stdout_overflow = true;
-                        out_open = false;
-                        kill(exit);
-                    } else {
-                        w.stdout.extend_from_slice(&out_buf[..n]);
-                    }
-                }
-            },
-            r = stderr.read(&mut err_buf), if err_open => match r {
-                Ok(0) | Err(_) => err_open = false,
-                Ok(n) => {
-                    let room = stderr_limit.saturating_sub(w.stderr.len());
-                    w.stderr.extend_from_slice(&err_buf[..n.min(room)]);
-                    w.stderr_truncated |= n > room;
-                }
-            },
-            r = exit.readable(), if !exited => {
-                if let Ok(mut guard) = r {
-                    guard.retain_ready();
-                }
-                exited = true;
-                grace.as_mut().reset(Instant::now() + Duration::from_millis(250));
-            },
-            _ = &mut timeout, if !exited && !w.timed_out => {
-                w.timed_out = true;
-                kill(exit);
-            },
-            _ = &mut grace, if exited => break,
-        }
-    }
-    w
 }
 
 fn signal_name(sig: i32) -> &'static str {

@@ -1,0 +1,120 @@
+//! An MCP server (the npm reference server `everything`) as a tool through the `slovo`
+//! binary: bundle import, approval (which lists the server's tools in its sandbox) and a call.
+//! The server is installed by `scripts/ci-mcp-servers-setup.sh`; without it the test skips, or
+//! fails under CI.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::{Value, json};
+
+fn installed_everything() -> Option<PathBuf> {
+    // SAFETY: a plain getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: MCP servers run in the process sandbox, which needs root");
+        return None;
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into());
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".cache"));
+    let dir = cache.join("slovo-test/mcp/bundles/everything");
+    if dir.join(".ready").is_file() {
+        return Some(dir);
+    }
+    let reason = format!(
+        "{} is missing: run scripts/ci-mcp-servers-setup.sh",
+        dir.display()
+    );
+    if std::env::var_os("CI").is_some() {
+        panic!("{reason}");
+    }
+    eprintln!("skipped: {reason}");
+    None
+}
+
+/// Links `from`'s files under `to` (the import copies them anyway).
+fn link_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            link_tree(&src, &dst);
+        } else if entry.file_name() != ".ready" && std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+fn run(data: &Path, args: &[&str]) -> Output {
+    Command::cargo_bin("slovo")
+        .unwrap()
+        .env("SLOVO_DATA_DIR", data)
+        .env_remove("SLOVO_DATABASE_URL")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(data: &Path, args: &[&str]) -> String {
+    let out = run(data, args);
+    assert!(
+        out.status.success(),
+        "slovo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_mcp_server_is_imported_approved_and_called() {
+    let Some(server) = installed_everything() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bundle = dir.path().join("everything");
+    std::fs::create_dir_all(&bundle).unwrap();
+    link_tree(&server, &bundle);
+    let manifest = json!({
+        "name": "everything",
+        "version": "2026.8.31",
+        "description": "The MCP reference server everything",
+        "capabilities": [{
+            "name": "echo", "description": "Echoes back the input string",
+            "parameters": {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}
+        }],
+        "permissions": {"memory_limit_mb": 512, "timeout_s": 20, "storage_quota_mb": 1},
+        "execution": {
+            "type": "mcp", "transport": "stdio", "system_paths": true,
+            "command": ["/usr/bin/node", "node_modules/@modelcontextprotocol/server-everything/dist/index.js", "stdio"]
+        }
+    });
+    std::fs::write(bundle.join("slovo.json"), manifest.to_string()).unwrap();
+
+    ok(&data, &["tool", "import", bundle.to_str().unwrap()]);
+    ok(&data, &["tool", "approve", "everything"]);
+    let out = ok(
+        &data,
+        &[
+            "--json",
+            "call",
+            "everything",
+            "echo",
+            "--args",
+            r#"{"message": "from the command line"}"#,
+        ],
+    );
+    let exec: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(exec["status"], "success", "{exec:#}");
+    assert_eq!(exec["output"], "Echo: from the command line", "{exec:#}");
+
+    // The arguments are checked against the approved schema before any server starts.
+    let refused = run(&data, &["call", "everything", "echo", "--args", "{}"]);
+    assert!(!refused.status.success());
+}

@@ -1,0 +1,209 @@
+//! Support for the MCP server tests: the reference servers installed by
+//! `scripts/ci-mcp-servers-setup.sh`, bundles made of them, and a runtime with the real
+//! process sandbox.
+#![allow(dead_code)] // shared by two test binaries, each using part of it
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use slovo_core::permissions::Narrowing;
+use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime};
+use slovo_sandbox::Backends;
+use slovo_sandbox::mcp::McpBackend;
+use slovo_sandbox::process::{ProcessBackend, ProcessConfig};
+use slovo_store::ExecutionRow;
+
+/// Where the setup script installs each server (`bundles/<name>`, complete once `.ready`
+/// exists).
+pub fn servers_dir() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cache"));
+    cache.join("slovo-test/mcp/bundles")
+}
+
+/// The installed server `name`, or `None` (with the reason printed) when the test should skip;
+/// under CI a missing server is a failure naming the script.
+pub fn installed_server(name: &str) -> Option<PathBuf> {
+    // SAFETY: a plain getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: the MCP server tests run servers in the process sandbox, which needs root");
+        return None;
+    }
+    let dir = servers_dir().join(name);
+    if dir.join(".ready").is_file() {
+        return Some(dir);
+    }
+    let reason = format!(
+        "the MCP server {name:?} is not installed at {}: run scripts/ci-mcp-servers-setup.sh",
+        dir.display()
+    );
+    if std::env::var_os("CI").is_some() {
+        panic!("{reason}");
+    }
+    eprintln!("skipped: {reason}");
+    None
+}
+
+/// A bundle directory: a copy of `server`'s files (if any) with `manifest` as `slovo.json`.
+pub fn bundle(parent: &Path, server: Option<&Path>, manifest: &Value) -> PathBuf {
+    let dir = parent.join(format!("bundle-{}", manifest["name"].as_str().unwrap_or("tool")));
+    std::fs::create_dir_all(&dir).unwrap();
+    if let Some(server) = server {
+        copy_tree(server, &dir);
+    }
+    std::fs::write(
+        dir.join("slovo.json"),
+        serde_json::to_vec_pretty(manifest).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == ".ready" {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_tree(&src, &dst);
+        } else if kind.is_file() {
+            // Linked, not copied: the import copies (and hashes) them anyway.
+            if std::fs::hard_link(&src, &dst).is_err() {
+                std::fs::copy(&src, &dst).unwrap();
+            }
+        }
+    }
+}
+
+/// A runtime over SQLite whose `mcp` tools run in the real process sandbox.
+pub struct Harness {
+    pub rt: Runtime,
+    pub dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let data = dir.path().join("data");
+        let config = ProcessConfig::new(data.join("sandbox"));
+        let process = Arc::new(ProcessBackend::new(config).unwrap());
+        assert_eq!(process.refusal(), None, "this host must support the full sandbox");
+        let backends = Backends::new()
+            .with(process.clone())
+            .with(Arc::new(McpBackend::new(process)));
+        let store = slovo_store::Store::open_sqlite(&dir.path().join("slovo.db"))
+            .await
+            .unwrap();
+        Harness {
+            rt: Runtime::new(store, backends, data),
+            dir,
+        }
+    }
+
+    /// Imports `manifest` (with `server`'s files) and approves it as asked.
+    pub async fn add(&self, server: Option<&Path>, manifest: &Value) {
+        let b = bundle(self.dir.path(), server, manifest);
+        self.rt.import(ImportSource::Bundle(b), &actor()).await.unwrap();
+        let name = manifest["name"].as_str().unwrap();
+        self.rt
+            .approve(name, &Narrowing::default(), &actor())
+            .await
+            .unwrap();
+    }
+
+    pub async fn call(&self, tool: &str, capability: &str, arguments: Value) -> ExecutionRow {
+        let exec = self
+            .rt
+            .call(CallRequest {
+                tool: tool.into(),
+                capability: capability.into(),
+                arguments,
+                conversation_id: None,
+                turn_id: None,
+                actor: actor(),
+            })
+            .await
+            .unwrap();
+        // What the call returned is what was stored.
+        let stored = self.rt.execution(&exec.id).await.unwrap();
+        assert_eq!(stored.status, exec.status);
+        assert_eq!(stored.output, exec.output);
+        stored
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // Unmount the state volumes this harness's calls mounted.
+        let backends = self.rt.backends().clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                runtime.block_on(backends.shutdown());
+            }
+        })
+        .join();
+    }
+}
+
+pub fn actor() -> Actor {
+    Actor("test".into())
+}
+
+/// A capability of a manifest.
+pub fn capability(name: &str, parameters: Value) -> Value {
+    json!({"name": name, "description": format!("The server's {name} tool"), "parameters": parameters})
+}
+
+/// The manifest of a node server from npm, run by the system's node.
+pub fn node_manifest(
+    name: &str,
+    package: &str,
+    args: &[&str],
+    env: Value,
+    capabilities: Vec<Value>,
+) -> Value {
+    let mut command = vec![
+        "/usr/bin/node".to_string(),
+        format!("node_modules/@modelcontextprotocol/{package}/dist/index.js"),
+    ];
+    command.extend(args.iter().map(|a| a.to_string()));
+    json!({
+        "name": name,
+        "version": "1.0.0",
+        "description": format!("The MCP reference server {package}"),
+        "capabilities": capabilities,
+        "permissions": {"memory_limit_mb": 512, "timeout_s": 20, "storage_quota_mb": 16},
+        "execution": {"type": "mcp", "transport": "stdio", "command": command, "system_paths": true, "env": env},
+    })
+}
+
+/// The manifest of a Python server from PyPI, run by the system's python3.
+pub fn python_manifest(name: &str, module: &str, args: &[&str], capabilities: Vec<Value>) -> Value {
+    let mut command = vec![
+        "/usr/bin/python3".to_string(),
+        "-m".to_string(),
+        module.to_string(),
+    ];
+    command.extend(args.iter().map(|a| a.to_string()));
+    json!({
+        "name": name,
+        "version": "1.0.0",
+        "description": format!("The MCP server {module}"),
+        "capabilities": capabilities,
+        "permissions": {"memory_limit_mb": 512, "timeout_s": 20, "storage_quota_mb": 16},
+        "execution": {
+            "type": "mcp", "transport": "stdio", "command": command, "system_paths": true,
+            "env": {"PYTHONPATH": "/tool/site-packages", "PYTHONDONTWRITEBYTECODE": "1"},
+        },
+    })
+}

@@ -1,0 +1,403 @@
+//! A small MCP client over stdio, for exactly one call: `initialize`,
+//! `notifications/initialized`, `tools/call`, then shutdown (stdin closed).
+//!
+//! Messages are JSON-RPC 2.0, one per line. Everything the server writes counts against the
+//! call's stdout cap, every wait ends at the call's deadline, and stderr is drained (capped)
+//! all along, so a server that floods, stalls or never answers meets the same limits as any
+//! process tool. The client speaks protocol 2025-11-25 and accepts a server that answers with
+//! an earlier revision it knows ([`SUPPORTED_PROTOCOL_VERSIONS`]).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use slovo_core::execution::ExecutionStatus;
+use std::os::fd::OwnedFd;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::time::Instant;
+
+use crate::process::{ToolIo, Verdict, Watched, kill};
+
+/// The revision this client asks for.
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// Revisions a server may answer with: their `tools/call` is the same.
+pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
+
+/// How long a server gets to exit by itself once its stdin is closed, before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
+
+/// Lines of protocol notes (progress, logs, ignored output) kept on the record at most.
+const MAX_NOTES: usize = 64;
+
+/// Why a conversation with a server ended without a result.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum McpError {
+    /// The call's deadline passed (the server was killed).
+    #[error("the MCP server did not answer {phase} before the call's timeout")]
+    Timeout { phase: &'static str },
+    /// The server wrote more than the stdout cap (it was killed).
+    #[error("the MCP server wrote more than the output limit during {phase}")]
+    Overflow { phase: &'static str },
+    /// The server closed its stdout (usually: it exited).
+    #[error("the MCP server closed its output during {phase} without answering")]
+    Closed { phase: &'static str },
+    /// Writing to the server failed (it exited or closed its stdin).
+    #[error("failed to send {phase} to the MCP server: {source}")]
+    Write {
+        phase: &'static str,
+        source: std::io::Error,
+    },
+    /// The server answered with a JSON-RPC error.
+    #[error("the MCP server refused {phase}: {message} (code {code})")]
+    Refused {
+        phase: &'static str,
+        code: i64,
+        message: String,
+    },
+    /// The server's answer breaks the protocol.
+    #[error("the MCP server's answer to {phase} is not valid: {reason}")]
+    Protocol { phase: &'static str, reason: String },
+}
+
+/// One conversation with a started server.
+pub(crate) struct Session<'a> {
+    /// The server's stdin; `None` once closed (the stdio transport's shutdown).
+    stdin: Option<pipe::Sender>,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+    exit: &'a AsyncFd<OwnedFd>,
+    deadline: Instant,
+    stdout_limit: usize,
+    stderr_limit: usize,
+    /// Bytes read from stdout but not yet a complete line.
+    pending: Vec<u8>,
+    /// Bytes read from stdout in all (against the cap).
+    stdout_total: usize,
+    stdout_open: bool,
+    stderr_open: bool,
+    next_id: i64,
+    /// What the record keeps besides stderr: progress, log messages, ignored lines.
+    pub notes: Vec<String>,
+    pub watched: Watched,
+    /// The server's `initialize` result.
+    pub server: Option<Value>,
+}
+
+impl<'a> Session<'a> {
+    pub fn new(io: ToolIo<'a>) -> Session<'a> {
+        Session {
+            stdin: Some(io.stdin),
+            stdout: io.stdout,
+            stderr: io.stderr,
+            exit: io.exit,
+            deadline: io.deadline,
+            stdout_limit: io.stdout_limit,
+            stderr_limit: io.stderr_limit,
+            pending: Vec::new(),
+            stdout_total: 0,
+            stdout_open: true,
+            stderr_open: true,
+            next_id: 1,
+            notes: Vec::new(),
+            watched: Watched::default(),
+            server: None,
+        }
+    }
+
+    /// `initialize` and `notifications/initialized`.
+    pub async fn initialize(&mut self) -> Result<(), McpError> {
+        let phase = "initialize";
+        let result = self
+            .request(
+                phase,
+                "initialize",
+                json!({
+                    "protocolVersion": PROTOCOL_VERSION,
+                    "capabilities": {},
+                    "clientInfo": {"name": "slovo-tools", "version": env!("CARGO_PKG_VERSION")},
+                }),
+            )
+            .await?;
+        let version = result.get("protocolVersion").and_then(Value::as_str);
+        match version {
+            Some(v) if SUPPORTED_PROTOCOL_VERSIONS.contains(&v) => {}
+            other => {
+                return Err(McpError::Protocol {
+                    phase,
+                    reason: format!(
+                        "protocol version {other:?} is not one this client speaks ({})",
+                        SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+                    ),
+                });
+            }
+        }
+        self.server = Some(result);
+        self.notify("notifications/initialized", json!({})).await
+    }
+
+    /// `tools/list`, every page.
+    pub async fn list_tools(&mut self) -> Result<Vec<Value>, McpError> {
+        let phase = "tools/list";
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        // A server that pages forever meets the stdout cap or the deadline.
+        loop {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let result = self.request(phase, "tools/list", params).await?;
+            let Some(page) = result.get("tools").and_then(Value::as_array) else {
+                return Err(McpError::Protocol {
+                    phase,
+                    reason: "no `tools` array".into(),
+                });
+            };
+            tools.extend(page.iter().cloned());
+            match result.get("nextCursor").and_then(Value::as_str) {
+                Some(c) if !c.is_empty() => cursor = Some(c.to_string()),
+                _ => return Ok(tools),
+            }
+        }
+    }
+
+    /// `tools/call`; progress notifications on the way are noted.
+    pub async fn call_tool(&mut self, name: &str, arguments: &Value) -> Result<Value, McpError> {
+        let token = format!("slovo-{}", self.next_id);
+        self.request(
+            "tools/call",
+            "tools/call",
+            json!({"name": name, "arguments": arguments, "_meta": {"progressToken": token}}),
+        )
+        .await
+    }
+
+    /// Closes the server's stdin (the stdio transport's shutdown) and gives it a moment to
+    /// exit; whatever is left is killed with the sandbox.
+    pub async fn shutdown(&mut self) {
+        self.stdin = None;
+        let grace = (Instant::now() + SHUTDOWN_GRACE).min(self.deadline);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            tokio::select! {
+                r = self.stderr.read(&mut buf), if self.stderr_open => match r {
+                    Ok(0) | Err(_) => self.stderr_open = false,
+                    Ok(n) => self.keep_stderr(&buf[..n]),
+                },
+                r = self.exit.readable() => {
+                    if let Ok(mut guard) = r {
+                        guard.retain_ready();
+                    }
+                    break;
+                },
+                _ = tokio::time::sleep_until(grace) => break,
+            }
+        }
+    }
+
+    async fn notify(&mut self, method: &str, params: Value) -> Result<(), McpError> {
+        self.send(
+            method_phase(method),
+            &json!({"jsonrpc": "2.0", "method": method, "params": params}),
+        )
+        .await
+    }
+
+    async fn request(&mut self, phase: &'static str, method: &str, params: Value) -> Result<Value, McpError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(
+            phase,
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .await?;
+        loop {
+            let message = self.next_message(phase).await?;
+            if message.get("method").is_some() {
+                self.answer_server_message(phase, &message).await?;
+                continue;
+            }
+            if message.get("id").and_then(Value::as_i64) != Some(id) {
+                self.note(format!(
+                    "ignored a response to an unknown request: {}",
+                    brief(&message)
+                ));
+                continue;
+            }
+            if let Some(error) = message.get("error") {
+                return Err(McpError::Refused {
+                    phase,
+                    code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
+                    message: error
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("(no message)")
+                        .to_string(),
+                });
+            }
+            return match message.get("result") {
+                Some(r) if r.is_object() => Ok(r.clone()),
+                _ => Err(McpError::Protocol {
+                    phase,
+                    reason: "a response without an object `result`".into(),
+                }),
+            };
+        }
+    }
+
+    /// A notification is noted (progress, log messages); a request from the server
+    /// (sampling, roots, elicitation) is declined: this client offers none of them.
+    async fn answer_server_message(&mut self, phase: &'static str, message: &Value) -> Result<(), McpError> {
+        let method = message.get("method").and_then(Value::as_str).unwrap_or("");
+        match message.get("id") {
+            Some(id) => {
+                self.note(format!("declined the server's request {method}"));
+                let reply = json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "error": {"code": -32601, "message": "not offered by this client"},
+                });
+                self.send(phase, &reply).await
+            }
+            None => {
+                let params = message.get("params").cloned().unwrap_or(Value::Null);
+                match method {
+                    "notifications/progress" => self.note(format!("progress: {}", brief(&params))),
+                    "notifications/message" => self.note(format!("log: {}", brief(&params))),
+                    _ => {}
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn send(&mut self, phase: &'static str, message: &Value) -> Result<(), McpError> {
+        let mut line = message.to_string().into_bytes();
+        line.push(b'\n');
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(McpError::Write {
+                phase,
+                source: std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdin is closed"),
+            });
+        };
+        // Writing can block on a server that does not read; the deadline still holds.
+        match tokio::time::timeout_at(self.deadline, stdin.write_all(&line)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(McpError::Write { phase, source }),
+            Err(_) => Err(self.time_out(phase)),
+        }
+    }
+
+    /// The next JSON-RPC message on stdout, reading (and capping) stdout and stderr until
+    /// one is complete.
+    async fn next_message(&mut self, phase: &'static str) -> Result<Value, McpError> {
+        let mut out_buf = vec![0u8; 64 * 1024];
+        let mut err_buf = vec![0u8; 16 * 1024];
+        loop {
+            while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Value>(text) {
+                    Ok(v) if v.is_object() => return Ok(v),
+                    _ => self.note(format!(
+                        "ignored a line that is not a JSON-RPC message: {}",
+                        clip(text)
+                    )),
+                }
+            }
+            if !self.stdout_open {
+                return Err(McpError::Closed { phase });
+            }
+            let deadline = self.deadline;
+            tokio::select! {
+                r = self.stdout.read(&mut out_buf) => match r {
+                    Ok(0) | Err(_) => self.stdout_open = false,
+                    Ok(n) => {
+                        self.stdout_total += n;
+                        if self.stdout_total > self.stdout_limit {
+                            self.watched.stdout_overflow = true;
+                            kill(self.exit);
+                            return Err(McpError::Overflow { phase });
+                        }
+                        self.pending.extend_from_slice(&out_buf[..n]);
+                    }
+                },
+                r = self.stderr.read(&mut err_buf), if self.stderr_open => match r {
+                    Ok(0) | Err(_) => self.stderr_open = false,
+                    Ok(n) => {
+                        let chunk = err_buf[..n].to_vec();
+                        self.keep_stderr(&chunk);
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => return Err(self.time_out(phase)),
+            }
+        }
+    }
+
+    fn time_out(&mut self, phase: &'static str) -> McpError {
+        self.watched.timed_out = true;
+        kill(self.exit);
+        McpError::Timeout { phase }
+    }
+
+    fn keep_stderr(&mut self, chunk: &[u8]) {
+        let room = self.stderr_limit.saturating_sub(self.watched.stderr.len());
+        self.watched
+            .stderr
+            .extend_from_slice(&chunk[..chunk.len().min(room)]);
+        self.watched.stderr_truncated |= chunk.len() > room;
+    }
+
+    fn note(&mut self, note: String) {
+        if self.notes.len() < MAX_NOTES {
+            self.notes.push(note);
+        }
+    }
+}
+
+/// The phase a notification belongs to, for error messages.
+fn method_phase(method: &str) -> &'static str {
+    match method {
+        "notifications/initialized" => "notifications/initialized",
+        _ => "a notification",
+    }
+}
+
+fn brief(v: &Value) -> String {
+    clip(&v.to_string())
+}
+
+fn clip(s: &str) -> String {
+    const MAX: usize = 300;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+impl McpError {
+    /// The call's verdict for a conversation that ended this way.
+    pub fn verdict(&self) -> Verdict {
+        let status = match self {
+            McpError::Timeout { .. } => ExecutionStatus::Timeout,
+            McpError::Overflow { .. } => ExecutionStatus::Killed,
+            _ => ExecutionStatus::Failure,
+        };
+        Verdict {
+            status,
+            output: None,
+            error: Some(self.to_string()),
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The MCP backend: `execution.type: mcp` tools are MCP servers, each call served by a server
+//! started fresh in the process sandbox and stopped after its one answer.
+//!
+//! # Brief overview
+//! [`McpBackend`] implements [`Backend`] for `execution.type: mcp` with the `stdio`
+//! transport. One call:
+//! 1. the process sandbox starts the server's command (its bundle read-only at `/tool`, the
+//!    system directories read-only with `system_paths`, `/data` its state, the grant's limits
+//!    and network) — exactly as it starts a process tool;
+//! 2. [`client::Session`] speaks MCP over the server's stdin and stdout: `initialize`
+//!    (protocol 2025-11-25), `notifications/initialized`, `tools/call`, then closes stdin;
+//! 3. the `tools/call` result becomes the call's verdict ([`result`]); the sandbox is destroyed.
+//!
+//! Everything the server writes counts against the stdout cap, stderr is kept with its cap,
+//! and every wait ends at the call's deadline. `docs/mcp-servers.md` has the whole story.
+
+mod client;
+mod pin;
+mod result;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use slovo_core::manifest::{Execution, McpTransport};
+
+pub use client::{PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
+
+use slovo_core::execution::{CallTarget, ExecutionStatus};
+use slovo_core::manifest::Capability;
+use slovo_core::permissions::{DEFAULT_MEMORY_MB, DEFAULT_PIDS, Grant};
+use tokio::sync::Mutex;
+
+use crate::process::{Conversed, Dialogue, ProcessBackend, Program, ToolIo, Verdict};
+use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
+
+/// Runs MCP servers over stdio in the process sandbox.
+#[derive(Debug, Clone)]
+pub struct McpBackend {
+    process: Arc<ProcessBackend>,
+}
+
+impl McpBackend {
+    /// A backend that starts each server in `process`'s sandbox (and so with its
+    /// configuration, host support and egress proxy).
+    pub fn new(process: Arc<ProcessBackend>) -> McpBackend {
+        McpBackend { process }
+    }
+}
+
+/// The sandboxed program of an MCP tool.
+fn program_of(execution: &Execution) -> Result<Program, String> {
+    let Execution::Mcp {
+        transport: McpTransport::Stdio,
+        command,
+        system_paths,
+        env,
+        ..
+    } = execution
+    else {
+        return Err(format!("a {} tool is not an MCP tool", execution.kind()));
+    };
+    Ok(Program {
+        command: command.clone(),
+        system_paths: *system_paths,
+        env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        system_program_allowed: true,
+    })
+}
+
+/// Limits of the one run at install that reads the server's tool list: no network, no
+/// state (`/data` empty and read-only), and the defaults a manifest gets when it says nothing.
+fn discovery_grant() -> Grant {
+    Grant {
+        internet_access: false,
+        network_allow: Vec::new(),
+        storage_quota_mb: 0,
+        cpu_limit_percent: 100,
+        memory_limit_mb: DEFAULT_MEMORY_MB,
+        timeout_s: DISCOVERY_TIMEOUT_S,
+        pids_limit: DEFAULT_PIDS,
+        expires_at: None,
+    }
+}
+
+/// Seconds the install run gets to start the server and list its tools.
+const DISCOVERY_TIMEOUT_S: u64 = 30;
+
+/// One `tools/call`, from `initialize` to shutdown; with a pinned tool list, the server's
+/// `tools/list` must match it before the tool is called.
+struct OneCall {
+    tool: String,
+    arguments: Value,
+    pinned: Option<Vec<Value>>,
+}
+
+impl OneCall {
+    async fn talk(&self, session: &mut client::Session<'_>) -> Verdict {
+        if let Err(e) = session.initialize().await {
+            return e.verdict();
+        }
+        if let Some(pinned) = &self.pinned {
+            match session.list_tools().await {
+                Ok(served) => {
+                    if let Some(diff) = pin::difference(pinned, &served) {
+                        return Verdict {
+                            status: ExecutionStatus::Failure,
+                            output: None,
+                            error: Some(format!(
+                                "refused: the server's tool list differs from the one approved: {diff}"
+                            )),
+                        };
+                    }
+                }
+                Err(e) => return e.verdict(),
+            }
+        }
+        match session.call_tool(&self.tool, &self.arguments).await {
+            Ok(r) => result::verdict_of(&r),
+            Err(e) => e.verdict(),
+        }
+    }
+}
+
+#[async_trait]
+impl Dialogue for OneCall {
+    async fn converse(&self, io: ToolIo<'_>) -> Conversed {
+        let mut session = client::Session::new(io);
+        let verdict = self.talk(&mut session).await;
+        session.shutdown().await;
+        let mut watched = std::mem::take(&mut session.watched);
+        // Protocol notes (progress, log messages, ignored output) go on the record with stderr.
+        for note in &session.notes {
+            watched
+                .stderr
+                .extend_from_slice(format!("\n[mcp] {note}").as_bytes());
+        }
+        Conversed {
+            watched,
+            verdict: Some(verdict),
+        }
+    }
+}
+
+/// What the install run found: the server's `initialize` result and its tools, or why not.
+type Listed = Result<(Value, Vec<Value>), String>;
+
+/// `initialize` and `tools/list`, for install.
+#[derive(Default)]
+struct ListTools {
+    found: Mutex<Option<Listed>>,
+}
+
+#[async_trait]
+impl Dialogue for ListTools {
+    async fn converse(&self, io: ToolIo<'_>) -> Conversed {
+        let mut session = client::Session::new(io);
+        let listed = match session.initialize().await {
+            Ok(()) => session.list_tools().await,
+            Err(e) => Err(e),
+        };
+        session.shutdown().await;
+        let verdict = match &listed {
+            Ok(_) => Verdict {
+                status: ExecutionStatus::Success,
+                output: None,
+                error: None,
+            },
+            Err(e) => e.verdict(),
+        };
+        let server = session.server.clone().unwrap_or(Value::Null);
+        *self.found.lock().await = Some(listed.map(|tools| (server, tools)).map_err(|e| e.to_string()));
+        Conversed {
+            watched: std::mem::take(&mut session.watched),
+            verdict: Some(verdict),
+        }
+    }
+}
+
+impl McpBackend {
+    /// Starts the server once in its sandbox (no network, no state) and reads its
+    /// `initialize` answer and its tool list.
+    async fn list_tools(
+        &self,
+        request: &InstallRequest,
+        program: &Program,
+    ) -> Result<(Value, Vec<Value>), String> {
+        let probe = Capability {
+            name: "tools/list".into(),
+            description: "the install run".into(),
+            parameters: json!({"type": "object"}),
+            returns: None,
+            endpoint: None,
+            method: None,
+            examples: Vec::new(),
+            read_only: Some(true),
+            destructive: Some(false),
+        };
+        let execution_id = format!("install-{}-{}", request.tool, request.version);
+        let spec = SandboxSpec::from_grant(
+            &discovery_grant(),
+            CallTarget {
+                execution_id: &execution_id,
+                tool: &request.tool,
+                version: &request.version,
+                capability: &probe,
+                execution: &request.execution,
+                api: None,
+                bundle_dir: request.bundle_dir.clone(),
+                state_dir: request.state_dir.clone(),
+                arguments: &json!({}),
+            },
+        );
+        let dialogue = ListTools::default();
+        let outcome = self
+            .process
+            .run_program(&spec, program, &dialogue)
+            .await
+            .map_err(|e| e.to_string())?;
+        match dialogue.found.lock().await.take() {
+            Some(Ok(found)) => Ok(found),
+            Some(Err(e)) => Err(with_stderr(e, &outcome.stderr)),
+            None => Err(with_stderr(
+                outcome.error.unwrap_or_else(|| "the server did not start".into()),
+                &outcome.stderr,
+            )),
+        }
+    }
+}
+
+/// An error with the end of the server's stderr, which usually says why it failed.
+fn with_stderr(error: String, stderr: &str) -> String {
+    let tail: String = stderr
+        .trim()
+        .chars()
+        .rev()
+        .take(600)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if tail.is_empty() {
+        error
+    } else {
+        format!("{error}; its stderr ends: {tail}")
+    }
+}
+
+#[async_trait]
+impl Backend for McpBackend {
+    fn kind(&self) -> &'static str {
+        "mcp"
+    }
+
+    async fn install(&self, request: &InstallRequest) -> Result<Value, BackendError> {
+        let fail = |reason: String| BackendError::Install {
+            tool: request.tool.clone(),
+            reason,
+        };
+        let program = program_of(&request.execution).map_err(fail)?;
+        let bundle = request
+            .bundle_dir
+            .as_ref()
+            .ok_or_else(|| fail("an MCP server tool needs its bundle".into()))?;
+        let first = program.command.first().cloned().unwrap_or_default();
+        let host = if first.starts_with('/') {
+            // A system program: it must exist here, where the sandbox's system directories
+            // come from.
+            std::path::PathBuf::from(&first)
+        } else {
+            bundle.join(first.trim_start_matches("./"))
+        };
+        if !host.is_file() {
+            return Err(fail(format!("{} is not a file", host.display())));
+        }
+        if let Some(refusal) = self.process.refusal() {
+            // Calls will be refused with this reason (recorded); approval still stands.
+            return Ok(json!({"transport": "stdio", "program": first, "refusal": refusal}));
+        }
+        let (server, tools) = self.list_tools(request, &program).await.map_err(|e| {
+            fail(format!(
+                "the server did not list its tools when started in its sandbox: {e}"
+            ))
+        })?;
+        Ok(json!({
+            "transport": "stdio",
+            "program": first,
+            "system_paths": program.system_paths,
+            "protocol_version": server.get("protocolVersion"),
+            "server_info": server.get("serverInfo"),
+            "tools_sha256": pin::digest(&tools),
+            "tools": tools,
+        }))
+    }
+
+    async fn shutdown(&self) {
+        // The process backend is shut down by its own registration.
+    }
+
+    async fn release_state(&self, state_dir: &std::path::Path, purge: bool) -> Result<(), BackendError> {
+        self.process
+            .release_state(state_dir, purge)
+            .map_err(|e| BackendError::Install {
+                tool: state_dir.display().to_string(),
+                reason: format!("failed to release the state volume: {e}"),
+            })
+    }
+
+    async fn run(&self, spec: &SandboxSpec) -> Outcome {
+        let program = match program_of(&spec.execution) {
+            Ok(p) => p,
+            Err(e) => return Outcome::failed(e),
+        };
+        let tool = spec
+            .execution
+            .mcp_tool_name(&spec.capability.name)
+            .unwrap_or(&spec.capability.name)
+            .to_string();
+        let arguments = spec
+            .request
+            .get("arguments")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let dialogue = OneCall {
+            tool,
+            arguments,
+            pinned: pin::pinned(spec.install_info.as_ref()),
+        };
+        match self.process.run_program(spec, &program, &dialogue).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, tool = %spec.tool, execution = %spec.execution_id, "MCP call failed");
+                Outcome::failed(e.to_string())
+            }
+        }
+    }
+}
