@@ -22,6 +22,7 @@ mod access;
 mod call;
 mod checkpoint;
 mod discovery;
+mod semantic;
 mod error;
 mod lifecycle;
 mod secrets;
@@ -46,6 +47,7 @@ pub use error::{ErrorKind, RuntimeError};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
 pub use secrets::LLM_SECRETS;
 pub use slovo_bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
+pub use semantic::{EmbedFailure, Embedder, FUSED_RANKER, RankingReport, probe as probe_ranking};
 pub use slovo_discovery::sources::SourceConfig;
 pub use views::{AuditReport, ToolSummary, ToolView, VersionView};
 // What the front ends name of the layers below, so that they depend on the runtime alone. These
@@ -106,6 +108,9 @@ pub struct RuntimeSettings {
     /// Which addresses count as public for fetches (the same policy the backends apply to
     /// tools). By default, globally routable addresses only.
     pub public: slovo_core::net::PublicPolicy,
+    /// Sentence embeddings for ranking by meaning (`discovery.model_dir` or
+    /// `discovery.embeddings_url`). By default, none: `resolve` ranks lexically.
+    pub embedder: Option<Arc<semantic::Embedder>>,
 }
 
 /// The runtime: store + backends + data directory.

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod call_writer;
+mod embeddings;
 mod rows;
 
 use std::path::Path;
