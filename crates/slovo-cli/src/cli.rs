@@ -366,7 +366,12 @@ pub enum DiscoverCommand {
     /// with --model-dir, by meaning and fused, on the development and the held-out part.
     Eval {
         /// The catalogue (APIs.guru layout, or a directory of Slovo manifests).
-        #[arg(long, value_name = "DIR", requires = "queries", required_unless_present = "bfcl")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            requires = "queries",
+            required_unless_present = "bfcl"
+        )]
         catalogue: Option<PathBuf>,
         /// JSON lines of {"query": "...", "expected": {"tool": "...", "capability": "..."} | null}.
         #[arg(long, value_name = "FILE", requires = "catalogue")]

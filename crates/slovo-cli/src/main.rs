@@ -178,15 +178,19 @@ fn runtime_settings(config: &slovo_config::Config) -> anyhow::Result<slovo_runti
 fn embedder(discovery: &slovo_config::DiscoveryConfig) -> anyhow::Result<Option<slovo_runtime::Embedder>> {
     match (&discovery.model_dir, &discovery.embeddings_url) {
         (Some(_), Some(_)) => Err(commands::UsageError(
-            "discovery.model_dir and discovery.embeddings_url are both set: configure one embedding model".into(),
+            "discovery.model_dir and discovery.embeddings_url are both set: configure one embedding model"
+                .into(),
         )
         .into()),
         (Some(dir), None) => Ok(Some(slovo_runtime::Embedder::local(dir))),
         (None, Some(url)) => {
             let model = discovery.embeddings_model.as_deref().ok_or_else(|| {
-                commands::UsageError("discovery.embeddings_url is set but discovery.embeddings_model is not".into())
+                commands::UsageError(
+                    "discovery.embeddings_url is set but discovery.embeddings_model is not".into(),
+                )
             })?;
-            let client = slovo_llm::EmbeddingsClient::new(url, model, None, std::time::Duration::from_secs(30))?;
+            let client =
+                slovo_llm::EmbeddingsClient::new(url, model, None, std::time::Duration::from_secs(30))?;
             Ok(Some(slovo_runtime::Embedder::remote(client)))
         }
         (None, None) => Ok(None),

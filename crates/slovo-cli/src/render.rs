@@ -585,7 +585,11 @@ pub fn bfcl_eval(report: &slovo_discovery::measure::LiveReport, json: bool) -> a
     let g = &report.gap_model;
     println!(
         "gap model{}: bias {}, similarity {}, normalized {}, coverage {}",
-        if report.fitted { " (fitted on the development part)" } else { "" },
+        if report.fitted {
+            " (fitted on the development part)"
+        } else {
+            ""
+        },
         g.bias,
         g.similarity,
         g.normalized,

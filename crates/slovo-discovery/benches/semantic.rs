@@ -32,7 +32,10 @@ fn main() {
         .unwrap_or(home.join(".cache"))
         .join("slovo-test/models/all-MiniLM-L6-v2");
     if !dir.join("model.safetensors").exists() {
-        eprintln!("semantic bench skipped: {} is missing (run scripts/ci-discovery-setup.sh)", dir.display());
+        eprintln!(
+            "semantic bench skipped: {} is missing (run scripts/ci-discovery-setup.sh)",
+            dir.display()
+        );
         return;
     }
     let t = Instant::now();
@@ -66,14 +69,25 @@ fn main() {
             index: &semantic,
             query: &v,
         };
-        black_box(resolve_with(&index, Some(sem), q, 5, Ranker::Weighted, &rule, &gap));
+        black_box(resolve_with(
+            &index,
+            Some(sem),
+            q,
+            5,
+            Ranker::Weighted,
+            &rule,
+            &gap,
+        ));
         samples.push(t.elapsed());
         embed_only.push(e);
     }
     // The first 20 warm the caches and the allocator.
     let (r50, r95) = percentiles(samples.split_off(20));
     let (e50, e95) = percentiles(embed_only.split_off(20));
-    println!("semantic bench: {CAPABILITIES} capabilities, {TIMED} queries, model {}", model.id());
+    println!(
+        "semantic bench: {CAPABILITIES} capabilities, {TIMED} queries, model {}",
+        model.id()
+    );
     println!("  model load                               {load:>10.1?}");
     println!("  index build, cold (embed every text)     {cold:>10.1?}  (+ lexical {lexical_build:.1?})");
     println!("  index build, warm (vectors cached)       {warm:>10.1?}");

@@ -24,7 +24,11 @@ impl Embed for Cached {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let missing: Vec<String> = texts.iter().filter(|t| !cache.contains_key(*t)).cloned().collect();
+        let missing: Vec<String> = texts
+            .iter()
+            .filter(|t| !cache.contains_key(*t))
+            .cloned()
+            .collect();
         eprintln!("{} texts, {} to embed", texts.len(), missing.len());
         if !missing.is_empty() {
             let vs = self.model.embed(&missing).map_err(|e| e.to_string())?;
@@ -54,8 +58,18 @@ fn main() -> Result<(), String> {
         for (part, f) in [("dev", &r.dev), ("held-out", &r.held_out)] {
             println!(
                 "{:9} {:8} n={:4} r@1 {:.3} r@5 {:.3} mrr {:.3} | gap acc {:.3} (never {:.3}) p {:.3} r {:.3} false-gap {:.3} | relevance false-gap {:.3}",
-                r.ranker.as_str(), part, f.cases, f.recall_at_1, f.recall_at_5, f.mrr, f.gap_accuracy,
-                f.never_gap_accuracy, f.gap_precision, f.gap_recall, f.false_gap_rate, r.relevance_false_gap_rate
+                r.ranker.as_str(),
+                part,
+                f.cases,
+                f.recall_at_1,
+                f.recall_at_5,
+                f.mrr,
+                f.gap_accuracy,
+                f.never_gap_accuracy,
+                f.gap_precision,
+                f.gap_recall,
+                f.false_gap_rate,
+                r.relevance_false_gap_rate
             );
         }
     }

@@ -202,7 +202,9 @@ pub fn load_live(dir: &Path) -> Result<LiveSets, BfclError> {
     let multiple = load_questions(&dir.join("BFCL_v4_live_multiple.json"), |id| {
         answers.get(id).map(|f| Expected::Function(f.clone()))
     })?;
-    let irrelevance = load_questions(&dir.join("BFCL_v4_live_irrelevance.json"), |_| Some(Expected::Gap))?;
+    let irrelevance = load_questions(&dir.join("BFCL_v4_live_irrelevance.json"), |_| {
+        Some(Expected::Gap)
+    })?;
     let relevance_path = dir.join("BFCL_v4_live_relevance.json");
     let relevance = if relevance_path.exists() {
         load_questions(&relevance_path, |_| Some(Expected::Any))?

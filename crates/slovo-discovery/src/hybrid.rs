@@ -133,7 +133,10 @@ impl Default for GapModel {
 impl GapModel {
     /// The probability that a candidate with these figures serves the request.
     pub fn p_served(&self, similarity: f32, normalized: f32, coverage: f32) -> f32 {
-        let z = self.bias + self.similarity * similarity + self.normalized * normalized + self.coverage * coverage;
+        let z = self.bias
+            + self.similarity * similarity
+            + self.normalized * normalized
+            + self.coverage * coverage;
         1.0 / (1.0 + (-z).exp())
     }
 
@@ -314,7 +317,15 @@ mod tests {
                 index: &semantic,
                 query: q,
             });
-            rank(&index, sem, "x", 3, Ranker::Semantic, &GapRule::default(), &strict)
+            rank(
+                &index,
+                sem,
+                "x",
+                3,
+                Ranker::Semantic,
+                &GapRule::default(),
+                &strict,
+            )
         };
         assert!(!r(&near).gap, "similarity 0.99 passes a 0.9 bar");
         let far_ranking = r(&far);

@@ -101,7 +101,15 @@ pub struct Resolution {
 /// Ranks the capabilities of `index` for `query` (at most `limit`), fills their arguments,
 /// and decides with `rule` whether it is a gap.
 pub fn resolve(index: &Index, query: &str, limit: usize, rule: &GapRule) -> Resolution {
-    resolve_with(index, None, query, limit, Ranker::Lexical, rule, &GapModel::default())
+    resolve_with(
+        index,
+        None,
+        query,
+        limit,
+        Ranker::Lexical,
+        rule,
+        &GapModel::default(),
+    )
 }
 
 /// [`resolve`] with a ranking by meaning: `ranker` orders the candidates and, unless it is

@@ -55,8 +55,11 @@ pub fn run(
         .iter()
         .map(|c| {
             let index = Index::build(c.docs.clone());
-            let doc_vectors: Option<Vec<Vec<f32>>> =
-                c.docs.iter().map(|d| vectors.get(&embedding_text(d)).cloned()).collect();
+            let doc_vectors: Option<Vec<Vec<f32>>> = c
+                .docs
+                .iter()
+                .map(|d| vectors.get(&embedding_text(d)).cloned())
+                .collect();
             let semantic_index = doc_vectors.and_then(|v| SemanticIndex::new(&index, v).ok());
             let query_vector = vectors.get(&c.query);
             let semantic = match (&semantic_index, query_vector) {
@@ -162,12 +165,21 @@ pub fn fit_gap_model(outcomes: &[Outcome]) -> GapModel {
     for _ in 0..STEPS {
         let mut grad = [0.0f64; 4];
         for o in outcomes {
-            let x = [1.0, o.features[0] as f64, o.features[1] as f64, o.features[2] as f64];
+            let x = [
+                1.0,
+                o.features[0] as f64,
+                o.features[1] as f64,
+                o.features[2] as f64,
+            ];
             let z: f64 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
             let p = 1.0 / (1.0 + (-z).exp());
             let y = if o.servable { 1.0 } else { 0.0 };
             // Each class weighs half, whatever its size.
-            let weight = if o.servable { total / (2.0 * positives) } else { total / (2.0 * negatives) };
+            let weight = if o.servable {
+                total / (2.0 * positives)
+            } else {
+                total / (2.0 * negatives)
+            };
             for (g, xi) in grad.iter_mut().zip(&x) {
                 *g += weight * (p - y) * xi;
             }
@@ -252,19 +264,25 @@ pub fn evaluate_live(
     }
     let embed_seconds = started.elapsed().as_secs_f64();
     let rule = GapRule::default();
-    let (dev, held): (Vec<CatalogueCase>, Vec<CatalogueCase>) = mixed.into_iter().partition(|c| !c.held_out());
+    let (dev, held): (Vec<CatalogueCase>, Vec<CatalogueCase>) =
+        mixed.into_iter().partition(|c| !c.held_out());
     let mut gap = GapModel::default();
     if let Some(ranker) = fit.filter(|_| model.is_some()) {
         gap = fit_gap_model(&run(&dev, &vectors, ranker, &rule, &gap));
     }
-    let rankers: &[Ranker] = if model.is_some() { &Ranker::ALL } else { &[Ranker::Lexical] };
+    let rankers: &[Ranker] = if model.is_some() {
+        &Ranker::ALL
+    } else {
+        &[Ranker::Lexical]
+    };
     let rankers = rankers
         .iter()
         .map(|&ranker| RankerFigures {
             ranker,
             dev: figures(&run(&dev, &vectors, ranker, &rule, &gap)),
             held_out: figures(&run(&held, &vectors, ranker, &rule, &gap)),
-            relevance_false_gap_rate: figures(&run(&sets.relevance, &vectors, ranker, &rule, &gap)).false_gap_rate,
+            relevance_false_gap_rate: figures(&run(&sets.relevance, &vectors, ranker, &rule, &gap))
+                .false_gap_rate,
         })
         .collect();
     Ok(LiveReport {
@@ -325,7 +343,12 @@ mod tests {
         let m = fit_gap_model(&o);
         assert!(m.similarity > 0.0, "{m:?}");
         for x in &o {
-            assert_eq!(m.accepts(x.features[0], 0.0, 0.0), x.servable, "{m:?} at {}", x.features[0]);
+            assert_eq!(
+                m.accepts(x.features[0], 0.0, 0.0),
+                x.servable,
+                "{m:?} at {}",
+                x.features[0]
+            );
         }
         // The boundary lies between the classes.
         let boundary = -m.bias / m.similarity;

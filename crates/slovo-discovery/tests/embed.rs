@@ -29,10 +29,18 @@ const SENTENCES: [&str; 4] = [
 
 /// First eight components of each sentence's vector, from `tests/reference_embeddings.py`.
 const REFERENCE_HEADS: [[f32; 8]; 4] = [
-    [0.03817, -0.03237, -0.02548, 0.01257, -0.03685, 0.00611, 0.08347, 0.02187],
-    [0.06787, 0.00351, -0.02113, 0.02426, -0.09306, 0.04587, 0.094, -0.08726],
-    [0.10312, -0.02533, 0.06971, 0.08386, 0.07035, -0.0109, 0.00519, -0.04497],
-    [-0.06496, 0.04693, -0.08349, -0.02489, 0.01872, -0.05709, 0.08848, -0.03782],
+    [
+        0.03817, -0.03237, -0.02548, 0.01257, -0.03685, 0.00611, 0.08347, 0.02187,
+    ],
+    [
+        0.06787, 0.00351, -0.02113, 0.02426, -0.09306, 0.04587, 0.094, -0.08726,
+    ],
+    [
+        0.10312, -0.02533, 0.06971, 0.08386, 0.07035, -0.0109, 0.00519, -0.04497,
+    ],
+    [
+        -0.06496, 0.04693, -0.08349, -0.02489, 0.01872, -0.05709, 0.08848, -0.03782,
+    ],
 ];
 
 /// Pairwise cosines (i, j, cosine), from the same script.
@@ -64,7 +72,10 @@ fn vectors_match_an_independent_forward_pass() {
     }
     for (i, j, want) in REFERENCE_COSINES {
         let got = cosine(&vectors[i], &vectors[j]);
-        assert!((got - want).abs() < 2e-4, "cosine({i},{j}) = {got}, reference {want}");
+        assert!(
+            (got - want).abs() < 2e-4,
+            "cosine({i},{j}) = {got}, reference {want}"
+        );
     }
     // Alone, without padding, a sentence gets the same vector as in the batch.
     let alone = model.embed(&texts[1..2]).unwrap();

@@ -19,12 +19,22 @@ struct Seen {
 /// Answers each input with [its length, its index], in reverse order (the protocol numbers the
 /// items, so order on the wire must not matter); an input "fail" makes it answer 500 and
 /// "short" makes it leave one vector out.
-async fn embeddings(State(s): State<Seen>, headers: HeaderMap, body: axum::Json<Value>) -> (StatusCode, axum::Json<Value>) {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+async fn embeddings(
+    State(s): State<Seen>,
+    headers: HeaderMap,
+    body: axum::Json<Value>,
+) -> (StatusCode, axum::Json<Value>) {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     s.requests.lock().unwrap().push((auth, body.0.clone()));
     let inputs: Vec<String> = serde_json::from_value(body.0["input"].clone()).unwrap();
     if inputs.iter().any(|i| i == "fail") {
-        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": "boom"})));
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": "boom"})),
+        );
     }
     let mut data: Vec<Value> = inputs
         .iter()
@@ -35,12 +45,17 @@ async fn embeddings(State(s): State<Seen>, headers: HeaderMap, body: axum::Json<
         data.pop();
     }
     data.reverse();
-    (StatusCode::OK, axum::Json(json!({"object": "list", "data": data, "model": body.0["model"]})))
+    (
+        StatusCode::OK,
+        axum::Json(json!({"object": "list", "data": data, "model": body.0["model"]})),
+    )
 }
 
 async fn server() -> (String, Seen) {
     let seen = Seen::default();
-    let app = Router::new().route("/v1/embeddings", post(embeddings)).with_state(seen.clone());
+    let app = Router::new()
+        .route("/v1/embeddings", post(embeddings))
+        .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -74,7 +89,20 @@ async fn errors_and_missing_vectors_are_reported_not_guessed() {
     let err = client.embed(&["a".into(), "short".into()]).await.unwrap_err();
     assert!(matches!(err, EmbeddingsError::Malformed { .. }), "{err}");
     // Nothing listens on this port (bound, then dropped).
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let client = EmbeddingsClient::new(&format!("http://127.0.0.1:{port}/v1"), "mini", None, Duration::from_secs(5)).unwrap();
-    assert!(matches!(client.embed(&["a".into()]).await.unwrap_err(), EmbeddingsError::Request { .. }));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = EmbeddingsClient::new(
+        &format!("http://127.0.0.1:{port}/v1"),
+        "mini",
+        None,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(matches!(
+        client.embed(&["a".into()]).await.unwrap_err(),
+        EmbeddingsError::Request { .. }
+    ));
 }

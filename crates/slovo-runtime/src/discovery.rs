@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::time::now_ms;
 use slovo_discovery::sources::{Catalogue, SourceConfig};
-use slovo_discovery::{Document, GapModel, GapRule, Index, Ranker, Resolution, Semantic, SemanticIndex, need_key};
+use slovo_discovery::{
+    Document, GapModel, GapRule, Index, Ranker, Resolution, Semantic, SemanticIndex, need_key,
+};
 use slovo_openapi::RemoteFetcher;
 use slovo_store::{DiscoveryRow, DiscoveryStatus};
 use tracing::{info, warn};
@@ -537,13 +539,15 @@ impl Runtime {
         let lexical = Index::build(docs);
         let semantic = match &self.settings.embedder {
             None => None,
-            Some(embedder) => match crate::semantic::document_vectors(&self.store, embedder, &lexical).await {
-                Ok((vectors, _)) => Some(vectors),
-                Err(e) => {
-                    warn!(error = %e, "embedding the capabilities failed; ranking lexically");
-                    None
+            Some(embedder) => {
+                match crate::semantic::document_vectors(&self.store, embedder, &lexical).await {
+                    Ok((vectors, _)) => Some(vectors),
+                    Err(e) => {
+                        warn!(error = %e, "embedding the capabilities failed; ranking lexically");
+                        None
+                    }
                 }
-            },
+            }
         };
         // An index whose vectors failed is not kept: the next request tries again.
         let complete = self.settings.embedder.is_none() || semantic.is_some();

@@ -22,10 +22,10 @@ mod access;
 mod call;
 mod checkpoint;
 mod discovery;
-mod semantic;
 mod error;
 mod lifecycle;
 mod secrets;
+mod semantic;
 mod views;
 
 use std::collections::{HashMap, HashSet};
@@ -46,8 +46,8 @@ pub use discovery::{
 pub use error::{ErrorKind, RuntimeError};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
 pub use secrets::LLM_SECRETS;
-pub use slovo_bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
 pub use semantic::{EmbedFailure, Embedder, FUSED_RANKER, RankingReport, probe as probe_ranking};
+pub use slovo_bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
 pub use slovo_discovery::sources::SourceConfig;
 pub use views::{AuditReport, ToolSummary, ToolView, VersionView};
 // What the front ends name of the layers below, so that they depend on the runtime alone. These

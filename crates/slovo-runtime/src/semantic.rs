@@ -57,7 +57,10 @@ impl Embedder {
         }
     }
 
-    async fn local_model(dir: &Path, cell: &tokio::sync::OnceCell<Arc<LocalModel>>) -> Result<Arc<LocalModel>, EmbedFailure> {
+    async fn local_model(
+        dir: &Path,
+        cell: &tokio::sync::OnceCell<Arc<LocalModel>>,
+    ) -> Result<Arc<LocalModel>, EmbedFailure> {
         cell.get_or_try_init(|| async {
             let dir = dir.to_path_buf();
             let model = tokio::task::spawn_blocking(move || LocalModel::load(&dir))
@@ -116,7 +119,9 @@ pub(crate) async fn document_vectors(
     }
     if !missing.is_empty() {
         info!(model = %model, texts = missing.len(), "embedding capabilities");
-        let vectors = embedder.embed(missing.iter().map(|(_, t)| t.clone()).collect()).await?;
+        let vectors = embedder
+            .embed(missing.iter().map(|(_, t)| t.clone()).collect())
+            .await?;
         let rows: Vec<(String, Vec<f32>)> = missing.iter().map(|(h, _)| h.clone()).zip(vectors).collect();
         store
             .put_embeddings(&model, &rows)
@@ -126,7 +131,12 @@ pub(crate) async fn document_vectors(
     }
     let vectors = hashes
         .iter()
-        .map(|h| cached.get(h).cloned().ok_or_else(|| EmbedFailure(format!("no vector for {h}"))))
+        .map(|h| {
+            cached
+                .get(h)
+                .cloned()
+                .ok_or_else(|| EmbedFailure(format!("no vector for {h}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let semantic = SemanticIndex::new(index, vectors).map_err(|e| EmbedFailure(e.to_string()))?;
     Ok((semantic, missing.len()))

@@ -57,9 +57,15 @@ struct Server {
 /// so meaning-based ranking finds what words alone do not.
 fn vector(text: &str) -> Vec<f32> {
     let mut v = vec![0.0f32; 64];
-    for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+    for w in text
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         let w = if w == "table" { "restaurant" } else { w };
-        let h = w.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let h = w
+            .bytes()
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
         v[(h % 64) as usize] += 1.0;
     }
     v
@@ -119,7 +125,10 @@ async fn vectors_are_cached_in_the_store_and_a_restart_embeds_only_the_request()
         let r = rt.resolve("book a table for two", 5, &actor).await.unwrap();
         let top = &r.resolution.candidates[0];
         assert_eq!(top.capability, "reserve", "{label}: {r:?}");
-        assert!(top.similarity.is_some_and(|s| s > 0.0), "{label}: ranked by meaning: {top:?}");
+        assert!(
+            top.similarity.is_some_and(|s| s > 0.0),
+            "{label}: ranked by meaning: {top:?}"
+        );
         // Three capabilities and the request.
         assert_eq!(server.inputs.lock().unwrap().len(), 4, "{label}");
         rt.shutdown().await;
@@ -128,7 +137,10 @@ async fn vectors_are_cached_in_the_store_and_a_restart_embeds_only_the_request()
         server.inputs.lock().unwrap().clear();
         let rt = Runtime::new(db.store().await, Backends::new(), db.dir.path()).with_settings(settings(&url));
         let r = rt.resolve("air quality in Lyon", 5, &actor).await.unwrap();
-        assert_eq!(r.resolution.candidates[0].capability, "current_air_quality", "{label}");
+        assert_eq!(
+            r.resolution.candidates[0].capability, "current_air_quality",
+            "{label}"
+        );
         assert_eq!(
             *server.inputs.lock().unwrap(),
             vec!["air quality in Lyon".to_string()],
@@ -140,7 +152,10 @@ async fn vectors_are_cached_in_the_store_and_a_restart_embeds_only_the_request()
         let r = rt.resolve("air quality in Lyon", 5, &actor).await.unwrap();
         let top = &r.resolution.candidates[0];
         assert_eq!(top.capability, "current_air_quality", "{label}");
-        assert!(top.similarity.is_none(), "{label}: lexical when the embedder fails: {top:?}");
+        assert!(
+            top.similarity.is_none(),
+            "{label}: lexical when the embedder fails: {top:?}"
+        );
         rt.shutdown().await;
     }
 }

@@ -22,7 +22,12 @@ async fn vectors_round_trip_by_model_and_hash_and_survive_a_reopen() {
             .put_embeddings("mini@abc", &[("h0000".into(), vector(999))])
             .await
             .unwrap();
-        assert_eq!(store.count_embeddings("mini@abc").await.unwrap(), 450, "{}", db.label);
+        assert_eq!(
+            store.count_embeddings("mini@abc").await.unwrap(),
+            450,
+            "{}",
+            db.label
+        );
         store.close().await;
 
         let store = Store::connect(&db.url).await.unwrap();
