@@ -492,8 +492,6 @@ impl Runtime {
         Ok(())
     }
 
-    /// The index over active, approved, disabled-excluded and proposed tools, rebuilt only
-    /// when a tool's revision changed.
     /// The request's vector, when there is an embedder and the capabilities have vectors.
     /// A failure falls back to lexical ranking (logged), never fails the request.
     async fn query_vector(&self, index: &CapabilityIndex, query: &str) -> Option<Vec<f32>> {
@@ -508,6 +506,8 @@ impl Runtime {
         }
     }
 
+    /// The index over active, approved, disabled-excluded and proposed tools (with their
+    /// vectors when an embedder is configured), rebuilt only when a tool's revision changed.
     async fn capability_index(&self) -> Result<Arc<CapabilityIndex>> {
         let tools = self.store.tools().await?;
         let servable: Vec<_> = tools
