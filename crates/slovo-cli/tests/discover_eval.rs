@@ -41,11 +41,26 @@ fn bfcl_eval_reports_dev_and_held_out_figures() {
     let cases = |part: &str| rankers[0][part]["cases"].as_u64().unwrap();
     assert_eq!(cases("dev") + cases("held_out"), 80);
     assert!(cases("held_out") > 15 && cases("dev") > 40, "{report}");
-    assert!(rankers[0]["dev"]["recall_at_5"].as_f64().unwrap() > 0.5, "{report}");
+    assert!(
+        rankers[0]["dev"]["recall_at_5"].as_f64().unwrap() > 0.5,
+        "{report}"
+    );
 
-    let out = slovo(dir.path(), &["discover", "eval", "--bfcl", "/nonexistent/bfcl"], &[]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/bfcl/possible_answer/BFCL_v4_live_multiple.json"));
+    let out = slovo(
+        dir.path(),
+        &["discover", "eval", "--bfcl", "/nonexistent/bfcl"],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("/nonexistent/bfcl/possible_answer/BFCL_v4_live_multiple.json")
+    );
 }
 
 #[test]

@@ -1,14 +1,14 @@
 //! The BFCL evaluation on the sample committed in `eval/bfcl-sample` (40 live multiple, 40
 //! live irrelevance, 4 live relevance cases): the files parse into per-request catalogues,
-//! and ranking by meaning with all-MiniLM-L6-v2 beats words alone and the "never a gap"
-//! rule. The model test needs `scripts/ci-discovery-setup.sh` (fails without it under `CI`).
+//! and ranking by meaning with all-MiniLM-L6-v2 meets the ranking targets and decides gaps
+//! better than words alone and than the "never a gap" rule. The model test needs `scripts/ci-discovery-setup.sh` (fails without it under `CI`).
 
 use std::path::PathBuf;
 
 use slovo_discovery::Ranker;
 use slovo_discovery::bfcl::{Expected, load_live};
 use slovo_discovery::embed::LocalModel;
-use slovo_discovery::measure::{Embed, evaluate_live};
+use slovo_discovery::measure::{Embed, Figures, evaluate_live};
 
 fn sample() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("eval/bfcl-sample")
@@ -82,24 +82,21 @@ fn meaning_beats_words_and_the_gap_model_beats_never_a_gap() {
     let model = LocalModel::load(&dir).unwrap();
     let report = evaluate_live(&sets, Some(&model as &dyn Embed), None).unwrap();
     let get = |r: Ranker| report.rankers.iter().find(|f| f.ranker == r).unwrap();
-    // Both parts together: 84 cases are few; the thresholds sit below the full sets' figures
-    // (docs/discovery.md) with a margin for the sample's noise.
-    let both = |r: Ranker, f: fn(&slovo_discovery::measure::Figures) -> f64| {
+    // Both parts together: 84 cases are few, so the bars are the targets for ranking
+    // and a clear margin over "never a gap" and over the lexical rule for gap decisions.
+    let pooled = |r: Ranker, f: fn(&Figures) -> (f64, usize)| {
         let x = get(r);
-        (f(&x.dev) * x.dev.cases as f64 + f(&x.held_out) * x.held_out.cases as f64)
-            / (x.dev.cases + x.held_out.cases) as f64
+        let ((a, n), (b, m)) = (f(&x.dev), f(&x.held_out));
+        (a * n as f64 + b * m as f64) / (n + m) as f64
     };
-    let lexical_r1 = both(Ranker::Lexical, |f| {
-        f.recall_at_1 * f.ranked as f64 / f.cases as f64
-    });
-    let fused_r1 = both(Ranker::Weighted, |f| {
-        f.recall_at_1 * f.ranked as f64 / f.cases as f64
-    });
-    assert!(fused_r1 >= lexical_r1, "fused {fused_r1} < lexical {lexical_r1}");
-    let fused_gap = both(Ranker::Weighted, |f| f.gap_accuracy);
-    let never = both(Ranker::Weighted, |f| f.never_gap_accuracy);
-    assert!(
-        fused_gap > never + 0.1,
-        "gap accuracy {fused_gap} vs never-a-gap {never}"
+    let r1 = pooled(Ranker::Weighted, |f| (f.recall_at_1, f.ranked));
+    let r5 = pooled(Ranker::Weighted, |f| (f.recall_at_5, f.ranked));
+    let fused_gap = pooled(Ranker::Weighted, |f| (f.gap_accuracy, f.cases));
+    let lexical_gap = pooled(Ranker::Lexical, |f| (f.gap_accuracy, f.cases));
+    let never = pooled(Ranker::Weighted, |f| (f.never_gap_accuracy, f.cases));
+    let figures = format!(
+        "r@1 {r1:.3} r@5 {r5:.3} gap accuracy {fused_gap:.3} (lexical {lexical_gap:.3}, never a gap {never:.3})"
     );
+    assert!(r1 >= 0.8 && r5 >= 0.9, "{figures}");
+    assert!(fused_gap > never + 0.1 && fused_gap > lexical_gap, "{figures}");
 }
