@@ -11,9 +11,12 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use slovo_llm::{EmbeddingsClient, EmbeddingsError};
 
+/// One request as the server saw it: the Authorization header and the body.
+type Request = (Option<String>, Value);
+
 #[derive(Clone, Default)]
 struct Seen {
-    requests: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    requests: Arc<Mutex<Vec<Request>>>,
 }
 
 /// Answers each input with [its length, its index], in reverse order (the protocol numbers the

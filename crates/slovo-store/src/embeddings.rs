@@ -14,7 +14,7 @@ fn encode(vector: &[f32]) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> Result<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(StoreError::Corrupt(format!(
             "embedding_cache vector of {} bytes is not a list of f32",
             bytes.len()
