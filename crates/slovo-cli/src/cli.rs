@@ -367,14 +367,32 @@ pub enum DiscoverCommand {
         /// The request's id.
         id: String,
     },
-    /// Measure the ranking on a catalogue: recall@1, recall@5, MRR, gap precision and recall.
+    /// Measure the ranking on a catalogue: recall@1, recall@5, MRR, gap precision and recall;
+    /// or, with --bfcl, on BFCL's live sets (each request with its own functions), lexical and,
+    /// with --model-dir, by meaning and fused, on the development and the held-out part.
     Eval {
         /// The catalogue (APIs.guru layout, or a directory of Slovo manifests).
-        #[arg(long, value_name = "DIR")]
-        catalogue: PathBuf,
+        #[arg(
+            long,
+            value_name = "DIR",
+            requires = "queries",
+            required_unless_present = "bfcl"
+        )]
+        catalogue: Option<PathBuf>,
         /// JSON lines of {"query": "...", "expected": {"tool": "...", "capability": "..."} | null}.
-        #[arg(long, value_name = "FILE")]
-        queries: PathBuf,
+        #[arg(long, value_name = "FILE", requires = "catalogue")]
+        queries: Option<PathBuf>,
+        /// A BFCL data directory with BFCL_v4_live_{multiple,irrelevance,relevance}.json and
+        /// possible_answer/.
+        #[arg(long, value_name = "DIR", conflicts_with = "catalogue")]
+        bfcl: Option<PathBuf>,
+        /// A sentence-transformers model directory to rank by meaning too (default:
+        /// discovery.model_dir).
+        #[arg(long, value_name = "DIR", requires = "bfcl")]
+        model_dir: Option<PathBuf>,
+        /// Fit the gap model on the development part first (prints the weights to commit).
+        #[arg(long, requires = "bfcl")]
+        fit_gap: bool,
     },
 }
 

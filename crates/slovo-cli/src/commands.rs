@@ -240,18 +240,24 @@ async fn secret(rt: &Runtime, cmd: &SecretCommand, actor: &Actor, json: bool) ->
     Ok(exit::OK)
 }
 
-/// Prints the host probe.
-pub fn doctor(config: &slovo_config::Config, json: bool) -> anyhow::Result<u8> {
+/// Prints the host probe, and which ranking discovery uses.
+pub async fn doctor(rt: &Runtime, config: &slovo_config::Config, json: bool) -> anyhow::Result<u8> {
     let docker_host = config
         .docker
         .host
         .as_deref()
         .unwrap_or(slovo_sandbox::doctor::DEFAULT_DOCKER_HOST);
     let report = slovo_sandbox::doctor::probe_with(config.sandbox.allow_weaker, None, docker_host);
+    let ranking = rt.discovery_ranking().await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("discovery_ranking".into(), serde_json::to_value(&ranking)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", report.render());
+        println!("{}", ranking.render());
     }
     Ok(exit::OK)
 }
@@ -538,7 +544,28 @@ async fn discover(
             let row = rt.reject_request(id, actor).await?;
             render::discovery_requests(std::slice::from_ref(&row), json)?;
         }
-        DiscoverCommand::Eval { catalogue, queries } => {
+        DiscoverCommand::Eval {
+            bfcl: Some(dir),
+            model_dir,
+            fit_gap,
+            ..
+        } => {
+            let model_dir = model_dir.clone().or_else(|| configured.model_dir.clone());
+            let dir = dir.clone();
+            let fit = *fit_gap;
+            let report = progress::while_running(
+                "BFCL evaluation (embedding every text once, then ranking)",
+                json,
+                tokio::task::spawn_blocking(move || bfcl_eval(&dir, model_dir.as_deref(), fit)),
+            )
+            .await??;
+            render::bfcl_eval(&report, json)?;
+        }
+        DiscoverCommand::Eval {
+            catalogue: Some(catalogue),
+            queries: Some(queries),
+            ..
+        } => {
             let text = std::fs::read_to_string(queries)
                 .with_context(|| format!("failed to read {}", queries.display()))?;
             let cases = slovo_discovery::eval::parse_cases(&text)
@@ -584,6 +611,25 @@ async fn discover(
                 json,
             )?;
         }
+        DiscoverCommand::Eval { .. } => {
+            return Err(UsageError("give --bfcl DIR, or --catalogue DIR and --queries FILE".into()).into());
+        }
     }
     Ok(exit::OK)
+}
+
+/// `slovo discover eval --bfcl`: the live sets, lexical and (with a model) by meaning.
+fn bfcl_eval(
+    dir: &Path,
+    model_dir: Option<&Path>,
+    fit: bool,
+) -> anyhow::Result<slovo_discovery::measure::LiveReport> {
+    let sets = slovo_discovery::bfcl::load_live(dir).map_err(|e| UsageError(e.to_string()))?;
+    let model = model_dir
+        .map(slovo_discovery::embed::LocalModel::load)
+        .transpose()
+        .map_err(|e| UsageError(e.to_string()))?;
+    let fit_on = fit.then_some(slovo_runtime::FUSED_RANKER);
+    let model: Option<&dyn slovo_discovery::measure::Embed> = model.as_ref().map(|m| m as _);
+    slovo_discovery::measure::evaluate_live(&sets, model, fit_on).map_err(anyhow::Error::msg)
 }

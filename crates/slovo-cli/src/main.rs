@@ -77,11 +77,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
     };
     let rt = std::sync::Arc::new(
-        Runtime::new(store, backends(config)?, data_dir).with_settings(runtime_settings(config)),
+        Runtime::new(store, backends(config)?, data_dir).with_settings(runtime_settings(config)?),
     );
     let code = match &cli.command {
         cli::Command::Serve(_) => commands::serve(rt.clone(), config).await,
-        cli::Command::Doctor => commands::doctor(config, cli.json),
+        cli::Command::Doctor => commands::doctor(&rt, config, cli.json).await,
         cli::Command::Mcp => slovo_server::mcp::serve_stdio(rt.clone(), commands::shutdown_signal())
             .await
             .map(|()| exit::OK)
@@ -167,12 +167,37 @@ fn load_config(cli: &Cli) -> anyhow::Result<slovo_config::Loaded> {
 }
 
 /// What the runtime takes from the configuration.
-fn runtime_settings(config: &slovo_config::Config) -> slovo_runtime::RuntimeSettings {
-    slovo_runtime::RuntimeSettings {
+fn runtime_settings(config: &slovo_config::Config) -> anyhow::Result<slovo_runtime::RuntimeSettings> {
+    Ok(slovo_runtime::RuntimeSettings {
         secret_key: config.secret_key.clone().map(zeroize::Zeroizing::new),
         http_allow_private: config.http.allow_private,
         public: public_policy(config),
         instance_lease: std::time::Duration::from_millis(config.server.instance_lease_ms.max(300)),
+        embedder: embedder(&config.discovery)?.map(std::sync::Arc::new),
+    })
+}
+
+/// The sentence-embedding model `resolve` ranks with, if one is configured. A model directory
+/// is loaded when first needed; nothing is ever downloaded.
+fn embedder(discovery: &slovo_config::DiscoveryConfig) -> anyhow::Result<Option<slovo_runtime::Embedder>> {
+    match (&discovery.model_dir, &discovery.embeddings_url) {
+        (Some(_), Some(_)) => Err(commands::UsageError(
+            "discovery.model_dir and discovery.embeddings_url are both set: configure one embedding model"
+                .into(),
+        )
+        .into()),
+        (Some(dir), None) => Ok(Some(slovo_runtime::Embedder::local(dir))),
+        (None, Some(url)) => {
+            let model = discovery.embeddings_model.as_deref().ok_or_else(|| {
+                commands::UsageError(
+                    "discovery.embeddings_url is set but discovery.embeddings_model is not".into(),
+                )
+            })?;
+            let client =
+                slovo_llm::EmbeddingsClient::new(url, model, None, std::time::Duration::from_secs(30))?;
+            Ok(Some(slovo_runtime::Embedder::remote(client)))
+        }
+        (None, None) => Ok(None),
     }
 }
 

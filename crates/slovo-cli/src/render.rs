@@ -676,3 +676,63 @@ pub fn config(loaded: &slovo_config::Loaded, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub fn bfcl_eval(report: &slovo_discovery::measure::LiveReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(report);
+    }
+    match &report.model {
+        Some(m) => println!(
+            "model {m}: {} texts embedded in {:.1} s",
+            report.embedded, report.embed_seconds
+        ),
+        None => println!("no model: lexical ranking only (give --model-dir or set discovery.model_dir)"),
+    }
+    let g = &report.gap_model;
+    println!(
+        "gap model{}: bias {}, similarity {}, normalized {}, coverage {}",
+        if report.fitted {
+            " (fitted on the development part)"
+        } else {
+            ""
+        },
+        g.bias,
+        g.similarity,
+        g.normalized,
+        g.coverage
+    );
+    let mut t = table(&[
+        "RANKER",
+        "PART",
+        "CASES",
+        "RECALL@1",
+        "RECALL@5",
+        "MRR",
+        "GAP ACCURACY",
+        "NEVER-GAP ACC.",
+        "GAP PRECISION",
+        "GAP RECALL",
+        "FALSE-GAP RATE",
+    ]);
+    for r in &report.rankers {
+        for (part, f) in [("dev", &r.dev), ("held-out", &r.held_out)] {
+            let n = |v: f64| format!("{v:.3}");
+            t.add_row(vec![
+                r.ranker.as_str().to_string(),
+                part.to_string(),
+                format!("{} ({} gaps)", f.cases, f.gaps),
+                n(f.recall_at_1),
+                n(f.recall_at_5),
+                n(f.mrr),
+                n(f.gap_accuracy),
+                n(f.never_gap_accuracy),
+                n(f.gap_precision),
+                n(f.gap_recall),
+                n(f.false_gap_rate),
+            ]);
+        }
+    }
+    println!("{t}");
+    println!("BFCL live multiple + live irrelevance; recall and MRR over live multiple only.");
+    Ok(())
+}

@@ -189,6 +189,18 @@ pub struct DiscoveryConfig {
     /// Seconds between passes of the worker in `slovo serve` (it runs only when a source is
     /// configured). By default, 30.
     pub interval_s: u64,
+    /// A sentence-transformers model directory (`model.safetensors`, `tokenizer.json`,
+    /// `config.json`) for ranking by meaning, run in process. By default, none: lexical
+    /// ranking only. Nothing is ever downloaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_dir: Option<PathBuf>,
+    /// The base URL (`…/v1`) of an OpenAI-compatible `/embeddings` endpoint, used instead of
+    /// `model_dir`. By default, none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embeddings_url: Option<String>,
+    /// The model the embeddings endpoint is asked for. Required with `embeddings_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embeddings_model: Option<String>,
 }
 
 impl Default for DiscoveryConfig {
@@ -199,6 +211,9 @@ impl Default for DiscoveryConfig {
             openapi_urls: Vec::new(),
             mcp_registries: Vec::new(),
             interval_s: 30,
+            model_dir: None,
+            embeddings_url: None,
+            embeddings_model: None,
         }
     }
 }
@@ -294,6 +309,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("discovery.openapi_urls", Kind::List),
     ("discovery.mcp_registries", Kind::List),
     ("discovery.interval_s", Kind::Int),
+    ("discovery.model_dir", Kind::Str),
+    ("discovery.embeddings_url", Kind::Str),
+    ("discovery.embeddings_model", Kind::Str),
     ("server.listen", Kind::Str),
     ("server.allow_remote", Kind::Bool),
     ("server.max_concurrent_calls", Kind::Int),

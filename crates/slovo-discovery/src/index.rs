@@ -175,6 +175,10 @@ pub struct Hit {
     pub normalized: f32,
     /// IDF-weighted share of the query's non-value words found (0–1).
     pub coverage: f32,
+    /// Cosine similarity of the capability's and the request's embeddings, when ranked by
+    /// meaning too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
     /// Whether the gap rule accepts it.
     pub confident: bool,
 }
@@ -373,6 +377,7 @@ impl Index {
                 score,
                 normalized,
                 coverage,
+                similarity: None,
                 confident: rule.accepts(normalized, coverage),
             }
         };

@@ -37,14 +37,19 @@
 #![deny(missing_docs)]
 
 pub mod args;
+pub mod bfcl;
+pub mod embed;
 pub mod eval;
+pub mod hybrid;
 mod index;
+pub mod measure;
 pub mod sources;
 pub mod text;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use hybrid::{GapModel, Ranker, Semantic, SemanticIndex};
 pub use index::{Document, GapRule, Hit, Index, Ranking};
 
 /// One ranked capability, with the arguments the request already gives.
@@ -67,6 +72,9 @@ pub struct ResolvedCapability {
     pub normalized: f32,
     /// IDF-weighted share of the request's words the capability covers (0–1).
     pub coverage: f32,
+    /// Cosine similarity of the request's and the capability's embeddings (ranking by meaning).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
     /// The gap rule accepts it.
     pub confident: bool,
     /// Arguments filled from the request.
@@ -93,7 +101,29 @@ pub struct Resolution {
 /// Ranks the capabilities of `index` for `query` (at most `limit`), fills their arguments,
 /// and decides with `rule` whether it is a gap.
 pub fn resolve(index: &Index, query: &str, limit: usize, rule: &GapRule) -> Resolution {
-    let ranking = index.search(query, limit, rule);
+    resolve_with(
+        index,
+        None,
+        query,
+        limit,
+        Ranker::Lexical,
+        rule,
+        &GapModel::default(),
+    )
+}
+
+/// [`resolve`] with a ranking by meaning: `ranker` orders the candidates and, unless it is
+/// [`Ranker::Lexical`] or there is no `semantic` side, `gap` decides whether it is a gap.
+pub fn resolve_with(
+    index: &Index,
+    semantic: Option<Semantic<'_>>,
+    query: &str,
+    limit: usize,
+    ranker: Ranker,
+    rule: &GapRule,
+    gap: &GapModel,
+) -> Resolution {
+    let ranking = hybrid::rank(index, semantic, query, limit, ranker, rule, gap);
     let candidates = ranking
         .hits
         .iter()
@@ -109,6 +139,7 @@ pub fn resolve(index: &Index, query: &str, limit: usize, rule: &GapRule) -> Reso
                 score: h.score,
                 normalized: h.normalized,
                 coverage: h.coverage,
+                similarity: h.similarity,
                 confident: h.confident,
                 arguments: filled.arguments,
                 argument_sources: filled.how,

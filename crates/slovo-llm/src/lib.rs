@@ -7,7 +7,14 @@
 //! is retried, and after the last attempt discarded — never stored. Callers then keep the
 //! deterministic offline analysis (`slovo_openapi::offline_analysis`), so a proposal never
 //! depends on a model being reachable or well-behaved.
+//!
+//! [`EmbeddingsClient`] asks an OpenAI-compatible `/embeddings` endpoint for sentence vectors
+//! (discovery's ranking by meaning without an in-process model).
 #![deny(missing_docs)]
+
+mod embeddings;
+
+pub use embeddings::{EmbeddingsClient, EmbeddingsError};
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::time::now_ms;
 use slovo_discovery::sources::{Catalogue, SourceConfig};
-use slovo_discovery::{Document, GapRule, Index, Resolution, need_key};
+use slovo_discovery::{
+    Document, GapModel, GapRule, Index, Ranker, Resolution, Semantic, SemanticIndex, need_key,
+};
 use slovo_openapi::RemoteFetcher;
 use slovo_store::{DiscoveryRow, DiscoveryStatus};
 use tracing::{info, warn};
@@ -33,7 +35,13 @@ type Fingerprint = Vec<(String, i64)>;
 /// The capability index over installed and proposed tools, rebuilt when a tool changes.
 #[derive(Default)]
 pub(crate) struct DiscoveryCache {
-    index: RwLock<Option<(Fingerprint, Arc<Index>)>>,
+    index: RwLock<Option<(Fingerprint, Arc<CapabilityIndex>)>>,
+}
+
+/// The lexical index and, with an embedder, the vectors of its documents.
+pub(crate) struct CapabilityIndex {
+    lexical: Index,
+    semantic: Option<SemanticIndex>,
 }
 
 /// The answer of [`Runtime::resolve`].
@@ -142,7 +150,26 @@ impl Runtime {
     /// a discovery request unless an equivalent one (same content words) is already open.
     pub async fn resolve(&self, query: &str, limit: usize, actor: &Actor) -> Result<ResolveOutcome> {
         let index = self.capability_index().await?;
-        let resolution = slovo_discovery::resolve(&index, query, limit.max(1), &GapRule::default());
+        let query_vector = self.query_vector(&index, query).await;
+        let (semantic, ranker) = match (&index.semantic, &query_vector) {
+            (Some(vectors), Some(q)) => (
+                Some(Semantic {
+                    index: vectors,
+                    query: q,
+                }),
+                crate::semantic::FUSED_RANKER,
+            ),
+            _ => (None, Ranker::Lexical),
+        };
+        let resolution = slovo_discovery::resolve_with(
+            &index.lexical,
+            semantic,
+            query,
+            limit.max(1),
+            ranker,
+            &GapRule::default(),
+            &GapModel::default(),
+        );
         let discovery = if resolution.gap && !need_key(query).is_empty() {
             let (row, created) = self.request_discovery(query, actor).await?;
             Some(DiscoveryRef {
@@ -157,6 +184,12 @@ impl Runtime {
             resolution,
             discovery,
         })
+    }
+
+    /// Which ranking `resolve` uses: lexical, or fused with the configured embedding model
+    /// (loaded and asked for one vector here, so a broken model shows).
+    pub async fn discovery_ranking(&self) -> crate::RankingReport {
+        crate::semantic::probe(self.settings.embedder.as_deref()).await
     }
 
     /// Opens a discovery request for `description`, or returns the equivalent open one
@@ -459,9 +492,23 @@ impl Runtime {
         Ok(())
     }
 
-    /// The index over active, approved, disabled-excluded and proposed tools, rebuilt only
-    /// when a tool's revision changed.
-    async fn capability_index(&self) -> Result<Arc<Index>> {
+    /// The request's vector, when there is an embedder and the capabilities have vectors.
+    /// A failure falls back to lexical ranking (logged), never fails the request.
+    async fn query_vector(&self, index: &CapabilityIndex, query: &str) -> Option<Vec<f32>> {
+        index.semantic.as_ref()?;
+        let embedder = self.settings.embedder.as_ref()?;
+        match embedder.embed(vec![query.to_string()]).await {
+            Ok(mut v) => v.pop(),
+            Err(e) => {
+                warn!(error = %e, "embedding the request failed; ranking lexically");
+                None
+            }
+        }
+    }
+
+    /// The index over active, approved, disabled-excluded and proposed tools (with their
+    /// vectors when an embedder is configured), rebuilt only when a tool's revision changed.
+    async fn capability_index(&self) -> Result<Arc<CapabilityIndex>> {
         let tools = self.store.tools().await?;
         let servable: Vec<_> = tools
             .into_iter()
@@ -489,8 +536,23 @@ impl Runtime {
             let compiled = self.compiled(&t.name, &version).await?;
             docs.extend(Document::from_manifest(&compiled.manifest, t.status.as_str()));
         }
-        let index = Arc::new(Index::build(docs));
-        if let Ok(mut cache) = self.discovery.index.write() {
+        let lexical = Index::build(docs);
+        let semantic = match &self.settings.embedder {
+            None => None,
+            Some(embedder) => {
+                match crate::semantic::document_vectors(&self.store, embedder, &lexical).await {
+                    Ok((vectors, _)) => Some(vectors),
+                    Err(e) => {
+                        warn!(error = %e, "embedding the capabilities failed; ranking lexically");
+                        None
+                    }
+                }
+            }
+        };
+        // An index whose vectors failed is not kept: the next request tries again.
+        let complete = self.settings.embedder.is_none() || semantic.is_some();
+        let index = Arc::new(CapabilityIndex { lexical, semantic });
+        if complete && let Ok(mut cache) = self.discovery.index.write() {
             *cache = Some((fingerprint, index.clone()));
         }
         Ok(index)

@@ -29,6 +29,7 @@ mod instances;
 mod lifecycle;
 mod proposals;
 mod secrets;
+mod semantic;
 mod signin_links;
 mod views;
 
@@ -53,6 +54,7 @@ pub use instances::{DEFAULT_INSTANCE_LEASE, Heartbeat, InstanceView};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
 pub use proposals::MAX_REJECT_REASON_CHARS;
 pub use secrets::LLM_SECRETS;
+pub use semantic::{EmbedFailure, Embedder, FUSED_RANKER, RankingReport, probe as probe_ranking};
 pub use signin_links::{DEFAULT_SIGNIN_LINK_TTL, SigninLink};
 pub use slovo_bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
 pub use slovo_discovery::sources::SourceConfig;
@@ -118,6 +120,9 @@ pub struct RuntimeSettings {
     /// How long this instance counts as alive after each heartbeat (several instances on one
     /// PostgreSQL; see [`Runtime::heartbeat`]). By default, [`DEFAULT_INSTANCE_LEASE`].
     pub instance_lease: std::time::Duration,
+    /// Sentence embeddings for ranking by meaning (`discovery.model_dir` or
+    /// `discovery.embeddings_url`). By default, none: `resolve` ranks lexically.
+    pub embedder: Option<Arc<semantic::Embedder>>,
 }
 
 impl Default for RuntimeSettings {
@@ -127,6 +132,7 @@ impl Default for RuntimeSettings {
             http_allow_private: false,
             public: slovo_core::net::PublicPolicy::default(),
             instance_lease: DEFAULT_INSTANCE_LEASE,
+            embedder: None,
         }
     }
 }

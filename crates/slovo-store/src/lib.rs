@@ -17,6 +17,7 @@
 mod bundles;
 mod call_writer;
 mod chains;
+mod embeddings;
 mod instances;
 mod rows;
 

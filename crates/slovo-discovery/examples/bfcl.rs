@@ -1,0 +1,77 @@
+//! BFCL live evaluation with the embeddings of every text kept in a file between runs, for
+//! tuning the fusion and the embedded text quickly:
+//! `cargo run --release -p slovo-discovery --example bfcl -- BFCL_DIR MODEL_DIR VECTORS.json [fit]`
+//! (`slovo discover eval --bfcl` gives the same figures without the vector file).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use slovo_discovery::Ranker;
+use slovo_discovery::embed::LocalModel;
+use slovo_discovery::measure::{Embed, evaluate_live};
+
+struct Cached {
+    model: LocalModel,
+    file: PathBuf,
+}
+
+impl Embed for Cached {
+    fn model_id(&self) -> String {
+        self.model.id().to_string()
+    }
+    fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        let mut cache: HashMap<String, Vec<f32>> = std::fs::read(&self.file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let missing: Vec<String> = texts
+            .iter()
+            .filter(|t| !cache.contains_key(*t))
+            .cloned()
+            .collect();
+        eprintln!("{} texts, {} to embed", texts.len(), missing.len());
+        if !missing.is_empty() {
+            let vs = self.model.embed(&missing).map_err(|e| e.to_string())?;
+            cache.extend(missing.into_iter().zip(vs));
+            std::fs::write(&self.file, serde_json::to_vec(&cache).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(texts.iter().map(|t| cache[t].clone()).collect())
+    }
+}
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [dir, model, file, rest @ ..] = &args[..] else {
+        return Err("usage: bfcl BFCL_DIR MODEL_DIR VECTORS.json [fit]".into());
+    };
+    let sets = slovo_discovery::bfcl::load_live(dir.as_ref()).map_err(|e| e.to_string())?;
+    let model = LocalModel::load(model.as_ref()).map_err(|e| e.to_string())?;
+    let cached = Cached {
+        model,
+        file: file.into(),
+    };
+    let fit = rest.first().map(|_| Ranker::Weighted);
+    let report = evaluate_live(&sets, Some(&cached), fit)?;
+    println!("{:?} fitted={}", report.gap_model, report.fitted);
+    for r in &report.rankers {
+        for (part, f) in [("dev", &r.dev), ("held-out", &r.held_out)] {
+            println!(
+                "{:9} {:8} n={:4} r@1 {:.3} r@5 {:.3} mrr {:.3} | gap acc {:.3} (never {:.3}) p {:.3} r {:.3} false-gap {:.3} | relevance false-gap {:.3}",
+                r.ranker.as_str(),
+                part,
+                f.cases,
+                f.recall_at_1,
+                f.recall_at_5,
+                f.mrr,
+                f.gap_accuracy,
+                f.never_gap_accuracy,
+                f.gap_precision,
+                f.gap_recall,
+                f.false_gap_rate,
+                r.relevance_false_gap_rate
+            );
+        }
+    }
+    Ok(())
+}
