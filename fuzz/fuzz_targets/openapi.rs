@@ -1,5 +1,6 @@
 //! The OpenAPI ingester on arbitrary bytes (JSON or YAML, any version), with limits that keep
-//! one input well under a second: a 64 KiB document, at most 50 operations. References to
+//! one input well under a second: a 64 KiB document, split into tools of at most 50 operations
+//! (which exercises the split by tag and by path prefix). References to
 //! other documents cannot be followed from memory (and remote ones are refused by default), so
 //! nothing is read from the file system or the network.
 #![no_main]
@@ -22,8 +23,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(ingested) = ingest(&source, &options) else {
         return;
     };
-    // A proposal is stored as a manifest like any other: its canonical form must parse.
-    if let Some(manifest) = ingested.manifest {
+    // Each proposal is stored as a manifest like any other: its canonical form must parse.
+    for manifest in ingested.manifests {
         let text = serde_json::to_vec(&manifest.to_canonical()).expect("a JSON value serialises");
         if let Err(e) = slovo_core::parse_manifest("proposal.json", &text) {
             panic!("the ingester proposed a manifest the parser refuses: {e}");
