@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use slovo_test_support::{fresh_postgres_url, test_dbs};
-use support::{Install, call_through, free_port, setup, slow_api, statuses};
+use support::{Install, call_through, free_port, no_call_left_running, setup, slow_api, statuses};
 
 fn fire_calls(
     port: u16,
@@ -194,15 +194,7 @@ async fn kill_9_of_one_of_three_instances_loses_no_answered_call() {
     );
 
     // Within a lease and a heartbeat, nothing is left running.
-    let deadline = Instant::now() + Duration::from_secs(25);
-    while statuses(&store).await.iter().any(|s| s == "running") {
-        assert!(
-            Instant::now() < deadline,
-            "calls stay running: {:?}",
-            statuses(&store).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    no_call_left_running(&store, Duration::from_secs(25)).await;
     let executions = store
         .executions(&slovo_store::ExecutionFilter {
             limit: 1000,

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Install, call_through, free_port, setup, slow_api, statuses};
+use support::{Install, call_through, free_port, no_call_left_running, setup, slow_api, statuses};
 
 /// Holds SQLite's write lock on `db` (`BEGIN IMMEDIATE`) for `seconds` from another process;
 /// returns once the lock is taken.
@@ -167,7 +167,7 @@ async fn a_full_disk_fails_calls_cleanly_and_service_resumes_when_space_returns(
     // result the full disk refused; every record is finished with its one event, and the
     // chain verifies.
     let store = install.store().await;
-    let all = no_call_left_running(&store).await;
+    let all = no_call_left_running(&store, Duration::from_secs(10)).await;
     let events = store.audit_page(0, 10_000).await.unwrap();
     let finished = events.iter().filter(|e| e.kind == "execution.finished").count();
     assert_eq!(finished, all.len());
@@ -178,17 +178,15 @@ async fn a_full_disk_fails_calls_cleanly_and_service_resumes_when_space_returns(
     drop(disk);
 }
 
-/// Waits (bounded) until no execution is `running`; returns every status.
-async fn no_call_left_running(store: &slovo_store::Store) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let all = statuses(store).await;
-        if !all.iter().any(|s| s == "running") {
-            return all;
-        }
-        assert!(Instant::now() < deadline, "calls stay running: {all:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// A `slovo serve` over `pg` with the slow API tool (each call takes `api_ms`): its directory,
+/// installation, agent token, port and process.
+async fn serving_over(pg: &PrivatePostgres, api_ms: u64) -> (tempfile::TempDir, Install, String, u16, Child) {
+    let api_port = slow_api(api_ms).await;
+    let root = tempfile::tempdir().unwrap();
+    let (install, token) = setup(&root.path().join("data"), Some(pg.url()), api_port);
+    let port = free_port();
+    let server = install.serve(port);
+    (root, install, token, port, server)
 }
 
 /// A PostgreSQL server of this test's own, so that restarting it disturbs no other test.
@@ -265,7 +263,9 @@ impl PrivatePostgres {
         ]);
     }
 
-    fn as_postgres(&self, args: &[&str]) {
+    /// PostgreSQL's program `args[0]` with the rest as arguments, as the postgres account when
+    /// we are root (PostgreSQL refuses to run as root).
+    fn postgres_command(&self, args: &[&str]) -> Command {
         let program = self.bin.join(args[0]);
         let mut c = if unsafe { libc::geteuid() } == 0 {
             let mut c = Command::new("runuser");
@@ -274,7 +274,12 @@ impl PrivatePostgres {
         } else {
             Command::new(&program)
         };
-        let out = c.args(&args[1..]).output().unwrap();
+        c.args(&args[1..]);
+        c
+    }
+
+    fn as_postgres(&self, args: &[&str]) {
+        let out = self.postgres_command(args).output().unwrap();
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -286,10 +291,8 @@ impl PrivatePostgres {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+        let _ = self
+            .postgres_command(&["pg_ctl", "-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
             .output();
     }
 }
@@ -297,11 +300,7 @@ impl Drop for PrivatePostgres {
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_restarted_under_load_leaves_no_half_recorded_call() {
     let pg = PrivatePostgres::start();
-    let api_port = slow_api(300).await;
-    let root = tempfile::tempdir().unwrap();
-    let (install, token) = setup(&root.path().join("data"), Some(pg.url()), api_port);
-    let port = free_port();
-    let mut server = install.serve(port);
+    let (_root, install, token, port, mut server) = serving_over(&pg, 300).await;
     let client = reqwest::Client::new();
 
     // Calls keep arriving for three seconds while the database restarts under them.
@@ -350,7 +349,7 @@ async fn postgres_restarted_under_load_leaves_no_half_recorded_call() {
     // calls whose result the database could not take; every answered call is recorded and
     // every record is finished with its one event.
     let store = slovo_store::Store::connect(&pg.url()).await.unwrap();
-    let all = no_call_left_running(&store).await;
+    let all = no_call_left_running(&store, Duration::from_secs(10)).await;
     let executions = store
         .executions(&slovo_store::ExecutionFilter {
             limit: 1000,
@@ -378,11 +377,7 @@ async fn postgres_restarted_under_load_leaves_no_half_recorded_call() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_result_the_database_could_not_take_is_closed_by_the_instance_itself() {
     let pg = PrivatePostgres::start();
-    let api_port = slow_api(2_000).await;
-    let root = tempfile::tempdir().unwrap();
-    let (install, token) = setup(&root.path().join("data"), Some(pg.url()), api_port);
-    let port = free_port();
-    let mut server = install.serve(port);
+    let (_root, install, token, port, mut server) = serving_over(&pg, 2_000).await;
     let client = reqwest::Client::new();
 
     // A call starts (recorded as running), then the database stops while the tool works, so
@@ -417,7 +412,10 @@ async fn a_result_the_database_could_not_take_is_closed_by_the_instance_itself()
     .await
     .unwrap();
     let store = slovo_store::Store::connect(&pg.url()).await.unwrap();
-    assert_eq!(no_call_left_running(&store).await, vec!["interrupted"]);
+    assert_eq!(
+        no_call_left_running(&store, Duration::from_secs(10)).await,
+        vec!["interrupted"]
+    );
     let events = store.audit_page(0, 10_000).await.unwrap();
     assert_eq!(
         events.iter().filter(|e| e.kind == "execution.finished").count(),

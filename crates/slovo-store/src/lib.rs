@@ -95,13 +95,24 @@ pub enum DbKind {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// How long a SQLite connection waits for another process's write lock, in ms: one literal
+/// for both the pragma and the error message that names the wait.
+macro_rules! sqlite_busy_timeout_ms {
+    () => {
+        10000
+    };
+}
+
 /// Set on every SQLite connection: WAL lets readers proceed while one writer commits; the busy
 /// timeout makes writers queue instead of failing.
-pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+pub(crate) const SQLITE_PRAGMAS: &str = concat!(
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = ",
+    sqlite_busy_timeout_ms!(),
+    "; PRAGMA foreign_keys = ON;"
+);
 
 /// How long a SQLite connection waits for another process's write lock (in [`SQLITE_PRAGMAS`]).
-pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+pub const SQLITE_BUSY_TIMEOUT_MS: u64 = sqlite_busy_timeout_ms!();
 
 impl From<sqlx::Error> for StoreError {
     /// Names the failures that pass by themselves, so that front ends can say "try again": a

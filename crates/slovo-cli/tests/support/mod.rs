@@ -215,3 +215,16 @@ pub fn shell(script: &str) -> Command {
     }
     cmd
 }
+
+/// Waits up to `limit` until no execution is `running`; returns every status.
+pub async fn no_call_left_running(store: &Store, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let all = statuses(store).await;
+        if !all.iter().any(|s| s == "running") {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "calls stay running: {all:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
