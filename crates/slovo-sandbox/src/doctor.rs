@@ -94,7 +94,7 @@ pub fn probe_with(allow_weaker: bool, cgroup_parent: Option<&Path>, docker_host:
     let mut v1 = Vec::new();
     let mut v2_mount = None;
     #[cfg(target_os = "linux")]
-    for (mp, fstype, opts) in crate::process::cgroups::parse_cgroup_mounts(&mountinfo) {
+    for (mp, fstype, opts) in crate::linux::mountinfo::cgroup_mounts(&mountinfo) {
         if fstype == "cgroup2" {
             v2_mount.get_or_insert(mp);
         } else {

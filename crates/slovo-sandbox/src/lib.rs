@@ -14,8 +14,12 @@
 #[cfg(all(feature = "docker", target_os = "linux"))]
 pub mod docker;
 pub mod doctor;
+#[cfg(target_os = "linux")]
+mod ending;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(target_os = "linux")]
+pub mod linux;
 #[cfg(target_os = "linux")]
 pub mod mcp;
 #[cfg(target_os = "linux")]

@@ -38,7 +38,7 @@ impl Layout {
     /// The host's layout, for a daemon that reported cgroup `version` ("1" or "2").
     pub fn detect(version: &str) -> Option<Layout> {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-        let mounts = crate::process::cgroups::parse_cgroup_mounts(&mountinfo);
+        let mounts = crate::linux::mountinfo::cgroup_mounts(&mountinfo);
         if version == "2" {
             let mount = mounts.into_iter().find(|(_, t, _)| t == "cgroup2")?.0;
             return Some(Layout::V2 { mount });

@@ -38,7 +38,7 @@ pub enum DockerError {
     },
     /// The tool's state volume (the `/data` quota) could not be prepared.
     #[error("state volume: {0}")]
-    Volume(#[from] crate::process::ProcessError),
+    Volume(#[from] crate::linux::volume::VolumeError),
 }
 
 impl DockerError {

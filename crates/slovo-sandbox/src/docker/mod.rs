@@ -7,7 +7,7 @@
 //!    the one recorded at install (digest pinning), a network grant whose confinement cannot
 //!    be set up ([`egress`]);
 //! 2. mount the tool's quota-enforced state volume (shared with the process sandbox,
-//!    [`crate::process::volume`]) and bind it at `/data`;
+//!    [`crate::linux::volume`]) and bind it at `/data`;
 //! 3. for a network grant, lease an address on Slovo's internal network, open the call's own
 //!    proxy listener on its gateway and let only that address reach it ([`egress`]);
 //! 4. create the container ([`container::body`]: no network or the egress network, read-only
@@ -46,13 +46,13 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use slovo_core::execution::ExecutionStatus;
 use slovo_core::manifest::Execution;
 use slovo_egress::{EgressConfig, EgressProxy};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-use crate::process::volume::Volumes;
+use crate::ending::{self, Captured, Enclosure, Exit};
+use crate::linux::volume::Volumes;
 use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
 use accounting::{CallCgroup, Layout};
 pub use error::DockerError;
@@ -489,7 +489,7 @@ impl DockerBackend {
         )
         .await;
         writer.abort();
-        if !w.timed_out && !w.stdout_overflow {
+        if !w.captured.timed_out && !w.captured.stdout_overflow {
             let mut wait = docker.wait_container(
                 &ctr.id,
                 Some(WaitContainerOptions {
@@ -497,7 +497,7 @@ impl DockerBackend {
                 }),
             );
             match tokio::time::timeout_at(deadline, wait.next()).await {
-                Err(_) => w.timed_out = true,
+                Err(_) => w.captured.timed_out = true,
                 Ok(Some(Ok(r))) => w.exit_code = Some(r.status_code),
                 Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => {
                     w.exit_code = Some(code)
@@ -581,17 +581,29 @@ impl Drop for Removal {
     }
 }
 
-/// What was observed while the tool ran.
+/// What was observed while the container ran.
 #[derive(Debug, Default)]
 struct Watched {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    stderr_truncated: bool,
-    stdout_overflow: bool,
-    timed_out: bool,
+    captured: Captured,
     exit_code: Option<i64>,
     oom_killed: bool,
     stream_error: Option<String>,
+}
+
+impl Watched {
+    /// The container's end as [`ending`] reads it.
+    fn exit(&self) -> Exit {
+        match self.exit_code {
+            Some(code) => Exit::from_container_code(code),
+            None => Exit::Unknown(format!(
+                "the container ended without an exit code{}",
+                self.stream_error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            )),
+        }
+    }
 }
 
 async fn watch(
@@ -614,21 +626,15 @@ async fn watch(
                     break;
                 }
                 Some(Ok(LogOutput::StdOut { message })) => {
-                    if w.stdout.len() + message.len() > stdout_limit {
-                        w.stdout_overflow = true;
+                    if !w.captured.keep_stdout(&message, stdout_limit) {
                         break;
                     }
-                    w.stdout.extend_from_slice(&message);
                 }
-                Some(Ok(LogOutput::StdErr { message })) => {
-                    let room = stderr_limit.saturating_sub(w.stderr.len());
-                    w.stderr.extend_from_slice(&message[..message.len().min(room)]);
-                    w.stderr_truncated |= message.len() > room;
-                }
+                Some(Ok(LogOutput::StdErr { message })) => w.captured.keep_stderr(&message, stderr_limit),
                 Some(Ok(_)) => {}
             },
             _ = &mut timeout => {
-                w.timed_out = true;
+                w.captured.timed_out = true;
                 break;
             }
         }
@@ -636,88 +642,22 @@ async fn watch(
     w
 }
 
-fn signal_name(sig: i64) -> &'static str {
-    match sig {
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        4 => "SIGILL",
-        8 => "SIGFPE",
-        31 => "SIGSYS",
-        25 => "SIGXFSZ",
-        24 => "SIGXCPU",
-        15 => "SIGTERM",
-        13 => "SIGPIPE",
-        _ => "signal",
-    }
-}
-
 fn outcome(w: Watched, figures: accounting::Figures, spec: &SandboxSpec, id: String) -> Outcome {
-    let limits = &spec.limits;
-    let code = w.exit_code;
-    let (status, error) = if w.timed_out {
-        (
-            ExecutionStatus::Timeout,
-            Some(format!(
-                "timed out after {:?}; the container and every process in it were killed and removed",
-                limits.timeout
-            )),
-        )
-    } else if w.stdout_overflow {
-        (
-            ExecutionStatus::Killed,
-            Some("killed: stdout exceeded its limit".to_string()),
-        )
-    } else if w.oom_killed {
-        (
-            ExecutionStatus::Killed,
-            Some(format!("killed: out of memory (limit {} MB)", limits.memory_mb)),
-        )
-    } else {
-        match code {
-            Some(0) => (ExecutionStatus::Success, None),
-            // The runtime reports death by signal N as 128 + N.
-            Some(c) if (129..=159).contains(&c) => (
-                ExecutionStatus::Killed,
-                Some(format!("killed by signal {} ({})", c - 128, signal_name(c - 128))),
-            ),
-            Some(c) if (0..=255).contains(&c) => {
-                (ExecutionStatus::Failure, Some(format!("exited with code {c}")))
-            }
-            // A process the runtime could not reap normally (a tool that made itself traced).
-            Some(c) => (
-                ExecutionStatus::Failure,
-                Some(format!(
-                    "the container runtime reported no usable exit status ({c})"
-                )),
-            ),
-            None => (
-                ExecutionStatus::Failure,
-                Some(format!(
-                    "the container ended without an exit code{}",
-                    w.stream_error.map(|e| format!(" ({e})")).unwrap_or_default()
-                )),
-            ),
-        }
-    };
-    let mut stderr = String::from_utf8_lossy(&w.stderr).into_owned();
-    if w.stderr_truncated {
-        stderr.push_str("\n[stderr truncated]");
-    }
-    Outcome {
-        status,
-        output: Outcome::output_from_stdout(&w.stdout),
-        stderr,
-        error,
-        exit_code: code
-            .filter(|c| (0..=255).contains(c))
-            .and_then(|c| i32::try_from(c).ok()),
+    let exit = w.exit();
+    let accounting = ending::Accounting {
         cpu_ms: figures.cpu_ms,
         peak_memory_bytes: figures.peak_memory_bytes,
-        sandbox_id: Some(id),
-        ..Outcome::default()
-    }
+        out_of_memory: w.oom_killed,
+        pids_max_hits: 0,
+    };
+    ending::outcome(
+        w.captured,
+        exit,
+        accounting,
+        &spec.limits,
+        Enclosure::Container,
+        id,
+    )
 }
 
 #[async_trait]

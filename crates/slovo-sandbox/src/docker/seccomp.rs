@@ -1,5 +1,5 @@
 //! The seccomp profile of every container: the process sandbox's policy
-//! ([`crate::process::seccomp::policy`]), written as a Docker profile, instead of the daemon's
+//! ([`crate::linux::syscalls::policy`]), written as a Docker profile, instead of the daemon's
 //! default.
 //!
 //! Why not the daemon's default: on the daemons this project meets (20.10 here) it still
@@ -33,7 +33,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
-use crate::process::seccomp::{Action, Cond, Policy, Syscall, policy};
+use crate::linux::syscalls::{Action, Cond, Policy, Syscall, policy};
 
 /// The profile's architecture, in libseccomp's names.
 #[cfg(target_arch = "x86_64")]

@@ -18,7 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::time::Instant;
 
-use crate::process::{ToolIo, Verdict, Watched, kill};
+use crate::ending::Captured;
+use crate::process::{ToolIo, Verdict, kill};
 
 /// The revision this client asks for.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
@@ -81,7 +82,7 @@ pub(crate) struct Session<'a> {
     next_id: i64,
     /// What the record keeps besides stderr: progress, log messages, ignored lines.
     pub notes: Vec<String>,
-    pub watched: Watched,
+    pub watched: Captured,
     /// The server's `initialize` result.
     pub server: Option<Value>,
 }
@@ -102,7 +103,7 @@ impl<'a> Session<'a> {
             stderr_open: true,
             next_id: 1,
             notes: Vec::new(),
-            watched: Watched::default(),
+            watched: Captured::default(),
             server: None,
         }
     }
@@ -348,11 +349,7 @@ impl<'a> Session<'a> {
     }
 
     fn keep_stderr(&mut self, chunk: &[u8]) {
-        let room = self.stderr_limit.saturating_sub(self.watched.stderr.len());
-        self.watched
-            .stderr
-            .extend_from_slice(&chunk[..chunk.len().min(room)]);
-        self.watched.stderr_truncated |= chunk.len() > room;
+        self.watched.keep_stderr(chunk, self.stderr_limit);
     }
 
     fn note(&mut self, note: String) {

@@ -137,41 +137,6 @@ pub enum Hierarchy {
     },
 }
 
-/// A cgroup line of `/proc/self/mountinfo`: `(mount point, fstype, super options)`.
-pub fn parse_cgroup_mounts(mountinfo: &str) -> Vec<(PathBuf, String, Vec<String>)> {
-    let mut out = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mount_point = left.split(' ').nth(4).unwrap_or_default();
-        let mut r = right.split(' ');
-        let fstype = r.next().unwrap_or_default();
-        if fstype != "cgroup" && fstype != "cgroup2" {
-            continue;
-        }
-        let opts = r
-            .nth(1)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::to_string)
-            .collect();
-        out.push((
-            PathBuf::from(unescape_mountinfo(mount_point)),
-            fstype.to_string(),
-            opts,
-        ));
-    }
-    out
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
-
 /// `/proc/self/cgroup` as `(controllers, path)`; v2 has empty controllers.
 pub fn parse_proc_cgroup(text: &str) -> Vec<(Vec<String>, String)> {
     text.lines()
@@ -193,7 +158,7 @@ pub fn parse_proc_cgroup(text: &str) -> Vec<(Vec<String>, String)> {
 /// Finds the hierarchy from the texts of `/proc/self/mountinfo` and `/proc/self/cgroup`.
 /// `parent_override` (relative to each hierarchy's root) replaces the process's own cgroup.
 pub fn detect_from(mountinfo: &str, proc_cgroup: &str, parent_override: Option<&Path>) -> Option<Hierarchy> {
-    let mounts = parse_cgroup_mounts(mountinfo);
+    let mounts = crate::linux::mountinfo::cgroup_mounts(mountinfo);
     let own = parse_proc_cgroup(proc_cgroup);
     let rel = |p: &str| -> PathBuf {
         let p = parent_override

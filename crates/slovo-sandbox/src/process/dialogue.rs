@@ -15,6 +15,7 @@ use tokio::net::unix::pipe;
 use tokio::time::Instant;
 
 use crate::Outcome;
+use crate::ending::Captured;
 
 /// What runs in a sandbox: the program, its arguments and its environment.
 #[derive(Debug, Clone)]
@@ -67,7 +68,7 @@ pub(crate) fn kill(exit: &AsyncFd<OwnedFd>) {
 /// What a conversation saw and, if the protocol itself says how the call went (an MCP
 /// result), its verdict, which the exit status does not override.
 pub(crate) struct Conversed {
-    pub watched: Watched,
+    pub watched: Captured,
     pub verdict: Option<Verdict>,
 }
 
@@ -132,21 +133,6 @@ impl Dialogue for StdinRequest {
     }
 }
 
-/// What was observed while the tool ran.
-#[derive(Debug, Default)]
-pub(crate) struct Watched {
-    /// stdout as the tool's result (empty when a protocol consumed it).
-    pub stdout: Vec<u8>,
-    /// stderr, capped.
-    pub stderr: Vec<u8>,
-    /// More stderr was written than kept.
-    pub stderr_truncated: bool,
-    /// stdout exceeded its limit; the tool was killed.
-    pub stdout_overflow: bool,
-    /// The deadline passed; the tool was killed.
-    pub timed_out: bool,
-}
-
 async fn watch(
     exit: &AsyncFd<OwnedFd>,
     mut stdout: pipe::Receiver,
@@ -154,8 +140,8 @@ async fn watch(
     deadline: Instant,
     stdout_limit: usize,
     stderr_limit: usize,
-) -> Watched {
-    let mut w = Watched::default();
+) -> Captured {
+    let mut w = Captured::default();
     let (mut out_open, mut err_open, mut exited) = (true, true, false);
     let mut out_buf = vec![0u8; 64 * 1024];
     let mut err_buf = vec![0u8; 16 * 1024];
@@ -169,22 +155,15 @@ async fn watch(
             r = stdout.read(&mut out_buf), if out_open => match r {
                 Ok(0) | Err(_) => out_open = false,
                 Ok(n) => {
-                    if w.stdout.len() + n > stdout_limit {
-                        w.stdout_overflow = true;
+                    if !w.keep_stdout(&out_buf[..n], stdout_limit) {
                         out_open = false;
                         kill(exit);
-                    } else {
-                        w.stdout.extend_from_slice(&out_buf[..n]);
                     }
                 }
             },
             r = stderr.read(&mut err_buf), if err_open => match r {
                 Ok(0) | Err(_) => err_open = false,
-                Ok(n) => {
-                    let room = stderr_limit.saturating_sub(w.stderr.len());
-                    w.stderr.extend_from_slice(&err_buf[..n.min(room)]);
-                    w.stderr_truncated |= n > room;
-                }
+                Ok(n) => w.keep_stderr(&err_buf[..n], stderr_limit),
             },
             r = exit.readable(), if !exited => {
                 if let Ok(mut guard) = r {

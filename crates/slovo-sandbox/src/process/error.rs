@@ -40,13 +40,8 @@ pub enum ProcessError {
         source: io::Error,
     },
     /// The state volume could not be created or mounted.
-    #[error("failed to prepare the state volume {image}: {reason}")]
-    Volume {
-        /// The image file.
-        image: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Volume(#[from] crate::linux::volume::VolumeError),
 }
 
 impl ProcessError {

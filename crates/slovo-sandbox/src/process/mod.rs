@@ -38,7 +38,6 @@ pub mod mounts;
 pub mod namespaces;
 pub mod rlimits;
 pub mod seccomp;
-pub mod volume;
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -56,9 +55,11 @@ use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::unix::pipe;
 use tokio::time::Instant;
 
+use crate::ending;
+use crate::linux::volume::Volumes;
 use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
 use dialogue::StdinRequest;
-pub(crate) use dialogue::{Conversed, Dialogue, Program, ToolIo, Verdict, Watched, kill};
+pub(crate) use dialogue::{Conversed, Dialogue, Program, ToolIo, Verdict, kill};
 pub use error::ProcessError;
 use error::Result;
 
@@ -254,7 +255,7 @@ pub struct ProcessBackend {
     config: ProcessConfig,
     support: Support,
     refusal: Option<String>,
-    volumes: volume::Volumes,
+    volumes: Volumes,
     system: Vec<mounts::SystemEntry>,
     seccomp: Vec<libc::sock_filter>,
     last_cap: u32,
@@ -335,7 +336,7 @@ impl ProcessBackend {
             },
             _ => None,
         };
-        let volumes = volume::Volumes::new(config.work_dir.join("volumes"), host_uid, host_gid);
+        let volumes = Volumes::new(config.work_dir.join("volumes"), host_uid, host_gid);
         volumes.reclaim_unused();
         Ok(ProcessBackend {
             cgroups,
@@ -389,7 +390,7 @@ impl ProcessBackend {
     /// Unmounts the state volume of `state_dir` (before the runtime removes the directory);
     /// with `purge`, deletes the state for good.
     pub fn release_state(&self, state_dir: &Path, purge: bool) -> Result<()> {
-        self.volumes.release(state_dir, purge)
+        Ok(self.volumes.release(state_dir, purge)?)
     }
 
     async fn prepare_data(&self, spec: &SandboxSpec) -> Result<Option<PathBuf>> {
@@ -652,7 +653,21 @@ impl ProcessBackend {
             k.retire(cg);
         }
         let limit_hit = stats.oom_kills > 0 || watched.timed_out || watched.stdout_overflow;
-        let mut outcome = outcome(status, watched, stats, spec, name);
+        let accounting = ending::Accounting {
+            cpu_ms: stats.cpu_ms,
+            peak_memory_bytes: stats.peak_memory_bytes,
+            out_of_memory: stats.oom_kills > 0,
+            pids_max_hits: stats.pids_max_hits,
+        };
+        let exit = ending::Exit::from_wait_status(status);
+        let mut outcome = ending::outcome(
+            watched,
+            exit,
+            accounting,
+            &spec.limits,
+            ending::Enclosure::Sandbox,
+            name,
+        );
         if let Some(v) = conversed.verdict {
             v.apply(&mut outcome, limit_hit);
         }
@@ -748,85 +763,6 @@ impl Drop for Running {
                 unsafe { libc::waitpid(pid, &mut status, 0) };
             });
         }
-    }
-}
-
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGILL => "SIGILL",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGSYS => "SIGSYS",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGPIPE => "SIGPIPE",
-        _ => "signal",
-    }
-}
-
-fn outcome(status: i32, w: Watched, stats: cgroups::Stats, spec: &SandboxSpec, name: String) -> Outcome {
-    let limits = &spec.limits;
-    let oom = || format!("killed: out of memory (limit {} MB)", limits.memory_mb);
-    let pids_note = if stats.pids_max_hits > 0 {
-        format!(
-            "; the process limit ({}) was reached {} times",
-            limits.pids, stats.pids_max_hits
-        )
-    } else {
-        String::new()
-    };
-    let exited = libc::WIFEXITED(status);
-    let code = exited.then(|| libc::WEXITSTATUS(status));
-    let (status, error) = if w.timed_out {
-        (
-            ExecutionStatus::Timeout,
-            Some(format!(
-                "timed out after {:?}; the sandbox and every process in it were killed{pids_note}",
-                limits.timeout
-            )),
-        )
-    } else if w.stdout_overflow {
-        (
-            ExecutionStatus::Killed,
-            Some("killed: stdout exceeded its limit".to_string()),
-        )
-    } else if code == Some(0) {
-        (ExecutionStatus::Success, None)
-    } else if stats.oom_kills > 0 {
-        (ExecutionStatus::Killed, Some(oom()))
-    } else if let Some(c) = code {
-        (
-            ExecutionStatus::Failure,
-            Some(format!("exited with code {c}{pids_note}")),
-        )
-    } else {
-        let sig = libc::WTERMSIG(status);
-        (
-            ExecutionStatus::Killed,
-            Some(format!(
-                "killed by signal {sig} ({}){pids_note}",
-                signal_name(sig)
-            )),
-        )
-    };
-    let mut stderr = String::from_utf8_lossy(&w.stderr).into_owned();
-    if w.stderr_truncated {
-        stderr.push_str("\n[stderr truncated]");
-    }
-    Outcome {
-        status,
-        output: Outcome::output_from_stdout(&w.stdout),
-        stderr,
-        error,
-        exit_code: code,
-        cpu_ms: stats.cpu_ms,
-        peak_memory_bytes: stats.peak_memory_bytes,
-        sandbox_id: Some(name),
-        network_denials: Vec::new(),
     }
 }
 

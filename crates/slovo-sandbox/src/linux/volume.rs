@@ -33,7 +33,47 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::error::{ProcessError, Result};
+/// A state volume could not be created, mounted or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// A host file operation failed.
+    #[error("failed to {action} {path}: {source}")]
+    Io {
+        /// What was attempted ("create", "unmount", …).
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Making or mounting the image failed.
+    #[error("failed to prepare the state volume {image}: {reason}")]
+    Prepare {
+        /// The image file.
+        image: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl VolumeError {
+    fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> VolumeError {
+        VolumeError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    fn prepare(image: &Path, reason: impl Into<String>) -> VolumeError {
+        VolumeError::Prepare {
+            image: image.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}
+
+type Result<T, E = VolumeError> = std::result::Result<T, E>;
 
 /// The state volumes under one directory.
 #[derive(Debug)]
@@ -98,7 +138,7 @@ impl Volumes {
             let (dir, lock_path) = (self.dir.clone(), Self::lock_file_of(&image));
             let file = tokio::task::spawn_blocking(move || lock_shared(&dir, &lock_path))
                 .await
-                .map_err(|e| ProcessError::refused(format!("volume task failed: {e}")))??;
+                .map_err(|e| VolumeError::prepare(&image, format!("the volume task failed: {e}")))??;
             if let Ok(mut held) = self.held.lock() {
                 held.insert(state_dir.to_path_buf(), file);
             }
@@ -107,9 +147,10 @@ impl Volumes {
             return Ok(());
         }
         let (state_dir, uid, gid, dir) = (state_dir.to_path_buf(), self.uid, self.gid, self.dir.clone());
+        let task_image = image.clone();
         tokio::task::spawn_blocking(move || create_and_mount(&dir, &image, &state_dir, size_mb, uid, gid))
             .await
-            .map_err(|e| ProcessError::refused(format!("volume task failed: {e}")))?
+            .map_err(|e| VolumeError::prepare(&task_image, format!("the volume task failed: {e}")))?
     }
 
     /// Unmounts the volume of `state_dir`; with `purge`, deletes its image (the state).
@@ -125,7 +166,7 @@ impl Volumes {
             match fs::remove_file(&image) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ProcessError::io("remove", image, e)),
+                Err(e) => return Err(VolumeError::io("remove", image, e)),
             }
         }
         Ok(())
@@ -193,7 +234,7 @@ impl Drop for Volumes {
 /// Opens (creating) `lock_path` in `dir` and takes its shared lock, waiting if needed.
 fn lock_shared(dir: &Path, lock_path: &Path) -> Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    fs::create_dir_all(dir).map_err(|e| ProcessError::io("create", dir, e))?;
+    fs::create_dir_all(dir).map_err(|e| VolumeError::io("create", dir, e))?;
     let file = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -201,9 +242,9 @@ fn lock_shared(dir: &Path, lock_path: &Path) -> Result<fs::File> {
         .truncate(false)
         .mode(0o600)
         .open(lock_path)
-        .map_err(|e| ProcessError::io("open", lock_path, e))?;
+        .map_err(|e| VolumeError::io("open", lock_path, e))?;
     file.lock_shared()
-        .map_err(|e| ProcessError::io("lock", lock_path, e))?;
+        .map_err(|e| VolumeError::io("lock", lock_path, e))?;
     Ok(file)
 }
 
@@ -213,7 +254,7 @@ fn unmount(path: &Path) -> Result<()> {
     let c = cstring(path)?;
     // SAFETY: a valid C string.
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } < 0 {
-        return Err(ProcessError::io("unmount", path, std::io::Error::last_os_error()));
+        return Err(VolumeError::io("unmount", path, std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -224,67 +265,28 @@ fn loop_mounts() -> Vec<(PathBuf, PathBuf)> {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    for line in info.lines() {
-        // `id parent major:minor root mount-point options [optional…] - fstype source super`
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(dash) = fields.iter().position(|f| *f == "-") else {
-            continue;
-        };
-        let (Some(mount_point), Some(source)) = (fields.get(4), fields.get(dash + 2)) else {
-            continue;
-        };
-        let Some(device) = source.strip_prefix("/dev/") else {
-            continue;
-        };
-        if !device.starts_with("loop") {
-            continue;
-        }
-        let Ok(backing) = fs::read_to_string(format!("/sys/block/{device}/loop/backing_file")) else {
-            continue;
-        };
-        out.push((
-            PathBuf::from(unescape_mountinfo(mount_point)),
-            PathBuf::from(backing.trim_end_matches('\n')),
-        ));
-    }
-    out
-}
-
-/// Mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
-fn unescape_mountinfo(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        if bytes[i] == b'\\'
-            && let Some(d) = octal
-        {
-            let v = d.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
-            let v = u8::try_from(v).unwrap_or(b'?');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    super::mountinfo::parse(&info)
+        .into_iter()
+        .filter_map(|m| {
+            let device = m.source.strip_prefix("/dev/")?;
+            if !device.starts_with("loop") {
+                return None;
+            }
+            let backing = fs::read_to_string(format!("/sys/block/{device}/loop/backing_file")).ok()?;
+            Some((m.mount_point, PathBuf::from(backing.trim_end_matches('\n'))))
+        })
+        .collect()
 }
 
 fn cstring(p: &Path) -> Result<std::ffi::CString> {
     std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|_| ProcessError::refused(format!("path {} holds a NUL byte", p.display())))
+        .map_err(|_| VolumeError::prepare(p, "the path holds a NUL byte"))
 }
 
 fn run(image: &Path, cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().map_err(|e| ProcessError::Volume {
-        image: image.to_path_buf(),
-        reason: format!("failed to run {:?}: {e}", cmd.get_program()),
-    })?;
+    let out = cmd
+        .output()
+        .map_err(|e| VolumeError::prepare(image, format!("failed to run {:?}: {e}", cmd.get_program())))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -295,10 +297,7 @@ fn run(image: &Path, cmd: &mut Command) -> Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
         tracing::error!(image = %image.display(), reason, "failed to prepare state volume");
-        Err(ProcessError::Volume {
-            image: image.to_path_buf(),
-            reason,
-        })
+        Err(VolumeError::prepare(image, reason))
     }
 }
 
@@ -310,14 +309,14 @@ fn create_and_mount(
     uid: u32,
     gid: u32,
 ) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| ProcessError::io("create", dir, e))?;
-    fs::create_dir_all(state_dir).map_err(|e| ProcessError::io("create", state_dir, e))?;
+    fs::create_dir_all(dir).map_err(|e| VolumeError::io("create", dir, e))?;
+    fs::create_dir_all(state_dir).map_err(|e| VolumeError::io("create", state_dir, e))?;
     let fresh = !image.exists();
     if fresh {
         let tmp = image.with_extension("new");
-        let f = fs::File::create(&tmp).map_err(|e| ProcessError::io("create", &tmp, e))?;
+        let f = fs::File::create(&tmp).map_err(|e| VolumeError::io("create", &tmp, e))?;
         f.set_len(size_mb.max(1) * 1024 * 1024)
-            .map_err(|e| ProcessError::io("size", &tmp, e))?;
+            .map_err(|e| VolumeError::io("size", &tmp, e))?;
         drop(f);
         run(
             image,
@@ -326,7 +325,7 @@ fn create_and_mount(
                 .arg(format!("root_owner={uid}:{gid},nodiscard"))
                 .arg(&tmp),
         )?;
-        fs::rename(&tmp, image).map_err(|e| ProcessError::io("rename", &tmp, e))?;
+        fs::rename(&tmp, image).map_err(|e| VolumeError::io("rename", &tmp, e))?;
     }
     let has_old_files = fs::read_dir(state_dir)
         .map(|mut d| d.next().is_some())
@@ -334,7 +333,7 @@ fn create_and_mount(
     if fresh && has_old_files {
         // Files written before the volume existed move into it.
         let staging = image.with_extension("mnt");
-        fs::create_dir_all(&staging).map_err(|e| ProcessError::io("create", &staging, e))?;
+        fs::create_dir_all(&staging).map_err(|e| VolumeError::io("create", &staging, e))?;
         run(
             image,
             Command::new("mount")
@@ -373,19 +372,7 @@ fn create_and_mount(
         use std::os::unix::fs::PermissionsExt;
         let _ = fs::remove_dir(state_dir.join("lost+found"));
         fs::set_permissions(state_dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| ProcessError::io("chmod", state_dir, e))?;
+            .map_err(|e| VolumeError::io("chmod", state_dir, e))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::unescape_mountinfo;
-
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(unescape_mountinfo(r"/a\040b\011c\134d"), "/a b\tc\\d");
-        assert_eq!(unescape_mountinfo(r"/plain/ü"), "/plain/ü");
-        assert_eq!(unescape_mountinfo(r"/trailing\04"), r"/trailing\04");
-    }
 }
