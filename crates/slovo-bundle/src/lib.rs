@@ -597,7 +597,8 @@ impl Staged {
                 }
                 _ => Ok(()),
             },
-            _ => Ok(()),
+            // Nothing of the bundle runs: an image, a remote API, other tools.
+            Some(Execution::Docker { .. } | Execution::Http | Execution::Chain { .. }) | None => Ok(()),
         }
     }
 

@@ -58,78 +58,91 @@ impl fmt::Display for Change {
     }
 }
 
+/// The execution's fields that decide what runs, as text for the record (`None`: the field
+/// does not apply to this execution type).
+#[derive(Debug, Default)]
+struct ExecutionFields {
+    command: Option<String>,
+    system_paths: Option<String>,
+    module: Option<String>,
+    image: Option<String>,
+    entrypoint: Option<String>,
+    transport: Option<String>,
+    env: Option<String>,
+    tool_names: Option<String>,
+    steps: Option<String>,
+    result: Option<String>,
+}
+
+/// `v` as compact JSON, the form the record shows.
+fn json<T: Serialize + ?Sized>(v: &T) -> Option<String> {
+    serde_json::to_string(v).ok()
+}
+
+/// Every variant and every field named, with no wildcard: a new execution type or field does
+/// not compile until it says whether it changes what runs.
+fn execution_fields(ex: Option<&Execution>) -> ExecutionFields {
+    match ex {
+        None | Some(Execution::Http) => ExecutionFields::default(),
+        Some(Execution::Process {
+            command,
+            system_paths,
+        }) => ExecutionFields {
+            command: json(command),
+            system_paths: Some(system_paths.to_string()),
+            ..ExecutionFields::default()
+        },
+        Some(Execution::Wasm { module }) => ExecutionFields {
+            module: Some(module.clone()),
+            ..ExecutionFields::default()
+        },
+        Some(Execution::Docker { image, entrypoint }) => ExecutionFields {
+            image: Some(image.clone()),
+            entrypoint: entrypoint.as_ref().and_then(json),
+            ..ExecutionFields::default()
+        },
+        Some(Execution::Chain { steps, result }) => ExecutionFields {
+            steps: json(steps),
+            result: json(result),
+            ..ExecutionFields::default()
+        },
+        Some(Execution::Mcp {
+            transport,
+            command,
+            system_paths,
+            env,
+            tool_names,
+        }) => ExecutionFields {
+            command: json(command),
+            system_paths: Some(system_paths.to_string()),
+            transport: json(transport),
+            env: json(env),
+            tool_names: json(tool_names),
+            ..ExecutionFields::default()
+        },
+    }
+}
+
 /// Each field that decides what runs, with its value for `p` (`None` where the field does not
 /// apply, as a module does not to a process tool). Changing the execution type therefore also
 /// shows each field that appears or disappears.
-fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 14] {
+fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 16] {
     let m = p.manifest;
     let ex = m.execution.as_ref();
-    let json = |v: &[String]| serde_json::Value::from(v.to_vec()).to_string();
+    let e = execution_fields(ex);
     let api = m.api_requirements.as_ref();
     [
         ("execution.type", ex.map(|e| e.kind().to_string())),
-        (
-            "execution.command",
-            match ex {
-                Some(Execution::Process { command, .. } | Execution::Mcp { command, .. }) => {
-                    Some(json(command))
-                }
-                _ => None,
-            },
-        ),
-        (
-            "execution.system_paths",
-            match ex {
-                Some(Execution::Process { system_paths, .. } | Execution::Mcp { system_paths, .. }) => {
-                    Some(system_paths.to_string())
-                }
-                _ => None,
-            },
-        ),
-        (
-            "execution.module",
-            match ex {
-                Some(Execution::Wasm { module }) => Some(module.clone()),
-                _ => None,
-            },
-        ),
-        (
-            "execution.image",
-            match ex {
-                Some(Execution::Docker { image, .. }) => Some(image.clone()),
-                _ => None,
-            },
-        ),
-        (
-            "execution.entrypoint",
-            match ex {
-                Some(Execution::Docker {
-                    entrypoint: Some(e), ..
-                }) => Some(json(e)),
-                _ => None,
-            },
-        ),
-        (
-            "execution.transport",
-            match ex {
-                Some(Execution::Mcp { transport, .. }) => serde_json::to_string(transport).ok(),
-                _ => None,
-            },
-        ),
-        (
-            "execution.env",
-            match ex {
-                Some(Execution::Mcp { env, .. }) => serde_json::to_string(env).ok(),
-                _ => None,
-            },
-        ),
-        (
-            "execution.tool_names",
-            match ex {
-                Some(Execution::Mcp { tool_names, .. }) => serde_json::to_string(tool_names).ok(),
-                _ => None,
-            },
-        ),
+        ("execution.command", e.command),
+        ("execution.system_paths", e.system_paths),
+        ("execution.module", e.module),
+        ("execution.image", e.image),
+        ("execution.entrypoint", e.entrypoint),
+        ("execution.transport", e.transport),
+        ("execution.env", e.env),
+        ("execution.tool_names", e.tool_names),
+        ("execution.steps", e.steps),
+        ("execution.result", e.result),
         ("image_id", p.image_id.map(str::to_string)),
         ("bundle", p.bundle_digest.map(str::to_string)),
         ("api_requirements.base_url", api.map(|a| a.base_url.clone())),
@@ -232,6 +245,25 @@ mod tests {
             v["permissions"]["memory_limit_mb"] = json!(64);
         });
         assert_eq!(changed(&old, &new), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_chain_calling_other_steps_is_a_change() {
+        let chain = |call: &str| {
+            let call = call.to_string();
+            manifest("1.0.0", move |v| {
+                v["capabilities"][0]["parameters"] =
+                    json!({"type": "object", "properties": {"city": {"type": "string"}}});
+                v["permissions"] = json!({"timeout_s": 20});
+                v.as_object_mut().map(|o| o.remove("api_requirements"));
+                v["execution"] = json!({"type": "chain",
+                    "steps": [{"id": "w", "call": call, "with": {"city": "$.input.city"}}],
+                    "result": "$.steps.w.output"});
+            })
+        };
+        let old = chain("weather.forecast");
+        assert_eq!(changed(&old, &chain("weather.forecast")), Vec::<&str>::new());
+        assert_eq!(changed(&old, &chain("mailer.send")), vec!["execution.steps"]);
     }
 
     #[test]

@@ -318,7 +318,11 @@ impl Runtime {
                     .await;
                 (outcome, Some(records))
             }
-            _ => {
+            Execution::Process { .. }
+            | Execution::Wasm { .. }
+            | Execution::Docker { .. }
+            | Execution::Http
+            | Execution::Mcp { .. } => {
                 let outcome = match self.backends.get(execution.kind()) {
                     Ok(backend) => backend.run(&spec).await,
                     Err(e) => Outcome::failed(e.to_string()),

@@ -574,7 +574,14 @@ impl Runtime {
                     tx.insert_chain_pins(grant_id, name, &pins).await?;
                     pins
                 }
-                _ => vec![],
+                Some(
+                    Execution::Process { .. }
+                    | Execution::Wasm { .. }
+                    | Execution::Docker { .. }
+                    | Execution::Http
+                    | Execution::Mcp { .. },
+                )
+                | None => vec![],
             };
             if let Some(info) = &install_info {
                 tx.set_install_info(name, &version, info).await?;
