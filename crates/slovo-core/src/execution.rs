@@ -159,7 +159,10 @@ pub struct ResourceLimits {
 }
 
 /// Everything a backend needs to run one call, and nothing it may choose for itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Only [`SandboxSpec::from_grant`] makes one: a private field keeps struct literals out of
+/// every other module, tests included, so limits and network always start from a grant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SandboxSpec {
     /// The execution record this call fills.
     pub execution_id: String,
@@ -188,9 +191,15 @@ pub struct SandboxSpec {
     pub secrets: Secrets,
     /// What the backend's install step reported for this version (an image digest, an
     /// artifact key), so that a call can refuse to run something other than what was approved.
-    #[serde(default)]
     pub install_info: Option<Value>,
+    /// Proof of [`SandboxSpec::from_grant`]: it cannot be written outside this module.
+    #[serde(skip)]
+    from_grant: FromGrant,
 }
+
+/// The private field of [`SandboxSpec`]: see there.
+#[derive(Debug, Clone, PartialEq)]
+struct FromGrant;
 
 /// Where a call runs and with what: the inputs of [`SandboxSpec::from_grant`] besides the grant.
 #[derive(Debug, Clone)]
@@ -250,6 +259,7 @@ impl SandboxSpec {
             }),
             secrets: Secrets::default(),
             install_info: None,
+            from_grant: FromGrant,
         }
     }
 }

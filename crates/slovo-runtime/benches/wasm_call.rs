@@ -21,8 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use slovo_core::execution::{ExecutionStatus, NetworkPolicy, ResourceLimits, SandboxSpec};
+use slovo_core::execution::{CallTarget, ExecutionStatus, SandboxSpec};
 use slovo_core::manifest::{Capability, Execution};
+use slovo_core::permissions::Grant;
 use slovo_core::permissions::Narrowing;
 use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime};
 use slovo_sandbox::wasm::{WasmBackend, WasmConfig};
@@ -167,39 +168,43 @@ fn main() {
         .next()
         .unwrap()
         .path();
-    let spec = SandboxSpec {
-        execution_id: "bench".into(),
-        tool: "wasm-echo".into(),
-        version: "1.0.0".into(),
-        capability: Capability {
-            name: "echo".into(),
-            description: "Echo".into(),
-            parameters: json!({"type": "object"}),
-            returns: None,
-            endpoint: None,
-            method: None,
-            examples: vec![],
-            read_only: None,
-            destructive: None,
-        },
-        execution: Execution::Wasm {
-            module: "tool.wasm".into(),
-        },
-        api: None,
-        bundle_dir: Some(bundle_dir),
-        state_dir: data.join("volumes").join("wasm-echo"),
-        limits: ResourceLimits {
-            memory_mb: 64,
-            cpu_percent: 100,
-            pids: 64,
-            storage_mb: 1,
-            timeout: Duration::from_secs(10),
-        },
-        network: NetworkPolicy::None,
-        request: json!({"capability": "echo", "arguments": {"text": "hi"}}),
-        secrets: Default::default(),
-        install_info: None,
+    let grant = Grant {
+        internet_access: false,
+        network_allow: Vec::new(),
+        storage_quota_mb: 1,
+        cpu_limit_percent: 100,
+        memory_limit_mb: 64,
+        timeout_s: 10,
+        pids_limit: 64,
+        expires_at: None,
     };
+    let capability = Capability {
+        name: "echo".into(),
+        description: "Echo".into(),
+        parameters: json!({"type": "object"}),
+        returns: None,
+        endpoint: None,
+        method: None,
+        examples: vec![],
+        read_only: None,
+        destructive: None,
+    };
+    let spec = SandboxSpec::from_grant(
+        &grant,
+        CallTarget {
+            execution_id: "bench",
+            tool: "wasm-echo",
+            version: "1.0.0",
+            capability: &capability,
+            execution: &Execution::Wasm {
+                module: "tool.wasm".into(),
+            },
+            api: None,
+            bundle_dir: Some(bundle_dir),
+            state_dir: data.join("volumes").join("wasm-echo"),
+            arguments: &json!({"text": "hi"}),
+        },
+    );
 
     let warm = iters / 10 + 1;
     let mut samples = Vec::with_capacity(iters);

@@ -14,8 +14,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use slovo_core::execution::{NetworkPolicy, ResourceLimits, SandboxSpec};
+use slovo_core::execution::{CallTarget, SandboxSpec};
 use slovo_core::manifest::{Capability, Execution};
+use slovo_core::permissions::Grant;
 use slovo_sandbox::Backend;
 use slovo_sandbox::process::{ProcessBackend, ProcessConfig, Support, seccomp};
 
@@ -126,40 +127,44 @@ fn main() {
     if let Some(r) = backend.refusal() {
         panic!("the process backend refuses on this host: {r}");
     }
-    let spec = SandboxSpec {
-        execution_id: "bench".into(),
-        tool: "bench".into(),
-        version: "1.0.0".into(),
-        capability: Capability {
-            name: "probe".into(),
-            description: "bench".into(),
-            parameters: json!({"type": "object"}),
-            returns: None,
-            endpoint: None,
-            method: None,
-            examples: vec![],
-            read_only: None,
-            destructive: None,
-        },
-        execution: Execution::Process {
-            command: vec!["trivial".into()],
-            system_paths: false,
-        },
-        api: None,
-        bundle_dir: Some(bundle.clone()),
-        state_dir: dir.path().join("state-volume"),
-        limits: ResourceLimits {
-            memory_mb: 64,
-            cpu_percent: 100,
-            pids: 32,
-            storage_mb: 16,
-            timeout: Duration::from_secs(10),
-        },
-        network: NetworkPolicy::None,
-        request: json!({"capability": "probe", "arguments": {}}),
-        secrets: Default::default(),
-        install_info: None,
+    let grant = Grant {
+        internet_access: false,
+        network_allow: Vec::new(),
+        storage_quota_mb: 16,
+        cpu_limit_percent: 100,
+        memory_limit_mb: 64,
+        timeout_s: 10,
+        pids_limit: 32,
+        expires_at: None,
     };
+    let capability = Capability {
+        name: "probe".into(),
+        description: "bench".into(),
+        parameters: json!({"type": "object"}),
+        returns: None,
+        endpoint: None,
+        method: None,
+        examples: vec![],
+        read_only: None,
+        destructive: None,
+    };
+    let spec = SandboxSpec::from_grant(
+        &grant,
+        CallTarget {
+            execution_id: "bench",
+            tool: "bench",
+            version: "1.0.0",
+            capability: &capability,
+            execution: &Execution::Process {
+                command: vec!["trivial".into()],
+                system_paths: false,
+            },
+            api: None,
+            bundle_dir: Some(bundle.clone()),
+            state_dir: dir.path().join("state-volume"),
+            arguments: &json!({}),
+        },
+    );
     let call = |b: &ProcessBackend| {
         let o = rt.block_on(b.run(&spec));
         assert_eq!(o.output, Some(json!({"ok": true})), "{o:#?}");

@@ -14,8 +14,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{any, get};
 use serde_json::{Value, json};
-use slovo_core::execution::{ExecutionStatus, NetworkPolicy, ResourceLimits, SandboxSpec};
+use slovo_core::execution::{CallTarget, ExecutionStatus, NetworkPolicy, SandboxSpec};
 use slovo_core::manifest::{ApiRequirements, Capability, Execution};
+use slovo_core::permissions::Grant;
 use slovo_core::secrets::Secrets;
 use slovo_sandbox::Backend;
 use slovo_sandbox::http::{HttpBackend, HttpConfig};
@@ -80,41 +81,50 @@ fn spec(
     args: Value,
     network: NetworkPolicy,
 ) -> SandboxSpec {
-    SandboxSpec {
-        execution_id: "e".into(),
-        tool: "api".into(),
-        version: "1.0.0".into(),
-        capability: Capability {
-            name: "op".into(),
-            description: "d".into(),
-            parameters,
-            returns: None,
-            endpoint: Some(endpoint.into()),
-            method: Some(method.into()),
-            examples: vec![],
-            read_only: None,
-            destructive: None,
+    let grant = Grant {
+        internet_access: false,
+        network_allow: Vec::new(),
+        storage_quota_mb: 0,
+        cpu_limit_percent: 50,
+        memory_limit_mb: 64,
+        timeout_s: 2,
+        pids_limit: 8,
+        expires_at: None,
+    };
+    let capability = Capability {
+        name: "op".into(),
+        description: "d".into(),
+        parameters,
+        returns: None,
+        endpoint: Some(endpoint.into()),
+        method: Some(method.into()),
+        examples: vec![],
+        read_only: None,
+        destructive: None,
+    };
+    let api = ApiRequirements {
+        base_url: format!("http://localhost:{port}"),
+        auth_type: Some("api_key".into()),
+        auth_header: Some("X-Api-Key".into()),
+    };
+    let mut spec = SandboxSpec::from_grant(
+        &grant,
+        CallTarget {
+            execution_id: "e",
+            tool: "api",
+            version: "1.0.0",
+            capability: &capability,
+            execution: &Execution::Http,
+            api: Some(&api),
+            bundle_dir: None,
+            state_dir: PathBuf::from("/nonexistent"),
+            arguments: &args,
         },
-        execution: Execution::Http,
-        api: Some(ApiRequirements {
-            base_url: format!("http://localhost:{port}"),
-            auth_type: Some("api_key".into()),
-            auth_header: Some("X-Api-Key".into()),
-        }),
-        bundle_dir: None,
-        state_dir: PathBuf::from("/nonexistent"),
-        limits: ResourceLimits {
-            memory_mb: 64,
-            cpu_percent: 50,
-            pids: 8,
-            storage_mb: 0,
-            timeout: Duration::from_secs(2),
-        },
-        network,
-        request: json!({"capability": "op", "arguments": args}),
-        secrets: Secrets::new([("api_key".to_string(), "k-123456".to_string())].into()),
-        install_info: None,
-    }
+    );
+    // Each test names the policy it probes (none, allow list, public) directly.
+    spec.network = network;
+    spec.secrets = Secrets::new([("api_key".to_string(), "k-123456".to_string())].into());
+    spec
 }
 
 fn allow(port: u16) -> NetworkPolicy {

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use bollard::query_parameters::ListContainersOptions;
 use serde_json::{Value, json};
-use slovo_core::execution::{NetworkPolicy, ResourceLimits, SandboxSpec};
+use slovo_core::execution::{CallTarget, SandboxSpec};
 use slovo_core::manifest::{Capability, Execution};
+use slovo_core::permissions::Grant;
 use slovo_sandbox::docker::{DockerBackend, DockerConfig};
 use slovo_sandbox::{Backend, InstallRequest, Outcome};
 
@@ -208,30 +209,35 @@ impl Sandbox {
     pub fn spec(&self, tool: &str, args: &[&str]) -> SandboxSpec {
         let mut entrypoint = vec!["/hostile".to_string()];
         entrypoint.extend(args.iter().map(|a| a.to_string()));
-        SandboxSpec {
-            execution_id: format!("{}-{tool}", self.prefix),
-            tool: format!("{}-{tool}", self.prefix),
-            version: "1.0.0".to_string(),
-            capability: capability("probe"),
-            execution: Execution::Docker {
-                image: image().to_string(),
-                entrypoint: Some(entrypoint),
+        let grant = Grant {
+            internet_access: false,
+            network_allow: Vec::new(),
+            storage_quota_mb: 8,
+            cpu_limit_percent: 100,
+            memory_limit_mb: 64,
+            timeout_s: 20,
+            pids_limit: 32,
+            expires_at: None,
+        };
+        let mut spec = SandboxSpec::from_grant(
+            &grant,
+            CallTarget {
+                execution_id: &format!("{}-{tool}", self.prefix),
+                tool: &format!("{}-{tool}", self.prefix),
+                version: "1.0.0",
+                capability: &capability("probe"),
+                execution: &Execution::Docker {
+                    image: image().to_string(),
+                    entrypoint: Some(entrypoint),
+                },
+                api: None,
+                bundle_dir: None,
+                state_dir: self.state(tool),
+                arguments: &json!({}),
             },
-            api: None,
-            bundle_dir: None,
-            state_dir: self.state(tool),
-            limits: ResourceLimits {
-                memory_mb: 64,
-                cpu_percent: 100,
-                pids: 32,
-                storage_mb: 8,
-                timeout: Duration::from_secs(20),
-            },
-            network: NetworkPolicy::None,
-            request: json!({"capability": "probe", "arguments": {}}),
-            secrets: Default::default(),
-            install_info: Some(self.install_info.clone()),
-        }
+        );
+        spec.install_info = Some(self.install_info.clone());
+        spec
     }
 
     pub async fn run(&self, spec: &SandboxSpec) -> Outcome {

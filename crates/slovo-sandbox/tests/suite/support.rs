@@ -5,11 +5,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use slovo_core::execution::{NetworkPolicy, ResourceLimits, SandboxSpec};
+use slovo_core::execution::{CallTarget, SandboxSpec};
 use slovo_core::manifest::{Capability, Execution};
+use slovo_core::permissions::Grant;
 use slovo_sandbox::process::{ProcessBackend, ProcessConfig};
 use slovo_sandbox::{Backend, Outcome};
 
@@ -108,30 +108,33 @@ impl Sandbox {
     pub fn spec(&self, tool: &str, args: &[&str]) -> SandboxSpec {
         let mut command = vec!["hostile".to_string()];
         command.extend(args.iter().map(|a| a.to_string()));
-        SandboxSpec {
-            execution_id: format!("test-{tool}"),
-            tool: tool.to_string(),
-            version: "1.0.0".to_string(),
-            capability: capability("probe"),
-            execution: Execution::Process {
-                command,
-                system_paths: false,
+        let grant = Grant {
+            internet_access: false,
+            network_allow: Vec::new(),
+            storage_quota_mb: 8,
+            cpu_limit_percent: 100,
+            memory_limit_mb: 64,
+            timeout_s: 10,
+            pids_limit: 32,
+            expires_at: None,
+        };
+        SandboxSpec::from_grant(
+            &grant,
+            CallTarget {
+                execution_id: &format!("test-{tool}"),
+                tool,
+                version: "1.0.0",
+                capability: &capability("probe"),
+                execution: &Execution::Process {
+                    command,
+                    system_paths: false,
+                },
+                api: None,
+                bundle_dir: Some(self.bundle.clone()),
+                state_dir: self.state(tool),
+                arguments: &json!({}),
             },
-            api: None,
-            bundle_dir: Some(self.bundle.clone()),
-            state_dir: self.state(tool),
-            limits: ResourceLimits {
-                memory_mb: 64,
-                cpu_percent: 100,
-                pids: 32,
-                storage_mb: 8,
-                timeout: Duration::from_secs(10),
-            },
-            network: NetworkPolicy::None,
-            request: json!({"capability": "probe", "arguments": {}}),
-            secrets: Default::default(),
-            install_info: None,
-        }
+        )
     }
 
     /// Processes left on the host under this sandbox's uid.

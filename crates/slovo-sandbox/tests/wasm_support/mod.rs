@@ -4,11 +4,11 @@
 pub mod tools;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use slovo_core::execution::{NetworkPolicy, ResourceLimits, SandboxSpec};
+use slovo_core::execution::{CallTarget, SandboxSpec};
 use slovo_core::manifest::{Capability, Execution};
+use slovo_core::permissions::Grant;
 use slovo_sandbox::InstallRequest;
 use slovo_sandbox::wasm::{WasmBackend, WasmConfig};
 use tempfile::TempDir;
@@ -91,29 +91,32 @@ impl World {
 
     /// A call of `tool` with default limits and `arguments`.
     pub fn spec(&self, tool: &str, arguments: Value) -> SandboxSpec {
-        SandboxSpec {
-            execution_id: format!("exec-{tool}"),
-            tool: tool.into(),
-            version: "1.0.0".into(),
-            capability: capability("run"),
-            execution: Execution::Wasm {
-                module: "tool.wasm".into(),
+        let grant = Grant {
+            internet_access: false,
+            network_allow: Vec::new(),
+            storage_quota_mb: 10,
+            cpu_limit_percent: 100,
+            memory_limit_mb: 64,
+            timeout_s: 10,
+            pids_limit: 16,
+            expires_at: None,
+        };
+        SandboxSpec::from_grant(
+            &grant,
+            CallTarget {
+                execution_id: &format!("exec-{tool}"),
+                tool,
+                version: "1.0.0",
+                capability: &capability("run"),
+                execution: &Execution::Wasm {
+                    module: "tool.wasm".into(),
+                },
+                api: None,
+                bundle_dir: Some(self.dir.path().join("bundles").join(tool)),
+                state_dir: self.state(tool),
+                arguments: &arguments,
             },
-            api: None,
-            bundle_dir: Some(self.dir.path().join("bundles").join(tool)),
-            state_dir: self.state(tool),
-            limits: ResourceLimits {
-                memory_mb: 64,
-                cpu_percent: 100,
-                pids: 16,
-                storage_mb: 10,
-                timeout: Duration::from_secs(10),
-            },
-            network: NetworkPolicy::None,
-            request: json!({"capability": "run", "arguments": arguments}),
-            secrets: Default::default(),
-            install_info: None,
-        }
+        )
     }
 }
 
