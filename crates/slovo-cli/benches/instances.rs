@@ -147,7 +147,13 @@ struct Outcome {
 }
 
 /// `clients` clients, client `i` calling instance `i mod n`, until the deadline.
-async fn drive(ports: &[u16], token: &str, tool: &str, clients: usize, seconds: u64) -> (Vec<Duration>, usize, Duration) {
+async fn drive(
+    ports: &[u16],
+    token: &str,
+    tool: &str,
+    clients: usize,
+    seconds: u64,
+) -> (Vec<Duration>, usize, Duration) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -224,7 +230,10 @@ async fn run(admin: &str, root: &Path, tool: &Tool, n: usize, clients: usize, se
     first.run(&["tool", "import", tool.bundle.to_str().unwrap()]);
     let name = format!("cheap-{}", tool.kind);
     first.run(&["tool", "approve", &name]);
-    let token = first.run(&["token", "create", "--role", "agent"]).trim().to_string();
+    let token = first
+        .run(&["token", "create", "--role", "agent"])
+        .trim()
+        .to_string();
     // Each instance serves at most its share of the clients at once, so none turns a call away.
     let share = clients.div_ceil(n);
     for i in &mut instances {
@@ -277,7 +286,9 @@ async fn run(admin: &str, root: &Path, tool: &Tool, n: usize, clients: usize, se
 fn main() {
     let admin = std::env::var("SLOVO_BENCH_DATABASE_URL")
         .or_else(|_| std::env::var("SLOVO_TEST_DATABASE_URL"))
-        .expect("set SLOVO_BENCH_DATABASE_URL (or SLOVO_TEST_DATABASE_URL) to an administrative PostgreSQL URL");
+        .expect(
+            "set SLOVO_BENCH_DATABASE_URL (or SLOVO_TEST_DATABASE_URL) to an administrative PostgreSQL URL",
+        );
     let seconds: u64 = env_or("SLOVO_LOAD_SECONDS", 8);
     let clients: usize = env_or("SLOVO_LOAD_CLIENTS", 16);
     let counts: Vec<usize> = std::env::var("SLOVO_LOAD_INSTANCES")
@@ -326,10 +337,15 @@ fn main() {
                 percentile(&o.latencies, 0.5).as_secs_f64() * 1000.0,
                 percentile(&o.latencies, 0.99).as_secs_f64() * 1000.0,
                 o.lock_wait_share * 100.0,
-                o.inconsistency.as_deref().map_or("yes".to_string(), |e| format!("NO: {e}")),
+                o.inconsistency
+                    .as_deref()
+                    .map_or("yes".to_string(), |e| format!("NO: {e}")),
             );
             if o.rejected > 0 {
-                println!("({} calls were turned away by back-pressure and are not counted)", o.rejected);
+                println!(
+                    "({} calls were turned away by back-pressure and are not counted)",
+                    o.rejected
+                );
             }
             failures.extend(o.inconsistency);
         }

@@ -35,7 +35,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 fn admin_url() -> String {
     std::env::var("SLOVO_BENCH_DATABASE_URL")
         .or_else(|_| std::env::var("SLOVO_TEST_DATABASE_URL"))
-        .expect("set SLOVO_BENCH_DATABASE_URL (or SLOVO_TEST_DATABASE_URL) to an administrative PostgreSQL URL")
+        .expect(
+            "set SLOVO_BENCH_DATABASE_URL (or SLOVO_TEST_DATABASE_URL) to an administrative PostgreSQL URL",
+        )
 }
 
 async fn active_tool(store: &Store) -> i64 {
@@ -120,7 +122,11 @@ async fn one_call(store: &Store, writer: usize, revision: i64) -> Duration {
 fn uuid_like() -> String {
     use std::sync::atomic::AtomicU64;
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("{:x}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -147,9 +147,7 @@ struct Withdraw<'a> {
 
 impl Drop for Withdraw<'_> {
     fn drop(&mut self) {
-        self.batcher
-            .lock_queue()
-            .retain(|p| p.ticket != self.ticket);
+        self.batcher.lock_queue().retain(|p| p.ticket != self.ticket);
     }
 }
 

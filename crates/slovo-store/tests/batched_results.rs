@@ -80,13 +80,11 @@ async fn finish(store: Store, id: String) -> (String, Result<slovo_core::audit::
 /// How many transactions wrote the `execution.finished` events (each row's `xmin`).
 async fn transactions_that_wrote_results(url: &str) -> i64 {
     let mut conn = PgConnection::connect(url).await.unwrap();
-    sqlx::query(
-        "SELECT count(DISTINCT xmin::text) AS n FROM audit_events WHERE kind = 'execution.finished'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap()
-    .get("n")
+    sqlx::query("SELECT count(DISTINCT xmin::text) AS n FROM audit_events WHERE kind = 'execution.finished'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get("n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
