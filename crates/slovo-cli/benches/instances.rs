@@ -284,6 +284,7 @@ async fn run(admin: &str, root: &Path, tool: &Tool, n: usize, clients: usize, se
 }
 
 fn main() {
+    slovo_sandbox::http::ensure_tls_provider();
     let admin = std::env::var("SLOVO_BENCH_DATABASE_URL")
         .or_else(|_| std::env::var("SLOVO_TEST_DATABASE_URL"))
         .expect(
