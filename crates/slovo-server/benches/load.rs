@@ -7,84 +7,18 @@
 //! `SLOVO_LOAD_KINDS=wasm,process` picks the tools (default: both).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../slovo-sandbox/tests/wasm_support/tools.rs"]
-mod wasm_tools;
+#[path = "support/cheap_tools.rs"]
+mod cheap_tools;
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cheap_tools::{percentile, process_tool, wasm_tool};
 use serde_json::json;
 use slovo_core::access::Role;
 use slovo_runtime::{Actor, ImportSource, Runtime};
 use slovo_sandbox::Backends;
 use slovo_server::{AppState, ServerConfig};
-
-const TRIVIAL_C: &str = r#"
-#include <unistd.h>
-int main(void) {
-    char buf[4096];
-    while (read(0, buf, sizeof buf) > 0) {}
-    static const char out[] = "{\"ok\":true}\n";
-    return write(1, out, sizeof out - 1) < 0;
-}
-"#;
-
-struct Tool {
-    kind: &'static str,
-    bundle: std::path::PathBuf,
-}
-
-fn process_tool(dir: &std::path::Path) -> Option<Tool> {
-    let bundle = dir.join("process-bundle");
-    std::fs::create_dir_all(&bundle).unwrap();
-    let src = dir.join("trivial.c");
-    std::fs::write(&src, TRIVIAL_C).unwrap();
-    let ok = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(bundle.join("trivial"))
-        .arg(&src)
-        .status()
-        .ok()?;
-    if !ok.success() {
-        return None;
-    }
-    std::fs::write(
-        bundle.join("slovo.yaml"),
-        "name: cheap-process\nversion: 1.0.0\ndescription: cheap\ncapabilities:\n  - name: ping\n    description: ping\n\
-         permissions: {memory_limit_mb: 64, cpu_limit_percent: 100, pids_limit: 16, storage_quota_mb: 0}\n\
-         execution: {type: process, command: [trivial], system_paths: false}\n",
-    )
-    .unwrap();
-    Some(Tool {
-        kind: "process",
-        bundle,
-    })
-}
-
-/// The echo module of `crates/slovo-sandbox/tests/wasm-tools`, built for wasm32-wasip1.
-fn wasm_tool(dir: &std::path::Path) -> Tool {
-    let bundle = dir.join("wasm-bundle");
-    std::fs::create_dir_all(&bundle).unwrap();
-    let built = wasm_tools::wasm_tools_dir(Path::new(env!("CARGO_TARGET_TMPDIR"))).join("echo.wasm");
-    std::fs::copy(built, bundle.join("echo.wasm")).unwrap();
-    std::fs::write(
-        bundle.join("slovo.yaml"),
-        "name: cheap-wasm\nversion: 1.0.0\ndescription: cheap\ncapabilities:\n  - name: ping\n    description: ping\n\
-         permissions: {memory_limit_mb: 64, cpu_limit_percent: 100, storage_quota_mb: 0}\n\
-         execution: {type: wasm, module: echo.wasm}\n",
-    )
-    .unwrap();
-    Tool { kind: "wasm", bundle }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn main() {
     slovo_sandbox::http::ensure_tls_provider();

@@ -18,6 +18,7 @@ mod bundles;
 mod call_writer;
 mod chains;
 mod embeddings;
+mod finish_batch;
 mod instances;
 mod rows;
 
@@ -37,6 +38,7 @@ pub use instances::InstanceRow;
 pub use rows::*;
 
 use call_writer::CallWriter;
+use finish_batch::FinishBatcher;
 
 /// Result of a store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -150,6 +152,9 @@ pub struct Store {
     kind: DbKind,
     /// SQLite only: the call path's own connection (see `call_writer`).
     writer: Option<Arc<CallWriter>>,
+    /// PostgreSQL only, unless turned off: calls' results written in batches (see
+    /// `finish_batch`).
+    batcher: Option<Arc<FinishBatcher>>,
     /// Where instance heartbeats go: on PostgreSQL a connection of their own, so that calls
     /// holding every pooled connection cannot delay a heartbeat past its lease and get their
     /// own instance declared dead; on SQLite the pool (one process per database, no leases).
@@ -230,6 +235,7 @@ impl Store {
             lease_pool,
             kind,
             writer,
+            batcher: (kind == DbKind::Postgres).then(Arc::default),
             appended: Arc::default(),
         };
         match kind {
@@ -237,6 +243,15 @@ impl Store {
             DbKind::Postgres => POSTGRES_MIGRATIONS.run(&store.pool).await?,
         }
         Ok(store)
+    }
+
+    /// PostgreSQL: whether calls' results are written in batches, each batch one transaction
+    /// with one lock of the audit chain's head (the default), or each call in a transaction of
+    /// its own (what the benchmarks compare against). No effect on SQLite, whose call path has
+    /// a writer of its own.
+    pub fn batch_call_results(mut self, batched: bool) -> Store {
+        self.batcher = (batched && self.kind == DbKind::Postgres).then(Arc::default);
+        self
     }
 
     /// Which database this is.
@@ -379,6 +394,19 @@ impl Store {
             self.appended.fetch_max(event.seq, Ordering::AcqRel);
             return Ok(event);
         }
+        if let Some(b) = &self.batcher {
+            return b.finish(self, id, result, audit).await;
+        }
+        self.finish_call_alone(id, result, audit).await
+    }
+
+    /// [`Store::finish_call`] in a transaction of its own.
+    async fn finish_call_alone(
+        &self,
+        id: &str,
+        result: &ExecutionResult,
+        audit: &FinishAudit<'_>,
+    ) -> Result<AuditEvent> {
         let mut tx = self.begin().await?;
         tx.finish_execution(id, result).await?;
         let event = tx

@@ -64,14 +64,67 @@ pub async fn fresh_postgres_url() -> Option<String> {
              or set SLOVO_TEST_SKIP_POSTGRES=1 to test SQLite only"
         ),
     };
+    Some(fresh_database(&admin).await)
+}
+
+/// Creates a new, empty database on the server of the administrative URL `admin`; its URL.
+pub async fn fresh_database(admin: &str) -> String {
     let name = format!("slovo_test_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = PgConnection::connect(&admin)
+    let mut conn = PgConnection::connect(admin)
         .await
         .unwrap_or_else(|e| panic!("connect {admin}: {e}"));
     conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .await
         .unwrap_or_else(|e| panic!("create database: {e}"));
     conn.close().await.ok();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    Some(format!("{base}/{name}"))
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+    format!("{base}/{name}")
+}
+
+/// What [`sample_lock_waits`] saw: over all its samples, the backends of the database that were
+/// busy with a statement, and those of them waiting for a lock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LockWaits {
+    /// Busy backends counted over the samples.
+    pub active: i64,
+    /// Of those, waiting for a lock (for the audit chain's head, in practice).
+    pub waiting: i64,
+}
+
+impl LockWaits {
+    /// The share of busy backends that were waiting for a lock, 0 to 1.
+    pub fn share(&self) -> f64 {
+        if self.active == 0 {
+            0.0
+        } else {
+            self.waiting as f64 / self.active as f64
+        }
+    }
+}
+
+/// Samples `pg_stat_activity` of the database at `url` every 10 ms until `stop` is set (for the
+/// benchmarks: how much of the database's work is waiting for the audit chain's head).
+pub async fn sample_lock_waits(
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> LockWaits {
+    use sqlx::Row;
+    let mut conn = PgConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let mut seen = LockWaits::default();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let row = sqlx::query(
+            "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting, count(*) AS active \
+             FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' \
+             AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("pg_stat_activity: {e}"));
+        seen.waiting += row.get::<i64, _>("waiting");
+        seen.active += row.get::<i64, _>("active");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    seen
 }

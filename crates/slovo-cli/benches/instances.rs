@@ -1,0 +1,356 @@
+//! Load on several instances: 1, 2 and 3 `slovo serve` processes on this machine share one
+//! PostgreSQL database; a fixed number of clients, spread evenly over the instances, call a
+//! cheap tool through `POST /v1/calls` for a fixed time. Reports, in one run, calls/s, p50/p99,
+//! the per-instance efficiency (calls/s per instance relative to one instance), the share of
+//! the database's busy backends that were waiting for a lock (the audit chain's head), and
+//! checks that records = events = calls answered and that `slovo audit verify` passes on every
+//! instance.
+//!
+//! Run (as root, for the process sandbox):
+//! `SLOVO_BENCH_DATABASE_URL=postgres://… cargo bench -p slovo-cli --bench instances`
+//! (falls back to `SLOVO_TEST_DATABASE_URL`; an administrative URL: each configuration gets a
+//! fresh database). `SLOVO_LOAD_SECONDS` (default 8), `SLOVO_LOAD_CLIENTS` (in all, default
+//! 16), `SLOVO_LOAD_INSTANCES` (default `1,2,3`) and `SLOVO_LOAD_KINDS` (default
+//! `wasm,process`) tune it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../slovo-server/benches/support/cheap_tools.rs"]
+mod cheap_tools;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use cheap_tools::{Tool, percentile, process_tool, wasm_tool};
+use serde_json::{Value, json};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// One instance: its data directory and, once started, its process and port.
+struct Instance {
+    data: PathBuf,
+    url: String,
+    secret_key: String,
+    server: Option<(Child, u16)>,
+}
+
+impl Instance {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_slovo"));
+        c.env("SLOVO_DATA_DIR", &self.data)
+            .env("SLOVO_DATABASE_URL", &self.url)
+            .env("SLOVO_SECRET_KEY", &self.secret_key)
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "slovo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn start(&mut self, max_calls: usize) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = self
+            .cmd()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--max-concurrent-calls", &max_calls.to_string()])
+            .args(["--max-queued-calls", &max_calls.to_string()])
+            .args(["--shutdown-grace", "5"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.data.with_extension("serve.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !healthy(port) {
+            assert!(
+                Instant::now() < deadline,
+                "slovo serve did not start; see {}",
+                self.data.with_extension("serve.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.server = Some((child, port));
+    }
+
+    /// Stops the server the way an operator does (SIGTERM), so that it signs its last
+    /// checkpoint.
+    fn stop(&mut self) {
+        if let Some((mut child, _)) = self.server.take() {
+            // SAFETY: kill(2) on the id of a child this benchmark started and has not reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let status = child.wait().unwrap();
+            assert!(status.success(), "slovo serve ended with {status}");
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.server.as_ref().map(|(_, p)| *p).unwrap()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some((mut child, _)) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+}
+
+struct Outcome {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    rejected: usize,
+    lock_wait_share: f64,
+    /// `None` when records = events = answered and every instance's `audit verify` passed.
+    inconsistency: Option<String>,
+}
+
+/// `clients` clients, client `i` calling instance `i mod n`, until the deadline.
+async fn drive(
+    ports: &[u16],
+    token: &str,
+    tool: &str,
+    clients: usize,
+    seconds: u64,
+) -> (Vec<Duration>, usize, Duration) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let url = format!("http://127.0.0.1:{}/v1/calls", ports[i % ports.len()]);
+        let token = token.to_string();
+        let tool = tool.to_string();
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut latencies = Vec::new();
+            let mut rejected = 0usize;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({"tool": tool, "capability": "ping"}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                let body: Value = resp.json().await.unwrap();
+                if status.is_success() {
+                    assert_eq!(body["status"], "success", "{body}");
+                    latencies.push(t.elapsed());
+                } else {
+                    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+                    rejected += 1;
+                }
+            }
+            (latencies, rejected)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut rejected = 0;
+    for t in tasks {
+        let (l, r) = t.await.unwrap();
+        latencies.extend(l);
+        rejected += r;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    (latencies, rejected, elapsed)
+}
+
+/// One call through each instance, which must succeed.
+async fn warm_up(ports: &[u16], token: &str, tool: &str) {
+    let http = reqwest::Client::new();
+    for port in ports {
+        let resp = http
+            .post(format!("http://127.0.0.1:{port}/v1/calls"))
+            .bearer_auth(token)
+            .json(&json!({"tool": tool, "capability": "ping"}))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["status"], "success", "instance on port {port}: {body}");
+    }
+}
+
+async fn run(admin: &str, root: &Path, tool: &Tool, n: usize, clients: usize, seconds: u64) -> Outcome {
+    let url = slovo_test_support::fresh_database(admin).await;
+    let secret_key: String = (0..32).map(|i| format!("{:02x}", (i * 37 + n) % 256)).collect();
+    let mut instances: Vec<Instance> = (0..n)
+        .map(|i| Instance {
+            data: root.join(format!("{}-{n}-of-{n}-{i}", tool.kind)),
+            url: url.clone(),
+            secret_key: secret_key.clone(),
+            server: None,
+        })
+        .collect();
+    let first = &instances[0];
+    first.run(&["tool", "import", tool.bundle.to_str().unwrap()]);
+    let name = format!("cheap-{}", tool.kind);
+    first.run(&["tool", "approve", &name]);
+    let token = first
+        .run(&["token", "create", "--role", "agent"])
+        .trim()
+        .to_string();
+    // Each instance serves at most its share of the clients at once, so none turns a call away.
+    let share = clients.div_ceil(n);
+    for i in &mut instances {
+        i.start(share);
+    }
+    let ports: Vec<u16> = instances.iter().map(Instance::port).collect();
+    // One call through each instance first: each installs the tool from the database (the
+    // bundle is fetched and verified), which is not what is measured.
+    warm_up(&ports, &token, &name).await;
+    let store = slovo_store::Store::connect(&url).await.unwrap();
+    let records_before = store.count_executions().await.unwrap();
+    let events_before = store.audit_head().await.unwrap().0;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn(slovo_test_support::sample_lock_waits(url.clone(), stop.clone()));
+    let (latencies, rejected, elapsed) = drive(&ports, &token, &name, clients, seconds).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let waits = sampler.await.unwrap();
+
+    for i in &mut instances {
+        i.stop();
+    }
+    let answered = latencies.len() as i64;
+    let records = store.count_executions().await.unwrap() - records_before;
+    let events = store.audit_head().await.unwrap().0 - events_before;
+    store.close().await;
+    let mut problems = Vec::new();
+    if records != answered || events != answered {
+        problems.push(format!("{records} records, {events} events, {answered} answered"));
+    }
+    for i in &instances {
+        let out = i.cmd().args(["audit", "verify"]).output().unwrap();
+        if !out.status.success() {
+            problems.push(format!(
+                "audit verify on {}: {}",
+                i.data.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    Outcome {
+        latencies,
+        elapsed,
+        rejected,
+        lock_wait_share: waits.share(),
+        inconsistency: (!problems.is_empty()).then(|| problems.join("; ")),
+    }
+}
+
+fn main() {
+    slovo_sandbox::http::ensure_tls_provider();
+    let admin = std::env::var("SLOVO_BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("SLOVO_TEST_DATABASE_URL"))
+        .expect(
+            "set SLOVO_BENCH_DATABASE_URL (or SLOVO_TEST_DATABASE_URL) to an administrative PostgreSQL URL",
+        );
+    let seconds: u64 = env_or("SLOVO_LOAD_SECONDS", 8);
+    let clients: usize = env_or("SLOVO_LOAD_CLIENTS", 16);
+    let counts: Vec<usize> = std::env::var("SLOVO_LOAD_INSTANCES")
+        .unwrap_or_else(|_| "1,2,3".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let wanted = std::env::var("SLOVO_LOAD_KINDS").unwrap_or_else(|_| "wasm,process".into());
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut tools = Vec::new();
+    if wanted.contains("wasm") {
+        tools.push(wasm_tool(dir.path()));
+    }
+    if wanted.contains("process") {
+        match process_tool(dir.path()) {
+            Some(t) => tools.push(t),
+            None => eprintln!("gcc -static failed: skipping the process tool"),
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("load average before: {}", load_average());
+    println!(
+        "| tool | instances | clients | seconds | calls answered | calls/s | per-instance efficiency | p50 (ms) | p99 (ms) | lock-wait share | records = events = answered, audit verified |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let mut failures = Vec::new();
+    for tool in &tools {
+        let mut one_instance_rate = None;
+        for &n in &counts {
+            let o = rt.block_on(run(&admin, dir.path(), tool, n, clients, seconds));
+            let rate = o.latencies.len() as f64 / o.elapsed.as_secs_f64();
+            let base = *one_instance_rate.get_or_insert(rate / n as f64);
+            println!(
+                "| {} | {n} | {clients} | {:.1} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} % | {} |",
+                tool.kind,
+                o.elapsed.as_secs_f64(),
+                o.latencies.len(),
+                rate,
+                rate / n as f64 / base,
+                percentile(&o.latencies, 0.5).as_secs_f64() * 1000.0,
+                percentile(&o.latencies, 0.99).as_secs_f64() * 1000.0,
+                o.lock_wait_share * 100.0,
+                o.inconsistency
+                    .as_deref()
+                    .map_or("yes".to_string(), |e| format!("NO: {e}")),
+            );
+            if o.rejected > 0 {
+                println!(
+                    "({} calls were turned away by back-pressure and are not counted)",
+                    o.rejected
+                );
+            }
+            failures.extend(o.inconsistency);
+        }
+    }
+    println!("load average after: {}", load_average());
+    assert!(failures.is_empty(), "{failures:?}");
+}

@@ -1,0 +1,262 @@
+//! The audit chain under several writers: what serialised appends on the chain head cost.
+//!
+//! W writers (each a store with its own connection pool, standing for one `slovo serve`
+//! instance) share one fresh PostgreSQL database; each runs C concurrent callers that record a
+//! call the way the call path does (`running` row, then its result and audit event). Every
+//! configuration runs twice in the same run: each result in a transaction of its own (`alone`,
+//! the design before batching) and results batched, one transaction per batch (`batched`).
+//! Reports audited calls/s, p50/p99 of recording a result, the share of the database's busy
+//! backends that were waiting for a lock (sampled from `pg_stat_activity`), and checks that
+//! records = events = calls and that the chain verifies.
+//!
+//! Run: `SLOVO_BENCH_DATABASE_URL=postgres://… cargo bench -p slovo-store --bench audit_writers`
+//! (falls back to `SLOVO_TEST_DATABASE_URL`; an administrative URL: each configuration gets a
+//! database of its own). `SLOVO_AUDIT_SECONDS` (default 4), `SLOVO_AUDIT_CALLERS` (callers per
+//! writer, default 16) and `SLOVO_AUDIT_WRITERS` (default `1,2,3`) tune it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use slovo_core::audit::verify_chain;
+use slovo_core::execution::ExecutionStatus;
+use slovo_core::lifecycle::ToolStatus;
+use slovo_store::{ExecutionResult, FinishAudit, NewExecution, Store, ToolRow};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn admin_url() -> String {
+    std::env::var("SLOVO_BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("SLOVO_TEST_DATABASE_URL"))
+        .expect(
+            "set SLOVO_BENCH_DATABASE_URL (or SLOVO_TEST_DATABASE_URL) to an administrative PostgreSQL URL",
+        )
+}
+
+async fn active_tool(store: &Store) -> i64 {
+    let mut tx = store.begin().await.unwrap();
+    tx.save_tool(
+        &ToolRow {
+            name: "cheap".into(),
+            status: ToolStatus::Active,
+            active_version: Some("1.0.0".into()),
+            pending_version: None,
+            grant_id: None,
+            revision: 1,
+            created_at: 1,
+            updated_at: 1,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    tx.append_audit("tool.approved", Some("cheap"), "bench", &json!({}))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    store.tool("cheap").await.unwrap().unwrap().revision
+}
+
+/// One call recorded the way the call path records it; the time its result took to record.
+async fn one_call(store: &Store, writer: usize, revision: i64) -> Duration {
+    let id = uuid_like();
+    let now = slovo_core::time::now_ms();
+    let started = store
+        .insert_running_execution_at(
+            &NewExecution {
+                id: id.clone(),
+                tool: "cheap".into(),
+                version: "1.0.0".into(),
+                capability: "ping".into(),
+                arguments: json!({}),
+                conversation_id: None,
+                turn_id: None,
+                actor: "bench".into(),
+                started_at: now,
+                instance_id: format!("writer-{writer}"),
+                parent_execution_id: None,
+            },
+            revision,
+        )
+        .await
+        .unwrap();
+    assert!(started);
+    let result = ExecutionResult {
+        status: ExecutionStatus::Success,
+        output: Some(json!({"ok": true})),
+        stderr: None,
+        error: None,
+        exit_code: Some(0),
+        duration_ms: 1,
+        cpu_ms: Some(1),
+        peak_memory_bytes: Some(1),
+        sandbox_id: None,
+        finished_at: now,
+        network_denials: Vec::new(),
+    };
+    let payload = json!({"execution_id": id, "status": "success"});
+    let t = Instant::now();
+    store
+        .finish_call(
+            &id,
+            &result,
+            &FinishAudit {
+                kind: "execution.finished",
+                tool: Some("cheap"),
+                actor: "bench",
+                payload: &payload,
+            },
+        )
+        .await
+        .unwrap();
+    t.elapsed()
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Outcome {
+    calls: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    lock_wait_share: f64,
+    consistent: Result<(), String>,
+}
+
+async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, batched: bool) -> Outcome {
+    let url = slovo_test_support::fresh_database(admin).await;
+    let setup = Store::connect(&url).await.unwrap();
+    let revision = active_tool(&setup).await;
+    let events_before = setup.audit_head().await.unwrap().0;
+    let mut stores = Vec::new();
+    for _ in 0..writers {
+        stores.push(Store::connect(&url).await.unwrap().batch_call_results(batched));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn(slovo_test_support::sample_lock_waits(url.clone(), stop.clone()));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (w, store) in stores.iter().enumerate() {
+        for _ in 0..callers {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    latencies.push(one_call(&store, w, revision).await);
+                }
+                latencies
+            }));
+        }
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let waits = sampler.await.unwrap();
+    latencies.sort();
+
+    let calls = latencies.len();
+    let records = setup.count_executions().await.unwrap() as usize;
+    let (head_seq, head_hash) = setup.audit_head().await.unwrap();
+    let events = setup.audit_page(0, i64::MAX).await.unwrap();
+    let consistent = verify_chain(&events, head_seq, &head_hash)
+        .map_err(|e| format!("chain broken: {e}"))
+        .and_then(|_| {
+            let appended = (head_seq - events_before) as usize;
+            if records == calls && appended == calls {
+                Ok(())
+            } else {
+                Err(format!("{records} records, {appended} events, {calls} calls"))
+            }
+        });
+    for s in stores {
+        s.close().await;
+    }
+    setup.close().await;
+    Outcome {
+        calls,
+        elapsed,
+        latencies,
+        lock_wait_share: waits.share(),
+        consistent,
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn main() {
+    let admin = admin_url();
+    let seconds: u64 = env_or("SLOVO_AUDIT_SECONDS", 4);
+    let callers: usize = env_or("SLOVO_AUDIT_CALLERS", 16);
+    let writers: Vec<usize> = std::env::var("SLOVO_AUDIT_WRITERS")
+        .unwrap_or_else(|_| "1,2,3".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("load average before: {}", load_average());
+    println!(
+        "| writers | callers each | results | seconds | audited calls/s | vs 1 writer | p50 (ms) | p99 (ms) | lock-wait share | records = events = calls, chain verified |"
+    );
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
+    let mut failures = Vec::new();
+    for batched in [false, true] {
+        let mut one_writer_rate = None;
+        for &w in &writers {
+            let o = rt.block_on(run(&admin, w, callers, seconds, batched));
+            let rate = o.calls as f64 / o.elapsed.as_secs_f64();
+            let base = *one_writer_rate.get_or_insert(rate);
+            println!(
+                "| {w} | {callers} | {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} % | {} |",
+                if batched { "batched" } else { "alone" },
+                o.elapsed.as_secs_f64(),
+                rate,
+                rate / base,
+                percentile(&o.latencies, 0.5).as_secs_f64() * 1000.0,
+                percentile(&o.latencies, 0.99).as_secs_f64() * 1000.0,
+                o.lock_wait_share * 100.0,
+                match &o.consistent {
+                    Ok(()) => "yes".to_string(),
+                    Err(e) => format!("NO: {e}"),
+                },
+            );
+            if let Err(e) = o.consistent {
+                failures.push(e);
+            }
+        }
+    }
+    println!("load average after: {}", load_average());
+    assert!(failures.is_empty(), "{failures:?}");
+}
