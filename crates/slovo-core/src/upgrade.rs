@@ -61,7 +61,7 @@ impl fmt::Display for Change {
 /// Each field that decides what runs, with its value for `p` (`None` where the field does not
 /// apply, as a module does not to a process tool). Changing the execution type therefore also
 /// shows each field that appears or disappears.
-fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 14] {
+fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 15] {
     let m = p.manifest;
     let ex = m.execution.as_ref();
     let json = |v: &[String]| serde_json::Value::from(v.to_vec()).to_string();
@@ -120,6 +120,13 @@ fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 14] {
             "execution.env",
             match ex {
                 Some(Execution::Mcp { env, .. }) => serde_json::to_string(env).ok(),
+                _ => None,
+            },
+        ),
+        (
+            "execution.secret_env",
+            match ex {
+                Some(Execution::Mcp { secret_env, .. }) => serde_json::to_string(secret_env).ok(),
                 _ => None,
             },
         ),
