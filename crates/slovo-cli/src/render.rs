@@ -221,6 +221,10 @@ pub fn tool(v: &ToolView, json: bool) -> anyhow::Result<()> {
             "    {:<12} {:<17} imported {}  {}",
             ver.version, ver.state, ver.imported_at, ver.source
         );
+        if let Some(change) = &ver.tool_list_changed {
+            let difference = change["difference"].as_str().unwrap_or_default();
+            println!("      the server's tool list changed; waits for approval again: {difference}");
+        }
     }
     if let Some(vol) = &v.volume {
         let purged = vol
