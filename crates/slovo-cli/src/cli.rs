@@ -57,6 +57,9 @@ pub enum Command {
     /// Turn OpenAPI documents into tool proposals.
     #[command(subcommand)]
     Openapi(OpenapiCommand),
+    /// Turn MCP servers (npm, PyPI, a registry server.json) into tool proposals.
+    #[command(subcommand, name = "mcp-server")]
+    McpServer(McpServerCommand),
     /// Credentials of tools, encrypted at rest.
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -116,6 +119,30 @@ pub enum OpenapiCommand {
     /// Import an OpenAPI document (Swagger 2.0, OpenAPI 3.0 or 3.1; JSON or YAML) from a file or
     /// an http(s) URL as a proposal waiting for approval.
     Import(OpenapiImportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum McpServerCommand {
+    /// Fetch an MCP server (install scripts off, wheels only, integrity checked), read its
+    /// tools in its sandbox, and propose it as a tool waiting for approval.
+    Import(McpServerImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct McpServerImportArgs {
+    /// `npm:PACKAGE@VERSION`, `pypi:PACKAGE==VERSION` (exact versions), a registry
+    /// `server.json` (or a directory holding one), or a bundle directory.
+    pub source: String,
+    /// The tool's name (default: from the package's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// An environment variable for the server, `NAME=VALUE` (repeatable), e.g.
+    /// `MEMORY_FILE_PATH=/data/memory.jsonl`.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// An argument after the server's program (repeatable), e.g. `/data`.
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -15,7 +15,7 @@ use crate::cli::{
     ApproveArgs, AuditCommand, CallArgs, Cli, Command, ExecutionCommand, ExecutionsArgs, TokenCommand,
     ToolCommand,
 };
-use crate::cli::{OpenapiCommand, OpenapiImportArgs, SecretCommand};
+use crate::cli::{McpServerCommand, McpServerImportArgs, OpenapiCommand, OpenapiImportArgs, SecretCommand};
 use crate::{exit, progress, render};
 
 /// A flag or argument the runtime never saw because it was malformed.
@@ -64,6 +64,7 @@ async fn dispatch_command(rt: &Runtime, cli: &Cli, config: &slovo_config::Config
         Command::Openapi(OpenapiCommand::Import(args)) => {
             openapi_import(rt, args, &config.llm, &actor, json).await
         }
+        Command::McpServer(McpServerCommand::Import(args)) => mcp_server_import(rt, args, &actor, json).await,
         Command::Resolve(args) => {
             let outcome = rt.resolve(&args.text, usize::from(args.limit), &actor).await?;
             render::resolution(&outcome, json)?;
@@ -195,6 +196,36 @@ async fn openapi_import(
     );
     let result = progress::while_running("ingesting the OpenAPI document", json, ingest).await?;
     render::openapi_import(&result, json)?;
+    Ok(exit::OK)
+}
+
+/// `slovo mcp-server import`: the flags become one [`Runtime::import_mcp`].
+async fn mcp_server_import(
+    rt: &Runtime,
+    a: &McpServerImportArgs,
+    actor: &Actor,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let mut env = std::collections::BTreeMap::new();
+    for pair in &a.env {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--env {pair}: give NAME=VALUE")))?;
+        env.insert(name.to_string(), value.to_string());
+    }
+    let request = slovo_runtime::McpImport {
+        source: slovo_runtime::McpSource::parse(&a.source),
+        name: a.name.clone(),
+        env,
+        args: a.args.clone(),
+    };
+    let report = progress::while_running(
+        &format!("fetching {} and listing its tools in the sandbox", a.source),
+        json,
+        rt.import_mcp(&request, actor),
+    )
+    .await?;
+    render::mcp_import(&report, json)?;
     Ok(exit::OK)
 }
 

@@ -174,6 +174,14 @@ fn runtime_settings(config: &slovo_config::Config) -> anyhow::Result<slovo_runti
         public: public_policy(config),
         instance_lease: std::time::Duration::from_millis(config.server.instance_lease_ms.max(300)),
         embedder: embedder(&config.discovery)?.map(std::sync::Arc::new),
+        mcp_packages: slovo_runtime::McpPackages {
+            npm: config.mcp.npm.clone(),
+            npm_cache: config.mcp.npm_cache.clone(),
+            npm_registry: config.mcp.npm_registry.clone(),
+            python: config.mcp.python.clone(),
+            pip_find_links: config.mcp.pip_find_links.clone(),
+            pypi_index: config.mcp.pypi_index.clone(),
+        },
     })
 }
 

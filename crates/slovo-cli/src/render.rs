@@ -49,6 +49,42 @@ pub fn import(r: &ImportReport, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn mcp_import(r: &slovo_runtime::McpImportReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(r);
+    }
+    import(&r.import, false)?;
+    if let Some(package) = &r.package {
+        let integrity = r
+            .integrity
+            .get("integrity")
+            .or_else(|| r.integrity.get("sha256"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("-");
+        println!("  package: {package} (integrity {integrity})");
+    }
+    for t in &r.tools {
+        let renamed = if t.capability == t.tool {
+            String::new()
+        } else {
+            format!(" (the server's {:?})", t.tool)
+        };
+        let claims = if t.annotations.is_null() {
+            String::new()
+        } else {
+            format!("  the server claims (unverified): {}", t.annotations)
+        };
+        println!("  capability {}{renamed}{claims}", t.capability);
+    }
+    for s in &r.secrets {
+        println!("  secret to set: slovo secret set {} {s}", r.import.tool);
+    }
+    for n in &r.notes {
+        println!("  note: {n}");
+    }
+    Ok(())
+}
+
 pub fn tools(list: &[ToolSummary], json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&list);
@@ -185,6 +221,10 @@ pub fn tool(v: &ToolView, json: bool) -> anyhow::Result<()> {
             "    {:<12} {:<17} imported {}  {}",
             ver.version, ver.state, ver.imported_at, ver.source
         );
+        if let Some(change) = &ver.tool_list_changed {
+            let difference = change["difference"].as_str().unwrap_or_default();
+            println!("      the server's tool list changed; waits for approval again: {difference}");
+        }
     }
     if let Some(vol) = &v.volume {
         let purged = vol

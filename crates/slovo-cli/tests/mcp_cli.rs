@@ -118,3 +118,86 @@ fn an_mcp_server_is_imported_approved_and_called() {
     let refused = run(&data, &["call", "everything", "echo", "--args", "{}"]);
     assert!(!refused.status.success());
 }
+
+/// The npm cache `scripts/ci-mcp-servers-setup.sh` fills, once the memory server is installed.
+fn npm_cache() -> Option<PathBuf> {
+    installed_everything()?;
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache")
+        });
+    let root = cache.join("slovo-test/mcp");
+    if !root.join("bundles/memory/.ready").is_file() {
+        let reason = "the memory server is missing: run scripts/ci-mcp-servers-setup.sh";
+        assert!(std::env::var_os("CI").is_none(), "{reason}");
+        eprintln!("skipped: {reason}");
+        return None;
+    }
+    Some(root.join("npm-cache"))
+}
+
+#[test]
+fn an_mcp_server_imported_by_name_is_approved_and_called() {
+    let Some(cache) = npm_cache() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let import = |extra: &[&str]| {
+        let mut args = vec![
+            "mcp-server",
+            "import",
+            "npm:@modelcontextprotocol/server-memory@2026.8.31",
+        ];
+        args.extend_from_slice(extra);
+        Command::cargo_bin("slovo")
+            .unwrap()
+            .env("SLOVO_DATA_DIR", &data)
+            .env_remove("SLOVO_DATABASE_URL")
+            .env("SLOVO_MCP_NPM_CACHE", &cache)
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    // A range is refused, as invalid input (exit 3), before anything is fetched.
+    let mut ranged = Command::cargo_bin("slovo").unwrap();
+    let ranged = ranged
+        .env("SLOVO_DATA_DIR", &data)
+        .env_remove("SLOVO_DATABASE_URL")
+        .args([
+            "mcp-server",
+            "import",
+            "npm:@modelcontextprotocol/server-memory@^2026",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        ranged.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&ranged.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ranged.stderr).contains("must be exact"));
+
+    let out = import(&["--name", "memory", "--env", "MEMORY_FILE_PATH=/data/memory.jsonl"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("memory 2026.8.31: imported; waiting for approval"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("integrity sha512-"), "{stdout}");
+    assert!(
+        stdout.contains("capability read_graph") && stdout.contains("\"readOnlyHint\":true"),
+        "{stdout}"
+    );
+
+    ok(&data, &["tool", "approve", "memory"]);
+    let entities = r#"{"entities": [{"name": "Ada", "entityType": "person", "observations": []}]}"#;
+    ok(&data, &["call", "memory", "create_entities", "--args", entities]);
+    let out = ok(&data, &["--json", "call", "memory", "read_graph", "--args", "{}"]);
+    let exec: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(exec["status"], "success", "{exec:#}");
+    assert_eq!(exec["output"]["entities"][0]["name"], "Ada", "{exec:#}");
+}

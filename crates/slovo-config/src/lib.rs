@@ -57,6 +57,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// An OpenAI-compatible LLM that enriches OpenAPI proposals.
     pub llm: LlmConfig,
+    /// Where MCP servers imported by name are fetched from.
+    pub mcp: McpConfig,
 }
 
 impl Default for Config {
@@ -72,6 +74,7 @@ impl Default for Config {
             discovery: DiscoveryConfig::default(),
             server: ServerConfig::default(),
             llm: LlmConfig::default(),
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -265,6 +268,45 @@ impl Default for ServerConfig {
     }
 }
 
+/// Where `slovo mcp-server import` fetches packages from. Nothing is fetched from anywhere
+/// not configured here: by default, importing `npm:` or `pypi:` fails, saying which key to set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    /// The `npm` program. By default, `npm` on the path.
+    pub npm: PathBuf,
+    /// An npm cache to install from, offline (`npm --offline --cache`). By default, none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub npm_cache: Option<PathBuf>,
+    /// An npm registry to fetch from when no cache is set (`npm --registry`). By default, none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub npm_registry: Option<String>,
+    /// The Python whose pip installs PyPI servers (and which runs them in the sandbox). By
+    /// default, `/usr/bin/python3`.
+    pub python: PathBuf,
+    /// A directory of wheels to install from, offline (`pip --no-index --find-links`). By
+    /// default, none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pip_find_links: Option<PathBuf>,
+    /// A package index to fetch from when no wheel directory is set (`pip --index-url`). By
+    /// default, none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pypi_index: Option<String>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            npm: PathBuf::from("npm"),
+            npm_cache: None,
+            npm_registry: None,
+            python: PathBuf::from("/usr/bin/python3"),
+            pip_find_links: None,
+            pypi_index: None,
+        }
+    }
+}
+
 /// The LLM that enriches OpenAPI proposals. Its key, if it needs one, is a secret
 /// (`slovo secret set _llm api_key`), never configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +363,12 @@ const KEYS: &[(&str, Kind)] = &[
     ("server.instance_lease_ms", Kind::Int),
     ("llm.base_url", Kind::Str),
     ("llm.model", Kind::Str),
+    ("mcp.npm", Kind::Str),
+    ("mcp.npm_cache", Kind::Str),
+    ("mcp.npm_registry", Kind::Str),
+    ("mcp.python", Kind::Str),
+    ("mcp.pip_find_links", Kind::Str),
+    ("mcp.pypi_index", Kind::Str),
 ];
 
 /// Keys whose values are never printed.

@@ -69,6 +69,7 @@ struct ExecutionFields {
     entrypoint: Option<String>,
     transport: Option<String>,
     env: Option<String>,
+    secret_env: Option<String>,
     tool_names: Option<String>,
     steps: Option<String>,
     result: Option<String>,
@@ -111,12 +112,14 @@ fn execution_fields(ex: Option<&Execution>) -> ExecutionFields {
             command,
             system_paths,
             env,
+            secret_env,
             tool_names,
         }) => ExecutionFields {
             command: json(command),
             system_paths: Some(system_paths.to_string()),
             transport: json(transport),
             env: json(env),
+            secret_env: json(secret_env),
             tool_names: json(tool_names),
             ..ExecutionFields::default()
         },
@@ -126,7 +129,7 @@ fn execution_fields(ex: Option<&Execution>) -> ExecutionFields {
 /// Each field that decides what runs, with its value for `p` (`None` where the field does not
 /// apply, as a module does not to a process tool). Changing the execution type therefore also
 /// shows each field that appears or disappears.
-fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 16] {
+fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 17] {
     let m = p.manifest;
     let ex = m.execution.as_ref();
     let e = execution_fields(ex);
@@ -140,6 +143,7 @@ fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 16] {
         ("execution.entrypoint", e.entrypoint),
         ("execution.transport", e.transport),
         ("execution.env", e.env),
+        ("execution.secret_env", e.secret_env),
         ("execution.tool_names", e.tool_names),
         ("execution.steps", e.steps),
         ("execution.result", e.result),

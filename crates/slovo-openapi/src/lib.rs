@@ -54,7 +54,9 @@ use slovo_core::Manifest;
 
 pub use analysis::{Analysis, CapabilityAnalysis, offline_analysis};
 pub use error::IngestError;
-pub use naming::{MAX_CAPABILITY_NAME, capability_name, tool_name, version};
+pub use naming::{
+    MAX_CAPABILITY_NAME, capability_name, clean_text, tool_name, unique as unique_capability_name, version,
+};
 pub use report::{IngestReport, Repair, RequiredSecret, Risk, RiskLevel, SecretScheme, Skipped, ToolPart};
 pub use source::{DEFAULT_MAX_DOCUMENT_BYTES, Location, RemoteFetcher, RemotePolicy, Source, is_private_ip};
 pub use split::PART_BUDGET_BYTES;

@@ -16,6 +16,7 @@ use slovo_core::manifest::{Capability, Execution, Manifest, parse_manifest};
 use slovo_core::permissions::Grant;
 use slovo_core::secrets::Secrets;
 use slovo_core::time::now_ms;
+use slovo_sandbox::mcp::ToolListChange;
 use slovo_store::{ExecutionResult, ExecutionRow, FinishAudit, NewExecution, ToolRow};
 use tracing::{debug, info, warn};
 
@@ -421,6 +422,17 @@ impl Runtime {
             })?;
         guard.complete();
         self.checkpoints.after_append(event.seq);
+        if matches!(execution, Execution::Mcp { .. })
+            && let Some(change) = result.error.as_deref().and_then(ToolListChange::of_refusal)
+        {
+            // The call stays refused on its record whatever happens here.
+            if let Err(e) = self
+                .mcp_tool_list_changed(&tool.name, version, &change, &req.actor)
+                .await
+            {
+                warn!(tool = %tool.name, error = %e, "failed to send the changed MCP server back to approval");
+            }
+        }
         info!(execution = %id, tool = %tool.name, capability = %capability.name, %status, duration_ms, "call finished");
         // The record as stored, built from what was just written rather than read back.
         Ok(ExecutionRow {

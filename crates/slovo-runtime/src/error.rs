@@ -124,6 +124,15 @@ pub enum RuntimeError {
         /// Why.
         reason: String,
     },
+    /// An MCP server that cannot be imported: its source, its package, its fetch, its tool
+    /// list.
+    #[error("MCP server {source_name}: {reason}")]
+    McpImport {
+        /// The source as given (`npm:…`, `pypi:…`, a `server.json`).
+        source_name: String,
+        /// Why.
+        reason: String,
+    },
     /// The audit chain does not verify.
     #[error("audit trail is broken: {0}")]
     AuditBroken(#[from] ChainError),
@@ -188,6 +197,7 @@ impl RuntimeError {
             RuntimeError::InvalidManifest(_)
             | RuntimeError::OpenApi(_)
             | RuntimeError::Fetch { .. }
+            | RuntimeError::McpImport { .. }
             | RuntimeError::InvalidBundle { .. }
             | RuntimeError::BundleEntry { .. }
             | RuntimeError::Grant { .. }

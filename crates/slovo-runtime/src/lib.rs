@@ -9,6 +9,8 @@
 //!   [`Runtime::execution`];
 //! - the call path: [`Runtime::call`] (lookup → grant check → argument validation → record as
 //!   running → sandbox spec from the grant → backend → record the result → audit);
+//! - MCP servers by name: [`Runtime::import_mcp`] (fetch, list the tools in the sandbox,
+//!   propose);
 //! - capability gaps and discovery: [`Runtime::resolve`], [`Runtime::discovery_requests`],
 //!   [`Runtime::run_discovery_once`], [`Runtime::reject_request`];
 //! - the audit trail: [`Runtime::verify_audit`], and its signed checkpoints outside the
@@ -27,6 +29,8 @@ mod discovery;
 mod error;
 mod instances;
 mod lifecycle;
+mod mcp_import;
+mod mcp_pin;
 mod proposals;
 mod secrets;
 mod semantic;
@@ -52,6 +56,8 @@ pub use discovery::{
 pub use error::{ErrorKind, RuntimeError};
 pub use instances::{DEFAULT_INSTANCE_LEASE, Heartbeat, InstanceView};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
+pub use mcp_import::{McpImport, McpImportReport, McpPackages, McpSource, McpToolView};
+pub use mcp_pin::MCP_IMPORT_RECORD;
 pub use proposals::MAX_REJECT_REASON_CHARS;
 pub use secrets::LLM_SECRETS;
 pub use semantic::{EmbedFailure, Embedder, FUSED_RANKER, RankingReport, probe as probe_ranking};
@@ -123,6 +129,9 @@ pub struct RuntimeSettings {
     /// Sentence embeddings for ranking by meaning (`discovery.model_dir` or
     /// `discovery.embeddings_url`). By default, none: `resolve` ranks lexically.
     pub embedder: Option<Arc<semantic::Embedder>>,
+    /// Where MCP server packages are fetched from (`mcp.*`). By default, nowhere: importing
+    /// `npm:` or `pypi:` fails until a cache or registry is configured.
+    pub mcp_packages: McpPackages,
 }
 
 impl Default for RuntimeSettings {
@@ -133,6 +142,7 @@ impl Default for RuntimeSettings {
             public: slovo_core::net::PublicPolicy::default(),
             instance_lease: DEFAULT_INSTANCE_LEASE,
             embedder: None,
+            mcp_packages: McpPackages::default(),
         }
     }
 }

@@ -778,13 +778,20 @@ impl Runtime {
             bundle_dir: bundle_digest.map(|d| self.bundles_dir().join(d)),
             state_dir: self.volume_dir(&manifest.name),
         };
-        backend
+        let info = backend
             .install(&request)
             .await
             .map_err(|e| RuntimeError::Install {
                 tool: manifest.name.clone(),
                 reason: e.to_string(),
-            })
+            })?;
+        let stored = self
+            .store
+            .version(&manifest.name, &request.version)
+            .await?
+            .and_then(|v| v.install_info);
+        self.check_mcp_pin(manifest, request.bundle_dir.as_deref(), stored.as_ref(), &info)?;
+        Ok(info)
     }
 
     /// `active → disabled`.

@@ -41,6 +41,10 @@ pub struct VersionView {
     pub digest: String,
     /// Where it came from.
     pub source: String,
+    /// An MCP server that answered a call with another tool list than the one approved: the
+    /// difference and the digest of what it served (the version waits for approval again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_list_changed: Option<serde_json::Value>,
 }
 
 /// Everything `tool show` reports.
@@ -194,6 +198,11 @@ impl Runtime {
                     "superseded"
                 },
                 imported_at: slovo_core::time::to_rfc3339(v.imported_at),
+                tool_list_changed: v
+                    .install_info
+                    .as_ref()
+                    .and_then(|i| i.get("tool_list_changed"))
+                    .cloned(),
                 digest: v.digest,
                 source: v.source_name,
                 version: v.version,

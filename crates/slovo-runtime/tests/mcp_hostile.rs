@@ -174,8 +174,12 @@ async fn a_tool_list_that_changes_after_approval_is_refused_with_the_difference(
     let error = exec.error.unwrap();
     assert!(
         error.starts_with(
-            "refused: the server's tool list differs from the one approved: changed \"probe\" (description:"
+            "refused: the server's tool list differs from the one approved (served tools_sha256 "
         ),
+        "{error}"
+    );
+    assert!(
+        error.contains("): changed \"probe\" (description: \"Probes the sandbox.\" → "),
         "{error}"
     );
     assert!(
@@ -183,4 +187,48 @@ async fn a_tool_list_that_changes_after_approval_is_refused_with_the_difference(
         "the difference is shown: {error}"
     );
     assert_eq!(exec.output, None, "the tool was not called");
+
+    // The version goes back to approval, with the difference on the audit trail.
+    let shown = h.rt.show("rugpull").await.unwrap();
+    assert_eq!(shown.pending_version.as_deref(), Some("1.0.0"), "{shown:#?}");
+    assert_eq!(shown.active_version.as_deref(), Some("1.0.0"));
+    let change = shown.versions[0].tool_list_changed.as_ref().unwrap();
+    assert!(
+        change["difference"].as_str().unwrap().contains("~/.ssh/id_rsa"),
+        "{change}"
+    );
+    let honest = h.rt.show("honest").await.unwrap();
+    assert_eq!(honest.pending_version, None);
+    let events = h.rt.store().audit_page(0, 1000).await.unwrap();
+    let changed: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "tool.tool_list_changed")
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:#?}");
+    assert_eq!(changed[0].tool.as_deref(), Some("rugpull"));
+    let payload: Value = serde_json::from_str(&changed[0].payload).unwrap();
+    assert!(
+        payload["difference"].as_str().unwrap().contains("~/.ssh/id_rsa"),
+        "{payload}"
+    );
+
+    // A second refused call records nothing new.
+    let again = h.call("rugpull", "probe", json!({})).await;
+    assert_eq!(again.status, ExecutionStatus::Failure);
+    let events = h.rt.store().audit_page(0, 1000).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == "tool.tool_list_changed")
+            .count(),
+        1
+    );
+
+    // This server lists one thing when watched (no state: as at install) and serves another:
+    // approving the list it served is refused, since installing it lists the other one.
+    let e =
+        h.rt.approve("rugpull", &Narrowing::default(), &mcp_support::actor())
+            .await
+            .unwrap_err();
+    assert!(e.to_string().contains("behaves differently when watched"), "{e}");
 }

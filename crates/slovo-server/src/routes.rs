@@ -31,10 +31,10 @@ use crate::metrics::{CallLabels, ResponseLabels};
     paths(
         health, metrics, list_tools, import_tool, show_tool, approve_tool, disable_tool, enable_tool,
         reinstall_tool,
-        revoke_tool, import_openapi, list_secrets, set_secret, delete_secret, call, list_executions, show_execution, verify_audit, list_instances, list_tokens, create_token, revoke_token,
+        revoke_tool, import_openapi, import_mcp_server, list_secrets, set_secret, delete_secret, call, list_executions, show_execution, verify_audit, list_instances, list_tokens, create_token, revoke_token,
         resolve, list_discovery, reject_discovery
     ),
-    components(schemas(OpenApiBody, CallBody, ApproveBody, RevokeBody, SecretBody, TokenBody, ErrorBody)),
+    components(schemas(OpenApiBody, McpServerBody, CallBody, ApproveBody, RevokeBody, SecretBody, TokenBody, ErrorBody)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -84,6 +84,7 @@ pub(crate) fn router(state: AppState) -> Router {
             axum::routing::put(set_secret).delete(delete_secret),
         )
         .route("/v1/openapi/import", post(import_openapi))
+        .route("/v1/mcp-servers/import", post(import_mcp_server))
         .route("/v1/calls", post(call))
         .route("/v1/resolve", get(resolve))
         .route("/v1/discovery", get(list_discovery))
@@ -418,6 +419,60 @@ async fn import_openapi(
         .import_openapi(&source, &options, None, &caller.actor())
         .await?;
     Ok((StatusCode::CREATED, to_value(&result)?))
+}
+
+/// An MCP server to import: a package by name, or a registry `server.json`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerBody {
+    /// `npm:PACKAGE@VERSION` or `pypi:PACKAGE==VERSION` (exact versions).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// A registry `server.json`, instead of `source`.
+    #[serde(default)]
+    pub server_json: Option<Value>,
+    /// The tool's name (default: from the package's).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Environment variables for the server.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Arguments after the server's program.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// Fetch an MCP server, read its tools in its sandbox, and propose it (admin).
+#[utoipa::path(post, path = "/v1/mcp-servers/import", request_body = McpServerBody,
+    responses((status = 201, description = "the proposal, the package's integrity and the server's tools", body = Value),
+              (status = 422, description = "not an importable MCP server", body = ErrorBody)))]
+async fn import_mcp_server(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<McpServerBody>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require(Role::Admin)?;
+    let b = json_body(body)?;
+    // Paths on this host are the command line's to name, not a remote client's.
+    let by_name = |s: &String| s.starts_with("npm:") || s.starts_with("pypi:");
+    let source = match (b.source, b.server_json) {
+        (Some(s), None) if by_name(&s) => slovo_runtime::McpSource::Named(s),
+        (None, Some(server)) => slovo_runtime::McpSource::ServerJson(server),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_input",
+                "give exactly one of `source` (npm:PACKAGE@VERSION or pypi:PACKAGE==VERSION) and `server_json`",
+            ));
+        }
+    };
+    let request = slovo_runtime::McpImport {
+        source,
+        name: b.name,
+        env: b.env,
+        args: b.args,
+    };
+    let report = state.runtime.import_mcp(&request, &caller.actor()).await?;
+    Ok((StatusCode::CREATED, to_value(&report)?))
 }
 
 /// A secret's value.

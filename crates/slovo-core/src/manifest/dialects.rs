@@ -112,6 +112,8 @@ pub(crate) struct ExecutionDef {
     #[serde(default)]
     pub env: Option<std::collections::BTreeMap<String, String>>,
     #[serde(default)]
+    pub secret_env: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
     pub tool_names: Option<std::collections::BTreeMap<String, String>>,
     /// The execution dialect's timeout, in seconds.
     #[serde(default)]

@@ -147,6 +147,11 @@ pub enum Execution {
         /// Environment variables the server needs (`MEMORY_FILE_PATH=/data/memory.jsonl`).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         env: BTreeMap<String, String>,
+        /// Environment variables whose values are the tool's secrets (`slovo secret set TOOL
+        /// NAME`): variable → secret name. A call whose secret is not set fails before the
+        /// server starts.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        secret_env: BTreeMap<String, String>,
         /// The server's own name of a tool, for capabilities whose name had to differ (too
         /// long, clashing); any other capability is called by its own name.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

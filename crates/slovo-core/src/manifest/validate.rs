@@ -262,6 +262,7 @@ fn execution_of(
             ("result", def.result.is_some()),
             ("transport", def.transport.is_some()),
             ("env", def.env.is_some()),
+            ("secret_env", def.secret_env.is_some()),
             ("tool_names", def.tool_names.is_some()),
         ];
         for (field, is_set) in present {
@@ -332,7 +333,14 @@ fn execution_of(
             chain_of(def, doc, err)
         }
         "mcp" => {
-            stray(&["transport", "command", "system_paths", "env", "tool_names"])?;
+            stray(&[
+                "transport",
+                "command",
+                "system_paths",
+                "env",
+                "secret_env",
+                "tool_names",
+            ])?;
             mcp_execution(def, doc, err)
         }
         other => Err(err(
@@ -483,6 +491,37 @@ fn mcp_execution(
             return Err(err(&field, "holds a NUL byte".into()));
         }
     }
+    let secret_env = def.secret_env.clone().unwrap_or_default();
+    for (name, secret) in &secret_env {
+        let field = format!("execution.secret_env.{name}");
+        if env.contains_key(name) {
+            return Err(err(
+                &field,
+                "is also in execution.env: a variable has one source".into(),
+            ));
+        }
+        let valid = name
+            .bytes()
+            .enumerate()
+            .all(|(i, c)| c == b'_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        if name.is_empty() || !valid || name.starts_with("SLOVO_") {
+            return Err(err(
+                &field,
+                "a variable name is letters, digits and `_`, not SLOVO_*".into(),
+            ));
+        }
+        let secret_ok = !secret.is_empty()
+            && secret.len() <= 64
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !secret_ok {
+            return Err(err(
+                &field,
+                format!("{secret:?} is not a secret name (letters, digits, `_-.`)"),
+            ));
+        }
+    }
     let tool_names = def.tool_names.clone().unwrap_or_default();
     for (capability, tool) in &tool_names {
         if !doc.capabilities.iter().any(|c| &c.name == capability) {
@@ -503,6 +542,7 @@ fn mcp_execution(
         command,
         system_paths,
         env,
+        secret_env,
         tool_names,
     })
 }

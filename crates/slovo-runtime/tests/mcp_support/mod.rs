@@ -92,6 +92,10 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new() -> Harness {
+        Harness::with_settings(slovo_runtime::RuntimeSettings::default()).await
+    }
+
+    async fn with_settings(settings: slovo_runtime::RuntimeSettings) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let data = dir.path().join("data");
@@ -105,9 +109,25 @@ impl Harness {
             .await
             .unwrap();
         Harness {
-            rt: Runtime::new(store, backends, data),
+            rt: Runtime::new(store, backends, data).with_settings(settings),
             dir,
         }
+    }
+
+    /// A harness whose runtime fetches MCP servers from the caches the setup script filled
+    /// (offline: the npm cache and the wheelhouse).
+    pub async fn with_package_caches() -> Harness {
+        let root = servers_dir().parent().unwrap().to_path_buf();
+        let packages = slovo_runtime::McpPackages {
+            npm_cache: Some(root.join("npm-cache")),
+            pip_find_links: Some(root.join("wheelhouse")),
+            ..slovo_runtime::McpPackages::default()
+        };
+        let settings = slovo_runtime::RuntimeSettings {
+            mcp_packages: packages,
+            ..slovo_runtime::RuntimeSettings::default()
+        };
+        Harness::with_settings(settings).await
     }
 
     /// Imports `manifest` (with `server`'s files) and approves it as asked.

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use slovo_core::manifest::{Execution, McpTransport};
 
 pub use client::{PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
+pub use pin::{ToolListChange, difference as tool_list_difference, digest as tools_digest};
 
 use slovo_core::execution::{CallTarget, ExecutionStatus};
 use slovo_core::manifest::Capability;
@@ -68,6 +69,24 @@ fn program_of(execution: &Execution) -> Result<Program, String> {
     })
 }
 
+/// The server's secret variables (`secret_env`), from the tool's secrets; a call whose secret
+/// is not set fails before the server starts.
+fn add_secrets(program: &mut Program, spec: &SandboxSpec) -> Result<(), String> {
+    let Execution::Mcp { secret_env, .. } = &spec.execution else {
+        return Ok(());
+    };
+    for (variable, secret) in secret_env {
+        let value = spec.secrets.get(secret).ok_or_else(|| {
+            format!(
+                "the secret {secret:?} (the server's {variable}) is not set: `slovo secret set {} {secret}`",
+                spec.tool
+            )
+        })?;
+        program.env.push((variable.clone(), value.to_string()));
+    }
+    Ok(())
+}
+
 /// Limits of the one run at install that reads the server's tool list: no network, no
 /// state (`/data` empty and read-only), and the defaults a manifest gets when it says nothing.
 fn discovery_grant() -> Grant {
@@ -102,13 +121,15 @@ impl OneCall {
         if let Some(pinned) = &self.pinned {
             match session.list_tools().await {
                 Ok(served) => {
-                    if let Some(diff) = pin::difference(pinned, &served) {
+                    if let Some(difference) = pin::difference(pinned, &served) {
+                        let change = ToolListChange {
+                            difference,
+                            served_sha256: pin::digest(&served),
+                        };
                         return Verdict {
                             status: ExecutionStatus::Failure,
                             output: None,
-                            error: Some(format!(
-                                "refused: the server's tool list differs from the one approved: {diff}"
-                            )),
+                            error: Some(change.refusal()),
                         };
                     }
                 }
@@ -307,10 +328,13 @@ impl Backend for McpBackend {
     }
 
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
-        let program = match program_of(&spec.execution) {
+        let mut program = match program_of(&spec.execution) {
             Ok(p) => p,
             Err(e) => return Outcome::failed(e),
         };
+        if let Err(e) = add_secrets(&mut program, spec) {
+            return Outcome::failed(e);
+        }
         let tool = spec
             .execution
             .mcp_tool_name(&spec.capability.name)

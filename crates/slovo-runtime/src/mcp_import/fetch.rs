@@ -1,0 +1,352 @@
+//! Fetching a package once into a directory that becomes the tool's bundle: npm with its
+//! install scripts disabled, pip with wheels only, each from the configured cache (offline) or
+//! the configured registry, never from anywhere that is not configured. The registry's
+//! integrity data is checked and returned for the record.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::source::{Package, Registry};
+
+/// Where MCP server packages come from (the `mcp.*` configuration). Nothing is fetched from a
+/// place that is not configured here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpPackages {
+    /// The `npm` program. By default, `npm` on the path.
+    pub npm: PathBuf,
+    /// An npm cache to install from offline (`npm --offline --cache DIR`).
+    pub npm_cache: Option<PathBuf>,
+    /// An npm registry to fetch from (`npm --registry URL`), when no cache is configured.
+    pub npm_registry: Option<String>,
+    /// The Python whose pip installs PyPI servers; the same one runs them in the sandbox. By
+    /// default, `/usr/bin/python3`.
+    pub python: PathBuf,
+    /// A directory of wheels to install from offline (`pip --no-index --find-links DIR`).
+    pub pip_find_links: Option<PathBuf>,
+    /// A package index to fetch from (`pip --index-url URL`), when no wheel directory is
+    /// configured.
+    pub pypi_index: Option<String>,
+}
+
+impl Default for McpPackages {
+    fn default() -> McpPackages {
+        McpPackages {
+            npm: PathBuf::from("npm"),
+            npm_cache: None,
+            npm_registry: None,
+            python: PathBuf::from("/usr/bin/python3"),
+            pip_find_links: None,
+            pypi_index: None,
+        }
+    }
+}
+
+/// Why fetching failed, for a person.
+pub(crate) type FetchError = String;
+
+/// Installs `package` into `dir` (which becomes the bundle) and returns its integrity record.
+pub(crate) async fn fetch(package: &Package, config: &McpPackages, dir: &Path) -> Result<Value, FetchError> {
+    match package.registry {
+        Registry::Npm => npm(package, config, dir).await,
+        Registry::Pypi => pip(package, config, dir).await,
+    }
+}
+
+async fn npm(package: &Package, config: &McpPackages, dir: &Path) -> Result<Value, FetchError> {
+    let mut cmd = tokio::process::Command::new(&config.npm);
+    cmd.args([
+        "install",
+        "--ignore-scripts",
+        "--no-bin-links",
+        "--no-audit",
+        "--no-fund",
+    ])
+    .arg("--loglevel=error")
+    .arg("--prefix")
+    .arg(dir);
+    let source = match (&config.npm_cache, &config.npm_registry) {
+        (Some(cache), _) => {
+            cmd.arg("--offline").arg("--cache").arg(cache);
+            format!("the npm cache {}", cache.display())
+        }
+        (None, Some(registry)) => {
+            cmd.arg("--registry").arg(registry);
+            format!("the npm registry {registry}")
+        }
+        (None, None) => {
+            return Err(
+                "npm packages are not configured: set mcp.npm_cache (offline) or mcp.npm_registry".into(),
+            );
+        }
+    };
+    cmd.arg(format!("{}@{}", package.name, package.version));
+    run(cmd, &format!("npm install {} from {source}", package.spec())).await?;
+    npm_integrity(package, dir)
+}
+
+/// The lockfile npm wrote: the package at the version asked for, and an integrity hash for
+/// every package installed (npm checked each tarball against it).
+fn npm_integrity(package: &Package, dir: &Path) -> Result<Value, FetchError> {
+    let lock_path = dir.join("package-lock.json");
+    let bytes =
+        std::fs::read(&lock_path).map_err(|e| format!("npm wrote no {}: {e}", lock_path.display()))?;
+    let lock: Value = serde_json::from_slice(&bytes).map_err(|e| format!("package-lock.json: {e}"))?;
+    let packages = lock
+        .get("packages")
+        .and_then(Value::as_object)
+        .ok_or("package-lock.json has no \"packages\" (npm 7 or later is needed)")?;
+    let key = format!("node_modules/{}", package.name);
+    let top = packages
+        .get(&key)
+        .ok_or_else(|| format!("package-lock.json: {key} is not installed"))?;
+    let version = top.get("version").and_then(Value::as_str).unwrap_or("");
+    if version != package.version {
+        return Err(format!(
+            "npm installed {} {version}, not the version asked for ({})",
+            package.name, package.version
+        ));
+    }
+    let mut integrity = serde_json::Map::new();
+    for (path, entry) in packages {
+        if path.is_empty() || entry.get("link").and_then(Value::as_bool) == Some(true) {
+            continue;
+        }
+        let hash = entry
+            .get("integrity")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("package-lock.json: {path} has no integrity hash: refused"))?;
+        integrity.insert(path.clone(), json!(hash));
+    }
+    Ok(json!({
+        "registry": "npm",
+        "package": package.name,
+        "version": package.version,
+        "integrity": top.get("integrity"),
+        "lockfile_sha256": hex::encode(Sha256::digest(&bytes)),
+        "packages": integrity,
+    }))
+}
+
+async fn pip(package: &Package, config: &McpPackages, dir: &Path) -> Result<Value, FetchError> {
+    let report_path = dir.join(".pip-report.json");
+    let mut cmd = tokio::process::Command::new(&config.python);
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--only-binary=:all:",
+        "--no-compile",
+        "--no-cache-dir",
+    ])
+    .args(["--disable-pip-version-check", "--no-warn-conflicts", "--quiet"])
+    .arg("--target")
+    .arg(dir.join("site-packages"))
+    .arg("--report")
+    .arg(&report_path);
+    let source = match (&config.pip_find_links, &config.pypi_index) {
+        (Some(wheels), _) => {
+            cmd.arg("--no-index").arg("--find-links").arg(wheels);
+            format!("the wheel directory {}", wheels.display())
+        }
+        (None, Some(index)) => {
+            cmd.arg("--index-url").arg(index);
+            format!("the package index {index}")
+        }
+        (None, None) => {
+            return Err(
+                "PyPI packages are not configured: set mcp.pip_find_links (offline) or mcp.pypi_index".into(),
+            );
+        }
+    };
+    cmd.arg(format!("{}=={}", package.name, package.version));
+    run(cmd, &format!("pip install {} from {source}", package.spec())).await?;
+    let report = std::fs::read(&report_path).map_err(|e| format!("pip wrote no report: {e}"))?;
+    let _ = std::fs::remove_file(&report_path);
+    pip_integrity(package, &report)
+}
+
+/// pip's installation report: the project at the version asked for, and each wheel with its
+/// SHA-256 (checked by pip against the index's hashes online; offline, checked here against
+/// the wheel file itself).
+fn pip_integrity(package: &Package, report: &[u8]) -> Result<Value, FetchError> {
+    let report: Value = serde_json::from_slice(report).map_err(|e| format!("pip's report: {e}"))?;
+    let normal = |n: &str| n.to_ascii_lowercase().replace(['_', '.'], "-");
+    let mut wheels = serde_json::Map::new();
+    let mut found = None;
+    for item in report
+        .get("install")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let meta = item.get("metadata");
+        let name = meta
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let version = meta
+            .and_then(|m| m.get("version"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let download = item.get("download_info");
+        let url = download
+            .and_then(|d| d.get("url"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !url.ends_with(".whl") {
+            return Err(format!("{name} {version} is not a wheel ({url}): refused"));
+        }
+        let sha256 = download
+            .and_then(|d| d.get("archive_info"))
+            .and_then(|a| {
+                a.get("hashes")
+                    .and_then(|h| h.get("sha256"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .or_else(|| {
+                        a.get("hash")
+                            .and_then(Value::as_str)
+                            .and_then(|h| h.strip_prefix("sha256="))
+                            .map(str::to_string)
+                    })
+            })
+            .ok_or_else(|| format!("{name} {version}: pip reported no sha256: refused"))?;
+        if let Some(file) = url.strip_prefix("file://") {
+            let path = percent_decoded(file);
+            let bytes = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+            let actual = hex::encode(Sha256::digest(&bytes));
+            if actual != sha256 {
+                return Err(format!(
+                    "{path}: sha256 {actual}, but pip installed {sha256}: refused"
+                ));
+            }
+        }
+        if normal(name) == normal(&package.name) {
+            found = Some(version.to_string());
+        }
+        wheels.insert(
+            normal(name),
+            json!({"version": version, "sha256": sha256, "file": url.rsplit('/').next()}),
+        );
+    }
+    match found {
+        Some(v) if v == package.version => {}
+        Some(v) => {
+            return Err(format!(
+                "pip installed {} {v}, not the version asked for ({})",
+                package.name, package.version
+            ));
+        }
+        None => return Err(format!("pip's report does not list {}", package.name)),
+    }
+    Ok(json!({
+        "registry": "pypi",
+        "package": package.name,
+        "version": package.version,
+        "sha256": wheels.get(&normal(&package.name)).and_then(|w| w.get("sha256")),
+        "wheels": wheels,
+    }))
+}
+
+/// A `file://` URL's path with `%XX` escapes decoded (pip writes `+` in local versions as
+/// `%2B`).
+fn percent_decoded(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = path.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Runs a package manager to its end; its output is kept only to explain a failure.
+async fn run(mut cmd: tokio::process::Command, what: &str) -> Result<(), FetchError> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| format!("{what}: could not start: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let said: String = format!("{}\n{}", stderr.trim(), stdout.trim())
+        .trim()
+        .chars()
+        .take(1200)
+        .collect();
+    Err(format!("{what} failed ({}): {said}", out.status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lockfile_without_integrity_or_at_another_version_is_refused() {
+        let dir = std::env::temp_dir().join(format!("slovo-npm-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let package = Package {
+            registry: Registry::Npm,
+            name: "@s/p".into(),
+            version: "1.0.0".into(),
+        };
+        let write = |lock: Value| std::fs::write(dir.join("package-lock.json"), lock.to_string()).unwrap();
+        write(
+            json!({"packages": {"": {}, "node_modules/@s/p": {"version": "1.0.0", "integrity": "sha512-a"},
+                                  "node_modules/dep": {"version": "2.0.0"}}}),
+        );
+        let e = npm_integrity(&package, &dir).unwrap_err();
+        assert!(e.contains("node_modules/dep has no integrity hash"), "{e}");
+        write(json!({"packages": {"node_modules/@s/p": {"version": "1.0.1", "integrity": "sha512-a"}}}));
+        let e = npm_integrity(&package, &dir).unwrap_err();
+        assert!(e.contains("not the version asked for"), "{e}");
+        write(json!({"packages": {"node_modules/@s/p": {"version": "1.0.0", "integrity": "sha512-a"}}}));
+        let record = npm_integrity(&package, &dir).unwrap();
+        assert_eq!(record["integrity"], "sha512-a");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_wheel_whose_bytes_differ_from_the_reported_hash_is_refused() {
+        let dir = std::env::temp_dir().join(format!("slovo-pip-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wheel = dir.join("x-1.0-py3-none-any.whl");
+        std::fs::write(&wheel, b"wheel bytes").unwrap();
+        let package = Package {
+            registry: Registry::Pypi,
+            name: "x".into(),
+            version: "1.0".into(),
+        };
+        let report = |sha: &str| {
+            json!({"install": [{"metadata": {"name": "x", "version": "1.0"},
+                "download_info": {"url": format!("file://{}", wheel.display()),
+                                  "archive_info": {"hashes": {"sha256": sha}}}}]})
+            .to_string()
+        };
+        let right = hex::encode(Sha256::digest(b"wheel bytes"));
+        assert_eq!(
+            pip_integrity(&package, report(&right).as_bytes()).unwrap()["sha256"],
+            right
+        );
+        let e = pip_integrity(&package, report(&"0".repeat(64)).as_bytes()).unwrap_err();
+        assert!(e.contains("refused"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

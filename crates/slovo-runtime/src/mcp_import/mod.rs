@@ -1,0 +1,360 @@
+//! Importing an MCP server by name (`npm:PACKAGE@VERSION`, `pypi:PACKAGE==VERSION`) or from a
+//! registry `server.json`: one operation, [`Runtime::import_mcp`], behind every front end.
+//!
+//! 1. **Fetch** the package once into a private directory, install scripts disabled (npm
+//!    `--ignore-scripts`) or wheels only (pip `--only-binary=:all:`), from the configured cache
+//!    or registry only; its integrity data is checked and recorded ([`fetch`]).
+//! 2. **List** its tools: the server is started once in its sandbox (no network, no state)
+//!    and answers `initialize` and `tools/list` (the MCP backend's install run).
+//! 3. **Propose**: each tool becomes a capability ([`manifest`]); the manifest and the import
+//!    record (`slovo-mcp.json`: package, integrity, server, tools) are written beside the
+//!    package, and the directory is imported as a bundle — hashed, read-only, waiting for
+//!    approval like any other tool. Approval holds the server to the tool list recorded here
+//!    (`mcp_pin.rs`).
+
+mod fetch;
+mod manifest;
+mod source;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use slovo_core::manifest::{Execution, McpTransport};
+use slovo_sandbox::InstallRequest;
+use tracing::info;
+
+pub use fetch::McpPackages;
+
+use crate::mcp_pin::{MCP_IMPORT_RECORD, digest_of};
+use crate::{Actor, ImportReport, ImportSource, Result, Runtime, RuntimeError};
+use source::{Launch, Package};
+
+/// Where an MCP server comes from.
+#[derive(Debug, Clone)]
+pub enum McpSource {
+    /// `npm:PACKAGE@VERSION` or `pypi:PACKAGE==VERSION`.
+    Named(String),
+    /// A registry `server.json`, as read.
+    ServerJson(Value),
+    /// A `server.json` file, a directory holding one, or a bundle directory with its own
+    /// manifest.
+    Path(PathBuf),
+}
+
+impl McpSource {
+    /// `npm:…` and `pypi:…` name a package; anything else is a path.
+    pub fn parse(text: &str) -> McpSource {
+        if text.starts_with("npm:") || text.starts_with("pypi:") {
+            McpSource::Named(text.to_string())
+        } else {
+            McpSource::Path(PathBuf::from(text))
+        }
+    }
+}
+
+/// What to import as an MCP server tool.
+#[derive(Debug, Clone)]
+pub struct McpImport {
+    /// The package, `server.json` or bundle.
+    pub source: McpSource,
+    /// The tool's name; by default, from the package's (`@scope/server-memory` →
+    /// `server-memory`).
+    pub name: Option<String>,
+    /// Environment variables for the server (over those of `server.json`).
+    pub env: BTreeMap<String, String>,
+    /// Arguments after the server's program (after those of `server.json`).
+    pub args: Vec<String>,
+}
+
+/// What an MCP server import did.
+#[derive(Debug, Clone, Serialize)]
+pub struct McpImportReport {
+    /// The proposal, as any import reports it.
+    pub import: ImportReport,
+    /// The package (`npm:…@…`, `pypi:…==…`); none for a bundle with its own manifest.
+    pub package: Option<String>,
+    /// The registry's integrity data, as checked.
+    pub integrity: Value,
+    /// The server's `serverInfo` and protocol version, from its `initialize` answer.
+    pub server: Value,
+    /// One entry per tool the server listed.
+    pub tools: Vec<McpToolView>,
+    /// Secrets the person sets before the server can be called (`slovo secret set TOOL NAME`).
+    pub secrets: Vec<String>,
+    /// What of the source was not used, and why.
+    pub notes: Vec<String>,
+}
+
+/// One tool of an imported server.
+#[derive(Debug, Clone, Serialize)]
+pub struct McpToolView {
+    /// The capability that serves it.
+    pub capability: String,
+    /// The server's name of it.
+    pub tool: String,
+    /// The server's annotations (`readOnlyHint`, `destructiveHint`, …): its own claims,
+    /// unverified, never a grant.
+    pub annotations: Value,
+}
+
+/// Removes the private directory a package was fetched into, whatever happens.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.0.display(), error = %e, "failed to remove an import's work directory");
+        }
+    }
+}
+
+impl Runtime {
+    /// Imports an MCP server as a proposal waiting for approval (see the module
+    /// documentation): fetched once, its integrity checked, its tools read in its sandbox.
+    pub async fn import_mcp(&self, request: &McpImport, actor: &Actor) -> Result<McpImportReport> {
+        let Some((package, launch)) = self.mcp_source(request)? else {
+            // A bundle directory with its own manifest: imported as it is.
+            let McpSource::Path(dir) = &request.source else {
+                return Err(RuntimeError::McpImport {
+                    source_name: "-".into(),
+                    reason: "only a path names a bundle".into(),
+                });
+            };
+            let import = self.import(ImportSource::Bundle(dir.clone()), actor).await?;
+            return Ok(McpImportReport {
+                import,
+                package: None,
+                integrity: Value::Null,
+                server: Value::Null,
+                tools: Vec::new(),
+                secrets: Vec::new(),
+                notes: Vec::new(),
+            });
+        };
+        let spec = package.spec();
+        let failed = |reason: String| RuntimeError::McpImport {
+            source_name: spec.clone(),
+            reason,
+        };
+        let work = self.work_dir()?;
+        let bundle = work.0.join("bundle");
+        std::fs::create_dir_all(&bundle).map_err(|e| RuntimeError::io("create", &bundle, e))?;
+
+        let integrity = fetch::fetch(&package, &self.settings.mcp_packages, &bundle)
+            .await
+            .map_err(failed)?;
+        let (command, env) = manifest::command(&package, &bundle, &launch).map_err(failed)?;
+        let name = request
+            .name
+            .clone()
+            .unwrap_or_else(|| manifest::tool_name(&package));
+        let version = manifest::tool_version(&package);
+        let secret_env: BTreeMap<String, String> = launch
+            .secret_env
+            .keys()
+            .map(|variable| (variable.clone(), variable.clone()))
+            .collect();
+        let execution = Execution::Mcp {
+            transport: McpTransport::Stdio,
+            command: command.clone(),
+            system_paths: true,
+            env: env.clone(),
+            secret_env: secret_env.clone(),
+            tool_names: BTreeMap::new(),
+        };
+        let (server, tools) = self
+            .list_server_tools(&name, &version, execution, &bundle)
+            .await
+            .map_err(failed)?;
+        let (capabilities, renamed) = manifest::capabilities(&tools).map_err(failed)?;
+
+        let description = launch
+            .description
+            .clone()
+            .or_else(|| manifest::package_description(&package, &bundle))
+            .unwrap_or_else(|| format!("The MCP server {spec}"));
+        let doc = json!({
+            "name": name,
+            "version": version,
+            "description": description,
+            "capabilities": capabilities,
+            "execution": {
+                "type": "mcp", "transport": "stdio", "system_paths": true,
+                "command": command, "env": env, "secret_env": secret_env, "tool_names": renamed,
+            },
+        });
+        let record = json!({
+            "source": spec,
+            "integrity": integrity,
+            "server": server,
+            "tools_sha256": digest_of(&tools),
+            "tools": tools,
+            "notes": launch.notes,
+        });
+        write_json(&bundle.join("slovo.json"), &doc)?;
+        write_json(&bundle.join(MCP_IMPORT_RECORD), &record)?;
+        let import = self.import(ImportSource::Bundle(bundle), actor).await?;
+        info!(tool = %import.tool, package = %spec, "MCP server imported");
+        let tools = capabilities
+            .iter()
+            .zip(&tools)
+            .map(|(cap, tool)| McpToolView {
+                capability: cap["name"].as_str().unwrap_or_default().to_string(),
+                tool: tool["name"].as_str().unwrap_or_default().to_string(),
+                annotations: tool.get("annotations").cloned().unwrap_or(Value::Null),
+            })
+            .collect();
+        Ok(McpImportReport {
+            import,
+            package: Some(spec),
+            integrity,
+            server,
+            tools,
+            secrets: secret_env.into_values().collect(),
+            notes: launch.notes,
+        })
+    }
+
+    /// The package and launch settings `request` names; `None` for a bundle with its own
+    /// manifest.
+    fn mcp_source(&self, request: &McpImport) -> Result<Option<(Package, Launch)>> {
+        let invalid = |name: &str, reason: String| RuntimeError::McpImport {
+            source_name: name.to_string(),
+            reason,
+        };
+        let (package, mut launch) = match &request.source {
+            McpSource::Named(text) => match source::parse_spec(text.trim()) {
+                Some(parsed) => (parsed.map_err(|e| invalid(text, e))?, Launch::default()),
+                None => {
+                    return Err(invalid(
+                        text,
+                        "name npm:PACKAGE@VERSION or pypi:PACKAGE==VERSION".into(),
+                    ));
+                }
+            },
+            McpSource::ServerJson(server) => {
+                source::from_server_json(server).map_err(|e| invalid("server.json", e))?
+            }
+            McpSource::Path(path) => {
+                let file = if path.is_dir() {
+                    let has_manifest = slovo_bundle::BUNDLE_MANIFEST_NAMES
+                        .iter()
+                        .any(|m| path.join(m).exists());
+                    if has_manifest || !path.join("server.json").is_file() {
+                        return Ok(None);
+                    }
+                    path.join("server.json")
+                } else {
+                    path.to_path_buf()
+                };
+                let origin = file.display().to_string();
+                let bytes = std::fs::read(&file).map_err(|e| RuntimeError::io("read", &file, e))?;
+                let server: Value =
+                    serde_json::from_slice(&bytes).map_err(|e| invalid(&origin, format!("not JSON: {e}")))?;
+                source::from_server_json(&server).map_err(|e| invalid(&origin, e))?
+            }
+        };
+        launch.args.extend(request.args.iter().cloned());
+        launch.env.extend(request.env.clone());
+        Ok(Some((package, launch)))
+    }
+
+    /// A private directory for one import under the data directory, removed when dropped.
+    fn work_dir(&self) -> Result<WorkDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let parent = self.data_dir.join("imports");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&parent)
+            .map_err(|e| RuntimeError::io("create", &parent, e))?;
+        let dir = parent.join(uuid::Uuid::now_v7().to_string());
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| RuntimeError::io("create", &dir, e))?;
+        Ok(WorkDir(dir))
+    }
+
+    /// Starts the server in `bundle` once in its sandbox, as approval will, and returns its
+    /// `initialize` facts and its tool list.
+    async fn list_server_tools(
+        &self,
+        name: &str,
+        version: &str,
+        execution: Execution,
+        bundle: &Path,
+    ) -> std::result::Result<(Value, Vec<Value>), String> {
+        let backend = self
+            .backends
+            .get("mcp")
+            .map_err(|e| format!("MCP servers cannot run here: {e}"))?;
+        // The sandbox reads the bundle as whichever account it runs the server as.
+        open_for_reading(bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+        let request = InstallRequest {
+            tool: name.to_string(),
+            version: version.to_string(),
+            execution,
+            bundle_dir: Some(bundle.to_path_buf()),
+            // The listing run has no state: nothing is written here.
+            state_dir: bundle.with_file_name("state"),
+        };
+        let info = backend.install(&request).await.map_err(|e| e.to_string())?;
+        if let Some(refusal) = info.get("refusal").and_then(Value::as_str) {
+            return Err(format!(
+                "the sandbox cannot run the server to list its tools: {refusal}"
+            ));
+        }
+        let tools = info
+            .get("tools")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or("the server's tool list was not read")?;
+        let server = json!({
+            "protocol_version": info.get("protocol_version"),
+            "server_info": info.get("server_info"),
+        });
+        Ok((server, tools))
+    }
+}
+
+fn write_json(path: &Path, value: &Value) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| RuntimeError::McpImport {
+        source_name: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    std::fs::write(path, bytes).map_err(|e| RuntimeError::io("write", path, e))
+}
+
+/// `chmod -R a+rX`: every file readable, every directory searchable.
+fn open_for_reading(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_symlink() {
+                continue;
+            }
+            let mode = entry.metadata()?.permissions().mode();
+            let wanted = if kind.is_dir() {
+                stack.push(entry.path());
+                mode | 0o555
+            } else if mode & 0o111 != 0 {
+                mode | 0o555
+            } else {
+                mode | 0o444
+            };
+            if wanted != mode {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(wanted))?;
+            }
+        }
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o555))
+}
