@@ -9,6 +9,8 @@ use reqwest::header::{COOKIE, SET_COOKIE};
 use support::{Install, free_port};
 
 fn client() -> reqwest::Client {
+    // reqwest needs a TLS provider chosen, even for plain HTTP.
+    slovo_sandbox::http::ensure_tls_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -65,7 +67,10 @@ async fn the_printed_link_signs_a_browser_in_once() {
     let first = redeem(port, code).await;
     assert_eq!(first.status(), StatusCode::SEE_OTHER);
     let cookie = first.headers()[SET_COOKIE].to_str().unwrap();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let pair = cookie.split(';').next().unwrap().to_string();
     let tools = client()
         .get(format!("http://127.0.0.1:{port}/tools"))
@@ -89,9 +94,15 @@ async fn the_printed_link_signs_a_browser_in_once() {
         .into_iter()
         .map(|e| e.kind)
         .collect();
-    assert!(kinds.iter().any(|k| k == "dashboard.signin_link_created"), "{kinds:?}");
+    assert!(
+        kinds.iter().any(|k| k == "dashboard.signin_link_created"),
+        "{kinds:?}"
+    );
     assert_eq!(
-        kinds.iter().filter(|k| *k == "dashboard.signin_link_used").count(),
+        kinds
+            .iter()
+            .filter(|k| *k == "dashboard.signin_link_used")
+            .count(),
         1,
         "{kinds:?}"
     );

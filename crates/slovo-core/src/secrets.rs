@@ -24,7 +24,11 @@ pub fn secrets_used(manifest: &Manifest) -> BTreeSet<String> {
         .capabilities
         .iter()
         .flat_map(|c| {
-            match c.parameters.pointer("/x-slovo-security/0/0").and_then(|v| v.as_str()) {
+            match c
+                .parameters
+                .pointer("/x-slovo-security/0/0")
+                .and_then(|v| v.as_str())
+            {
                 Some(scheme) => vec![scheme.to_string()],
                 None => conventional.iter().map(|n| n.to_string()).collect(),
             }
@@ -109,7 +113,10 @@ mod tests {
         assert_eq!(names(&http_manifest("api_key", None)), ["api_key"]);
         assert_eq!(names(&http_manifest("bearer", None)), ["token"]);
         assert_eq!(names(&http_manifest("basic", None)), ["password", "username"]);
-        assert_eq!(names(&http_manifest("bearer", Some("petstore_auth"))), ["petstore_auth"]);
+        assert_eq!(
+            names(&http_manifest("bearer", Some("petstore_auth"))),
+            ["petstore_auth"]
+        );
         assert!(secrets_used(&http_manifest("none", None)).is_empty());
     }
 

@@ -99,7 +99,10 @@ mod tests {
     fn files_urls_and_openapi_documents_are_told_apart() {
         let docker = json!({"execution": {"type": "docker"}});
         assert_eq!(origin("tools/weather.json", &docker, None).kind, "a file");
-        assert_eq!(origin("-", &docker, None).kind, "a manifest read from standard input");
+        assert_eq!(
+            origin("-", &docker, None).kind,
+            "a manifest read from standard input"
+        );
         let openapi = json!({"openapi_spec": "https://api.example.org/openapi.json"});
         let o = origin("https://api.example.org/openapi.json.json", &openapi, None);
         assert_eq!(o.kind, "an OpenAPI document at a URL");

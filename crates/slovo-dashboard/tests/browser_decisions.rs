@@ -47,12 +47,14 @@ async fn fake_llm(answer: String) -> (String, Arc<Mutex<usize>>) {
     let app = Router::new()
         .route(
             "/v1/chat/completions",
-            post(|State((answer, asked)): State<(String, Arc<Mutex<usize>>)>, _body: Bytes| async move {
-                *asked.lock().unwrap() += 1;
-                let body = json!({"id": "x", "object": "chat.completion",
+            post(
+                |State((answer, asked)): State<(String, Arc<Mutex<usize>>)>, _body: Bytes| async move {
+                    *asked.lock().unwrap() += 1;
+                    let body = json!({"id": "x", "object": "chat.completion",
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}]});
-                ([("content-type", "application/json")], body.to_string())
-            }),
+                    ([("content-type", "application/json")], body.to_string())
+                },
+            ),
         )
         .with_state((answer, asked.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -104,7 +106,8 @@ async fn a_proposal_says_where_it_came_from_what_secrets_it_newly_needs_and_what
         })
         .collect();
     let (llm_url, asked) = fake_llm(json!({ "capabilities": capabilities }).to_string()).await;
-    let analyzer = slovo_llm::ChatAnalyzer::new(slovo_llm::LlmConfig::new(llm_url, "tiny-model", None)).unwrap();
+    let analyzer =
+        slovo_llm::ChatAnalyzer::new(slovo_llm::LlmConfig::new(llm_url, "tiny-model", None)).unwrap();
     let imported = server
         .runtime
         .import_openapi(
@@ -152,7 +155,8 @@ async fn a_proposal_says_where_it_came_from_what_secrets_it_newly_needs_and_what
         "the note is shown as text: {notes}"
     );
     assert_eq!(
-        b.eval("return document.querySelectorAll('#analysis img').length;").await,
+        b.eval("return document.querySelectorAll('#analysis img').length;")
+            .await,
         json!(0),
         "no element was made from the note"
     );
@@ -206,10 +210,24 @@ async fn a_refused_approval_shows_the_form_again_with_the_entries_and_the_reason
     }
     assert_eq!(reached[0], "Skip to content", "{reached:?}");
     for control in [
-        "host-0", "host-1", "no_network", "memory_limit_mb", "cpu_limit_percent", "timeout_s",
-        "pids_limit", "storage_quota_mb", "no_storage", "expires_local", "as_requested", "narrowed", "reason",
+        "host-0",
+        "host-1",
+        "no_network",
+        "memory_limit_mb",
+        "cpu_limit_percent",
+        "timeout_s",
+        "pids_limit",
+        "storage_quota_mb",
+        "no_storage",
+        "expires_local",
+        "as_requested",
+        "narrowed",
+        "reason",
     ] {
-        assert!(reached.iter().any(|r| r == control), "{control} is not reachable by Tab: {reached:?}");
+        assert!(
+            reached.iter().any(|r| r == control),
+            "{control} is not reachable by Tab: {reached:?}"
+        );
     }
 
     // The browser would stop a value over `max`; the page may be out of date, or a browser
@@ -226,7 +244,10 @@ async fn a_refused_approval_shows_the_form_again_with_the_entries_and_the_reason
     b.click("button[value=narrowed]").await;
 
     assert!(b.wait_for_text("#approve-error", "Not approved", WAIT).await);
-    assert!(b.text("h1").await.contains("Proposal: maps"), "the proposal page again");
+    assert!(
+        b.text("h1").await.contains("Proposal: maps"),
+        "the proposal page again"
+    );
     let by_field = b.text("#error-memory_limit_mb").await;
     assert!(
         by_field.contains("cannot grant memory_limit_mb = 4096: the tool requested only 256"),
@@ -244,7 +265,11 @@ async fn a_refused_approval_shows_the_form_again_with_the_entries_and_the_reason
     assert_eq!(b.eval(&value("memory_limit_mb")).await, json!("4096"));
     assert_eq!(b.eval(&value("timeout_s")).await, json!("5"));
     assert_eq!(b.eval(&checked("host-0")).await, json!(true));
-    assert_eq!(b.eval(&checked("host-1")).await, json!(false), "the dropped host stays dropped");
+    assert_eq!(
+        b.eval(&checked("host-1")).await,
+        json!(false),
+        "the dropped host stays dropped"
+    );
     b.screenshot("approve-refused").await;
 
     // Nothing was approved.
@@ -258,7 +283,13 @@ async fn a_refused_approval_shows_the_form_again_with_the_entries_and_the_reason
     memory.send_keys("128").await.unwrap();
     b.click("button[value=narrowed]").await;
     assert!(b.wait_for_text("#granted-memory", "128 MB", WAIT).await);
-    let grant = server.runtime.show("maps").await.unwrap().granted.expect("a grant");
+    let grant = server
+        .runtime
+        .show("maps")
+        .await
+        .unwrap()
+        .granted
+        .expect("a grant");
     assert_eq!(grant.memory_limit_mb, 128);
     assert_eq!(grant.timeout_s, 5);
     let hosts: Vec<String> = grant.network_allow.iter().map(|h| h.to_string()).collect();
@@ -267,16 +298,17 @@ async fn a_refused_approval_shows_the_form_again_with_the_entries_and_the_reason
 
 /// `at_ms` as the `datetime-local` value a browser in UTC+05:30 shows.
 fn kolkata_local(at_ms: i64) -> String {
-    let at = chrono::DateTime::from_timestamp_millis(at_ms).unwrap()
-        + chrono::Duration::minutes(5 * 60 + 30);
+    let at = chrono::DateTime::from_timestamp_millis(at_ms).unwrap() + chrono::Duration::minutes(5 * 60 + 30);
     at.format("%Y-%m-%dT%H:%M").to_string()
 }
 
 async fn set_datetime(b: &Browser, id: &str, value: &str) {
     // Typing into a datetime-local field depends on the locale's field order; setting the
     // value is what a person's picking amounts to.
-    b.eval(&format!("document.getElementById('{id}').value = '{value}'; return null;"))
-        .await;
+    b.eval(&format!(
+        "document.getElementById('{id}').value = '{value}'; return null;"
+    ))
+    .await;
 }
 
 #[tokio::test]

@@ -66,7 +66,10 @@ async fn an_audit_range_exports_exactly_those_events_as_json_lines() {
     }
     assert_eq!(lines[0]["seq"], json!(2));
     assert_eq!(lines[1]["seq"], json!(3));
-    assert!(lines[1]["hash"].as_str().is_some_and(|h| h.len() == 64), "each line has its hash");
+    assert!(
+        lines[1]["hash"].as_str().is_some_and(|h| h.len() == 64),
+        "each line has its hash"
+    );
 
     // A reversed range is refused with the reason.
     let resp = get(&server, &cookie, "/audit/export?from=3&to=2").await;
@@ -113,7 +116,10 @@ async fn a_large_output_is_cut_on_the_page_and_downloadable_whole() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("Showing the first 16384 of"), "the page says it is cut");
+    assert!(
+        page.contains("Showing the first 16384 of"),
+        "the page says it is cut"
+    );
     assert!(!page.contains("THE-END"), "the end is not on the page");
     assert!(page.contains(&format!("/activity/{}/download", call.id)));
 

@@ -367,9 +367,18 @@ async fn a_session_outlives_a_restart_is_stored_only_as_a_hash_and_sign_out_dele
         .unwrap()
         .expect("the session is in the database, by the hash of its id");
     assert!(row.principal.starts_with("token:"), "{}", row.principal);
-    assert!(row.expires_at > now + 7 * 3600 * 1000, "it expires with the session (8 hours)");
     assert!(
-        server.runtime.store().live_session(&session_id, now).await.unwrap().is_none(),
+        row.expires_at > now + 7 * 3600 * 1000,
+        "it expires with the session (8 hours)"
+    );
+    assert!(
+        server
+            .runtime
+            .store()
+            .live_session(&session_id, now)
+            .await
+            .unwrap()
+            .is_none(),
         "the cookie's value itself is not a key"
     );
 
@@ -386,13 +395,32 @@ async fn a_session_outlives_a_restart_is_stored_only_as_a_hash_and_sign_out_dele
 
     // An expired session is refused even though its row is still there.
     let later = now + 9 * 3600 * 1000;
-    assert!(server.runtime.store().live_session(&id_hash, later).await.unwrap().is_none());
+    assert!(
+        server
+            .runtime
+            .store()
+            .live_session(&id_hash, later)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Sign-out deletes the row; the cookie no longer works, on this server or after a restart.
     let resp = post(&server, "/signout", Some(&cookie), &format!("csrf={token}")).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    assert!(server.runtime.store().live_session(&id_hash, now).await.unwrap().is_none());
-    assert!(!server.runtime.store().delete_session(&id_hash).await.unwrap(), "already deleted");
+    assert!(
+        server
+            .runtime
+            .store()
+            .live_session(&id_hash, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !server.runtime.store().delete_session(&id_hash).await.unwrap(),
+        "already deleted"
+    );
     let server = server.restart().await;
     let resp = client()
         .get(format!("{}/tools", server.base))
@@ -400,5 +428,9 @@ async fn a_session_outlives_a_restart_is_stored_only_as_a_hash_and_sign_out_dele
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "signed out stays signed out");
+    assert_eq!(
+        resp.status(),
+        StatusCode::SEE_OTHER,
+        "signed out stays signed out"
+    );
 }

@@ -167,10 +167,7 @@ impl Runtime {
             }
             _ => None,
         };
-        let serving_secrets = serving_manifest
-            .as_ref()
-            .map(secrets_used)
-            .unwrap_or_default();
+        let serving_secrets = serving_manifest.as_ref().map(secrets_used).unwrap_or_default();
         let new_secrets = secrets_used(&manifest)
             .difference(&serving_secrets)
             .cloned()

@@ -35,8 +35,8 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
 pub use call_writer::FinishAudit;
 pub use instances::InstanceRow;
-pub use sessions::SessionRow;
 pub use rows::*;
+pub use sessions::SessionRow;
 
 use call_writer::CallWriter;
 

@@ -13,8 +13,7 @@ use crate::{Result, StoreError};
 
 pub(crate) const TOOL_COLUMNS: &str =
     "name, status, active_version, pending_version, grant_id, revision, created_at, updated_at";
-pub(crate) const VERSION_COLUMNS: &str =
-    "tool, version, manifest, digest, source_name, source_text, bundle_digest, install_info, imported_at, analysis";
+pub(crate) const VERSION_COLUMNS: &str = "tool, version, manifest, digest, source_name, source_text, bundle_digest, install_info, imported_at, analysis";
 pub(crate) const GRANT_COLUMNS: &str = "id, tool, version, grant_json, granted_by, granted_at";
 pub(crate) const VOLUME_COLUMNS: &str = "tool, path, quota_mb, created_at, purged_at";
 pub(crate) const TOKEN_COLUMNS: &str = "id, role, token_hash, label, created_at, last_used_at, revoked_at";

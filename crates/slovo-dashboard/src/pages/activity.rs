@@ -3,10 +3,10 @@
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use chrono::{Duration as ChronoDuration, NaiveDateTime};
 use maud::{Markup, html};
 use serde::Deserialize;
 use slovo_core::execution::ExecutionStatus;
-use chrono::{Duration as ChronoDuration, NaiveDateTime};
 use slovo_runtime::{ExecutionCursor, ExecutionFilter, ExecutionRow};
 
 use super::segment;
@@ -57,14 +57,22 @@ impl Filters {
                 .parse()
                 .ok()
                 .filter(|o: &i64| o.abs() <= 24 * 60)
-                .ok_or_else(|| PageError::BadInput(format!("tz_offset_minutes: {o:?} is not a time zone offset")))?,
+                .ok_or_else(|| {
+                    PageError::BadInput(format!("tz_offset_minutes: {o:?} is not a time zone offset"))
+                })?,
             None => 0,
         };
-        Ok(Some((naive + ChronoDuration::minutes(offset)).and_utc().timestamp_millis()))
+        Ok(Some(
+            (naive + ChronoDuration::minutes(offset))
+                .and_utc()
+                .timestamp_millis(),
+        ))
     }
 
     fn cursor(&self) -> PageResult<Option<ExecutionCursor>> {
-        let Some(before) = given(&self.before) else { return Ok(None) };
+        let Some(before) = given(&self.before) else {
+            return Ok(None);
+        };
         let bad = || PageError::BadInput(format!("before: {before:?} is not a position in the list"));
         let (at, id) = before.split_once(':').ok_or_else(bad)?;
         Ok(Some(ExecutionCursor {
@@ -109,9 +117,15 @@ pub(crate) async fn list(
     // The `to` minute is included: everything before the next minute.
     let to = filters.instant("to", given(&filters.to))?.map(|t| t + 60_000);
     let before = match (filters.cursor()?, to) {
-        (Some(c), Some(t)) if c.started_at >= t => Some(ExecutionCursor { started_at: t, id: String::new() }),
+        (Some(c), Some(t)) if c.started_at >= t => Some(ExecutionCursor {
+            started_at: t,
+            id: String::new(),
+        }),
         (Some(c), _) => Some(c),
-        (None, Some(t)) => Some(ExecutionCursor { started_at: t, id: String::new() }),
+        (None, Some(t)) => Some(ExecutionCursor {
+            started_at: t,
+            id: String::new(),
+        }),
         (None, None) => None,
     };
     let mut rows = state
@@ -130,7 +144,9 @@ pub(crate) async fn list(
         rows.retain(|e| e.started_at >= from);
         more &= rows.len() == before_len;
     }
-    let next = more.then(|| rows.last().map(|last| filters.next_page(last))).flatten();
+    let next = more
+        .then(|| rows.last().map(|last| filters.next_page(last)))
+        .flatten();
     let tools = state.runtime.list().await?;
     Ok(layout(
         "Activity",

@@ -118,7 +118,12 @@ fn granted_cell(view: &ToolView, f: impl Fn(&Grant) -> String) -> String {
 }
 
 /// The approval form with `entries` in its fields and `error`, if any, beside its field.
-pub(crate) fn form(view: &ToolView, session: &Session, entries: &Entries, error: Option<&FieldError>) -> Markup {
+pub(crate) fn form(
+    view: &ToolView,
+    session: &Session,
+    entries: &Entries,
+    error: Option<&FieldError>,
+) -> Markup {
     let r = &view.requested;
     let action = format!("/proposals/{}/approve", segment(&view.name));
     let network_error = error_for(error, "network");
@@ -227,7 +232,14 @@ struct LimitRow<'a> {
 }
 
 fn limit_row(row: LimitRow<'_>, entered: &str, error: Option<&FieldError>) -> Markup {
-    let LimitRow { label, field, unit, min, requested, granted } = row;
+    let LimitRow {
+        label,
+        field,
+        unit,
+        min,
+        requested,
+        granted,
+    } = row;
     let message = error_for(error, field);
     html! {
         tr {
@@ -321,11 +333,22 @@ pub(crate) async fn approve(
     let view = state.runtime.show(&name).await?;
     let refused = match narrowing_from(&form, &view) {
         Err(e) => e,
-        Ok(narrowing) => match state.runtime.approve(&name, &narrowing, &form.session.actor()).await {
+        Ok(narrowing) => match state
+            .runtime
+            .approve(&name, &narrowing, &form.session.actor())
+            .await
+        {
             Ok(_) => return Ok(see_other(&format!("/tools/{}", segment(&name)))),
             Err(e) => FieldError::from_runtime(&e).ok_or(PageError::Runtime(e))?,
         },
     };
-    let page = super::proposal::render(&state, &form.session, view, Entries::entered(&form), Some(refused)).await?;
+    let page = super::proposal::render(
+        &state,
+        &form.session,
+        view,
+        Entries::entered(&form),
+        Some(refused),
+    )
+    .await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
