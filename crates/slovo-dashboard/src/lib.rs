@@ -76,10 +76,7 @@ impl DashboardState {
     /// State for `runtime` with `config`.
     pub fn new(runtime: Arc<Runtime>, config: DashboardConfig) -> Self {
         DashboardState {
-            sessions: Arc::new(session::Sessions::new(
-                runtime.store().clone(),
-                config.session_ttl,
-            )),
+            sessions: Arc::new(session::Sessions::new(runtime.clone(), config.session_ttl)),
             runtime,
             config: Arc::new(config),
             shutdown: tokio_util::sync::CancellationToken::new(),

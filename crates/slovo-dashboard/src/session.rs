@@ -10,6 +10,7 @@
 //! Every request re-checks that the token the person signed in with is still valid, so
 //! revoking that token ends its sessions.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -18,8 +19,7 @@ use axum::http::header::COOKIE;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use slovo_core::time::now_ms;
-use slovo_runtime::Actor;
-use slovo_store::{SessionRow, Store};
+use slovo_runtime::{Actor, Runtime, RuntimeError, SessionRow};
 use subtle::ConstantTimeEq;
 
 use crate::DashboardState;
@@ -115,10 +115,17 @@ impl Session {
 
 /// Signed-in sessions, kept in the database by the SHA-256 of their id, so they outlive a
 /// restart of the server and are shared by every instance on one database.
-#[derive(Debug)]
 pub struct Sessions {
     ttl: Duration,
-    store: Store,
+    runtime: Arc<Runtime>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A fresh session: the cookie value to send and the session.
@@ -138,7 +145,7 @@ pub enum SessionError {
     Random(String),
     /// The database failed.
     #[error(transparent)]
-    Store(#[from] slovo_store::StoreError),
+    Store(#[from] RuntimeError),
 }
 
 fn random_hex(bytes: usize) -> Result<String, SessionError> {
@@ -165,9 +172,9 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Sessions {
-    /// Sessions kept in `store`; each one lasts `ttl`.
-    pub fn new(store: Store, ttl: Duration) -> Self {
-        Sessions { ttl, store }
+    /// Sessions kept in the runtime's database; each one lasts `ttl`.
+    pub fn new(runtime: Arc<Runtime>, ttl: Duration) -> Self {
+        Sessions { ttl, runtime }
     }
 
     /// How long a session lasts.
@@ -180,14 +187,16 @@ impl Sessions {
         let id = random_hex(32)?;
         let id_hash = hash(&id);
         let now = now_ms();
-        self.store
+        self.runtime
+            .store()
             .insert_session(&SessionRow {
                 id_hash: id_hash.clone(),
                 principal: principal.as_actor_part(),
                 created_at: now,
                 expires_at: now.saturating_add(ms(self.ttl)),
             })
-            .await?;
+            .await
+            .map_err(RuntimeError::from)?;
         Ok(NewSession {
             session: Session::new(&id, &id_hash, principal),
             cookie_value: id,
@@ -197,7 +206,8 @@ impl Sessions {
     /// The live session with cookie value `id`.
     pub async fn find(&self, id: &str) -> Result<Option<Session>, SessionError> {
         let id_hash = hash(id);
-        let Some(row) = self.store.live_session(&id_hash, now_ms()).await? else {
+        let found = self.runtime.store().live_session(&id_hash, now_ms()).await;
+        let Some(row) = found.map_err(RuntimeError::from)? else {
             return Ok(None);
         };
         let principal = match row.principal.split_once(':') {
@@ -213,7 +223,11 @@ impl Sessions {
 
     /// Ends the session with cookie value `id`.
     pub async fn close(&self, id: &str) -> Result<(), SessionError> {
-        self.store.delete_session(&hash(id)).await?;
+        self.runtime
+            .store()
+            .delete_session(&hash(id))
+            .await
+            .map_err(RuntimeError::from)?;
         Ok(())
     }
 }
