@@ -4,5 +4,7 @@
 set -euo pipefail
 out="$(pwd)/docs/screenshots"
 mkdir -p "$out"
-SLOVO_DASHBOARD_SCREENSHOTS="$out" cargo test -p slovo-dashboard --test browser -- --test-threads=1
+for test in browser browser_decisions; do
+    SLOVO_DASHBOARD_SCREENSHOTS="$out" cargo test -p slovo-dashboard --test "$test" -- --test-threads=1
+done
 ls -1 "$out"

@@ -24,9 +24,9 @@ pub enum PageError {
     /// The runtime refused or failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    /// No randomness for a session.
+    /// A session could not be opened or looked up.
     #[error(transparent)]
-    Random(#[from] crate::session::RandomError),
+    Session(#[from] crate::session::SessionError),
 }
 
 /// Result of a page handler.
@@ -45,7 +45,7 @@ impl PageError {
             PageError::SignedOut { .. } => StatusCode::UNAUTHORIZED,
             PageError::Csrf => StatusCode::FORBIDDEN,
             PageError::BadInput(_) => StatusCode::BAD_REQUEST,
-            PageError::Random(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            PageError::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
             PageError::Runtime(e) => match e.kind() {
                 ErrorKind::NotFound => StatusCode::NOT_FOUND,
                 ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -59,7 +59,9 @@ pub(crate) async fn stream(
                 () = tokio::time::sleep(interval) => {}
                 () = state.shutdown.cancelled() => return None,
             }
-            state.sessions.find(&cookie)?;
+            // The stream ends with the session (signed out, expired) or when it cannot be
+            // looked up.
+            state.sessions.find(&cookie).await.ok()??;
             let Some(now) = snapshot(&state).await else {
                 continue;
             };

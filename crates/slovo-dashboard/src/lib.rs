@@ -22,6 +22,7 @@ mod describe;
 mod error;
 mod events;
 mod form;
+mod origin;
 mod pages;
 mod render;
 pub mod security;
@@ -75,8 +76,8 @@ impl DashboardState {
     /// State for `runtime` with `config`.
     pub fn new(runtime: Arc<Runtime>, config: DashboardConfig) -> Self {
         DashboardState {
+            sessions: Arc::new(session::Sessions::new(runtime.clone(), config.session_ttl)),
             runtime,
-            sessions: Arc::new(session::Sessions::new(config.session_ttl)),
             config: Arc::new(config),
             shutdown: tokio_util::sync::CancellationToken::new(),
         }
@@ -101,7 +102,7 @@ pub fn router(state: DashboardState) -> Router {
         .route("/", get(pages::inbox::landing))
         .route("/inbox", get(pages::inbox::page))
         .route("/proposals/{name}", get(pages::proposal::page))
-        .route("/proposals/{name}/approve", post(pages::proposal::approve))
+        .route("/proposals/{name}/approve", post(pages::approve::approve))
         .route("/proposals/{name}/reject", post(pages::proposal::reject))
         .route("/tools", get(pages::tools::list))
         .route("/tools/{name}", get(pages::tools::page))

@@ -4,21 +4,22 @@
 //! it), `Path=/`, and expires with the session. It is `Secure` when the request reached the
 //! server over TLS, as told by a reverse proxy's `X-Forwarded-Proto: https` or
 //! `Forwarded: proto=https` ([`CookieSecurity::FromRequest`]), or always
-//! ([`CookieSecurity::Always`]). Sessions live in memory: a restart signs everyone out. The
-//! server keeps only a hash of each session id, so a memory dump does not yield live cookies.
+//! ([`CookieSecurity::Always`]). Sessions are kept in the database, so a restart signs no one
+//! out; only a SHA-256 of each session id is stored, so the database does not yield live
+//! cookies, and the CSRF token is derived from the id, so it is not stored either.
 //! Every request re-checks that the token the person signed in with is still valid, so
 //! revoking that token ends its sessions.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
-use slovo_runtime::Actor;
+use slovo_core::time::now_ms;
+use slovo_runtime::{Actor, Runtime, RuntimeError, SessionRow};
 use subtle::ConstantTimeEq;
 
 use crate::DashboardState;
@@ -84,7 +85,6 @@ pub struct Session {
     pub principal: Principal,
     /// The token every state-changing request must carry.
     pub csrf: String,
-    expires: Instant,
 }
 
 impl Session {
@@ -102,13 +102,30 @@ impl Session {
     pub fn csrf_matches(&self, presented: &str) -> bool {
         !presented.is_empty() && bool::from(self.csrf.as_bytes().ct_eq(presented.as_bytes()))
     }
+
+    /// The session with cookie value `id`, hashing to `id_hash`, for `principal`.
+    fn new(id: &str, id_hash: &str, principal: Principal) -> Session {
+        Session {
+            handle: id_hash[..12].to_string(),
+            principal,
+            csrf: csrf_token(id),
+        }
+    }
 }
 
-/// Signed-in sessions, by the SHA-256 of their id.
-#[derive(Debug)]
+/// Signed-in sessions, kept in the database by the SHA-256 of their id, so they outlive a
+/// restart of the server and are shared by every instance on one database.
 pub struct Sessions {
     ttl: Duration,
-    by_hash: Mutex<HashMap<String, Session>>,
+    runtime: Arc<Runtime>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A fresh session: the cookie value to send and the session.
@@ -120,14 +137,20 @@ pub struct NewSession {
     pub session: Session,
 }
 
-/// The operating system's random source failed.
+/// Why a session could not be opened or found.
 #[derive(Debug, thiserror::Error)]
-#[error("no randomness for a session id: {0}")]
-pub struct RandomError(String);
+pub enum SessionError {
+    /// The operating system's random source failed.
+    #[error("no randomness for a session id: {0}")]
+    Random(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] RuntimeError),
+}
 
-fn random_hex(bytes: usize) -> Result<String, RandomError> {
+fn random_hex(bytes: usize) -> Result<String, SessionError> {
     let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| RandomError(e.to_string()))?;
+    getrandom::fill(&mut buf).map_err(|e| SessionError::Random(e.to_string()))?;
     Ok(hex::encode(buf))
 }
 
@@ -135,13 +158,23 @@ fn hash(id: &str) -> String {
     hex::encode(Sha256::digest(id.as_bytes()))
 }
 
+/// A session's CSRF token, derived from its id: nothing stored yields it (the database keeps
+/// only a different hash of the id), and every request that carries the cookie can recompute it.
+fn csrf_token(id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"slovo-dashboard-csrf\0");
+    h.update(id.as_bytes());
+    hex::encode(h.finalize())
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 impl Sessions {
-    /// No sessions; each one lasts `ttl`.
-    pub fn new(ttl: Duration) -> Self {
-        Sessions {
-            ttl,
-            by_hash: Mutex::new(HashMap::new()),
-        }
+    /// Sessions kept in the runtime's database; each one lasts `ttl`.
+    pub fn new(runtime: Arc<Runtime>, ttl: Duration) -> Self {
+        Sessions { ttl, runtime }
     }
 
     /// How long a session lasts.
@@ -149,49 +182,53 @@ impl Sessions {
         self.ttl
     }
 
-    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        // A panic while holding the lock cannot leave the map half-updated (every operation
-        // is a single insert, remove or lookup), so a poisoned lock is still safe to use.
-        self.by_hash.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Opens a session for the person who presented `principal`.
-    pub fn open(&self, principal: Principal) -> Result<NewSession, RandomError> {
+    pub async fn open(&self, principal: Principal) -> Result<NewSession, SessionError> {
         let id = random_hex(32)?;
         let id_hash = hash(&id);
-        let session = Session {
-            handle: id_hash[..12].to_string(),
-            principal,
-            csrf: random_hex(32)?,
-            expires: Instant::now() + self.ttl,
-        };
-        let mut map = self.locked();
-        let now = Instant::now();
-        map.retain(|_, s| s.expires > now);
-        map.insert(id_hash, session.clone());
+        let now = now_ms();
+        self.runtime
+            .store()
+            .insert_session(&SessionRow {
+                id_hash: id_hash.clone(),
+                principal: principal.as_actor_part(),
+                created_at: now,
+                expires_at: now.saturating_add(ms(self.ttl)),
+            })
+            .await
+            .map_err(RuntimeError::from)?;
         Ok(NewSession {
+            session: Session::new(&id, &id_hash, principal),
             cookie_value: id,
-            session,
         })
     }
 
     /// The live session with cookie value `id`.
-    pub fn find(&self, id: &str) -> Option<Session> {
-        let mut map = self.locked();
-        let key = hash(id);
-        match map.get(&key) {
-            Some(s) if s.expires > Instant::now() => Some(s.clone()),
-            Some(_) => {
-                map.remove(&key);
-                None
+    pub async fn find(&self, id: &str) -> Result<Option<Session>, SessionError> {
+        let id_hash = hash(id);
+        let found = self.runtime.store().live_session(&id_hash, now_ms()).await;
+        let Some(row) = found.map_err(RuntimeError::from)? else {
+            return Ok(None);
+        };
+        let principal = match row.principal.split_once(':') {
+            Some(("token", t)) => Principal::Token(t.to_string()),
+            Some(("link", l)) => Principal::Link(l.to_string()),
+            _ => {
+                tracing::warn!(session = %&id_hash[..12], "a stored session names no token or link");
+                return Ok(None);
             }
-            None => None,
-        }
+        };
+        Ok(Some(Session::new(id, &id_hash, principal)))
     }
 
     /// Ends the session with cookie value `id`.
-    pub fn close(&self, id: &str) {
-        self.locked().remove(&hash(id));
+    pub async fn close(&self, id: &str) -> Result<(), SessionError> {
+        self.runtime
+            .store()
+            .delete_session(&hash(id))
+            .await
+            .map_err(RuntimeError::from)?;
+        Ok(())
     }
 }
 
@@ -230,9 +267,11 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = DashboardState::from_ref(state);
-        let session = cookie_value(&parts.headers)
-            .and_then(|id| state.sessions.find(&id))
-            .ok_or_else(|| PageError::signed_out(&parts.method))?;
+        let found = match cookie_value(&parts.headers) {
+            Some(id) => state.sessions.find(&id).await?,
+            None => None,
+        };
+        let session = found.ok_or_else(|| PageError::signed_out(&parts.method))?;
         // The token may have been revoked since sign-in: its sessions end with it.
         let Principal::Token(token_id) = &session.principal else {
             return Ok(session);

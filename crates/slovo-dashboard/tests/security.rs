@@ -348,3 +348,89 @@ async fn rejecting_a_new_tool_revokes_it_with_the_reason_and_needs_one() {
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     assert_eq!(server.audit_events("tool.rejected").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_session_outlives_a_restart_is_stored_only_as_a_hash_and_sign_out_deletes_it() {
+    use sha2::{Digest, Sha256};
+
+    let server = Server::start().await;
+    let (cookie, _) = sign_in(&server, &[]).await;
+    let token = csrf(&server, &cookie, "/tools").await;
+    let session_id = cookie.split_once('=').unwrap().1.to_string();
+    let id_hash = hex::encode(Sha256::digest(session_id.as_bytes()));
+    let now = slovo_core::time::now_ms();
+    let row = server
+        .runtime
+        .store()
+        .live_session(&id_hash, now)
+        .await
+        .unwrap()
+        .expect("the session is in the database, by the hash of its id");
+    assert!(row.principal.starts_with("token:"), "{}", row.principal);
+    assert!(
+        row.expires_at > now + 7 * 3600 * 1000,
+        "it expires with the session (8 hours)"
+    );
+    assert!(
+        server
+            .runtime
+            .store()
+            .live_session(&session_id, now)
+            .await
+            .unwrap()
+            .is_none(),
+        "the cookie's value itself is not a key"
+    );
+
+    // The server restarts: the same cookie and the same CSRF token still work.
+    let server = server.restart().await;
+    let resp = client()
+        .get(format!("{}/tools", server.base))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "still signed in after the restart");
+    assert_eq!(csrf(&server, &cookie, "/tools").await, token);
+
+    // An expired session is refused even though its row is still there.
+    let later = now + 9 * 3600 * 1000;
+    assert!(
+        server
+            .runtime
+            .store()
+            .live_session(&id_hash, later)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Sign-out deletes the row; the cookie no longer works, on this server or after a restart.
+    let resp = post(&server, "/signout", Some(&cookie), &format!("csrf={token}")).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(
+        server
+            .runtime
+            .store()
+            .live_session(&id_hash, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !server.runtime.store().delete_session(&id_hash).await.unwrap(),
+        "already deleted"
+    );
+    let server = server.restart().await;
+    let resp = client()
+        .get(format!("{}/tools", server.base))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::SEE_OTHER,
+        "signed out stays signed out"
+    );
+}

@@ -69,7 +69,7 @@ pub use views::{AuditReport, ToolSummary, ToolView, VersionView};
 // are still the store's rows and the ingester's options; wire types of the runtime's own are to
 // replace them.
 pub use slovo_openapi as openapi;
-pub use slovo_store::{ExecutionCursor, ExecutionFilter, ExecutionRow};
+pub use slovo_store::{ExecutionCursor, ExecutionFilter, ExecutionRow, SessionRow};
 
 /// Result of a runtime operation.
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

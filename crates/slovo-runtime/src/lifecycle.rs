@@ -83,6 +83,8 @@ struct Prepared {
     source_text: String,
     bundle_digest: Option<String>,
     digest: String,
+    /// What an analysis of the document it came from noted (see [`VersionRow::analysis`]).
+    analysis: Option<Value>,
 }
 
 /// The result of importing an OpenAPI document: the proposals and the ingester's report.
@@ -95,6 +97,20 @@ pub struct OpenApiImport {
     pub report: slovo_openapi::IngestReport,
     /// Which analysis filled descriptions and examples: `offline` or `llm:<model>`.
     pub analysis: String,
+}
+
+/// The risk notes of `analysis` for the capabilities of `manifest`, as stored with a version.
+fn risk_notes(analysis: &slovo_openapi::Analysis, manifest: &Manifest) -> Vec<Value> {
+    analysis
+        .capabilities
+        .iter()
+        .filter(|a| manifest.capabilities.iter().any(|c| c.name == a.name))
+        .filter_map(|a| {
+            a.risk_note
+                .as_ref()
+                .map(|note| json!({"capability": a.name, "note": note}))
+        })
+        .collect()
 }
 
 impl Runtime {
@@ -120,12 +136,20 @@ impl Runtime {
     ) -> Result<OpenApiImport> {
         let mut ingested = slovo_openapi::ingest(source, options)?;
         let mut analysis = "offline".to_string();
+        // Per proposal: which analysis it carries and that analysis's risk notes, kept with
+        // the version so the person deciding sees them.
+        let mut analysis_notes: Vec<(String, Vec<Value>)> = ingested
+            .manifests
+            .iter()
+            .map(|m| ("offline".to_string(), risk_notes(&ingested.analysis, m)))
+            .collect();
         if let Some((analyzer, model)) = llm {
             let mut analyzed = 0;
-            for manifest in &mut ingested.manifests {
+            for (manifest, notes) in ingested.manifests.iter_mut().zip(&mut analysis_notes) {
                 match analyzer.analyze(manifest).await {
                     Ok(a) => {
                         a.apply(manifest);
+                        *notes = (format!("llm:{model}"), risk_notes(&a, manifest));
                         analyzed += 1;
                     }
                     Err(e) => ingested
@@ -147,8 +171,8 @@ impl Runtime {
             ));
         }
         let several = ingested.manifests.len() > 1;
-        let mut sources = Vec::with_capacity(ingested.manifests.len());
-        for manifest in &ingested.manifests {
+        let mut prepared_parts = Vec::with_capacity(ingested.manifests.len());
+        for (manifest, notes) in ingested.manifests.iter().zip(&analysis_notes) {
             let source = ImportSource::Manifest {
                 name: if several {
                     format!("{}#{}.json", source.name, manifest.name)
@@ -157,16 +181,15 @@ impl Runtime {
                 },
                 bytes: manifest.to_canonical().to_string().into_bytes(),
             };
-            if several {
-                // Checked now, stored below: a part that cannot be stored stops the import
-                // before anything is stored.
-                self.prepare_import(source.clone())?;
-            }
-            sources.push(source);
+            // Every part is checked before the first is stored: a part that cannot be stored
+            // stops the import before anything is stored.
+            let mut prepared = self.prepare_import(source)?;
+            prepared.analysis = Some(json!({"by": notes.0, "notes": notes.1}));
+            prepared_parts.push(prepared);
         }
-        let mut imports = Vec::with_capacity(sources.len());
-        for source in sources {
-            imports.push(self.import(source, actor).await?);
+        let mut imports = Vec::with_capacity(prepared_parts.len());
+        for prepared in prepared_parts {
+            imports.push(self.import_prepared(prepared, actor).await?);
         }
         Ok(OpenApiImport {
             imports,
@@ -180,6 +203,11 @@ impl Runtime {
     /// for approval otherwise while the approved version keeps serving.
     pub async fn import(&self, source: ImportSource, actor: &Actor) -> Result<ImportReport> {
         let prepared = self.prepare_import(source)?;
+        self.import_prepared(prepared, actor).await
+    }
+
+    /// [`Runtime::import`] of a checked proposal.
+    async fn import_prepared(&self, prepared: Prepared, actor: &Actor) -> Result<ImportReport> {
         if let Some(digest) = &prepared.bundle_digest {
             self.share_bundle(digest).await?;
         }
@@ -368,6 +396,7 @@ impl Runtime {
             // calls run from it (a Docker tool's pinned image id).
             install_info: installed,
             imported_at: now,
+            analysis: prepared.analysis.clone(),
         })
         .await?;
         let kind = match outcome {
@@ -510,6 +539,7 @@ impl Runtime {
             source_text,
             bundle_digest,
             digest,
+            analysis: None,
         })
     }
 

@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::{Grant, Permissions, Widening};
+use slovo_core::secrets::secrets_used;
 use slovo_core::upgrade::{Change, Program, changes_what_runs};
 use slovo_store::{ExecutionFilter, ExecutionRow, ToolRow, VolumeRow};
 
@@ -45,6 +46,10 @@ pub struct VersionView {
     /// difference and the digest of what it served (the version waits for approval again).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_list_changed: Option<serde_json::Value>,
+    /// What the analysis of the OpenAPI document it came from noted: `{"by": "offline" |
+    /// "llm:<model>", "notes": [{"capability", "note"}]}`. Unverified words, to be shown inert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Value>,
 }
 
 /// Everything `tool show` reports.
@@ -69,6 +74,9 @@ pub struct ToolView {
     /// How the pending version runs something other than the serving one (command, module,
     /// image, bundle, `base_url`, credential header).
     pub pending_changes: Vec<Change>,
+    /// Secrets the shown version's calls look up that the serving version's did not (every
+    /// one it looks up when nothing serves yet), by name ([`slovo_core::secrets::secrets_used`]).
+    pub new_secrets: Vec<String>,
     /// The state volume.
     pub volume: Option<VolumeRow>,
     /// Every imported version.
@@ -157,6 +165,17 @@ impl Runtime {
             _ => vec![],
         };
         let stored = self.store.versions(name).await?;
+        let serving_manifest = match &t.active_version {
+            Some(serving) if t.status != ToolStatus::PendingApproval && serving != &shown => {
+                Some(self.manifest(name, serving).await?)
+            }
+            _ => None,
+        };
+        let serving_secrets = serving_manifest.as_ref().map(secrets_used).unwrap_or_default();
+        let new_secrets = secrets_used(&manifest)
+            .difference(&serving_secrets)
+            .cloned()
+            .collect();
         let pending_changes = match (&t.active_version, &t.pending_version) {
             (Some(serving), Some(pending)) if t.status != ToolStatus::PendingApproval => {
                 let program = |v: &str| {
@@ -205,6 +224,7 @@ impl Runtime {
                     .cloned(),
                 digest: v.digest,
                 source: v.source_name,
+                analysis: v.analysis,
                 version: v.version,
             })
             .collect();
@@ -218,6 +238,7 @@ impl Runtime {
             granted,
             pending_widenings,
             pending_changes,
+            new_secrets,
             volume: self.store.volume(name).await?,
             versions,
             chain: self.chain_view(&t, &manifest).await?,

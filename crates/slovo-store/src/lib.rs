@@ -21,6 +21,7 @@ mod embeddings;
 mod finish_batch;
 mod instances;
 mod rows;
+mod sessions;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -36,6 +37,7 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 pub use call_writer::FinishAudit;
 pub use instances::InstanceRow;
 pub use rows::*;
+pub use sessions::SessionRow;
 
 use call_writer::CallWriter;
 use finish_batch::FinishBatcher;
@@ -846,7 +848,8 @@ impl Tx {
     pub async fn insert_version(&mut self, v: &VersionRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO tool_versions (tool, version, manifest, digest, source_name, source_text, \
-             bundle_digest, install_info, imported_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             bundle_digest, install_info, imported_at, analysis) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&v.tool)
         .bind(&v.version)
@@ -857,6 +860,7 @@ impl Tx {
         .bind(&v.bundle_digest)
         .bind(v.install_info.as_ref().map(|i| i.to_string()))
         .bind(v.imported_at)
+        .bind(v.analysis.as_ref().map(|a| a.to_string()))
         .execute(&mut *self.tx)
         .await?;
         Ok(())

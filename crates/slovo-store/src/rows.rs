@@ -13,8 +13,7 @@ use crate::{Result, StoreError};
 
 pub(crate) const TOOL_COLUMNS: &str =
     "name, status, active_version, pending_version, grant_id, revision, created_at, updated_at";
-pub(crate) const VERSION_COLUMNS: &str =
-    "tool, version, manifest, digest, source_name, source_text, bundle_digest, install_info, imported_at";
+pub(crate) const VERSION_COLUMNS: &str = "tool, version, manifest, digest, source_name, source_text, bundle_digest, install_info, imported_at, analysis";
 pub(crate) const GRANT_COLUMNS: &str = "id, tool, version, grant_json, granted_by, granted_at";
 pub(crate) const VOLUME_COLUMNS: &str = "tool, path, quota_mb, created_at, purged_at";
 pub(crate) const TOKEN_COLUMNS: &str = "id, role, token_hash, label, created_at, last_used_at, revoked_at";
@@ -93,6 +92,9 @@ pub struct VersionRow {
     pub install_info: Option<Value>,
     /// When it was imported.
     pub imported_at: i64,
+    /// What the analysis of an imported OpenAPI document noted: `{"by": "offline" |
+    /// "llm:<model>", "notes": [{"capability", "note"}]}`; `None` when nothing analysed it.
+    pub analysis: Option<Value>,
 }
 
 impl VersionRow {
@@ -107,6 +109,7 @@ impl VersionRow {
             bundle_digest: row.try_get("bundle_digest")?,
             install_info: opt_json_column(row, "install_info")?,
             imported_at: row.try_get("imported_at")?,
+            analysis: opt_json_column(row, "analysis")?,
         })
     }
 }

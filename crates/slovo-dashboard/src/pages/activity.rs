@@ -3,10 +3,11 @@
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use chrono::{Duration as ChronoDuration, NaiveDateTime};
 use maud::{Markup, html};
 use serde::Deserialize;
 use slovo_core::execution::ExecutionStatus;
-use slovo_runtime::{ExecutionFilter, ExecutionRow};
+use slovo_runtime::{ExecutionCursor, ExecutionFilter, ExecutionRow};
 
 use super::segment;
 use crate::DashboardState;
@@ -16,7 +17,7 @@ use crate::session::Session;
 
 /// Longest text shown on the page (characters); the rest is in the download.
 const SHOWN_CHARS: usize = 16 * 1024;
-/// Executions listed at most.
+/// Executions listed on one page.
 const PAGE_ROWS: i64 = 100;
 
 /// The filters of the Activity page.
@@ -26,49 +27,126 @@ pub(crate) struct Filters {
     tool: Option<String>,
     #[serde(default)]
     status: Option<String>,
-    /// `1h`, `24h`, `7d` or empty (any time).
+    /// Calls started at or after this local time (`YYYY-MM-DDTHH:MM`, the browser's zone).
     #[serde(default)]
-    within: Option<String>,
+    from: Option<String>,
+    /// Calls started at or before this local time (the minute included).
+    #[serde(default)]
+    to: Option<String>,
+    /// The browser's `Date.getTimezoneOffset()`, set by the page's script; UTC without it.
+    #[serde(default)]
+    tz_offset_minutes: Option<String>,
+    /// Older than this call (`<started_at ms>:<id>`): the next page.
+    #[serde(default)]
+    before: Option<String>,
 }
 
-fn within_ms(within: Option<&str>) -> Option<i64> {
-    match within {
-        Some("1h") => Some(3_600_000),
-        Some("24h") => Some(86_400_000),
-        Some("7d") => Some(7 * 86_400_000),
-        _ => None,
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+impl Filters {
+    /// `field` (a local time) as Unix ms, shifted by the browser's offset.
+    fn instant(&self, field: &str, value: Option<&str>) -> PageResult<Option<i64>> {
+        let Some(local) = value else { return Ok(None) };
+        let naive = NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M")
+            .or_else(|_| NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M:%S"))
+            .map_err(|_| PageError::BadInput(format!("{field}: {local:?} is not a date and time")))?;
+        let offset: i64 = match given(&self.tz_offset_minutes) {
+            Some(o) => o
+                .parse()
+                .ok()
+                .filter(|o: &i64| o.abs() <= 24 * 60)
+                .ok_or_else(|| {
+                    PageError::BadInput(format!("tz_offset_minutes: {o:?} is not a time zone offset"))
+                })?,
+            None => 0,
+        };
+        Ok(Some(
+            (naive + ChronoDuration::minutes(offset))
+                .and_utc()
+                .timestamp_millis(),
+        ))
+    }
+
+    fn cursor(&self) -> PageResult<Option<ExecutionCursor>> {
+        let Some(before) = given(&self.before) else {
+            return Ok(None);
+        };
+        let bad = || PageError::BadInput(format!("before: {before:?} is not a position in the list"));
+        let (at, id) = before.split_once(':').ok_or_else(bad)?;
+        Ok(Some(ExecutionCursor {
+            started_at: at.parse().map_err(|_| bad())?,
+            id: id.to_string(),
+        }))
+    }
+
+    /// The query string of this filter with the list continuing after `last`.
+    fn next_page(&self, last: &ExecutionRow) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("tool", &self.tool),
+            ("status", &self.status),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("tz_offset_minutes", &self.tz_offset_minutes),
+        ] {
+            if let Some(v) = given(v) {
+                q.append_pair(k, v);
+            }
+        }
+        q.append_pair("before", &format!("{}:{}", last.started_at, last.id));
+        q.finish()
     }
 }
 
-/// `GET /activity`.
+/// `GET /activity`: calls newest first, a page at a time, within the chosen time range.
 pub(crate) async fn list(
     State(state): State<DashboardState>,
     session: Session,
     Query(filters): Query<Filters>,
 ) -> PageResult<Page> {
-    let tool = filters.tool.clone().filter(|t| !t.is_empty());
-    let status = filters
-        .status
-        .as_deref()
-        .filter(|s| !s.is_empty())
+    let tool = given(&filters.tool).map(str::to_string);
+    let status = given(&filters.status)
         .map(|s| {
             s.parse::<ExecutionStatus>()
                 .map_err(|e| PageError::BadInput(e.to_string()))
         })
         .transpose()?;
+    let from = filters.instant("from", given(&filters.from))?;
+    // The `to` minute is included: everything before the next minute.
+    let to = filters.instant("to", given(&filters.to))?.map(|t| t + 60_000);
+    let before = match (filters.cursor()?, to) {
+        (Some(c), Some(t)) if c.started_at >= t => Some(ExecutionCursor {
+            started_at: t,
+            id: String::new(),
+        }),
+        (Some(c), _) => Some(c),
+        (None, Some(t)) => Some(ExecutionCursor {
+            started_at: t,
+            id: String::new(),
+        }),
+        (None, None) => None,
+    };
     let mut rows = state
         .runtime
         .executions(&ExecutionFilter {
             tool: tool.clone(),
             status,
-            limit: PAGE_ROWS,
-            ..ExecutionFilter::default()
+            before,
+            limit: PAGE_ROWS + 1,
         })
         .await?;
-    if let Some(span) = within_ms(filters.within.as_deref()) {
-        let since = slovo_core::time::now_ms() - span;
-        rows.retain(|e| e.started_at >= since);
+    let mut more = rows.len() > PAGE_ROWS as usize;
+    rows.truncate(PAGE_ROWS as usize);
+    if let Some(from) = from {
+        let before_len = rows.len();
+        rows.retain(|e| e.started_at >= from);
+        more &= rows.len() == before_len;
     }
+    let next = more
+        .then(|| rows.last().map(|last| filters.next_page(last)))
+        .flatten();
     let tools = state.runtime.list().await?;
     Ok(layout(
         "Activity",
@@ -76,6 +154,7 @@ pub(crate) async fn list(
         Section::Activity,
         html! {
             form.filters method="get" action="/activity" {
+                input type="hidden" name="tz_offset_minutes" value="0" data-tz-offset;
                 label for="f-tool" { "Tool" }
                 select #f-tool name="tool" {
                     option value="" { "every tool" }
@@ -86,16 +165,23 @@ pub(crate) async fn list(
                     option value="" { "any status" }
                     @for s in ExecutionStatus::ALL { option value=(s.as_str()) selected[status == Some(s)] { (s.as_str()) } }
                 }
-                label for="f-within" { "Time" }
-                select #f-within name="within" {
-                    @for (v, l) in [("", "any time"), ("1h", "last hour"), ("24h", "last 24 hours"), ("7d", "last 7 days")] {
-                        option value=(v) selected[filters.within.as_deref().unwrap_or("") == v] { (l) }
-                    }
-                }
+                label for="f-from" { "From (your time)" }
+                input #f-from type="datetime-local" name="from" value=(given(&filters.from).unwrap_or_default());
+                label for="f-to" { "To (your time)" }
+                input #f-to type="datetime-local" name="to" value=(given(&filters.to).unwrap_or_default());
                 button type="submit" { "Filter" }
             }
-            p.hint { "New calls appear here as they happen." }
-            div #activity data-live { (table(&rows)) }
+            @if filters.before.is_some() {
+                p.hint { "Older calls. " a href="/activity" { "Back to the newest" } }
+            } @else {
+                p.hint { "New calls appear here as they happen." }
+            }
+            div #activity data-live {
+                (table(&rows))
+                @if let Some(q) = next {
+                    nav.pager aria-label="More calls" { a #older href={ "/activity?" (q) } rel="next" { "Older calls" } }
+                }
+            }
         },
     ))
 }

@@ -9,6 +9,7 @@ use slovo_runtime::ToolView;
 use super::segment;
 use crate::DashboardState;
 use crate::error::PageResult;
+use crate::origin::{Origin, Request, origin};
 use crate::render::{Page, Section, layout, time_text};
 use crate::session::Session;
 
@@ -16,10 +17,9 @@ use crate::session::Session;
 pub(crate) struct Waiting {
     pub view: ToolView,
     pub description: String,
-    /// The words of the discovery request that led to it, if one did.
-    pub asked_for: Option<String>,
+    /// Where it came from, and the words of the discovery request that led to it, if one did.
+    pub origin: Origin,
     pub imported_at: String,
-    pub source: String,
 }
 
 /// Every proposal waiting for approval, newest first.
@@ -39,12 +39,18 @@ pub(crate) async fn waiting(state: &DashboardState) -> PageResult<Vec<Waiting>> 
                 .as_str()
                 .unwrap_or_default()
                 .to_string(),
-            asked_for: requests
-                .iter()
-                .find(|r| r.proposal_tool.as_deref() == Some(summary.name.as_str()))
-                .map(|r| r.description.clone()),
+            origin: origin(
+                version.map(|v| v.source.as_str()).unwrap_or_default(),
+                &view.manifest,
+                requests
+                    .iter()
+                    .find(|r| r.proposal_tool.as_deref() == Some(summary.name.as_str()))
+                    .map(|r| Request {
+                        words: &r.description,
+                        result: r.result.as_ref(),
+                    }),
+            ),
             imported_at: version.map(|v| v.imported_at.clone()).unwrap_or_default(),
-            source: version.map(|v| v.source.clone()).unwrap_or_default(),
             view,
         });
     }
@@ -94,11 +100,12 @@ fn render(session: &Session, items: &[Waiting]) -> Page {
                                     }
                                 }
                                 p.untrusted { (w.description) }
-                                @if let Some(words) = &w.asked_for {
-                                    p { "Found for the request: " q.untrusted { (words) } }
+                                @if let Some(words) = &w.origin.asked_for {
+                                    p.asked { "Found for the request: " q.untrusted { (words) } }
                                 }
-                                p.meta {
-                                    "From " span.untrusted { (w.source) } ", imported " (time_text(&w.imported_at))
+                                p.meta.origin {
+                                    "From " (w.origin.kind) ": " span.untrusted { (w.origin.place) }
+                                    ", imported " (time_text(&w.imported_at))
                                 }
                                 a.button href={ "/proposals/" (segment(&w.view.name)) } { "Review " (w.view.name) }
                             }

@@ -1,6 +1,7 @@
 //! One module per screen. Each handler: the session, one runtime operation, one page.
 
 pub(crate) mod activity;
+pub(crate) mod approve;
 pub(crate) mod audit;
 pub(crate) mod discovery;
 pub(crate) mod inbox;

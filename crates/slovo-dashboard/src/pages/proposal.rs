@@ -2,18 +2,19 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use chrono::{Duration as ChronoDuration, NaiveDateTime};
 use maud::{Markup, html};
 use serde_json::Value;
 use slovo_core::lifecycle::ToolStatus;
-use slovo_core::permissions::{HostPattern, Narrowing};
+use slovo_core::permissions::HostPattern;
 use slovo_runtime::ToolView;
 
+use super::approve::{self, Entries, FieldError};
 use super::{see_other, segment};
 use crate::DashboardState;
 use crate::describe::{self, host_in_words, network_in_words};
 use crate::error::{PageError, PageResult};
 use crate::form::SignedForm;
+use crate::origin::{Origin, Request, origin};
 use crate::render::{Page, Section, csrf_input, layout, time_text};
 use crate::session::Session;
 
@@ -24,32 +25,55 @@ pub(crate) async fn page(
     Path(name): Path<String>,
 ) -> PageResult<Page> {
     let view = state.runtime.show(&name).await?;
+    let entries = Entries::requested(&view);
+    render(&state, &session, view, entries, None).await
+}
+
+/// The proposal page, its approval form holding `entries` and, after a refused approval,
+/// `error` beside its field.
+pub(crate) async fn render(
+    state: &DashboardState,
+    session: &Session,
+    view: ToolView,
+    entries: Entries,
+    error: Option<FieldError>,
+) -> PageResult<Page> {
+    let name = view.name.clone();
     let secrets = state.runtime.secret_names(&name).await?;
-    let asked_for = state
-        .runtime
-        .discovery_requests()
-        .await?
-        .into_iter()
-        .find(|r| r.proposal_tool.as_deref() == Some(name.as_str()))
-        .map(|r| r.description);
+    let requests = state.runtime.discovery_requests().await?;
+    let shown = view.pending_version.as_ref().or(view.active_version.as_ref());
+    let version = view.versions.iter().find(|v| Some(&v.version) == shown);
+    let origin = origin(
+        version.map(|v| v.source.as_str()).unwrap_or_default(),
+        &view.manifest,
+        requests
+            .iter()
+            .find(|r| r.proposal_tool.as_deref() == Some(name.as_str()))
+            .map(|r| Request {
+                words: &r.description,
+                result: r.result.as_ref(),
+            }),
+    );
+    let analysis = version.and_then(|v| v.analysis.as_ref());
     let waiting = view.pending_version.is_some() && view.status != ToolStatus::Revoked;
     let title = format!("Proposal: {}", view.name);
     Ok(layout(
         &title,
-        &session,
+        session,
         Section::Inbox,
         html! {
-            (summary(&view, asked_for.as_deref()))
+            (summary(&view, &origin))
             @if !waiting {
                 p.empty { "Nothing of this tool waits for approval now. "
                     a href={ "/tools/" (segment(&view.name)) } { "See the tool" } "." }
             }
             (capabilities(&view.manifest))
             (risks(&view, &secrets))
-            @if is_upgrade(&view) { (upgrade_diff(&view)) }
+            @if let Some(a) = analysis { (analysis_notes(a)) }
+            @if is_upgrade(&view) { (upgrade_diff(&view, &secrets)) }
             @if waiting {
-                (approve_form(&view, &session))
-                (reject_form(&view, &session))
+                (approve::form(&view, session, &entries, error.as_ref()))
+                (reject_form(&view, session))
             }
         },
     ))
@@ -59,7 +83,7 @@ fn is_upgrade(view: &ToolView) -> bool {
     view.active_version.is_some() && view.status != ToolStatus::PendingApproval && view.granted.is_some()
 }
 
-fn summary(view: &ToolView, asked_for: Option<&str>) -> Markup {
+fn summary(view: &ToolView, origin: &Origin) -> Markup {
     let shown = view.pending_version.as_ref().or(view.active_version.as_ref());
     let version = view.versions.iter().find(|v| Some(&v.version) == shown);
     html! {
@@ -74,12 +98,12 @@ fn summary(view: &ToolView, asked_for: Option<&str>) -> Markup {
                     } @else { (shown.map(String::as_str).unwrap_or("?")) }
                 }
                 dt { "Runs as" } dd { (view.manifest["execution"]["type"].as_str().unwrap_or("nothing to run (no execution)")) }
+                dt { "Came from" } dd #origin { (origin.kind) ": " span.untrusted { (origin.place) } }
                 @if let Some(v) = version {
-                    dt { "Came from" } dd.untrusted { (v.source) }
                     dt { "Imported" } dd { (time_text(&v.imported_at)) }
                 }
-                @if let Some(words) = asked_for {
-                    dt { "Found for the request" } dd { q.untrusted { (words) } }
+                @if let Some(words) = &origin.asked_for {
+                    dt { "Found for the request" } dd #asked-for { q.untrusted { (words) } }
                 }
             }
         }
@@ -144,13 +168,46 @@ fn risks(view: &ToolView, secrets: &[String]) -> Markup {
                     li class=(r.level.class()) { strong { (r.level.label()) ": " } (r.text) }
                 }
             }
+            @let unset: Vec<&String> = view.new_secrets.iter().filter(|n| !secrets.contains(n)).collect();
+            @if !unset.is_empty() {
+                p #secrets-needed { "Its calls need secrets that are not set yet: "
+                    @for (i, n) in unset.iter().enumerate() { @if i > 0 { ", " } code { (n) } } "." }
+            }
             h3 { "Network, in words" }
             ul { @for line in network_in_words(view.requested.internet_access, &view.requested.network_allow) { li { (line) } } }
         }
     }
 }
 
-fn upgrade_diff(view: &ToolView) -> Markup {
+/// The notes an analysis of the tool's OpenAPI document left for the person deciding: its own
+/// words, not verified, shown as text.
+fn analysis_notes(analysis: &Value) -> Markup {
+    let notes = analysis["notes"].as_array().cloned().unwrap_or_default();
+    let by = analysis["by"].as_str().unwrap_or("an analysis");
+    let by = match by.strip_prefix("llm:") {
+        Some(model) => format!("the LLM analysis ({model})"),
+        None if by == "offline" => "the offline analysis of the OpenAPI document".to_string(),
+        None => by.to_string(),
+    };
+    html! {
+        section.card #analysis aria-labelledby="analysis-title" {
+            h2 #analysis-title { "Analysis notes" }
+            p.hint { "Written by " span.untrusted { (by) } " when the tool was imported; not verified." }
+            @if notes.is_empty() {
+                p { "It noted no risks." }
+            } @else {
+                ul.notes {
+                    @for n in &notes {
+                        li { code { (n["capability"].as_str().unwrap_or("?")) } ": "
+                            span.untrusted { (n["note"].as_str().unwrap_or_default()) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn upgrade_diff(view: &ToolView, secrets_set: &[String]) -> Markup {
     let granted_hosts: Vec<HostPattern> = view
         .granted
         .as_ref()
@@ -169,7 +226,7 @@ fn upgrade_diff(view: &ToolView) -> Markup {
     html! {
         section.card #diff aria-labelledby="diff-title" {
             h2 #diff-title { "What changes from the serving version" }
-            @if added.is_empty() && removed.is_empty() && view.pending_widenings.is_empty() && view.pending_changes.is_empty() {
+            @if added.is_empty() && removed.is_empty() && view.pending_widenings.is_empty() && view.pending_changes.is_empty() && view.new_secrets.is_empty() {
                 p { "Nothing it may do changes: it asks for no more than it is granted and runs the same program." }
             }
             ul.diff {
@@ -180,108 +237,18 @@ fn upgrade_diff(view: &ToolView) -> Markup {
                         li.added { "Raised: " code { (w.field) } " from " (w.granted) " to " (w.requested) }
                     }
                 }
+                @for name in &view.new_secrets {
+                    li.added {
+                        "New secret needed: " code { (name) }
+                        @if secrets_set.contains(name) { " (already set for this tool)" }
+                        @else { " (not set yet: " code { "slovo secret set " (view.name) " " (name) } ")" }
+                    }
+                }
                 @for c in &view.pending_changes {
                     li.changed { "Changed: " code { (c.field) } " from "
                         span.untrusted { (c.serving.as_deref().unwrap_or("none")) } " to "
                         span.untrusted { (c.proposed.as_deref().unwrap_or("none")) } }
                 }
-            }
-        }
-    }
-}
-
-fn granted_cell(view: &ToolView, f: impl Fn(&slovo_core::permissions::Grant) -> String) -> String {
-    view.granted
-        .as_ref()
-        .map(f)
-        .unwrap_or_else(|| "nothing yet".into())
-}
-
-fn approve_form(view: &ToolView, session: &Session) -> Markup {
-    let r = &view.requested;
-    let action = format!("/proposals/{}/approve", segment(&view.name));
-    html! {
-        section.card aria-labelledby="decide" {
-            h2 #decide { "Approve" }
-            p.hint { "Every field can only lower what the tool asked for. Leave a field as it is to grant what was requested." }
-            form #approve-form method="post" action=(action) {
-                (csrf_input(session))
-                input type="hidden" name="tz_offset_minutes" value="0" data-tz-offset;
-                div.table-wrap {
-                table.grant {
-                    caption { "Requested and granted" }
-                    thead { tr { th scope="col" { "Permission" } th scope="col" { "Requested" } th scope="col" { "Granted now" } th scope="col" { "You grant" } } }
-                    tbody {
-                        tr {
-                            th scope="row" { "Network" }
-                            td data-label="Requested" { (network_in_words(r.internet_access, &r.network_allow).join("; ")) }
-                            td data-label="Granted now" { (granted_cell(view, |g| network_in_words(g.internet_access, &g.network_allow).join("; "))) }
-                            td data-label="You grant" {
-                                @for (i, h) in r.network_allow.iter().enumerate() {
-                                    div.check {
-                                        input type="checkbox" id={ "host-" (i) } name="host" value=(h.to_string()) checked;
-                                        label for={ "host-" (i) } { "Allow " code { (h.to_string()) } }
-                                    }
-                                }
-                                @if r.internet_access || !r.network_allow.is_empty() {
-                                    div.check {
-                                        input type="checkbox" id="no_network" name="no_network" value="1";
-                                        label for="no_network" { "No network at all" }
-                                    }
-                                } @else { "none" }
-                            }
-                        }
-                        (limit_row("Memory", "memory_limit_mb", "MB", r.memory_limit_mb, view.granted.as_ref().map(|g| g.memory_limit_mb), 8))
-                        (limit_row("CPU", "cpu_limit_percent", "% of one CPU", u64::from(r.cpu_limit_percent), view.granted.as_ref().map(|g| u64::from(g.cpu_limit_percent)), 1))
-                        (limit_row("Time per call", "timeout_s", "s", r.timeout_s, view.granted.as_ref().map(|g| g.timeout_s), 1))
-                        (limit_row("Processes", "pids_limit", "processes", u64::from(r.pids_limit), view.granted.as_ref().map(|g| u64::from(g.pids_limit)), 1))
-                        tr {
-                            th scope="row" { "Storage" }
-                            td data-label="Requested" { (r.storage_quota_mb) " MB" }
-                            td data-label="Granted now" { (granted_cell(view, |g| format!("{} MB", g.storage_quota_mb))) }
-                            td data-label="You grant" {
-                                @if r.storage_quota_mb > 0 {
-                                    label for="storage_quota_mb" .inline { "Storage in MB" }
-                                    input #storage_quota_mb type="number" name="storage_quota_mb" min="0" max=(r.storage_quota_mb) value=(r.storage_quota_mb) inputmode="numeric";
-                                    span.unit { "MB" }
-                                    div.check {
-                                        input type="checkbox" id="no_storage" name="no_storage" value="1";
-                                        label for="no_storage" { "No storage (nothing kept between calls)" }
-                                    }
-                                } @else { "none" }
-                            }
-                        }
-                        tr {
-                            th scope="row" { "Expiry" }
-                            td data-label="Requested" { @match r.expires_at { Some(t) => { (time_text(&t.to_rfc3339())) }, None => { "never" } } }
-                            td data-label="Granted now" { (granted_cell(view, |g| g.expires_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()))) }
-                            td data-label="You grant" {
-                                label for="expires_local" .inline { "Expires (your time)" }
-                                input #expires_local type="datetime-local" name="expires_local";
-                            }
-                        }
-                    }
-                }
-                }
-                div.actions {
-                    button type="submit" name="mode" value="as_requested" { "Approve as requested" }
-                    button type="submit" name="mode" value="narrowed" .primary { "Approve with these limits" }
-                }
-            }
-        }
-    }
-}
-
-fn limit_row(label: &str, field: &str, unit: &str, requested: u64, granted: Option<u64>, min: u64) -> Markup {
-    html! {
-        tr {
-            th scope="row" { (label) }
-            td data-label="Requested" { (requested) " " (unit) }
-            td data-label="Granted now" { @match granted { Some(g) => { (g) " " (unit) }, None => { "nothing yet" } } }
-            td data-label="You grant" {
-                label.inline for=(field) { (label) " in " (unit) }
-                input id=(field) type="number" name=(field) min=(min) max=(requested) value=(requested) inputmode="numeric";
-                span.unit { (unit) }
             }
         }
     }
@@ -300,87 +267,6 @@ fn reject_form(view: &ToolView, session: &Session) -> Markup {
             }
         }
     }
-}
-
-fn number<T: std::str::FromStr>(form: &SignedForm, field: &str) -> PageResult<Option<T>> {
-    form.get(field)
-        .map(|v| {
-            v.parse::<T>()
-                .map_err(|_| PageError::BadInput(format!("{field}: {v:?} is not a whole number")))
-        })
-        .transpose()
-}
-
-/// The narrowing the form asks for: a field is set only where the person changed it from what
-/// was requested; the runtime decides whether it is allowed.
-fn narrowing_from(form: &SignedForm, view: &ToolView) -> PageResult<Narrowing> {
-    if form.get("mode") == Some("as_requested") {
-        return Ok(Narrowing::default());
-    }
-    let r = &view.requested;
-    let changed = |v: Option<u64>, requested: u64| v.filter(|v| *v != requested);
-    let kept: Vec<HostPattern> = form
-        .all("host")
-        .into_iter()
-        .map(|h| {
-            h.parse::<HostPattern>()
-                .map_err(|e| PageError::BadInput(e.to_string()))
-        })
-        .collect::<PageResult<_>>()?;
-    let no_network = form.get("no_network").is_some()
-        || (!r.network_allow.is_empty() && kept.is_empty() && !r.internet_access);
-    let network_allow =
-        (!no_network && kept != r.network_allow && !r.network_allow.is_empty()).then_some(kept);
-    let storage_quota_mb = if form.get("no_storage").is_some() {
-        Some(0)
-    } else {
-        changed(number(form, "storage_quota_mb")?, r.storage_quota_mb)
-    };
-    Ok(Narrowing {
-        no_network,
-        network_allow,
-        storage_quota_mb,
-        cpu_limit_percent: changed(number(form, "cpu_limit_percent")?, u64::from(r.cpu_limit_percent))
-            .map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
-        memory_limit_mb: changed(number(form, "memory_limit_mb")?, r.memory_limit_mb),
-        timeout_s: changed(number(form, "timeout_s")?, r.timeout_s),
-        pids_limit: changed(number(form, "pids_limit")?, u64::from(r.pids_limit))
-            .map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
-        expires_at: expiry(form)?,
-    })
-}
-
-/// `expires_local` is the browser's local time; `tz_offset_minutes` (set by the page's script,
-/// `Date.getTimezoneOffset()`) turns it into UTC. Without the script the time is taken as UTC.
-fn expiry(form: &SignedForm) -> PageResult<Option<chrono::DateTime<chrono::Utc>>> {
-    let Some(local) = form.get("expires_local") else {
-        return Ok(None);
-    };
-    let naive = NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M")
-        .or_else(|_| NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M:%S"))
-        .map_err(|_| PageError::BadInput(format!("expiry: {local:?} is not a date and time")))?;
-    let offset: i64 = number(form, "tz_offset_minutes")?.unwrap_or(0);
-    if offset.abs() > 24 * 60 {
-        return Err(PageError::BadInput(format!(
-            "tz_offset_minutes: {offset} is not a time zone offset"
-        )));
-    }
-    Ok(Some((naive + ChronoDuration::minutes(offset)).and_utc()))
-}
-
-/// `POST /proposals/{name}/approve`.
-pub(crate) async fn approve(
-    State(state): State<DashboardState>,
-    Path(name): Path<String>,
-    form: SignedForm,
-) -> PageResult<Response> {
-    let view = state.runtime.show(&name).await?;
-    let narrowing = narrowing_from(&form, &view)?;
-    state
-        .runtime
-        .approve(&name, &narrowing, &form.session.actor())
-        .await?;
-    Ok(see_other(&format!("/tools/{}", segment(&name))))
 }
 
 /// `POST /proposals/{name}/reject`.

@@ -35,7 +35,9 @@ fn signin_page(message: Option<&str>) -> Page {
 
 /// `GET /signin`.
 pub(crate) async fn form(State(state): State<DashboardState>, headers: HeaderMap) -> Response {
-    if cookie_value(&headers).is_some_and(|id| state.sessions.find(&id).is_some()) {
+    if let Some(id) = cookie_value(&headers)
+        && matches!(state.sessions.find(&id).await, Ok(Some(_)))
+    {
         return super::see_other("/");
     }
     signin_page(None).into_response()
@@ -82,12 +84,16 @@ pub(crate) async fn submit(
         }
     };
     tracing::info!(token = %row.id, "dashboard sign-in with a token");
-    start_session(&state, &headers, Principal::Token(row.id))
+    start_session(&state, &headers, Principal::Token(row.id)).await
 }
 
 /// Sets the cookie of a new session for `principal` and sends the browser to the landing page.
-fn start_session(state: &DashboardState, headers: &HeaderMap, principal: Principal) -> PageResult<Response> {
-    let opened = state.sessions.open(principal)?;
+async fn start_session(
+    state: &DashboardState,
+    headers: &HeaderMap,
+    principal: Principal,
+) -> PageResult<Response> {
+    let opened = state.sessions.open(principal).await?;
     tracing::info!(session = %opened.session.handle, "dashboard session opened");
     let secure = state.config.cookie_security.secure(headers);
     let cookie = set_cookie(&opened.cookie_value, state.sessions.ttl(), secure);
@@ -128,7 +134,7 @@ pub(crate) async fn link_submit(
         .map(|(_, v)| v)
         .unwrap_or_default();
     match state.runtime.redeem_signin_link(&code).await? {
-        Some(id) => start_session(&state, &headers, Principal::Link(id)),
+        Some(id) => start_session(&state, &headers, Principal::Link(id)).await,
         None => {
             tracing::warn!("dashboard sign-in link refused");
             let page = signin_page(Some(
@@ -145,8 +151,11 @@ pub(crate) async fn signout(
     headers: HeaderMap,
     form: SignedForm,
 ) -> Response {
-    if let Some(id) = cookie_value(&headers) {
-        state.sessions.close(&id);
+    if let Some(id) = cookie_value(&headers)
+        && let Err(e) = state.sessions.close(&id).await
+    {
+        // The cookie is cleared below either way; the row ends when it expires.
+        tracing::error!(error = %e, "dashboard sign-out could not delete the session");
     }
     tracing::info!(session = %form.session.handle, "dashboard sign-out");
     let secure = state.config.cookie_security.secure(&headers);

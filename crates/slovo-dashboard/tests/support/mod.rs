@@ -65,13 +65,32 @@ pub struct Server {
     pub admin_token: String,
     pub runtime: Arc<Runtime>,
     pub dir: tempfile::TempDir,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
     pub async fn start() -> Server {
+        Server::start_in(tempfile::tempdir().unwrap(), None).await
+    }
+
+    /// Stops this server (its connections drained) and starts another on the same database.
+    pub async fn restart(self) -> Server {
+        let Server {
+            admin_token,
+            dir,
+            stop,
+            serving,
+            ..
+        } = self;
+        stop.send(()).unwrap();
+        serving.await.unwrap();
+        Server::start_in(dir, Some(admin_token)).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, admin_token: Option<String>) -> Server {
         // reqwest (used by these tests and by the runtime) needs a TLS provider chosen.
         slovo_sandbox::http::ensure_tls_provider();
-        let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("slovo.db").display());
         let store = Store::connect(&url).await.unwrap();
         let runtime = Arc::new(Runtime::new(
@@ -79,20 +98,34 @@ impl Server {
             Backends::new().with(Arc::new(EchoBackend)),
             dir.path().join("data"),
         ));
-        let admin_token = runtime
-            .create_token(Role::Admin, Some("dashboard test".into()), &Actor::cli())
-            .await
-            .unwrap()
-            .token;
+        let admin_token = match admin_token {
+            Some(t) => t,
+            None => {
+                runtime
+                    .create_token(Role::Admin, Some("dashboard test".into()), &Actor::cli())
+                    .await
+                    .unwrap()
+                    .token
+            }
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState::new(runtime.clone(), ServerConfig::default());
-        tokio::spawn(slovo_server::serve(listener, state, std::future::pending()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(async move {
+            slovo_server::serve(listener, state, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
         Server {
             base,
             admin_token,
             runtime,
             dir,
+            stop,
+            serving,
         }
     }
 
@@ -163,8 +196,21 @@ fn free_port() -> u16 {
 impl Browser {
     /// A headless Chromium with a window `width` × `height` CSS pixels.
     pub async fn start(width: u32, height: u32) -> Browser {
+        Browser::launch(width, height, None).await
+    }
+
+    /// A headless Chromium whose time zone is `zone` (an IANA name, through `TZ`).
+    pub async fn start_in_zone(width: u32, height: u32, zone: &str) -> Browser {
+        Browser::launch(width, height, Some(zone)).await
+    }
+
+    async fn launch(width: u32, height: u32, zone: Option<&str>) -> Browser {
         let port = free_port();
-        let driver = Command::new(CHROMEDRIVER)
+        let mut driver = Command::new(CHROMEDRIVER);
+        if let Some(zone) = zone {
+            driver.env("TZ", zone);
+        }
+        let driver = driver
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
