@@ -174,6 +174,7 @@ fn runtime_settings(config: &slovo_config::Config) -> anyhow::Result<slovo_runti
         public: public_policy(config),
         instance_lease: std::time::Duration::from_millis(config.server.instance_lease_ms.max(300)),
         embedder: embedder(&config.discovery)?.map(std::sync::Arc::new),
+        ..slovo_runtime::RuntimeSettings::default()
     })
 }
 

@@ -11,6 +11,8 @@
 //!   running → sandbox spec from the grant → backend → record the result → audit);
 //! - capability gaps and discovery: [`Runtime::resolve`], [`Runtime::discovery_requests`],
 //!   [`Runtime::run_discovery_once`], [`Runtime::reject_request`];
+//! - changes made through other instances: [`Runtime::spawn_change_feed`],
+//!   [`Runtime::tool_list_changes`];
 //! - the audit trail: [`Runtime::verify_audit`], and its signed checkpoints outside the
 //!   database: [`Runtime::checkpoint_audit`], [`Runtime::flush_audit_checkpoints`].
 //!
@@ -22,6 +24,7 @@ mod access;
 mod bundles;
 mod call;
 mod chain;
+mod changes;
 mod checkpoint;
 mod discovery;
 mod error;
@@ -43,6 +46,7 @@ use slovo_store::Store;
 pub use access::NewToken;
 pub use call::{CallRequest, CompiledTool};
 pub use chain::{ChainHints, ChainView, StepToolView, StepView};
+pub use changes::{CHANGE_SAFETY_INTERVAL, DEFAULT_CHANGE_POLL_INTERVAL};
 pub use checkpoint::{
     CHECKPOINT_EVERY_EVENTS, CHECKPOINT_INTERVAL, CHECKPOINT_KEY_FILE, CHECKPOINT_LOG_FILE,
 };
@@ -123,6 +127,9 @@ pub struct RuntimeSettings {
     /// Sentence embeddings for ranking by meaning (`discovery.model_dir` or
     /// `discovery.embeddings_url`). By default, none: `resolve` ranks lexically.
     pub embedder: Option<Arc<semantic::Embedder>>,
+    /// How often the change feed polls the database when no notification can reach it (SQLite,
+    /// or the PostgreSQL listener down). By default, [`DEFAULT_CHANGE_POLL_INTERVAL`].
+    pub change_poll_interval: std::time::Duration,
 }
 
 impl Default for RuntimeSettings {
@@ -133,6 +140,7 @@ impl Default for RuntimeSettings {
             public: slovo_core::net::PublicPolicy::default(),
             instance_lease: DEFAULT_INSTANCE_LEASE,
             embedder: None,
+            change_poll_interval: DEFAULT_CHANGE_POLL_INTERVAL,
         }
     }
 }
@@ -160,6 +168,8 @@ pub struct Runtime {
     discovery: discovery::DiscoveryCache,
     /// Signs the audit chain's head into the checkpoint log outside the database.
     checkpoints: Arc<checkpoint::Checkpoints>,
+    /// How this runtime hears of changes made through others (see `changes`).
+    changes: changes::ChangeFeed,
 }
 
 impl Runtime {
@@ -180,6 +190,7 @@ impl Runtime {
             unrecorded: Mutex::default(),
             instance_id: String::new(),
             discovery: discovery::DiscoveryCache::default(),
+            changes: changes::ChangeFeed::default(),
         }
         .with_instance_id()
     }
@@ -255,6 +266,7 @@ impl Runtime {
     /// backends let go of what they hold (state volumes no other process uses are unmounted)
     /// and the store's connections close.
     pub async fn shutdown(&self) {
+        self.changes.stop();
         self.backends.shutdown().await;
         self.store.close().await;
     }
