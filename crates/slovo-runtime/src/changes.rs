@@ -157,7 +157,12 @@ impl Runtime {
             .iter()
             .filter(|(name, rev)| before.revisions.get(*name) != Some(rev))
             .map(|(name, _)| name)
-            .chain(before.revisions.keys().filter(|n| !now.revisions.contains_key(*n)))
+            .chain(
+                before
+                    .revisions
+                    .keys()
+                    .filter(|n| !now.revisions.contains_key(*n)),
+            )
             .collect();
         for name in &moved {
             self.forget_serving(name);
@@ -273,7 +278,9 @@ async fn run_feed(runtime: Weak<Runtime>, store: Store) {
         let Some(rt) = runtime.upgrade() else {
             return;
         };
-        rt.changes.listening.send_if_modified(|l| std::mem::replace(l, listening) != listening);
+        rt.changes
+            .listening
+            .send_if_modified(|l| std::mem::replace(l, listening) != listening);
         let changed = {
             let mut seen = rt.changes.seen.lock().await;
             rt.look(&mut seen, force).await

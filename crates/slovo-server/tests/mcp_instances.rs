@@ -97,7 +97,13 @@ async fn serve(runtime: &Arc<Runtime>) -> String {
     format!("http://{addr}/mcp")
 }
 
-async fn session(url: &str, token: &str) -> (RunningService<RoleClient, Recorder>, mpsc::UnboundedReceiver<Instant>) {
+async fn session(
+    url: &str,
+    token: &str,
+) -> (
+    RunningService<RoleClient, Recorder>,
+    mpsc::UnboundedReceiver<Instant>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let transport = StreamableHttpClientTransport::from_config(
         StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(token.to_string()),
@@ -172,7 +178,11 @@ async fn a_change_through_one_instance_reaches_the_others_sessions_promptly() {
     let mcp = serve(&b).await;
     wait_listening(&b).await;
     let (client, mut changed) = session(&mcp, &token).await;
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 1, "only slovo_resolve");
+    assert_eq!(
+        client.list_all_tools().await.unwrap().len(),
+        1,
+        "only slovo_resolve"
+    );
     // B's resolve index is built before the tool exists, so it must follow the change.
     let before = b.resolve("say something back", 5, &actor).await.unwrap();
     assert!(before.resolution.candidates.iter().all(|c| c.tool != "echo"));
@@ -190,7 +200,9 @@ async fn a_change_through_one_instance_reaches_the_others_sessions_promptly() {
         )
         .await
         .unwrap();
-    a.approve(&report.tool, &Narrowing::default(), &actor).await.unwrap();
+    a.approve(&report.tool, &Narrowing::default(), &actor)
+        .await
+        .unwrap();
     let approved = Instant::now();
     latencies.push(heard(&mut changed, approved, "approval through A").await);
     let names: Vec<String> = client

@@ -16,8 +16,8 @@
 
 mod bundles;
 mod call_writer;
-mod changes;
 mod chains;
+mod changes;
 mod embeddings;
 mod instances;
 mod rows;
