@@ -256,8 +256,10 @@ async fn run_feed(runtime: Weak<Runtime>, store: Store) {
                     // A burst (one transaction changing several tools, or several commits)
                     // needs one look.
                     while let Ok(more) = heard.try_recv() {
-                        if let Heard::Down = more {
-                            listening = false;
+                        match more {
+                            Heard::Listening => listening = true,
+                            Heard::Down => listening = false,
+                            Heard::Changed(_) => {}
                         }
                     }
                     true
