@@ -182,6 +182,7 @@ fn runtime_settings(config: &slovo_config::Config) -> anyhow::Result<slovo_runti
             pip_find_links: config.mcp.pip_find_links.clone(),
             pypi_index: config.mcp.pypi_index.clone(),
         },
+        ..slovo_runtime::RuntimeSettings::default()
     })
 }
 

@@ -161,7 +161,7 @@ impl Runtime {
         Ok(serving)
     }
 
-    fn forget_serving(&self, name: &str) {
+    pub(crate) fn forget_serving(&self, name: &str) {
         if let Ok(mut cache) = self.serving.write() {
             cache.remove(name);
         }

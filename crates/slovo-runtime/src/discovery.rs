@@ -38,6 +38,13 @@ pub(crate) struct DiscoveryCache {
     index: RwLock<Option<(Fingerprint, Arc<CapabilityIndex>)>>,
 }
 
+impl DiscoveryCache {
+    /// Whether an index was built (someone resolves on this runtime).
+    pub(crate) fn has_index(&self) -> bool {
+        self.index.read().is_ok_and(|i| i.is_some())
+    }
+}
+
 /// The lexical index and, with an embedder, the vectors of its documents.
 pub(crate) struct CapabilityIndex {
     lexical: Index,
@@ -508,7 +515,7 @@ impl Runtime {
 
     /// The index over active, approved, disabled-excluded and proposed tools (with their
     /// vectors when an embedder is configured), rebuilt only when a tool's revision changed.
-    async fn capability_index(&self) -> Result<Arc<CapabilityIndex>> {
+    pub(crate) async fn capability_index(&self) -> Result<Arc<CapabilityIndex>> {
         let tools = self.store.tools().await?;
         let servable: Vec<_> = tools
             .into_iter()

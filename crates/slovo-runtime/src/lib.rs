@@ -13,6 +13,8 @@
 //!   propose);
 //! - capability gaps and discovery: [`Runtime::resolve`], [`Runtime::discovery_requests`],
 //!   [`Runtime::run_discovery_once`], [`Runtime::reject_request`];
+//! - changes made through other instances: [`Runtime::spawn_change_feed`],
+//!   [`Runtime::tool_list_changes`];
 //! - the audit trail: [`Runtime::verify_audit`], and its signed checkpoints outside the
 //!   database: [`Runtime::checkpoint_audit`], [`Runtime::flush_audit_checkpoints`].
 //!
@@ -24,6 +26,7 @@ mod access;
 mod bundles;
 mod call;
 mod chain;
+mod changes;
 mod checkpoint;
 mod discovery;
 mod error;
@@ -47,6 +50,7 @@ use slovo_store::Store;
 pub use access::NewToken;
 pub use call::{CallRequest, CompiledTool};
 pub use chain::{ChainHints, ChainView, StepToolView, StepView};
+pub use changes::{CHANGE_SAFETY_INTERVAL, DEFAULT_CHANGE_POLL_INTERVAL};
 pub use checkpoint::{
     CHECKPOINT_EVERY_EVENTS, CHECKPOINT_INTERVAL, CHECKPOINT_KEY_FILE, CHECKPOINT_LOG_FILE,
 };
@@ -132,6 +136,9 @@ pub struct RuntimeSettings {
     /// Where MCP server packages are fetched from (`mcp.*`). By default, nowhere: importing
     /// `npm:` or `pypi:` fails until a cache or registry is configured.
     pub mcp_packages: McpPackages,
+    /// How often the change feed polls the database when no notification can reach it (SQLite,
+    /// or the PostgreSQL listener down). By default, [`DEFAULT_CHANGE_POLL_INTERVAL`].
+    pub change_poll_interval: std::time::Duration,
 }
 
 impl Default for RuntimeSettings {
@@ -143,6 +150,7 @@ impl Default for RuntimeSettings {
             instance_lease: DEFAULT_INSTANCE_LEASE,
             embedder: None,
             mcp_packages: McpPackages::default(),
+            change_poll_interval: DEFAULT_CHANGE_POLL_INTERVAL,
         }
     }
 }
@@ -170,6 +178,8 @@ pub struct Runtime {
     discovery: discovery::DiscoveryCache,
     /// Signs the audit chain's head into the checkpoint log outside the database.
     checkpoints: Arc<checkpoint::Checkpoints>,
+    /// How this runtime hears of changes made through others (see `changes`).
+    changes: changes::ChangeFeed,
 }
 
 impl Runtime {
@@ -190,6 +200,7 @@ impl Runtime {
             unrecorded: Mutex::default(),
             instance_id: String::new(),
             discovery: discovery::DiscoveryCache::default(),
+            changes: changes::ChangeFeed::default(),
         }
         .with_instance_id()
     }
@@ -265,6 +276,7 @@ impl Runtime {
     /// backends let go of what they hold (state volumes no other process uses are unmounted)
     /// and the store's connections close.
     pub async fn shutdown(&self) {
+        self.changes.stop();
         self.backends.shutdown().await;
         self.store.close().await;
     }

@@ -390,9 +390,22 @@ async fn openapi_urls_on_private_addresses_are_refused() {
 }
 
 /// Two workers (two runtimes over one database, as two instances sharing PostgreSQL) run at the
-/// same time: every request is taken by exactly one of them.
+/// same time over thirty requests: every request is taken by exactly one of them.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_workers_never_take_the_same_request() {
+    // Thirty needs with distinct content words, so that each opens a request of its own.
+    let verbs = ["order", "translate", "book", "tune", "water", "paint"];
+    let objects = [
+        "a pepperoni pizza",
+        "the grand piano",
+        "a dentist appointment",
+        "the balcony plants",
+        "a Klingon sentence",
+    ];
+    let needs: Vec<String> = verbs
+        .iter()
+        .flat_map(|v| objects.iter().map(move |o| format!("{v} {o}")))
+        .collect();
     for db in test_dbs().await {
         let label = db.label;
         let one = Arc::new(Runtime::new(
@@ -406,15 +419,7 @@ async fn two_workers_never_take_the_same_request() {
             db.dir.path().join("two"),
         ));
         let actor = Actor("test".into());
-        let needs = [
-            "shorten the link https://example.com/a",
-            "order a large pepperoni pizza",
-            "translate this sentence into Klingon",
-            "book a dentist appointment for Tuesday",
-            "water the plants on the balcony",
-            "tune the grand piano in the hall",
-        ];
-        for need in needs {
+        for need in &needs {
             let r = one.resolve(need, 5, &actor).await.unwrap();
             assert!(r.discovery.is_some_and(|d| d.created), "{label}: {need}");
         }

@@ -111,7 +111,8 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` completes. Registers this instance and renews its lease while it
-/// serves (declaring dead any instance sharing the database whose lease lapsed), and marks it
+/// serves (declaring dead any instance sharing the database whose lease lapsed), follows
+/// changes made through other instances ([`Runtime::spawn_change_feed`]), and marks it
 /// stopped at the end. Calls left `running` by an earlier crash are recorded as `interrupted`
 /// first; after shutdown, calls still in flight get `shutdown_grace` to
 /// finish and are then recorded as `cancelled`.
@@ -133,6 +134,7 @@ pub async fn serve(
     }
     let checkpoint_timer = runtime.spawn_audit_checkpoint_timer();
     let heartbeat = runtime.spawn_heartbeat();
+    runtime.spawn_change_feed();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         shutdown.await;

@@ -9,9 +9,9 @@
 //! - [`router`] mounts rmcp's `StreamableHttpService` at `/mcp` behind agent-token
 //!   authentication (the REST API's [`Caller`]); [`serve_stdio`] serves one client on stdin and
 //!   stdout.
-//! - [`changes::ChangeFeed`] watches the database so sessions send
-//!   `notifications/tools/list_changed` when a tool is approved, upgraded, disabled, enabled or
-//!   revoked, whoever did it (this server, the CLI, another instance).
+//! - Sessions send `notifications/tools/list_changed` when a tool is approved, upgraded,
+//!   disabled, enabled or revoked, whoever did it (this server, the CLI, another instance): the
+//!   runtime's change feed ([`Runtime::tool_list_changes`]) tells them.
 //!
 //! # How results map
 //! - A recorded execution with status `success`: text content with the output (a string as
@@ -37,7 +37,6 @@
 //! execution was recorded. A `tools/call` may carry `_meta.conversation_id` and `_meta.turn_id`
 //! (strings); they are recorded on the execution like the CLI's `--conversation` / `--turn`.
 
-pub mod changes;
 pub mod names;
 
 use std::collections::HashMap;
@@ -71,7 +70,6 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::metrics::CallLabels;
-use changes::ChangeFeed;
 use names::Target;
 
 /// The built-in resolve tool. Capability names always contain `__` or are exactly 64
@@ -92,7 +90,6 @@ enum Door {
 #[derive(Clone)]
 pub struct SlovoMcp {
     runtime: Arc<Runtime>,
-    feed: Arc<ChangeFeed>,
     door: Door,
 }
 
@@ -108,10 +105,8 @@ struct Entry {
 impl SlovoMcp {
     /// A handler for the local stdio door.
     pub fn stdio(runtime: Arc<Runtime>) -> SlovoMcp {
-        let feed = ChangeFeed::new(runtime.clone(), changes::DEFAULT_INTERVAL);
         SlovoMcp {
             runtime,
-            feed,
             door: Door::Stdio,
         }
     }
@@ -234,9 +229,9 @@ impl SlovoMcp {
     }
 
     /// Sends `notifications/tools/list_changed` to a legacy (initialize-based) session
-    /// whenever the feed moves, until the session's transport closes.
-    async fn notify_session(feed: Arc<ChangeFeed>, peer: rmcp::Peer<RoleServer>) {
-        let mut rx = feed.subscribe().await;
+    /// whenever the list of active tools changes, until the session's transport closes.
+    async fn notify_session(runtime: Arc<Runtime>, peer: rmcp::Peer<RoleServer>) {
+        let mut rx = runtime.tool_list_changes().await;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -495,7 +490,7 @@ impl ServerHandler for SlovoMcp {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        tokio::spawn(Self::notify_session(self.feed.clone(), context.peer));
+        tokio::spawn(Self::notify_session(self.runtime.clone(), context.peer));
     }
 
     fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
@@ -507,7 +502,7 @@ impl ServerHandler for SlovoMcp {
             context.cancelled().await;
             return Ok(());
         }
-        let mut rx = self.feed.subscribe().await;
+        let mut rx = self.runtime.tool_list_changes().await;
         loop {
             tokio::select! {
                 _ = context.cancelled() => return Ok(()),
@@ -535,10 +530,8 @@ fn internal(err: RuntimeError) -> ErrorData {
 /// REST API's back-pressure and metrics; long-lived streams end when `state.shutdown` is
 /// cancelled.
 pub fn router(state: AppState) -> Router {
-    let feed = ChangeFeed::new(state.runtime.clone(), changes::DEFAULT_INTERVAL);
     let handler = SlovoMcp {
         runtime: state.runtime.clone(),
-        feed,
         door: Door::Http(state.clone()),
     };
     let config = StreamableHttpServerConfig::default()

@@ -17,6 +17,7 @@
 mod bundles;
 mod call_writer;
 mod chains;
+mod changes;
 mod embeddings;
 mod finish_batch;
 mod instances;
@@ -35,6 +36,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
 pub use call_writer::FinishAudit;
+pub use changes::{LISTENER_APPLICATION_NAME, TOOL_CHANGES_CHANNEL, ToolChangeEvent, ToolChangeListener};
 pub use instances::InstanceRow;
 pub use rows::*;
 pub use sessions::SessionRow;
@@ -161,6 +163,9 @@ pub struct Store {
     /// holding every pooled connection cannot delay a heartbeat past its lease and get their
     /// own instance declared dead; on SQLite the pool (one process per database, no leases).
     lease_pool: AnyPool,
+    /// PostgreSQL only: the pool of one connection that listens for tool changes (see
+    /// `changes`).
+    listen_pool: Option<sqlx::PgPool>,
     /// The newest audit event this store (and its clones) committed: what tells the runtime's
     /// checkpointer that there is something new to sign, without asking the database.
     appended: Arc<AtomicI64>,
@@ -231,10 +236,15 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_lazy_with(options.clone()),
         };
+        let listen_pool = match kind {
+            DbKind::Sqlite => None,
+            DbKind::Postgres => Some(changes::listener_pool(url)?),
+        };
         let writer = (kind == DbKind::Sqlite).then(|| Arc::new(CallWriter::new(options)));
         let store = Store {
             pool,
             lease_pool,
+            listen_pool,
             kind,
             writer,
             batcher: (kind == DbKind::Postgres).then(Arc::default),
@@ -271,6 +281,10 @@ impl Store {
     pub async fn close(&self) {
         if let Some(w) = &self.writer {
             w.close().await;
+        }
+        if let Some(p) = &self.listen_pool {
+            // First: closing it ends a listener's wait, which returns its connection.
+            p.close().await;
         }
         self.pool.close().await;
         self.lease_pool.close().await;
