@@ -51,9 +51,46 @@ fn main() -> Result<(), String> {
         model,
         file: file.into(),
     };
+    if let (Some("embed"), Some(lines)) = (rest.first().map(String::as_str), rest.get(1)) {
+        let text = std::fs::read_to_string(lines).map_err(|e| e.to_string())?;
+        let texts: Vec<String> = text.lines().map(str::to_string).collect();
+        for chunk in texts.chunks(256) {
+            let t = std::time::Instant::now();
+            cached.embed_texts(chunk)?;
+            eprintln!("{} in {:?}", chunk.len(), t.elapsed());
+        }
+        return Ok(());
+    }
+    if rest.first().map(String::as_str) == Some("dump") {
+        // Development cases only: what the gap features are studied on.
+        let mixed: Vec<_> = sets
+            .multiple
+            .iter()
+            .chain(&sets.irrelevance)
+            .filter(|c| !c.held_out())
+            .cloned()
+            .collect();
+        let texts = slovo_discovery::measure::texts_to_embed(&mixed);
+        let vs = cached.embed_texts(&texts)?;
+        let vectors: HashMap<String, Vec<f32>> = texts.into_iter().zip(vs).collect();
+        let outcomes = slovo_discovery::measure::run(
+            &mixed,
+            &vectors,
+            Ranker::Weighted,
+            &slovo_discovery::GapRule::default(),
+            &slovo_discovery::GapModel::default(),
+        );
+        for (c, o) in mixed.iter().zip(outcomes) {
+            let line = serde_json::json!({"id": c.id, "query": c.query, "servable": o.servable,
+                "rank": o.rank, "evidence": o.evidence, "n": c.docs.len(),
+                "docs": c.docs.iter().map(|d| serde_json::json!({"name": d.capability, "text": slovo_discovery::hybrid::embedding_text(d), "parameters": d.parameters})).collect::<Vec<_>>()});
+            println!("{line}");
+        }
+        return Ok(());
+    }
     let fit = rest.first().map(|_| Ranker::Weighted);
     let report = evaluate_live(&sets, Some(&cached), fit)?;
-    println!("{:?} fitted={}", report.gap_model, report.fitted);
+    println!("{} fitted={}", report.gap_model, report.fitted);
     for r in &report.rankers {
         for (part, f) in [("dev", &r.dev), ("held-out", &r.held_out)] {
             println!(
