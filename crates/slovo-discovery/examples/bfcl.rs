@@ -81,7 +81,12 @@ fn main() -> Result<(), String> {
             &slovo_discovery::GapModel::default(),
         );
         for (c, o) in mixed.iter().zip(outcomes) {
-            let line = serde_json::json!({"id": c.id, "query": c.query, "servable": o.servable,
+            let index = slovo_discovery::Index::build(c.docs.clone());
+            let sem: Vec<Vec<f32>> = c.docs.iter().map(|d| vectors[&slovo_discovery::hybrid::embedding_text(d)].clone()).collect();
+            let si = slovo_discovery::SemanticIndex::new(&index, sem).map_err(|e| e.to_string())?;
+            let r = slovo_discovery::resolve_with(&index, Some(slovo_discovery::Semantic { index: &si, query: &vectors[&c.query] }), &c.query, 1, Ranker::Weighted, &slovo_discovery::GapRule::default(), &slovo_discovery::GapModel::default());
+            let top = r.candidates.first().map(|t| serde_json::json!({"name": t.capability, "filled": t.arguments.len(), "missing": t.missing.len(), "required": c.docs[t.doc].parameters.get("required").and_then(|v| v.as_array()).map_or(0, |a| a.len()), "props": c.docs[t.doc].parameters.get("properties").and_then(|v| v.as_object()).map_or(0, |a| a.len())}));
+            let line = serde_json::json!({"id": c.id, "top": top, "query": c.query, "servable": o.servable,
                 "rank": o.rank, "evidence": o.evidence, "n": c.docs.len(),
                 "docs": c.docs.iter().map(|d| serde_json::json!({"name": d.capability, "text": slovo_discovery::hybrid::embedding_text(d), "parameters": d.parameters})).collect::<Vec<_>>()});
             println!("{line}");

@@ -5,10 +5,13 @@
 //! candidate, whether the lexical and the semantic ranker agree on the first) are left out on
 //! purpose: in BFCL's live data most unservable requests come with a single function and the
 //! servable ones never do, so such inputs would learn the catalogue's size, not the evidence.
-//! The request's length is in instead: a long, specific request ("a table at The French
+//! What the request and the candidate are like is in instead: the request's length: a long, specific request ("a table at The French
 //! Laundry in Yountville on the 14th of March at 13:30 for 4 people") is less similar to a
 //! one-line description than a short one, while a very short one ("sum", "an API call")
 //! looks similar to almost anything; the model learns how the similarity bar moves with it.
+//! And how many parameters the candidate takes and requires: a capability that needs several
+//! things is served only by a request that says them ("find me a train" does not serve a train
+//! search that needs a route and a date).
 
 use serde::Serialize;
 
@@ -23,23 +26,33 @@ pub struct GapEvidence {
     pub coverage: f32,
     /// Distinct content words (stemmed, stop words left out) in the request.
     pub query_words: usize,
+    /// Parameters the capability requires.
+    pub required_parameters: usize,
+    /// Parameters it takes, required or not.
+    pub parameters: usize,
 }
 
 /// Names of the model's inputs, in the order of [`GapEvidence::inputs`] and
 /// [`GapModel::weights`].
-pub const INPUTS: [&str; 6] = [
+pub const INPUTS: [&str; INPUT_COUNT] = [
     "similarity",
     "normalized",
     "coverage",
     "ln(1 + query words)",
     "similarity × ln(1 + query words)",
     "similarity²",
+    "ln(1 + required parameters)",
+    "ln(1 + parameters)",
 ];
+
+/// How many inputs the model has.
+pub const INPUT_COUNT: usize = 8;
 
 impl GapEvidence {
     /// The model's inputs (see [`INPUTS`]).
-    pub fn inputs(&self) -> [f32; 6] {
-        let words = (1.0 + self.query_words as f32).ln();
+    pub fn inputs(&self) -> [f32; INPUT_COUNT] {
+        let ln1p = |n: usize| (1.0 + n as f32).ln();
+        let words = ln1p(self.query_words);
         [
             self.similarity,
             self.normalized,
@@ -47,7 +60,22 @@ impl GapEvidence {
             words,
             self.similarity * words,
             self.similarity * self.similarity,
+            ln1p(self.required_parameters),
+            ln1p(self.parameters),
         ]
+    }
+
+    /// How many parameters a capability's JSON Schema takes, and how many it requires.
+    pub fn parameter_counts(schema: &serde_json::Value) -> (usize, usize) {
+        let all = schema
+            .get("properties")
+            .and_then(serde_json::Value::as_object)
+            .map_or(0, serde_json::Map::len);
+        let required = schema
+            .get("required")
+            .and_then(serde_json::Value::as_array)
+            .map_or(0, Vec::len);
+        (all, required)
     }
 }
 
@@ -58,7 +86,7 @@ pub struct GapModel {
     /// Intercept.
     pub bias: f32,
     /// One weight per input of [`INPUTS`].
-    pub weights: [f32; 6],
+    pub weights: [f32; INPUT_COUNT],
 }
 
 impl Default for GapModel {
@@ -67,8 +95,8 @@ impl Default for GapModel {
     /// `slovo discover eval --bfcl DIR --model-dir MODEL --fit-gap` (`docs/discovery.md`).
     fn default() -> Self {
         GapModel {
-            bias: -4.196,
-            weights: [9.895, 1.304, 0.825, 0.301, 2.12, -11.87],
+            bias: -2.335,
+            weights: [8.852, 1.303, 0.883, 0.201, 3.201, -12.624, -1.582, -0.472],
         }
     }
 }
@@ -113,12 +141,12 @@ pub fn fit(examples: &[(GapEvidence, bool)]) -> GapModel {
     const RATE: f64 = 0.5;
     const L2: f64 = 1e-3;
     let n = examples.len().max(1) as f64;
-    let raw: Vec<[f64; 6]> = examples
+    let raw: Vec<[f64; INPUT_COUNT]> = examples
         .iter()
         .map(|(e, _)| e.inputs().map(f64::from))
         .collect();
-    let mut mean = [0.0f64; 6];
-    let mut sd = [0.0f64; 6];
+    let mut mean = [0.0f64; INPUT_COUNT];
+    let mut sd = [0.0f64; INPUT_COUNT];
     for x in &raw {
         for (m, v) in mean.iter_mut().zip(x) {
             *m += v / n;
@@ -131,15 +159,15 @@ pub fn fit(examples: &[(GapEvidence, bool)]) -> GapModel {
     }
     // An input that never varies gets weight 0 (its spread is floored so nothing divides by 0).
     let sd = sd.map(|v| v.sqrt().max(1e-6));
-    let standard: Vec<[f64; 6]> = raw
+    let standard: Vec<[f64; INPUT_COUNT]> = raw
         .iter()
         .map(|x| std::array::from_fn(|i| (x[i] - mean[i]) / sd[i]))
         .collect();
     let mut bias = 0.0f64;
-    let mut w = [0.0f64; 6];
+    let mut w = [0.0f64; INPUT_COUNT];
     for _ in 0..STEPS {
         let mut grad_bias = 0.0;
-        let mut grad = [0.0f64; 6];
+        let mut grad = [0.0f64; INPUT_COUNT];
         for (x, (_, served)) in standard.iter().zip(examples) {
             let z = bias + w.iter().zip(x).map(|(a, b)| a * b).sum::<f64>();
             let error = 1.0 / (1.0 + (-z).exp()) - if *served { 1.0 } else { 0.0 };
@@ -154,8 +182,8 @@ pub fn fit(examples: &[(GapEvidence, bool)]) -> GapModel {
         }
     }
     // z = bias + Σ w_i (x_i − mean_i) / sd_i = (bias − Σ w_i mean_i / sd_i) + Σ (w_i / sd_i) x_i
-    let raw_weights: [f64; 6] = std::array::from_fn(|i| w[i] / sd[i]);
-    let raw_bias = bias - (0..6).map(|i| raw_weights[i] * mean[i]).sum::<f64>();
+    let raw_weights: [f64; INPUT_COUNT] = std::array::from_fn(|i| w[i] / sd[i]);
+    let raw_bias = bias - (0..INPUT_COUNT).map(|i| raw_weights[i] * mean[i]).sum::<f64>();
     let round = |v: f64| ((v * 1000.0).round() / 1000.0) as f32;
     GapModel {
         bias: round(raw_bias),
@@ -173,6 +201,8 @@ mod tests {
             normalized: 0.0,
             coverage: 0.0,
             query_words,
+            required_parameters: 1,
+            parameters: 2,
         }
     }
 
@@ -211,6 +241,6 @@ mod tests {
     #[test]
     fn the_model_reads_as_named_weights() {
         let text = GapModel::default().to_string();
-        assert!(text.starts_with("bias -4.196, similarity 9.895, normalized 1.304"), "{text}");
+        assert!(text.starts_with("bias -2.335, similarity 8.852, normalized 1.303"), "{text}");
     }
 }

@@ -152,11 +152,16 @@ pub fn rank(
     };
     let scores: Vec<f32> = (0..index.len()).map(fused).collect();
     let query_words = crate::text::query_terms(query).len();
-    let evidence = |d: usize| GapEvidence {
-        similarity: sims[d],
-        normalized: lex[d].1,
-        coverage: lex[d].2,
-        query_words,
+    let evidence = |d: usize| {
+        let (parameters, required_parameters) = GapEvidence::parameter_counts(&index.docs()[d].parameters);
+        GapEvidence {
+            similarity: sims[d],
+            normalized: lex[d].1,
+            coverage: lex[d].2,
+            query_words,
+            required_parameters,
+            parameters,
+        }
     };
     let mut order: Vec<usize> = (0..index.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
@@ -265,7 +270,7 @@ mod tests {
         let (index, semantic) = setup();
         let strict = GapModel {
             bias: -9.0,
-            weights: [10.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            weights: [10.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
         };
         let near = [1.0, 0.0, 0.0];
         let far = [0.5, 0.5, 0.5];

@@ -79,17 +79,25 @@ pub fn run(
             let evidence = ranking
                 .hits
                 .first()
-                .map(|h| GapEvidence {
-                    similarity: h.similarity.unwrap_or(0.0),
-                    normalized: h.normalized,
-                    coverage: h.coverage,
-                    query_words,
+                .map(|h| {
+                    let (parameters, required_parameters) =
+                        GapEvidence::parameter_counts(&index.docs()[h.doc].parameters);
+                    GapEvidence {
+                        similarity: h.similarity.unwrap_or(0.0),
+                        normalized: h.normalized,
+                        coverage: h.coverage,
+                        query_words,
+                        required_parameters,
+                        parameters,
+                    }
                 })
                 .unwrap_or(GapEvidence {
                     similarity: 0.0,
                     normalized: 0.0,
                     coverage: 0.0,
                     query_words,
+                    required_parameters: 0,
+                    parameters: 0,
                 });
             Outcome {
                 id: c.id.clone(),
@@ -281,6 +289,8 @@ mod tests {
                 normalized: 0.0,
                 coverage: 0.0,
                 query_words: 1,
+                required_parameters: 0,
+                parameters: 0,
             },
         }
     }
