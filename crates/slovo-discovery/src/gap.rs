@@ -141,10 +141,7 @@ pub fn fit(examples: &[(GapEvidence, bool)]) -> GapModel {
     const RATE: f64 = 0.5;
     const L2: f64 = 1e-3;
     let n = examples.len().max(1) as f64;
-    let raw: Vec<[f64; INPUT_COUNT]> = examples
-        .iter()
-        .map(|(e, _)| e.inputs().map(f64::from))
-        .collect();
+    let raw: Vec<[f64; INPUT_COUNT]> = examples.iter().map(|(e, _)| e.inputs().map(f64::from)).collect();
     let mut mean = [0.0f64; INPUT_COUNT];
     let mut sd = [0.0f64; INPUT_COUNT];
     for x in &raw {
@@ -220,7 +217,10 @@ mod tests {
         for (e, served) in &examples {
             assert_eq!(m.accepts(e), *served, "{m} at {}", e.similarity);
         }
-        assert!(m.accepts(&evidence(0.45, 4)) && !m.accepts(&evidence(0.35, 4)), "{m}");
+        assert!(
+            m.accepts(&evidence(0.45, 4)) && !m.accepts(&evidence(0.35, 4)),
+            "{m}"
+        );
         assert_eq!(fit(&examples), m, "deterministic");
     }
 
@@ -241,6 +241,9 @@ mod tests {
     #[test]
     fn the_model_reads_as_named_weights() {
         let text = GapModel::default().to_string();
-        assert!(text.starts_with("bias -2.335, similarity 8.852, normalized 1.303"), "{text}");
+        assert!(
+            text.starts_with("bias -2.335, similarity 8.852, normalized 1.303"),
+            "{text}"
+        );
     }
 }

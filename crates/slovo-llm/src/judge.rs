@@ -92,7 +92,12 @@ impl GapJudge {
             let Some(left) = self.deadline.checked_sub(started.elapsed()) else {
                 break;
             };
-            let outcome = match tokio::time::timeout(left, crate::ask_json(&self.http, &self.config, &system_prompt(), &prompt)).await {
+            let outcome = match tokio::time::timeout(
+                left,
+                crate::ask_json(&self.http, &self.config, &system_prompt(), &prompt),
+            )
+            .await
+            {
                 Err(_) => Err(format!("no answer within {} ms", self.deadline.as_millis())),
                 Ok(answer) => answer.and_then(|a| self.check(candidates, a)),
             };

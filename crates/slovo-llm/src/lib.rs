@@ -16,7 +16,7 @@ mod embeddings;
 mod judge;
 
 pub use embeddings::{EmbeddingsClient, EmbeddingsError};
-pub use judge::{GapJudge, JUDGE_SCHEMA, Judgement, JudgeCandidate};
+pub use judge::{GapJudge, JUDGE_SCHEMA, JudgeCandidate, Judgement};
 
 use std::collections::HashSet;
 use std::time::Duration;

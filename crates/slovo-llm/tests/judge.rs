@@ -66,7 +66,8 @@ fn judge(url: String, deadline: Duration) -> GapJudge {
 
 #[tokio::test]
 async fn a_verdict_naming_a_shown_candidate_is_taken_and_recorded() {
-    let served = r#"{"served": true, "capability": "Restaurants_2.ReserveRestaurant", "reason": "It books tables."}"#;
+    let served =
+        r#"{"served": true, "capability": "Restaurants_2.ReserveRestaurant", "reason": "It books tables."}"#;
     let (url, script) = server(vec![served], Duration::ZERO).await;
     let j = judge(url, Duration::from_secs(10))
         .judge("a table for two at Nopa tonight", &candidates())
@@ -74,7 +75,10 @@ async fn a_verdict_naming_a_shown_candidate_is_taken_and_recorded() {
         .unwrap();
     assert!(j.served);
     assert_eq!(j.capability.as_deref(), Some("Restaurants_2.ReserveRestaurant"));
-    assert_eq!((j.model.as_str(), j.attempts, j.reason.as_str()), ("judge-model", 1, "It books tables."));
+    assert_eq!(
+        (j.model.as_str(), j.attempts, j.reason.as_str()),
+        ("judge-model", 1, "It books tables.")
+    );
     // The model saw the request and the candidates, and was asked for JSON.
     let seen = script.requests.lock().unwrap()[0].clone();
     assert_eq!(seen["response_format"]["type"], "json_object");

@@ -24,14 +24,18 @@ fn cached(name: &str) -> Option<PathBuf> {
 
 #[test]
 fn spotify_imports_with_every_operation() {
-    let Some(path) = cached("spotify.com.json") else { return };
+    let Some(path) = cached("spotify.com.json") else {
+        return;
+    };
     let source = Source::from_path(&path, slovo_openapi::DEFAULT_MAX_DOCUMENT_BYTES).unwrap();
     let imported = ingest(&source, &IngestOptions::default()).unwrap();
     let report = &imported.report;
     assert_eq!(report.spec_version, "3.0.3");
     // Counted from the document itself: every method of every path item.
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let methods = ["get", "put", "post", "delete", "patch", "head", "options", "trace"];
+    let methods = [
+        "get", "put", "post", "delete", "patch", "head", "options", "trace",
+    ];
     let operations: usize = doc["paths"]
         .as_object()
         .unwrap()
