@@ -160,8 +160,8 @@ async fn vectors_are_cached_in_the_store_and_a_restart_embeds_only_the_request()
     }
 }
 
-/// The discovery worker ranks its catalogue by meaning when an embedder is configured: "book a
-/// table for two" shares no word with "Restaurant reservations", so the lexical worker fails
+/// The discovery worker ranks its catalogue by meaning when an embedder is configured: "a table
+/// for two tonight" shares no word with the restaurant tool, so the lexical worker fails
 /// the request and the worker with vectors proposes the restaurant tool. The catalogue's
 /// vectors are cached in the store like those of installed tools.
 #[tokio::test]
@@ -180,7 +180,7 @@ async fn the_discovery_worker_ranks_by_meaning_when_a_model_is_configured() {
         // Without a model: words only, and no word is shared.
         let lexical = Runtime::new(db.store().await, Backends::new(), db.dir.path());
         let (request, _) = lexical
-            .request_discovery("book a table for two", &actor)
+            .request_discovery("a table for two tonight", &actor)
             .await
             .unwrap();
         let run = lexical.run_discovery_once(&sources, &actor).await.unwrap();
@@ -196,7 +196,7 @@ async fn the_discovery_worker_ranks_by_meaning_when_a_model_is_configured() {
 
         let (url, server) = server().await;
         let rt = Runtime::new(db.store().await, Backends::new(), db.dir.path()).with_settings(settings(&url));
-        rt.request_discovery("please book a table for two", &actor)
+        rt.request_discovery("a table for two tonight", &actor)
             .await
             .unwrap();
         let run = rt.run_discovery_once(&sources, &actor).await.unwrap();
