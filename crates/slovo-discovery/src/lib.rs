@@ -40,6 +40,7 @@ pub mod args;
 pub mod bfcl;
 pub mod embed;
 pub mod eval;
+pub mod gap;
 pub mod hybrid;
 mod index;
 pub mod measure;
@@ -49,7 +50,8 @@ pub mod text;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-pub use hybrid::{GapModel, Ranker, Semantic, SemanticIndex};
+pub use gap::{GapEvidence, GapModel};
+pub use hybrid::{Ranker, Semantic, SemanticIndex};
 pub use index::{Document, GapRule, Hit, Index, Ranking};
 
 /// One ranked capability, with the arguments the request already gives.

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::bfcl::{CatalogueCase, Expected};
-use crate::hybrid::{self, GapModel, Ranker, Semantic, SemanticIndex, embedding_text};
+use crate::gap::{self, GapEvidence, GapModel};
+use crate::hybrid::{self, Ranker, Semantic, SemanticIndex, embedding_text};
 use crate::index::{GapRule, Index};
 
 /// Every text a semantic evaluation of `cases` embeds (queries and capabilities), each once.
@@ -37,9 +38,8 @@ pub struct Outcome {
     pub rank: Option<usize>,
     /// Whether it was called a gap.
     pub gap: bool,
-    /// The best candidate's similarity, normalised BM25F score and coverage (the gap model's
-    /// inputs).
-    pub features: [f32; 3],
+    /// What the gap model saw of the best candidate.
+    pub evidence: GapEvidence,
 }
 
 /// Ranks every case with `ranker`. `vectors` holds the embedding of every text of
@@ -75,18 +75,37 @@ pub fn run(
                     .map(|p| p + 1),
                 Expected::Any | Expected::Gap => None,
             };
-            let features = ranking
+            let query_words = crate::text::query_terms(&c.query).len();
+            let evidence = ranking
                 .hits
                 .first()
-                .map(|h| [h.similarity.unwrap_or(0.0), h.normalized, h.coverage])
-                .unwrap_or([0.0; 3]);
+                .map(|h| {
+                    let (parameters, required_parameters) =
+                        GapEvidence::parameter_counts(&index.docs()[h.doc].parameters);
+                    GapEvidence {
+                        similarity: h.similarity.unwrap_or(0.0),
+                        normalized: h.normalized,
+                        coverage: h.coverage,
+                        query_words,
+                        required_parameters,
+                        parameters,
+                    }
+                })
+                .unwrap_or(GapEvidence {
+                    similarity: 0.0,
+                    normalized: 0.0,
+                    coverage: 0.0,
+                    query_words,
+                    required_parameters: 0,
+                    parameters: 0,
+                });
             Outcome {
                 id: c.id.clone(),
                 servable: c.expected != Expected::Gap,
                 named: matches!(c.expected, Expected::Function(_)),
                 rank,
                 gap: ranking.gap,
-                features,
+                evidence,
             }
         })
         .collect()
@@ -151,51 +170,10 @@ pub fn figures(outcomes: &[Outcome]) -> Figures {
     }
 }
 
-/// Fits the [`GapModel`] to `outcomes` (served or not, from their features) by logistic
-/// regression: full-batch gradient descent from zero with a small L2 penalty, classes weighed
-/// equally. Deterministic: the same outcomes give the same weights.
+/// Fits the [`GapModel`] to `outcomes` (servable or not, from what the model saw).
 pub fn fit_gap_model(outcomes: &[Outcome]) -> GapModel {
-    const STEPS: usize = 4000;
-    const RATE: f64 = 0.5;
-    const L2: f64 = 1e-4;
-    let positives = outcomes.iter().filter(|o| o.servable).count().max(1) as f64;
-    let negatives = outcomes.iter().filter(|o| !o.servable).count().max(1) as f64;
-    let total = positives + negatives;
-    let mut w = [0.0f64; 4];
-    for _ in 0..STEPS {
-        let mut grad = [0.0f64; 4];
-        for o in outcomes {
-            let x = [
-                1.0,
-                o.features[0] as f64,
-                o.features[1] as f64,
-                o.features[2] as f64,
-            ];
-            let z: f64 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
-            let p = 1.0 / (1.0 + (-z).exp());
-            let y = if o.servable { 1.0 } else { 0.0 };
-            // Each class weighs half, whatever its size.
-            let weight = if o.servable {
-                total / (2.0 * positives)
-            } else {
-                total / (2.0 * negatives)
-            };
-            for (g, xi) in grad.iter_mut().zip(&x) {
-                *g += weight * (p - y) * xi;
-            }
-        }
-        for (i, (wi, g)) in w.iter_mut().zip(&grad).enumerate() {
-            let penalty = if i == 0 { 0.0 } else { L2 * *wi };
-            *wi -= RATE * (g / total + penalty);
-        }
-    }
-    let round = |v: f64| ((v * 1000.0).round() / 1000.0) as f32;
-    GapModel {
-        bias: round(w[0]),
-        similarity: round(w[1]),
-        normalized: round(w[2]),
-        coverage: round(w[3]),
-    }
+    let examples: Vec<(GapEvidence, bool)> = outcomes.iter().map(|o| (o.evidence, o.servable)).collect();
+    gap::fit(&examples)
 }
 
 /// The figures of one ranker on the development and the held-out part.
@@ -306,7 +284,14 @@ mod tests {
             named: servable,
             rank,
             gap,
-            features: [similarity, 0.0, 0.0],
+            evidence: GapEvidence {
+                similarity,
+                normalized: 0.0,
+                coverage: 0.0,
+                query_words: 1,
+                required_parameters: 0,
+                parameters: 0,
+            },
         }
     }
 
@@ -329,30 +314,5 @@ mod tests {
         assert!((f.gap_accuracy - 0.6).abs() < 1e-9);
         assert!((f.false_gap_rate - 1.0 / 3.0).abs() < 1e-9);
         assert!((f.never_gap_accuracy - 0.6).abs() < 1e-9);
-    }
-
-    #[test]
-    fn the_fitted_gap_model_separates_what_similarity_separates() {
-        // Served requests have similarities 0.5–0.7, gaps 0.1–0.3; twice as many served.
-        let mut o = Vec::new();
-        for i in 0..20 {
-            o.push(outcome(true, 0.5 + i as f32 * 0.01, Some(1), false));
-            o.push(outcome(true, 0.52 + i as f32 * 0.01, Some(1), false));
-            o.push(outcome(false, 0.1 + i as f32 * 0.01, None, false));
-        }
-        let m = fit_gap_model(&o);
-        assert!(m.similarity > 0.0, "{m:?}");
-        for x in &o {
-            assert_eq!(
-                m.accepts(x.features[0], 0.0, 0.0),
-                x.servable,
-                "{m:?} at {}",
-                x.features[0]
-            );
-        }
-        // The boundary lies between the classes.
-        let boundary = -m.bias / m.similarity;
-        assert!((0.3..0.5).contains(&boundary), "{boundary}");
-        assert_eq!(fit_gap_model(&o), m, "deterministic");
     }
 }

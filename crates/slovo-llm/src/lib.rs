@@ -13,8 +13,10 @@
 #![deny(missing_docs)]
 
 mod embeddings;
+mod judge;
 
 pub use embeddings::{EmbeddingsClient, EmbeddingsError};
+pub use judge::{GapJudge, JUDGE_SCHEMA, JudgeCandidate, Judgement};
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -111,12 +113,7 @@ struct AnswerCapability {
 impl ChatAnalyzer {
     /// An analyzer for `config`.
     pub fn new(config: LlmConfig) -> Result<Self, LlmError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .no_proxy()
-            .build()
-            .map_err(|e| LlmError::Config(e.to_string()))?;
+        let http = http_client(&config)?;
         let schema_value: Value =
             serde_json::from_str(ANALYSIS_SCHEMA).map_err(|e| LlmError::Config(e.to_string()))?;
         let schema = jsonschema::validator_for(&schema_value).map_err(|e| LlmError::Config(e.to_string()))?;
@@ -158,42 +155,12 @@ impl ChatAnalyzer {
     }
 
     async fn ask(&self, prompt: &Value) -> Result<Value, String> {
-        let body = json!({
-            "model": self.config.model,
-            "temperature": 0,
-            "response_format": {"type": "json_object"},
-            "messages": [
-                {"role": "system", "content": format!(
-                    "You review tools an assistant may call. For each capability write a clear description a person can approve, \
-                     1 to 5 short requests a person might say that it serves, and a risk note if it changes, overwrites or deletes \
-                     anything. Answer with JSON only, matching this JSON Schema, with exactly the capabilities given, by name:\n{ANALYSIS_SCHEMA}")},
-                {"role": "user", "content": prompt.to_string()}
-            ]
-        });
-        let url = format!("{}/chat/completions", self.config.base_url.trim_end_matches('/'));
-        let mut req = self.http.post(&url).json(&body);
-        if let Some(key) = &self.config.api_key {
-            req = req.bearer_auth(key);
-        }
-        let resp = req.send().await.map_err(|e| format!("request failed: {e}"))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(format!("HTTP {status}"));
-        }
-        let envelope: Value = resp
-            .json()
-            .await
-            .map_err(|e| format!("not a chat-completions answer: {e}"))?;
-        let content = envelope
-            .pointer("/choices/0/message/content")
-            .and_then(Value::as_str)
-            .ok_or("no choices[0].message.content in the answer")?;
-        let text = content
-            .trim()
-            .trim_start_matches("```json")
-            .trim_start_matches("```")
-            .trim_end_matches("```");
-        serde_json::from_str(text.trim()).map_err(|e| format!("the content is not JSON: {e}"))
+        let system = format!(
+            "You review tools an assistant may call. For each capability write a clear description a person can approve, \
+             1 to 5 short requests a person might say that it serves, and a risk note if it changes, overwrites or deletes \
+             anything. Answer with JSON only, matching this JSON Schema, with exactly the capabilities given, by name:\n{ANALYSIS_SCHEMA}"
+        );
+        ask_json(&self.http, &self.config, &system, prompt).await
     }
 
     fn check(&self, manifest: &Manifest, answer: Value) -> Result<Analysis, String> {
@@ -231,4 +198,58 @@ impl ChatAnalyzer {
         capabilities.sort_by_key(|c| order.iter().position(|n| *n == c.name));
         Ok(Analysis { capabilities })
     }
+}
+
+/// The HTTP client every LLM call uses: the configured per-request timeout, no proxy.
+pub(crate) fn http_client(config: &LlmConfig) -> Result<reqwest::Client, LlmError> {
+    // Installing the process-wide TLS provider fails only when one is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(config.timeout)
+        .no_proxy()
+        .build()
+        .map_err(|e| LlmError::Config(e.to_string()))
+}
+
+/// One chat-completions exchange whose answer must be a JSON document: `system` instructs,
+/// `prompt` is the user message. The reason of any failure, for the caller's retry log.
+pub(crate) async fn ask_json(
+    http: &reqwest::Client,
+    config: &LlmConfig,
+    system: &str,
+    prompt: &Value,
+) -> Result<Value, String> {
+    let body = json!({
+        "model": config.model,
+        "temperature": 0,
+        "response_format": {"type": "json_object"},
+        "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": prompt.to_string()}
+        ]
+    });
+    let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+    let mut req = http.post(&url).json(&body);
+    if let Some(key) = &config.api_key {
+        req = req.bearer_auth(key);
+    }
+    let resp = req.send().await.map_err(|e| format!("request failed: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
+    }
+    let envelope: Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("not a chat-completions answer: {e}"))?;
+    let content = envelope
+        .pointer("/choices/0/message/content")
+        .and_then(Value::as_str)
+        .ok_or("no choices[0].message.content in the answer")?;
+    let text = content
+        .trim()
+        .trim_start_matches("```json")
+        .trim_start_matches("```")
+        .trim_end_matches("```");
+    serde_json::from_str(text.trim()).map_err(|e| format!("the content is not JSON: {e}"))
 }

@@ -337,6 +337,7 @@ impl Runtime {
         };
         run.candidates = catalogue.candidates.len();
         run.problems = catalogue.problems.clone();
+        let vectors = self.catalogue_vectors(&index).await;
         for request in pending {
             let Some(searching) = self
                 .move_request(&request, DiscoveryStatus::Pending, actor, |r| {
@@ -347,7 +348,14 @@ impl Runtime {
                 continue; // another worker took it, or the person rejected it
             };
             let outcome = self
-                .search_and_propose(&searching, sources, &catalogue, &index, &owner, actor)
+                .search_and_propose(
+                    &searching,
+                    sources,
+                    &catalogue,
+                    (&index, vectors.as_ref()),
+                    &owner,
+                    actor,
+                )
                 .await;
             let done = match outcome {
                 Ok((tool, result)) => {
@@ -388,7 +396,7 @@ impl Runtime {
         request: &DiscoveryRow,
         sources: &SourceConfig,
         catalogue: &Catalogue,
-        index: &Index,
+        (index, vectors): (&Index, Option<&SemanticIndex>),
         owner: &[usize],
         actor: &Actor,
     ) -> std::result::Result<(String, Value), (String, Option<Value>)> {
@@ -408,7 +416,7 @@ impl Runtime {
             };
             return Err((why, None));
         }
-        let r = slovo_discovery::resolve(index, &request.description, 10, &GapRule::default());
+        let r = self.rank_catalogue(index, vectors, &request.description).await;
         let ranked: Vec<Value> = r
             .candidates
             .iter()
@@ -417,7 +425,7 @@ impl Runtime {
                 json!({
                     "tool": c.tool, "capability": c.capability, "description": c.description,
                     "score": c.score, "normalized": c.normalized, "coverage": c.coverage,
-                    "confident": c.confident, "source": cand.origin, "kind": cand.kind,
+                    "similarity": c.similarity, "confident": c.confident, "source": cand.origin, "kind": cand.kind,
                     "arguments": c.arguments, "missing": c.missing,
                 })
             })
@@ -497,6 +505,60 @@ impl Runtime {
             self.revoke(tool, false, actor).await?;
         }
         Ok(())
+    }
+
+    /// The vectors of the catalogue's capabilities when an embedder is configured (from the
+    /// store's cache, so only the first pass over a catalogue embeds it); `None` without an
+    /// embedder or when embedding fails (logged: the worker then ranks lexically).
+    async fn catalogue_vectors(&self, index: &Index) -> Option<SemanticIndex> {
+        let embedder = self.settings.embedder.as_ref()?;
+        if index.is_empty() {
+            return None;
+        }
+        match crate::semantic::document_vectors(&self.store, embedder, index).await {
+            Ok((vectors, embedded)) => {
+                info!(embedded, capabilities = index.len(), "catalogue vectors ready");
+                Some(vectors)
+            }
+            Err(e) => {
+                warn!(error = %e, "embedding the catalogue failed; the worker ranks lexically");
+                None
+            }
+        }
+    }
+
+    /// Ranks the catalogue for a discovery request the way `resolve` ranks installed tools: by
+    /// meaning too when the catalogue has vectors and the request can be embedded, with the
+    /// gap model; lexically with the gap rule otherwise.
+    async fn rank_catalogue(
+        &self,
+        index: &Index,
+        vectors: Option<&SemanticIndex>,
+        description: &str,
+    ) -> Resolution {
+        let query = match (vectors, self.settings.embedder.as_ref()) {
+            (Some(_), Some(embedder)) => match embedder.embed(vec![description.to_string()]).await {
+                Ok(mut v) => v.pop(),
+                Err(e) => {
+                    warn!(error = %e, "embedding the discovery request failed; ranking lexically");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let (semantic, ranker) = match (vectors, &query) {
+            (Some(index), Some(query)) => (Some(Semantic { index, query }), crate::semantic::FUSED_RANKER),
+            _ => (None, Ranker::Lexical),
+        };
+        slovo_discovery::resolve_with(
+            index,
+            semantic,
+            description,
+            10,
+            ranker,
+            &GapRule::default(),
+            &GapModel::default(),
+        )
     }
 
     /// The request's vector, when there is an embedder and the capabilities have vectors.

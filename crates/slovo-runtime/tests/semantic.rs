@@ -159,3 +159,62 @@ async fn vectors_are_cached_in_the_store_and_a_restart_embeds_only_the_request()
         rt.shutdown().await;
     }
 }
+
+/// The discovery worker ranks its catalogue by meaning when an embedder is configured: "a table
+/// for two tonight" shares no word with the restaurant tool, so the lexical worker fails
+/// the request and the worker with vectors proposes the restaurant tool. The catalogue's
+/// vectors are cached in the store like those of installed tools.
+#[tokio::test]
+async fn the_discovery_worker_ranks_by_meaning_when_a_model_is_configured() {
+    for db in test_dbs().await {
+        let label = db.label;
+        let sources_dir = tempfile::tempdir().unwrap();
+        std::fs::write(sources_dir.path().join("tables.yaml"), TOOLS[1]).unwrap();
+        std::fs::write(sources_dir.path().join("air.yaml"), TOOLS[0]).unwrap();
+        let sources = slovo_runtime::SourceConfig {
+            manifest_dirs: vec![sources_dir.path().to_path_buf()],
+            ..slovo_runtime::SourceConfig::default()
+        };
+        let actor = Actor("test".into());
+
+        // Without a model: words only, and no word is shared.
+        let lexical = Runtime::new(db.store().await, Backends::new(), db.dir.path());
+        let (request, _) = lexical
+            .request_discovery("a table for two tonight", &actor)
+            .await
+            .unwrap();
+        let run = lexical.run_discovery_once(&sources, &actor).await.unwrap();
+        assert_eq!(run.processed.len(), 1, "{label}");
+        assert_eq!(
+            run.processed[0].status,
+            slovo_store::DiscoveryStatus::Failed,
+            "{label}: {:?}",
+            run.processed[0]
+        );
+        lexical.reject_request(&request.id, &actor).await.unwrap();
+        lexical.shutdown().await;
+
+        let (url, server) = server().await;
+        let rt = Runtime::new(db.store().await, Backends::new(), db.dir.path()).with_settings(settings(&url));
+        rt.request_discovery("a table for two tonight", &actor)
+            .await
+            .unwrap();
+        let run = rt.run_discovery_once(&sources, &actor).await.unwrap();
+        let row = &run.processed[0];
+        assert_eq!(
+            row.status,
+            slovo_store::DiscoveryStatus::Found,
+            "{label}: {row:?}"
+        );
+        assert_eq!(row.proposal_tool.as_deref(), Some("tables"), "{label}");
+        let chosen = &row.result.as_ref().unwrap()["chosen"];
+        assert_eq!(chosen["capability"], "reserve", "{label}");
+        assert!(
+            chosen["similarity"].as_f64().is_some_and(|s| s > 0.3),
+            "{label}: {chosen}"
+        );
+        // Three catalogue capabilities and the request.
+        assert_eq!(server.inputs.lock().unwrap().len(), 4, "{label}");
+        rt.shutdown().await;
+    }
+}
