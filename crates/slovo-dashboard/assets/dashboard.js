@@ -15,15 +15,20 @@
     });
   }
 
-  // Expiry entered in local time: tell the server this zone's offset at that moment.
+  // Times entered in local time: tell the server this zone's offset at each of those moments
+  // (an offset field names its time field with data-tz-offset-for, else the form's first one),
+  // so a range across a daylight-saving change is read right at both ends.
   function timeZoneOnSubmit() {
     document.querySelectorAll("form").forEach(function (form) {
-      var offset = form.querySelector("[data-tz-offset]");
-      var local = form.querySelector("input[type=datetime-local]");
-      if (!offset) return;
+      var offsets = form.querySelectorAll("[data-tz-offset]");
+      if (offsets.length === 0) return;
       form.addEventListener("submit", function () {
-        var at = local && local.value ? new Date(local.value) : new Date();
-        offset.value = String(at.getTimezoneOffset());
+        offsets.forEach(function (offset) {
+          var forId = offset.getAttribute("data-tz-offset-for");
+          var local = forId ? document.getElementById(forId) : form.querySelector("input[type=datetime-local]");
+          var at = local && local.value ? new Date(local.value) : new Date();
+          offset.value = String(at.getTimezoneOffset());
+        });
       });
     });
   }

@@ -381,7 +381,8 @@ async fn activity_filters_by_a_time_range_in_the_browsers_zone_and_pages_past_th
     b.click("form.filters button").await;
     assert!(b.wait_for_text("#activity", "lookup", WAIT).await);
     let url = b.client.current_url().await.unwrap();
-    assert!(url.as_str().contains("tz_offset_minutes=-330"), "{url}");
+    assert!(url.as_str().contains("from_tz_offset_minutes=-330"), "{url}");
+    assert!(url.as_str().contains("to_tz_offset_minutes=-330"), "{url}");
     assert!(b.eval(rows).await.as_u64().unwrap() >= 1);
 
     // From a minute after the calls: none.

@@ -33,9 +33,13 @@ pub(crate) struct Filters {
     /// Calls started at or before this local time (the minute included).
     #[serde(default)]
     to: Option<String>,
-    /// The browser's `Date.getTimezoneOffset()`, set by the page's script; UTC without it.
+    /// The browser's `Date.getTimezoneOffset()` at `from`, set by the page's script; UTC
+    /// without it. Each end has its own, so a range across a daylight-saving change is exact.
     #[serde(default)]
-    tz_offset_minutes: Option<String>,
+    from_tz_offset_minutes: Option<String>,
+    /// The same at `to`.
+    #[serde(default)]
+    to_tz_offset_minutes: Option<String>,
     /// Older than this call (`<started_at ms>:<id>`): the next page.
     #[serde(default)]
     before: Option<String>,
@@ -46,19 +50,21 @@ fn given(v: &Option<String>) -> Option<&str> {
 }
 
 impl Filters {
-    /// `field` (a local time) as Unix ms, shifted by the browser's offset.
-    fn instant(&self, field: &str, value: Option<&str>) -> PageResult<Option<i64>> {
+    /// `field` (a local time) as Unix ms, shifted by the browser's offset at that time.
+    fn instant(&self, field: &str, value: Option<&str>, offset: &Option<String>) -> PageResult<Option<i64>> {
         let Some(local) = value else { return Ok(None) };
         let naive = NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M")
             .or_else(|_| NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M:%S"))
             .map_err(|_| PageError::BadInput(format!("{field}: {local:?} is not a date and time")))?;
-        let offset: i64 = match given(&self.tz_offset_minutes) {
+        let offset: i64 = match given(offset) {
             Some(o) => o
                 .parse()
                 .ok()
                 .filter(|o: &i64| o.abs() <= 24 * 60)
                 .ok_or_else(|| {
-                    PageError::BadInput(format!("tz_offset_minutes: {o:?} is not a time zone offset"))
+                    PageError::BadInput(format!(
+                        "{field}_tz_offset_minutes: {o:?} is not a time zone offset"
+                    ))
                 })?,
             None => 0,
         };
@@ -89,7 +95,8 @@ impl Filters {
             ("status", &self.status),
             ("from", &self.from),
             ("to", &self.to),
-            ("tz_offset_minutes", &self.tz_offset_minutes),
+            ("from_tz_offset_minutes", &self.from_tz_offset_minutes),
+            ("to_tz_offset_minutes", &self.to_tz_offset_minutes),
         ] {
             if let Some(v) = given(v) {
                 q.append_pair(k, v);
@@ -113,9 +120,11 @@ pub(crate) async fn list(
                 .map_err(|e| PageError::BadInput(e.to_string()))
         })
         .transpose()?;
-    let from = filters.instant("from", given(&filters.from))?;
+    let from = filters.instant("from", given(&filters.from), &filters.from_tz_offset_minutes)?;
     // The `to` minute is included: everything before the next minute.
-    let to = filters.instant("to", given(&filters.to))?.map(|t| t + 60_000);
+    let to = filters
+        .instant("to", given(&filters.to), &filters.to_tz_offset_minutes)?
+        .map(|t| t + 60_000);
     let before = match (filters.cursor()?, to) {
         (Some(c), Some(t)) if c.started_at >= t => Some(ExecutionCursor {
             started_at: t,
@@ -154,7 +163,8 @@ pub(crate) async fn list(
         Section::Activity,
         html! {
             form.filters method="get" action="/activity" {
-                input type="hidden" name="tz_offset_minutes" value="0" data-tz-offset;
+                input type="hidden" name="from_tz_offset_minutes" value="0" data-tz-offset data-tz-offset-for="f-from";
+                input type="hidden" name="to_tz_offset_minutes" value="0" data-tz-offset data-tz-offset-for="f-to";
                 label for="f-tool" { "Tool" }
                 select #f-tool name="tool" {
                     option value="" { "every tool" }
@@ -297,4 +307,44 @@ pub(crate) async fn download(
         body,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_end_of_a_range_is_read_with_its_own_offset() {
+        // Berlin, 2026-03-29: 01:00 is before the change to summer time (UTC+1, offset -60),
+        // 04:00 after it (UTC+2, offset -120).
+        let filters = Filters {
+            from: Some("2026-03-29T01:00".into()),
+            to: Some("2026-03-29T04:00".into()),
+            from_tz_offset_minutes: Some("-60".into()),
+            to_tz_offset_minutes: Some("-120".into()),
+            ..Filters::default()
+        };
+        let from = filters
+            .instant("from", given(&filters.from), &filters.from_tz_offset_minutes)
+            .unwrap();
+        let to = filters
+            .instant("to", given(&filters.to), &filters.to_tz_offset_minutes)
+            .unwrap();
+        let utc = |t: &str| {
+            NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M")
+                .unwrap()
+                .and_utc()
+                .timestamp_millis()
+        };
+        assert_eq!(from, Some(utc("2026-03-29T00:00")));
+        assert_eq!(to, Some(utc("2026-03-29T02:00")));
+        let bad = Filters {
+            to_tz_offset_minutes: Some("east".into()),
+            ..Filters::default()
+        };
+        let err = bad
+            .instant("to", Some("2026-03-29T04:00"), &bad.to_tz_offset_minutes)
+            .unwrap_err();
+        assert!(err.to_string().contains("to_tz_offset_minutes"), "{err}");
+    }
 }
