@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use cheap_tools::{Tool, percentile, process_tool, wasm_tool};
+use cheap_tools::{Tool, drive, percentile, process_tool, wasm_tool};
 use serde_json::{Value, json};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -144,59 +144,6 @@ struct Outcome {
     lock_wait_share: f64,
     /// `None` when records = events = answered and every instance's `audit verify` passed.
     inconsistency: Option<String>,
-}
-
-/// `clients` clients, client `i` calling instance `i mod n`, until the deadline.
-async fn drive(
-    ports: &[u16],
-    token: &str,
-    tool: &str,
-    clients: usize,
-    seconds: u64,
-) -> (Vec<Duration>, usize, Duration) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..clients {
-        let url = format!("http://127.0.0.1:{}/v1/calls", ports[i % ports.len()]);
-        let token = token.to_string();
-        let tool = tool.to_string();
-        tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut latencies = Vec::new();
-            let mut rejected = 0usize;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let resp = http
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .json(&json!({"tool": tool, "capability": "ping"}))
-                    .send()
-                    .await
-                    .unwrap();
-                let status = resp.status();
-                let body: Value = resp.json().await.unwrap();
-                if status.is_success() {
-                    assert_eq!(body["status"], "success", "{body}");
-                    latencies.push(t.elapsed());
-                } else {
-                    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
-                    rejected += 1;
-                }
-            }
-            (latencies, rejected)
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut rejected = 0;
-    for t in tasks {
-        let (l, r) = t.await.unwrap();
-        latencies.extend(l);
-        rejected += r;
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    (latencies, rejected, elapsed)
 }
 
 /// One call through each instance, which must succeed.

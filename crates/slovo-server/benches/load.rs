@@ -11,10 +11,8 @@
 mod cheap_tools;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use cheap_tools::{percentile, process_tool, wasm_tool};
-use serde_json::json;
+use cheap_tools::{drive, percentile, process_tool, wasm_tool};
 use slovo_core::access::Role;
 use slovo_runtime::{Actor, ImportSource, Runtime};
 use slovo_sandbox::Backends;
@@ -104,47 +102,8 @@ fn main() {
             tokio::spawn(slovo_server::serve(listener, state, std::future::pending()));
             let events_before = runtime.store().audit_head().await.unwrap().0;
 
-            let deadline = Instant::now() + Duration::from_secs(seconds);
-            let started = Instant::now();
-            let mut tasks = Vec::new();
-            for _ in 0..clients {
-                let url = format!("http://{addr}/v1/calls");
-                let token = token.clone();
-                let tool_name = report.tool.clone();
-                tasks.push(tokio::spawn(async move {
-                    let http = reqwest::Client::new();
-                    let mut latencies = Vec::new();
-                    let mut rejected = 0usize;
-                    while Instant::now() < deadline {
-                        let t = Instant::now();
-                        let resp = http
-                            .post(&url)
-                            .bearer_auth(&token)
-                            .json(&json!({"tool": tool_name, "capability": "ping"}))
-                            .send()
-                            .await
-                            .unwrap();
-                        let status = resp.status();
-                        let body: serde_json::Value = resp.json().await.unwrap();
-                        if status.is_success() {
-                            assert_eq!(body["status"], "success", "{body}");
-                            latencies.push(t.elapsed());
-                        } else {
-                            rejected += 1;
-                        }
-                    }
-                    (latencies, rejected)
-                }));
-            }
-            let mut latencies = Vec::new();
-            let mut rejected = 0;
-            for t in tasks {
-                let (l, r) = t.await.unwrap();
-                latencies.extend(l);
-                rejected += r;
-            }
-            let elapsed = started.elapsed();
-            latencies.sort();
+            let (latencies, rejected, elapsed) =
+                drive(&[addr.port()], &token, &report.tool, clients, seconds).await;
             let answered = latencies.len();
             let records = runtime
                 .store()
