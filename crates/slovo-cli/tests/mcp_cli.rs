@@ -4,11 +4,13 @@
 //! fails under CI.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
+use support::{ok, run};
 
 fn installed_everything() -> Option<PathBuf> {
     // SAFETY: a plain getter.
@@ -49,26 +51,6 @@ fn link_tree(from: &Path, to: &Path) {
             std::fs::copy(&src, &dst).unwrap();
         }
     }
-}
-
-fn run(data: &Path, args: &[&str]) -> Output {
-    Command::cargo_bin("slovo")
-        .unwrap()
-        .env("SLOVO_DATA_DIR", data)
-        .env_remove("SLOVO_DATABASE_URL")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = run(data, args);
-    assert!(
-        out.status.success(),
-        "slovo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -5,11 +5,12 @@
 #[path = "../../slovo-sandbox/tests/wasm_support/tools.rs"]
 mod wasm_tools;
 
-use std::path::Path;
-use std::process::Output;
+mod support;
 
-use assert_cmd::Command;
+use std::path::Path;
+
 use serde_json::{Value, json};
+use support::{ok, run};
 
 fn bundle(dir: &Path, name: &str, module: &str, capability: &str) -> std::path::PathBuf {
     let bundle = dir.join(name);
@@ -26,26 +27,6 @@ fn bundle(dir: &Path, name: &str, module: &str, capability: &str) -> std::path::
     )
     .unwrap();
     bundle
-}
-
-fn run(data: &Path, args: &[&str]) -> Output {
-    Command::cargo_bin("slovo")
-        .unwrap()
-        .env("SLOVO_DATA_DIR", data)
-        .env_remove("SLOVO_DATABASE_URL")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = run(data, args);
-    assert!(
-        out.status.success(),
-        "slovo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

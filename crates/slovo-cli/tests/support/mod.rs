@@ -11,6 +11,28 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use slovo_store::Store;
 
+/// Runs `slovo ARGS` on the data directory `data` (SQLite, whatever the environment says).
+pub fn run(data: &Path, args: &[&str]) -> std::process::Output {
+    assert_cmd::Command::cargo_bin("slovo")
+        .unwrap()
+        .env("SLOVO_DATA_DIR", data)
+        .env_remove("SLOVO_DATABASE_URL")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// [`run`], which must succeed: its stdout.
+pub fn ok(data: &Path, args: &[&str]) -> String {
+    let out = run(data, args);
+    assert!(
+        out.status.success(),
+        "slovo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A slow upstream API on loopback: each request takes `ms` milliseconds.
 pub async fn slow_api(ms: u64) -> u16 {
     slovo_sandbox::http::ensure_tls_provider();
