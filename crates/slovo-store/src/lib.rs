@@ -38,7 +38,7 @@ pub use call_writer::FinishAudit;
 pub use changes::{LISTENER_APPLICATION_NAME, TOOL_CHANGES_CHANNEL, ToolChangeEvent, ToolChangeListener};
 pub use discovery::{DiscoveryRow, DiscoveryStatus};
 pub use error::{Result, StoreError};
-pub use instances::InstanceRow;
+pub use instances::{InstanceRow, LeaseConnection};
 pub use rows::*;
 pub use sessions::SessionRow;
 pub use store::{DbKind, SQLITE_BUSY_TIMEOUT_MS, Store, redact_url};

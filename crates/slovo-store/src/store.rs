@@ -59,6 +59,9 @@ pub struct Store {
     /// holding every pooled connection cannot delay a heartbeat past its lease and get their
     /// own instance declared dead; on SQLite the pool (one process per database, no leases).
     pub(crate) lease_pool: AnyPool,
+    /// How to open a connection of one's own to this database: what
+    /// [`Store::lease_connection`] connects with.
+    pub(crate) connect_options: AnyConnectOptions,
     /// PostgreSQL only: the pool of one connection that listens for tool changes (see
     /// `changes`).
     pub(crate) listen_pool: Option<sqlx::PgPool>,
@@ -136,10 +139,11 @@ impl Store {
             DbKind::Sqlite => None,
             DbKind::Postgres => Some(changes::listener_pool(url)?),
         };
-        let writer = (kind == DbKind::Sqlite).then(|| Arc::new(CallWriter::new(options)));
+        let writer = (kind == DbKind::Sqlite).then(|| Arc::new(CallWriter::new(options.clone())));
         let store = Store {
             pool,
             lease_pool,
+            connect_options: options,
             listen_pool,
             kind,
             writer,
