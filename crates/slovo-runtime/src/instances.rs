@@ -149,7 +149,7 @@ impl Runtime {
             .spawn(move || {
                 match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(own) => own.block_on(on_thread.run()),
-                    Err(e) => warn!(error = %e, "no runtime for the lease renewal's thread; the lease is not renewed"),
+                    Err(e) => tracing::error!(error = %e, "no runtime for the lease renewal's thread; the lease is not renewed"),
                 }
                 let _ = done.send(());
             });
@@ -272,8 +272,9 @@ where
 }
 
 /// The lease renewal and the search for lapsed instances of one runtime
-/// ([`Runtime::spawn_heartbeat`]).
+/// ([`Runtime::spawn_heartbeat`]). Dropping it stops both without waiting.
 #[derive(Debug)]
+#[must_use = "dropping the heartbeats stops renewing the lease"]
 pub struct Heartbeats {
     stop: tokio::sync::watch::Sender<bool>,
     /// Answered when the renewal ends.
