@@ -13,7 +13,7 @@ use slovo_sandbox::Backends;
 use slovo_store::Store;
 use slovo_test_support::test_dbs;
 
-const LEASE: Duration = Duration::from_millis(900);
+const LEASE: Duration = Duration::from_millis(1500);
 
 /// This instance's heartbeat as the database has it.
 async fn heartbeat_at(store: &Store, id: &str) -> i64 {
