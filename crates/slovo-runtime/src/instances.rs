@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::time::now_ms;
-use slovo_store::InstanceRow;
+use slovo_store::{InstanceRow, LeaseConnection};
 use tracing::{info, warn};
 
 use crate::{Result, Runtime};
@@ -70,19 +70,7 @@ impl Runtime {
     /// Registers this runtime as a live instance (at start, and again after its lease was
     /// declared lapsed).
     pub async fn register_instance(&self) -> Result<()> {
-        let now = now_ms();
-        self.store
-            .register_instance(&InstanceRow {
-                id: self.instance_id.clone(),
-                host: host_name(),
-                pid: i64::from(std::process::id()),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                started_at: now,
-                heartbeat_at: now,
-                lease_ms: lease_ms(self.settings.instance_lease),
-                stopped_at: None,
-            })
-            .await?;
+        self.store.register_instance(&self.instance_row()).await?;
         info!(instance = %self.instance_id, "registered this instance");
         Ok(())
     }
@@ -130,20 +118,76 @@ impl Runtime {
     }
 
     /// Renews the lease every [`Runtime::heartbeat_interval`] and looks for lapsed instances
-    /// as often, in two loops, so that recording a dead instance's calls (which waits for the
-    /// audit chain like any write) never delays this instance's own renewal. A failed round
-    /// (the database restarting) is logged and retried at the next tick. Abort the handle to
-    /// stop both.
-    pub fn spawn_heartbeat(self: &std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let renewer = std::sync::Arc::clone(self);
+    /// as often, until [`Heartbeats::stop`].
+    ///
+    /// The renewal runs on a thread of its own, with an async runtime and a database
+    /// connection of its own ([`slovo_store::LeaseConnection`]), and does nothing else. On the
+    /// runtime that serves calls it would wait for worker threads that calls keep busy (two on a
+    /// two-core machine), behind every task ready before it, and behind any call that blocks its
+    /// thread; a mostly sleeping thread of its own is scheduled as soon as its timer fires. Being
+    /// declared dead wrongly costs every call in flight on this instance, which is why the
+    /// renewal gets a thread. The search for lapsed instances runs on the serving runtime: it is
+    /// ordinary audited work (each call of a dead instance is recorded with its event), and a
+    /// late search only delays it.
+    ///
+    /// A failed round (the database restarting) is logged and retried at the next tick.
+    pub fn spawn_heartbeat(self: &std::sync::Arc<Self>) -> Heartbeats {
         let reaper = std::sync::Arc::clone(self);
         let interval = self.heartbeat_interval();
-        tokio::spawn(async move {
-            tokio::join!(
-                every(interval, || renewer.renew_lease()),
-                every(interval, || reaper.reap_lapsed_instances()),
-            );
-        })
+        let reaping = tokio::spawn(async move { every(interval, || reaper.reap_lapsed_instances()).await });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let keeper = || LeaseKeeper {
+            lease: self.store.lease_connection(),
+            instance: self.instance_row(),
+            interval,
+            stop: stopped.clone(),
+        };
+        let on_thread = keeper();
+        let spawned = std::thread::Builder::new()
+            .name("slovo-lease".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(own) => own.block_on(on_thread.run()),
+                    Err(e) => tracing::error!(error = %e, "no runtime for the lease renewal's thread; the lease is not renewed"),
+                }
+                let _ = done.send(());
+            });
+        let finished = match spawned {
+            Ok(_) => finished,
+            Err(e) => {
+                // Far better than no renewal at all: the serving runtime renews it, as it did
+                // before the renewal had a thread.
+                warn!(error = %e, "no thread for the lease renewal; renewing on the serving runtime");
+                let (done, finished) = tokio::sync::oneshot::channel();
+                let on_task = keeper();
+                tokio::spawn(async move {
+                    on_task.run().await;
+                    let _ = done.send(());
+                });
+                finished
+            }
+        };
+        Heartbeats {
+            stop,
+            finished,
+            reaping,
+        }
+    }
+
+    /// This instance as it registers, with its start and heartbeat at now.
+    fn instance_row(&self) -> InstanceRow {
+        let now = now_ms();
+        InstanceRow {
+            id: self.instance_id.clone(),
+            host: host_name(),
+            pid: i64::from(std::process::id()),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: now,
+            heartbeat_at: now,
+            lease_ms: lease_ms(self.settings.instance_lease),
+            stopped_at: None,
+        }
     }
 
     /// Marks this instance stopped at a clean shutdown, so that nobody waits for its lease.
@@ -224,6 +268,85 @@ where
         if let Err(e) = round().await {
             warn!(error = %e, "instance heartbeat round failed; retrying at the next tick");
         }
+    }
+}
+
+/// The lease renewal and the search for lapsed instances of one runtime
+/// ([`Runtime::spawn_heartbeat`]). Dropping it stops both without waiting.
+#[derive(Debug)]
+#[must_use = "dropping the heartbeats stops renewing the lease"]
+pub struct Heartbeats {
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Answered when the renewal ends.
+    finished: tokio::sync::oneshot::Receiver<()>,
+    reaping: tokio::task::JoinHandle<()>,
+}
+
+/// How long [`Heartbeats::stop`] waits for a renewal in flight.
+const RENEWAL_STOP_WAIT: Duration = Duration::from_secs(5);
+
+impl Heartbeats {
+    /// Stops both, and waits (a bounded time) for a renewal in flight to end, so that none
+    /// runs after this instance marks itself stopped.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        self.reaping.abort();
+        if tokio::time::timeout(RENEWAL_STOP_WAIT, &mut self.finished)
+            .await
+            .is_err()
+        {
+            warn!("the lease renewal did not stop in time");
+        }
+    }
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.reaping.abort();
+    }
+}
+
+/// What the renewal's thread runs.
+struct LeaseKeeper {
+    lease: LeaseConnection,
+    instance: InstanceRow,
+    interval: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl LeaseKeeper {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.stop.changed() => {}
+            }
+            if *self.stop.borrow() {
+                break;
+            }
+            if let Err(e) = self.renew().await {
+                warn!(error = %e, "renewing this instance's lease failed; retrying at the next tick");
+            }
+        }
+        self.lease.close().await;
+    }
+
+    /// One renewal; registers again if another instance declared this one dead, unless this
+    /// instance is stopping (it is about to mark itself stopped).
+    async fn renew(&mut self) -> Result<()> {
+        let id = self.instance.id.clone();
+        if self.lease.heartbeat(&id, now_ms()).await? || *self.stop.borrow() {
+            return Ok(());
+        }
+        warn!(instance = %id, "this instance's lease had lapsed; registering again");
+        let now = now_ms();
+        self.instance.started_at = now;
+        self.instance.heartbeat_at = now;
+        self.lease.register_instance(&self.instance).await?;
+        Ok(())
     }
 }
 

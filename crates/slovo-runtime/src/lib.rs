@@ -58,7 +58,7 @@ pub use discovery::{
     DEFAULT_RESOLVE_LIMIT, DiscoveryRef, DiscoveryRun, ResolveOutcome, STALE_SEARCH_MS, UrlFetcher,
 };
 pub use error::{ErrorKind, RuntimeError};
-pub use instances::{DEFAULT_INSTANCE_LEASE, Heartbeat, InstanceView};
+pub use instances::{DEFAULT_INSTANCE_LEASE, Heartbeat, Heartbeats, InstanceView};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
 pub use mcp_import::{McpImport, McpImportReport, McpPackages, McpSource, McpToolView};
 pub use mcp_pin::MCP_IMPORT_RECORD;

@@ -158,7 +158,7 @@ pub async fn serve(
         Ok(n) => tracing::warn!(count = n, "recorded calls cut short by shutdown as cancelled"),
         Err(e) => tracing::error!(error = %e, "failed to record cancelled calls"),
     }
-    heartbeat.abort();
+    heartbeat.stop().await;
     if let Err(e) = runtime.stop_instance().await {
         tracing::error!(error = %e, "failed to mark this instance stopped");
     }

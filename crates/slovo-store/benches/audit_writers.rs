@@ -3,11 +3,15 @@
 //! W writers (each a store with its own connection pool, standing for one `slovo serve`
 //! instance) share one fresh PostgreSQL database; each runs C concurrent callers that record a
 //! call the way the call path does (`running` row, then its result and audit event). Every
-//! configuration runs twice in the same run: each result in a transaction of its own (`alone`,
-//! the design before batching) and results batched, one transaction per batch (`batched`).
+//! configuration runs in three passes in the same run: each result in a transaction of its own
+//! (`alone`, the design before batching); results batched, one transaction per batch
+//! (`batched`); and a third pass gives each writer a database of its own in the same PostgreSQL server
+//! (`own chain`): nothing is shared between the writers but the server itself (its CPU, its
+//! WAL), so it is the ceiling that any design with one chain head per writer could reach on
+//! this machine, measured without building one.
 //! Reports audited calls/s, p50/p99 of recording a result, the share of the database's busy
-//! backends that were waiting for a lock (sampled from `pg_stat_activity`), and checks that
-//! records = events = calls and that the chain verifies.
+//! backends that were waiting for a lock (sampled from `pg_stat_activity`, in the first
+//! writer's database), and checks that records = events = calls and that each chain verifies.
 //!
 //! Run: `SLOVO_BENCH_DATABASE_URL=postgres://… cargo bench -p slovo-store --bench audit_writers`
 //! (falls back to `SLOVO_TEST_DATABASE_URL`; an administrative URL: each configuration gets a
@@ -144,21 +148,92 @@ struct Outcome {
     consistent: Result<(), String>,
 }
 
-async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, batched: bool) -> Outcome {
+/// How the writers record results.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Each result in a transaction of its own, one shared chain head.
+    Alone,
+    /// Results batched, one shared chain head.
+    Batched,
+    /// Results batched, each writer with a database (and so a chain head) of its own.
+    OwnChain,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Alone => "alone",
+            Mode::Batched => "batched",
+            Mode::OwnChain => "batched, own chain",
+        }
+    }
+}
+
+/// One database with its tool set up: the store that checks it afterwards.
+struct Database {
+    url: String,
+    setup: Store,
+    revision: i64,
+    events_before: i64,
+}
+
+async fn database(admin: &str) -> Database {
     let url = slovo_test_support::fresh_database(admin).await;
     let setup = Store::connect(&url).await.unwrap();
     let revision = active_tool(&setup).await;
     let events_before = setup.audit_head().await.unwrap().0;
+    Database {
+        url,
+        setup,
+        revision,
+        events_before,
+    }
+}
+
+/// Records = events = calls in `db`, and its chain verifies.
+async fn check(db: &Database, calls: usize) -> Result<(), String> {
+    let records = db.setup.count_executions().await.unwrap() as usize;
+    let (head_seq, head_hash) = db.setup.audit_head().await.unwrap();
+    let events = db.setup.audit_page(0, i64::MAX).await.unwrap();
+    verify_chain(&events, head_seq, &head_hash).map_err(|e| format!("chain broken: {e}"))?;
+    let appended = (head_seq - db.events_before) as usize;
+    if records == calls && appended == calls {
+        Ok(())
+    } else {
+        Err(format!("{records} records, {appended} events, {calls} calls"))
+    }
+}
+
+async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, mode: Mode) -> Outcome {
+    let shared = database(admin).await;
+    let mut own = Vec::new();
+    if mode == Mode::OwnChain {
+        for _ in 1..writers {
+            own.push(database(admin).await);
+        }
+    }
+    let db_of = |w: usize| {
+        if w == 0 || mode != Mode::OwnChain {
+            &shared
+        } else {
+            &own[w - 1]
+        }
+    };
     let mut stores = Vec::new();
-    for _ in 0..writers {
-        stores.push(Store::connect(&url).await.unwrap().batch_call_results(batched));
+    for w in 0..writers {
+        let store = Store::connect(&db_of(w).url).await.unwrap();
+        stores.push(store.batch_call_results(mode != Mode::Alone));
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = tokio::spawn(slovo_test_support::sample_lock_waits(url.clone(), stop.clone()));
+    let sampler = tokio::spawn(slovo_test_support::sample_lock_waits(
+        shared.url.clone(),
+        stop.clone(),
+    ));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (w, store) in stores.iter().enumerate() {
+        let revision = db_of(w).revision;
         for _ in 0..callers {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
@@ -170,9 +245,12 @@ async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, batched:
             }));
         }
     }
+    let mut per_writer = vec![0; writers];
     let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap());
+    for (i, t) in tasks.into_iter().enumerate() {
+        let done = t.await.unwrap();
+        per_writer[i / callers] += done.len();
+        latencies.extend(done);
     }
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -180,23 +258,24 @@ async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, batched:
     latencies.sort();
 
     let calls = latencies.len();
-    let records = setup.count_executions().await.unwrap() as usize;
-    let (head_seq, head_hash) = setup.audit_head().await.unwrap();
-    let events = setup.audit_page(0, i64::MAX).await.unwrap();
-    let consistent = verify_chain(&events, head_seq, &head_hash)
-        .map_err(|e| format!("chain broken: {e}"))
-        .and_then(|_| {
-            let appended = (head_seq - events_before) as usize;
-            if records == calls && appended == calls {
-                Ok(())
-            } else {
-                Err(format!("{records} records, {appended} events, {calls} calls"))
+    let consistent = if mode == Mode::OwnChain {
+        let mut all = Ok(());
+        for (w, n) in per_writer.iter().enumerate() {
+            if let Err(e) = check(db_of(w), *n).await {
+                all = Err(format!("writer {w}: {e}"));
             }
-        });
+        }
+        all
+    } else {
+        check(&shared, calls).await
+    };
     for s in stores {
         s.close().await;
     }
-    setup.close().await;
+    shared.setup.close().await;
+    for db in own {
+        db.setup.close().await;
+    }
     Outcome {
         calls,
         elapsed,
@@ -232,15 +311,15 @@ fn main() {
     );
     println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
     let mut failures = Vec::new();
-    for batched in [false, true] {
+    for mode in [Mode::Alone, Mode::Batched, Mode::OwnChain] {
         let mut one_writer_rate = None;
         for &w in &writers {
-            let o = rt.block_on(run(&admin, w, callers, seconds, batched));
+            let o = rt.block_on(run(&admin, w, callers, seconds, mode));
             let rate = o.calls as f64 / o.elapsed.as_secs_f64();
             let base = *one_writer_rate.get_or_insert(rate);
             println!(
                 "| {w} | {callers} | {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} % | {} |",
-                if batched { "batched" } else { "alone" },
+                mode.label(),
                 o.elapsed.as_secs_f64(),
                 rate,
                 rate / base,

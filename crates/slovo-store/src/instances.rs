@@ -4,10 +4,10 @@
 //! bookkeeping, not audited: what matters for the audit trail is what a survivor does about a
 //! dead instance's calls, and that goes through [`crate::Tx`] like every other audited change.
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyConnectOptions, AnyRow};
+use sqlx::{AnyConnection, ConnectOptions, Connection, Executor, Row};
 
-use crate::{Result, Store};
+use crate::{DbKind, Result, Store};
 
 /// One runtime instance as registered in the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,33 +56,25 @@ fn instance_from_row(r: &AnyRow) -> Result<InstanceRow> {
 impl Store {
     /// Registers (or re-registers, after a restart) an instance as alive from `row.started_at`.
     pub async fn register_instance(&self, row: &InstanceRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO instances (id, host, pid, version, started_at, heartbeat_at, lease_ms, stopped_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL) \
-             ON CONFLICT (id) DO UPDATE SET host = $2, pid = $3, version = $4, started_at = $5, \
-             heartbeat_at = $6, lease_ms = $7, stopped_at = NULL",
-        )
-        .bind(&row.id)
-        .bind(&row.host)
-        .bind(row.pid)
-        .bind(&row.version)
-        .bind(row.started_at)
-        .bind(row.heartbeat_at)
-        .bind(row.lease_ms)
-        .execute(&self.pool)
-        .await?;
+        register_query(row).execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// A connection of its own for renewing one instance's lease, opened on its first use by
+    /// whichever async runtime uses it (see [`LeaseConnection`]).
+    pub fn lease_connection(&self) -> LeaseConnection {
+        LeaseConnection {
+            options: self.connect_options.clone(),
+            kind: self.kind,
+            conn: None,
+        }
     }
 
     /// Moves an instance's heartbeat to `at`. Returns false when the instance is not registered
     /// as alive any more (a survivor declared it dead: its calls were already recorded as
     /// interrupted, so it must register again before it counts as alive).
     pub async fn heartbeat(&self, id: &str, at: i64) -> Result<bool> {
-        let done = sqlx::query("UPDATE instances SET heartbeat_at = $1 WHERE id = $2 AND stopped_at IS NULL")
-            .bind(at)
-            .bind(id)
-            .execute(&self.lease_pool)
-            .await?;
+        let done = heartbeat_query(id, at).execute(&self.lease_pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -142,5 +134,89 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+fn register_query(row: &InstanceRow) -> AnyQuery<'_> {
+    sqlx::query(
+        "INSERT INTO instances (id, host, pid, version, started_at, heartbeat_at, lease_ms, stopped_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL) \
+         ON CONFLICT (id) DO UPDATE SET host = $2, pid = $3, version = $4, started_at = $5, \
+         heartbeat_at = $6, lease_ms = $7, stopped_at = NULL",
+    )
+    .bind(&row.id)
+    .bind(&row.host)
+    .bind(row.pid)
+    .bind(&row.version)
+    .bind(row.started_at)
+    .bind(row.heartbeat_at)
+    .bind(row.lease_ms)
+}
+
+fn heartbeat_query(id: &str, at: i64) -> AnyQuery<'_> {
+    sqlx::query("UPDATE instances SET heartbeat_at = $1 WHERE id = $2 AND stopped_at IS NULL")
+        .bind(at)
+        .bind(id)
+}
+
+/// One connection that renews one instance's lease, and nothing else.
+///
+/// Why it exists: a connection's socket belongs to the async runtime that opened it, and only
+/// that runtime's threads drive it. The store's own connections belong to the runtime that
+/// serves calls; a lease renewed through them waits for that runtime's worker threads, which
+/// calls may keep busy or block. This connection is opened by whichever runtime first uses
+/// it, so that a lease keeper can renew the lease from a thread of its own. A failed statement
+/// drops the connection; the next renewal opens a fresh one.
+#[derive(Debug)]
+pub struct LeaseConnection {
+    options: AnyConnectOptions,
+    kind: DbKind,
+    conn: Option<AnyConnection>,
+}
+
+impl LeaseConnection {
+    async fn connection(&mut self) -> Result<&mut AnyConnection> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = self.options.connect().await?;
+                if self.kind == DbKind::Sqlite {
+                    conn.execute(crate::SQLITE_PRAGMAS).await?;
+                }
+                conn
+            }
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    /// See [`Store::heartbeat`].
+    pub async fn heartbeat(&mut self, id: &str, at: i64) -> Result<bool> {
+        let conn = self.connection().await?;
+        match heartbeat_query(id, at).execute(&mut *conn).await {
+            Ok(done) => Ok(done.rows_affected() == 1),
+            Err(e) => {
+                self.conn = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// See [`Store::register_instance`].
+    pub async fn register_instance(&mut self, row: &InstanceRow) -> Result<()> {
+        let conn = self.connection().await?;
+        if let Err(e) = register_query(row).execute(&mut *conn).await {
+            self.conn = None;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Closes the connection, if one is open.
+    pub async fn close(mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.close().await;
+        }
     }
 }
