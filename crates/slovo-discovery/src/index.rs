@@ -192,6 +192,9 @@ pub struct Ranking {
     pub gap: bool,
     /// Why it is a gap, for a person.
     pub gap_reason: Option<String>,
+    /// For a ranking by meaning: the gap model's estimated chance that the best hit serves the
+    /// request (the gap decision is this ≥ ½). `None` for the lexical rule.
+    pub served_chance: Option<f32>,
 }
 
 struct Posting {
@@ -413,6 +416,7 @@ impl Index {
             hits,
             gap,
             gap_reason,
+            served_chance: None,
         }
     }
 }

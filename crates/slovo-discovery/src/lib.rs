@@ -98,6 +98,10 @@ pub struct Resolution {
     pub gap: bool,
     /// Why, when it is a gap.
     pub gap_reason: Option<String>,
+    /// For a ranking by meaning: the gap model's estimated chance that the first candidate
+    /// serves the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_chance: Option<f32>,
 }
 
 /// Ranks the capabilities of `index` for `query` (at most `limit`), fills their arguments,
@@ -154,6 +158,7 @@ pub fn resolve_with(
         candidates,
         gap: ranking.gap,
         gap_reason: ranking.gap_reason,
+        served_chance: ranking.served_chance,
     }
 }
 
