@@ -220,6 +220,7 @@ mod tests {
             parameters: json!({"type": "object"}),
             tags: vec![],
             examples: vec![],
+            route: None,
         }
     }
 

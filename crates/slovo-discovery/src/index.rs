@@ -85,6 +85,9 @@ pub struct Document {
     pub tags: Vec<String>,
     /// Requests a person might make that this capability serves.
     pub examples: Vec<String>,
+    /// How an HTTP capability is reached, for planner-shaped answers ([`crate::planner`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::planner::Route>,
 }
 
 impl Document {
@@ -102,6 +105,17 @@ impl Document {
                 parameters: c.parameters.clone(),
                 tags: manifest.tags.clone(),
                 examples: c.examples.clone(),
+                route: c.method.as_ref().zip(c.endpoint.as_ref()).map(|(method, endpoint)| {
+                    crate::planner::Route {
+                        api: manifest
+                            .api_requirements
+                            .as_ref()
+                            .map(|a| a.base_url.clone())
+                            .unwrap_or_default(),
+                        method: method.clone(),
+                        endpoint: endpoint.clone(),
+                    }
+                }),
             })
             .collect()
     }
@@ -206,6 +220,8 @@ struct Posting {
 /// An inverted index over capability documents.
 pub struct Index {
     docs: Vec<Document>,
+    /// What each document needs and produces, for planner-shaped answers.
+    planner: Vec<crate::planner::Facts>,
     terms: HashMap<String, u32>,
     postings: Vec<Vec<Posting>>,
     /// Per document: length normalisation `1 - b + b * len / avg_len`, times K1.
@@ -264,6 +280,7 @@ impl Index {
         };
         let norms = lengths.iter().map(|l| K1 * (1.0 - B + B * l / avg)).collect();
         Index {
+            planner: crate::planner::analyse(&docs),
             docs,
             terms,
             postings,
@@ -274,6 +291,11 @@ impl Index {
     /// The documents, in index order.
     pub fn docs(&self) -> &[Document] {
         &self.docs
+    }
+
+    /// What each document needs and produces ([`crate::planner`]), in index order.
+    pub fn planner_facts(&self) -> &[crate::planner::Facts] {
+        &self.planner
     }
 
     /// Number of documents.
@@ -436,6 +458,7 @@ mod tests {
             parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
             tags: vec![],
             examples: examples.iter().map(|s| s.to_string()).collect(),
+            route: None,
         }
     }
 
