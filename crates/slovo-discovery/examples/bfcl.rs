@@ -25,8 +25,12 @@ impl Embed for Cached {
     fn model_id(&self) -> String {
         self.model.id().to_string()
     }
-    fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, slovo_discovery::measure::EmbeddingFailed> {
-        self.embed_cached(texts).map_err(slovo_discovery::measure::EmbeddingFailed::new)
+    fn embed_texts(
+        &self,
+        texts: &[String],
+    ) -> Result<Vec<Vec<f32>>, slovo_discovery::measure::EmbeddingFailed> {
+        self.embed_cached(texts)
+            .map_err(slovo_discovery::measure::EmbeddingFailed::new)
     }
 }
 

@@ -18,13 +18,20 @@ struct Case {
 
 /// `get-a-list-of-current-users-playlists` and `get_a_list_of_current_users_playlists` meet.
 fn same_name(a: &str, b: &str) -> bool {
-    let norm = |s: &str| s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
     norm(a) == norm(b)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let document = args.first().ok_or("usage: planner_eval SPOTIFY.json [MODEL_DIR]")?;
+    let document = args
+        .first()
+        .ok_or("usage: planner_eval SPOTIFY.json [MODEL_DIR]")?;
     let source = slovo_openapi::Source::from_path(document, slovo_openapi::DEFAULT_MAX_DOCUMENT_BYTES)?;
     let imported = slovo_openapi::ingest(&source, &slovo_openapi::IngestOptions::default())?;
     let docs: Vec<Document> = imported
@@ -52,8 +59,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(m) => m.embed(std::slice::from_ref(&c.query))?.pop(),
             None => None,
         };
-        let sem = semantic.as_ref().zip(query_vector.as_deref()).map(|(index, query)| Semantic { index, query });
-        let ranker = if sem.is_some() { Ranker::Weighted } else { Ranker::Lexical };
+        let sem = semantic
+            .as_ref()
+            .zip(query_vector.as_deref())
+            .map(|(index, query)| Semantic { index, query });
+        let ranker = if sem.is_some() {
+            Ranker::Weighted
+        } else {
+            Ranker::Lexical
+        };
         let plain: Vec<String> = hybrid::rank(&index, sem, &c.query, 5, ranker, &rule, &gap)
             .hits
             .iter()
@@ -69,12 +83,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         after += usize::from(has(&shaped, &c.first));
         then_before += usize::from(has(&plain, &c.then));
         then_after += usize::from(has(&shaped, &c.then));
-        println!("{}\n  before: {}\n  after:  {}", c.query, plain.join(", "), shaped.join(", "));
+        println!(
+            "{}\n  before: {}\n  after:  {}",
+            c.query,
+            plain.join(", "),
+            shaped.join(", ")
+        );
         if std::env::var_os("PLANNER_DEBUG").is_some() {
             let r = resolve_with(&index, sem, &c.query, 3, ranker, &rule, &gap);
             for cand in &r.candidates {
                 let d = &index.docs()[cand.doc];
-                println!("    {} missing {:?} facts {:?}", cand.capability, cand.missing, slovo_discovery::planner::facts(d));
+                println!(
+                    "    {} missing {:?} facts {:?}",
+                    cand.capability,
+                    cand.missing,
+                    slovo_discovery::planner::facts(d)
+                );
             }
         }
     }

@@ -105,8 +105,11 @@ impl Document {
                 parameters: c.parameters.clone(),
                 tags: manifest.tags.clone(),
                 examples: c.examples.clone(),
-                route: c.method.as_ref().zip(c.endpoint.as_ref()).map(|(method, endpoint)| {
-                    crate::planner::Route {
+                route: c
+                    .method
+                    .as_ref()
+                    .zip(c.endpoint.as_ref())
+                    .map(|(method, endpoint)| crate::planner::Route {
                         api: manifest
                             .api_requirements
                             .as_ref()
@@ -114,8 +117,7 @@ impl Document {
                             .unwrap_or_default(),
                         method: method.clone(),
                         endpoint: endpoint.clone(),
-                    }
-                }),
+                    }),
             })
             .collect()
     }

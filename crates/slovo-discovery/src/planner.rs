@@ -366,11 +366,17 @@ mod tests {
         assert_eq!(f[0].needs[0].resources, ["playlist"]);
         assert_eq!(f[1].produces, ["playlist"]);
         assert_eq!(f[2].needs[0].resources, ["album"], "the segment before {{id}}");
-        assert!(f[0].produces.is_empty(), "a path ending in a parameter lists nothing");
+        assert!(
+            f[0].produces.is_empty(),
+            "a path ending in a parameter lists nothing"
+        );
         assert_eq!(f[2].produces, ["track"], "an album's tracks");
         assert!(f[3].produces.contains(&"album".to_string()) && f[3].produces.contains(&"track".to_string()));
         assert_eq!(f[4].needs[0].resources, ["album"]);
-        assert!(f[4].produces.is_empty(), "needs album ids, so it does not produce them");
+        assert!(
+            f[4].produces.is_empty(),
+            "needs album ids, so it does not produce them"
+        );
     }
 
     #[test]
@@ -404,7 +410,9 @@ mod tests {
         docs[1].tool = "other".into();
         docs[1].route.as_mut().unwrap().api = "https://other.example.net".into();
         let f = analyse(&docs);
-        let (top, _) = lift(&docs, &f, &[0], &[0, 1, 2, 3, 4], 5, &|_| vec!["playlist_id".into()]);
+        let (top, _) = lift(&docs, &f, &[0], &[0, 1, 2, 3, 4], 5, &|_| {
+            vec!["playlist_id".into()]
+        });
         assert_eq!(top, vec![0]);
     }
 }

@@ -320,7 +320,10 @@ pub fn mcp_server_manifest(server: &Value, origin: &str) -> Result<Manifest, Mcp
             "parameters": {"type": "object"},
         }],
     });
-    Ok(parse_manifest(&format!("{origin}.json"), doc.to_string().as_bytes())?)
+    Ok(parse_manifest(
+        &format!("{origin}.json"),
+        doc.to_string().as_bytes(),
+    )?)
 }
 
 #[cfg(test)]

@@ -42,7 +42,12 @@ fn the_operation_that_finds_a_needed_id_is_among_the_first_five() {
 
     // Named: "add … to my Road Trip playlist" needs a playlist id; listing the person's
     // playlists finds it, and says for whom.
-    let r = resolve(&index, "add Bohemian Rhapsody to my Road Trip playlist", 5, &GapRule::default());
+    let r = resolve(
+        &index,
+        "add Bohemian Rhapsody to my Road Trip playlist",
+        5,
+        &GapRule::default(),
+    );
     assert_eq!(norm(&r.candidates[0].capability), "addtrackstoplaylist", "{r:?}");
     let lister = r
         .candidates
