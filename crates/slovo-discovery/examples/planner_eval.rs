@@ -92,12 +92,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if std::env::var_os("PLANNER_DEBUG").is_some() {
             let r = resolve_with(&index, sem, &c.query, 3, ranker, &rule, &gap);
             for cand in &r.candidates {
-                let d = &index.docs()[cand.doc];
                 println!(
                     "    {} missing {:?} facts {:?}",
                     cand.capability,
                     cand.missing,
-                    slovo_discovery::planner::facts(d)
+                    index.planner_facts()[cand.doc]
                 );
             }
         }

@@ -66,20 +66,32 @@ pub struct Supply {
     pub resource: String,
 }
 
-/// The facts of every document, in index order.
+/// The facts of every document, in index order. Two passes: the first finds the resources the
+/// catalogue's paths and parameter names speak of, the second lets a bare `id` or `uri` name
+/// those of them its description mentions.
 pub fn analyse(docs: &[Document]) -> Vec<Facts> {
-    docs.iter().map(facts).collect()
+    let first: Vec<Facts> = docs.iter().map(|d| facts(d, &[])).collect();
+    let mut known: Vec<String> = first
+        .iter()
+        .filter(|f| !f.search)
+        .flat_map(|f| f.produces.iter().chain(f.needs.iter().flat_map(|n| &n.resources)))
+        .cloned()
+        .collect();
+    known.sort();
+    known.dedup();
+    docs.iter().map(|d| facts(d, &known)).collect()
 }
 
-/// The facts of one capability (none without a route).
-pub fn facts(doc: &Document) -> Facts {
+/// The facts of one capability (none without a route); `known` are the resources a bare `id`
+/// or `uri` parameter may name in its description.
+fn facts(doc: &Document, known: &[String]) -> Facts {
     let Some(route) = &doc.route else {
         return Facts::default();
     };
     let segments: Vec<&str> = route.endpoint.split('/').filter(|s| !s.is_empty()).collect();
     let last_literal = segments.iter().rev().find(|s| !s.starts_with('{')).copied();
     let path_resource = last_literal.map(last_word).map(|w| singular(&w));
-    let needs = needs(doc, &segments, path_resource.as_deref());
+    let needs = needs(doc, &segments, path_resource.as_deref(), known);
     let mut produces = Vec::new();
     let is_search = last_literal.is_some_and(|s| s.eq_ignore_ascii_case("search"))
         || doc.capability.to_lowercase().contains("search");
@@ -111,7 +123,7 @@ pub fn facts(doc: &Document) -> Facts {
     }
 }
 
-fn needs(doc: &Document, segments: &[&str], path_resource: Option<&str>) -> Vec<Need> {
+fn needs(doc: &Document, segments: &[&str], path_resource: Option<&str>, known: &[String]) -> Vec<Need> {
     let required: Vec<&str> = doc
         .parameters
         .get("required")
@@ -143,7 +155,7 @@ fn needs(doc: &Document, segments: &[&str], path_resource: Option<&str>) -> Vec<
                 None => resources.extend(path_resource.map(str::to_string)),
             }
             // "The Spotify ID for the track" under `/audio-features/{id}`.
-            resources.extend(mentioned_resources(doc, name));
+            resources.extend(mentioned_resources(doc, name, known));
         } else {
             continue;
         }
@@ -163,11 +175,8 @@ fn needs(doc: &Document, segments: &[&str], path_resource: Option<&str>) -> Vec<
     out
 }
 
-/// Words of a parameter's description that look like resources ("a track or an episode URI").
-fn mentioned_resources(doc: &Document, parameter: &str) -> Vec<String> {
-    const KNOWN: &[&str] = &[
-        "track", "episode", "album", "artist", "playlist", "show", "user", "movie", "person", "item",
-    ];
+/// The `known` resources a parameter's description names ("a track or an episode URI").
+fn mentioned_resources(doc: &Document, parameter: &str, known: &[String]) -> Vec<String> {
     let description = doc
         .parameters
         .pointer(&format!("/properties/{parameter}/description"))
@@ -177,7 +186,7 @@ fn mentioned_resources(doc: &Document, parameter: &str) -> Vec<String> {
     description
         .split(|c: char| !c.is_alphanumeric())
         .map(singular)
-        .filter(|w| KNOWN.contains(&w.as_str()))
+        .filter(|w| known.contains(w))
         .collect()
 }
 
@@ -218,7 +227,7 @@ fn snake_case(name: &str) -> String {
 }
 
 /// A crude English singular, enough for resource names: `categories` → `category`,
-/// `playlists` → `playlist`, `addresses` stays `addresse`-free (`ss` is kept).
+/// `playlists` → `playlist`; words ending in `ss` or `us` (`address`, `status`) are kept.
 fn singular(word: &str) -> String {
     let w = word.to_lowercase();
     if let Some(stem) = w.strip_suffix("ies") {
@@ -377,6 +386,24 @@ mod tests {
             f[4].produces.is_empty(),
             "needs album ids, so it does not produce them"
         );
+    }
+
+    #[test]
+    fn a_bare_id_also_names_the_known_resources_its_description_mentions() {
+        let docs = vec![
+            doc(
+                "audio_features",
+                "GET",
+                "/audio-features/{id}",
+                json!({"type": "object", "properties": {"id": {"type": "string", "description": "The ID for the track."}}, "required": ["id"]}),
+            ),
+            doc("saved_tracks", "GET", "/me/tracks", json!({"type": "object"})),
+        ];
+        let f = analyse(&docs);
+        assert_eq!(f[0].needs[0].resources, ["feature", "track"]);
+        // Without a capability that speaks of tracks, "track" is not a known resource.
+        let f = analyse(&docs[..1]);
+        assert_eq!(f[0].needs[0].resources, ["feature"]);
     }
 
     #[test]
