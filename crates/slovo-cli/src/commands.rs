@@ -662,5 +662,5 @@ fn bfcl_eval(
         .map_err(|e| UsageError(e.to_string()))?;
     let fit_on = fit.then_some(slovo_runtime::FUSED_RANKER);
     let model: Option<&dyn slovo_discovery::measure::Embed> = model.as_ref().map(|m| m as _);
-    slovo_discovery::measure::evaluate_live(&sets, model, fit_on).map_err(anyhow::Error::msg)
+    Ok(slovo_discovery::measure::evaluate_live(&sets, model, fit_on)?)
 }

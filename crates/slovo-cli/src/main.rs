@@ -174,6 +174,7 @@ fn runtime_settings(config: &slovo_config::Config) -> anyhow::Result<slovo_runti
         public: public_policy(config),
         instance_lease: std::time::Duration::from_millis(config.server.instance_lease_ms.max(300)),
         embedder: embedder(&config.discovery)?.map(std::sync::Arc::new),
+        gap_judge: gap_judge(config)?,
         mcp_packages: slovo_runtime::McpPackages {
             npm: config.mcp.npm.clone(),
             npm_cache: config.mcp.npm_cache.clone(),
@@ -184,6 +185,25 @@ fn runtime_settings(config: &slovo_config::Config) -> anyhow::Result<slovo_runti
         },
         ..slovo_runtime::RuntimeSettings::default()
     })
+}
+
+/// The LLM judge of borderline gap decisions: `discovery.judge` with `llm.base_url`.
+fn gap_judge(config: &slovo_config::Config) -> anyhow::Result<Option<slovo_runtime::JudgeSettings>> {
+    if !config.discovery.judge {
+        return Ok(None);
+    }
+    let base_url = config.llm.base_url.clone().ok_or_else(|| {
+        commands::UsageError("discovery.judge is set but llm.base_url is not: the judge is an LLM".into())
+    })?;
+    Ok(Some(slovo_runtime::JudgeSettings {
+        base_url,
+        model: config
+            .llm
+            .model
+            .clone()
+            .unwrap_or_else(|| "gpt-4o-mini".to_string()),
+        deadline: std::time::Duration::from_millis(config.discovery.judge_timeout_ms.max(1)),
+    }))
 }
 
 /// The sentence-embedding model `resolve` ranks with, if one is configured. A model directory

@@ -566,6 +566,14 @@ pub fn resolution(r: &slovo_runtime::ResolveOutcome, json: bool) -> anyhow::Resu
         }
         println!("{t}");
     }
+    if let Some(j) = &r.decision.judgement {
+        println!(
+            "decided by the judge {} in {} ms: {}",
+            j.model, j.elapsed_ms, j.reason
+        );
+    } else if let Some(why) = &r.decision.judge_error {
+        println!("the judge gave no verdict ({why}); the offline decision stands");
+    }
     if res.gap {
         println!(
             "gap: {}",

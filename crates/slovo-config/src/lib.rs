@@ -204,6 +204,13 @@ pub struct DiscoveryConfig {
     /// The model the embeddings endpoint is asked for. Required with `embeddings_url`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embeddings_model: Option<String>,
+    /// Ask the configured LLM (`llm.base_url`, `llm.model`) to confirm or overturn the gap
+    /// decisions of a ranking by meaning that lie near the gap model's boundary. By default,
+    /// false.
+    pub judge: bool,
+    /// How long `resolve` waits for the judge, in milliseconds (every attempt included); when
+    /// it has not answered by then, the offline decision stands. By default, 3000.
+    pub judge_timeout_ms: u64,
 }
 
 impl Default for DiscoveryConfig {
@@ -217,6 +224,8 @@ impl Default for DiscoveryConfig {
             model_dir: None,
             embeddings_url: None,
             embeddings_model: None,
+            judge: false,
+            judge_timeout_ms: 3000,
         }
     }
 }
@@ -354,6 +363,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("discovery.model_dir", Kind::Str),
     ("discovery.embeddings_url", Kind::Str),
     ("discovery.embeddings_model", Kind::Str),
+    ("discovery.judge", Kind::Bool),
+    ("discovery.judge_timeout_ms", Kind::Int),
     ("server.listen", Kind::Str),
     ("server.allow_remote", Kind::Bool),
     ("server.max_concurrent_calls", Kind::Int),

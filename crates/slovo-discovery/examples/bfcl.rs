@@ -25,7 +25,17 @@ impl Embed for Cached {
     fn model_id(&self) -> String {
         self.model.id().to_string()
     }
-    fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+    fn embed_texts(
+        &self,
+        texts: &[String],
+    ) -> Result<Vec<Vec<f32>>, slovo_discovery::measure::EmbeddingFailed> {
+        self.embed_cached(texts)
+            .map_err(slovo_discovery::measure::EmbeddingFailed::new)
+    }
+}
+
+impl Cached {
+    fn embed_cached(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
         let mut cache: HashMap<String, Vec<f32>> = std::fs::read(&self.file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -46,7 +56,7 @@ impl Embed for Cached {
     }
 }
 
-fn main() -> Result<(), String> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, model, file, rest @ ..] = &args[..] else {
         return Err("usage: bfcl BFCL_DIR MODEL_DIR VECTORS.json [fit | dump | embed LINES.txt]".into());
@@ -88,7 +98,7 @@ fn main() -> Result<(), String> {
 }
 
 /// Embeds every line of `lines` into the vector file, in chunks, saying how long each took.
-fn embed_lines(cached: &Cached, lines: &str) -> Result<(), String> {
+fn embed_lines(cached: &Cached, lines: &str) -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(lines).map_err(|e| e.to_string())?;
     let texts: Vec<String> = text.lines().map(str::to_string).collect();
     for chunk in texts.chunks(256) {
@@ -102,7 +112,7 @@ fn embed_lines(cached: &Cached, lines: &str) -> Result<(), String> {
 /// One JSON line per development case of live multiple + live irrelevance: the gap model's
 /// evidence, the best candidate (with the arguments the filler found and the ones missing)
 /// and the offered functions. Held-out cases are never printed.
-fn dump_development_cases(sets: &LiveSets, cached: &Cached) -> Result<(), String> {
+fn dump_development_cases(sets: &LiveSets, cached: &Cached) -> Result<(), Box<dyn std::error::Error>> {
     let dev: Vec<_> = sets
         .multiple
         .iter()

@@ -8,7 +8,7 @@ use slovo_discovery::GapRule;
 use slovo_discovery::eval::{calibrate, evaluate, parse_cases};
 use slovo_discovery::sources::{Catalogue, SourceConfig};
 
-fn main() -> Result<(), String> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir: PathBuf = args.next().ok_or("usage: eval DIR FILE.jsonl")?.into();
     let file = args.next().ok_or("usage: eval DIR FILE.jsonl")?;

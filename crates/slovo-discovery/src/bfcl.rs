@@ -128,6 +128,7 @@ fn document(f: Function) -> Document {
         parameters: f.parameters,
         tags: vec![],
         examples: vec![],
+        route: None,
     }
 }
 

@@ -26,12 +26,23 @@ pub struct EvalCase {
     pub expected: Option<Expected>,
 }
 
+/// A line of an evaluation file that is not a case.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {source}")]
+pub struct CaseError {
+    /// The line, from 1.
+    pub line: usize,
+    /// What is wrong with it.
+    #[source]
+    pub source: serde_json::Error,
+}
+
 /// Parses a JSONL evaluation file (blank lines and `//` comments skipped).
-pub fn parse_cases(text: &str) -> Result<Vec<EvalCase>, String> {
+pub fn parse_cases(text: &str) -> Result<Vec<EvalCase>, CaseError> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with("//"))
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
+        .map(|(i, l)| serde_json::from_str(l).map_err(|source| CaseError { line: i + 1, source }))
         .collect()
 }
 

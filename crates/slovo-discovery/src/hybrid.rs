@@ -196,10 +196,12 @@ pub fn rank(
             )
         }
     });
+    let served_chance = hits.first().map(|h| gap.p_served(&evidence(h.doc)));
     Ranking {
         hits,
         gap: is_gap,
         gap_reason,
+        served_chance,
     }
 }
 
@@ -218,6 +220,7 @@ mod tests {
             parameters: json!({"type": "object"}),
             tags: vec![],
             examples: vec![],
+            route: None,
         }
     }
 

@@ -85,6 +85,9 @@ pub struct Document {
     pub tags: Vec<String>,
     /// Requests a person might make that this capability serves.
     pub examples: Vec<String>,
+    /// How an HTTP capability is reached, for planner-shaped answers ([`crate::planner`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::planner::Route>,
 }
 
 impl Document {
@@ -102,6 +105,19 @@ impl Document {
                 parameters: c.parameters.clone(),
                 tags: manifest.tags.clone(),
                 examples: c.examples.clone(),
+                route: c
+                    .method
+                    .as_ref()
+                    .zip(c.endpoint.as_ref())
+                    .map(|(method, endpoint)| crate::planner::Route {
+                        api: manifest
+                            .api_requirements
+                            .as_ref()
+                            .map(|a| a.base_url.clone())
+                            .unwrap_or_default(),
+                        method: method.clone(),
+                        endpoint: endpoint.clone(),
+                    }),
             })
             .collect()
     }
@@ -192,6 +208,9 @@ pub struct Ranking {
     pub gap: bool,
     /// Why it is a gap, for a person.
     pub gap_reason: Option<String>,
+    /// For a ranking by meaning: the gap model's estimated chance that the best hit serves the
+    /// request (the gap decision is this ≥ ½). `None` for the lexical rule.
+    pub served_chance: Option<f32>,
 }
 
 struct Posting {
@@ -203,6 +222,8 @@ struct Posting {
 /// An inverted index over capability documents.
 pub struct Index {
     docs: Vec<Document>,
+    /// What each document needs and produces, for planner-shaped answers.
+    planner: Vec<crate::planner::Facts>,
     terms: HashMap<String, u32>,
     postings: Vec<Vec<Posting>>,
     /// Per document: length normalisation `1 - b + b * len / avg_len`, times K1.
@@ -261,6 +282,7 @@ impl Index {
         };
         let norms = lengths.iter().map(|l| K1 * (1.0 - B + B * l / avg)).collect();
         Index {
+            planner: crate::planner::analyse(&docs),
             docs,
             terms,
             postings,
@@ -271,6 +293,11 @@ impl Index {
     /// The documents, in index order.
     pub fn docs(&self) -> &[Document] {
         &self.docs
+    }
+
+    /// What each document needs and produces ([`crate::planner`]), in index order.
+    pub fn planner_facts(&self) -> &[crate::planner::Facts] {
+        &self.planner
     }
 
     /// Number of documents.
@@ -413,6 +440,7 @@ impl Index {
             hits,
             gap,
             gap_reason,
+            served_chance: None,
         }
     }
 }
@@ -432,6 +460,7 @@ mod tests {
             parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
             tags: vec![],
             examples: examples.iter().map(|s| s.to_string()).collect(),
+            route: None,
         }
     }
 

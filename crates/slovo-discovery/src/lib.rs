@@ -28,6 +28,7 @@
 //!     parameters: serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}}),
 //!     tags: vec![],
 //!     examples: vec![],
+//!     route: None,
 //! };
 //! let index = Index::build(vec![doc]);
 //! let r = resolve(&index, "what's the air quality in Lyon", 5, &GapRule::default());
@@ -44,6 +45,7 @@ pub mod gap;
 pub mod hybrid;
 mod index;
 pub mod measure;
+pub mod planner;
 pub mod sources;
 pub mod text;
 
@@ -85,6 +87,10 @@ pub struct ResolvedCapability {
     pub argument_sources: Map<String, Value>,
     /// Required parameters the request does not give.
     pub missing: Vec<String>,
+    /// The ids this capability finds for others among the results (it was lifted into them, or
+    /// was already there): a planner calls it first ([`planner`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub supplies: Vec<planner::Supply>,
 }
 
 /// The answer to "which capability serves this request?".
@@ -98,6 +104,10 @@ pub struct Resolution {
     pub gap: bool,
     /// Why, when it is a gap.
     pub gap_reason: Option<String>,
+    /// For a ranking by meaning: the gap model's estimated chance that the first candidate
+    /// serves the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_chance: Option<f32>,
 }
 
 /// Ranks the capabilities of `index` for `query` (at most `limit`), fills their arguments,
@@ -125,7 +135,10 @@ pub fn resolve_with(
     rule: &GapRule,
     gap: &GapModel,
 ) -> Resolution {
-    let ranking = hybrid::rank(index, semantic, query, limit, ranker, rule, gap);
+    let mut ranking = hybrid::rank(index, semantic, query, limit, ranker, rule, gap);
+    let supplies = lift_producers(index, query, limit, &mut ranking.hits, || {
+        hybrid::rank(index, semantic, query, index.len(), ranker, rule, gap).hits
+    });
     let candidates = ranking
         .hits
         .iter()
@@ -146,6 +159,11 @@ pub fn resolve_with(
                 arguments: filled.arguments,
                 argument_sources: filled.how,
                 missing: filled.missing,
+                supplies: supplies
+                    .iter()
+                    .filter(|(d, _)| *d == h.doc)
+                    .map(|(_, s)| s.clone())
+                    .collect(),
             }
         })
         .collect();
@@ -154,7 +172,39 @@ pub fn resolve_with(
         candidates,
         gap: ranking.gap,
         gap_reason: ranking.gap_reason,
+        served_chance: ranking.served_chance,
     }
+}
+
+/// Planner-shaped answers: when one of the first hits needs an id the request does not give,
+/// the capability of the same API that finds it is brought in right after it ([`planner::lift`]).
+/// The whole index is ranked again only then (`everything`), so requests without such a need
+/// cost nothing more. Returns what each lifted (or present) producer supplies.
+fn lift_producers(
+    index: &Index,
+    query: &str,
+    limit: usize,
+    hits: &mut Vec<Hit>,
+    everything: impl FnOnce() -> Vec<Hit>,
+) -> Vec<(usize, planner::Supply)> {
+    let facts = index.planner_facts();
+    let missing = |d: usize| args::fill(query, &index.docs()[d].parameters).missing;
+    let needs_an_id = hits.iter().take(planner::CONSUMERS_LOOKED_AT).any(|h| {
+        let unfilled = missing(h.doc);
+        facts[h.doc].needs.iter().any(|n| unfilled.contains(&n.parameter))
+    });
+    if !needs_an_id {
+        return Vec::new();
+    }
+    let all = everything();
+    let order: Vec<usize> = all.iter().map(|h| h.doc).collect();
+    let top: Vec<usize> = hits.iter().map(|h| h.doc).collect();
+    let (lifted, supplies) = planner::lift(index.docs(), facts, &top, &order, limit, &missing);
+    *hits = lifted
+        .iter()
+        .filter_map(|d| all.iter().find(|h| h.doc == *d).cloned())
+        .collect();
+    supplies
 }
 
 /// A key under which equivalent requests meet: the sorted, distinct, stemmed non-value words.

@@ -206,20 +206,32 @@ pub struct LiveReport {
     pub rankers: Vec<RankerFigures>,
 }
 
+/// Embedding the evaluation's texts failed.
+#[derive(Debug, thiserror::Error)]
+#[error("embedding failed: {0}")]
+pub struct EmbeddingFailed(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+impl EmbeddingFailed {
+    /// Wraps whatever the embedder failed with.
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> EmbeddingFailed {
+        EmbeddingFailed(error.into())
+    }
+}
+
 /// How the evaluation embeds texts (an in-process model or an endpoint).
 pub trait Embed {
     /// The model's id.
     fn model_id(&self) -> String;
     /// One vector per text.
-    fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String>;
+    fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbeddingFailed>;
 }
 
 impl Embed for crate::embed::LocalModel {
     fn model_id(&self) -> String {
         self.id().to_string()
     }
-    fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
-        self.embed(texts).map_err(|e| e.to_string())
+    fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbeddingFailed> {
+        self.embed(texts).map_err(EmbeddingFailed::new)
     }
 }
 
@@ -230,7 +242,7 @@ pub fn evaluate_live(
     sets: &crate::bfcl::LiveSets,
     model: Option<&dyn Embed>,
     fit: Option<Ranker>,
-) -> Result<LiveReport, String> {
+) -> Result<LiveReport, EmbeddingFailed> {
     let mixed: Vec<CatalogueCase> = sets.multiple.iter().chain(&sets.irrelevance).cloned().collect();
     let mut vectors = HashMap::new();
     let started = std::time::Instant::now();

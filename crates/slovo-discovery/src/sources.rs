@@ -190,8 +190,8 @@ impl Catalogue {
     fn add_mcp_server(&mut self, path: &Path) {
         let origin = path.display().to_string();
         let parsed = std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()))
+            .map_err(McpServerError::from)
+            .and_then(|b| Ok(serde_json::from_slice::<Value>(&b)?))
             .and_then(|v| mcp_server_manifest(&v, &origin));
         match parsed {
             Ok(manifest) => self.candidates.push(Candidate {
@@ -273,13 +273,30 @@ fn files_below(dir: &Path, problems: &mut Vec<String>) -> Vec<PathBuf> {
     out
 }
 
+/// Why an MCP registry `server.json` cannot become a proposal.
+#[derive(Debug, thiserror::Error)]
+pub enum McpServerError {
+    /// The file cannot be read.
+    #[error("cannot read it: {0}")]
+    Read(#[from] std::io::Error),
+    /// It is not JSON.
+    #[error("not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// It names no server.
+    #[error("server.json has no \"name\"")]
+    NoName,
+    /// The manifest made of it is not valid.
+    #[error(transparent)]
+    Manifest(#[from] slovo_core::manifest::ManifestError),
+}
+
 /// A proposal for an MCP registry server (`server.json`): its name, version and description,
 /// one capability describing it, no execution section.
-pub fn mcp_server_manifest(server: &Value, origin: &str) -> Result<Manifest, String> {
+pub fn mcp_server_manifest(server: &Value, origin: &str) -> Result<Manifest, McpServerError> {
     let name = server
         .get("name")
         .and_then(Value::as_str)
-        .ok_or("server.json has no \"name\"")?;
+        .ok_or(McpServerError::NoName)?;
     let short = name.rsplit(['/', '.']).next().unwrap_or(name);
     let tool = slovo_openapi::tool_name(short);
     let description = server
@@ -303,7 +320,10 @@ pub fn mcp_server_manifest(server: &Value, origin: &str) -> Result<Manifest, Str
             "parameters": {"type": "object"},
         }],
     });
-    parse_manifest(&format!("{origin}.json"), doc.to_string().as_bytes()).map_err(|e| e.to_string())
+    Ok(parse_manifest(
+        &format!("{origin}.json"),
+        doc.to_string().as_bytes(),
+    )?)
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ type Fingerprint = Vec<(String, i64)>;
 #[derive(Default)]
 pub(crate) struct DiscoveryCache {
     index: RwLock<Option<(Fingerprint, Arc<CapabilityIndex>)>>,
+    /// The LLM judge of borderline gap decisions, made when first needed.
+    pub(crate) judge: tokio::sync::OnceCell<slovo_llm::GapJudge>,
 }
 
 impl DiscoveryCache {
@@ -60,6 +62,8 @@ pub struct ResolveOutcome {
     /// For a gap: the discovery request that carries it (new, or the equivalent one already
     /// open).
     pub discovery: Option<DiscoveryRef>,
+    /// How the gap decision was made (rule, model, or the LLM judge).
+    pub decision: crate::judge::GapDecision,
 }
 
 /// A discovery request opened (or found open) for a gap.
@@ -168,7 +172,7 @@ impl Runtime {
             ),
             _ => (None, Ranker::Lexical),
         };
-        let resolution = slovo_discovery::resolve_with(
+        let mut resolution = slovo_discovery::resolve_with(
             &index.lexical,
             semantic,
             query,
@@ -177,6 +181,7 @@ impl Runtime {
             &GapRule::default(),
             &GapModel::default(),
         );
+        let decision = self.judge_gap(query, &mut resolution).await;
         let discovery = if resolution.gap && !need_key(query).is_empty() {
             let (row, created) = self.request_discovery(query, actor).await?;
             Some(DiscoveryRef {
@@ -190,6 +195,7 @@ impl Runtime {
         Ok(ResolveOutcome {
             resolution,
             discovery,
+            decision,
         })
     }
 

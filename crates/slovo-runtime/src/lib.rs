@@ -31,6 +31,7 @@ mod checkpoint;
 mod discovery;
 mod error;
 mod instances;
+mod judge;
 mod lifecycle;
 mod mcp_import;
 mod mcp_pin;
@@ -59,6 +60,7 @@ pub use discovery::{
 };
 pub use error::{ErrorKind, RuntimeError};
 pub use instances::{DEFAULT_INSTANCE_LEASE, Heartbeat, Heartbeats, InstanceView};
+pub use judge::{BORDERLINE_BAND, DecidedBy, GapDecision, JUDGED_CANDIDATES, JudgeSettings, is_borderline};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
 pub use mcp_import::{McpImport, McpImportReport, McpPackages, McpSource, McpToolView};
 pub use mcp_pin::MCP_IMPORT_RECORD;
@@ -133,6 +135,9 @@ pub struct RuntimeSettings {
     /// Sentence embeddings for ranking by meaning (`discovery.model_dir` or
     /// `discovery.embeddings_url`). By default, none: `resolve` ranks lexically.
     pub embedder: Option<Arc<semantic::Embedder>>,
+    /// The LLM that may overturn borderline gap decisions (`discovery.judge` with `llm.*`).
+    /// By default, none: the offline decision is final.
+    pub gap_judge: Option<judge::JudgeSettings>,
     /// Where MCP server packages are fetched from (`mcp.*`). By default, nowhere: importing
     /// `npm:` or `pypi:` fails until a cache or registry is configured.
     pub mcp_packages: McpPackages,
@@ -149,6 +154,7 @@ impl Default for RuntimeSettings {
             public: slovo_core::net::PublicPolicy::default(),
             instance_lease: DEFAULT_INSTANCE_LEASE,
             embedder: None,
+            gap_judge: None,
             mcp_packages: McpPackages::default(),
             change_poll_interval: DEFAULT_CHANGE_POLL_INTERVAL,
         }

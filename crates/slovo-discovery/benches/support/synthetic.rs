@@ -149,6 +149,7 @@ pub fn documents(rng: &mut Rng) -> Vec<Document> {
                 }),
                 tags: vec![noun.to_string()],
                 examples: vec![format!("{verb} my {noun} {} in Paris", rng.rare())],
+                route: None,
             }
         })
         .collect()
