@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+use slovo_core::audit::AuditRecord;
+use slovo_core::audit::record::{CallAbandoned, CallFinished};
 use slovo_core::execution::{CallTarget, ExecutionStatus, Outcome, SandboxSpec};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::{Capability, Execution, Manifest, parse_manifest};
@@ -20,7 +22,8 @@ use slovo_sandbox::mcp::ToolListChange;
 use slovo_store::{ExecutionResult, ExecutionRow, FinishAudit, NewExecution, ToolRow};
 use tracing::{debug, info, warn};
 
-use crate::chain::ChainCall;
+use crate::audit_record::AppendRecord;
+use crate::chain::{ChainCall, StepRecord};
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 /// Most bytes of stderr kept on an execution record.
@@ -201,7 +204,7 @@ impl Runtime {
         let (outcome, chain_steps) = self.run_in_sandbox(&id, &spec, &req).await;
         let duration_ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
         let result = execution_result(&id, outcome, &admitted.serving.secrets, duration_ms);
-        let payload = finished_payload(
+        let record = finished_record(
             &id,
             &admitted,
             &req,
@@ -210,7 +213,7 @@ impl Runtime {
             step_of.as_ref(),
             chain_steps,
         );
-        self.record_finished(&id, &admitted, &result, &payload, &req.actor, guard)
+        self.record_finished(&id, &admitted, &result, &record, &req.actor, guard)
             .await?;
         self.follow_mcp_tool_list_change(&admitted, &spec.execution, &result, &req.actor)
             .await;
@@ -321,7 +324,7 @@ impl Runtime {
         id: &str,
         spec: &SandboxSpec,
         req: &CallRequest,
-    ) -> (Outcome, Option<Vec<crate::chain::StepRecord>>) {
+    ) -> (Outcome, Option<Vec<StepRecord>>) {
         match &spec.execution {
             Execution::Chain { steps, result } => {
                 let (outcome, records) = self
@@ -359,7 +362,7 @@ impl Runtime {
         id: &str,
         admitted: &Admitted,
         result: &ExecutionResult,
-        payload: &Value,
+        record: &AuditRecord,
         actor: &Actor,
         guard: InflightGuard<'_>,
     ) -> Result<()> {
@@ -370,10 +373,10 @@ impl Runtime {
                 id,
                 result,
                 &FinishAudit {
-                    kind: "execution.finished",
+                    kind: record.kind(),
                     tool: Some(tool),
                     actor: &actor.0,
-                    payload,
+                    payload: &record.payload(),
                 },
             )
             .await
@@ -541,43 +544,36 @@ fn execution_result(id: &str, outcome: Outcome, secrets: &Secrets, duration_ms: 
     }
 }
 
-/// The payload of the call's `execution.finished` event: what ran under which limits, and
-/// digests of its input and output that pin the record to the chain.
-fn finished_payload(
+/// The call's `execution.finished` event: what ran under which limits, and digests of its
+/// input and output that pin the record to the chain. The audit trail links a chain's call and
+/// its steps both ways.
+fn finished_record(
     id: &str,
     admitted: &Admitted,
     req: &CallRequest,
     spec: &SandboxSpec,
     result: &ExecutionResult,
     step_of: Option<&StepOf>,
-    chain_steps: Option<Vec<crate::chain::StepRecord>>,
-) -> Value {
-    let mut payload = json!({
-        "execution_id": id,
-        "version": admitted.serving.version,
-        "capability": admitted.capability().name,
-        "status": result.status,
-        "exit_code": result.exit_code,
-        "error": result.error,
-        "duration_ms": result.duration_ms,
-        "cpu_ms": result.cpu_ms,
-        "peak_memory_bytes": result.peak_memory_bytes,
-        "sandbox_id": result.sandbox_id,
-        "arguments_sha256": sha256_json(Some(&req.arguments)),
-        "output_sha256": sha256_json(result.output.as_ref()),
-        "limits": spec.limits,
-        "network": spec.network,
-    });
-    // The audit trail links a chain's call and its steps both ways.
-    if let Some(obj) = payload.as_object_mut() {
-        if let Some(p) = step_of {
-            obj.insert("parent_execution_id".into(), json!(p.parent_execution_id));
-        }
-        if let Some(records) = &chain_steps {
-            obj.insert("steps".into(), json!(records));
-        }
-    }
-    payload
+    chain_steps: Option<Vec<StepRecord>>,
+) -> AuditRecord {
+    AuditRecord::CallFinished(Box::new(CallFinished {
+        execution_id: id.to_string(),
+        version: admitted.serving.version.clone(),
+        capability: admitted.capability().name.clone(),
+        status: result.status,
+        exit_code: result.exit_code,
+        error: result.error.clone(),
+        duration_ms: result.duration_ms,
+        cpu_ms: result.cpu_ms,
+        peak_memory_bytes: result.peak_memory_bytes,
+        sandbox_id: result.sandbox_id.clone(),
+        arguments_sha256: sha256_json(Some(&req.arguments)),
+        output_sha256: sha256_json(result.output.as_ref()),
+        limits: spec.limits.clone(),
+        network: spec.network.clone(),
+        parent_execution_id: step_of.map(|p| p.parent_execution_id.clone()),
+        steps: chain_steps,
+    }))
 }
 
 /// What a call needs of an active tool, as the call path last read it (see [`Runtime::call`]).
@@ -766,13 +762,17 @@ impl Runtime {
             };
             let mut tx = self.store.begin().await?;
             if tx.abandon_execution(id, status, now_ms(), reason).await? {
-                tx.append_audit(
-                    "execution.finished",
+                tx.append_record(
                     Some(&e.tool),
                     "system",
-                    &json!({"execution_id": id, "version": e.version, "capability": e.capability,
-                            "status": status, "error": reason,
-                            "arguments_sha256": sha256_json(Some(&e.arguments))}),
+                    &AuditRecord::CallAbandoned(CallAbandoned {
+                        execution_id: id.clone(),
+                        version: e.version,
+                        capability: e.capability,
+                        status,
+                        error: reason.to_string(),
+                        arguments_sha256: sha256_json(Some(&e.arguments)),
+                    }),
                 )
                 .await?;
                 tx.commit().await?;

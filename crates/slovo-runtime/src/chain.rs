@@ -41,16 +41,7 @@ pub(crate) struct ChainCall<'a> {
 }
 
 /// One step as the chain's record (and audit event) lists it.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct StepRecord {
-    pub step: String,
-    pub call: String,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub execution_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub(crate) use slovo_core::audit::record::StepRecord;
 
 type StepFuture<'a> = Pin<Box<dyn Future<Output = (usize, Result<ExecutionRow>)> + Send + 'a>>;
 

@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod access;
+mod audit_record;
 mod bundles;
 mod call;
 mod chain;

@@ -1,6 +1,7 @@
 //! Approval: a person's narrowed grant for a pending version (or a chain's renewed pins).
 
-use serde_json::json;
+use slovo_core::audit::AuditRecord;
+use slovo_core::audit::record::{StepGrant, ToolApproved};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::Execution;
 use slovo_core::permissions::{Grant, Narrowing};
@@ -8,6 +9,7 @@ use slovo_core::time::now_ms;
 use slovo_store::{NewGrant, ToolRow};
 use tracing::info;
 
+use crate::audit_record::AppendRecord;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 impl Runtime {
@@ -131,16 +133,18 @@ impl Runtime {
             ..current.clone()
         };
         tx.save_tool(&tool, Some(current.revision)).await?;
-        tx.append_audit(
-            "tool.approved",
+        tx.append_record(
             Some(name),
             &actor.0,
-            &json!({
-                "version": version,
-                "previous_version": current.active_version,
-                "requested": manifest.permissions,
-                "granted": grant,
-                "step_grants": pins.iter().map(|(t, g)| json!({"tool": t, "grant_id": g})).collect::<Vec<_>>(),
+            &AuditRecord::ToolApproved(ToolApproved {
+                version: version.to_string(),
+                previous_version: current.active_version.clone(),
+                requested: manifest.permissions.clone(),
+                granted: grant,
+                step_grants: pins
+                    .into_iter()
+                    .map(|(tool, grant_id)| StepGrant { tool, grant_id })
+                    .collect(),
             }),
         )
         .await?;

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use slovo_core::audit::AuditRecord;
+use slovo_core::audit::record::ToolImported;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::{Execution, Manifest, parse_manifest};
 use slovo_core::permissions::{Grant, Widening};
@@ -15,6 +17,7 @@ use slovo_store::{ToolRow, Tx, VersionRow};
 use tracing::info;
 
 use super::install::pinned_image;
+use crate::audit_record::AppendRecord;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 /// What to import.
@@ -253,23 +256,18 @@ impl Runtime {
             analysis: prepared.analysis.clone(),
         })
         .await?;
-        let kind = match decision.outcome {
-            ImportOutcome::UpgradedInPlace => "tool.upgraded",
-            ImportOutcome::UpgradePending => "tool.upgrade_pending",
-            _ => "tool.imported",
-        };
-        tx.append_audit(
-            kind,
+        // The outcome decides the kind: `tool.imported`, `tool.upgraded` or `tool.upgrade_pending`.
+        tx.append_record(
             Some(&name),
             &actor.0,
-            &json!({
-                "version": version,
-                "outcome": decision.outcome,
-                "digest": prepared.digest,
-                "source": prepared.source_name,
-                "requested": prepared.manifest.permissions,
-                "widenings": decision.widenings,
-                "changes": decision.changes,
+            &AuditRecord::ToolImported(ToolImported {
+                version: version.clone(),
+                outcome: decision.outcome,
+                digest: prepared.digest.clone(),
+                source: prepared.source_name.clone(),
+                requested: prepared.manifest.permissions.clone(),
+                widenings: decision.widenings.clone(),
+                changes: Some(decision.changes.clone()),
             }),
         )
         .await?;
@@ -333,13 +331,18 @@ impl Runtime {
                     ..t
                 };
                 tx.save_tool(&row, Some(revision)).await?;
-                tx.append_audit(
-                    "tool.imported",
+                tx.append_record(
                     Some(&name),
                     &actor.0,
-                    &json!({"version": version, "outcome": ImportOutcome::Reimported, "digest": prepared.digest,
-                            "source": prepared.source_name, "requested": prepared.manifest.permissions,
-                            "widenings": []}),
+                    &AuditRecord::ToolImported(ToolImported {
+                        version: version.clone(),
+                        outcome: ImportOutcome::Reimported,
+                        digest: prepared.digest.clone(),
+                        source: prepared.source_name.clone(),
+                        requested: prepared.manifest.permissions.clone(),
+                        widenings: vec![],
+                        changes: None,
+                    }),
                 )
                 .await?;
                 tx.commit().await?;

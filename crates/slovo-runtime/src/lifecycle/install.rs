@@ -1,6 +1,8 @@
 //! Install: the backend prepares a version's runtime, and the state volume is created.
 
 use serde_json::{Value, json};
+use slovo_core::audit::AuditRecord;
+use slovo_core::audit::record::{ToolInstalled, ToolReinstalled};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::{Execution, Manifest};
 use slovo_core::time::now_ms;
@@ -8,6 +10,7 @@ use slovo_sandbox::InstallRequest;
 use slovo_store::{ToolRow, Tx, VolumeRow};
 use tracing::info;
 
+use crate::audit_record::AppendRecord;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 impl Runtime {
@@ -48,11 +51,14 @@ impl Runtime {
             ..tool.clone()
         };
         tx.save_tool(&row, Some(tool.revision)).await?;
-        tx.append_audit(
-            "tool.installed",
+        tx.append_record(
             Some(name),
             &actor.0,
-            &json!({"version": version, "volume": volume, "install": info}),
+            &AuditRecord::ToolInstalled(ToolInstalled {
+                version: version.clone(),
+                volume,
+                install: info,
+            }),
         )
         .await?;
         tx.commit().await?;
@@ -99,12 +105,15 @@ impl Runtime {
         // Against the revision read above: a tool changed meanwhile (upgraded, revoked) is a
         // conflict, not silently given this version's install record.
         tx.save_tool(&row, Some(current.revision)).await?;
-        tx.append_audit(
-            "tool.reinstalled",
+        tx.append_record(
             Some(name),
             &actor.0,
             // Both records: what changed (a Docker image's pinned id, say) is on the record.
-            &json!({"version": version, "install": info, "previous_install": previous}),
+            &AuditRecord::ToolReinstalled(ToolReinstalled {
+                version: version.clone(),
+                install: info,
+                previous_install: previous,
+            }),
         )
         .await?;
         tx.commit().await?;

@@ -2,24 +2,26 @@
 
 use std::path::Path;
 
-use serde_json::{Value, json};
+use slovo_core::audit::AuditRecord;
+use slovo_core::audit::record::{StatePurged, StatusChange};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::time::now_ms;
 use slovo_store::{ToolRow, VolumeRow};
 use tracing::info;
 
+use crate::audit_record::AppendRecord;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 impl Runtime {
     /// `active → disabled`.
     pub async fn disable(&self, name: &str, actor: &Actor) -> Result<ToolRow> {
-        self.transition(name, ToolStatus::Disabled, "tool.disabled", actor, json!({}))
+        self.transition(name, ToolStatus::Disabled, AuditRecord::ToolDisabled, actor)
             .await
     }
 
     /// `disabled → active`.
     pub async fn enable(&self, name: &str, actor: &Actor) -> Result<ToolRow> {
-        self.transition(name, ToolStatus::Active, "tool.enabled", actor, json!({}))
+        self.transition(name, ToolStatus::Active, AuditRecord::ToolEnabled, actor)
             .await
     }
 
@@ -30,9 +32,9 @@ impl Runtime {
             .transition_with(
                 name,
                 ToolStatus::Revoked,
-                "tool.revoked",
+                AuditRecord::ToolRevoked,
                 actor,
-                json!({"purge_state": purge_state}),
+                Some(purge_state),
                 |tool| {
                     tool.pending_version = None;
                 },
@@ -62,8 +64,12 @@ impl Runtime {
                     ..v
                 })
                 .await?;
-                tx.append_audit("tool.state_purged", Some(name), &actor.0, &json!({"path": dir}))
-                    .await?;
+                tx.append_record(
+                    Some(name),
+                    &actor.0,
+                    &AuditRecord::ToolStatePurged(StatePurged { path: dir.clone() }),
+                )
+                .await?;
                 tx.commit().await?;
             }
         }
@@ -74,20 +80,19 @@ impl Runtime {
         &self,
         name: &str,
         to: ToolStatus,
-        kind: &str,
+        record: fn(StatusChange) -> AuditRecord,
         actor: &Actor,
-        payload: Value,
     ) -> Result<ToolRow> {
-        self.transition_with(name, to, kind, actor, payload, |_| {}).await
+        self.transition_with(name, to, record, actor, None, |_| {}).await
     }
 
     async fn transition_with(
         &self,
         name: &str,
         to: ToolStatus,
-        kind: &str,
+        record: fn(StatusChange) -> AuditRecord,
         actor: &Actor,
-        mut payload: Value,
+        purge_state: Option<bool>,
         adjust: impl FnOnce(&mut ToolRow),
     ) -> Result<ToolRow> {
         let mut tx = self.store.begin().await?;
@@ -117,14 +122,13 @@ impl Runtime {
         } else {
             vec![]
         };
-        if let Some(obj) = payload.as_object_mut() {
-            obj.insert("from".into(), json!(current.status));
-            obj.insert("to".into(), json!(to));
-            if !chains.is_empty() {
-                obj.insert("chains_needing_approval".into(), json!(chains));
-            }
-        }
-        tx.append_audit(kind, Some(name), &actor.0, &payload).await?;
+        let change = StatusChange {
+            purge_state,
+            from: current.status,
+            to,
+            chains_needing_approval: chains,
+        };
+        tx.append_record(Some(name), &actor.0, &record(change)).await?;
         tx.commit().await?;
         info!(tool = name, from = %current.status, to = %to, "transition");
         Ok(row)
