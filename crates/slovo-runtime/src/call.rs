@@ -19,11 +19,12 @@ use slovo_core::permissions::Grant;
 use slovo_core::secrets::Secrets;
 use slovo_core::time::now_ms;
 use slovo_sandbox::mcp::ToolListChange;
-use slovo_store::{ExecutionResult, ExecutionRow, FinishAudit, NewExecution, ToolRow};
+use slovo_store::{ExecutionResult, FinishAudit, NewExecution, ToolRow};
 use tracing::{debug, info, warn};
 
 use crate::audit_record::AppendRecord;
 use crate::chain::{ChainCall, StepRecord};
+use crate::executions::ExecutionView;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 /// Most bytes of stderr kept on an execution record.
@@ -180,7 +181,7 @@ impl Runtime {
     /// only if the tool is still active at the snapshot's revision (every lifecycle change,
     /// grant and secret bumps it, from any process sharing the database), and a refusal
     /// decided on a cached snapshot is re-checked on a fresh one before it is returned.
-    pub async fn call(&self, req: CallRequest) -> Result<ExecutionRow> {
+    pub async fn call(&self, req: CallRequest) -> Result<ExecutionView> {
         self.call_inner(req, None).await
     }
 
@@ -191,11 +192,11 @@ impl Runtime {
         &self,
         req: CallRequest,
         step_of: StepOf,
-    ) -> Pin<Box<dyn Future<Output = Result<ExecutionRow>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<ExecutionView>> + Send + '_>> {
         Box::pin(self.call_inner(req, Some(step_of)))
     }
 
-    async fn call_inner(&self, req: CallRequest, step_of: Option<StepOf>) -> Result<ExecutionRow> {
+    async fn call_inner(&self, req: CallRequest, step_of: Option<StepOf>) -> Result<ExecutionView> {
         let id = uuid::Uuid::now_v7().to_string();
         let admitted = self.admit_and_record_running(&req, &id, step_of.as_ref()).await?;
         let guard = InflightGuard::new(self, &id);
@@ -480,8 +481,8 @@ impl Admitted {
         req: CallRequest,
         result: ExecutionResult,
         step_of: Option<StepOf>,
-    ) -> ExecutionRow {
-        ExecutionRow {
+    ) -> ExecutionView {
+        ExecutionView {
             id,
             tool: self.serving.tool.name.clone(),
             version: self.serving.version.clone(),
