@@ -22,6 +22,7 @@
 //! logging; each transition is one store transaction with exactly one audit event.
 #![deny(missing_docs)]
 
+mod abandon;
 mod access;
 mod audit_record;
 mod bundles;
