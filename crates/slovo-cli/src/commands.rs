@@ -9,7 +9,7 @@ use slovo_core::execution::ExecutionStatus;
 use slovo_core::manifest::MAX_MANIFEST_BYTES;
 use slovo_core::permissions::{HostPattern, Narrowing, parse_size_mb};
 use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime};
-use slovo_store::{ExecutionCursor, ExecutionFilter};
+use slovo_runtime::{ExecutionCursor, ExecutionFilter};
 
 use crate::cli::{
     ApproveArgs, AuditCommand, CallArgs, Cli, Command, ExecutionCommand, ExecutionsArgs, TokenCommand,

@@ -5,8 +5,9 @@ use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 use serde_json::json;
 use slovo_core::time::to_rfc3339;
+use slovo_runtime::ExecutionView;
 use slovo_runtime::{AuditReport, ImportReport, ToolSummary, ToolView};
-use slovo_store::{ExecutionRow, TokenRow, ToolRow};
+use slovo_store::{TokenRow, ToolRow};
 
 fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
@@ -294,7 +295,7 @@ pub fn status(t: &ToolRow, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn call_result(e: &ExecutionRow, json: bool) -> anyhow::Result<()> {
+pub fn call_result(e: &ExecutionView, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(e);
     }
@@ -317,7 +318,7 @@ pub fn call_result(e: &ExecutionRow, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn executions(rows: &[ExecutionRow], json: bool) -> anyhow::Result<()> {
+pub fn executions(rows: &[ExecutionView], json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&rows);
     }
@@ -337,7 +338,7 @@ pub fn executions(rows: &[ExecutionRow], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn execution(e: &ExecutionRow, json: bool) -> anyhow::Result<()> {
+pub fn execution(e: &ExecutionView, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(e);
     }

@@ -10,6 +10,9 @@
 //! from `CheckpointMismatch` on name what a comparison with those checkpoints found.
 
 pub mod checkpoint;
+pub mod record;
+
+pub use record::{AuditRecord, kinds};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};

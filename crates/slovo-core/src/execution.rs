@@ -110,26 +110,45 @@ impl NetworkPolicy {
     /// Whether the grant lets a tool reach `host` (a name or an address literal, without
     /// brackets) on `port`, by name only: the address it resolves to is checked separately
     /// against a [`crate::net::PublicPolicy`]. The error says why not, for a person.
-    pub fn permits(&self, host: &str, port: u16) -> Result<(), String> {
+    pub fn permits(&self, host: &str, port: u16) -> Result<(), NetworkRefusal> {
         match self {
-            NetworkPolicy::None => Err("the grant allows no network access".to_string()),
+            NetworkPolicy::None => Err(NetworkRefusal::NoNetwork),
             NetworkPolicy::Public => Ok(()),
             NetworkPolicy::AllowList { hosts } => {
                 if hosts.iter().any(|h| h.matches(host, port)) {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "{host}:{port} is not in the grant's allow list ({})",
-                        hosts
+                    Err(NetworkRefusal::NotAllowed {
+                        host: host.to_string(),
+                        port,
+                        allowed: hosts
                             .iter()
                             .map(ToString::to_string)
                             .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
+                            .join(", "),
+                    })
                 }
             }
         }
     }
+}
+
+/// Why a grant's network policy refuses a destination.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkRefusal {
+    /// The grant gives no network at all.
+    #[error("the grant allows no network access")]
+    NoNetwork,
+    /// The destination is not on the grant's allow list.
+    #[error("{host}:{port} is not in the grant's allow list ({allowed})")]
+    NotAllowed {
+        /// The host asked for.
+        host: String,
+        /// The port asked for.
+        port: u16,
+        /// The allow list, as a person reads it.
+        allowed: String,
+    },
 }
 
 /// One connection a tool attempted and the egress check refused.
@@ -377,10 +396,22 @@ mod tests {
             hosts: vec![hp("api.example.org:443"), hp("*.cdn.example.org")],
         };
         assert_eq!(list.permits("api.example.org", 443), Ok(()));
-        assert!(list.permits("api.example.org", 80).is_err());
+        assert_eq!(
+            list.permits("api.example.org", 80).map_err(|e| e.to_string()),
+            Err("api.example.org:80 is not in the grant's allow list (api.example.org:443, *.cdn.example.org)".to_string())
+        );
+        assert_eq!(
+            NetworkPolicy::None.permits("a.example", 1),
+            Err(NetworkRefusal::NoNetwork)
+        );
         assert_eq!(list.permits("img.cdn.example.org", 8080), Ok(()));
         assert!(list.permits("cdn.example.org", 443).is_err());
-        assert!(list.permits("evil.org", 443).unwrap_err().contains("allow list"));
+        assert!(
+            list.permits("evil.org", 443)
+                .unwrap_err()
+                .to_string()
+                .contains("allow list")
+        );
         assert!(NetworkPolicy::None.permits("api.example.org", 443).is_err());
         assert_eq!(NetworkPolicy::Public.permits("anything.org", 1), Ok(()));
     }

@@ -100,6 +100,26 @@ impl FromStr for ToolStatus {
     }
 }
 
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportOutcome {
+    /// A new tool, waiting for approval.
+    New,
+    /// A never-approved tool's pending version was replaced by a newer one.
+    PendingReplaced,
+    /// A newer version that asks for no more than was granted (and, where the tool could send
+    /// something out, runs the same program) now serves calls.
+    UpgradedInPlace,
+    /// A newer version that asks for more, or that runs another program where the tool has a
+    /// network grant or secrets, waits for approval; the approved one keeps serving.
+    UpgradePending,
+    /// A revoked tool was imported again and waits for approval.
+    Reimported,
+    /// This exact version was imported before; nothing changed.
+    Unchanged,
+}
+
 #[cfg(test)]
 mod tests {
     use super::ToolStatus::*;

@@ -433,23 +433,50 @@ impl fmt::Display for HostPattern {
 
 /// Parses a size for a limit flag: `64M`, `1G`, `512K`, `10MB`, `2GiB` or a plain number of
 /// megabytes. Returns whole megabytes (rounded up, so `512K` is 1 MB).
-pub fn parse_size_mb(text: &str) -> Result<u64, String> {
+pub fn parse_size_mb(text: &str) -> Result<u64, SizeError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size such as 64M or 1G"))?;
+    let n: u64 = num.parse().map_err(|_| SizeError::NotASize {
+        text: text.to_string(),
+    })?;
     let kib: u64 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "M" | "MB" | "MIB" => 1024,
         "K" | "KB" | "KIB" => 1,
         "G" | "GB" | "GIB" => 1024 * 1024,
-        _ => return Err(format!("{text:?} has an unknown unit (use K, M or G)")),
+        _ => {
+            return Err(SizeError::UnknownUnit {
+                text: text.to_string(),
+            });
+        }
     };
-    let total_kib = n
-        .checked_mul(kib)
-        .ok_or_else(|| format!("{text:?} is too large"))?;
+    let total_kib = n.checked_mul(kib).ok_or_else(|| SizeError::TooLarge {
+        text: text.to_string(),
+    })?;
     Ok(total_kib.div_ceil(1024))
+}
+
+/// Why a size given for a limit is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// No number where the size starts.
+    #[error("{text:?} is not a size such as 64M or 1G")]
+    NotASize {
+        /// What was given.
+        text: String,
+    },
+    /// A unit other than K, M or G.
+    #[error("{text:?} has an unknown unit (use K, M or G)")]
+    UnknownUnit {
+        /// What was given.
+        text: String,
+    },
+    /// More than fits in a number of kibibytes.
+    #[error("{text:?} is too large")]
+    TooLarge {
+        /// What was given.
+        text: String,
+    },
 }
 
 #[cfg(test)]
@@ -615,7 +642,19 @@ mod tests {
         assert_eq!(parse_size_mb("10"), Ok(10));
         assert_eq!(parse_size_mb("512K"), Ok(1));
         assert_eq!(parse_size_mb("2GiB"), Ok(2048));
-        assert!(parse_size_mb("lots").is_err());
-        assert!(parse_size_mb("5T").is_err());
+        assert!(matches!(parse_size_mb("lots"), Err(SizeError::NotASize { .. })));
+        assert!(matches!(parse_size_mb("5T"), Err(SizeError::UnknownUnit { .. })));
+        assert!(matches!(
+            parse_size_mb("99999999999999999999"),
+            Err(SizeError::NotASize { .. })
+        ));
+        assert!(matches!(
+            parse_size_mb("18446744073709551615G"),
+            Err(SizeError::TooLarge { .. })
+        ));
+        assert_eq!(
+            parse_size_mb("5T").map_err(|e| e.to_string()),
+            Err("\"5T\" has an unknown unit (use K, M or G)".to_string())
+        );
     }
 }

@@ -71,7 +71,7 @@ impl CallContext {
         let host = normalize_host(host);
         // 1. By name, before any resolution: an ungranted name is never looked up.
         if let Err(reason) = self.call.policy.permits(&host, port) {
-            return Err(self.deny(&host, port, reason));
+            return Err(self.deny(&host, port, reason.to_string()));
         }
         // 2. Resolve here, once.
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {

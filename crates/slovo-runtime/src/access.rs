@@ -4,12 +4,14 @@
 //! compared by its SHA-256. A fast hash is right here because the secret is random, not a
 //! password: there is nothing to guess from its hash.
 
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use slovo_core::access::Role;
+use slovo_core::audit::AuditRecord;
+use slovo_core::audit::record::{TokenCreated, TokenRevoked};
 use slovo_core::time::now_ms;
 use slovo_store::TokenRow;
 
+use crate::audit_record::AppendRecord;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 /// How often `last_used_at` is refreshed at most (ms).
@@ -61,11 +63,14 @@ impl Runtime {
         };
         let mut tx = self.store.begin().await?;
         tx.insert_token(&record).await?;
-        tx.append_audit(
-            "token.created",
+        tx.append_record(
             None,
             &actor.0,
-            &json!({"id": id, "role": role, "label": record.label}),
+            &AuditRecord::TokenCreated(TokenCreated {
+                id: id.clone(),
+                role,
+                label: record.label.clone(),
+            }),
         )
         .await?;
         tx.commit().await?;
@@ -90,8 +95,12 @@ impl Runtime {
                 name: id.to_string(),
             });
         }
-        tx.append_audit("token.revoked", None, &actor.0, &json!({"id": id}))
-            .await?;
+        tx.append_record(
+            None,
+            &actor.0,
+            &AuditRecord::TokenRevoked(TokenRevoked { id: id.to_string() }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+use slovo_core::audit::AuditRecord;
+use slovo_core::audit::record::CallFinished;
 use slovo_core::execution::{CallTarget, ExecutionStatus, Outcome, SandboxSpec};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::{Capability, Execution, Manifest, parse_manifest};
@@ -17,10 +19,11 @@ use slovo_core::permissions::Grant;
 use slovo_core::secrets::Secrets;
 use slovo_core::time::now_ms;
 use slovo_sandbox::mcp::ToolListChange;
-use slovo_store::{ExecutionResult, ExecutionRow, FinishAudit, NewExecution, ToolRow};
+use slovo_store::{ExecutionResult, FinishAudit, NewExecution, ToolRow};
 use tracing::{debug, info, warn};
 
-use crate::chain::ChainCall;
+use crate::chain::{ChainCall, StepRecord};
+use crate::executions::ExecutionView;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 /// Most bytes of stderr kept on an execution record.
@@ -177,7 +180,7 @@ impl Runtime {
     /// only if the tool is still active at the snapshot's revision (every lifecycle change,
     /// grant and secret bumps it, from any process sharing the database), and a refusal
     /// decided on a cached snapshot is re-checked on a fresh one before it is returned.
-    pub async fn call(&self, req: CallRequest) -> Result<ExecutionRow> {
+    pub async fn call(&self, req: CallRequest) -> Result<ExecutionView> {
         self.call_inner(req, None).await
     }
 
@@ -188,23 +191,61 @@ impl Runtime {
         &self,
         req: CallRequest,
         step_of: StepOf,
-    ) -> Pin<Box<dyn Future<Output = Result<ExecutionRow>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<ExecutionView>> + Send + '_>> {
         Box::pin(self.call_inner(req, Some(step_of)))
     }
 
-    async fn call_inner(&self, req: CallRequest, step_of: Option<StepOf>) -> Result<ExecutionRow> {
+    async fn call_inner(&self, req: CallRequest, step_of: Option<StepOf>) -> Result<ExecutionView> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let admitted = self.admit_and_record_running(&req, &id, step_of.as_ref()).await?;
+        let guard = InflightGuard::new(self, &id);
+        let spec = admitted.sandbox_spec(&id, &req, step_of.as_ref())?;
+        let clock = Instant::now();
+        let (outcome, chain_steps) = self.run_in_sandbox(&id, &spec, &req).await;
+        let duration_ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let result = execution_result(&id, outcome, &admitted.serving.secrets, duration_ms);
+        let record = finished_record(
+            &id,
+            &admitted,
+            &req,
+            &spec,
+            &result,
+            step_of.as_ref(),
+            chain_steps,
+        );
+        self.record_finished(&id, &admitted, &result, &record, &req.actor, guard)
+            .await?;
+        self.follow_mcp_tool_list_change(&admitted, &spec.execution, &result, &req.actor)
+            .await;
+        let capability = admitted.capability();
+        info!(execution = %id, tool = %admitted.serving.tool.name, capability = %capability.name,
+              status = %result.status, duration_ms, "call finished");
+        Ok(admitted.record_as_stored(id, req, result, step_of))
+    }
+
+    /// Every refusal decided before anything is written, then the `running` record: the call's
+    /// snapshot of its tool is checked and, when the tool changed under it (or a refusal was
+    /// decided on a cached snapshot), read again and checked again.
+    async fn admit_and_record_running(
+        &self,
+        req: &CallRequest,
+        id: &str,
+        step_of: Option<&StepOf>,
+    ) -> Result<Admitted> {
         let cached = self.serving.read().ok().and_then(|c| c.get(&req.tool).cloned());
         let mut from_cache = cached.is_some();
         let mut serving = match cached {
             Some(s) => s,
             None => self.load_serving(&req.tool).await?,
         };
-        let id = uuid::Uuid::now_v7().to_string();
         let mut attempts = 0;
-        let (capability_index, started_at) = loop {
+        loop {
             attempts += 1;
-            let checked = check_call(&serving, &req);
-            let (index, capability) = match checked {
+            let checked = match check_call(&serving, req) {
+                Ok(c) => self.check_chain(&serving, req, step_of).await.map(|()| c),
+                Err(e) => Err(e),
+            };
+            let (capability_index, capability) = match checked {
                 Ok(c) => c,
                 Err(e) if from_cache => {
                     debug!(tool = %req.tool, error = %e, "refusal on a cached snapshot; re-reading");
@@ -215,33 +256,12 @@ impl Runtime {
                 }
                 Err(e) => return Err(e),
             };
-            if let Some(Execution::Chain { steps, .. }) = &serving.compiled.manifest.execution {
-                if step_of.is_some() {
-                    return Err(RuntimeError::NotRunnable {
-                        tool: req.tool.clone(),
-                        reason: "it is a chain, and chains do not call chains".into(),
-                    });
-                }
-                // The step tools' state is read fresh each time; the chain's own grant comes
-                // from the snapshot, so a refusal is re-checked on a fresh one.
-                match self.check_chain_approval(&serving.tool, steps).await {
-                    Ok(()) => {}
-                    Err(e) if from_cache => {
-                        debug!(tool = %req.tool, error = %e, "chain refusal on a cached snapshot; re-reading");
-                        self.forget_serving(&req.tool);
-                        serving = self.load_serving(&req.tool).await?;
-                        from_cache = false;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
             let started_at = now_ms();
             let recorded = self
                 .store
                 .insert_running_execution_at(
                     &NewExecution {
-                        id: id.clone(),
+                        id: id.to_string(),
                         tool: serving.tool.name.clone(),
                         version: serving.version.clone(),
                         capability: capability.name.clone(),
@@ -251,13 +271,17 @@ impl Runtime {
                         actor: req.actor.0.clone(),
                         started_at,
                         instance_id: self.instance_id.clone(),
-                        parent_execution_id: step_of.as_ref().map(|p| p.parent_execution_id.clone()),
+                        parent_execution_id: step_of.map(|p| p.parent_execution_id.clone()),
                     },
                     serving.tool.revision,
                 )
                 .await?;
             if recorded {
-                break (index, started_at);
+                return Ok(Admitted {
+                    serving,
+                    capability_index,
+                    started_at,
+                });
             }
             // The tool changed since the snapshot was read: read it again and re-check.
             self.forget_serving(&req.tool);
@@ -269,45 +293,43 @@ impl Runtime {
             }
             serving = self.load_serving(&req.tool).await?;
             from_cache = false;
-        };
-        let tool = &serving.tool;
-        let version = &serving.version;
-        let grant = &serving.grant;
-        let manifest = &serving.compiled.manifest;
-        let capability = &manifest.capabilities[capability_index];
-        let execution = manifest
-            .execution
-            .as_ref()
-            .ok_or_else(|| RuntimeError::tool_not_found(&tool.name))?;
-
-        let guard = InflightGuard::new(self, &id);
-        let mut spec = SandboxSpec::from_grant(
-            grant,
-            CallTarget {
-                execution_id: &id,
-                tool: &tool.name,
-                version,
-                capability,
-                execution,
-                api: manifest.api_requirements.as_ref(),
-                bundle_dir: serving.bundle_dir.clone(),
-                state_dir: serving.state_dir.clone(),
-                arguments: &req.arguments,
-            },
-        );
-        let secrets = &serving.secrets;
-        spec.secrets = secrets.clone();
-        spec.install_info = serving.install_info.clone();
-        if let Some(p) = &step_of {
-            // Narrowing only: a step never gets more time than its own grant gives.
-            spec.limits.timeout = spec.limits.timeout.min(p.time_left);
         }
-        let clock = Instant::now();
-        let (outcome, chain_steps) = match execution {
+    }
+
+    /// The refusals that only a chain has: a chain called as a step of a chain, and a chain
+    /// whose step tools no longer hold the grants pinned at its approval. The step tools'
+    /// state is read fresh each time; the chain's own grant comes from the snapshot.
+    async fn check_chain(
+        &self,
+        serving: &Serving,
+        req: &CallRequest,
+        step_of: Option<&StepOf>,
+    ) -> Result<()> {
+        let Some(Execution::Chain { steps, .. }) = &serving.compiled.manifest.execution else {
+            return Ok(());
+        };
+        if step_of.is_some() {
+            return Err(RuntimeError::NotRunnable {
+                tool: req.tool.clone(),
+                reason: "it is a chain, and chains do not call chains".into(),
+            });
+        }
+        self.check_chain_approval(&serving.tool, steps).await
+    }
+
+    /// Runs the call: a chain runs its steps through their own tools, every other kind of
+    /// tool runs in its backend (a missing backend is a failed call, with the reason).
+    async fn run_in_sandbox(
+        &self,
+        id: &str,
+        spec: &SandboxSpec,
+        req: &CallRequest,
+    ) -> (Outcome, Option<Vec<StepRecord>>) {
+        match &spec.execution {
             Execution::Chain { steps, result } => {
                 let (outcome, records) = self
                     .run_chain(ChainCall {
-                        execution_id: &id,
+                        execution_id: id,
                         steps,
                         result,
                         input: &req.arguments,
@@ -324,82 +346,37 @@ impl Runtime {
             | Execution::Docker { .. }
             | Execution::Http
             | Execution::Mcp { .. } => {
-                let outcome = match self.backends.get(execution.kind()) {
-                    Ok(backend) => backend.run(&spec).await,
+                let outcome = match self.backends.get(spec.execution.kind()) {
+                    Ok(backend) => backend.run(spec).await,
                     Err(e) => Outcome::failed(e.to_string()),
                 };
                 (outcome, None)
             }
-        };
-        let duration_ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let status = match outcome.status {
-            // A backend must never report a call as still running; treat it as a failure.
-            ExecutionStatus::Running => {
-                warn!(execution = %id, "backend returned status running");
-                ExecutionStatus::Failure
-            }
-            s => s,
-        };
-        // Nothing a tool echoes of its credentials reaches the record or the audit trail.
-        let output = match (&outcome.output, secrets.is_empty()) {
-            (Some(o), false) => {
-                let redacted = secrets.redact(&o.to_string());
-                Some(serde_json::from_str(&redacted).unwrap_or(Value::String(redacted)))
-            }
-            (o, _) => o.clone(),
-        };
-        let result = ExecutionResult {
-            status,
-            output,
-            stderr: (!outcome.stderr.is_empty())
-                .then(|| secrets.redact(&truncate(&outcome.stderr, MAX_STORED_STDERR))),
-            error: outcome.error.as_deref().map(|e| secrets.redact(e)),
-            exit_code: outcome.exit_code,
-            duration_ms,
-            cpu_ms: outcome.cpu_ms.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
-            peak_memory_bytes: outcome
-                .peak_memory_bytes
-                .map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
-            sandbox_id: outcome.sandbox_id.clone(),
-            finished_at: now_ms(),
-            // Egress proxy refusals (host, port, reason), passed through to the record.
-            network_denials: outcome.network_denials.clone(),
-        };
-        let mut payload = json!({
-            "execution_id": id,
-            "version": version,
-            "capability": capability.name,
-            "status": status,
-            "exit_code": result.exit_code,
-            "error": result.error,
-            "duration_ms": duration_ms,
-            "cpu_ms": result.cpu_ms,
-            "peak_memory_bytes": result.peak_memory_bytes,
-            "sandbox_id": result.sandbox_id,
-            "arguments_sha256": sha256_json(Some(&req.arguments)),
-            "output_sha256": sha256_json(result.output.as_ref()),
-            "limits": spec.limits,
-            "network": spec.network,
-        });
-        // The audit trail links a chain's call and its steps both ways.
-        if let Some(obj) = payload.as_object_mut() {
-            if let Some(p) = &step_of {
-                obj.insert("parent_execution_id".into(), json!(p.parent_execution_id));
-            }
-            if let Some(records) = &chain_steps {
-                obj.insert("steps".into(), json!(records));
-            }
         }
+    }
+
+    /// Writes the call's result with its `execution.finished` event. If the tool ran but its
+    /// result could not be written, the id is handed to the heartbeat's retry.
+    async fn record_finished(
+        &self,
+        id: &str,
+        admitted: &Admitted,
+        result: &ExecutionResult,
+        record: &AuditRecord,
+        actor: &Actor,
+        guard: InflightGuard<'_>,
+    ) -> Result<()> {
+        let tool = &admitted.serving.tool.name;
         let event = self
             .store
             .finish_call(
-                &id,
-                &result,
+                id,
+                result,
                 &FinishAudit {
-                    kind: "execution.finished",
-                    tool: Some(&tool.name),
-                    actor: &req.actor.0,
-                    payload: &payload,
+                    kind: record.kind(),
+                    tool: Some(tool),
+                    actor: &actor.0,
+                    payload: &record.payload(),
                 },
             )
             .await
@@ -407,7 +384,7 @@ impl Runtime {
                 // Someone closed the record first: another instance found this one's lease
                 // lapsed and recorded the call as interrupted. That record stands.
                 slovo_store::StoreError::Conflict(_) => RuntimeError::Conflict {
-                    tool: tool.name.clone(),
+                    tool: tool.clone(),
                     reason: format!(
                         "execution {id} was recorded as interrupted while it ran (this instance's \
                          lease had lapsed); its result was not recorded"
@@ -422,43 +399,181 @@ impl Runtime {
             })?;
         guard.complete();
         self.checkpoints.after_append(event.seq);
-        if matches!(execution, Execution::Mcp { .. })
-            && let Some(change) = result.error.as_deref().and_then(ToolListChange::of_refusal)
-        {
-            // The call stays refused on its record whatever happens here.
-            if let Err(e) = self
-                .mcp_tool_list_changed(&tool.name, version, &change, &req.actor)
-                .await
-            {
-                warn!(tool = %tool.name, error = %e, "failed to send the changed MCP server back to approval");
-            }
+        Ok(())
+    }
+
+    /// An MCP server refused because it listed other tools than the ones approved: its version
+    /// goes back to approval with the difference. The call stays refused on its record
+    /// whatever happens here.
+    async fn follow_mcp_tool_list_change(
+        &self,
+        admitted: &Admitted,
+        execution: &Execution,
+        result: &ExecutionResult,
+        actor: &Actor,
+    ) {
+        if !matches!(execution, Execution::Mcp { .. }) {
+            return;
         }
-        info!(execution = %id, tool = %tool.name, capability = %capability.name, %status, duration_ms, "call finished");
-        // The record as stored, built from what was just written rather than read back.
-        Ok(ExecutionRow {
+        let Some(change) = result.error.as_deref().and_then(ToolListChange::of_refusal) else {
+            return;
+        };
+        let tool = &admitted.serving.tool.name;
+        if let Err(e) = self
+            .mcp_tool_list_changed(tool, &admitted.serving.version, &change, actor)
+            .await
+        {
+            warn!(tool = %tool, error = %e, "failed to send the changed MCP server back to approval");
+        }
+    }
+}
+
+/// A call that passed every check and is recorded as `running`, with the snapshot it was
+/// admitted on.
+struct Admitted {
+    serving: Arc<Serving>,
+    capability_index: usize,
+    started_at: i64,
+}
+
+impl Admitted {
+    fn capability(&self) -> &Capability {
+        &self.serving.compiled.manifest.capabilities[self.capability_index]
+    }
+
+    /// The sandbox spec: from the grant only, with the tool's secrets and install record, and
+    /// for a chain's step no more time than is left of the chain's budget.
+    fn sandbox_spec(&self, id: &str, req: &CallRequest, step_of: Option<&StepOf>) -> Result<SandboxSpec> {
+        let serving = &self.serving;
+        let manifest = &serving.compiled.manifest;
+        let execution = manifest
+            .execution
+            .as_ref()
+            .ok_or_else(|| RuntimeError::tool_not_found(&serving.tool.name))?;
+        let mut spec = SandboxSpec::from_grant(
+            &serving.grant,
+            CallTarget {
+                execution_id: id,
+                tool: &serving.tool.name,
+                version: &serving.version,
+                capability: self.capability(),
+                execution,
+                api: manifest.api_requirements.as_ref(),
+                bundle_dir: serving.bundle_dir.clone(),
+                state_dir: serving.state_dir.clone(),
+                arguments: &req.arguments,
+            },
+        );
+        spec.secrets = serving.secrets.clone();
+        spec.install_info = serving.install_info.clone();
+        if let Some(p) = step_of {
+            // Narrowing only: a step never gets more time than its own grant gives.
+            spec.limits.timeout = spec.limits.timeout.min(p.time_left);
+        }
+        Ok(spec)
+    }
+
+    /// The record as stored, built from what was just written rather than read back.
+    fn record_as_stored(
+        &self,
+        id: String,
+        req: CallRequest,
+        result: ExecutionResult,
+        step_of: Option<StepOf>,
+    ) -> ExecutionView {
+        ExecutionView {
             id,
-            tool: tool.name.clone(),
-            version: version.clone(),
-            capability: capability.name.clone(),
+            tool: self.serving.tool.name.clone(),
+            version: self.serving.version.clone(),
+            capability: self.capability().name.clone(),
             arguments: req.arguments,
-            status,
+            status: result.status,
             output: result.output,
             stderr: result.stderr,
             error: result.error,
             exit_code: result.exit_code.map(i64::from),
-            duration_ms: Some(duration_ms),
+            duration_ms: Some(result.duration_ms),
             cpu_ms: result.cpu_ms,
             peak_memory_bytes: result.peak_memory_bytes,
             sandbox_id: result.sandbox_id,
             conversation_id: req.conversation_id,
             turn_id: req.turn_id,
             actor: req.actor.0,
-            started_at,
+            started_at: self.started_at,
             finished_at: Some(result.finished_at),
             network_denials: result.network_denials,
             parent_execution_id: step_of.map(|p| p.parent_execution_id),
-        })
+        }
     }
+}
+
+/// The result to record from a backend's outcome. Nothing a tool echoes of its credentials
+/// reaches the record or the audit trail.
+fn execution_result(id: &str, outcome: Outcome, secrets: &Secrets, duration_ms: i64) -> ExecutionResult {
+    let status = match outcome.status {
+        // A backend must never report a call as still running; treat it as a failure.
+        ExecutionStatus::Running => {
+            warn!(execution = %id, "backend returned status running");
+            ExecutionStatus::Failure
+        }
+        s => s,
+    };
+    let output = match (outcome.output, secrets.is_empty()) {
+        (Some(o), false) => {
+            let redacted = secrets.redact(&o.to_string());
+            Some(serde_json::from_str(&redacted).unwrap_or(Value::String(redacted)))
+        }
+        (o, _) => o,
+    };
+    ExecutionResult {
+        status,
+        output,
+        stderr: (!outcome.stderr.is_empty())
+            .then(|| secrets.redact(&truncate(&outcome.stderr, MAX_STORED_STDERR))),
+        error: outcome.error.as_deref().map(|e| secrets.redact(e)),
+        exit_code: outcome.exit_code,
+        duration_ms,
+        cpu_ms: outcome.cpu_ms.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+        peak_memory_bytes: outcome
+            .peak_memory_bytes
+            .map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+        sandbox_id: outcome.sandbox_id,
+        finished_at: now_ms(),
+        // Egress proxy refusals (host, port, reason), passed through to the record.
+        network_denials: outcome.network_denials,
+    }
+}
+
+/// The call's `execution.finished` event: what ran under which limits, and digests of its
+/// input and output that pin the record to the chain. The audit trail links a chain's call and
+/// its steps both ways.
+fn finished_record(
+    id: &str,
+    admitted: &Admitted,
+    req: &CallRequest,
+    spec: &SandboxSpec,
+    result: &ExecutionResult,
+    step_of: Option<&StepOf>,
+    chain_steps: Option<Vec<StepRecord>>,
+) -> AuditRecord {
+    AuditRecord::CallFinished(Box::new(CallFinished {
+        execution_id: id.to_string(),
+        version: admitted.serving.version.clone(),
+        capability: admitted.capability().name.clone(),
+        status: result.status,
+        exit_code: result.exit_code,
+        error: result.error.clone(),
+        duration_ms: result.duration_ms,
+        cpu_ms: result.cpu_ms,
+        peak_memory_bytes: result.peak_memory_bytes,
+        sandbox_id: result.sandbox_id.clone(),
+        arguments_sha256: sha256_json(Some(&req.arguments)),
+        output_sha256: sha256_json(result.output.as_ref()),
+        limits: spec.limits.clone(),
+        network: spec.network.clone(),
+        parent_execution_id: step_of.map(|p| p.parent_execution_id.clone()),
+        steps: chain_steps,
+    }))
 }
 
 /// What a call needs of an active tool, as the call path last read it (see [`Runtime::call`]).
@@ -568,101 +683,6 @@ impl InflightGuard<'_> {
         if let Ok(mut set) = self.runtime.inflight.lock() {
             set.remove(&self.id);
         }
-    }
-}
-
-impl Runtime {
-    /// Records every execution this runtime started whose call never finished (its future
-    /// was dropped) as `status` (`cancelled` at shutdown), each with an audit event. Returns
-    /// how many were recorded.
-    pub async fn abandon_inflight(&self, status: ExecutionStatus, reason: &str) -> Result<usize> {
-        let ids: Vec<String> = match self.inflight.lock() {
-            Ok(mut set) => set.drain().collect(),
-            Err(_) => Vec::new(),
-        };
-        self.abandon(&ids, status, reason).await
-    }
-
-    /// Records the executions whose result could not be written (the database failed at that
-    /// moment) as `interrupted`, once the database takes writes again. Returns how many.
-    pub(crate) async fn record_unrecorded(&self) -> Result<usize> {
-        let ids: Vec<String> = match self.unrecorded.lock() {
-            Ok(set) => set.iter().cloned().collect(),
-            Err(_) => Vec::new(),
-        };
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let n = self
-            .abandon(
-                &ids,
-                ExecutionStatus::Interrupted,
-                "the database failed while the call's result was being recorded; the result is lost",
-            )
-            .await?;
-        for set in [&self.unrecorded, &self.inflight] {
-            if let Ok(mut set) = set.lock() {
-                set.retain(|id| !ids.contains(id));
-            }
-        }
-        Ok(n)
-    }
-
-    /// At start-up: records executions left `running` by a crash as `interrupted`. With
-    /// SQLite (one process per database) every running execution is stale. With PostgreSQL,
-    /// where several instances may share the database, the stale ones are this instance's own
-    /// (a crash cut them short) and any other instance's older than the longest possible call.
-    pub async fn recover_interrupted(&self) -> Result<usize> {
-        let longest_call_ms = (slovo_core::permissions::TIMEOUT_S_RANGE.1 as i64 + 60) * 1000;
-        let ids = match self.store.kind() {
-            slovo_store::DbKind::Sqlite => {
-                self.store
-                    .stale_running_execution_ids(&self.instance_id, i64::MAX)
-                    .await?
-            }
-            slovo_store::DbKind::Postgres => {
-                self.store
-                    .stale_running_execution_ids(&self.instance_id, now_ms() - longest_call_ms)
-                    .await?
-            }
-        };
-        self.abandon(
-            &ids,
-            ExecutionStatus::Interrupted,
-            "the server stopped while the call was running",
-        )
-        .await
-    }
-
-    pub(crate) async fn abandon(
-        &self,
-        ids: &[String],
-        status: ExecutionStatus,
-        reason: &str,
-    ) -> Result<usize> {
-        let mut n = 0;
-        for id in ids {
-            let Some(e) = self.store.execution(id).await? else {
-                continue;
-            };
-            let mut tx = self.store.begin().await?;
-            if tx.abandon_execution(id, status, now_ms(), reason).await? {
-                tx.append_audit(
-                    "execution.finished",
-                    Some(&e.tool),
-                    "system",
-                    &json!({"execution_id": id, "version": e.version, "capability": e.capability,
-                            "status": status, "error": reason,
-                            "arguments_sha256": sha256_json(Some(&e.arguments))}),
-                )
-                .await?;
-                tx.commit().await?;
-                n += 1;
-            } else {
-                tx.rollback().await?;
-            }
-        }
-        Ok(n)
     }
 }
 

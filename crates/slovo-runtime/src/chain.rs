@@ -19,9 +19,10 @@ use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::chain::{ChainStep, OnError, Scope, StepState, dependencies};
 use slovo_core::manifest::{Execution, Manifest};
 use slovo_core::permissions::{Grant, HostPattern};
-use slovo_store::{ExecutionRow, ToolRow, Tx};
+use slovo_store::{ToolRow, Tx};
 
 use crate::call::{CallRequest, StepOf};
+use crate::executions::ExecutionView;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 /// A step still running is given this long past the chain's own deadline to end by its
@@ -41,18 +42,9 @@ pub(crate) struct ChainCall<'a> {
 }
 
 /// One step as the chain's record (and audit event) lists it.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct StepRecord {
-    pub step: String,
-    pub call: String,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub execution_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub(crate) use slovo_core::audit::record::StepRecord;
 
-type StepFuture<'a> = Pin<Box<dyn Future<Output = (usize, Result<ExecutionRow>)> + Send + 'a>>;
+type StepFuture<'a> = Pin<Box<dyn Future<Output = (usize, Result<ExecutionView>)> + Send + 'a>>;
 
 impl Runtime {
     /// Runs a chain's steps as their references allow (every step whose dependencies have
@@ -503,7 +495,7 @@ fn step_tools(steps: &[ChainStep]) -> BTreeSet<String> {
 
 /// What a step's call leaves for later references: its status, output and error; a refusal
 /// (invalid arguments, a tool not active, an expired grant) is status `refused`.
-fn step_state(called: &Result<ExecutionRow>) -> StepState {
+fn step_state(called: &Result<ExecutionView>) -> StepState {
     match called {
         Ok(e) => StepState {
             status: e.status.as_str().to_string(),

@@ -506,7 +506,7 @@ impl Runtime {
 /// The execution id and payload of an execution event (its payload is authentic once the
 /// event's hash verified).
 fn execution_event(e: &AuditEvent) -> Option<(String, Value)> {
-    if e.kind != "execution.finished" {
+    if e.kind != slovo_core::audit::kinds::EXECUTION_FINISHED {
         return None;
     }
     let payload: Value = serde_json::from_str(&e.payload).ok()?;

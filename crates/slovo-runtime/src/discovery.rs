@@ -10,6 +10,8 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 use serde_json::{Value, json};
+use slovo_core::audit::AuditRecord;
+use slovo_core::audit::record::{DiscoveryMoved, DiscoveryRejected, DiscoveryRequested, DiscoveryState};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::time::now_ms;
 use slovo_discovery::sources::{Catalogue, SourceConfig};
@@ -20,6 +22,7 @@ use slovo_openapi::RemoteFetcher;
 use slovo_store::{DiscoveryRow, DiscoveryStatus};
 use tracing::{info, warn};
 
+use crate::audit_record::AppendRecord;
 use crate::{Actor, ImportSource, Result, Runtime, RuntimeError};
 
 /// How many candidates `resolve` returns by default.
@@ -232,11 +235,14 @@ impl Runtime {
             updated_at: now,
         };
         tx.insert_discovery_request(&row).await?;
-        tx.append_audit(
-            "discovery.requested",
+        tx.append_record(
             None,
             &actor.0,
-            &json!({"request": row.id, "description": description, "status": row.status}),
+            &AuditRecord::DiscoveryRequested(DiscoveryRequested {
+                request: row.id.clone(),
+                description: description.to_string(),
+                status: discovery_state(row.status),
+            }),
         )
         .await?;
         tx.commit().await?;
@@ -287,11 +293,14 @@ impl Runtime {
                 "discovery request {id} changed meanwhile; try again"
             ))));
         }
-        tx.append_audit(
-            "discovery.rejected",
+        tx.append_record(
             row.proposal_tool.as_deref(),
             &actor.0,
-            &json!({"request": id, "from": current.status, "status": row.status}),
+            &AuditRecord::DiscoveryRejected(DiscoveryRejected {
+                request: id.to_string(),
+                from: discovery_state(current.status),
+                status: discovery_state(row.status),
+            }),
         )
         .await?;
         tx.commit().await?;
@@ -490,13 +499,17 @@ impl Runtime {
             tx.rollback().await?;
             return Ok(None);
         }
-        let kind = format!("discovery.{}", row.status);
-        tx.append_audit(
-            &kind,
+        // The kind follows the new status: `discovery.searching`, `discovery.found`, …
+        tx.append_record(
             row.proposal_tool.as_deref(),
             &actor.0,
-            &json!({"request": row.id, "from": from, "status": row.status, "error": row.error,
-                    "proposal_tool": row.proposal_tool}),
+            &AuditRecord::DiscoveryMoved(DiscoveryMoved {
+                request: row.id.clone(),
+                from: discovery_state(from),
+                status: discovery_state(row.status),
+                error: row.error.clone(),
+                proposal_tool: row.proposal_tool.clone(),
+            }),
         )
         .await?;
         tx.commit().await?;
@@ -631,5 +644,16 @@ impl Runtime {
             *cache = Some((fingerprint, index.clone()));
         }
         Ok(index)
+    }
+}
+
+/// A request's status as its audit events spell it.
+fn discovery_state(status: DiscoveryStatus) -> DiscoveryState {
+    match status {
+        DiscoveryStatus::Pending => DiscoveryState::Pending,
+        DiscoveryStatus::Searching => DiscoveryState::Searching,
+        DiscoveryStatus::Found => DiscoveryState::Found,
+        DiscoveryStatus::Failed => DiscoveryState::Failed,
+        DiscoveryStatus::Rejected => DiscoveryState::Rejected,
     }
 }

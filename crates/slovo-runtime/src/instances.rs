@@ -11,12 +11,14 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::json;
+use slovo_core::audit::AuditRecord;
+use slovo_core::audit::record::InstanceLapsed;
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::time::now_ms;
 use slovo_store::{InstanceRow, LeaseConnection};
 use tracing::{info, warn};
 
+use crate::audit_record::AppendRecord;
 use crate::{Result, Runtime};
 
 /// The default lease: an instance that has not renewed it for this long is dead.
@@ -240,13 +242,17 @@ impl Runtime {
         );
         let n = self.abandon(&ids, ExecutionStatus::Interrupted, &reason).await?;
         let mut tx = self.store.begin().await?;
-        tx.append_audit(
-            "instance.lapsed",
+        tx.append_record(
             None,
             &format!("instance:{}", self.instance_id),
-            &json!({"instance": dead.id, "host": dead.host, "pid": dead.pid,
-                    "heartbeat_at": dead.heartbeat_at, "lease_ms": dead.lease_ms,
-                    "interrupted": n}),
+            &AuditRecord::InstanceLapsed(InstanceLapsed {
+                instance: dead.id.clone(),
+                host: dead.host.clone(),
+                pid: dead.pid,
+                heartbeat_at: dead.heartbeat_at,
+                lease_ms: dead.lease_ms,
+                interrupted: n,
+            }),
         )
         .await?;
         tx.commit().await?;

@@ -22,7 +22,9 @@
 //! logging; each transition is one store transaction with exactly one audit event.
 #![deny(missing_docs)]
 
+mod abandon;
 mod access;
+mod audit_record;
 mod bundles;
 mod call;
 mod chain;
@@ -30,6 +32,7 @@ mod changes;
 mod checkpoint;
 mod discovery;
 mod error;
+mod executions;
 mod instances;
 mod judge;
 mod lifecycle;
@@ -59,6 +62,7 @@ pub use discovery::{
     DEFAULT_RESOLVE_LIMIT, DiscoveryRef, DiscoveryRun, ResolveOutcome, STALE_SEARCH_MS, UrlFetcher,
 };
 pub use error::{ErrorKind, RuntimeError};
+pub use executions::{ExecutionCursor, ExecutionFilter, ExecutionView};
 pub use instances::{DEFAULT_INSTANCE_LEASE, Heartbeat, Heartbeats, InstanceView};
 pub use judge::{BORDERLINE_BAND, DecidedBy, GapDecision, JUDGED_CANDIDATES, JudgeSettings, is_borderline};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
@@ -71,11 +75,11 @@ pub use signin_links::{DEFAULT_SIGNIN_LINK_TTL, SigninLink};
 pub use slovo_bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
 pub use slovo_discovery::sources::SourceConfig;
 pub use views::{AuditReport, ToolSummary, ToolView, VersionView};
-// What the front ends name of the layers below, so that they depend on the runtime alone. These
-// are still the store's rows and the ingester's options; wire types of the runtime's own are to
-// replace them.
+// What the front ends name of the layers below, so that they depend on the runtime alone: the
+// ingester's options and the dashboard's session row (executions and tools have views of their
+// own).
 pub use slovo_openapi as openapi;
-pub use slovo_store::{ExecutionCursor, ExecutionFilter, ExecutionRow, SessionRow};
+pub use slovo_store::SessionRow;
 
 /// Result of a runtime operation.
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

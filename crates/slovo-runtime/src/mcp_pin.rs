@@ -7,6 +7,8 @@
 //!   approval, with the difference on the audit trail and on the version's install record.
 
 use serde_json::{Value, json};
+use slovo_core::audit::AuditRecord;
+use slovo_core::audit::record::ToolListChanged;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::{Execution, Manifest};
 use slovo_core::time::now_ms;
@@ -14,6 +16,7 @@ use slovo_sandbox::mcp::{ToolListChange, tool_list_difference, tools_digest};
 use slovo_store::ToolRow;
 use tracing::warn;
 
+use crate::audit_record::AppendRecord;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 /// The file of an imported MCP server's bundle that records what the import found: the
@@ -122,12 +125,15 @@ impl Runtime {
             ..current.clone()
         };
         tx.save_tool(&pending, Some(current.revision)).await?;
-        tx.append_audit(
-            "tool.tool_list_changed",
+        tx.append_record(
             Some(tool),
             &actor.0,
-            &json!({"version": version, "difference": change.difference,
-                    "served_sha256": change.served_sha256, "replaced_pending": current.pending_version}),
+            &AuditRecord::ToolListChanged(ToolListChanged {
+                version: version.to_string(),
+                difference: change.difference.clone(),
+                served_sha256: change.served_sha256.clone(),
+                replaced_pending: current.pending_version.clone(),
+            }),
         )
         .await?;
         tx.commit().await?;

@@ -1,11 +1,13 @@
 //! Rejecting a proposal: the person's "no" to a version waiting for approval.
 
-use serde_json::json;
+use slovo_core::audit::AuditRecord;
+use slovo_core::audit::record::ProposalRejected;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::time::now_ms;
 use slovo_store::ToolRow;
 use tracing::info;
 
+use crate::audit_record::AppendRecord;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 /// Longest reason kept on the audit event (characters); longer ones are cut.
@@ -35,7 +37,7 @@ impl Runtime {
                 reason: format!("no version waits for approval (the tool is {})", current.status),
             });
         };
-        let (kind, status) = if current.status == ToolStatus::PendingApproval {
+        let status = if current.status == ToolStatus::PendingApproval {
             current
                 .status
                 .check_transition(ToolStatus::Revoked)
@@ -43,9 +45,9 @@ impl Runtime {
                     tool: name.to_string(),
                     source,
                 })?;
-            ("tool.rejected", ToolStatus::Revoked)
+            ToolStatus::Revoked
         } else {
-            ("tool.upgrade_rejected", current.status)
+            current.status
         };
         // A rejected new tool keeps its version on the row, so it can still be shown (it never
         // had another); a rejected upgrade is withdrawn and the serving version stays.
@@ -58,11 +60,16 @@ impl Runtime {
             ..current.clone()
         };
         tx.save_tool(&row, Some(current.revision)).await?;
-        tx.append_audit(
-            kind,
+        // `tool.rejected` for a new tool (now revoked), `tool.upgrade_rejected` for an upgrade.
+        tx.append_record(
             Some(name),
             &actor.0,
-            &json!({"version": version, "reason": reason, "from": current.status, "to": status}),
+            &AuditRecord::ToolRejected(ProposalRejected {
+                version: version.clone(),
+                reason,
+                from: current.status,
+                to: status,
+            }),
         )
         .await?;
         tx.commit().await?;

@@ -12,12 +12,14 @@ use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use serde_json::json;
+use slovo_core::audit::AuditRecord;
+use slovo_core::audit::record::SecretName;
 use slovo_core::secrets::Secrets;
 use slovo_core::time::now_ms;
 use slovo_store::SecretRow;
 use zeroize::Zeroizing;
 
+use crate::audit_record::AppendRecord;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 const KEY_FILE: &str = "secret.key";
@@ -186,8 +188,14 @@ impl Runtime {
             updated_at: now,
         })
         .await?;
-        tx.append_audit("secret.set", Some(tool), &actor.0, &json!({"name": name}))
-            .await?;
+        tx.append_record(
+            Some(tool),
+            &actor.0,
+            &AuditRecord::SecretSet(SecretName {
+                name: name.to_string(),
+            }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -202,8 +210,14 @@ impl Runtime {
                 name: format!("{tool}/{name}"),
             });
         }
-        tx.append_audit("secret.deleted", Some(tool), &actor.0, &json!({"name": name}))
-            .await?;
+        tx.append_record(
+            Some(tool),
+            &actor.0,
+            &AuditRecord::SecretDeleted(SecretName {
+                name: name.to_string(),
+            }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

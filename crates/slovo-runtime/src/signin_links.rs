@@ -7,10 +7,12 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use slovo_core::audit::AuditRecord;
+use slovo_core::audit::record::{SigninLinkCreated, SigninLinkUsed};
 use slovo_core::time::now_ms;
 
 use crate::access::{random_hex, secret_hash};
+use crate::audit_record::AppendRecord;
 use crate::{Actor, Result, Runtime};
 
 /// How long a sign-in link stays usable unless told otherwise.
@@ -43,11 +45,13 @@ impl Runtime {
         let mut tx = self.store.begin().await?;
         tx.insert_signin_link(&id, &secret_hash(&secret), now, expires_at)
             .await?;
-        tx.append_audit(
-            "dashboard.signin_link_created",
+        tx.append_record(
             None,
             &actor.0,
-            &json!({"link": id, "expires_at": expires_at}),
+            &AuditRecord::SigninLinkCreated(SigninLinkCreated {
+                link: id.clone(),
+                expires_at,
+            }),
         )
         .await?;
         tx.commit().await?;
@@ -71,11 +75,10 @@ impl Runtime {
             tx.rollback().await?;
             return Ok(None);
         }
-        tx.append_audit(
-            "dashboard.signin_link_used",
+        tx.append_record(
             None,
             &format!("dashboard:link:{id}"),
-            &json!({"link": id}),
+            &AuditRecord::SigninLinkUsed(SigninLinkUsed { link: id.to_string() }),
         )
         .await?;
         tx.commit().await?;

@@ -6,7 +6,7 @@ use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::{Grant, Permissions, Widening};
 use slovo_core::secrets::secrets_used;
 use slovo_core::upgrade::{Change, Program, changes_what_runs};
-use slovo_store::{ExecutionFilter, ExecutionRow, ToolRow, VolumeRow};
+use slovo_store::{ToolRow, VolumeRow};
 
 use crate::{Result, Runtime, RuntimeError};
 
@@ -243,21 +243,5 @@ impl Runtime {
             versions,
             chain: self.chain_view(&t, &manifest).await?,
         })
-    }
-
-    /// Executions, newest first.
-    pub async fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionRow>> {
-        Ok(self.store.executions(filter).await?)
-    }
-
-    /// One execution.
-    pub async fn execution(&self, id: &str) -> Result<ExecutionRow> {
-        self.store
-            .execution(id)
-            .await?
-            .ok_or_else(|| RuntimeError::NotFound {
-                what: "execution",
-                name: id.to_string(),
-            })
     }
 }

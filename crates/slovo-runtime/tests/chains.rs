@@ -12,12 +12,12 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::permissions::Narrowing;
+use slovo_runtime::ExecutionFilter;
 use slovo_runtime::{Actor, CallRequest, ErrorKind, ImportSource, Runtime};
 use slovo_sandbox::Backends;
 use slovo_sandbox::http::{HttpBackend, HttpConfig};
 use slovo_sandbox::process::{ProcessBackend, ProcessConfig};
 use slovo_sandbox::wasm::{WasmBackend, WasmConfig};
-use slovo_store::ExecutionFilter;
 use slovo_test_support::test_dbs;
 
 /// How long each of two independent steps sleeps in the concurrency measurement.
@@ -240,7 +240,7 @@ async fn setups(port: u16, scratch: &Path) -> Vec<Setup> {
     out
 }
 
-async fn children(rt: &Runtime, parent: &str) -> Vec<slovo_runtime::ExecutionRow> {
+async fn children(rt: &Runtime, parent: &str) -> Vec<slovo_runtime::ExecutionView> {
     let mut all = rt
         .executions(&ExecutionFilter {
             limit: 1000,

@@ -10,9 +10,10 @@ use serde_json::{Value, json};
 use slovo_core::execution::{ExecutionStatus, NetworkPolicy, Outcome, SandboxSpec};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::{HostPattern, Narrowing};
+use slovo_runtime::ExecutionFilter;
 use slovo_runtime::{Actor, ErrorKind, ImportOutcome, ImportSource, Runtime, RuntimeError};
 use slovo_sandbox::{Backend, BackendError, Backends, InstallRequest};
-use slovo_store::{ExecutionFilter, Store};
+use slovo_store::Store;
 use slovo_test_support::test_dbs;
 
 /// A backend that runs nothing: it records the spec it was handed and echoes it back, so tests
@@ -409,7 +410,7 @@ async fn refused_calls_leave_the_database_untouched() {
         .unwrap();
 
         let check = |expected: ErrorKind, needle: &'static str| {
-            move |r: Result<slovo_store::ExecutionRow, RuntimeError>| {
+            move |r: Result<slovo_runtime::ExecutionView, RuntimeError>| {
                 let err = r.expect_err("call should be refused");
                 assert_eq!(err.kind(), expected, "{err}");
                 assert!(err.to_string().contains(needle), "{err} should mention {needle}");
@@ -885,7 +886,12 @@ async fn changes_by_another_process_take_effect_on_the_next_call() {
         // The row a call returns is the row it stored.
         assert_eq!(
             Some(&first),
-            h.rt.store().execution(&first.id).await.unwrap().as_ref(),
+            h.rt.store()
+                .execution(&first.id)
+                .await
+                .unwrap()
+                .map(slovo_runtime::ExecutionView::from)
+                .as_ref(),
             "{}",
             h.label
         );

@@ -63,7 +63,7 @@ use slovo_core::access::Role;
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::Capability;
-use slovo_runtime::ExecutionRow;
+use slovo_runtime::ExecutionView;
 use slovo_runtime::{Actor, CallRequest, ErrorKind, Runtime, RuntimeError};
 
 use crate::AppState;
@@ -172,7 +172,7 @@ impl SlovoMcp {
     }
 
     /// Runs the call, with the REST API's back-pressure and metrics on the HTTP door.
-    async fn run(&self, req: CallRequest) -> Result<Result<ExecutionRow, RuntimeError>, ApiError> {
+    async fn run(&self, req: CallRequest) -> Result<Result<ExecutionView, RuntimeError>, ApiError> {
         let Door::Http(state) = &self.door else {
             return Ok(self.runtime.call(req).await);
         };
@@ -360,7 +360,7 @@ fn text_of(v: &Value) -> String {
 }
 
 /// The MCP result of a recorded execution.
-fn result_of(e: &ExecutionRow) -> CallToolResult {
+fn result_of(e: &ExecutionView) -> CallToolResult {
     let mut result = if e.status == ExecutionStatus::Success {
         let text = e.output.as_ref().map(text_of).unwrap_or_default();
         let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);

@@ -425,7 +425,7 @@ async fn overload_is_answered_with_503_and_retry_after() {
         // Every answered call is on record; rejected ones are not.
         let execs = s
             .runtime
-            .executions(&slovo_store::ExecutionFilter {
+            .executions(&slovo_runtime::ExecutionFilter {
                 limit: 100,
                 ..Default::default()
             })

@@ -7,7 +7,7 @@ use chrono::{Duration as ChronoDuration, NaiveDateTime};
 use maud::{Markup, html};
 use serde::Deserialize;
 use slovo_core::execution::ExecutionStatus;
-use slovo_runtime::{ExecutionCursor, ExecutionFilter, ExecutionRow};
+use slovo_runtime::{ExecutionCursor, ExecutionFilter, ExecutionView};
 
 use super::segment;
 use crate::DashboardState;
@@ -88,7 +88,7 @@ impl Filters {
     }
 
     /// The query string of this filter with the list continuing after `last`.
-    fn next_page(&self, last: &ExecutionRow) -> String {
+    fn next_page(&self, last: &ExecutionView) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for (k, v) in [
             ("tool", &self.tool),
@@ -196,7 +196,7 @@ pub(crate) async fn list(
     ))
 }
 
-fn table(rows: &[ExecutionRow]) -> Markup {
+fn table(rows: &[ExecutionView]) -> Markup {
     html! {
         @if rows.is_empty() {
             p.empty { "No calls match. Calls appear here once an approved tool is used by the assistant." }

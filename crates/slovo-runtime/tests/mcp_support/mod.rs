@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use slovo_core::permissions::Narrowing;
+use slovo_runtime::ExecutionView;
 use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime};
 use slovo_sandbox::Backends;
 use slovo_sandbox::mcp::McpBackend;
 use slovo_sandbox::process::{ProcessBackend, ProcessConfig};
-use slovo_store::ExecutionRow;
 
 /// Where the setup script installs each server (`bundles/<name>`, complete once `.ready`
 /// exists).
@@ -141,7 +141,7 @@ impl Harness {
             .unwrap();
     }
 
-    pub async fn call(&self, tool: &str, capability: &str, arguments: Value) -> ExecutionRow {
+    pub async fn call(&self, tool: &str, capability: &str, arguments: Value) -> ExecutionView {
         let exec = self
             .rt
             .call(CallRequest {
