@@ -243,8 +243,13 @@ fn backends(config: &slovo_config::Config) -> anyhow::Result<Backends> {
             .map_err(|e| anyhow::anyhow!("failed to set up the process sandbox: {e}"))?;
         process.set_egress(egress.clone());
         let process = std::sync::Arc::new(process);
-        // MCP servers over stdio run in the same process sandbox, one fresh server per call.
-        let mcp = slovo_sandbox::mcp::McpBackend::new(process.clone());
+        // MCP servers over stdio run in the same process sandbox, one fresh server per call,
+        // started ahead of the call by a small pool of single-use sandboxes.
+        let pool = slovo_sandbox::mcp::PoolConfig {
+            size: usize_of(config.mcp.pool_size),
+            idle: std::time::Duration::from_secs(config.mcp.pool_idle_s),
+        };
+        let mcp = slovo_sandbox::mcp::McpBackend::with_pool(process.clone(), pool);
         backends.with(process).with(std::sync::Arc::new(mcp))
     };
     // WebAssembly tools: compiled once at install into `wasm-cache` (keyed by module hash and

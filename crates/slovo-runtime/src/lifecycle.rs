@@ -939,6 +939,8 @@ impl Runtime {
         }
         tx.append_audit(kind, Some(name), &actor.0, &payload).await?;
         tx.commit().await?;
+        // Nothing prepared for the tool before the change serves a call after it.
+        self.backends.forget_tool(name).await;
         info!(tool = name, from = %current.status, to = %to, "transition");
         Ok(row)
     }

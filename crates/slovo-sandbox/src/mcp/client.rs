@@ -7,6 +7,7 @@
 //! process tool. The client speaks protocol 2025-11-25 and accepts a server that answers with
 //! an earlier revision it knows ([`SUPPORTED_PROTOCOL_VERSIONS`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -64,12 +65,12 @@ pub(crate) enum McpError {
 }
 
 /// One conversation with a started server.
-pub(crate) struct Session<'a> {
+pub(crate) struct Session {
     /// The server's stdin; `None` once closed (the stdio transport's shutdown).
     stdin: Option<pipe::Sender>,
     stdout: pipe::Receiver,
     stderr: pipe::Receiver,
-    exit: &'a AsyncFd<OwnedFd>,
+    exit: Arc<AsyncFd<OwnedFd>>,
     deadline: Instant,
     stdout_limit: usize,
     stderr_limit: usize,
@@ -87,8 +88,8 @@ pub(crate) struct Session<'a> {
     pub server: Option<Value>,
 }
 
-impl<'a> Session<'a> {
-    pub fn new(io: ToolIo<'a>) -> Session<'a> {
+impl Session {
+    pub fn new(io: ToolIo) -> Session {
         Session {
             stdin: Some(io.stdin),
             stdout: io.stdout,
@@ -106,6 +107,12 @@ impl<'a> Session<'a> {
             watched: Captured::default(),
             server: None,
         }
+    }
+
+    /// Moves the deadline of every wait from now on: a warm server waited in its pool, and its
+    /// call gets the grant's whole timeout from the moment it is taken.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
     }
 
     /// `initialize` and `notifications/initialized`.
@@ -324,7 +331,7 @@ impl<'a> Session<'a> {
                         self.stdout_total += n;
                         if self.stdout_total > self.stdout_limit {
                             self.watched.stdout_overflow = true;
-                            kill(self.exit);
+                            kill(&self.exit);
                             return Err(McpError::Overflow { phase });
                         }
                         self.pending.extend_from_slice(&out_buf[..n]);
@@ -344,7 +351,7 @@ impl<'a> Session<'a> {
 
     fn time_out(&mut self, phase: &'static str) -> McpError {
         self.watched.timed_out = true;
-        kill(self.exit);
+        kill(&self.exit);
         McpError::Timeout { phase }
     }
 
