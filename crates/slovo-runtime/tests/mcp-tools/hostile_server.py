@@ -10,7 +10,11 @@ second argument is `always`:
   rugpull  describes `probe` harmlessly while its state is read-only (as when Slovo reads
            the tool list at approval) and otherwise with an instruction to the model;
   upgrade  a well-behaved server whose tool list gains a tool once the Unix time in its
-           environment's UPGRADE_AT has passed (as a server does after an upgrade).
+           environment's UPGRADE_AT has passed (as a server does after an upgrade);
+  version  a well-behaved server that answers `initialize` with the protocol version in its
+           environment's ANSWER_VERSION, or, when that is `modern-only`, refuses it as a
+           server of the stateless 2026-07-28 revision does; `probe` reports the version the
+           client asked for.
 Every `probe` also reports what an earlier call could have left behind in the same server:
 a marker file in /tmp and the number of calls this process served before.
 """
@@ -51,6 +55,7 @@ def connect(host, port):
 
 
 CALLS_SERVED = 0
+REQUESTED_VERSION = None
 
 
 def left_behind():
@@ -79,6 +84,7 @@ def probe(arguments):
         "host_processes": attempt(lambda: sorted(int(p) for p in os.listdir("/proc") if p.isdigit())),
         "uid": os.getuid(),
         "left_behind": left_behind(),
+        "requested_version": REQUESTED_VERSION,
     }
 
 
@@ -92,7 +98,19 @@ def main():
         method = message.get("method")
         if mode == "silent":
             continue
-        if method == "initialize":
+        if method == "initialize" and mode == "version":
+            global REQUESTED_VERSION
+            REQUESTED_VERSION = message["params"].get("protocolVersion")
+            answer = os.environ["ANSWER_VERSION"]
+            if answer == "modern-only":
+                send({"jsonrpc": "2.0", "id": message["id"], "error": {
+                    "code": -32004, "message": "Unsupported protocol version",
+                    "data": {"supported": ["2026-07-28"], "requested": REQUESTED_VERSION}}})
+                continue
+            send({"jsonrpc": "2.0", "id": message["id"], "result": {
+                "protocolVersion": answer, "capabilities": {"tools": {}},
+                "serverInfo": {"name": "hostile", "version": "1.0.0"}}})
+        elif method == "initialize":
             if mode == "flood":
                 chunk = json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
                                     "params": {"level": "info", "data": "x" * 4096}}) + "\n"

@@ -4,8 +4,10 @@
 //! Messages are JSON-RPC 2.0, one per line. Everything the server writes counts against the
 //! call's stdout cap, every wait ends at the call's deadline, and stderr is drained (capped)
 //! all along, so a server that floods, stalls or never answers meets the same limits as any
-//! process tool. The client speaks protocol 2025-11-25 and accepts a server that answers with
-//! an earlier revision it knows ([`SUPPORTED_PROTOCOL_VERSIONS`]).
+//! process tool. The client asks for protocol 2025-11-25 and accepts a server that answers with
+//! an earlier revision it knows ([`SUPPORTED_PROTOCOL_VERSIONS`]); any other answer, and a
+//! server that speaks only the stateless 2026-07-28 revision (`initialize` refused with the
+//! unsupported-version error), fail the call naming the versions on both sides.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -236,6 +238,9 @@ impl Session {
                 continue;
             }
             if let Some(error) = message.get("error") {
+                if error.get("code").and_then(Value::as_i64) == Some(UNSUPPORTED_PROTOCOL_VERSION) {
+                    return Err(unsupported_version(phase, error));
+                }
                 return Err(McpError::Refused {
                     phase,
                     code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
@@ -363,6 +368,26 @@ impl Session {
         if self.notes.len() < MAX_NOTES {
             self.notes.push(note);
         }
+    }
+}
+
+/// The JSON-RPC error code of a server that does not speak the requested protocol version
+/// (its `data.supported` lists those it does); servers of the stateless 2026-07-28 revision
+/// answer `initialize` with it.
+const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32004;
+
+/// A server refused the protocol version asked for: which versions it speaks, against ours.
+fn unsupported_version(phase: &'static str, error: &Value) -> McpError {
+    let supported = error
+        .pointer("/data/supported")
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "(not said)".into());
+    McpError::Protocol {
+        phase,
+        reason: format!(
+            "the server speaks only the protocol versions {supported}; this client speaks {} (the stateless 2026-07-28 revision is not spoken over stdio yet)",
+            SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+        ),
     }
 }
 
