@@ -6,7 +6,10 @@
 //! - **cold sandboxed**: the same `Runtime::call` with the pool off: a fresh sandbox, the
 //!   server started, `initialize`, the pin's `tools/list`, `tools/call`, shutdown;
 //! - **bare cold start**: the same server started directly on the host (no sandbox, no Slovo),
-//!   `initialize`, `notifications/initialized`, `tools/call`, timed to the answer.
+//!   `initialize`, `notifications/initialized`, `tools/call`, timed to the answer;
+//! - **call path, no-op backend**: `Runtime::call` of the same tool with a backend that runs
+//!   nothing, i.e. what the call path itself (lookup, validation, records, audit) costs; the
+//!   pooled figure minus this one is the pool's own part.
 //!
 //! Each round measures the three in turn; the pooled call is measured once its warm sandbox is
 //! ready, and the next variant only once the pool has refilled, so that no server start in the
@@ -102,9 +105,15 @@ fn servers(scratch: &Path) -> Vec<Server> {
                 &["--local-timezone", "UTC"],
                 vec![capability("get_current_time", json!({"type": "object"}))],
             ),
-            bare: ["/usr/bin/python3", "-m", "mcp_server_time", "--local-timezone", "UTC"]
-                .map(String::from)
-                .to_vec(),
+            bare: [
+                "/usr/bin/python3",
+                "-m",
+                "mcp_server_time",
+                "--local-timezone",
+                "UTC",
+            ]
+            .map(String::from)
+            .to_vec(),
             bare_env: vec![
                 (
                     "PYTHONPATH".into(),
@@ -145,13 +154,17 @@ fn bare_cold_start(server: &Server) -> Duration {
             return v;
         }
     };
-    send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "bench", "version": "1"}}}));
+        "clientInfo": {"name": "bench", "version": "1"}}}),
+    );
     answer(1);
     send(json!({"jsonrpc": "2.0", "method": "notifications/initialized", "params": {}}));
-    send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-        "name": server.capability, "arguments": server.arguments}}));
+    send(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": server.capability, "arguments": server.arguments}}),
+    );
     let result = answer(2);
     let elapsed = started.elapsed();
     assert!(result.get("result").is_some(), "{result}");
@@ -160,15 +173,69 @@ fn bare_cold_start(server: &Server) -> Duration {
     elapsed
 }
 
-async fn timed_call(h: &Harness, server: &Server) -> (Duration, bool) {
-    let request = CallRequest {
+/// Runs nothing: the call path's own cost.
+struct NoopMcp;
+
+#[async_trait::async_trait]
+impl slovo_sandbox::Backend for NoopMcp {
+    fn kind(&self) -> &'static str {
+        "mcp"
+    }
+    async fn install(&self, _: &slovo_sandbox::InstallRequest) -> Result<Value, slovo_sandbox::BackendError> {
+        Ok(json!({}))
+    }
+    async fn run(&self, _: &slovo_core::execution::SandboxSpec) -> slovo_core::execution::Outcome {
+        slovo_core::execution::Outcome {
+            status: ExecutionStatus::Success,
+            output: Some(json!({"ok": true})),
+            ..Default::default()
+        }
+    }
+}
+
+/// A runtime whose `mcp` backend runs nothing, with `server`'s tool approved.
+async fn noop_runtime(dir: &Path, server: &Server) -> slovo_runtime::Runtime {
+    std::fs::create_dir_all(dir).unwrap();
+    let store = slovo_store::Store::open_sqlite(&dir.join("noop.db"))
+        .await
+        .unwrap();
+    let backends = slovo_sandbox::Backends::new().with(std::sync::Arc::new(NoopMcp));
+    let rt = slovo_runtime::Runtime::new(store, backends, dir.join("noop-data"));
+    let bundle = mcp_support::bundle(&dir.join("noop"), Some(&server.bundle), &server.manifest);
+    rt.import(slovo_runtime::ImportSource::Bundle(bundle), &mcp_support::actor())
+        .await
+        .unwrap();
+    rt.approve(
+        server.tool,
+        &slovo_core::permissions::Narrowing::default(),
+        &mcp_support::actor(),
+    )
+    .await
+    .unwrap();
+    rt
+}
+
+async fn timed_noop(rt: &slovo_runtime::Runtime, server: &Server) -> Duration {
+    let started = Instant::now();
+    let exec = rt.call(request(server)).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(exec.status, ExecutionStatus::Success, "{exec:#?}");
+    elapsed
+}
+
+fn request(server: &Server) -> CallRequest {
+    CallRequest {
         tool: server.tool.into(),
         capability: server.capability.into(),
         arguments: server.arguments.clone(),
         conversation_id: None,
         turn_id: None,
         actor: mcp_support::actor(),
-    };
+    }
+}
+
+async fn timed_call(h: &Harness, server: &Server) -> (Duration, bool) {
+    let request = request(server);
     let started = Instant::now();
     let exec = h.rt.call(request).await.unwrap();
     let elapsed = started.elapsed();
@@ -201,11 +268,14 @@ fn main() {
         for server in &servers {
             pooled.add(Some(&server.bundle), &server.manifest).await;
             cold.add(Some(&server.bundle), &server.manifest).await;
+            let noop_dir = scratch.path().join(server.tool);
+            let noop = noop_runtime(&noop_dir, server).await;
+            timed_noop(&noop, server).await;
             // One call of each first: the pool fills, caches warm up.
             timed_call(&pooled, server).await;
             timed_call(&cold, server).await;
             bare_cold_start(server);
-            let (mut p, mut c, mut b) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut p, mut c, mut b, mut n) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..rounds {
                 assert!(pooled.mcp.wait_warm(server.tool, Duration::from_secs(60)).await);
                 let (elapsed, warm) = timed_call(&pooled, server).await;
@@ -217,15 +287,18 @@ fn main() {
                 assert!(!warm);
                 c.push(elapsed);
                 b.push(tokio::task::block_in_place(|| bare_cold_start(server)));
+                n.push(timed_noop(&noop, server).await);
             }
             println!("{}: {rounds} rounds", server.label);
             let pooled_p50 = summary("pooled (Runtime::call, warm)", &mut p);
             let cold_p50 = summary("cold sandboxed (Runtime::call)", &mut c);
             let bare_p50 = summary("bare cold start (no sandbox)", &mut b);
+            let noop_p50 = summary("call path, no-op backend", &mut n);
             println!(
-                "  p50 ratios: cold sandboxed / pooled {:.1}x, bare cold start / pooled {:.1}x",
+                "  p50 ratios: cold sandboxed / pooled {:.1}x, bare cold start / pooled {:.1}x; pooled minus the call path: {:.2} ms",
                 cold_p50 / pooled_p50,
-                bare_p50 / pooled_p50
+                bare_p50 / pooled_p50,
+                pooled_p50 - noop_p50
             );
             figures.push((server.label, pooled_p50, bare_p50));
         }

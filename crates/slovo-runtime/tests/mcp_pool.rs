@@ -67,7 +67,12 @@ fn processes_marked(mark: &str) -> usize {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter(|e| {
             std::fs::read(e.path().join("environ"))
                 .map(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
@@ -107,7 +112,10 @@ async fn a_warm_sandbox_serves_exactly_one_call() {
     assert_eq!(left, &json!({"tmp_marker_seen": false, "calls_served_before": 0}));
 
     for round in 0..3 {
-        assert!(h.mcp.wait_warm("probe", WARM_WAIT).await, "round {round}: no warm sandbox");
+        assert!(
+            h.mcp.wait_warm("probe", WARM_WAIT).await,
+            "round {round}: no warm sandbox"
+        );
         let exec = h.call("probe", "probe", json!({})).await;
         assert_eq!(exec.status, ExecutionStatus::Success, "{exec:#?}");
         assert!(was_warm(&exec), "round {round}: served cold: {exec:#?}");
@@ -149,7 +157,11 @@ async fn warm_sandboxes_go_on_disable_on_a_new_version_and_at_shutdown() {
     // Disabled: its warm servers are destroyed at once.
     h.rt.disable("kept", &actor()).await.unwrap();
     assert_eq!(h.mcp.warm_ready("kept"), 0);
-    assert_eq!(settle_to_zero("kept-v1").await, 0, "warm servers outlived the disable");
+    assert_eq!(
+        settle_to_zero("kept-v1").await,
+        0,
+        "warm servers outlived the disable"
+    );
 
     // Enabled and called again: warm again.
     h.rt.enable("kept", &actor()).await.unwrap();
@@ -168,14 +180,25 @@ async fn warm_sandboxes_go_on_disable_on_a_new_version_and_at_shutdown() {
     let exec = h.call("kept", "probe", json!({})).await;
     assert_eq!(exec.status, ExecutionStatus::Success, "{exec:#?}");
     assert_eq!(exec.version, "1.0.1");
-    assert!(!was_warm(&exec), "a warm server of the old version served: {exec:#?}");
-    assert_eq!(settle_to_zero("kept-v1").await, 0, "old warm servers outlived the upgrade");
+    assert!(
+        !was_warm(&exec),
+        "a warm server of the old version served: {exec:#?}"
+    );
+    assert_eq!(
+        settle_to_zero("kept-v1").await,
+        0,
+        "old warm servers outlived the upgrade"
+    );
     assert!(h.mcp.wait_warm("kept", WARM_WAIT).await);
     assert!(processes_marked("kept-v2") >= 1);
 
     // Shutdown: nothing left, no process and no mount.
     h.rt.backends().shutdown().await;
-    assert_eq!(settle_to_zero("kept-v2").await, 0, "warm servers outlived shutdown");
+    assert_eq!(
+        settle_to_zero("kept-v2").await,
+        0,
+        "warm servers outlived shutdown"
+    );
     let data = h.dir.path().to_string_lossy().into_owned();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&data)).collect();
@@ -184,7 +207,9 @@ async fn warm_sandboxes_go_on_disable_on_a_new_version_and_at_shutdown() {
 
 #[tokio::test]
 async fn a_warm_memory_server_sees_the_graph_as_a_cold_one() {
-    let Some(server) = installed_server("memory") else { return };
+    let Some(server) = installed_server("memory") else {
+        return;
+    };
     let h = Harness::with_pool(1).await;
     let manifest = node_manifest(
         "memory",
@@ -197,9 +222,7 @@ async fn a_warm_memory_server_sees_the_graph_as_a_cold_one() {
         ],
     );
     h.add(Some(&server), &manifest).await;
-    let entity = |name: &str| {
-        json!({"entities": [{"name": name, "entityType": "person", "observations": ["met in a test"]}]})
-    };
+    let entity = |name: &str| json!({"entities": [{"name": name, "entityType": "person", "observations": ["met in a test"]}]});
     let exec = h.call("memory", "create_entities", entity("Ada")).await;
     assert_eq!(exec.status, ExecutionStatus::Success, "{exec:#?}");
     for (round, name) in ["Grace", "Barbara"].into_iter().enumerate() {

@@ -92,12 +92,11 @@ async fn a_revision_the_client_does_not_speak_fails_approval_with_both_sides() {
         let name = format!("refused-{}", answer.replace('-', ""));
         let b = mcp_support::bundle(h.dir.path(), Some(&server), &manifest(&name, answer));
         h.rt.import(ImportSource::Bundle(b), &actor()).await.unwrap();
-        let e = h
-            .rt
-            .approve(&name, &Narrowing::default(), &actor())
-            .await
-            .unwrap_err()
-            .to_string();
+        let e =
+            h.rt.approve(&name, &Narrowing::default(), &actor())
+                .await
+                .unwrap_err()
+                .to_string();
         assert!(e.contains(expected), "{answer}: {e}");
         let shown = h.rt.show(&name).await.unwrap();
         assert_ne!(shown.status, ToolStatus::Active, "{answer}: {shown:#?}");

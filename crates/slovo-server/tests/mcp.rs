@@ -768,7 +768,10 @@ async fn protocol_versions_are_negotiated() {
                 },
             )
             .await;
-        assert!(refused.is_err(), "{label}: a version the server does not speak was accepted");
+        assert!(
+            refused.is_err(),
+            "{label}: a version the server does not speak was accepted"
+        );
         drop(s.dir);
     }
 }

@@ -98,7 +98,14 @@ impl Harness {
     }
 
     async fn with_settings(settings: slovo_runtime::RuntimeSettings) -> Harness {
-        Harness::build(settings, PoolConfig { size: 0, ..PoolConfig::default() }).await
+        Harness::build(
+            settings,
+            PoolConfig {
+                size: 0,
+                ..PoolConfig::default()
+            },
+        )
+        .await
     }
 
     /// A harness whose MCP backend keeps `size` warm sandboxes per recently called tool.

@@ -58,7 +58,13 @@ impl McpBackend {
     /// A backend that starts each server cold, in `process`'s sandbox (and so with its
     /// configuration, host support and egress proxy), for every call.
     pub fn new(process: Arc<ProcessBackend>) -> McpBackend {
-        McpBackend::with_pool(process, PoolConfig { size: 0, ..PoolConfig::default() })
+        McpBackend::with_pool(
+            process,
+            PoolConfig {
+                size: 0,
+                ..PoolConfig::default()
+            },
+        )
     }
 
     /// A backend that keeps `pool.size` warm, single-use sandboxes per recently called tool
@@ -424,21 +430,29 @@ impl Backend for McpBackend {
             .get("arguments")
             .cloned()
             .unwrap_or_else(|| json!({}));
-        let pinned = pin::pinned(spec.install_info.as_ref());
         let Some(pool) = &self.pool else {
+            let pinned = pin::pinned(spec.install_info.as_ref());
             return self.run_cold(spec, &program, tool, arguments, pinned).await;
         };
-        let recipe = pool::Recipe::new(spec, &program, pinned.clone());
-        match pool.take(&spec.tool, recipe.key()) {
-            Some(warm) => {
-                warm.call(pool, recipe, &tool, &arguments, spec.limits.timeout)
-                    .await
-            }
-            None => {
-                let outcome = self.run_cold(spec, &program, tool, arguments, pinned).await;
-                pool.call_ended(recipe);
-                outcome
-            }
+        let key = pool::key_of(spec, &program);
+        if let Some(warm) = pool.take(&spec.tool, &key) {
+            return warm
+                .call(
+                    pool,
+                    key,
+                    spec.tool.clone(),
+                    &tool,
+                    &arguments,
+                    spec.limits.timeout,
+                )
+                .await;
         }
+        let pinned = pin::pinned(spec.install_info.as_ref());
+        let outcome = self
+            .run_cold(spec, &program, tool, arguments, pinned.clone())
+            .await;
+        let recipe = pool::Recipe::new(spec, &program, pinned, key.clone());
+        pool.call_ended(&spec.tool, &key, Some(recipe));
+        outcome
     }
 }

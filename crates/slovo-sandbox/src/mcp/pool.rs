@@ -38,11 +38,11 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::client::Session;
-use super::{pin, result};
+use super::result;
+use crate::Outcome;
 use crate::SandboxSpec;
 use crate::process::run::{Launch, Started};
 use crate::process::{Conversed, ProcessBackend, Program, Verdict};
-use crate::Outcome;
 
 /// How many warm sandboxes each recently used MCP tool keeps, and for how long an unused
 /// pool is kept.
@@ -78,24 +78,29 @@ pub(crate) struct Recipe {
 /// Warm sandboxes made by this process: their ids.
 static WARMED: AtomicU64 = AtomicU64::new(0);
 
+/// The key of the sandbox `spec` and `program` (with the server's secrets in its environment)
+/// make: a digest of everything it is built from. The pinned tool list counts by the digest the
+/// install recorded (`tools_sha256`), so that the key is cheap to compute on every call.
+pub(crate) fn key_of(spec: &SandboxSpec, program: &Program) -> String {
+    let built_from = json!({
+        "tool": spec.tool,
+        "version": spec.version,
+        "execution": spec.execution,
+        "bundle": spec.bundle_dir,
+        "state": spec.state_dir,
+        "limits": spec.limits,
+        "network": spec.network,
+        "pinned": spec.install_info.as_ref().and_then(|i| i.get("tools_sha256")),
+        "command": program.command,
+        "system_paths": program.system_paths,
+        "env": program.env,
+    });
+    hex::encode(Sha256::digest(built_from.to_string().as_bytes()))
+}
+
 impl Recipe {
-    /// The recipe of the sandbox `spec` and `program` (with the server's secrets in its
-    /// environment) make.
-    pub fn new(spec: &SandboxSpec, program: &Program, pinned: Option<Vec<Value>>) -> Recipe {
-        let built_from = json!({
-            "tool": spec.tool,
-            "version": spec.version,
-            "execution": spec.execution,
-            "bundle": spec.bundle_dir,
-            "state": spec.state_dir,
-            "limits": spec.limits,
-            "network": spec.network,
-            "pinned": pinned.as_deref().map(pin::digest),
-            "command": program.command,
-            "system_paths": program.system_paths,
-            "env": program.env,
-        });
-        let key = hex::encode(Sha256::digest(built_from.to_string().as_bytes()));
+    /// The recipe of the sandbox `spec` and `program` make, whose key is `key` ([`key_of`]).
+    pub fn new(spec: &SandboxSpec, program: &Program, pinned: Option<Vec<Value>>, key: String) -> Recipe {
         let mut template = spec.clone();
         template.request = Value::Null;
         Recipe {
@@ -104,10 +109,6 @@ impl Recipe {
             pinned,
             key,
         }
-    }
-
-    pub fn key(&self) -> &str {
-        &self.key
     }
 
     /// Whether the tool has state: its warm servers must not outlive a call that may change it.
@@ -186,49 +187,62 @@ impl Pool {
             }
         };
         if let Some(old) = stale {
-            tracing::debug!(tool, "its sandbox changed: the warm sandboxes of the old one are destroyed");
+            tracing::debug!(
+                tool,
+                "its sandbox changed: the warm sandboxes of the old one are destroyed"
+            );
             drop(old);
         }
         warm
     }
 
-    /// A call of the tool `recipe` describes is over and its sandbox destroyed: a tool with
+    /// A call of `tool` whose sandbox had `key` is over and its sandbox destroyed: a tool with
     /// state throws away the warm sandboxes started before now, and the pool is refilled.
-    pub fn call_ended(self: &Arc<Self>, recipe: Recipe) {
+    /// `recipe` makes the pool when there is none of this key (after a cold call); without it
+    /// (after a warm call, whose pool has this key unless a change destroyed it) nothing is made.
+    pub fn call_ended(self: &Arc<Self>, tool: &str, key: &str, recipe: Option<Recipe>) {
         if self.closed.load(Ordering::SeqCst) || self.config.size == 0 {
             return;
         }
         self.start_expiry();
-        let tool = recipe.spec.tool.clone();
         let mut stale = Vec::new();
         {
             let mut tools = self.tools();
-            let pool = tools.entry(tool.clone()).or_insert_with(|| ToolPool {
-                recipe: Arc::new(Recipe {
-                    spec: recipe.spec.clone(),
-                    program: recipe.program.clone(),
-                    pinned: recipe.pinned.clone(),
-                    key: recipe.key.clone(),
-                }),
-                ready: Vec::new(),
-                warming: 0,
-                epoch: 0,
-                last_used: Instant::now(),
-                failed: None,
-            });
-            if pool.recipe.key != recipe.key {
-                stale.append(&mut pool.ready);
-                pool.recipe = Arc::new(recipe);
-                pool.epoch += 1;
-            } else if pool.recipe.stateful() {
-                pool.epoch += 1;
-                stale.append(&mut pool.ready);
+            match (tools.get_mut(tool), recipe) {
+                (Some(pool), _) if pool.recipe.key == key => {
+                    if pool.recipe.stateful() {
+                        pool.epoch += 1;
+                        stale.append(&mut pool.ready);
+                    }
+                    pool.last_used = Instant::now();
+                    pool.failed = None;
+                }
+                (Some(pool), Some(recipe)) => {
+                    // Another sandbox than the pool's: the pool follows the call.
+                    stale.append(&mut pool.ready);
+                    pool.recipe = Arc::new(recipe);
+                    pool.epoch += 1;
+                    pool.last_used = Instant::now();
+                    pool.failed = None;
+                }
+                (None, Some(recipe)) => {
+                    tools.insert(
+                        tool.to_string(),
+                        ToolPool {
+                            recipe: Arc::new(recipe),
+                            ready: Vec::new(),
+                            warming: 0,
+                            epoch: 0,
+                            last_used: Instant::now(),
+                            failed: None,
+                        },
+                    );
+                }
+                (_, None) => return,
             }
-            pool.last_used = Instant::now();
-            pool.failed = None;
         }
         drop(stale);
-        self.refill(&tool);
+        self.refill(tool);
     }
 
     /// Starts as many warm sandboxes as the pool of `tool` lacks.
@@ -377,7 +391,9 @@ async fn warm_up(process: &ProcessBackend, recipe: &Recipe) -> Result<Warm, Stri
     let mut started = match process.start_program(&spec, &recipe.program).await {
         Ok(Launch::Started(s)) => s,
         Ok(Launch::Failed(outcome)) => {
-            return Err(outcome.error.unwrap_or_else(|| "the sandbox did not start".into()));
+            return Err(outcome
+                .error
+                .unwrap_or_else(|| "the sandbox did not start".into()));
         }
         Err(e) => return Err(e.to_string()),
     };
@@ -414,7 +430,8 @@ impl Warm {
     pub async fn call(
         self,
         pool: &Arc<Pool>,
-        recipe: Recipe,
+        key: String,
+        spec_tool: String,
         tool: &str,
         arguments: &Value,
         timeout: Duration,
@@ -454,12 +471,12 @@ impl Warm {
             verdict: Some(verdict),
         };
         let outcome = pool.process.outcome_before_destroy(&mut started, conversed);
-        let pool = pool.clone();
+        let (pool, served) = (pool.clone(), spec_tool);
         tokio::spawn(async move {
             session.shutdown().await;
             drop(session);
             let _ = tokio::task::spawn_blocking(move || started.destroy()).await;
-            pool.call_ended(recipe);
+            pool.call_ended(&served, &key, None);
         });
         outcome
     }

@@ -502,7 +502,6 @@ impl ProcessBackend {
         let request = serde_json::to_vec(&spec.request).unwrap_or_default();
         self.run_program(spec, &program, &StdinRequest { request }).await
     }
-
 }
 
 /// The program path inside the sandbox: `command[0]` under `/tool`, which must stay inside.

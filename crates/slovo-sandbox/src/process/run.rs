@@ -277,7 +277,13 @@ impl ProcessBackend {
         self.read_outcome(started, conversed, exit, false)
     }
 
-    fn read_outcome(&self, started: &mut Started, conversed: Conversed, exit: ending::Exit, clean_exit: bool) -> Outcome {
+    fn read_outcome(
+        &self,
+        started: &mut Started,
+        conversed: Conversed,
+        exit: ending::Exit,
+        clean_exit: bool,
+    ) -> Outcome {
         let watched = conversed.watched;
         let clean = match &conversed.verdict {
             Some(v) => v.status == ExecutionStatus::Success,
@@ -307,11 +313,7 @@ impl ProcessBackend {
         if let Some(v) = conversed.verdict {
             v.apply(&mut outcome, limit_hit);
         }
-        outcome.network_denials = started
-            .egress
-            .take()
-            .map(|s| s.finish())
-            .unwrap_or_default();
+        outcome.network_denials = started.egress.take().map(|s| s.finish()).unwrap_or_default();
         outcome
     }
 }
