@@ -46,7 +46,7 @@ pub(crate) enum Launch {
     /// It runs.
     Started(Box<Started>),
     /// The sandbox could not be built or the program not executed: the call's outcome.
-    Failed(Outcome),
+    Failed(Box<Outcome>),
 }
 
 impl Started {
@@ -112,7 +112,7 @@ impl ProcessBackend {
     ) -> Result<Outcome> {
         let mut started = match self.start_program(spec, program).await? {
             Launch::Started(s) => s,
-            Launch::Failed(outcome) => return Ok(outcome),
+            Launch::Failed(outcome) => return Ok(*outcome),
         };
         let conversed = dialogue.converse(started.take_io()?).await;
         Ok(self.finish(*started, conversed))
@@ -202,10 +202,10 @@ impl ProcessBackend {
         if got == report.len() {
             running.reap();
             let err = child::decode_failure(&report, &plan.mounts);
-            return Ok(Launch::Failed(Outcome {
+            return Ok(Launch::Failed(Box::new(Outcome {
                 sandbox_id: Some(name),
                 ..Outcome::failed(explain_setup_failure(err, &plan.program, *system_paths))
-            }));
+            })));
         }
 
         // The child has exec'd, so its listener is waiting on the hand-over socket. Served from
