@@ -76,8 +76,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .with_context(|| format!("failed to open {}", path.display()))?
         }
     };
+    // Warm MCP sandboxes serve the calls of a long-running server; a one-shot command ends
+    // before any could be used, so it starts none.
+    let long_running = matches!(cli.command, cli::Command::Serve(_) | cli::Command::Mcp);
     let rt = std::sync::Arc::new(
-        Runtime::new(store, backends(config)?, data_dir).with_settings(runtime_settings(config)?),
+        Runtime::new(store, backends(config, long_running)?, data_dir)
+            .with_settings(runtime_settings(config)?),
     );
     let code = match &cli.command {
         cli::Command::Serve(_) => commands::serve(rt.clone(), config).await,
@@ -241,8 +245,9 @@ fn usize_of(n: u64) -> usize {
 }
 
 /// The backends this build runs tools with, each configured from `config`; one egress proxy
-/// (and so one address policy) serves them all.
-fn backends(config: &slovo_config::Config) -> anyhow::Result<Backends> {
+/// (and so one address policy) serves them all. Only a `long_running` process keeps warm MCP
+/// sandboxes.
+fn backends(config: &slovo_config::Config, long_running: bool) -> anyhow::Result<Backends> {
     let data_dir = &config.data_dir;
     let egress = slovo_egress::EgressProxy::new(slovo_egress::EgressConfig {
         public: public_policy(config),
@@ -263,8 +268,17 @@ fn backends(config: &slovo_config::Config) -> anyhow::Result<Backends> {
             .map_err(|e| anyhow::anyhow!("failed to set up the process sandbox: {e}"))?;
         process.set_egress(egress.clone());
         let process = std::sync::Arc::new(process);
-        // MCP servers over stdio run in the same process sandbox, one fresh server per call.
-        let mcp = slovo_sandbox::mcp::McpBackend::new(process.clone());
+        // MCP servers over stdio run in the same process sandbox, one fresh server per call,
+        // started ahead of the call by a small pool of single-use sandboxes.
+        let pool = slovo_sandbox::mcp::PoolConfig {
+            size: if long_running {
+                usize_of(config.mcp.pool_size)
+            } else {
+                0
+            },
+            idle: std::time::Duration::from_secs(config.mcp.pool_idle_s),
+        };
+        let mcp = slovo_sandbox::mcp::McpBackend::with_pool(process.clone(), pool);
         backends.with(process).with(std::sync::Arc::new(mcp))
     };
     // WebAssembly tools: compiled once at install into `wasm-cache` (keyed by module hash and

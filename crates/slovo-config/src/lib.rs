@@ -301,6 +301,12 @@ pub struct McpConfig {
     /// default, none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pypi_index: Option<String>,
+    /// Warm sandboxes kept per recently called MCP server tool, each started and initialised
+    /// ahead of its call and used for that one call only; 0 starts every server cold. Each
+    /// counts against the host like a running call (the grant's memory limit). By default, 1.
+    pub pool_size: u64,
+    /// Seconds after its last call that a tool's warm sandboxes are destroyed. By default, 300.
+    pub pool_idle_s: u64,
 }
 
 impl Default for McpConfig {
@@ -312,6 +318,8 @@ impl Default for McpConfig {
             python: PathBuf::from("/usr/bin/python3"),
             pip_find_links: None,
             pypi_index: None,
+            pool_size: 1,
+            pool_idle_s: 300,
         }
     }
 }
@@ -380,6 +388,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("mcp.python", Kind::Str),
     ("mcp.pip_find_links", Kind::Str),
     ("mcp.pypi_index", Kind::Str),
+    ("mcp.pool_size", Kind::Int),
+    ("mcp.pool_idle_s", Kind::Int),
 ];
 
 /// Keys whose values are never printed.

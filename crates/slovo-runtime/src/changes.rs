@@ -166,6 +166,8 @@ impl Runtime {
             .collect();
         for name in &moved {
             self.forget_serving(name);
+            // Warm MCP servers of the old tool are destroyed now rather than at its next call.
+            self.backends.forget_tool(name).await;
         }
         if before.listed != now.listed {
             debug!(head = now.head, "the list of active tools changed");

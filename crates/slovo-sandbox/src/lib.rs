@@ -113,6 +113,12 @@ pub trait Backend: Send + Sync {
     /// Lets go of what the backend holds on the host for this process (mounted state volumes
     /// no other process uses), once no call runs any more. By default there is nothing.
     async fn shutdown(&self) {}
+
+    /// The tool changed (its status, version, grant, pin or secrets): lets go of anything
+    /// prepared ahead of its calls (warm MCP servers). By default there is nothing.
+    async fn forget_tool(&self, tool: &str) {
+        let _ = tool;
+    }
 }
 
 /// The backends available to the runtime, by execution type.
@@ -145,6 +151,13 @@ impl Backends {
     pub async fn shutdown(&self) {
         for backend in self.by_kind.values() {
             backend.shutdown().await;
+        }
+    }
+
+    /// Tells every backend that `tool` changed ([`Backend::forget_tool`]).
+    pub async fn forget_tool(&self, tool: &str) {
+        for backend in self.by_kind.values() {
+            backend.forget_tool(tool).await;
         }
     }
 

@@ -699,3 +699,79 @@ async fn chains_are_listed_with_derived_hints_and_called() {
         client.cancel().await.unwrap();
     }
 }
+
+/// Protocol negotiation at Slovo's MCP endpoint: `initialize` gets the version asked for when
+/// the server speaks it, otherwise the newest one that has a handshake (2025-11-25, also for a
+/// client asking for the stateless 2026-07-28 through `initialize`); a stateless client gets
+/// 2026-07-28 through `server/discover`; one that offers only versions the server does not
+/// speak is refused.
+#[tokio::test]
+async fn protocol_versions_are_negotiated() {
+    for s in servers().await {
+        let label = s.label;
+        let http = reqwest::Client::new();
+        for (asked, answered) in [
+            ("2025-11-25", "2025-11-25"),
+            ("2025-06-18", "2025-06-18"),
+            ("2025-03-26", "2025-03-26"),
+            ("2026-07-28", "2025-11-25"),
+            ("2099-12-31", "2025-11-25"),
+        ] {
+            let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": asked, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+            let resp = http
+                .post(&s.url)
+                .bearer_auth(&s.agent)
+                .header("accept", "application/json, text/event-stream")
+                .json(&init)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{label} {asked}");
+            let body = resp.text().await.unwrap();
+            // A JSON body, or server-sent events whose data is the answer.
+            let answer: Value = serde_json::from_str(&body).unwrap_or_else(|_| {
+                body.lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+                    .find(|v| v.get("id").is_some())
+                    .unwrap_or_else(|| panic!("{label} {asked}: no answer in {body}"))
+            });
+            assert_eq!(
+                answer["result"]["protocolVersion"], answered,
+                "{label} {asked}: {answer}"
+            );
+        }
+
+        let modern = ClientConfig::default()
+            .serve_with_lifecycle(
+                transport(&s.url, &s.agent),
+                ClientLifecycleMode::Discover {
+                    preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            only_builtin(&modern.list_all_tools().await.unwrap()),
+            "slovo_resolve",
+            "{label}"
+        );
+        modern.cancel().await.unwrap();
+
+        let unknown: ProtocolVersion = serde_json::from_value(json!("2099-12-31")).unwrap();
+        let refused = ClientConfig::default()
+            .serve_with_lifecycle(
+                transport(&s.url, &s.agent),
+                ClientLifecycleMode::Discover {
+                    preferred_versions: vec![unknown],
+                },
+            )
+            .await;
+        assert!(
+            refused.is_err(),
+            "{label}: a version the server does not speak was accepted"
+        );
+        drop(s.dir);
+    }
+}

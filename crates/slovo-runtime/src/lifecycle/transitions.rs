@@ -130,6 +130,8 @@ impl Runtime {
         };
         tx.append_record(Some(name), &actor.0, &record(change)).await?;
         tx.commit().await?;
+        // Nothing prepared for the tool before the change serves a call after it.
+        self.backends.forget_tool(name).await;
         info!(tool = name, from = %current.status, to = %to, "transition");
         Ok(row)
     }

@@ -12,7 +12,7 @@ use slovo_core::permissions::Narrowing;
 use slovo_runtime::ExecutionView;
 use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime};
 use slovo_sandbox::Backends;
-use slovo_sandbox::mcp::McpBackend;
+use slovo_sandbox::mcp::{McpBackend, PoolConfig};
 use slovo_sandbox::process::{ProcessBackend, ProcessConfig};
 
 /// Where the setup script installs each server (`bundles/<name>`, complete once `.ready`
@@ -88,6 +88,8 @@ fn copy_tree(from: &Path, to: &Path) {
 pub struct Harness {
     pub rt: Runtime,
     pub dir: tempfile::TempDir,
+    /// The MCP backend (to wait for its warm sandboxes).
+    pub mcp: Arc<McpBackend>,
 }
 
 impl Harness {
@@ -96,21 +98,41 @@ impl Harness {
     }
 
     async fn with_settings(settings: slovo_runtime::RuntimeSettings) -> Harness {
+        Harness::build(
+            settings,
+            PoolConfig {
+                size: 0,
+                ..PoolConfig::default()
+            },
+        )
+        .await
+    }
+
+    /// A harness whose MCP backend keeps `size` warm sandboxes per recently called tool.
+    pub async fn with_pool(size: usize) -> Harness {
+        let pool = PoolConfig {
+            size,
+            ..PoolConfig::default()
+        };
+        Harness::build(slovo_runtime::RuntimeSettings::default(), pool).await
+    }
+
+    async fn build(settings: slovo_runtime::RuntimeSettings, pool: PoolConfig) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let data = dir.path().join("data");
         let config = ProcessConfig::new(data.join("sandbox"));
         let process = Arc::new(ProcessBackend::new(config).unwrap());
         assert_eq!(process.refusal(), None, "this host must support the full sandbox");
-        let backends = Backends::new()
-            .with(process.clone())
-            .with(Arc::new(McpBackend::new(process)));
+        let mcp = Arc::new(McpBackend::with_pool(process.clone(), pool));
+        let backends = Backends::new().with(process).with(mcp.clone());
         let store = slovo_store::Store::open_sqlite(&dir.path().join("slovo.db"))
             .await
             .unwrap();
         Harness {
             rt: Runtime::new(store, backends, data).with_settings(settings),
             dir,
+            mcp,
         }
     }
 

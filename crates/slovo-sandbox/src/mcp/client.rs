@@ -4,9 +4,12 @@
 //! Messages are JSON-RPC 2.0, one per line. Everything the server writes counts against the
 //! call's stdout cap, every wait ends at the call's deadline, and stderr is drained (capped)
 //! all along, so a server that floods, stalls or never answers meets the same limits as any
-//! process tool. The client speaks protocol 2025-11-25 and accepts a server that answers with
-//! an earlier revision it knows ([`SUPPORTED_PROTOCOL_VERSIONS`]).
+//! process tool. The client asks for protocol 2025-11-25 and accepts a server that answers with
+//! an earlier revision it knows ([`SUPPORTED_PROTOCOL_VERSIONS`]); any other answer, and a
+//! server that speaks only the stateless 2026-07-28 revision (`initialize` refused with the
+//! unsupported-version error), fail the call naming the versions on both sides.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -64,12 +67,12 @@ pub(crate) enum McpError {
 }
 
 /// One conversation with a started server.
-pub(crate) struct Session<'a> {
+pub(crate) struct Session {
     /// The server's stdin; `None` once closed (the stdio transport's shutdown).
     stdin: Option<pipe::Sender>,
     stdout: pipe::Receiver,
     stderr: pipe::Receiver,
-    exit: &'a AsyncFd<OwnedFd>,
+    exit: Arc<AsyncFd<OwnedFd>>,
     deadline: Instant,
     stdout_limit: usize,
     stderr_limit: usize,
@@ -87,8 +90,8 @@ pub(crate) struct Session<'a> {
     pub server: Option<Value>,
 }
 
-impl<'a> Session<'a> {
-    pub fn new(io: ToolIo<'a>) -> Session<'a> {
+impl Session {
+    pub fn new(io: ToolIo) -> Session {
         Session {
             stdin: Some(io.stdin),
             stdout: io.stdout,
@@ -106,6 +109,12 @@ impl<'a> Session<'a> {
             watched: Captured::default(),
             server: None,
         }
+    }
+
+    /// Moves the deadline of every wait from now on: a warm server waited in its pool, and its
+    /// call gets the grant's whole timeout from the moment it is taken.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
     }
 
     /// `initialize` and `notifications/initialized`.
@@ -229,6 +238,9 @@ impl<'a> Session<'a> {
                 continue;
             }
             if let Some(error) = message.get("error") {
+                if error.get("code").and_then(Value::as_i64) == Some(UNSUPPORTED_PROTOCOL_VERSION) {
+                    return Err(unsupported_version(phase, error));
+                }
                 return Err(McpError::Refused {
                     phase,
                     code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
@@ -324,7 +336,7 @@ impl<'a> Session<'a> {
                         self.stdout_total += n;
                         if self.stdout_total > self.stdout_limit {
                             self.watched.stdout_overflow = true;
-                            kill(self.exit);
+                            kill(&self.exit);
                             return Err(McpError::Overflow { phase });
                         }
                         self.pending.extend_from_slice(&out_buf[..n]);
@@ -344,7 +356,7 @@ impl<'a> Session<'a> {
 
     fn time_out(&mut self, phase: &'static str) -> McpError {
         self.watched.timed_out = true;
-        kill(self.exit);
+        kill(&self.exit);
         McpError::Timeout { phase }
     }
 
@@ -356,6 +368,26 @@ impl<'a> Session<'a> {
         if self.notes.len() < MAX_NOTES {
             self.notes.push(note);
         }
+    }
+}
+
+/// The JSON-RPC error code of a server that does not speak the requested protocol version
+/// (its `data.supported` lists those it does); servers of the stateless 2026-07-28 revision
+/// answer `initialize` with it.
+const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32004;
+
+/// A server refused the protocol version asked for: which versions it speaks, against ours.
+fn unsupported_version(phase: &'static str, error: &Value) -> McpError {
+    let supported = error
+        .pointer("/data/supported")
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "(not said)".into());
+    McpError::Protocol {
+        phase,
+        reason: format!(
+            "the server speaks only the protocol versions {supported}; this client speaks {} (the stateless 2026-07-28 revision is not spoken over stdio yet)",
+            SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+        ),
     }
 }
 

@@ -16,6 +16,7 @@
 
 mod client;
 mod pin;
+mod pool;
 mod result;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use slovo_core::manifest::{Execution, McpTransport};
 
 pub use client::{PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
 pub use pin::{ToolListChange, difference as tool_list_difference, digest as tools_digest};
+pub use pool::PoolConfig;
 
 use slovo_core::execution::{CallTarget, ExecutionStatus};
 use slovo_core::manifest::Capability;
@@ -36,16 +38,54 @@ use crate::process::{Conversed, Dialogue, ProcessBackend, Program, ToolIo, Verdi
 use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
 
 /// Runs MCP servers over stdio in the process sandbox.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct McpBackend {
     process: Arc<ProcessBackend>,
+    /// Warm sandboxes of recently used tools; `None` when disabled.
+    pool: Option<Arc<pool::Pool>>,
+}
+
+impl std::fmt::Debug for McpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpBackend")
+            .field("process", &self.process)
+            .field("pool", &self.pool.is_some())
+            .finish()
+    }
 }
 
 impl McpBackend {
-    /// A backend that starts each server in `process`'s sandbox (and so with its
-    /// configuration, host support and egress proxy).
+    /// A backend that starts each server cold, in `process`'s sandbox (and so with its
+    /// configuration, host support and egress proxy), for every call.
     pub fn new(process: Arc<ProcessBackend>) -> McpBackend {
-        McpBackend { process }
+        McpBackend::with_pool(
+            process,
+            PoolConfig {
+                size: 0,
+                ..PoolConfig::default()
+            },
+        )
+    }
+
+    /// A backend that keeps `pool.size` warm, single-use sandboxes per recently called tool
+    /// (`docs/mcp-servers.md`, "Warm, but never reused"); a size of 0 starts every server cold.
+    pub fn with_pool(process: Arc<ProcessBackend>, pool: PoolConfig) -> McpBackend {
+        let pool = (pool.size > 0).then(|| Arc::new(pool::Pool::new(process.clone(), pool)));
+        McpBackend { process, pool }
+    }
+
+    /// How many warm sandboxes are ready for `tool`.
+    pub fn warm_ready(&self, tool: &str) -> usize {
+        self.pool.as_ref().map_or(0, |p| p.ready(tool))
+    }
+
+    /// Waits until a warm sandbox of `tool` is ready (after its first call), at most
+    /// `timeout`; `false` if none became ready (no pool, or its server failed to start).
+    pub async fn wait_warm(&self, tool: &str, timeout: std::time::Duration) -> bool {
+        match &self.pool {
+            Some(p) => p.wait_ready(tool, timeout).await,
+            None => false,
+        }
     }
 }
 
@@ -66,6 +106,7 @@ fn program_of(execution: &Execution) -> Result<Program, String> {
         system_paths: *system_paths,
         env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         system_program_allowed: true,
+        call_env: false,
     })
 }
 
@@ -113,23 +154,30 @@ struct OneCall {
     pinned: Option<Vec<Value>>,
 }
 
+/// The call's refusal if the server served another tool list than the one pinned.
+fn pin_refusal(pinned: &[Value], served: &[Value]) -> Option<String> {
+    pin::difference(pinned, served).map(|difference| {
+        ToolListChange {
+            difference,
+            served_sha256: pin::digest(served),
+        }
+        .refusal()
+    })
+}
+
 impl OneCall {
-    async fn talk(&self, session: &mut client::Session<'_>) -> Verdict {
+    async fn talk(&self, session: &mut client::Session) -> Verdict {
         if let Err(e) = session.initialize().await {
             return e.verdict();
         }
         if let Some(pinned) = &self.pinned {
             match session.list_tools().await {
                 Ok(served) => {
-                    if let Some(difference) = pin::difference(pinned, &served) {
-                        let change = ToolListChange {
-                            difference,
-                            served_sha256: pin::digest(&served),
-                        };
+                    if let Some(refusal) = pin_refusal(pinned, &served) {
                         return Verdict {
                             status: ExecutionStatus::Failure,
                             output: None,
-                            error: Some(change.refusal()),
+                            error: Some(refusal),
                         };
                     }
                 }
@@ -145,7 +193,7 @@ impl OneCall {
 
 #[async_trait]
 impl Dialogue for OneCall {
-    async fn converse(&self, io: ToolIo<'_>) -> Conversed {
+    async fn converse(&self, io: ToolIo) -> Conversed {
         let mut session = client::Session::new(io);
         let verdict = self.talk(&mut session).await;
         session.shutdown().await;
@@ -174,7 +222,7 @@ struct ListTools {
 
 #[async_trait]
 impl Dialogue for ListTools {
-    async fn converse(&self, io: ToolIo<'_>) -> Conversed {
+    async fn converse(&self, io: ToolIo) -> Conversed {
         let mut session = client::Session::new(io);
         let listed = match session.initialize().await {
             Ok(()) => session.list_tools().await,
@@ -199,6 +247,30 @@ impl Dialogue for ListTools {
 }
 
 impl McpBackend {
+    /// One call on a server started for it: `initialize`, the pin's `tools/list`, `tools/call`,
+    /// shutdown.
+    async fn run_cold(
+        &self,
+        spec: &SandboxSpec,
+        program: &Program,
+        tool: String,
+        arguments: Value,
+        pinned: Option<Vec<Value>>,
+    ) -> Outcome {
+        let dialogue = OneCall {
+            tool,
+            arguments,
+            pinned,
+        };
+        match self.process.run_program(spec, program, &dialogue).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, tool = %spec.tool, execution = %spec.execution_id, "MCP call failed");
+                Outcome::failed(e.to_string())
+            }
+        }
+    }
+
     /// Starts the server once in its sandbox (no network, no state) and reads its
     /// `initialize` answer and its tool list.
     async fn list_tools(
@@ -315,10 +387,23 @@ impl Backend for McpBackend {
     }
 
     async fn shutdown(&self) {
-        // The process backend is shut down by its own registration.
+        // The process backend is shut down by its own registration; the warm servers here.
+        if let Some(pool) = &self.pool {
+            pool.shutdown().await;
+        }
+    }
+
+    async fn forget_tool(&self, tool: &str) {
+        if let Some(pool) = &self.pool {
+            pool.forget(tool);
+        }
     }
 
     async fn release_state(&self, state_dir: &std::path::Path, purge: bool) -> Result<(), BackendError> {
+        if let Some(pool) = &self.pool {
+            // A warm server holds the volume it is about to lose.
+            pool.forget_state(state_dir);
+        }
         self.process
             .release_state(state_dir, purge)
             .map_err(|e| BackendError::Install {
@@ -345,17 +430,29 @@ impl Backend for McpBackend {
             .get("arguments")
             .cloned()
             .unwrap_or_else(|| json!({}));
-        let dialogue = OneCall {
-            tool,
-            arguments,
-            pinned: pin::pinned(spec.install_info.as_ref()),
+        let Some(pool) = &self.pool else {
+            let pinned = pin::pinned(spec.install_info.as_ref());
+            return self.run_cold(spec, &program, tool, arguments, pinned).await;
         };
-        match self.process.run_program(spec, &program, &dialogue).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(error = %e, tool = %spec.tool, execution = %spec.execution_id, "MCP call failed");
-                Outcome::failed(e.to_string())
-            }
+        let key = pool::key_of(spec, &program);
+        if let Some(warm) = pool.take(&spec.tool, &key) {
+            return warm
+                .call(
+                    pool,
+                    key,
+                    spec.tool.clone(),
+                    &tool,
+                    &arguments,
+                    spec.limits.timeout,
+                )
+                .await;
         }
+        let pinned = pin::pinned(spec.install_info.as_ref());
+        let outcome = self
+            .run_cold(spec, &program, tool, arguments, pinned.clone())
+            .await;
+        let recipe = pool::Recipe::new(spec, &program, pinned, key.clone());
+        pool.call_ended(&spec.tool, &key, Some(recipe));
+        outcome
     }
 }

@@ -4,6 +4,7 @@
 //! are the same whatever is said.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,19 +30,25 @@ pub(crate) struct Program {
     pub env: Vec<(String, String)>,
     /// The program may be an absolute path into the system directories.
     pub system_program_allowed: bool,
+    /// The call's capability and execution id are in the environment (`SLOVO_CAPABILITY`,
+    /// `SLOVO_EXECUTION_ID`): a process tool serves one capability of one call. An MCP server
+    /// does not get them: it serves whatever `tools/call` asks, and a pooled server is started
+    /// before its call exists, so cold and warm servers see the same environment.
+    pub call_env: bool,
 }
 
 /// The started tool's end of the conversation: its pipes, its exit, the call's deadline and
 /// the output caps.
-pub(crate) struct ToolIo<'a> {
+pub(crate) struct ToolIo {
     /// The tool's stdin.
     pub stdin: pipe::Sender,
     /// The tool's stdout.
     pub stdout: pipe::Receiver,
     /// The tool's stderr.
     pub stderr: pipe::Receiver,
-    /// Readable once the tool has exited (a pidfd).
-    pub exit: &'a AsyncFd<OwnedFd>,
+    /// Readable once the tool has exited (a pidfd). Shared so that a conversation can outlive
+    /// the function that started the tool (a warm MCP server waits in its pool).
+    pub exit: Arc<AsyncFd<OwnedFd>>,
     /// When the call times out.
     pub deadline: Instant,
     /// Bytes of stdout allowed in all; more kills the call.
@@ -99,7 +106,7 @@ impl Verdict {
 pub(crate) trait Dialogue: Send + Sync {
     /// Talks to the started tool until the call is over (the tool may still be running; it
     /// is killed afterwards).
-    async fn converse(&self, io: ToolIo<'_>) -> Conversed;
+    async fn converse(&self, io: ToolIo) -> Conversed;
 }
 
 /// The process contract: the request on stdin, the result on stdout, the exit status says how
@@ -110,14 +117,14 @@ pub(super) struct StdinRequest {
 
 #[async_trait]
 impl Dialogue for StdinRequest {
-    async fn converse(&self, io: ToolIo<'_>) -> Conversed {
+    async fn converse(&self, io: ToolIo) -> Conversed {
         let request = self.request.clone();
         let mut stdin = io.stdin;
         let writer = tokio::spawn(async move {
             let _ = stdin.write_all(&request).await;
         });
         let watched = watch(
-            io.exit,
+            &io.exit,
             io.stdout,
             io.stderr,
             io.deadline,

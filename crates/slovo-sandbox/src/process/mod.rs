@@ -37,25 +37,19 @@ pub mod landlock;
 pub mod mounts;
 pub mod namespaces;
 pub mod rlimits;
+pub(crate) mod run;
 pub mod seccomp;
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Value, json};
-use slovo_core::execution::ExecutionStatus;
 use slovo_core::manifest::Execution;
-use slovo_egress::{CallGrant, EgressConfig, EgressProxy};
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncReadExt, Interest};
-use tokio::net::unix::pipe;
-use tokio::time::Instant;
+use slovo_egress::{EgressConfig, EgressProxy};
 
-use crate::ending;
 use crate::linux::volume::Volumes;
 use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
 use dialogue::StdinRequest;
@@ -454,9 +448,11 @@ impl ProcessBackend {
             format!("HOME={home}"),
             "TMPDIR=/tmp".to_string(),
             "LANG=C.UTF-8".to_string(),
-            format!("SLOVO_CAPABILITY={}", spec.capability.name),
-            format!("SLOVO_EXECUTION_ID={}", spec.execution_id),
         ];
+        if tool.call_env {
+            env.push(format!("SLOVO_CAPABILITY={}", spec.capability.name));
+            env.push(format!("SLOVO_EXECUTION_ID={}", spec.execution_id));
+        }
         // The manifest's own variables cannot replace Slovo's (validation refuses SLOVO_*).
         env.extend(tool.env.iter().map(|(k, v)| format!("{k}={v}")));
         if spec.network.allows_network() {
@@ -501,178 +497,10 @@ impl ProcessBackend {
             system_paths: *system_paths,
             env: Vec::new(),
             system_program_allowed: false,
+            call_env: true,
         };
         let request = serde_json::to_vec(&spec.request).unwrap_or_default();
         self.run_program(spec, &program, &StdinRequest { request }).await
-    }
-
-    /// Runs `program` for one call in a fresh sandbox built from `spec`, and lets `dialogue`
-    /// talk to it; the sandbox, its limits and its egress are the same whatever is said.
-    pub(crate) async fn run_program(
-        &self,
-        spec: &SandboxSpec,
-        program: &Program,
-        dialogue: &dyn Dialogue,
-    ) -> Result<Outcome> {
-        if let Some(r) = &self.refusal {
-            return Err(ProcessError::refused(r.clone()));
-        }
-        let system_paths = &program.system_paths;
-        let Some(bundle) = &spec.bundle_dir else {
-            return Err(ProcessError::refused("a process tool needs its installed bundle"));
-        };
-        let data = self.prepare_data(spec).await?;
-        let started = Instant::now();
-        let deadline = started + spec.limits.timeout;
-        let name = format!(
-            "slovo-{}-{}-{}",
-            std::process::id(),
-            CALLS.fetch_add(1, Ordering::Relaxed),
-            sanitize(&spec.execution_id)
-        );
-        // Declared before `running`: dropped (removed) after the child is killed.
-        let cgroup = match &self.cgroups {
-            Some(k) => Some(k.take(&spec.limits)?),
-            None => None,
-        };
-        let cgroup_tasks = match &cgroup {
-            Some(cg) => cg.task_files()?,
-            None => Vec::new(),
-        };
-        let mut plan = self.child_plan(spec, bundle, data, program)?;
-        plan.cgroup_tasks = cgroup_tasks.iter().map(|f| f.as_raw_fd()).collect();
-        let mut hand_over = match spec.network.allows_network() {
-            true => Some(egress::HandOver::new()?),
-            false => None,
-        };
-        plan.egress = hand_over.as_ref().map(egress::HandOver::child_plan);
-        let premade = self
-            .netns
-            .as_ref()
-            .and_then(|keeper| keeper.take().map(|ns| child::PremadeNetns { keeper, ns }));
-        let spawned = child::spawn(&plan, premade)?;
-        if let Some(h) = &mut hand_over {
-            h.close_child_end();
-        }
-        let mut running = Running {
-            pid: spawned.pid,
-            pidfd: Some(spawned.pidfd),
-            reaped: false,
-        };
-        if !self.support.root {
-            let path = format!("/proc/{}/setgroups", spawned.pid);
-            std::fs::write(&path, "deny").map_err(|e| ProcessError::io("write", path, e))?;
-        }
-        namespaces::write_id_maps(spawned.pid, self.host_uid, self.host_gid)?;
-        drop(cgroup_tasks);
-        if let Some(cg) = &cgroup {
-            // cgroup v2: the parent moves the child (v1 children moved themselves).
-            cg.add_if_v2(spawned.pid)?;
-        }
-        // SAFETY: writing one byte to our pipe.
-        if unsafe { libc::write(spawned.sync.as_raw_fd(), b"1".as_ptr().cast(), 1) } != 1 {
-            return Err(ProcessError::sys("start the sandbox"));
-        }
-        drop(spawned.sync);
-
-        let io_err = |e: std::io::Error| ProcessError::Sys {
-            action: "watch the sandbox",
-            source: e,
-        };
-        let mut errors = pipe::Receiver::from_owned_fd(spawned.errors).map_err(io_err)?;
-        let mut report = [0u8; 12];
-        let mut got = 0;
-        while got < report.len() {
-            match tokio::time::timeout_at(deadline, errors.read(&mut report[got..])).await {
-                Ok(Ok(0)) | Err(_) => break,
-                Ok(Ok(n)) => got += n,
-                Ok(Err(e)) => return Err(io_err(e)),
-            }
-        }
-        drop(errors);
-        if got == report.len() {
-            running.reap();
-            let err = child::decode_failure(&report, &plan.mounts);
-            return Ok(Outcome {
-                sandbox_id: Some(name),
-                ..Outcome::failed(explain_setup_failure(err, &plan.program, *system_paths))
-            });
-        }
-
-        // The child has exec'd, so its listener is waiting on the hand-over socket. Served from
-        // here until the call ends; dropping the session cuts every connection it carried.
-        let session = match hand_over {
-            Some(h) => {
-                let listener = h.receive()?;
-                let grant = CallGrant {
-                    execution_id: spec.execution_id.clone(),
-                    policy: spec.network.clone(),
-                };
-                Some(
-                    self.egress
-                        .serve(listener, grant)
-                        .map_err(|e| ProcessError::Sys {
-                            action: "serve the egress listener",
-                            source: std::io::Error::other(e.to_string()),
-                        })?,
-                )
-            }
-            None => None,
-        };
-
-        let stdin = pipe::Sender::from_owned_fd(spawned.stdin).map_err(io_err)?;
-        let stdout = pipe::Receiver::from_owned_fd(spawned.stdout).map_err(io_err)?;
-        let stderr = pipe::Receiver::from_owned_fd(spawned.stderr).map_err(io_err)?;
-        let Some(pidfd) = running.pidfd.take() else {
-            return Err(ProcessError::refused("lost the sandbox's pidfd"));
-        };
-        // SAFETY: the pidfd stays open and owned by the AsyncFd until `into_inner`.
-        let exit = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
-            .map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
-        let conversed = dialogue
-            .converse(ToolIo {
-                stdin,
-                stdout,
-                stderr,
-                exit: &exit,
-                deadline,
-                stdout_limit: self.config.stdout_limit,
-                stderr_limit: self.config.stderr_limit,
-            })
-            .await;
-        running.pidfd = Some(exit.into_inner());
-        let status = running.reap();
-        let watched = conversed.watched;
-        let clean = match &conversed.verdict {
-            Some(v) => v.status == ExecutionStatus::Success,
-            None => libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        } && !watched.timed_out
-            && !watched.stdout_overflow;
-        let stats = cgroup.as_ref().map(|c| c.stats(!clean)).unwrap_or_default();
-        if let (Some(cg), Some(k)) = (cgroup, &self.cgroups) {
-            k.retire(cg);
-        }
-        let limit_hit = stats.oom_kills > 0 || watched.timed_out || watched.stdout_overflow;
-        let accounting = ending::Accounting {
-            cpu_ms: stats.cpu_ms,
-            peak_memory_bytes: stats.peak_memory_bytes,
-            out_of_memory: stats.oom_kills > 0,
-            pids_max_hits: stats.pids_max_hits,
-        };
-        let exit = ending::Exit::from_wait_status(status);
-        let mut outcome = ending::outcome(
-            watched,
-            exit,
-            accounting,
-            &spec.limits,
-            ending::Enclosure::Sandbox,
-            name,
-        );
-        if let Some(v) = conversed.verdict {
-            v.apply(&mut outcome, limit_hit);
-        }
-        outcome.network_denials = session.map(|s| s.finish()).unwrap_or_default();
-        Ok(outcome)
     }
 }
 
@@ -708,61 +536,6 @@ fn explain_setup_failure(err: ProcessError, program: &CString, system_paths: boo
             format!("failed to execute {}: {source}{hint}", program.to_string_lossy())
         }
         _ => err.to_string(),
-    }
-}
-
-/// A started child: killed and reaped on drop unless reaped already.
-struct Running {
-    pid: i32,
-    pidfd: Option<OwnedFd>,
-    reaped: bool,
-}
-
-impl Running {
-    fn kill(&self) {
-        if let Some(fd) = &self.pidfd {
-            // SAFETY: pidfd_send_signal on our own pidfd.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    fd.as_raw_fd(),
-                    libc::SIGKILL,
-                    0usize,
-                    0u32,
-                )
-            };
-        }
-    }
-
-    /// Waits for the child (kills it first if needed) and returns its wait status.
-    fn reap(&mut self) -> i32 {
-        let mut status = 0;
-        if !self.reaped {
-            // SAFETY: waiting for our own child.
-            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
-            if r == 0 {
-                self.kill();
-                // SAFETY: as above.
-                unsafe { libc::waitpid(self.pid, &mut status, 0) };
-            }
-            self.reaped = true;
-        }
-        status
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if !self.reaped {
-            self.kill();
-            let pid = self.pid;
-            // The child dies at once; reap it off the async thread.
-            std::thread::spawn(move || {
-                let mut status = 0;
-                // SAFETY: waiting for our own child.
-                unsafe { libc::waitpid(pid, &mut status, 0) };
-            });
-        }
     }
 }
 
