@@ -247,7 +247,7 @@ async fn a_server_json_gives_arguments_environment_and_secrets_the_person_sets()
     assert_eq!(report.import.tool, "graph");
     assert_eq!(report.secrets, ["MEMORY_TOKEN"]);
     assert!(
-        report.notes.iter().any(|n| n.contains("streamable-http")),
+        report.notes.iter().any(|n| n.contains("package is preferred")),
         "{:?}",
         report.notes
     );

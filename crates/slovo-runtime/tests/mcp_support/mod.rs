@@ -96,6 +96,25 @@ impl Harness {
     }
 
     async fn with_settings(settings: slovo_runtime::RuntimeSettings) -> Harness {
+        Harness::with_mcp(settings, |mcp| mcp).await
+    }
+
+    /// A harness whose MCP backend reaches remote servers on loopback (the HTTP
+    /// configuration's switch for every address; tests only).
+    pub async fn with_loopback_remotes() -> Harness {
+        Harness::with_mcp(slovo_runtime::RuntimeSettings::default(), |mcp| {
+            mcp.with_remote(slovo_sandbox::http::HttpConfig {
+                allow_private_addresses: true,
+                ..slovo_sandbox::http::HttpConfig::default()
+            })
+        })
+        .await
+    }
+
+    async fn with_mcp(
+        settings: slovo_runtime::RuntimeSettings,
+        configure: impl FnOnce(McpBackend) -> McpBackend,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let data = dir.path().join("data");
@@ -104,7 +123,7 @@ impl Harness {
         assert_eq!(process.refusal(), None, "this host must support the full sandbox");
         let backends = Backends::new()
             .with(process.clone())
-            .with(Arc::new(McpBackend::new(process)));
+            .with(Arc::new(configure(McpBackend::new(process))));
         let store = slovo_store::Store::open_sqlite(&dir.path().join("slovo.db"))
             .await
             .unwrap();

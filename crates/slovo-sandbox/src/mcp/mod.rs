@@ -15,7 +15,11 @@
 //! and every wait ends at the call's deadline. `docs/mcp-servers.md` has the whole story.
 
 mod client;
+#[cfg(feature = "http")]
+mod over_http;
 mod pin;
+#[cfg(feature = "http")]
+mod remote;
 mod result;
 
 use std::sync::Arc;
@@ -35,18 +39,72 @@ use tokio::sync::Mutex;
 use crate::process::{Conversed, Dialogue, ProcessBackend, Program, ToolIo, Verdict};
 use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
 
-/// Runs MCP servers over stdio in the process sandbox.
+/// Runs MCP servers over stdio in the process sandbox, and reaches remote ones
+/// (streamable-http) under the HTTP backend's network rules.
 #[derive(Debug, Clone)]
 pub struct McpBackend {
     process: Arc<ProcessBackend>,
+    /// The address policy, redirect limit and response cap for remote servers.
+    #[cfg(feature = "http")]
+    remote: Arc<crate::http::HttpConfig>,
 }
 
 impl McpBackend {
     /// A backend that starts each server in `process`'s sandbox (and so with its
-    /// configuration, host support and egress proxy).
+    /// configuration, host support and egress proxy); remote servers are reached under the
+    /// default HTTP configuration (public addresses only).
     pub fn new(process: Arc<ProcessBackend>) -> McpBackend {
-        McpBackend { process }
+        McpBackend {
+            process,
+            #[cfg(feature = "http")]
+            remote: Arc::new(crate::http::HttpConfig::default()),
+        }
     }
+
+    /// Reaches remote servers under `config`: the same addresses, redirects and response
+    /// cap as HTTP tools.
+    #[cfg(feature = "http")]
+    pub fn with_remote(mut self, config: crate::http::HttpConfig) -> McpBackend {
+        self.remote = Arc::new(config);
+        self
+    }
+
+    async fn install_remote(&self, request: &InstallRequest) -> Result<Value, String> {
+        #[cfg(feature = "http")]
+        {
+            over_http::install(&self.remote, request)
+                .await
+                .map_err(|e| format!("the server did not list its tools: {e}"))
+        }
+        #[cfg(not(feature = "http"))]
+        {
+            let _ = request;
+            Err("this build has no HTTP support for remote MCP servers".into())
+        }
+    }
+
+    async fn run_remote(&self, spec: &SandboxSpec, tool: &str, arguments: &Value) -> Outcome {
+        #[cfg(feature = "http")]
+        {
+            over_http::run(&self.remote, spec, tool, arguments).await
+        }
+        #[cfg(not(feature = "http"))]
+        {
+            let _ = (spec, tool, arguments);
+            Outcome::failed("this build has no HTTP support for remote MCP servers")
+        }
+    }
+}
+
+/// Whether the tool is a remote server (`transport: streamable-http`).
+fn is_remote(execution: &Execution) -> bool {
+    matches!(
+        execution,
+        Execution::Mcp {
+            transport: McpTransport::StreamableHttp,
+            ..
+        }
+    )
 }
 
 /// The sandboxed program of an MCP tool.
@@ -278,6 +336,9 @@ impl Backend for McpBackend {
             tool: request.tool.clone(),
             reason,
         };
+        if is_remote(&request.execution) {
+            return self.install_remote(request).await.map_err(fail);
+        }
         let program = program_of(&request.execution).map_err(fail)?;
         let bundle = request
             .bundle_dir
@@ -328,13 +389,6 @@ impl Backend for McpBackend {
     }
 
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
-        let mut program = match program_of(&spec.execution) {
-            Ok(p) => p,
-            Err(e) => return Outcome::failed(e),
-        };
-        if let Err(e) = add_secrets(&mut program, spec) {
-            return Outcome::failed(e);
-        }
         let tool = spec
             .execution
             .mcp_tool_name(&spec.capability.name)
@@ -345,6 +399,16 @@ impl Backend for McpBackend {
             .get("arguments")
             .cloned()
             .unwrap_or_else(|| json!({}));
+        if is_remote(&spec.execution) {
+            return self.run_remote(spec, &tool, &arguments).await;
+        }
+        let mut program = match program_of(&spec.execution) {
+            Ok(p) => p,
+            Err(e) => return Outcome::failed(e),
+        };
+        if let Err(e) = add_secrets(&mut program, spec) {
+            return Outcome::failed(e);
+        }
         let dialogue = OneCall {
             tool,
             arguments,
