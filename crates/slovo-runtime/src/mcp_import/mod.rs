@@ -12,6 +12,7 @@
 //!    approval like any other tool. Approval holds the server to the tool list recorded here
 //!    (`mcp_pin.rs`).
 
+mod discovered;
 mod fetch;
 mod manifest;
 mod remote;
