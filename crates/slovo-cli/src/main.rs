@@ -279,6 +279,9 @@ fn backends(config: &slovo_config::Config, long_running: bool) -> anyhow::Result
             idle: std::time::Duration::from_secs(config.mcp.pool_idle_s),
         };
         let mcp = slovo_sandbox::mcp::McpBackend::with_pool(process.clone(), pool);
+        // Remote servers (streamable-http) are reached under the HTTP tools' address rules.
+        #[cfg(feature = "http")]
+        let mcp = mcp.with_remote(http_config(config));
         backends.with(process).with(std::sync::Arc::new(mcp))
     };
     // WebAssembly tools: compiled once at install into `wasm-cache` (keyed by module hash and
@@ -313,16 +316,22 @@ fn backends(config: &slovo_config::Config, long_running: bool) -> anyhow::Result
     };
     #[cfg(feature = "http")]
     let backends = backends.with(std::sync::Arc::new(slovo_sandbox::http::HttpBackend::new(
-        slovo_sandbox::http::HttpConfig {
-            allow_private_addresses: config.http.allow_private,
-            public: public_policy(config),
-            max_response_bytes: usize_of(config.http.max_response_bytes),
-            max_redirects: usize_of(config.http.max_redirects),
-            ..Default::default()
-        },
+        http_config(config),
     )));
     let _ = egress;
     Ok(backends)
+}
+
+/// The address rules, limits and redirects of HTTP tools and remote MCP servers.
+#[cfg(feature = "http")]
+fn http_config(config: &slovo_config::Config) -> slovo_sandbox::http::HttpConfig {
+    slovo_sandbox::http::HttpConfig {
+        allow_private_addresses: config.http.allow_private,
+        public: public_policy(config),
+        max_response_bytes: usize_of(config.http.max_response_bytes),
+        max_redirects: usize_of(config.http.max_redirects),
+        ..Default::default()
+    }
 }
 
 fn exit_code_of(err: &anyhow::Error) -> u8 {

@@ -71,6 +71,9 @@ struct ExecutionFields {
     env: Option<String>,
     secret_env: Option<String>,
     tool_names: Option<String>,
+    url: Option<String>,
+    headers: Option<String>,
+    secret_headers: Option<String>,
     steps: Option<String>,
     result: Option<String>,
 }
@@ -114,6 +117,9 @@ fn execution_fields(ex: Option<&Execution>) -> ExecutionFields {
             env,
             secret_env,
             tool_names,
+            url,
+            headers,
+            secret_headers,
         }) => ExecutionFields {
             command: json(command),
             system_paths: Some(system_paths.to_string()),
@@ -121,6 +127,9 @@ fn execution_fields(ex: Option<&Execution>) -> ExecutionFields {
             env: json(env),
             secret_env: json(secret_env),
             tool_names: json(tool_names),
+            url: url.clone(),
+            headers: json(headers),
+            secret_headers: json(secret_headers),
             ..ExecutionFields::default()
         },
     }
@@ -129,7 +138,7 @@ fn execution_fields(ex: Option<&Execution>) -> ExecutionFields {
 /// Each field that decides what runs, with its value for `p` (`None` where the field does not
 /// apply, as a module does not to a process tool). Changing the execution type therefore also
 /// shows each field that appears or disappears.
-fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 17] {
+fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 20] {
     let m = p.manifest;
     let ex = m.execution.as_ref();
     let e = execution_fields(ex);
@@ -145,6 +154,9 @@ fn fields(p: &Program<'_>) -> [(&'static str, Option<String>); 17] {
         ("execution.env", e.env),
         ("execution.secret_env", e.secret_env),
         ("execution.tool_names", e.tool_names),
+        ("execution.url", e.url),
+        ("execution.headers", e.headers),
+        ("execution.secret_headers", e.secret_headers),
         ("execution.steps", e.steps),
         ("execution.result", e.result),
         ("image_id", p.image_id.map(str::to_string)),

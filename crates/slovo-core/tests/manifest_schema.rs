@@ -126,3 +126,63 @@ fn mcp_manifests_agree_with_the_schema() {
         );
     }
 }
+
+#[test]
+fn remote_mcp_manifests_agree_with_the_schema() {
+    let validator = schema();
+    let good: Value = serde_json::json!({
+        "name": "weather", "version": "1.0.0", "description": "d",
+        "capabilities": [{"name": "forecast", "description": "d", "parameters": {"type": "object"}}],
+        "permissions": {"network_allow": ["weather.example:443"]},
+        "execution": {
+            "type": "mcp", "transport": "streamable-http",
+            "url": "https://weather.example/mcp",
+            "headers": {"X-Region": "eu"},
+            "secret_headers": {"Authorization": "token"}
+        }
+    });
+    assert!(validator.is_valid(&good));
+    let m = slovo_core::parse_manifest("g.json", good.to_string().as_bytes()).unwrap();
+    // The canonical form validates and parses back to the same manifest.
+    let canonical = m.to_canonical();
+    let errors: Vec<String> = validator.iter_errors(&canonical).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{canonical:#}");
+    let again = slovo_core::parse_manifest("c.json", canonical.to_string().as_bytes()).unwrap();
+    assert_eq!(again, m);
+
+    let mutations: Vec<(&str, Value)> = vec![
+        ("/execution/url", serde_json::json!("ftp://weather.example/mcp")),
+        (
+            "/execution/url",
+            serde_json::json!("https://user:pw@weather.example/mcp"),
+        ),
+        ("/execution/headers", serde_json::json!({"Bad Header": "x"})),
+        (
+            "/execution/secret_headers",
+            serde_json::json!({"Authorization": "not a name"}),
+        ),
+    ];
+    for (pointer, value) in mutations {
+        let mut bad = good.clone();
+        *bad.pointer_mut(pointer).unwrap() = value.clone();
+        assert!(!validator.is_valid(&bad), "schema accepted {pointer} = {value}");
+        let err = slovo_core::parse_manifest("b.json", bad.to_string().as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("parser accepted {pointer} = {value}"));
+        assert!(err.to_string().contains("execution."), "{err}");
+    }
+    // What only the parser can see: a header the transport sets itself, a header with two
+    // sources, a stdio field on a remote server.
+    for (field, value) in [
+        ("headers", serde_json::json!({"Mcp-Session-Id": "x"})),
+        ("headers", serde_json::json!({"authorization": "x"})),
+        ("command", serde_json::json!(["/usr/bin/node"])),
+    ] {
+        let mut bad = good.clone();
+        bad["execution"][field] = value.clone();
+        let err = slovo_core::parse_manifest("b.json", bad.to_string().as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("parser accepted {field} = {value}"));
+        assert!(err.to_string().contains(&format!("execution.{field}")), "{err}");
+    }
+}

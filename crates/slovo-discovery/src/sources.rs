@@ -8,9 +8,10 @@
 //!   OpenAPI or Swagger document below them, ingested by `slovo-openapi` (with its offline
 //!   analysis, which adds example requests to each capability).
 //! - **OpenAPI URLs**, fetched by the caller's [`slovo_openapi::RemoteFetcher`].
-//! - **MCP registry `server.json` files**: a server becomes a proposal with one capability
-//!   describing it and no execution section (it can be reviewed, not called, until someone
-//!   adds how to reach it).
+//! - **MCP registry `server.json` files**: a server becomes a candidate with one capability
+//!   describing it and no execution section, for ranking; the runtime imports the chosen one
+//!   from its package or remote so that its proposal is callable, and proposes this
+//!   description alone only when that import cannot be made.
 //!
 //! A file that cannot be read or ingested is a [`Catalogue::problems`] line, never an error
 //! for the whole catalogue.

@@ -23,7 +23,7 @@ use slovo_store::{DiscoveryRow, DiscoveryStatus};
 use tracing::{info, warn};
 
 use crate::audit_record::AppendRecord;
-use crate::{Actor, ImportSource, Result, Runtime, RuntimeError};
+use crate::{Actor, Result, Runtime, RuntimeError};
 
 /// How many candidates `resolve` returns by default.
 pub const DEFAULT_RESOLVE_LIMIT: usize = 5;
@@ -457,15 +457,9 @@ impl Runtime {
             }
         };
         let candidate = &catalogue.candidates[owner[best.doc]];
-        let bytes = serde_json::to_vec(&candidate.manifest.to_canonical())
-            .map_err(|e| (format!("cannot serialise the proposal: {e}"), None))?;
-        let name = if candidate.origin.ends_with(".json") {
-            candidate.origin.clone()
-        } else {
-            format!("{}.json", candidate.origin)
-        };
-        let report = self
-            .import(ImportSource::Manifest { name, bytes }, actor)
+        // An MCP registry server is imported to be callable (`mcp_import/discovered.rs`).
+        let (report, mcp) = self
+            .propose_candidate(candidate, actor)
             .await
             .map_err(|e| (format!("importing {} failed: {e}", candidate.origin), None))?;
         let chosen = ranked.first().cloned().unwrap_or(Value::Null);
@@ -474,7 +468,7 @@ impl Runtime {
             report.tool.clone(),
             json!({
                 "proposal": {"tool": report.tool, "version": report.version, "status": report.status,
-                             "outcome": report.outcome},
+                             "outcome": report.outcome, "mcp": mcp},
                 "chosen": chosen,
                 "runners_up": runners_up,
                 "searched": searched,

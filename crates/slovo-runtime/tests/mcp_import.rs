@@ -247,7 +247,7 @@ async fn a_server_json_gives_arguments_environment_and_secrets_the_person_sets()
     assert_eq!(report.import.tool, "graph");
     assert_eq!(report.secrets, ["MEMORY_TOKEN"]);
     assert!(
-        report.notes.iter().any(|n| n.contains("streamable-http")),
+        report.notes.iter().any(|n| n.contains("package is preferred")),
         "{:?}",
         report.notes
     );
@@ -354,4 +354,108 @@ async fn nothing_is_fetched_unless_configured_and_ranges_are_refused() {
             .map(|e| (e.unwrap().file_name(), ()))
             .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// The memory server's registry entry, as an MCP registry lists it.
+fn memory_server_json(version: &str) -> Value {
+    json!({
+        "name": "io.github.modelcontextprotocol/server-memory",
+        "description": "Knowledge graph memory: remember entities, relations and observations about people",
+        "version": "2026.8.31",
+        "packages": [{
+            "registryType": "npm", "identifier": "@modelcontextprotocol/server-memory",
+            "version": version, "runtimeHint": "npx", "transport": {"type": "stdio"},
+            "environmentVariables": [{"name": "MEMORY_FILE_PATH", "default": "/data/memory.jsonl"}]
+        }]
+    })
+}
+
+#[tokio::test]
+async fn a_registry_server_found_by_discovery_is_imported_callable_and_called_after_approval() {
+    if installed_server("memory").is_none() {
+        return;
+    }
+    let h = Harness::with_package_caches().await;
+    let registry = h.dir.path().join("registry");
+    std::fs::create_dir_all(&registry).unwrap();
+    std::fs::write(
+        registry.join("memory.json"),
+        memory_server_json("2026.8.31").to_string(),
+    )
+    .unwrap();
+    let (request, _) =
+        h.rt.request_discovery("remember entities and observations about people", &actor())
+            .await
+            .unwrap();
+    let sources = slovo_runtime::SourceConfig {
+        mcp_registry: vec![registry.clone()],
+        ..slovo_runtime::SourceConfig::default()
+    };
+    let run = h.rt.run_discovery_once(&sources, &actor()).await.unwrap();
+    assert_eq!(run.processed.len(), 1, "{run:?}");
+    let found = h.rt.discovery_request(&request.id).await.unwrap();
+    assert_eq!(found.proposal_tool.as_deref(), Some("server-memory"), "{found:?}");
+    let mcp = &found.result.as_ref().unwrap()["proposal"]["mcp"];
+    assert_eq!(mcp["callable"], true, "{mcp:#}");
+    assert_eq!(mcp["package"], MEMORY);
+    assert!(
+        mcp["integrity"]["integrity"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha512-"),
+        "{mcp:#}"
+    );
+
+    // The proposal is the package's own: its real tools, run over stdio from its bundle.
+    let shown = h.rt.show("server-memory").await.unwrap();
+    assert_eq!(shown.manifest["execution"]["type"], "mcp");
+    assert_eq!(shown.manifest["execution"]["transport"], "stdio");
+    capability(&shown.manifest, "create_entities");
+    h.rt.approve("server-memory", &Narrowing::default(), &actor())
+        .await
+        .unwrap();
+    let created = h
+        .call(
+            "server-memory",
+            "create_entities",
+            json!({"entities": [{"name": "Ada", "entityType": "person", "observations": ["wrote the first program"]}]}),
+        )
+        .await;
+    assert_eq!(created.status, ExecutionStatus::Success, "{created:#?}");
+    let graph = h.call("server-memory", "read_graph", json!({})).await;
+    assert_eq!(graph.output.unwrap()["entities"][0]["name"], "Ada");
+}
+
+#[tokio::test]
+async fn a_registry_server_that_cannot_be_fetched_is_proposed_reviewable_with_the_reason() {
+    if installed_server("memory").is_none() {
+        return;
+    }
+    // A range instead of a version: nothing is fetched; the description is still proposed.
+    let h = Harness::with_package_caches().await;
+    let path = h.dir.path().join("memory.json");
+    std::fs::write(&path, memory_server_json("^2026.8.0").to_string()).unwrap();
+    let (request, _) =
+        h.rt.request_discovery("remember entities and observations about people", &actor())
+            .await
+            .unwrap();
+    let sources = slovo_runtime::SourceConfig {
+        mcp_registry: vec![path],
+        ..slovo_runtime::SourceConfig::default()
+    };
+    h.rt.run_discovery_once(&sources, &actor()).await.unwrap();
+    let found = h.rt.discovery_request(&request.id).await.unwrap();
+    let mcp = &found.result.as_ref().unwrap()["proposal"]["mcp"];
+    assert_eq!(mcp["callable"], false, "{mcp:#}");
+    let reason = mcp["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("packages[0].version") && reason.contains("must be exact"),
+        "{reason}"
+    );
+    let shown = h.rt.show("server-memory").await.unwrap();
+    assert!(
+        shown.manifest.get("execution").is_none_or(Value::is_null),
+        "{:#}",
+        shown.manifest
+    );
 }

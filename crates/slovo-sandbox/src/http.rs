@@ -100,7 +100,7 @@ pub fn ensure_tls_provider() {
 
 /// Why a request was not sent or not accepted.
 #[derive(Debug, thiserror::Error)]
-enum HttpError {
+pub(crate) enum HttpError {
     #[error("{0}")]
     Refused(String),
     #[error("{0}")]
@@ -109,9 +109,9 @@ enum HttpError {
 
 /// Which addresses requests may reach: the public policy, or everything.
 #[derive(Debug, Clone)]
-struct AddressRule {
-    everything: bool,
-    public: PublicPolicy,
+pub(crate) struct AddressRule {
+    pub(crate) everything: bool,
+    pub(crate) public: PublicPolicy,
 }
 
 impl AddressRule {
@@ -144,7 +144,11 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
 
 /// Checks a URL's host against the grant (and, for IP literals, the public rule, since they
 /// never pass through the resolver).
-fn check_target(url: &reqwest::Url, network: &NetworkPolicy, rule: &AddressRule) -> Result<(), String> {
+pub(crate) fn check_target(
+    url: &reqwest::Url,
+    network: &NetworkPolicy,
+    rule: &AddressRule,
+) -> Result<(), String> {
     let host = url.host_str().ok_or_else(|| format!("{url} has no host"))?;
     let port = url.port_or_known_default().unwrap_or(443);
     if !matches!(url.scheme(), "http" | "https") {
@@ -224,7 +228,7 @@ fn encode_cookie_value(s: &str) -> String {
 /// A header name and value checked for the wire. Control characters (CR and LF above all,
 /// which would end the header and start another) are refused rather than stripped, so the call
 /// fails and nothing is sent; the value is never quoted in the error, since it may be a secret.
-fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+pub(crate) fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
     let header = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("{name:?} is not a valid HTTP header name"))?;
     if let Some(c) = value.chars().find(|c| c.is_ascii_control() && *c != '\t') {
@@ -440,15 +444,15 @@ fn authenticate(spec: &SandboxSpec, parts: &mut RequestParts) -> Result<(), Stri
 }
 
 /// The first request of an exchange.
-struct Outgoing {
-    method: reqwest::Method,
-    url: reqwest::Url,
+pub(crate) struct Outgoing {
+    pub(crate) method: reqwest::Method,
+    pub(crate) url: reqwest::Url,
     /// Headers from the arguments, the Cookie header built from cookie arguments among them.
-    headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     /// The credential from the tool's secrets.
-    credentials: HeaderMap,
+    pub(crate) credentials: HeaderMap,
     /// Content type and bytes.
-    body: Option<(HeaderValue, Vec<u8>)>,
+    pub(crate) body: Option<(HeaderValue, Vec<u8>)>,
 }
 
 /// Whether two URLs share an origin: scheme, host and port.
@@ -487,7 +491,7 @@ fn origin_bound(name: &HeaderName, credentials: &HeaderMap) -> bool {
 /// not be able to steer an authenticated request back to the first); user information in a
 /// `Location` is removed. 301, 302 and 303 continue as GET without a body (HEAD stays HEAD),
 /// 307 and 308 repeat the method and body. Returns the last response.
-async fn follow(
+pub(crate) async fn follow(
     client: &reqwest::Client,
     first: Outgoing,
     network: &NetworkPolicy,
@@ -564,7 +568,7 @@ async fn follow(
 
 /// A client that resolves through the address rule, ignores proxies from the environment and
 /// follows no redirect by itself ([`follow`] does).
-fn client(
+pub(crate) fn client(
     rule: AddressRule,
     timeout: Duration,
     roots: &[reqwest::Certificate],
@@ -578,6 +582,16 @@ fn client(
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .build()
         .map_err(|e| format!("failed to build the HTTP client: {e}"))
+}
+
+impl HttpConfig {
+    /// The addresses this configuration lets requests reach.
+    pub(crate) fn rule(&self) -> AddressRule {
+        AddressRule {
+            everything: self.allow_private_addresses,
+            public: self.public.clone(),
+        }
+    }
 }
 
 impl HttpBackend {
@@ -781,7 +795,7 @@ pub async fn fetch_document_with(url: &str, config: &HttpConfig) -> Result<(reqw
         .map_err(|_| format!("{url}: timed out"))?
 }
 
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     use std::error::Error;
     if e.is_timeout() {
         return "timed out".to_string();

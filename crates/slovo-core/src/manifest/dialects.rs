@@ -115,6 +115,15 @@ pub(crate) struct ExecutionDef {
     pub secret_env: Option<std::collections::BTreeMap<String, String>>,
     #[serde(default)]
     pub tool_names: Option<std::collections::BTreeMap<String, String>>,
+    /// A remote MCP server's endpoint (`transport: streamable-http`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Headers sent to a remote MCP server.
+    #[serde(default)]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Headers sent to a remote MCP server whose values are secrets (header → secret name).
+    #[serde(default)]
+    pub secret_headers: Option<std::collections::BTreeMap<String, String>>,
     /// The execution dialect's timeout, in seconds.
     #[serde(default)]
     pub timeout: Option<u64>,

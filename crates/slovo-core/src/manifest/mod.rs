@@ -13,6 +13,7 @@
 pub mod chain;
 mod dialects;
 mod error;
+mod mcp;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -137,10 +138,12 @@ pub enum Execution {
     /// An MCP server: each call starts it in a fresh sandbox, initialises it, calls one tool
     /// and shuts it down (`docs/mcp-servers.md`).
     Mcp {
-        /// How Slovo talks to the server; `stdio` is the only one so far.
+        /// How Slovo talks to the server: `stdio` or `streamable-http`.
         transport: McpTransport,
-        /// Program and arguments. The program is a path in the bundle, or an absolute path to
-        /// a system program (`/usr/bin/node`, `/usr/bin/python3`) when `system_paths` is set.
+        /// `stdio`: program and arguments. The program is a path in the bundle, or an absolute
+        /// path to a system program (`/usr/bin/node`, `/usr/bin/python3`) when `system_paths`
+        /// is set. Empty for `streamable-http`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         command: Vec<String>,
         /// Mount the host's system directories (`/usr`, `/lib`, …) read-only.
         system_paths: bool,
@@ -156,6 +159,18 @@ pub enum Execution {
         /// long, clashing); any other capability is called by its own name.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         tool_names: BTreeMap<String, String>,
+        /// `streamable-http`: the server's endpoint, an `http(s)://` URL reached under the
+        /// grant's network rules like an HTTP tool's API.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        /// `streamable-http`: headers sent with every request.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+        /// `streamable-http`: headers whose values are the tool's secrets (header → secret
+        /// name), sent only to the endpoint's origin. A call whose secret is not set fails
+        /// before anything is sent.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        secret_headers: BTreeMap<String, String>,
     },
 }
 
@@ -165,6 +180,9 @@ pub enum Execution {
 pub enum McpTransport {
     /// JSON-RPC messages, one per line, on the server's stdin and stdout.
     Stdio,
+    /// JSON-RPC messages POSTed to a remote endpoint, answered as JSON or as a stream of
+    /// server-sent events.
+    StreamableHttp,
 }
 
 impl Execution {

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::dialects::{CapabilityDoc, Dialect, ExecutionDef, ParsedDoc, StringOrList};
 use super::error::ManifestError;
-use super::{Capability, Execution, Manifest, McpTransport, chain};
+use super::{Capability, Execution, Manifest, chain};
 use crate::permissions::{self, HostPattern, Permissions};
 
 /// Maps a canonical field name to the one the author wrote, so errors speak their dialect.
@@ -264,6 +264,9 @@ fn execution_of(
             ("env", def.env.is_some()),
             ("secret_env", def.secret_env.is_some()),
             ("tool_names", def.tool_names.is_some()),
+            ("url", def.url.is_some()),
+            ("headers", def.headers.is_some()),
+            ("secret_headers", def.secret_headers.is_some()),
         ];
         for (field, is_set) in present {
             if is_set && !allowed.contains(&field) {
@@ -340,8 +343,11 @@ fn execution_of(
                 "env",
                 "secret_env",
                 "tool_names",
+                "url",
+                "headers",
+                "secret_headers",
             ])?;
-            mcp_execution(def, doc, err)
+            super::mcp::mcp_execution(def, doc, err)
         }
         other => Err(err(
             "execution.type",
@@ -427,128 +433,8 @@ fn check_chain_has_no_permissions(p: &Permissions) -> Result<(), (String, String
     }
 }
 
-/// `type: mcp`: a transport Slovo speaks, a command that names a bundle file or (with the
-/// system directories mounted) a system program, an environment that cannot impersonate
-/// Slovo's own variables, and tool names for existing capabilities only.
-fn mcp_execution(
-    def: &ExecutionDef,
-    doc: &CapabilityDoc,
-    err: &dyn Fn(&str, String) -> ManifestError,
-) -> Result<Execution, ManifestError> {
-    let transport = match def.transport.as_deref() {
-        Some("stdio") => McpTransport::Stdio,
-        Some(other) => {
-            return Err(err(
-                "execution.transport",
-                format!("{other:?} is not a supported MCP transport (stdio)"),
-            ));
-        }
-        None => {
-            return Err(err(
-                "execution.transport",
-                "an mcp tool needs a transport (stdio)".into(),
-            ));
-        }
-    };
-    let system_paths = def.system_paths.unwrap_or(true);
-    let command = def.command.clone().unwrap_or_default();
-    let Some(program) = command.first() else {
-        return Err(err("execution.command", "an mcp tool needs a command".into()));
-    };
-    if program.starts_with('/') {
-        if !system_paths {
-            return Err(err(
-                "execution.command[0]",
-                format!("{program:?} is a system program: it needs system_paths: true"),
-            ));
-        }
-        if program.contains('\0') || program.split('/').any(|c| c == "..") {
-            return Err(err(
-                "execution.command[0]",
-                format!("{program:?} is not a plain path"),
-            ));
-        }
-    } else {
-        check_bundle_path(program).map_err(|r| err("execution.command[0]", r))?;
-    }
-    if let Some(i) = command.iter().position(|a| a.contains('\0')) {
-        return Err(err(&format!("execution.command[{i}]"), "holds a NUL byte".into()));
-    }
-    let env = def.env.clone().unwrap_or_default();
-    for (name, value) in &env {
-        let field = format!("execution.env.{name}");
-        let valid = name
-            .bytes()
-            .enumerate()
-            .all(|(i, c)| c == b'_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-        if name.is_empty() || !valid {
-            return Err(err(&field, "a variable name is letters, digits and `_`".into()));
-        }
-        if name.starts_with("SLOVO_") {
-            return Err(err(&field, "SLOVO_* variables are set by Slovo itself".into()));
-        }
-        if value.contains('\0') {
-            return Err(err(&field, "holds a NUL byte".into()));
-        }
-    }
-    let secret_env = def.secret_env.clone().unwrap_or_default();
-    for (name, secret) in &secret_env {
-        let field = format!("execution.secret_env.{name}");
-        if env.contains_key(name) {
-            return Err(err(
-                &field,
-                "is also in execution.env: a variable has one source".into(),
-            ));
-        }
-        let valid = name
-            .bytes()
-            .enumerate()
-            .all(|(i, c)| c == b'_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-        if name.is_empty() || !valid || name.starts_with("SLOVO_") {
-            return Err(err(
-                &field,
-                "a variable name is letters, digits and `_`, not SLOVO_*".into(),
-            ));
-        }
-        let secret_ok = !secret.is_empty()
-            && secret.len() <= 64
-            && secret
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-        if !secret_ok {
-            return Err(err(
-                &field,
-                format!("{secret:?} is not a secret name (letters, digits, `_-.`)"),
-            ));
-        }
-    }
-    let tool_names = def.tool_names.clone().unwrap_or_default();
-    for (capability, tool) in &tool_names {
-        if !doc.capabilities.iter().any(|c| &c.name == capability) {
-            return Err(err(
-                &format!("execution.tool_names.{capability}"),
-                "names no capability of this manifest".into(),
-            ));
-        }
-        if tool.is_empty() || tool.contains('\0') {
-            return Err(err(
-                &format!("execution.tool_names.{capability}"),
-                "an MCP tool name cannot be empty".into(),
-            ));
-        }
-    }
-    Ok(Execution::Mcp {
-        transport,
-        command,
-        system_paths,
-        env,
-        secret_env,
-        tool_names,
-    })
-}
-
 /// A path inside the tool's bundle: relative, no `..`, no NUL.
-fn check_bundle_path(path: &str) -> Result<(), String> {
+pub(super) fn check_bundle_path(path: &str) -> Result<(), String> {
     if path.is_empty() || path.starts_with('/') || path.contains('\0') {
         return Err(format!(
             "{path:?} must be a non-empty path relative to the tool's bundle"

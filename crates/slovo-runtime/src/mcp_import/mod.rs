@@ -12,8 +12,10 @@
 //!    approval like any other tool. Approval holds the server to the tool list recorded here
 //!    (`mcp_pin.rs`).
 
+mod discovered;
 mod fetch;
 mod manifest;
+mod remote;
 mod source;
 
 use std::collections::BTreeMap;
@@ -116,25 +118,43 @@ impl Runtime {
     /// Imports an MCP server as a proposal waiting for approval (see the module
     /// documentation): fetched once, its integrity checked, its tools read in its sandbox.
     pub async fn import_mcp(&self, request: &McpImport, actor: &Actor) -> Result<McpImportReport> {
-        let Some((package, launch)) = self.mcp_source(request)? else {
-            // A bundle directory with its own manifest: imported as it is.
-            let McpSource::Path(dir) = &request.source else {
-                return Err(RuntimeError::McpImport {
-                    source_name: "-".into(),
-                    reason: "only a path names a bundle".into(),
-                });
-            };
-            let import = self.import(ImportSource::Bundle(dir.clone()), actor).await?;
-            return Ok(McpImportReport {
-                import,
-                package: None,
-                integrity: Value::Null,
-                server: Value::Null,
-                tools: Vec::new(),
-                secrets: Vec::new(),
-                notes: Vec::new(),
+        match self.mcp_source(request)? {
+            Resolved::Package(package, launch) => {
+                self.import_mcp_package(package, launch, request, actor).await
+            }
+            Resolved::Remote(remote) => self.import_remote_mcp(remote, request, actor).await,
+            Resolved::Bundle => self.import_mcp_bundle(request, actor).await,
+        }
+    }
+
+    /// A bundle directory with its own manifest: imported as it is.
+    async fn import_mcp_bundle(&self, request: &McpImport, actor: &Actor) -> Result<McpImportReport> {
+        let McpSource::Path(dir) = &request.source else {
+            return Err(RuntimeError::McpImport {
+                source_name: "-".into(),
+                reason: "only a path names a bundle".into(),
             });
         };
+        let import = self.import(ImportSource::Bundle(dir.clone()), actor).await?;
+        Ok(McpImportReport {
+            import,
+            package: None,
+            integrity: Value::Null,
+            server: Value::Null,
+            tools: Vec::new(),
+            secrets: Vec::new(),
+            notes: Vec::new(),
+        })
+    }
+
+    /// A package: fetched, its tools listed in its sandbox, proposed.
+    async fn import_mcp_package(
+        &self,
+        package: Package,
+        launch: Launch,
+        request: &McpImport,
+        actor: &Actor,
+    ) -> Result<McpImportReport> {
         let spec = package.spec();
         let failed = |reason: String| RuntimeError::McpImport {
             source_name: spec.clone(),
@@ -165,6 +185,9 @@ impl Runtime {
             env: env.clone(),
             secret_env: secret_env.clone(),
             tool_names: BTreeMap::new(),
+            url: None,
+            headers: BTreeMap::new(),
+            secret_headers: BTreeMap::new(),
         };
         let (server, tools) = self
             .list_server_tools(&name, &version, execution, &bundle)
@@ -219,9 +242,9 @@ impl Runtime {
         })
     }
 
-    /// The package and launch settings `request` names; `None` for a bundle with its own
-    /// manifest.
-    fn mcp_source(&self, request: &McpImport) -> Result<Option<(Package, Launch)>> {
+    /// What `request` names: a package with its launch settings, a remote endpoint, or a
+    /// bundle with its own manifest.
+    fn mcp_source(&self, request: &McpImport) -> Result<Resolved> {
         let invalid = |name: &str, reason: String| RuntimeError::McpImport {
             source_name: name.to_string(),
             reason,
@@ -237,7 +260,7 @@ impl Runtime {
                 }
             },
             McpSource::ServerJson(server) => {
-                source::from_server_json(server).map_err(|e| invalid("server.json", e))?
+                return resolve_server_json(server, "server.json", request);
             }
             McpSource::Path(path) => {
                 let file = if path.is_dir() {
@@ -245,7 +268,7 @@ impl Runtime {
                         .iter()
                         .any(|m| path.join(m).exists());
                     if has_manifest || !path.join("server.json").is_file() {
-                        return Ok(None);
+                        return Ok(Resolved::Bundle);
                     }
                     path.join("server.json")
                 } else {
@@ -255,12 +278,12 @@ impl Runtime {
                 let bytes = std::fs::read(&file).map_err(|e| RuntimeError::io("read", &file, e))?;
                 let server: Value =
                     serde_json::from_slice(&bytes).map_err(|e| invalid(&origin, format!("not JSON: {e}")))?;
-                source::from_server_json(&server).map_err(|e| invalid(&origin, e))?
+                return resolve_server_json(&server, &origin, request);
             }
         };
         launch.args.extend(request.args.iter().cloned());
         launch.env.extend(request.env.clone());
-        Ok(Some((package, launch)))
+        Ok(Resolved::Package(package, launch))
     }
 
     /// A private directory for one import under the data directory, removed when dropped.
@@ -322,7 +345,35 @@ impl Runtime {
     }
 }
 
-fn write_json(path: &Path, value: &Value) -> Result<()> {
+/// What an MCP import names, once read.
+enum Resolved {
+    /// A package at an exact version, with its launch settings.
+    Package(Package, Launch),
+    /// A remote endpoint.
+    Remote(remote::Remote),
+    /// A bundle directory with its own manifest.
+    Bundle,
+}
+
+/// A `server.json`: its first package Slovo can run, which is preferred (it runs in the
+/// sandbox), otherwise its first streamable-http remote. `origin` names it in errors.
+fn resolve_server_json(server: &Value, origin: &str, request: &McpImport) -> Result<Resolved> {
+    let invalid = |reason: String| RuntimeError::McpImport {
+        source_name: origin.to_string(),
+        reason,
+    };
+    if !source::has_runnable_package(server)
+        && let Some(remote) = remote::from_server_json(server)
+    {
+        return remote.map(Resolved::Remote).map_err(invalid);
+    }
+    let (package, mut launch) = source::from_server_json(server).map_err(invalid)?;
+    launch.args.extend(request.args.iter().cloned());
+    launch.env.extend(request.env.clone());
+    Ok(Resolved::Package(package, launch))
+}
+
+pub(super) fn write_json(path: &Path, value: &Value) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| RuntimeError::McpImport {
         source_name: path.display().to_string(),
         reason: e.to_string(),

@@ -170,7 +170,7 @@ pub(crate) fn from_server_json(server: &Value) -> Result<(Package, Launch), Stri
         && !remotes.is_empty()
     {
         launch.notes.push(format!(
-            "{} remote endpoint(s) not used: the streamable-http transport is not supported yet",
+            "{} remote endpoint(s) not used: the package is preferred, since it runs in the sandbox",
             remotes.len()
         ));
     }
@@ -250,6 +250,23 @@ pub(crate) fn from_server_json(server: &Value) -> Result<(Package, Launch), Stri
     }
     refused.insert(0, "no package Slovo can run".into());
     Err(field(&refused.join("; ")))
+}
+
+/// Whether `server.json` lists a package of a registry Slovo runs (over stdio).
+pub(crate) fn has_runnable_package(server: &Value) -> bool {
+    server
+        .get("packages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|p| {
+            let kind = str_of(p, &["registryType", "registry_type", "registry_name"]);
+            let transport = p
+                .get("transport")
+                .and_then(|t| t.get("type"))
+                .and_then(Value::as_str);
+            matches!(kind, Some("npm" | "pypi")) && transport.is_none_or(|t| t == "stdio")
+        })
 }
 
 fn str_of<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
@@ -359,7 +376,11 @@ mod tests {
         assert_eq!(launch.args, ["/data", "--units", "metric"]);
         assert_eq!(launch.env["CACHE_FILE"], "/data/cache.json");
         assert_eq!(launch.secret_env["WEATHER_API_KEY"], "The API key");
-        assert!(launch.notes[0].contains("streamable-http"), "{:?}", launch.notes);
+        assert!(
+            launch.notes[0].contains("package is preferred"),
+            "{:?}",
+            launch.notes
+        );
 
         let ranged =
             json!({"name": "x", "packages": [{"registryType": "pypi", "identifier": "x", "version": ">=1"}]});

@@ -84,6 +84,14 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// No warm sandboxes: every call starts its server cold.
+fn no_pool() -> PoolConfig {
+    PoolConfig {
+        size: 0,
+        ..PoolConfig::default()
+    }
+}
+
 /// A runtime over SQLite whose `mcp` tools run in the real process sandbox.
 pub struct Harness {
     pub rt: Runtime,
@@ -98,14 +106,7 @@ impl Harness {
     }
 
     async fn with_settings(settings: slovo_runtime::RuntimeSettings) -> Harness {
-        Harness::build(
-            settings,
-            PoolConfig {
-                size: 0,
-                ..PoolConfig::default()
-            },
-        )
-        .await
+        Harness::build(settings, no_pool(), |mcp| mcp).await
     }
 
     /// A harness whose MCP backend keeps `size` warm sandboxes per recently called tool.
@@ -114,17 +115,33 @@ impl Harness {
             size,
             ..PoolConfig::default()
         };
-        Harness::build(slovo_runtime::RuntimeSettings::default(), pool).await
+        Harness::build(slovo_runtime::RuntimeSettings::default(), pool, |mcp| mcp).await
     }
 
-    async fn build(settings: slovo_runtime::RuntimeSettings, pool: PoolConfig) -> Harness {
+    /// A harness whose MCP backend reaches remote servers on loopback (the HTTP
+    /// configuration's switch for every address; tests only).
+    pub async fn with_loopback_remotes() -> Harness {
+        Harness::build(slovo_runtime::RuntimeSettings::default(), no_pool(), |mcp| {
+            mcp.with_remote(slovo_sandbox::http::HttpConfig {
+                allow_private_addresses: true,
+                ..slovo_sandbox::http::HttpConfig::default()
+            })
+        })
+        .await
+    }
+
+    async fn build(
+        settings: slovo_runtime::RuntimeSettings,
+        pool: PoolConfig,
+        configure: impl FnOnce(McpBackend) -> McpBackend,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let data = dir.path().join("data");
         let config = ProcessConfig::new(data.join("sandbox"));
         let process = Arc::new(ProcessBackend::new(config).unwrap());
         assert_eq!(process.refusal(), None, "this host must support the full sandbox");
-        let mcp = Arc::new(McpBackend::with_pool(process.clone(), pool));
+        let mcp = Arc::new(configure(McpBackend::with_pool(process.clone(), pool)));
         let backends = Backends::new().with(process).with(mcp.clone());
         let store = slovo_store::Store::open_sqlite(&dir.path().join("slovo.db"))
             .await

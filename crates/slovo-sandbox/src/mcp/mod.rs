@@ -15,8 +15,12 @@
 //! and every wait ends at the call's deadline. `docs/mcp-servers.md` has the whole story.
 
 mod client;
+#[cfg(feature = "http")]
+mod over_http;
 mod pin;
 mod pool;
+#[cfg(feature = "http")]
+mod remote;
 mod result;
 
 use std::sync::Arc;
@@ -37,12 +41,16 @@ use tokio::sync::Mutex;
 use crate::process::{Conversed, Dialogue, ProcessBackend, Program, ToolIo, Verdict};
 use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
 
-/// Runs MCP servers over stdio in the process sandbox.
+/// Runs MCP servers over stdio in the process sandbox, and reaches remote ones
+/// (streamable-http) under the HTTP backend's network rules.
 #[derive(Clone)]
 pub struct McpBackend {
     process: Arc<ProcessBackend>,
     /// Warm sandboxes of recently used tools; `None` when disabled.
     pool: Option<Arc<pool::Pool>>,
+    /// The address policy, redirect limit and response cap for remote servers.
+    #[cfg(feature = "http")]
+    remote: Arc<crate::http::HttpConfig>,
 }
 
 impl std::fmt::Debug for McpBackend {
@@ -56,7 +64,8 @@ impl std::fmt::Debug for McpBackend {
 
 impl McpBackend {
     /// A backend that starts each server cold, in `process`'s sandbox (and so with its
-    /// configuration, host support and egress proxy), for every call.
+    /// configuration, host support and egress proxy), for every call; remote servers are
+    /// reached under the default HTTP configuration (public addresses only).
     pub fn new(process: Arc<ProcessBackend>) -> McpBackend {
         McpBackend::with_pool(
             process,
@@ -71,7 +80,12 @@ impl McpBackend {
     /// (`docs/mcp-servers.md`, "Warm, but never reused"); a size of 0 starts every server cold.
     pub fn with_pool(process: Arc<ProcessBackend>, pool: PoolConfig) -> McpBackend {
         let pool = (pool.size > 0).then(|| Arc::new(pool::Pool::new(process.clone(), pool)));
-        McpBackend { process, pool }
+        McpBackend {
+            process,
+            pool,
+            #[cfg(feature = "http")]
+            remote: Arc::new(crate::http::HttpConfig::default()),
+        }
     }
 
     /// How many warm sandboxes are ready for `tool`.
@@ -87,6 +101,51 @@ impl McpBackend {
             None => false,
         }
     }
+
+    /// Reaches remote servers under `config`: the same addresses, redirects and response
+    /// cap as HTTP tools.
+    #[cfg(feature = "http")]
+    pub fn with_remote(mut self, config: crate::http::HttpConfig) -> McpBackend {
+        self.remote = Arc::new(config);
+        self
+    }
+
+    async fn install_remote(&self, request: &InstallRequest) -> Result<Value, String> {
+        #[cfg(feature = "http")]
+        {
+            over_http::install(&self.remote, request)
+                .await
+                .map_err(|e| format!("the server did not list its tools: {e}"))
+        }
+        #[cfg(not(feature = "http"))]
+        {
+            let _ = request;
+            Err("this build has no HTTP support for remote MCP servers".into())
+        }
+    }
+
+    async fn run_remote(&self, spec: &SandboxSpec, tool: &str, arguments: &Value) -> Outcome {
+        #[cfg(feature = "http")]
+        {
+            over_http::run(&self.remote, spec, tool, arguments).await
+        }
+        #[cfg(not(feature = "http"))]
+        {
+            let _ = (spec, tool, arguments);
+            Outcome::failed("this build has no HTTP support for remote MCP servers")
+        }
+    }
+}
+
+/// Whether the tool is a remote server (`transport: streamable-http`).
+fn is_remote(execution: &Execution) -> bool {
+    matches!(
+        execution,
+        Execution::Mcp {
+            transport: McpTransport::StreamableHttp,
+            ..
+        }
+    )
 }
 
 /// The sandboxed program of an MCP tool.
@@ -350,6 +409,9 @@ impl Backend for McpBackend {
             tool: request.tool.clone(),
             reason,
         };
+        if is_remote(&request.execution) {
+            return self.install_remote(request).await.map_err(fail);
+        }
         let program = program_of(&request.execution).map_err(fail)?;
         let bundle = request
             .bundle_dir
@@ -413,13 +475,6 @@ impl Backend for McpBackend {
     }
 
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
-        let mut program = match program_of(&spec.execution) {
-            Ok(p) => p,
-            Err(e) => return Outcome::failed(e),
-        };
-        if let Err(e) = add_secrets(&mut program, spec) {
-            return Outcome::failed(e);
-        }
         let tool = spec
             .execution
             .mcp_tool_name(&spec.capability.name)
@@ -430,6 +485,16 @@ impl Backend for McpBackend {
             .get("arguments")
             .cloned()
             .unwrap_or_else(|| json!({}));
+        if is_remote(&spec.execution) {
+            return self.run_remote(spec, &tool, &arguments).await;
+        }
+        let mut program = match program_of(&spec.execution) {
+            Ok(p) => p,
+            Err(e) => return Outcome::failed(e),
+        };
+        if let Err(e) = add_secrets(&mut program, spec) {
+            return Outcome::failed(e);
+        }
         let Some(pool) = &self.pool else {
             let pinned = pin::pinned(spec.install_info.as_ref());
             return self.run_cold(spec, &program, tool, arguments, pinned).await;

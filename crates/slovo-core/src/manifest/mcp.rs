@@ -1,0 +1,277 @@
+//! Validation of `execution.type: mcp`: the stdio transport (a command) and the
+//! streamable-http transport (a remote endpoint), and what both share (tool names).
+
+use std::collections::BTreeMap;
+
+use super::dialects::{CapabilityDoc, ExecutionDef};
+use super::error::ManifestError;
+use super::validate::check_bundle_path;
+use super::{Execution, McpTransport};
+
+/// `type: mcp`: a transport Slovo speaks; for stdio a command that names a bundle file or (with
+/// the system directories mounted) a system program and an environment that cannot
+/// impersonate Slovo's own variables; for streamable-http an http(s) URL and headers; tool
+/// names for existing capabilities only.
+pub(super) fn mcp_execution(
+    def: &ExecutionDef,
+    doc: &CapabilityDoc,
+    err: &dyn Fn(&str, String) -> ManifestError,
+) -> Result<Execution, ManifestError> {
+    let transport = match def.transport.as_deref() {
+        Some("stdio") => McpTransport::Stdio,
+        Some("streamable-http") => McpTransport::StreamableHttp,
+        Some(other) => {
+            return Err(err(
+                "execution.transport",
+                format!("{other:?} is not a supported MCP transport (stdio, streamable-http)"),
+            ));
+        }
+        None => {
+            return Err(err(
+                "execution.transport",
+                "an mcp tool needs a transport (stdio or streamable-http)".into(),
+            ));
+        }
+    };
+    let tool_names = tool_names(def, doc, err)?;
+    match transport {
+        McpTransport::Stdio => stdio(def, tool_names, err),
+        McpTransport::StreamableHttp => streamable_http(def, tool_names, err),
+    }
+}
+
+fn stdio(
+    def: &ExecutionDef,
+    tool_names: BTreeMap<String, String>,
+    err: &dyn Fn(&str, String) -> ManifestError,
+) -> Result<Execution, ManifestError> {
+    for (field, is_set) in [
+        ("url", def.url.is_some()),
+        ("headers", def.headers.is_some()),
+        ("secret_headers", def.secret_headers.is_some()),
+    ] {
+        if is_set {
+            return Err(err(
+                &format!("execution.{field}"),
+                "belongs to transport streamable-http, not stdio".into(),
+            ));
+        }
+    }
+    let system_paths = def.system_paths.unwrap_or(true);
+    let command = def.command.clone().unwrap_or_default();
+    let Some(program) = command.first() else {
+        return Err(err("execution.command", "an mcp tool needs a command".into()));
+    };
+    if program.starts_with('/') {
+        if !system_paths {
+            return Err(err(
+                "execution.command[0]",
+                format!("{program:?} is a system program: it needs system_paths: true"),
+            ));
+        }
+        if program.contains('\0') || program.split('/').any(|c| c == "..") {
+            return Err(err(
+                "execution.command[0]",
+                format!("{program:?} is not a plain path"),
+            ));
+        }
+    } else {
+        check_bundle_path(program).map_err(|r| err("execution.command[0]", r))?;
+    }
+    if let Some(i) = command.iter().position(|a| a.contains('\0')) {
+        return Err(err(&format!("execution.command[{i}]"), "holds a NUL byte".into()));
+    }
+    let env = def.env.clone().unwrap_or_default();
+    for (name, value) in &env {
+        let field = format!("execution.env.{name}");
+        if !is_variable_name(name) {
+            return Err(err(&field, "a variable name is letters, digits and `_`".into()));
+        }
+        if name.starts_with("SLOVO_") {
+            return Err(err(&field, "SLOVO_* variables are set by Slovo itself".into()));
+        }
+        if value.contains('\0') {
+            return Err(err(&field, "holds a NUL byte".into()));
+        }
+    }
+    let secret_env = def.secret_env.clone().unwrap_or_default();
+    for (name, secret) in &secret_env {
+        let field = format!("execution.secret_env.{name}");
+        if env.contains_key(name) {
+            return Err(err(
+                &field,
+                "is also in execution.env: a variable has one source".into(),
+            ));
+        }
+        if !is_variable_name(name) || name.starts_with("SLOVO_") {
+            return Err(err(
+                &field,
+                "a variable name is letters, digits and `_`, not SLOVO_*".into(),
+            ));
+        }
+        check_secret_name(secret).map_err(|r| err(&field, r))?;
+    }
+    Ok(Execution::Mcp {
+        transport: McpTransport::Stdio,
+        command,
+        system_paths,
+        env,
+        secret_env,
+        tool_names,
+        url: None,
+        headers: BTreeMap::new(),
+        secret_headers: BTreeMap::new(),
+    })
+}
+
+/// A remote server: an http(s) URL with a host and no credentials in it (a credential belongs
+/// in the secret store, not in the manifest), and headers with valid names and values. The
+/// headers Slovo sets itself for the protocol cannot be overridden.
+fn streamable_http(
+    def: &ExecutionDef,
+    tool_names: BTreeMap<String, String>,
+    err: &dyn Fn(&str, String) -> ManifestError,
+) -> Result<Execution, ManifestError> {
+    for (field, is_set) in [
+        ("command", def.command.is_some()),
+        // `false` is what a stored manifest says (the field is always written).
+        ("system_paths", def.system_paths == Some(true)),
+        ("env", def.env.is_some()),
+        ("secret_env", def.secret_env.is_some()),
+    ] {
+        if is_set {
+            return Err(err(
+                &format!("execution.{field}"),
+                "belongs to transport stdio, not streamable-http".into(),
+            ));
+        }
+    }
+    let url = def
+        .url
+        .clone()
+        .ok_or_else(|| err("execution.url", "a streamable-http MCP tool needs a url".into()))?;
+    check_remote_url(&url).map_err(|r| err("execution.url", r))?;
+    let headers = def.headers.clone().unwrap_or_default();
+    for (name, value) in &headers {
+        let field = format!("execution.headers.{name}");
+        check_header_name(name).map_err(|r| err(&field, r))?;
+        if value.chars().any(|c| c.is_ascii_control() && c != '\t') {
+            return Err(err(&field, "holds a control character".into()));
+        }
+    }
+    let secret_headers = def.secret_headers.clone().unwrap_or_default();
+    for (name, secret) in &secret_headers {
+        let field = format!("execution.secret_headers.{name}");
+        check_header_name(name).map_err(|r| err(&field, r))?;
+        if headers.keys().any(|h| h.eq_ignore_ascii_case(name)) {
+            return Err(err(
+                &field,
+                "is also in execution.headers: a header has one source".into(),
+            ));
+        }
+        check_secret_name(secret).map_err(|r| err(&field, r))?;
+    }
+    Ok(Execution::Mcp {
+        transport: McpTransport::StreamableHttp,
+        command: Vec::new(),
+        system_paths: false,
+        env: BTreeMap::new(),
+        secret_env: BTreeMap::new(),
+        tool_names,
+        url: Some(url),
+        headers,
+        secret_headers,
+    })
+}
+
+/// Headers the streamable-http transport sets itself.
+const PROTOCOL_HEADERS: [&str; 5] = [
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "accept",
+    "content-type",
+    "host",
+];
+
+fn check_header_name(name: &str) -> Result<(), String> {
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        return Err(format!("{name:?} is not an HTTP header name"));
+    }
+    if PROTOCOL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!("{name} is set by the transport itself"));
+    }
+    Ok(())
+}
+
+fn check_remote_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} is not an http(s) URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    if authority.contains('@') {
+        return Err(format!(
+            "{url:?} carries credentials: put them in a secret header instead"
+        ));
+    }
+    if url.contains('#') {
+        return Err(format!("{url:?} has a fragment, which is never sent"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} holds white space or a control character"));
+    }
+    Ok(())
+}
+
+fn tool_names(
+    def: &ExecutionDef,
+    doc: &CapabilityDoc,
+    err: &dyn Fn(&str, String) -> ManifestError,
+) -> Result<BTreeMap<String, String>, ManifestError> {
+    let tool_names = def.tool_names.clone().unwrap_or_default();
+    for (capability, tool) in &tool_names {
+        if !doc.capabilities.iter().any(|c| &c.name == capability) {
+            return Err(err(
+                &format!("execution.tool_names.{capability}"),
+                "names no capability of this manifest".into(),
+            ));
+        }
+        if tool.is_empty() || tool.contains('\0') {
+            return Err(err(
+                &format!("execution.tool_names.{capability}"),
+                "an MCP tool name cannot be empty".into(),
+            ));
+        }
+    }
+    Ok(tool_names)
+}
+
+fn is_variable_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .enumerate()
+            .all(|(i, c)| c == b'_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+}
+
+fn check_secret_name(secret: &str) -> Result<(), String> {
+    let ok = !secret.is_empty()
+        && secret.len() <= 64
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{secret:?} is not a secret name (letters, digits, `_-.`)"
+        ))
+    }
+}
