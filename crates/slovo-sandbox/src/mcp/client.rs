@@ -21,14 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::time::Instant;
 
+use super::conversation::{self, Rpc, SUPPORTED_PROTOCOL_VERSIONS};
 use crate::ending::Captured;
 use crate::process::{ToolIo, Verdict, kill};
-
-/// The revision this client asks for.
-pub const PROTOCOL_VERSION: &str = "2025-11-25";
-
-/// Revisions a server may answer with: their `tools/call` is the same.
-pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
 
 /// How long a server gets to exit by itself once its stdin is closed, before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
@@ -90,6 +85,27 @@ pub(crate) struct Session {
     pub server: Option<Value>,
 }
 
+impl Rpc for Session {
+    type Error = McpError;
+
+    fn violation(phase: &'static str, reason: String) -> McpError {
+        McpError::Protocol { phase, reason }
+    }
+
+    fn next_request_id(&self) -> i64 {
+        self.next_id
+    }
+
+    async fn send_request(
+        &mut self,
+        phase: &'static str,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, McpError> {
+        self.request(phase, method, params).await
+    }
+}
+
 impl Session {
     pub fn new(io: ToolIo) -> Session {
         Session {
@@ -119,70 +135,19 @@ impl Session {
 
     /// `initialize` and `notifications/initialized`.
     pub async fn initialize(&mut self) -> Result<(), McpError> {
-        let phase = "initialize";
-        let result = self
-            .request(
-                phase,
-                "initialize",
-                json!({
-                    "protocolVersion": PROTOCOL_VERSION,
-                    "capabilities": {},
-                    "clientInfo": {"name": "slovo-tools", "version": env!("CARGO_PKG_VERSION")},
-                }),
-            )
-            .await?;
-        let version = result.get("protocolVersion").and_then(Value::as_str);
-        match version {
-            Some(v) if SUPPORTED_PROTOCOL_VERSIONS.contains(&v) => {}
-            other => {
-                return Err(McpError::Protocol {
-                    phase,
-                    reason: format!(
-                        "protocol version {other:?} is not one this client speaks ({})",
-                        SUPPORTED_PROTOCOL_VERSIONS.join(", ")
-                    ),
-                });
-            }
-        }
+        let (result, _version) = conversation::initialize(self).await?;
         self.server = Some(result);
         self.notify("notifications/initialized", json!({})).await
     }
 
     /// `tools/list`, every page.
     pub async fn list_tools(&mut self) -> Result<Vec<Value>, McpError> {
-        let phase = "tools/list";
-        let mut tools = Vec::new();
-        let mut cursor: Option<String> = None;
-        // A server that pages forever meets the stdout cap or the deadline.
-        loop {
-            let params = match &cursor {
-                Some(c) => json!({"cursor": c}),
-                None => json!({}),
-            };
-            let result = self.request(phase, "tools/list", params).await?;
-            let Some(page) = result.get("tools").and_then(Value::as_array) else {
-                return Err(McpError::Protocol {
-                    phase,
-                    reason: "no `tools` array".into(),
-                });
-            };
-            tools.extend(page.iter().cloned());
-            match result.get("nextCursor").and_then(Value::as_str) {
-                Some(c) if !c.is_empty() => cursor = Some(c.to_string()),
-                _ => return Ok(tools),
-            }
-        }
+        conversation::list_tools(self).await
     }
 
     /// `tools/call`; progress notifications on the way are noted.
     pub async fn call_tool(&mut self, name: &str, arguments: &Value) -> Result<Value, McpError> {
-        let token = format!("slovo-{}", self.next_id);
-        self.request(
-            "tools/call",
-            "tools/call",
-            json!({"name": name, "arguments": arguments, "_meta": {"progressToken": token}}),
-        )
-        .await
+        conversation::call_tool(self, name, arguments).await
     }
 
     /// Closes the server's stdin (the stdio transport's shutdown) and gives it a moment to

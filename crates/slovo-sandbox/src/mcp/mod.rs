@@ -15,6 +15,7 @@
 //! and every wait ends at the call's deadline. `docs/mcp-servers.md` has the whole story.
 
 mod client;
+mod conversation;
 #[cfg(feature = "http")]
 mod over_http;
 mod pin;
@@ -29,7 +30,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use slovo_core::manifest::{Execution, McpTransport};
 
-pub use client::{PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
+pub use conversation::{PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
 pub use pin::{ToolListChange, difference as tool_list_difference, digest as tools_digest};
 pub use pool::PoolConfig;
 

@@ -19,7 +19,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use slovo_core::execution::{ExecutionStatus, NetworkPolicy};
 
-use super::client::{PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
+use super::conversation::{self, Rpc};
 use crate::http::{AddressRule, HttpConfig, HttpError, Outgoing, check_target, follow, header_pair};
 use crate::process::Verdict;
 
@@ -113,6 +113,27 @@ pub(crate) struct RemoteSession {
     pub server: Option<Value>,
 }
 
+impl Rpc for RemoteSession {
+    type Error = RemoteError;
+
+    fn violation(phase: &'static str, reason: String) -> RemoteError {
+        RemoteError::Protocol { phase, reason }
+    }
+
+    fn next_request_id(&self) -> i64 {
+        self.next_id
+    }
+
+    async fn send_request(
+        &mut self,
+        phase: &'static str,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, RemoteError> {
+        self.request(phase, method, params).await
+    }
+}
+
 impl RemoteSession {
     /// A session with `endpoint` under `config`'s address policy; checks the endpoint against
     /// the grant and the address rule before anything is sent.
@@ -154,29 +175,8 @@ impl RemoteSession {
 
     /// `initialize` and `notifications/initialized`; keeps the session id and the revision.
     pub async fn initialize(&mut self) -> Result<(), RemoteError> {
-        let phase = "initialize";
-        let result = self
-            .request(
-                phase,
-                "initialize",
-                json!({
-                    "protocolVersion": PROTOCOL_VERSION,
-                    "capabilities": {},
-                    "clientInfo": {"name": "slovo-tools", "version": env!("CARGO_PKG_VERSION")},
-                }),
-            )
-            .await?;
-        let version = result.get("protocolVersion").and_then(Value::as_str);
-        let Some(version) = version.filter(|v| SUPPORTED_PROTOCOL_VERSIONS.contains(v)) else {
-            return Err(RemoteError::Protocol {
-                phase,
-                reason: format!(
-                    "protocol version {version:?} is not one this client speaks ({})",
-                    SUPPORTED_PROTOCOL_VERSIONS.join(", ")
-                ),
-            });
-        };
-        self.protocol_version = HeaderValue::from_str(version).ok();
+        let (result, version) = conversation::initialize(self).await?;
+        self.protocol_version = HeaderValue::from_str(&version).ok();
         self.server = Some(result);
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized", "params": {}});
         self.post("notifications/initialized", &note, None)
@@ -186,39 +186,12 @@ impl RemoteSession {
 
     /// `tools/list`, every page.
     pub async fn list_tools(&mut self) -> Result<Vec<Value>, RemoteError> {
-        let phase = "tools/list";
-        let mut tools = Vec::new();
-        let mut cursor: Option<String> = None;
-        // A server that pages forever meets the byte budget or the timeout.
-        loop {
-            let params = match &cursor {
-                Some(c) => json!({"cursor": c}),
-                None => json!({}),
-            };
-            let result = self.request(phase, "tools/list", params).await?;
-            let Some(page) = result.get("tools").and_then(Value::as_array) else {
-                return Err(RemoteError::Protocol {
-                    phase,
-                    reason: "no `tools` array".into(),
-                });
-            };
-            tools.extend(page.iter().cloned());
-            match result.get("nextCursor").and_then(Value::as_str) {
-                Some(c) if !c.is_empty() => cursor = Some(c.to_string()),
-                _ => return Ok(tools),
-            }
-        }
+        conversation::list_tools(self).await
     }
 
     /// `tools/call`; progress notifications on the way are noted.
     pub async fn call_tool(&mut self, name: &str, arguments: &Value) -> Result<Value, RemoteError> {
-        let token = format!("slovo-{}", self.next_id);
-        self.request(
-            "tools/call",
-            "tools/call",
-            json!({"name": name, "arguments": arguments, "_meta": {"progressToken": token}}),
-        )
-        .await
+        conversation::call_tool(self, name, arguments).await
     }
 
     /// Ends the session (DELETE with its id), when the server gave one; a server that does
