@@ -7,32 +7,13 @@
 mod mcp_support;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mcp_support::{Harness, capability};
+use mcp_support::{Harness, capability, hostile_server};
 use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::permissions::Narrowing;
 use slovo_runtime::ImportSource;
-
-/// A directory holding the hostile server, or `None` (skip) where the sandbox cannot run it.
-fn hostile_server() -> Option<PathBuf> {
-    // SAFETY: a plain getter.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the MCP server tests run servers in the process sandbox, which needs root");
-        return None;
-    }
-    if !Path::new("/usr/bin/python3").is_file() {
-        let reason = "the hostile MCP server needs /usr/bin/python3 (Debian package python3)";
-        if std::env::var_os("CI").is_some() {
-            panic!("{reason}");
-        }
-        eprintln!("skipped: {reason}");
-        return None;
-    }
-    Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-tools"))
-}
 
 fn manifest(name: &str, mode: &str, timeout_s: u64) -> Value {
     let mut command = vec!["/usr/bin/python3", "hostile_server.py"];

@@ -14,10 +14,9 @@
 #[path = "mcp_support/mod.rs"]
 mod mcp_support;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mcp_support::{Harness, actor, capability, installed_server, node_manifest};
+use mcp_support::{Harness, actor, capability, hostile_server, installed_server, node_manifest};
 use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::permissions::Narrowing;
@@ -26,24 +25,6 @@ use slovo_runtime::ImportSource;
 /// How long a test waits for a warm sandbox (a server start in the sandbox, debug build,
 /// shared machine).
 const WARM_WAIT: Duration = Duration::from_secs(30);
-
-/// The hostile server's directory, or `None` (skip) where the sandbox cannot run it.
-fn hostile_server() -> Option<PathBuf> {
-    // SAFETY: a plain getter.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the MCP server tests run servers in the process sandbox, which needs root");
-        return None;
-    }
-    if !Path::new("/usr/bin/python3").is_file() {
-        let reason = "the hostile MCP server needs /usr/bin/python3 (Debian package python3)";
-        if std::env::var_os("CI").is_some() {
-            panic!("{reason}");
-        }
-        eprintln!("skipped: {reason}");
-        return None;
-    }
-    Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-tools"))
-}
 
 /// The hostile server in `mode`, with `mark` in its environment (to find its processes).
 fn manifest(name: &str, version: &str, mode: &str, mark: &str) -> Value {

@@ -8,31 +8,12 @@
 #[path = "mcp_support/mod.rs"]
 mod mcp_support;
 
-use std::path::{Path, PathBuf};
-
-use mcp_support::{Harness, actor, capability};
+use mcp_support::{Harness, actor, capability, hostile_server};
 use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::Narrowing;
 use slovo_runtime::ImportSource;
-
-fn hostile_server() -> Option<PathBuf> {
-    // SAFETY: a plain getter.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the MCP server tests run servers in the process sandbox, which needs root");
-        return None;
-    }
-    if !Path::new("/usr/bin/python3").is_file() {
-        let reason = "the hostile MCP server needs /usr/bin/python3 (Debian package python3)";
-        if std::env::var_os("CI").is_some() {
-            panic!("{reason}");
-        }
-        eprintln!("skipped: {reason}");
-        return None;
-    }
-    Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-tools"))
-}
 
 /// The test server answering `initialize` with `answer`.
 fn manifest(name: &str, answer: &str) -> Value {

@@ -101,6 +101,21 @@ pub struct McpToolView {
     pub annotations: Value,
 }
 
+impl McpToolView {
+    /// The views of a server's `tools` and the `capabilities` made of them, pair by pair.
+    fn of(capabilities: &[Value], tools: &[Value]) -> Vec<McpToolView> {
+        capabilities
+            .iter()
+            .zip(tools)
+            .map(|(cap, tool)| McpToolView {
+                capability: cap["name"].as_str().unwrap_or_default().to_string(),
+                tool: tool["name"].as_str().unwrap_or_default().to_string(),
+                annotations: tool.get("annotations").cloned().unwrap_or(Value::Null),
+            })
+            .collect()
+    }
+}
+
 /// Removes the private directory a package was fetched into, whatever happens.
 struct WorkDir(PathBuf);
 
@@ -222,15 +237,7 @@ impl Runtime {
         write_json(&bundle.join(MCP_IMPORT_RECORD), &record)?;
         let import = self.import(ImportSource::Bundle(bundle), actor).await?;
         info!(tool = %import.tool, package = %spec, "MCP server imported");
-        let tools = capabilities
-            .iter()
-            .zip(&tools)
-            .map(|(cap, tool)| McpToolView {
-                capability: cap["name"].as_str().unwrap_or_default().to_string(),
-                tool: tool["name"].as_str().unwrap_or_default().to_string(),
-                annotations: tool.get("annotations").cloned().unwrap_or(Value::Null),
-            })
-            .collect();
+        let tools = McpToolView::of(&capabilities, &tools);
         Ok(McpImportReport {
             import,
             package: Some(spec),

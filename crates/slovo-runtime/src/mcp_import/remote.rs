@@ -208,15 +208,7 @@ impl Runtime {
         write_json(&bundle.join(MCP_IMPORT_RECORD), &record)?;
         let import = self.import(ImportSource::Bundle(bundle), actor).await?;
         info!(tool = %import.tool, url = %remote.url, "remote MCP server imported");
-        let tools = capabilities
-            .iter()
-            .zip(&tools)
-            .map(|(cap, tool)| McpToolView {
-                capability: cap["name"].as_str().unwrap_or_default().to_string(),
-                tool: tool["name"].as_str().unwrap_or_default().to_string(),
-                annotations: tool.get("annotations").cloned().unwrap_or(Value::Null),
-            })
-            .collect();
+        let tools = McpToolView::of(&capabilities, &tools);
         Ok(McpImportReport {
             import,
             package: Some(remote.url.clone()),

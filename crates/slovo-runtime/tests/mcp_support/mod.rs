@@ -48,6 +48,25 @@ pub fn installed_server(name: &str) -> Option<PathBuf> {
     None
 }
 
+/// The directory of the hostile test server (`tests/mcp-tools/hostile_server.py`), or `None`
+/// (skip) where the sandbox cannot run it; under CI a missing prerequisite is a failure.
+pub fn hostile_server() -> Option<PathBuf> {
+    // SAFETY: a plain getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: the MCP server tests run servers in the process sandbox, which needs root");
+        return None;
+    }
+    if !Path::new("/usr/bin/python3").is_file() {
+        let reason = "the hostile MCP server needs /usr/bin/python3 (Debian package python3)";
+        if std::env::var_os("CI").is_some() {
+            panic!("{reason}");
+        }
+        eprintln!("skipped: {reason}");
+        return None;
+    }
+    Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-tools"))
+}
+
 /// A bundle directory: a copy of `server`'s files (if any) with `manifest` as `slovo.json`.
 pub fn bundle(parent: &Path, server: Option<&Path>, manifest: &Value) -> PathBuf {
     let dir = parent.join(format!("bundle-{}", manifest["name"].as_str().unwrap_or("tool")));
