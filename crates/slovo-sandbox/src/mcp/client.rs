@@ -102,7 +102,48 @@ impl Rpc for Session {
         method: &str,
         params: Value,
     ) -> Result<Value, McpError> {
-        self.request(phase, method, params).await
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(
+            phase,
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .await?;
+        loop {
+            let message = self.next_message(phase).await?;
+            if message.get("method").is_some() {
+                self.answer_server_message(phase, &message).await?;
+                continue;
+            }
+            if message.get("id").and_then(Value::as_i64) != Some(id) {
+                self.note(format!(
+                    "ignored a response to an unknown request: {}",
+                    brief(&message)
+                ));
+                continue;
+            }
+            if let Some(error) = message.get("error") {
+                if error.get("code").and_then(Value::as_i64) == Some(UNSUPPORTED_PROTOCOL_VERSION) {
+                    return Err(unsupported_version(phase, error));
+                }
+                return Err(McpError::Refused {
+                    phase,
+                    code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
+                    message: error
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("(no message)")
+                        .to_string(),
+                });
+            }
+            return match message.get("result") {
+                Some(r) if r.is_object() => Ok(r.clone()),
+                _ => Err(McpError::Protocol {
+                    phase,
+                    reason: "a response without an object `result`".into(),
+                }),
+            };
+        }
     }
 }
 
@@ -179,51 +220,6 @@ impl Session {
             &json!({"jsonrpc": "2.0", "method": method, "params": params}),
         )
         .await
-    }
-
-    async fn request(&mut self, phase: &'static str, method: &str, params: Value) -> Result<Value, McpError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send(
-            phase,
-            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
-        )
-        .await?;
-        loop {
-            let message = self.next_message(phase).await?;
-            if message.get("method").is_some() {
-                self.answer_server_message(phase, &message).await?;
-                continue;
-            }
-            if message.get("id").and_then(Value::as_i64) != Some(id) {
-                self.note(format!(
-                    "ignored a response to an unknown request: {}",
-                    brief(&message)
-                ));
-                continue;
-            }
-            if let Some(error) = message.get("error") {
-                if error.get("code").and_then(Value::as_i64) == Some(UNSUPPORTED_PROTOCOL_VERSION) {
-                    return Err(unsupported_version(phase, error));
-                }
-                return Err(McpError::Refused {
-                    phase,
-                    code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
-                    message: error
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("(no message)")
-                        .to_string(),
-                });
-            }
-            return match message.get("result") {
-                Some(r) if r.is_object() => Ok(r.clone()),
-                _ => Err(McpError::Protocol {
-                    phase,
-                    reason: "a response without an object `result`".into(),
-                }),
-            };
-        }
     }
 
     /// A notification is noted (progress, log messages); a request from the server

@@ -130,7 +130,34 @@ impl Rpc for RemoteSession {
         method: &str,
         params: Value,
     ) -> Result<Value, RemoteError> {
-        self.request(phase, method, params).await
+        let id = self.next_id;
+        self.next_id += 1;
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let answer = self
+            .post(phase, &message, Some(id))
+            .await?
+            .ok_or_else(|| RemoteError::Protocol {
+                phase,
+                reason: "no response to the request".into(),
+            })?;
+        if let Some(error) = answer.get("error") {
+            return Err(RemoteError::Rpc {
+                phase,
+                code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
+                message: error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no message)")
+                    .to_string(),
+            });
+        }
+        match answer.get("result") {
+            Some(r) if r.is_object() => Ok(r.clone()),
+            _ => Err(RemoteError::Protocol {
+                phase,
+                reason: "a response without an object `result`".into(),
+            }),
+        }
     }
 }
 
@@ -219,42 +246,6 @@ impl RemoteSession {
         .await
         {
             self.note(format!("ending the session failed: {}", http_reason(e)));
-        }
-    }
-
-    async fn request(
-        &mut self,
-        phase: &'static str,
-        method: &str,
-        params: Value,
-    ) -> Result<Value, RemoteError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let answer = self
-            .post(phase, &message, Some(id))
-            .await?
-            .ok_or_else(|| RemoteError::Protocol {
-                phase,
-                reason: "no response to the request".into(),
-            })?;
-        if let Some(error) = answer.get("error") {
-            return Err(RemoteError::Rpc {
-                phase,
-                code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
-                message: error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("(no message)")
-                    .to_string(),
-            });
-        }
-        match answer.get("result") {
-            Some(r) if r.is_object() => Ok(r.clone()),
-            _ => Err(RemoteError::Protocol {
-                phase,
-                reason: "a response without an object `result`".into(),
-            }),
         }
     }
 
