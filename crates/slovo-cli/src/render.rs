@@ -356,6 +356,12 @@ pub fn execution(e: &ExecutionView, json: bool) -> anyhow::Result<()> {
     println!("  cpu ms:      {}", opt(e.cpu_ms));
     println!("  peak memory: {}", opt(e.peak_memory_bytes));
     println!("  sandbox:     {}", e.sandbox_id.as_deref().unwrap_or("-"));
+    if let Some(w) = &e.warm {
+        println!(
+            "  warm:        started {} ms and ready {} ms before the call; used for it alone",
+            w.started_ms_before_call, w.ready_ms_before_call
+        );
+    }
     println!("  caller:      {}", e.actor);
     if let Some(p) = &e.parent_execution_id {
         println!("  chain call:  {p}");

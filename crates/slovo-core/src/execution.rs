@@ -162,6 +162,18 @@ pub struct NetworkDenial {
     pub reason: String,
 }
 
+/// A call served by a warm sandbox: an MCP server started and initialised ahead of the call
+/// by the pool, used for this call alone and then destroyed (`docs/mcp-servers.md`, "Warm,
+/// but never reused"). A call started cold has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmStart {
+    /// Milliseconds from the sandbox's start to the call taking it.
+    pub started_ms_before_call: u64,
+    /// Milliseconds from the server being ready (initialised, its tool list checked) to the
+    /// call taking it.
+    pub ready_ms_before_call: u64,
+}
+
 /// Resource limits of one sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceLimits {
@@ -305,6 +317,9 @@ pub struct Outcome {
     /// Connections the egress check refused during the call, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub network_denials: Vec<NetworkDenial>,
+    /// Set when a warm (pooled) sandbox served the call; `None` for a cold start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmStart>,
 }
 
 impl Outcome {

@@ -503,6 +503,7 @@ impl Admitted {
             finished_at: Some(result.finished_at),
             network_denials: result.network_denials,
             parent_execution_id: step_of.map(|p| p.parent_execution_id),
+            warm: result.warm,
         }
     }
 }
@@ -541,6 +542,7 @@ fn execution_result(id: &str, outcome: Outcome, secrets: &Secrets, duration_ms: 
         finished_at: now_ms(),
         // Egress proxy refusals (host, port, reason), passed through to the record.
         network_denials: outcome.network_denials,
+        warm: outcome.warm,
     }
 }
 

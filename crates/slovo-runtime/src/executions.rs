@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use slovo_core::execution::{ExecutionStatus, NetworkDenial};
+use slovo_core::execution::{ExecutionStatus, NetworkDenial, WarmStart};
 use slovo_store::ExecutionRow;
 
 use crate::{Result, Runtime, RuntimeError};
@@ -55,6 +55,10 @@ pub struct ExecutionView {
     /// The chain call this call was a step of.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_execution_id: Option<String>,
+    /// Set when a warm (pooled) MCP sandbox served the call: how long its server had waited.
+    /// `null` for a cold start, for other kinds of tool, and for calls recorded before this
+    /// was kept.
+    pub warm: Option<WarmStart>,
 }
 
 impl From<ExecutionRow> for ExecutionView {
@@ -81,6 +85,7 @@ impl From<ExecutionRow> for ExecutionView {
             finished_at: row.finished_at,
             network_denials: row.network_denials,
             parent_execution_id: row.parent_execution_id,
+            warm: row.warm,
         }
     }
 }
@@ -164,7 +169,7 @@ mod tests {
 
     use super::*;
 
-    fn row(denials: Vec<NetworkDenial>, parent: Option<String>) -> ExecutionRow {
+    fn row(denials: Vec<NetworkDenial>, parent: Option<String>, warm: Option<WarmStart>) -> ExecutionRow {
         ExecutionRow {
             id: "e1".into(),
             tool: "t".into(),
@@ -187,6 +192,7 @@ mod tests {
             finished_at: Some(15),
             network_denials: denials,
             parent_execution_id: parent,
+            warm,
         }
     }
 
@@ -199,7 +205,14 @@ mod tests {
             port: 443,
             reason: "not granted".into(),
         };
-        for r in [row(vec![], None), row(vec![denial], Some("e0".into()))] {
+        let warm = WarmStart {
+            started_ms_before_call: 1500,
+            ready_ms_before_call: 1200,
+        };
+        for r in [
+            row(vec![], None, None),
+            row(vec![denial], Some("e0".into()), Some(warm)),
+        ] {
             let as_row = serde_json::to_string(&r).expect("a row serializes");
             let as_view = serde_json::to_string(&ExecutionView::from(r)).expect("a view serializes");
             assert_eq!(as_view, as_row);

@@ -52,6 +52,37 @@ async fn a_server_that_never_answers_meets_the_timeout() {
 }
 
 #[tokio::test]
+async fn a_call_that_times_out_is_cancelled_at_the_server_before_it_is_killed() {
+    let Some(server) = hostile_server() else { return };
+    let h = Harness::new().await;
+    h.add(Some(&server), &manifest("stall", "stall", 2)).await;
+    let started = Instant::now();
+    let exec = tokio::time::timeout(Duration::from_secs(30), h.call("stall", "probe", json!({})))
+        .await
+        .expect("the call outlived its timeout");
+    assert_eq!(exec.status, ExecutionStatus::Timeout, "{exec:#?}");
+    assert!(exec.error.as_deref().unwrap().contains("timed out"), "{exec:#?}");
+    // Telling the server costs at most a moment on top of the timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server wrote what it received to its stderr, which is on the record: the
+    // cancellation of the pending `tools/call` (request 3, after `initialize` and the pin's
+    // `tools/list`), with the reason.
+    let stderr = exec.stderr.as_deref().unwrap_or_default();
+    assert!(
+        stderr.contains("cancelled request 3: the call's timeout passed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[mcp] sent notifications/cancelled for request 3"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn a_server_that_floods_its_output_is_killed_at_the_cap() {
     let Some(server) = hostile_server() else { return };
     let h = Harness::new().await;

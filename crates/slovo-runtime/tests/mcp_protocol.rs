@@ -1,8 +1,10 @@
 //! Protocol versions as a client to MCP servers: Slovo asks for 2025-11-25, accepts a server
-//! that answers with an earlier revision it speaks, and refuses clearly — at approval, naming
-//! the versions on both sides — a server that answers with one it does not speak or that
-//! speaks only the stateless 2026-07-28 revision. Uses the hostile test server's `version`
-//! mode (`tests/mcp-tools/hostile_server.py`).
+//! that answers with an earlier revision it speaks, speaks the stateless 2026-07-28 revision
+//! with a server that speaks only that one (imported, approved and called, cold and warm), and
+//! refuses clearly — at approval, naming the versions on both sides — a server that answers
+//! with one it does not speak. Uses the hostile test server's `version` mode
+//! (`tests/mcp-tools/hostile_server.py`), which checks the stateless revision's request
+//! context as the `rmcp` SDK does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "mcp_support/mod.rs"]
@@ -66,8 +68,8 @@ async fn a_revision_the_client_does_not_speak_fails_approval_with_both_sides() {
             "protocol version Some(\"2026-07-28\") is not one this client speaks",
         ),
         (
-            "modern-only",
-            "the server speaks only the protocol versions [\"2026-07-28\"]; this client speaks 2025-11-25, 2025-06-18, 2025-03-26",
+            "future-only",
+            "the server speaks only the protocol versions [\"2099-12-31\"]; this client speaks 2025-11-25, 2025-06-18, 2025-03-26, 2026-07-28",
         ),
     ] {
         let name = format!("refused-{}", answer.replace('-', ""));
@@ -82,4 +84,45 @@ async fn a_revision_the_client_does_not_speak_fails_approval_with_both_sides() {
         let shown = h.rt.show(&name).await.unwrap();
         assert_ne!(shown.status, ToolStatus::Active, "{answer}: {shown:#?}");
     }
+}
+
+#[tokio::test]
+async fn a_server_of_the_stateless_revision_alone_is_approved_and_called_in_it() {
+    let Some(server) = hostile_server() else { return };
+    let h = Harness::new().await;
+    h.add(Some(&server), &manifest("stateless", "modern-only")).await;
+
+    // Approval opened the server with `server/discover` and recorded what it learned.
+    let version = h.rt.store().version("stateless", "1.0.0").await.unwrap().unwrap();
+    let facts = version.install_info.unwrap();
+    assert_eq!(facts["protocol_version"], "2026-07-28", "{facts}");
+    assert_eq!(facts["server_info"]["name"], "stateless", "{facts}");
+    assert_eq!(facts["tools"][0]["name"], "probe", "{facts}");
+
+    // The server refuses any request without the client's context in its `_meta`: the call
+    // succeeding means `tools/list` (the pin) and `tools/call` carried it.
+    let exec = h.call("stateless", "probe", json!({})).await;
+    assert_eq!(exec.status, ExecutionStatus::Success, "{exec:#?}");
+    assert_eq!(exec.output.unwrap()["requested_version"], "2026-07-28");
+}
+
+#[tokio::test]
+async fn a_server_of_the_stateless_revision_is_served_warm_in_it() {
+    let Some(server) = hostile_server() else { return };
+    let h = Harness::with_pool(1).await;
+    h.add(Some(&server), &manifest("stateless-warm", "modern-only")).await;
+    let cold = h.call("stateless-warm", "probe", json!({})).await;
+    assert_eq!(cold.status, ExecutionStatus::Success, "{cold:#?}");
+    assert!(cold.warm.is_none(), "{cold:#?}");
+    assert!(
+        h.mcp
+            .wait_warm("stateless-warm", std::time::Duration::from_secs(20))
+            .await,
+        "no warm sandbox became ready"
+    );
+    let warm = h.call("stateless-warm", "probe", json!({})).await;
+    assert_eq!(warm.status, ExecutionStatus::Success, "{warm:#?}");
+    assert!(warm.warm.is_some(), "{warm:#?}");
+    // The warm server was opened with `server/discover`; its one call carried the context.
+    assert_eq!(warm.output.unwrap()["requested_version"], "2026-07-28");
 }

@@ -194,6 +194,7 @@ pub(crate) fn outcome(
         peak_memory_bytes: accounting.peak_memory_bytes,
         sandbox_id: Some(sandbox_id),
         network_denials: Vec::new(),
+        warm: None,
     }
 }
 

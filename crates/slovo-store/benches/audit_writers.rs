@@ -104,6 +104,7 @@ async fn one_call(store: &Store, writer: usize, revision: i64) -> Duration {
         sandbox_id: None,
         finished_at: now,
         network_denials: Vec::new(),
+        warm: None,
     };
     let payload = json!({"execution_id": id, "status": "success"});
     let t = Instant::now();

@@ -132,6 +132,7 @@ impl CallWriter {
         audit: &FinishAudit<'_>,
     ) -> Result<AuditEvent> {
         let denials = crate::denials_text(r)?;
+        let warm = crate::warm_text(r)?;
         let output = r.output.as_ref().map(|o| o.to_string());
         let payload = audit.payload.to_string();
         let mut c = self.checkout().await?;
@@ -185,7 +186,7 @@ impl CallWriter {
             let written = sqlx::query(AssertSqlSafe(format!(
                 "{begin}UPDATE executions SET status = $1, output = $2, stderr = $3, error = $4, exit_code = $5, \
                  duration_ms = $6, cpu_ms = $7, peak_memory_bytes = $8, sandbox_id = $9, finished_at = $10, \
-                 network_denials = $11 WHERE id = $12 AND status = 'running' RETURNING 1 AS written; \
+                 network_denials = $11, warm = $21 WHERE id = $12 AND status = 'running' RETURNING 1 AS written; \
                  INSERT INTO audit_events (seq, at_ms, kind, tool, actor, payload, prev_hash, hash) \
                  SELECT $13, $14, $15, $16, $17, $18, $19, $20 WHERE changes() = 1 RETURNING 1 AS written; \
                  COMMIT;"
@@ -210,6 +211,7 @@ impl CallWriter {
             .bind(payload.as_str())
             .bind(head_hash.as_str())
             .bind(hash.as_str())
+            .bind(warm.as_deref())
             .fetch_all(&mut c.conn)
             .await;
             match written {

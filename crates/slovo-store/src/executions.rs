@@ -178,10 +178,18 @@ impl Tx {
         if affected != 1 {
             return Err(StoreError::Conflict(format!("execution {id} is not running")));
         }
-        // Separate and only when there is something to keep: most calls have no denials.
+        // Separate and only when there is something to keep: most calls have no denials and
+        // are not warm.
         if let Some(denials) = denials_text(r)? {
             sqlx::query("UPDATE executions SET network_denials = $1 WHERE id = $2")
                 .bind(denials)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        if let Some(warm) = warm_text(r)? {
+            sqlx::query("UPDATE executions SET warm = $1 WHERE id = $2")
+                .bind(warm)
                 .bind(id)
                 .execute(&mut *self.tx)
                 .await?;
@@ -237,6 +245,15 @@ pub(crate) fn insert_running_query(
     .bind(&e.instance_id)
     .bind(revision)
     .bind(&e.parent_execution_id)
+}
+
+/// How a warm sandbox served a call, as stored: `None` for a cold start.
+pub(crate) fn warm_text(r: &ExecutionResult) -> Result<Option<String>> {
+    r.warm
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("executions.warm: {e}")))
 }
 
 /// A call's network denials as stored: `None` when there were none (most calls).

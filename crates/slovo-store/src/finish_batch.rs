@@ -219,6 +219,7 @@ async fn write_together(store: &Store, batch: &[Pending]) -> Result<Vec<Result<A
             "sandbox_id": r.sandbox_id,
             "finished_at": r.finished_at,
             "network_denials": crate::denials_text(r)?,
+            "warm": crate::warm_text(r)?,
         }));
     }
     let mut tx = store.begin().await?;
@@ -226,10 +227,10 @@ async fn write_together(store: &Store, batch: &[Pending]) -> Result<Vec<Result<A
         "UPDATE executions AS e SET status = r.status, output = r.output, stderr = r.stderr, \
          error = r.error, exit_code = r.exit_code, duration_ms = r.duration_ms, cpu_ms = r.cpu_ms, \
          peak_memory_bytes = r.peak_memory_bytes, sandbox_id = r.sandbox_id, \
-         finished_at = r.finished_at, network_denials = r.network_denials \
+         finished_at = r.finished_at, network_denials = r.network_denials, warm = r.warm \
          FROM json_to_recordset($1::json) AS r(id TEXT, status TEXT, output TEXT, stderr TEXT, \
          error TEXT, exit_code BIGINT, duration_ms BIGINT, cpu_ms BIGINT, peak_memory_bytes BIGINT, \
-         sandbox_id TEXT, finished_at BIGINT, network_denials TEXT) \
+         sandbox_id TEXT, finished_at BIGINT, network_denials TEXT, warm TEXT) \
          WHERE e.id = r.id AND e.status = 'running' RETURNING e.id",
     )
     .bind(Value::Array(rows).to_string())

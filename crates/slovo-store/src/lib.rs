@@ -44,5 +44,5 @@ pub use sessions::SessionRow;
 pub use store::{DbKind, SQLITE_BUSY_TIMEOUT_MS, Store, redact_url};
 pub use tx::Tx;
 
-pub(crate) use executions::{denials_text, insert_running_query};
+pub(crate) use executions::{denials_text, insert_running_query, warm_text};
 pub(crate) use store::SQLITE_PRAGMAS;

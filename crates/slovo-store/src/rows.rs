@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 use slovo_core::access::Role;
-use slovo_core::execution::{ExecutionStatus, NetworkDenial};
+use slovo_core::execution::{ExecutionStatus, NetworkDenial, WarmStart};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::Grant;
 use sqlx::Row;
@@ -19,7 +19,7 @@ pub(crate) const VOLUME_COLUMNS: &str = "tool, path, quota_mb, created_at, purge
 pub(crate) const TOKEN_COLUMNS: &str = "id, role, token_hash, label, created_at, last_used_at, revoked_at";
 pub(crate) const EXECUTION_COLUMNS: &str = "id, tool, version, capability, arguments, status, output, stderr, \
      error, exit_code, duration_ms, cpu_ms, peak_memory_bytes, sandbox_id, conversation_id, turn_id, actor, \
-     started_at, finished_at, network_denials, parent_execution_id";
+     started_at, finished_at, network_denials, parent_execution_id, warm";
 
 fn json_column(row: &AnyRow, column: &str) -> Result<Value> {
     let text: String = row.try_get(column)?;
@@ -240,6 +240,8 @@ pub struct ExecutionResult {
     pub finished_at: i64,
     /// Connections the egress proxy refused during the call.
     pub network_denials: Vec<NetworkDenial>,
+    /// Set when a warm (pooled) MCP sandbox served the call.
+    pub warm: Option<WarmStart>,
 }
 
 /// A stored execution.
@@ -289,6 +291,9 @@ pub struct ExecutionRow {
     /// The chain call this call was a step of.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_execution_id: Option<String>,
+    /// Set when a warm (pooled) MCP sandbox served the call; `None` for a cold start and for
+    /// calls recorded before this was kept.
+    pub warm: Option<WarmStart>,
 }
 
 impl ExecutionRow {
@@ -322,6 +327,12 @@ impl ExecutionRow {
                 None => Vec::new(),
             },
             parent_execution_id: row.try_get("parent_execution_id")?,
+            warm: opt_json_column(row, "warm")?
+                .map(|v| {
+                    serde_json::from_value(v)
+                        .map_err(|e| StoreError::Corrupt(format!("executions.warm: {e}")))
+                })
+                .transpose()?,
         })
     }
 }

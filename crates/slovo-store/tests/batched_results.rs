@@ -5,7 +5,7 @@
 
 use serde_json::json;
 use slovo_core::audit::verify_chain;
-use slovo_core::execution::ExecutionStatus;
+use slovo_core::execution::{ExecutionStatus, WarmStart};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_store::{ExecutionResult, FinishAudit, NewExecution, Store, StoreError, ToolRow};
 use slovo_test_support::fresh_postgres_url;
@@ -52,6 +52,16 @@ async fn start(store: &Store, id: &str, revision: i64) {
     assert!(store.insert_running_execution_at(&e, revision).await.unwrap());
 }
 
+/// Calls whose number is odd were served warm (how long their server waited is their number),
+/// the others cold: each result carries its own.
+fn warm_of(id: &str) -> Option<WarmStart> {
+    let n: u64 = id.rsplit('-').next()?.parse().ok()?;
+    (n % 2 == 1).then_some(WarmStart {
+        started_ms_before_call: n,
+        ready_ms_before_call: n / 2,
+    })
+}
+
 async fn finish(store: Store, id: String) -> (String, Result<slovo_core::audit::AuditEvent, StoreError>) {
     let result = ExecutionResult {
         status: ExecutionStatus::Success,
@@ -65,6 +75,7 @@ async fn finish(store: Store, id: String) -> (String, Result<slovo_core::audit::
         sandbox_id: None,
         finished_at: 20,
         network_denials: Vec::new(),
+        warm: warm_of(&id),
     };
     let payload = json!({"execution_id": id});
     let audit = FinishAudit {
@@ -135,8 +146,11 @@ async fn results_arriving_together_share_transactions_and_each_call_gets_its_own
     let (head_seq, head_hash) = store.audit_head().await.unwrap();
     verify_chain(&events, head_seq, &head_hash).unwrap();
     for i in 0..calls {
-        let row = store.execution(&format!("run-{i}")).await.unwrap().unwrap();
+        let id = format!("run-{i}");
+        let row = store.execution(&id).await.unwrap().unwrap();
         assert_eq!(row.status, ExecutionStatus::Success);
+        // Each row of a batch got its own warm start, or none.
+        assert_eq!(row.warm, warm_of(&id), "{id}");
     }
     assert!(store.execution("never-started-0").await.unwrap().is_none());
     // Fewer transactions than calls: the results were batched (one each would be `calls + 1`).
@@ -156,5 +170,9 @@ async fn results_arriving_together_share_transactions_and_each_call_gets_its_own
     );
     a.1.unwrap();
     b.1.unwrap();
+    for id in ["alone-1", "alone-2"] {
+        let row = alone.execution(id).await.unwrap().unwrap();
+        assert_eq!(row.warm, warm_of(id), "{id}");
+    }
     assert_eq!(transactions_that_wrote_results(&url).await, transactions + 2);
 }

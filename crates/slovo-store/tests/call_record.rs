@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use slovo_core::audit::verify_chain;
-use slovo_core::execution::ExecutionStatus;
+use slovo_core::execution::{ExecutionStatus, WarmStart};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_store::{ExecutionResult, FinishAudit, NewExecution, Store, StoreError, ToolRow};
 use slovo_test_support::test_dbs;
@@ -62,6 +62,7 @@ fn result() -> ExecutionResult {
         sandbox_id: None,
         finished_at: 20,
         network_denials: Vec::new(),
+        warm: None,
     }
 }
 
@@ -118,6 +119,56 @@ async fn settled(store: &Store, id: &str) -> (ExecutionStatus, usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("{id} did not settle: {last:?}");
+}
+
+#[tokio::test]
+async fn a_warm_call_keeps_how_warm_it_was_and_a_cold_one_reads_as_none() {
+    for db in test_dbs().await {
+        let store = &db.store().await;
+        let revision = active_tool(store).await;
+        let warm = WarmStart {
+            started_ms_before_call: 840,
+            ready_ms_before_call: 610,
+        };
+        for (id, served) in [("warm-call", Some(warm)), ("cold-call", None)] {
+            assert!(
+                store
+                    .insert_running_execution_at(&new_execution(id), revision)
+                    .await
+                    .unwrap()
+            );
+            let result = ExecutionResult {
+                warm: served,
+                ..result()
+            };
+            let payload = json!({"execution_id": id});
+            let audit = FinishAudit {
+                kind: "execution.finished",
+                tool: Some("echo"),
+                actor: "test",
+                payload: &payload,
+            };
+            store.finish_call(id, &result, &audit).await.unwrap();
+            let row = store.execution(id).await.unwrap().unwrap();
+            assert_eq!(row.warm, served, "{}: {id}", db.label);
+        }
+        // The same through a transaction of the caller's (chain steps, recovery).
+        assert!(
+            store
+                .insert_running_execution_at(&new_execution("warm-in-tx"), revision)
+                .await
+                .unwrap()
+        );
+        let mut tx = store.begin().await.unwrap();
+        let result = ExecutionResult {
+            warm: Some(warm),
+            ..result()
+        };
+        tx.finish_execution("warm-in-tx", &result).await.unwrap();
+        tx.commit().await.unwrap();
+        let row = store.execution("warm-in-tx").await.unwrap().unwrap();
+        assert_eq!(row.warm, Some(warm), "{}", db.label);
+    }
 }
 
 #[tokio::test]

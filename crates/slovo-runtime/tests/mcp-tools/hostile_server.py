@@ -12,9 +12,15 @@ second argument is `always`:
   upgrade  a well-behaved server whose tool list gains a tool once the Unix time in its
            environment's UPGRADE_AT has passed (as a server does after an upgrade);
   version  a well-behaved server that answers `initialize` with the protocol version in its
-           environment's ANSWER_VERSION, or, when that is `modern-only`, refuses it as a
-           server of the stateless 2026-07-28 revision does; `probe` reports the version the
-           client asked for.
+           environment's ANSWER_VERSION; when that is `modern-only` it is a server of the
+           stateless 2026-07-28 revision alone, as the rmcp SDK serves it: `initialize` is
+           refused with the unsupported-version error, `server/discover` answers, and every
+           other request must carry the client's context in its `_meta` (the revision, which
+           must be 2026-07-28, and the client's capabilities) or is refused; `future-only`
+           refuses every version but 2099-12-31. `probe` reports the version the client
+           asked for (in `initialize`, or in the request's `_meta`);
+  stall    answers `initialize` and `tools/list` but never a `tools/call`, and writes every
+           `notifications/cancelled` it receives to stderr.
 Every `probe` also reports what an earlier call could have left behind in the same server:
 a marker file in /tmp and the number of calls this process served before.
 """
@@ -88,6 +94,34 @@ def probe(arguments):
     }
 
 
+STATELESS = "2026-07-28"
+META_VERSION = "io.modelcontextprotocol/protocolVersion"
+META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+
+
+def refuse(message, code, text, data=None):
+    error = {"code": code, "message": text}
+    if data is not None:
+        error["data"] = data
+    send({"jsonrpc": "2.0", "id": message["id"], "error": error})
+
+
+def stateless_context_refused(message, supported):
+    """Checks a request's `_meta` as a server of the stateless revision does; True if refused."""
+    global REQUESTED_VERSION
+    meta = (message.get("params") or {}).get("_meta") or {}
+    missing = [k for k in (META_VERSION, META_CAPABILITIES) if k not in meta]
+    if missing:
+        refuse(message, -32602, "request _meta is missing required fields: " + ", ".join(missing))
+        return True
+    REQUESTED_VERSION = meta[META_VERSION]
+    if REQUESTED_VERSION not in supported:
+        refuse(message, -32004, "Unsupported protocol version",
+               {"supported": supported, "requested": REQUESTED_VERSION})
+        return True
+    return False
+
+
 def main():
     mode = sys.argv[1]
     always = sys.argv[2:] == ["always"]
@@ -98,18 +132,33 @@ def main():
         method = message.get("method")
         if mode == "silent":
             continue
+        answer = os.environ.get("ANSWER_VERSION", "")
+        refusing = {"modern-only": [STATELESS], "future-only": ["2099-12-31"]}.get(answer)
+        complete = {"resultType": "complete"} if refusing else {}
+        if mode == "stall" and method == "notifications/cancelled":
+            params = message.get("params", {})
+            sys.stderr.write(f"cancelled request {params.get('requestId')}: {params.get('reason')}\n")
+            sys.stderr.flush()
+            continue
+        if "id" not in message:
+            continue
         if method == "initialize" and mode == "version":
             global REQUESTED_VERSION
             REQUESTED_VERSION = message["params"].get("protocolVersion")
-            answer = os.environ["ANSWER_VERSION"]
-            if answer == "modern-only":
-                send({"jsonrpc": "2.0", "id": message["id"], "error": {
-                    "code": -32004, "message": "Unsupported protocol version",
-                    "data": {"supported": ["2026-07-28"], "requested": REQUESTED_VERSION}}})
+            if refusing:
+                refuse(message, -32004, "Unsupported protocol version",
+                       {"supported": refusing, "requested": REQUESTED_VERSION})
                 continue
             send({"jsonrpc": "2.0", "id": message["id"], "result": {
                 "protocolVersion": answer, "capabilities": {"tools": {}},
                 "serverInfo": {"name": "hostile", "version": "1.0.0"}}})
+        elif mode == "version" and refusing and stateless_context_refused(message, refusing):
+            continue
+        elif method == "server/discover" and mode == "version" and refusing:
+            send({"jsonrpc": "2.0", "id": message["id"], "result": {
+                "resultType": "complete", "supportedVersions": refusing,
+                "capabilities": {"tools": {}}, "ttlMs": 0, "cacheScope": "private",
+                "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "stateless", "version": "1.0.0"}}}})
         elif method == "initialize":
             if mode == "flood":
                 chunk = json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
@@ -128,12 +177,14 @@ def main():
             if mode == "upgrade" and time.time() >= float(os.environ["UPGRADE_AT"]):
                 tools.append({"name": "status", "description": "Says that the upgrade happened.",
                               "inputSchema": {"type": "object"}})
-            send({"jsonrpc": "2.0", "id": message["id"], "result": {"tools": tools}})
+            send({"jsonrpc": "2.0", "id": message["id"], "result": {"tools": tools, **complete}})
+        elif method == "tools/call" and mode == "stall":
+            continue
         elif method == "tools/call":
             result = probe(message["params"].get("arguments", {}))
             send({"jsonrpc": "2.0", "id": message["id"], "result": {
                 "content": [{"type": "text", "text": json.dumps(result)}],
-                "structuredContent": result}})
+                "structuredContent": result, **complete}})
 
 
 main()

@@ -5,9 +5,13 @@
 //! call's stdout cap, every wait ends at the call's deadline, and stderr is drained (capped)
 //! all along, so a server that floods, stalls or never answers meets the same limits as any
 //! process tool. The client asks for protocol 2025-11-25 and accepts a server that answers with
-//! an earlier revision it knows ([`SUPPORTED_PROTOCOL_VERSIONS`]); any other answer, and a
-//! server that speaks only the stateless 2026-07-28 revision (`initialize` refused with the
-//! unsupported-version error), fail the call naming the versions on both sides.
+//! an earlier revision it knows ([`SUPPORTED_PROTOCOL_VERSIONS`]); a server that speaks only
+//! the stateless 2026-07-28 revision (`initialize` refused with the unsupported-version error
+//! naming it) is spoken to in that revision (`conversation.rs`); any other answer fails the
+//! call naming the versions on both sides.
+//!
+//! When the call's deadline passes while a request waits for its answer, the server is told
+//! (`notifications/cancelled`, best effort and bounded) before it is killed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::time::Instant;
 
-use super::conversation::{self, Rpc, SUPPORTED_PROTOCOL_VERSIONS};
+use super::conversation::{self, Rpc, STATELESS_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
 use crate::ending::Captured;
 use crate::process::{ToolIo, Verdict, kill};
 
@@ -30,6 +34,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
 
 /// Lines of protocol notes (progress, logs, ignored output) kept on the record at most.
 const MAX_NOTES: usize = 64;
+
+/// How long a server that timed out gets to read `notifications/cancelled` (and to say on
+/// stderr what it did about it) before it is killed: the writing of the notification and the
+/// wait together, so a timed-out call ends at most this much later.
+const CANCEL_GRACE: Duration = Duration::from_millis(100);
 
 /// Why a conversation with a server ended without a result.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +57,16 @@ pub(crate) enum McpError {
     Write {
         phase: &'static str,
         source: std::io::Error,
+    },
+    /// The server does not speak the protocol version asked for, nor one this client could
+    /// fall back to.
+    #[error(
+        "the MCP server refused {phase}: the server speaks only the protocol versions {supported:?}; this client speaks {}, {STATELESS_PROTOCOL_VERSION}",
+        SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+    )]
+    UnsupportedVersion {
+        phase: &'static str,
+        supported: Vec<String>,
     },
     /// The server answered with a JSON-RPC error.
     #[error("the MCP server refused {phase}: {message} (code {code})")]
@@ -78,6 +97,8 @@ pub(crate) struct Session {
     stdout_open: bool,
     stderr_open: bool,
     next_id: i64,
+    /// Whether the stateless 2026-07-28 revision was agreed.
+    stateless: bool,
     /// What the record keeps besides stderr: progress, log messages, ignored lines.
     pub notes: Vec<String>,
     pub watched: Captured,
@@ -90,6 +111,17 @@ impl Rpc for Session {
 
     fn violation(phase: &'static str, reason: String) -> McpError {
         McpError::Protocol { phase, reason }
+    }
+
+    fn versions_offered(error: &McpError) -> Option<&[String]> {
+        match error {
+            McpError::UnsupportedVersion { supported, .. } => Some(supported),
+            _ => None,
+        }
+    }
+
+    fn stateless(&self) -> bool {
+        self.stateless
     }
 
     fn next_request_id(&self) -> i64 {
@@ -110,7 +142,14 @@ impl Rpc for Session {
         )
         .await?;
         loop {
-            let message = self.next_message(phase).await?;
+            let message = match self.next_message(phase).await {
+                Ok(message) => message,
+                Err(McpError::Timeout { .. }) => {
+                    self.cancel(id).await;
+                    return Err(self.time_out(phase));
+                }
+                Err(e) => return Err(e),
+            };
             if message.get("method").is_some() {
                 self.answer_server_message(phase, &message).await?;
                 continue;
@@ -162,6 +201,7 @@ impl Session {
             stdout_open: true,
             stderr_open: true,
             next_id: 1,
+            stateless: false,
             notes: Vec::new(),
             watched: Captured::default(),
             server: None,
@@ -174,10 +214,15 @@ impl Session {
         self.deadline = deadline;
     }
 
-    /// `initialize` and `notifications/initialized`.
+    /// `initialize` and `notifications/initialized`; with a server of the stateless revision,
+    /// `server/discover` instead.
     pub async fn initialize(&mut self) -> Result<(), McpError> {
-        let (result, _version) = conversation::initialize(self).await?;
-        self.server = Some(result);
+        let opened = conversation::open(self).await?;
+        self.server = Some(opened.server);
+        self.stateless = opened.stateless;
+        if self.stateless {
+            return Ok(());
+        }
         self.notify("notifications/initialized", json!({})).await
     }
 
@@ -248,6 +293,42 @@ impl Session {
         }
     }
 
+    /// Tells the server that the request `id` is abandoned (`notifications/cancelled`), best
+    /// effort: within [`CANCEL_GRACE`] the notification is written, if the server reads its
+    /// input, and its stderr is kept, so that what it does about it is on the record. The
+    /// caller kills the server afterwards whatever happened.
+    async fn cancel(&mut self, id: i64) {
+        let until = Instant::now() + CANCEL_GRACE;
+        let notification = json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": id, "reason": "the call's timeout passed"},
+        });
+        let mut line = notification.to_string().into_bytes();
+        line.push(b'\n');
+        let Some(stdin) = self.stdin.as_mut() else {
+            return;
+        };
+        match tokio::time::timeout_at(until, stdin.write_all(&line)).await {
+            Ok(Ok(())) => self.note(format!("sent notifications/cancelled for request {id}")),
+            // A server that does not read its input is not told; it is killed all the same.
+            _ => return,
+        }
+        let mut buf = vec![0u8; 16 * 1024];
+        while self.stderr_open {
+            tokio::select! {
+                r = self.stderr.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => self.stderr_open = false,
+                    Ok(n) => {
+                        let chunk = buf[..n].to_vec();
+                        self.keep_stderr(&chunk);
+                    }
+                },
+                _ = tokio::time::sleep_until(until) => break,
+            }
+        }
+    }
+
     async fn send(&mut self, phase: &'static str, message: &Value) -> Result<(), McpError> {
         let mut line = message.to_string().into_bytes();
         line.push(b'\n');
@@ -310,11 +391,13 @@ impl Session {
                         self.keep_stderr(&chunk);
                     }
                 },
-                _ = tokio::time::sleep_until(deadline) => return Err(self.time_out(phase)),
+                // The caller tells the server the request is cancelled, then kills it.
+                _ = tokio::time::sleep_until(deadline) => return Err(McpError::Timeout { phase }),
             }
         }
     }
 
+    /// The call's deadline passed: the server is killed.
     fn time_out(&mut self, phase: &'static str) -> McpError {
         self.watched.timed_out = true;
         kill(&self.exit);
@@ -337,19 +420,20 @@ impl Session {
 /// answer `initialize` with it.
 const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32004;
 
-/// A server refused the protocol version asked for: which versions it speaks, against ours.
+/// A server refused the protocol version asked for: the versions it speaks, as it listed them.
 fn unsupported_version(phase: &'static str, error: &Value) -> McpError {
     let supported = error
         .pointer("/data/supported")
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| "(not said)".into());
-    McpError::Protocol {
-        phase,
-        reason: format!(
-            "the server speaks only the protocol versions {supported}; this client speaks {} (the stateless 2026-07-28 revision is not spoken over stdio yet)",
-            SUPPORTED_PROTOCOL_VERSIONS.join(", ")
-        ),
-    }
+        .and_then(Value::as_array)
+        .map(|versions| {
+            versions
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    McpError::UnsupportedVersion { phase, supported }
 }
 
 /// The phase a notification belongs to, for error messages.

@@ -1,15 +1,35 @@
-//! What an MCP client says, whatever carries it: `initialize` and the check of the revision
-//! the server answers with, `tools/list` page by page, and `tools/call` with a progress token.
-//! The stdio client (`client.rs`) and the streamable-HTTP one (`remote.rs`) each carry the
-//! messages their own way; this is the conversation both hold, written once.
+//! What an MCP client says, whatever carries it: the opening (`initialize`, or for a server of
+//! the stateless revision `server/discover`) and the check of the revision agreed,
+//! `tools/list` page by page, and `tools/call` with a progress token. The stdio client
+//! (`client.rs`) and the streamable-HTTP one (`remote.rs`) each carry the messages their own
+//! way; this is the conversation both hold, written once.
+//!
+//! Negotiation: `initialize` asking for 2025-11-25, which every reference server speaks. A
+//! server that refuses it with the unsupported-version error (`-32004`) naming the stateless
+//! 2026-07-28 revision among the versions it speaks is spoken to in that revision instead:
+//! no handshake, `server/discover` to learn the server, and the client's context
+//! (`io.modelcontextprotocol/protocolVersion`, `…/clientInfo`, `…/clientCapabilities`) in the
+//! `_meta` of every request — as the `rmcp` SDK behind Slovo's own MCP endpoint has it.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 /// The revision this client asks for.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
 
-/// Revisions a server may answer with: their `tools/call` is the same.
+/// Revisions with the `initialize` handshake a server may answer with: their `tools/call` is
+/// the same.
 pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
+
+/// The stateless revision, spoken with a server that refuses the handshake and names it.
+pub const STATELESS_PROTOCOL_VERSION: &str = "2026-07-28";
+
+/// The `_meta` keys of the client's context on every request of the stateless revision.
+const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+
+/// The `_meta` key of a `server/discover` result that names the server.
+const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 
 /// A JSON-RPC session with a server, over some transport.
 pub(crate) trait Rpc {
@@ -18,6 +38,14 @@ pub(crate) trait Rpc {
 
     /// The error for a server that broke the protocol in `phase`.
     fn violation(phase: &'static str, reason: String) -> Self::Error;
+
+    /// The versions the server said it speaks, if `error` is its refusal of the version
+    /// asked for (the unsupported-version error); `None` for any other error.
+    fn versions_offered(error: &Self::Error) -> Option<&[String]>;
+
+    /// Whether the revision agreed is the stateless one: every request then carries the
+    /// client's context in its `_meta`.
+    fn stateless(&self) -> bool;
 
     /// The id the next request will carry (the progress token of a call names it).
     fn next_request_id(&self) -> i64;
@@ -31,18 +59,51 @@ pub(crate) trait Rpc {
     ) -> Result<Value, Self::Error>;
 }
 
-/// `initialize`: the server's answer and the revision agreed, one this client speaks. The
-/// caller then sends `notifications/initialized` its own way.
-pub(crate) async fn initialize<R: Rpc>(rpc: &mut R) -> Result<(Value, String), R::Error> {
+/// What the opening of a conversation agreed.
+pub(crate) struct Opened {
+    /// The server's facts as an `initialize` result holds them (`protocolVersion`,
+    /// `capabilities`, `serverInfo`), however they were learned.
+    pub server: Value,
+    /// Whether the revision agreed is the stateless 2026-07-28: no
+    /// `notifications/initialized` follows, and every request carries the client's context.
+    pub stateless: bool,
+}
+
+/// Opens the conversation: `initialize`, or `server/discover` with a server that speaks only
+/// the stateless revision. With `initialize` agreed, the caller then sends
+/// `notifications/initialized` its own way.
+pub(crate) async fn open<R: Rpc>(rpc: &mut R) -> Result<Opened, R::Error> {
+    match initialize(rpc).await {
+        Ok(server) => Ok(Opened {
+            server,
+            stateless: false,
+        }),
+        Err(refused) => {
+            let speaks_stateless = R::versions_offered(&refused)
+                .is_some_and(|offered| offered.iter().any(|v| v == STATELESS_PROTOCOL_VERSION));
+            if !speaks_stateless {
+                return Err(refused);
+            }
+            let server = discover(rpc).await?;
+            Ok(Opened {
+                server,
+                stateless: true,
+            })
+        }
+    }
+}
+
+/// `initialize`: the server's answer, with a revision this client speaks.
+async fn initialize<R: Rpc>(rpc: &mut R) -> Result<Value, R::Error> {
     let phase = "initialize";
     let params = json!({
         "protocolVersion": PROTOCOL_VERSION,
         "capabilities": {},
-        "clientInfo": {"name": "slovo-tools", "version": env!("CARGO_PKG_VERSION")},
+        "clientInfo": client_info(),
     });
     let result = rpc.send_request(phase, "initialize", params).await?;
     let version = result.get("protocolVersion").and_then(Value::as_str);
-    let Some(version) = version.filter(|v| SUPPORTED_PROTOCOL_VERSIONS.contains(v)) else {
+    if version.is_none_or(|v| !SUPPORTED_PROTOCOL_VERSIONS.contains(&v)) {
         return Err(R::violation(
             phase,
             format!(
@@ -50,9 +111,33 @@ pub(crate) async fn initialize<R: Rpc>(rpc: &mut R) -> Result<(Value, String), R
                 SUPPORTED_PROTOCOL_VERSIONS.join(", ")
             ),
         ));
-    };
-    let version = version.to_string();
-    Ok((result, version))
+    }
+    Ok(result)
+}
+
+/// `server/discover`, the stateless revision's opening: the server must list that revision
+/// among its `supportedVersions`. Its facts are returned in the shape of an `initialize`
+/// result, so that the install facts read the same whichever way they were learned.
+async fn discover<R: Rpc>(rpc: &mut R) -> Result<Value, R::Error> {
+    let phase = "server/discover";
+    let params = json!({"_meta": Value::Object(client_context())});
+    let result = rpc.send_request(phase, "server/discover", params).await?;
+    let versions = result.get("supportedVersions").and_then(Value::as_array);
+    if !versions.is_some_and(|vs| vs.iter().any(|v| v == STATELESS_PROTOCOL_VERSION)) {
+        return Err(R::violation(
+            phase,
+            format!(
+                "its `supportedVersions` ({}) do not include {STATELESS_PROTOCOL_VERSION}, which it named when it refused `initialize`",
+                result.get("supportedVersions").unwrap_or(&Value::Null)
+            ),
+        ));
+    }
+    let server_info = result.get("_meta").and_then(|m| m.get(META_SERVER_INFO));
+    Ok(json!({
+        "protocolVersion": STATELESS_PROTOCOL_VERSION,
+        "capabilities": result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+        "serverInfo": server_info.cloned().unwrap_or(Value::Null),
+    }))
 }
 
 /// `tools/list`, every page. A server that pages forever meets the transport's byte budget or
@@ -66,7 +151,7 @@ pub(crate) async fn list_tools<R: Rpc>(rpc: &mut R) -> Result<Vec<Value>, R::Err
             Some(c) => json!({"cursor": c}),
             None => json!({}),
         };
-        let result = rpc.send_request(phase, "tools/list", params).await?;
+        let result = request(rpc, phase, "tools/list", params).await?;
         let Some(page) = result.get("tools").and_then(Value::as_array) else {
             return Err(R::violation(phase, "no `tools` array".into()));
         };
@@ -82,5 +167,37 @@ pub(crate) async fn list_tools<R: Rpc>(rpc: &mut R) -> Result<Vec<Value>, R::Err
 pub(crate) async fn call_tool<R: Rpc>(rpc: &mut R, name: &str, arguments: &Value) -> Result<Value, R::Error> {
     let token = format!("slovo-{}", rpc.next_request_id());
     let params = json!({"name": name, "arguments": arguments, "_meta": {"progressToken": token}});
-    rpc.send_request("tools/call", "tools/call", params).await
+    request(rpc, "tools/call", "tools/call", params).await
+}
+
+/// A request after the opening: in the stateless revision its `_meta` carries the client's
+/// context besides what it holds already.
+async fn request<R: Rpc>(rpc: &mut R, phase: &'static str, method: &str, mut params: Value) -> Result<Value, R::Error> {
+    if rpc.stateless()
+        && let Some(params) = params.as_object_mut()
+    {
+        let meta = params
+            .entry("_meta")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.extend(client_context());
+        }
+    }
+    rpc.send_request(phase, method, params).await
+}
+
+/// Who this client is, as `initialize` and the stateless `_meta` name it.
+fn client_info() -> Value {
+    json!({"name": "slovo-tools", "version": env!("CARGO_PKG_VERSION")})
+}
+
+/// The client's context a request of the stateless revision carries in its `_meta`: the
+/// revision, the client and its capabilities (none: it offers no sampling, roots or
+/// elicitation).
+fn client_context() -> Map<String, Value> {
+    let mut context = Map::new();
+    context.insert(META_PROTOCOL_VERSION.into(), json!(STATELESS_PROTOCOL_VERSION));
+    context.insert(META_CLIENT_INFO.into(), client_info());
+    context.insert(META_CLIENT_CAPABILITIES.into(), json!({}));
+    context
 }

@@ -8,7 +8,8 @@
 //!    system directories read-only with `system_paths`, `/data` its state, the grant's limits
 //!    and network) — exactly as it starts a process tool;
 //! 2. [`client::Session`] speaks MCP over the server's stdin and stdout: `initialize`
-//!    (protocol 2025-11-25), `notifications/initialized`, `tools/call`, then closes stdin;
+//!    (protocol 2025-11-25) and `notifications/initialized` — or `server/discover` with a
+//!    server of the stateless 2026-07-28 revision —, `tools/call`, then closes stdin;
 //! 3. the `tools/call` result becomes the call's verdict ([`result`]); the sandbox is destroyed.
 //!
 //! Everything the server writes counts against the stdout cap, stderr is kept with its cap,
@@ -30,7 +31,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use slovo_core::manifest::{Execution, McpTransport};
 
-pub use conversation::{PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
+pub use conversation::{PROTOCOL_VERSION, STATELESS_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
 pub use pin::{ToolListChange, difference as tool_list_difference, digest as tools_digest};
 pub use pool::PoolConfig;
 

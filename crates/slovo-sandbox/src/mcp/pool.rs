@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use slovo_core::execution::ExecutionStatus;
+use slovo_core::execution::{ExecutionStatus, WarmStart};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -424,7 +424,8 @@ impl Warm {
     }
 
     /// The one call of this sandbox: `tools/call` (or the pin's refusal), with the grant's
-    /// whole timeout from now. The outcome is returned at the answer; the server is then shut
+    /// whole timeout from now. The outcome, which says it was served warm and how long the
+    /// server waited ([`WarmStart`]), is returned at the answer; the server is then shut
     /// down as a cold one is (stdin closed, a moment to exit) and destroyed with its sandbox
     /// off the call path, after which `pool` hears that the call is over.
     pub async fn call(
@@ -456,12 +457,7 @@ impl Warm {
             },
         };
         let mut watched = std::mem::take(&mut session.watched);
-        let warm_note = format!(
-            "warm: served by a sandbox started {} ms before the call and initialised {} ms before it; used for this call only, then destroyed",
-            taken_at.duration_since(started.started_at).as_millis(),
-            taken_at.duration_since(ready_at).as_millis(),
-        );
-        for note in session.notes.drain(..).chain(std::iter::once(warm_note)) {
+        for note in session.notes.drain(..) {
             watched
                 .stderr
                 .extend_from_slice(format!("\n[mcp] {note}").as_bytes());
@@ -470,7 +466,11 @@ impl Warm {
             watched,
             verdict: Some(verdict),
         };
-        let outcome = pool.process.outcome_before_destroy(&mut started, conversed);
+        let mut outcome = pool.process.outcome_before_destroy(&mut started, conversed);
+        outcome.warm = Some(WarmStart {
+            started_ms_before_call: millis(taken_at.duration_since(started.started_at)),
+            ready_ms_before_call: millis(taken_at.duration_since(ready_at)),
+        });
         let (pool, served) = (pool.clone(), spec_tool);
         tokio::spawn(async move {
             session.shutdown().await;
@@ -480,4 +480,9 @@ impl Warm {
         });
         outcome
     }
+}
+
+/// A duration in whole milliseconds, saturating (a warm server waits minutes at most).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

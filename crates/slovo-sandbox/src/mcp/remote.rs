@@ -120,6 +120,16 @@ impl Rpc for RemoteSession {
         RemoteError::Protocol { phase, reason }
     }
 
+    // The stateless revision is not spoken over streamable HTTP yet (its per-request headers
+    // and sessionless exchange are not built): a server refusing `initialize` is refused.
+    fn versions_offered(_error: &RemoteError) -> Option<&[String]> {
+        None
+    }
+
+    fn stateless(&self) -> bool {
+        false
+    }
+
     fn next_request_id(&self) -> i64 {
         self.next_id
     }
@@ -202,9 +212,10 @@ impl RemoteSession {
 
     /// `initialize` and `notifications/initialized`; keeps the session id and the revision.
     pub async fn initialize(&mut self) -> Result<(), RemoteError> {
-        let (result, version) = conversation::initialize(self).await?;
-        self.protocol_version = HeaderValue::from_str(&version).ok();
-        self.server = Some(result);
+        let opened = conversation::open(self).await?;
+        let version = opened.server.get("protocolVersion").and_then(Value::as_str);
+        self.protocol_version = version.and_then(|v| HeaderValue::from_str(v).ok());
+        self.server = Some(opened.server);
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized", "params": {}});
         self.post("notifications/initialized", &note, None)
             .await

@@ -1,6 +1,8 @@
 //! A `tools/call` result on the execution record: `structuredContent` is the JSON output,
 //! otherwise text content is the text output (other content as the server sent it), and
-//! `isError` makes the call a failure with the tool's own message.
+//! `isError` makes the call a failure with the tool's own message. A result of the stateless
+//! revision that is not `complete` (a request for input, a task) is a failure: this client
+//! offers no input and runs no tasks.
 
 use serde_json::Value;
 use slovo_core::execution::ExecutionStatus;
@@ -12,6 +14,17 @@ const MAX_ERROR_CHARS: usize = 2000;
 
 /// The verdict for a `tools/call` result.
 pub(crate) fn verdict_of(result: &Value) -> Verdict {
+    if let Some(kind) = result.get("resultType").and_then(Value::as_str)
+        && kind != "complete"
+    {
+        return Verdict {
+            status: ExecutionStatus::Failure,
+            output: None,
+            error: Some(format!(
+                "the server answered with a result of type {kind:?}, which this client does not take (it offers no input and runs no tasks)"
+            )),
+        };
+    }
     let content = result.get("content").and_then(Value::as_array);
     let text = content.and_then(|items| all_text(items));
     let output = match (result.get("structuredContent"), content, &text) {
@@ -91,6 +104,19 @@ mod tests {
         assert_eq!(
             v.error.as_deref(),
             Some("the tool reported an error: no such file")
+        );
+    }
+
+    #[test]
+    fn a_stateless_result_is_taken_only_when_complete() {
+        let complete = verdict_of(&json!({"resultType": "complete", "content": [{"type": "text", "text": "ok"}]}));
+        assert_eq!(complete.status, ExecutionStatus::Success);
+        assert_eq!(complete.output, Some(json!("ok")));
+        let asks = verdict_of(&json!({"resultType": "input_required", "inputRequests": {}}));
+        assert_eq!(asks.status, ExecutionStatus::Failure);
+        assert!(
+            asks.error.as_deref().unwrap_or_default().contains("\"input_required\""),
+            "{asks:?}"
         );
     }
 }
