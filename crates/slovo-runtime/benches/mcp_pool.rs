@@ -240,7 +240,7 @@ async fn timed_call(h: &Harness, server: &Server) -> (Duration, bool) {
     let exec = h.rt.call(request).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(exec.status, ExecutionStatus::Success, "{exec:#?}");
-    let warm = exec.stderr.as_deref().unwrap_or("").contains("[mcp] warm: ");
+    let warm = exec.warm.is_some();
     (elapsed, warm)
 }
 

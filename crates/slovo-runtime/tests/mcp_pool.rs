@@ -74,8 +74,19 @@ async fn settle_to_zero(mark: &str) -> usize {
     }
 }
 
+/// Whether a warm sandbox served the call, as its stored record says (`warm`); a warm
+/// record's times agree with each other (the server was ready after its sandbox started).
 fn was_warm(exec: &slovo_runtime::ExecutionView) -> bool {
-    exec.stderr.as_deref().unwrap_or("").contains("[mcp] warm: ")
+    match exec.warm {
+        Some(w) => {
+            assert!(
+                w.ready_ms_before_call <= w.started_ms_before_call,
+                "{w:?}"
+            );
+            true
+        }
+        None => false,
+    }
 }
 
 #[tokio::test]
