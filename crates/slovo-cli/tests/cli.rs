@@ -367,6 +367,8 @@ async fn expired_grants_and_call_records() {
         let id = rec["id"].as_str().unwrap();
         let shown = env.json(&["execution", "show", id]);
         assert_eq!(shown["id"], id);
+        // Not an MCP call served warm: the record says so.
+        assert!(shown.get("warm").is_some_and(Value::is_null), "{shown}");
         let listed = env.json(&["executions", "--tool", "dictionary", "--limit", "5"]);
         assert_eq!(listed.as_array().unwrap().len(), 1);
         let none = env.json(&["executions", "--status", "success", "--tool", "nothing"]);

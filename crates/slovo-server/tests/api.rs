@@ -356,6 +356,11 @@ async fn calls_are_recorded_and_bad_requests_get_stable_codes() {
             )
             .await;
         assert_eq!(page1["executions"].as_array().unwrap().len(), 2);
+        // Started cold (no MCP pool here): `warm` is on the record, as null.
+        assert!(
+            page1["executions"][0].get("warm").is_some_and(Value::is_null),
+            "{page1}"
+        );
         let cursor = page1["next_cursor"].as_str().unwrap();
         let (_, page2) = s
             .request(
