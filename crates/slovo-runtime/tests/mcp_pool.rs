@@ -79,10 +79,7 @@ async fn settle_to_zero(mark: &str) -> usize {
 fn was_warm(exec: &slovo_runtime::ExecutionView) -> bool {
     match exec.warm {
         Some(w) => {
-            assert!(
-                w.ready_ms_before_call <= w.started_ms_before_call,
-                "{w:?}"
-            );
+            assert!(w.ready_ms_before_call <= w.started_ms_before_call, "{w:?}");
             true
         }
         None => false,

@@ -110,7 +110,8 @@ async fn a_server_of_the_stateless_revision_alone_is_approved_and_called_in_it()
 async fn a_server_of_the_stateless_revision_is_served_warm_in_it() {
     let Some(server) = hostile_server() else { return };
     let h = Harness::with_pool(1).await;
-    h.add(Some(&server), &manifest("stateless-warm", "modern-only")).await;
+    h.add(Some(&server), &manifest("stateless-warm", "modern-only"))
+        .await;
     let cold = h.call("stateless-warm", "probe", json!({})).await;
     assert_eq!(cold.status, ExecutionStatus::Success, "{cold:#?}");
     assert!(cold.warm.is_none(), "{cold:#?}");

@@ -172,13 +172,16 @@ pub(crate) async fn call_tool<R: Rpc>(rpc: &mut R, name: &str, arguments: &Value
 
 /// A request after the opening: in the stateless revision its `_meta` carries the client's
 /// context besides what it holds already.
-async fn request<R: Rpc>(rpc: &mut R, phase: &'static str, method: &str, mut params: Value) -> Result<Value, R::Error> {
+async fn request<R: Rpc>(
+    rpc: &mut R,
+    phase: &'static str,
+    method: &str,
+    mut params: Value,
+) -> Result<Value, R::Error> {
     if rpc.stateless()
         && let Some(params) = params.as_object_mut()
     {
-        let meta = params
-            .entry("_meta")
-            .or_insert_with(|| Value::Object(Map::new()));
+        let meta = params.entry("_meta").or_insert_with(|| Value::Object(Map::new()));
         if let Some(meta) = meta.as_object_mut() {
             meta.extend(client_context());
         }

@@ -109,13 +109,17 @@ mod tests {
 
     #[test]
     fn a_stateless_result_is_taken_only_when_complete() {
-        let complete = verdict_of(&json!({"resultType": "complete", "content": [{"type": "text", "text": "ok"}]}));
+        let complete =
+            verdict_of(&json!({"resultType": "complete", "content": [{"type": "text", "text": "ok"}]}));
         assert_eq!(complete.status, ExecutionStatus::Success);
         assert_eq!(complete.output, Some(json!("ok")));
         let asks = verdict_of(&json!({"resultType": "input_required", "inputRequests": {}}));
         assert_eq!(asks.status, ExecutionStatus::Failure);
         assert!(
-            asks.error.as_deref().unwrap_or_default().contains("\"input_required\""),
+            asks.error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("\"input_required\""),
             "{asks:?}"
         );
     }
