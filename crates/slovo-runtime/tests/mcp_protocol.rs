@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::Narrowing;
-use slovo_runtime::ImportSource;
+use slovo_runtime::{ImportSource, McpImport, McpSource};
 
 /// The test server answering `initialize` with `answer`.
 fn manifest(name: &str, answer: &str) -> Value {
@@ -126,4 +126,65 @@ async fn a_server_of_the_stateless_revision_is_served_warm_in_it() {
     assert!(warm.warm.is_some(), "{warm:#?}");
     // The warm server was opened with `server/discover`; its one call carried the context.
     assert_eq!(warm.output.unwrap()["requested_version"], "2026-07-28");
+}
+
+/// Builds a wheel of the hostile test server (`slovo-stateless-mcp` 1.0.0: the server as the
+/// package's `__main__`, a `console_scripts` entry point) into `wheelhouse`, with the
+/// system's python3 and its standard library alone.
+fn build_wheel(server: &std::path::Path, wheelhouse: &std::path::Path) {
+    const BUILD: &str = r#"
+import base64, hashlib, sys, zipfile
+source, wheel = sys.argv[1], sys.argv[2]
+info = "slovo_stateless_mcp-1.0.0.dist-info"
+files = {
+    "slovo_stateless_mcp/__init__.py": b"",
+    "slovo_stateless_mcp/__main__.py": open(source, "rb").read(),
+    info + "/METADATA": b"Metadata-Version: 2.1\nName: slovo-stateless-mcp\nVersion: 1.0.0\n",
+    info + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    info + "/entry_points.txt": b"[console_scripts]\nslovo-stateless-mcp = slovo_stateless_mcp:main\n",
+}
+def digest(data):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+record = "".join(f"{name},{digest(data)},{len(data)}\n" for name, data in files.items())
+files[info + "/RECORD"] = (record + info + "/RECORD,,\n").encode()
+with zipfile.ZipFile(wheel, "w") as z:
+    for name, data in files.items():
+        z.writestr(name, data)
+"#;
+    std::fs::create_dir_all(wheelhouse).unwrap();
+    let status = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(BUILD)
+        .arg(server.join("hostile_server.py"))
+        .arg(wheelhouse.join("slovo_stateless_mcp-1.0.0-py3-none-any.whl"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the test wheel failed");
+}
+
+#[tokio::test]
+async fn a_stateless_server_imported_by_name_records_the_version_agreed() {
+    let Some(server) = hostile_server() else { return };
+    let wheels = tempfile::tempdir().unwrap();
+    build_wheel(&server, wheels.path());
+    let h = Harness::with_wheelhouse(wheels.path()).await;
+    let import = McpImport {
+        source: McpSource::parse("pypi:slovo-stateless-mcp==1.0.0"),
+        name: None,
+        env: [("ANSWER_VERSION".to_string(), "modern-only".to_string())].into(),
+        args: vec!["version".into()],
+    };
+    let report = h.rt.import_mcp(&import, &actor()).await.unwrap();
+    assert_eq!(report.import.tool, "slovo-stateless-mcp");
+    // The import record: the version agreed and the server's name, from `server/discover`.
+    assert_eq!(report.server["protocol_version"], "2026-07-28", "{report:#?}");
+    assert_eq!(report.server["server_info"]["name"], "stateless", "{report:#?}");
+    assert_eq!(report.tools.len(), 1, "{report:#?}");
+
+    h.rt.approve("slovo-stateless-mcp", &Narrowing::default(), &actor())
+        .await
+        .unwrap();
+    let exec = h.call("slovo-stateless-mcp", "probe", json!({})).await;
+    assert_eq!(exec.status, ExecutionStatus::Success, "{exec:#?}");
+    assert_eq!(exec.output.unwrap()["requested_version"], "2026-07-28");
 }

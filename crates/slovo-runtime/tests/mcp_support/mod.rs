@@ -188,6 +188,19 @@ impl Harness {
         Harness::with_settings(settings).await
     }
 
+    /// A harness whose runtime fetches PyPI servers offline from the wheels in `wheelhouse`.
+    pub async fn with_wheelhouse(wheelhouse: &Path) -> Harness {
+        let packages = slovo_runtime::McpPackages {
+            pip_find_links: Some(wheelhouse.to_path_buf()),
+            ..slovo_runtime::McpPackages::default()
+        };
+        let settings = slovo_runtime::RuntimeSettings {
+            mcp_packages: packages,
+            ..slovo_runtime::RuntimeSettings::default()
+        };
+        Harness::with_settings(settings).await
+    }
+
     /// Imports `manifest` (with `server`'s files) and approves it as asked.
     pub async fn add(&self, server: Option<&Path>, manifest: &Value) {
         let b = bundle(self.dir.path(), server, manifest);
