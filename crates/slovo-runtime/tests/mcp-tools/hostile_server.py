@@ -19,8 +19,8 @@ second argument is `always`:
            must be 2026-07-28, and the client's capabilities) or is refused; `future-only`
            refuses every version but 2099-12-31. `probe` reports the version the client
            asked for (in `initialize`, or in the request's `_meta`);
-  stall    answers `initialize` and `tools/list` but never a `tools/call`, and writes every
-           `notifications/cancelled` it receives to stderr.
+  stall    answers `initialize` and `tools/list` but never a `tools/call`; a
+           `notifications/cancelled` it receives is written to stderr, and it exits.
 Every `probe` also reports what an earlier call could have left behind in the same server:
 a marker file in /tmp and the number of calls this process served before.
 """
@@ -139,7 +139,7 @@ def main():
             params = message.get("params", {})
             sys.stderr.write(f"cancelled request {params.get('requestId')}: {params.get('reason')}\n")
             sys.stderr.flush()
-            continue
+            sys.exit(0)
         if "id" not in message:
             continue
         if method == "initialize" and mode == "version":

@@ -37,8 +37,10 @@ const MAX_NOTES: usize = 64;
 
 /// How long a server that timed out gets to read `notifications/cancelled` (and to say on
 /// stderr what it did about it) before it is killed: the writing of the notification and the
-/// wait together, so a timed-out call ends at most this much later.
-const CANCEL_GRACE: Duration = Duration::from_millis(100);
+/// wait together, so a timed-out call ends at most this much later (sooner if the server
+/// closes its stderr, as it does when it exits). Long enough for a server on a busy host to
+/// be scheduled, short against any call's timeout.
+const CANCEL_GRACE: Duration = Duration::from_millis(250);
 
 /// Why a conversation with a server ended without a result.
 #[derive(Debug, thiserror::Error)]
