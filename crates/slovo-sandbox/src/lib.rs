@@ -119,6 +119,21 @@ pub trait Backend: Send + Sync {
     async fn forget_tool(&self, tool: &str) {
         let _ = tool;
     }
+
+    /// Runs an installer — a package manager fetching a tool's package before the tool exists —
+    /// in a sandbox of its own built from `spec`: `spec.execution` is a process command whose
+    /// program is an absolute path to a system program, `/data` (the spec's state directory,
+    /// with its storage quota) is the only place it writes, its network is the spec's and
+    /// passes the egress proxy, and `env` adds variables (replacing the sandbox's defaults of
+    /// the same name). Nothing is written to its stdin; the outcome holds its output, its exit
+    /// and the proxy's refusals. By default a backend runs no installers.
+    async fn run_installer(&self, spec: &SandboxSpec, env: &[(String, String)]) -> Outcome {
+        let _ = (spec, env);
+        Outcome::failed(format!(
+            "the {} backend runs no installers (the process sandbox does)",
+            self.kind()
+        ))
+    }
 }
 
 /// The backends available to the runtime, by execution type.

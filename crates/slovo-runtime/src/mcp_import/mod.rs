@@ -14,6 +14,7 @@
 
 mod discovered;
 mod fetch;
+mod fetch_sandbox;
 mod manifest;
 mod remote;
 mod source;
@@ -170,24 +171,44 @@ impl Runtime {
         request: &McpImport,
         actor: &Actor,
     ) -> Result<McpImportReport> {
+        let work = self.work_dir()?;
+        let fetched = self
+            .fetch_mcp_package(&package, &work.0)
+            .await
+            .map_err(|reason| RuntimeError::McpImport {
+                source_name: package.spec(),
+                reason,
+            })?;
+        let proposed = self
+            .propose_mcp_package(&package, &launch, &fetched.bundle, fetched.integrity.clone(), request, actor)
+            .await;
+        // Before the work directory goes: the fetch sandbox's volume may hold the bundle.
+        self.release_fetched(fetched).await;
+        drop(work);
+        proposed
+    }
+
+    /// A fetched package in `bundle`: its tools listed in its sandbox, proposed.
+    async fn propose_mcp_package(
+        &self,
+        package: &Package,
+        launch: &Launch,
+        bundle: &Path,
+        integrity: Value,
+        request: &McpImport,
+        actor: &Actor,
+    ) -> Result<McpImportReport> {
         let spec = package.spec();
         let failed = |reason: String| RuntimeError::McpImport {
             source_name: spec.clone(),
             reason,
         };
-        let work = self.work_dir()?;
-        let bundle = work.0.join("bundle");
-        std::fs::create_dir_all(&bundle).map_err(|e| RuntimeError::io("create", &bundle, e))?;
-
-        let integrity = fetch::fetch(&package, &self.settings.mcp_packages, &bundle)
-            .await
-            .map_err(failed)?;
-        let (command, env) = manifest::command(&package, &bundle, &launch).map_err(failed)?;
+        let (command, env) = manifest::command(package, bundle, launch).map_err(failed)?;
         let name = request
             .name
             .clone()
-            .unwrap_or_else(|| manifest::tool_name(&package));
-        let version = manifest::tool_version(&package);
+            .unwrap_or_else(|| manifest::tool_name(package));
+        let version = manifest::tool_version(package);
         let secret_env: BTreeMap<String, String> = launch
             .secret_env
             .keys()
@@ -205,7 +226,7 @@ impl Runtime {
             secret_headers: BTreeMap::new(),
         };
         let (server, tools) = self
-            .list_server_tools(&name, &version, execution, &bundle)
+            .list_server_tools(&name, &version, execution, bundle)
             .await
             .map_err(failed)?;
         let (capabilities, renamed) = manifest::capabilities(&tools).map_err(failed)?;
@@ -213,7 +234,7 @@ impl Runtime {
         let description = launch
             .description
             .clone()
-            .or_else(|| manifest::package_description(&package, &bundle))
+            .or_else(|| manifest::package_description(package, bundle))
             .unwrap_or_else(|| format!("The MCP server {spec}"));
         let doc = json!({
             "name": name,
@@ -235,7 +256,7 @@ impl Runtime {
         });
         write_json(&bundle.join("slovo.json"), &doc)?;
         write_json(&bundle.join(MCP_IMPORT_RECORD), &record)?;
-        let import = self.import(ImportSource::Bundle(bundle), actor).await?;
+        let import = self.import(ImportSource::Bundle(bundle.to_path_buf()), actor).await?;
         info!(tool = %import.tool, package = %spec, "MCP server imported");
         let tools = McpToolView::of(&capabilities, &tools);
         Ok(McpImportReport {
@@ -245,7 +266,7 @@ impl Runtime {
             server,
             tools,
             secrets: secret_env.into_values().collect(),
-            notes: launch.notes,
+            notes: launch.notes.clone(),
         })
     }
 
