@@ -63,6 +63,7 @@ fn memory_import(name: &str) -> McpImport {
         name: Some(name.into()),
         env: [("MEMORY_FILE_PATH".to_string(), "/data/memory.jsonl".to_string())].into(),
         args: Vec::new(),
+        secrets: Default::default(),
     }
 }
 
@@ -204,6 +205,7 @@ async fn a_package_is_fetched_in_a_sandbox_that_reaches_the_registry_alone() {
         name: Some("time".into()),
         env: Default::default(),
         args: vec!["--local-timezone".into(), "UTC".into()],
+        secrets: Default::default(),
     };
     let report = rt.import_mcp(&time, &actor()).await.unwrap();
     let wheel = packages.wheel("mcp-server-time");

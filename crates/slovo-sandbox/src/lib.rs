@@ -49,6 +49,9 @@ pub struct InstallRequest {
     pub bundle_dir: Option<PathBuf>,
     /// Its persistent state directory (already created).
     pub state_dir: PathBuf,
+    /// The tool's secrets, for an install that needs them: a remote MCP server that lists
+    /// its tools only to a request carrying its credential. `Debug` shows their names only.
+    pub secrets: slovo_core::secrets::Secrets,
 }
 
 /// The environment that points common HTTP clients (curl, Python, Go, Node, …) at a call's

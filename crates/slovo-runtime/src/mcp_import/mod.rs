@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Value, json};
 use slovo_core::manifest::{Execution, McpTransport};
+use slovo_core::secrets::Secrets;
 use slovo_sandbox::InstallRequest;
 use tracing::info;
 
@@ -69,6 +70,11 @@ pub struct McpImport {
     pub env: BTreeMap<String, String>,
     /// Arguments after the server's program (after those of `server.json`).
     pub args: Vec<String>,
+    /// Values of the server's secrets, given up front (a remote server's secret headers, by
+    /// their secret names): used to list its tools at import and at approval, and stored
+    /// encrypted as the tool's secrets in the same transaction as the proposal. `Debug` shows
+    /// their names only.
+    pub secrets: Secrets,
 }
 
 /// What an MCP server import did.
@@ -226,7 +232,7 @@ impl Runtime {
             secret_headers: BTreeMap::new(),
         };
         let (server, tools) = self
-            .list_server_tools(&name, &version, execution, bundle)
+            .list_server_tools(&name, &version, execution, bundle, &Secrets::default())
             .await
             .map_err(failed)?;
         let (capabilities, renamed) = manifest::capabilities(&tools).map_err(failed)?;
@@ -311,6 +317,7 @@ impl Runtime {
         };
         launch.args.extend(request.args.iter().cloned());
         launch.env.extend(request.env.clone());
+        refuse_package_secrets(text_of(&request.source), request)?;
         Ok(Resolved::Package(package, launch))
     }
 
@@ -339,6 +346,7 @@ impl Runtime {
         version: &str,
         execution: Execution,
         bundle: &Path,
+        secrets: &Secrets,
     ) -> std::result::Result<(Value, Vec<Value>), String> {
         let backend = self
             .backends
@@ -353,6 +361,7 @@ impl Runtime {
             bundle_dir: Some(bundle.to_path_buf()),
             // The listing run has no state: nothing is written here.
             state_dir: bundle.with_file_name("state"),
+            secrets: secrets.clone(),
         };
         let info = backend.install(&request).await.map_err(|e| e.to_string())?;
         if let Some(refusal) = info.get("refusal").and_then(Value::as_str) {
@@ -398,7 +407,29 @@ fn resolve_server_json(server: &Value, origin: &str, request: &McpImport) -> Res
     let (package, mut launch) = source::from_server_json(server).map_err(invalid)?;
     launch.args.extend(request.args.iter().cloned());
     launch.env.extend(request.env.clone());
+    refuse_package_secrets(origin, request)?;
     Ok(Resolved::Package(package, launch))
+}
+
+/// Secrets given up front serve a remote server's listing; a package server's are set after
+/// import (`slovo secret set`), since its tools are listed without them.
+fn refuse_package_secrets(origin: &str, request: &McpImport) -> Result<()> {
+    if request.secrets.is_empty() {
+        return Ok(());
+    }
+    Err(RuntimeError::McpImport {
+        source_name: origin.to_string(),
+        reason: "secrets given at import are for a remote server's secret headers; set a package server's secrets after import (slovo secret set TOOL NAME)".into(),
+    })
+}
+
+/// The source as a person named it, for errors.
+fn text_of(source: &McpSource) -> &str {
+    match source {
+        McpSource::Named(text) => text,
+        McpSource::ServerJson(_) => "server.json",
+        McpSource::Path(path) => path.to_str().unwrap_or("the path given"),
+    }
 }
 
 pub(super) fn write_json(path: &Path, value: &Value) -> Result<()> {
