@@ -252,7 +252,11 @@ fn import_secrets(given: &[String]) -> anyhow::Result<slovo_core::secrets::Secre
     let mut values = std::collections::BTreeMap::new();
     let asked = given.iter().filter(|g| !g.contains('=')).count();
     if asked > 1 && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        return Err(UsageError("--secret NAME without a value reads stdin, which holds one value: give the others as NAME=VALUE".into()).into());
+        return Err(UsageError(
+            "--secret NAME without a value reads stdin, which holds one value: give the others as NAME=VALUE"
+                .into(),
+        )
+        .into());
     }
     for item in given {
         let (name, value) = match item.split_once('=') {

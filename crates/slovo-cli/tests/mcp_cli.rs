@@ -164,7 +164,12 @@ fn an_mcp_server_imported_by_name_is_approved_and_called() {
 
     // `--secret` reaches the runtime: a package server's secrets are set after import.
     let out = import(&["--secret", "API_KEY=k"]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("a remote server's secret headers"),
         "{}",

@@ -18,7 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use mcp_support::{actor, installed_server, servers_dir};
-use registry_support::{Mode, Packages, TwoHosts, serve};
+use registry_support::{Mode, Packages, Served, TwoHosts, serve};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use slovo_core::execution::ExecutionStatus;
@@ -70,7 +70,11 @@ fn memory_import(name: &str) -> McpImport {
 /// Nothing of an import is left: no work directory, and no volume images but `volumes` (the
 /// called tools' state).
 fn nothing_left(data: &std::path::Path, volumes: &[String]) {
-    assert_eq!(entries(&data.join("imports")), Vec::<String>::new(), "work directories left");
+    assert_eq!(
+        entries(&data.join("imports")),
+        Vec::<String>::new(),
+        "work directories left"
+    );
     assert_eq!(images(data), volumes, "a fetch volume was left");
 }
 
@@ -105,8 +109,16 @@ async fn a_package_is_fetched_in_a_sandbox_that_reaches_the_registry_alone() {
         &cache.join("wheelhouse"),
     ));
     let hosts = TwoHosts::new();
-    let (registry, registry_heads, mode) = serve(&hosts, &hosts.registry, packages.clone());
-    let (elsewhere, elsewhere_heads, _) = serve(&hosts, &hosts.other, packages.clone());
+    let Served {
+        authority: registry,
+        heads: registry_heads,
+        mode,
+    } = serve(&hosts, &hosts.registry, packages.clone());
+    let Served {
+        authority: elsewhere,
+        heads: elsewhere_heads,
+        ..
+    } = serve(&hosts, &hosts.other, packages.clone());
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let rt = runtime(
@@ -116,9 +128,7 @@ async fn a_package_is_fetched_in_a_sandbox_that_reaches_the_registry_alone() {
     )
     .await;
     let data = dir.path().join("data");
-    let started = std::time::Instant::now();
 
-    eprintln!("{:?} step", started.elapsed());
     // 1. From the registry: fetched with the packument's integrity, listed, approved, called.
     let report = rt.import_mcp(&memory_import("memory"), &actor()).await.unwrap();
     assert_eq!(
@@ -160,7 +170,6 @@ async fn a_package_is_fetched_in_a_sandbox_that_reaches_the_registry_alone() {
     // From here on, the memory tool's state volume is the only one.
     let volumes = images(&data);
 
-    eprintln!("{:?} step", started.elapsed());
     // 2. A registry whose packument sends npm to another host for the tarballs: the fetch
     //    sandbox cannot reach it, the proxy says so, and the other host sees nothing.
     *mode.lock().unwrap() = Mode::TarballsAt(elsewhere.clone());
@@ -182,7 +191,6 @@ async fn a_package_is_fetched_in_a_sandbox_that_reaches_the_registry_alone() {
     assert_eq!(rt.list().await.unwrap().len(), before, "nothing was proposed");
     nothing_left(&data, &volumes);
 
-    eprintln!("{:?} step", started.elapsed());
     // 3. A tarball that is not the one the packument's integrity names: refused.
     *mode.lock().unwrap() = Mode::Tampered;
     let err = rt
@@ -197,7 +205,6 @@ async fn a_package_is_fetched_in_a_sandbox_that_reaches_the_registry_alone() {
     assert_eq!(rt.list().await.unwrap().len(), before, "nothing was proposed");
     nothing_left(&data, &volumes);
 
-    eprintln!("{:?} step", started.elapsed());
     // 4. pip, from the registry's simple index: wheels only, each one's SHA-256 recorded.
     *mode.lock().unwrap() = Mode::Honest;
     let time = McpImport {

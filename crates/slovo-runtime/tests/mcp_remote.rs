@@ -377,34 +377,43 @@ async fn a_server_that_lists_its_tools_only_with_its_credential_takes_it_at_impo
     std::fs::write(&path, guarded_server_json(&url).to_string()).unwrap();
 
     // Without the credential the server will not list its tools: nothing can be proposed.
-    let e = h.rt.import_mcp(&guarded_import(&path, &[]), &actor()).await.unwrap_err();
+    let e =
+        h.rt.import_mcp(&guarded_import(&path, &[]), &actor())
+            .await
+            .unwrap_err();
     assert!(e.to_string().contains("401"), "{e}");
     assert_eq!(server.refused_lists.load(Ordering::SeqCst), 1);
     // A secret the server does not declare is refused before anything is sent.
     let hits = server.hits.load(Ordering::SeqCst);
-    let e = h
-        .rt
-        .import_mcp(&guarded_import(&path, &[("token", CREDENTIAL)]), &actor())
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("\"token\" is not one of the server's"), "{e}");
+    let e =
+        h.rt.import_mcp(&guarded_import(&path, &[("token", CREDENTIAL)]), &actor())
+            .await
+            .unwrap_err();
+    assert!(
+        e.to_string().contains("\"token\" is not one of the server's"),
+        "{e}"
+    );
     assert_eq!(server.hits.load(Ordering::SeqCst), hits, "nothing was sent");
     // A wrong credential: refused by the server, and neither the tool nor the secret stored.
-    let e = h
-        .rt
-        .import_mcp(&guarded_import(&path, &[("Authorization", "Bearer wrong")]), &actor())
+    let e =
+        h.rt.import_mcp(
+            &guarded_import(&path, &[("Authorization", "Bearer wrong")]),
+            &actor(),
+        )
         .await
         .unwrap_err();
     assert!(e.to_string().contains("401"), "{e}");
     assert!(h.rt.show("guarded").await.is_err(), "nothing is proposed");
-    assert!(h.rt.secret_names("guarded").await.unwrap().is_empty(), "no secret is stored");
+    assert!(
+        h.rt.secret_names("guarded").await.unwrap().is_empty(),
+        "no secret is stored"
+    );
 
     // With it: listed, proposed, and the secret stored with the proposal.
-    let report = h
-        .rt
-        .import_mcp(&guarded_import(&path, &[("Authorization", CREDENTIAL)]), &actor())
-        .await
-        .unwrap();
+    let report =
+        h.rt.import_mcp(&guarded_import(&path, &[("Authorization", CREDENTIAL)]), &actor())
+            .await
+            .unwrap();
     let names: Vec<&str> = report.tools.iter().map(|t| t.tool.as_str()).collect();
     assert_eq!(names, ["whoami"]);
     assert_eq!(report.secrets, ["Authorization"]);

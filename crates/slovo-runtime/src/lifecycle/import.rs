@@ -236,7 +236,12 @@ impl Runtime {
     }
 
     /// [`Runtime::import`] of a checked proposal.
-    async fn import_prepared(&self, prepared: Prepared, sealed: &[SecretRow], actor: &Actor) -> Result<ImportReport> {
+    async fn import_prepared(
+        &self,
+        prepared: Prepared,
+        sealed: &[SecretRow],
+        actor: &Actor,
+    ) -> Result<ImportReport> {
         if let Some(digest) = &prepared.bundle_digest {
             self.share_bundle(digest).await?;
         }

@@ -413,7 +413,10 @@ async fn run(fetch: &FetchCommand) -> Result<(), FetchError> {
     if out.status.success() {
         return Ok(());
     }
-    let said = said(&String::from_utf8_lossy(&out.stderr), &String::from_utf8_lossy(&out.stdout));
+    let said = said(
+        &String::from_utf8_lossy(&out.stderr),
+        &String::from_utf8_lossy(&out.stdout),
+    );
     Err(format!("{what} failed ({}): {said}", out.status))
 }
 

@@ -43,7 +43,11 @@ pub(crate) struct Fetched {
 impl Runtime {
     /// Installs `package` under `work` from its configured place (see the module
     /// documentation).
-    pub(super) async fn fetch_mcp_package(&self, package: &Package, work: &Path) -> Result<Fetched, FetchError> {
+    pub(super) async fn fetch_mcp_package(
+        &self,
+        package: &Package,
+        work: &Path,
+    ) -> Result<Fetched, FetchError> {
         let config = &self.settings.mcp_packages;
         match fetch::origin(package, config)? {
             Origin::Cache(cache) => {
@@ -69,7 +73,12 @@ impl Runtime {
 
     /// Runs the package manager in its sandbox, fetching from `registry` alone, and checks
     /// what it installed.
-    async fn fetch_in_sandbox(&self, package: &Package, registry: &str, work: &Path) -> Result<Fetched, FetchError> {
+    async fn fetch_in_sandbox(
+        &self,
+        package: &Package,
+        registry: &str,
+        work: &Path,
+    ) -> Result<Fetched, FetchError> {
         let config = &self.settings.mcp_packages;
         let backend = self
             .backends
@@ -134,7 +143,10 @@ impl Runtime {
 
     async fn release_fetch_volume(&self, volume: &Path) {
         let released = match self.backends.get("mcp") {
-            Ok(backend) => backend.release_state(volume, true).await.map_err(|e| e.to_string()),
+            Ok(backend) => backend
+                .release_state(volume, true)
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = released {
@@ -167,7 +179,8 @@ fn fetch_grant(registry: &str, fetch_hosts: &[String]) -> Result<Grant, FetchErr
 
 /// The `host:port` of a registry URL, as a grant names it.
 fn registry_host(registry: &str) -> Result<HostPattern, FetchError> {
-    let url = url::Url::parse(registry).map_err(|e| format!("the registry {registry:?} is not a URL: {e}"))?;
+    let url =
+        url::Url::parse(registry).map_err(|e| format!("the registry {registry:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("the registry {registry:?} is not an http(s) URL"));
     }
@@ -249,7 +262,10 @@ mod tests {
     #[test]
     fn the_grant_names_the_registry_and_the_configured_hosts_alone() {
         let grant = fetch_grant("https://registry.npmjs.org/", &[]).unwrap();
-        assert_eq!(grant.network_allow, vec!["registry.npmjs.org:443".parse().unwrap()]);
+        assert_eq!(
+            grant.network_allow,
+            vec!["registry.npmjs.org:443".parse().unwrap()]
+        );
         assert!(!grant.internet_access);
         let grant = fetch_grant(
             "http://198.51.100.254:8080/simple/",
@@ -267,6 +283,9 @@ mod tests {
     #[test]
     fn a_bare_program_name_is_looked_up_on_the_sandbox_path() {
         assert_eq!(sandbox_program(Path::new("npm")), ["/usr/bin/env", "npm"]);
-        assert_eq!(sandbox_program(Path::new("/usr/bin/python3")), ["/usr/bin/python3"]);
+        assert_eq!(
+            sandbox_program(Path::new("/usr/bin/python3")),
+            ["/usr/bin/python3"]
+        );
     }
 }

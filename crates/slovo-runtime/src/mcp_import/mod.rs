@@ -186,7 +186,14 @@ impl Runtime {
                 reason,
             })?;
         let proposed = self
-            .propose_mcp_package(&package, &launch, &fetched.bundle, fetched.integrity.clone(), request, actor)
+            .propose_mcp_package(
+                &package,
+                &launch,
+                &fetched.bundle,
+                fetched.integrity.clone(),
+                request,
+                actor,
+            )
             .await;
         // Before the work directory goes: the fetch sandbox's volume may hold the bundle.
         self.release_fetched(fetched).await;
@@ -262,7 +269,9 @@ impl Runtime {
         });
         write_json(&bundle.join("slovo.json"), &doc)?;
         write_json(&bundle.join(MCP_IMPORT_RECORD), &record)?;
-        let import = self.import(ImportSource::Bundle(bundle.to_path_buf()), actor).await?;
+        let import = self
+            .import(ImportSource::Bundle(bundle.to_path_buf()), actor)
+            .await?;
         info!(tool = %import.tool, package = %spec, "MCP server imported");
         let tools = McpToolView::of(&capabilities, &tools);
         Ok(McpImportReport {

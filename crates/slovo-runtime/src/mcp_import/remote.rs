@@ -235,7 +235,11 @@ impl Runtime {
                     source_name: remote.url.clone(),
                     reason: format!(
                         "the secret {name:?} is not one of the server's (its secret headers want: {})",
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 });
             }

@@ -44,7 +44,15 @@ impl TwoHosts {
         // Single addresses and explicit routes: no subnet, so no broadcast address either.
         ip(&["addr", "add", "198.51.100.253/32", "dev", &veth]);
         ip(&["link", "set", &veth, "up"]);
-        ip(&["route", "add", "198.51.100.254/31", "dev", &veth, "src", "198.51.100.253"]);
+        ip(&[
+            "route",
+            "add",
+            "198.51.100.254/31",
+            "dev",
+            &veth,
+            "src",
+            "198.51.100.253",
+        ]);
         for addr in ["198.51.100.254/32", "198.51.100.255/32"] {
             ip(&["-n", &ns, "addr", "add", addr, "dev", &peer]);
         }
@@ -243,13 +251,18 @@ pub enum Mode {
     Tampered,
 }
 
-/// Serves `packages` on `addr` (inside `hosts`' namespace) on a port of its own; returns its
-/// `host:port`, the request heads it saw, and its mode (honest to begin with).
-pub fn serve(
-    hosts: &TwoHosts,
-    addr: &str,
-    packages: Arc<Packages>,
-) -> (String, Arc<Mutex<Vec<String>>>, Arc<Mutex<Mode>>) {
+/// A registry (or another host) being served.
+pub struct Served {
+    /// Its `host:port`.
+    pub authority: String,
+    /// The request heads it saw.
+    pub heads: Arc<Mutex<Vec<String>>>,
+    /// What it does (honest to begin with).
+    pub mode: Arc<Mutex<Mode>>,
+}
+
+/// Serves `packages` on `addr` (inside `hosts`' namespace) on a port of its own.
+pub fn serve(hosts: &TwoHosts, addr: &str, packages: Arc<Packages>) -> Served {
     let listener = hosts.listen(addr);
     let authority = format!("{addr}:{}", listener.local_addr().unwrap().port());
     let heads = Arc::new(Mutex::new(Vec::new()));
@@ -262,7 +275,11 @@ pub fn serve(
             std::thread::spawn(move || answer(stream, &h, &m, &p, &me));
         }
     });
-    (authority, heads, mode)
+    Served {
+        authority,
+        heads,
+        mode,
+    }
 }
 
 fn answer(mut s: TcpStream, heads: &Mutex<Vec<String>>, mode: &Mutex<Mode>, packages: &Packages, me: &str) {
@@ -297,7 +314,10 @@ fn answer(mut s: TcpStream, heads: &Mutex<Vec<String>>, mode: &Mutex<Mode>, pack
 fn respond(path: &str, mode: &Mode, packages: &Packages, me: &str) -> (&'static str, Vec<u8>, &'static str) {
     let not_found = ("404 Not Found", b"not found".to_vec(), "text/plain");
     if let Some(file) = path.strip_prefix("/tarballs/") {
-        let Some(tarball) = file.strip_suffix(".tgz").and_then(|hex| packages.tarballs.get(hex)) else {
+        let Some(tarball) = file
+            .strip_suffix(".tgz")
+            .and_then(|hex| packages.tarballs.get(hex))
+        else {
             return not_found;
         };
         let mut bytes = std::fs::read(tarball).unwrap();
