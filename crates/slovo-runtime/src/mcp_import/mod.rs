@@ -3,7 +3,8 @@
 //!
 //! 1. **Fetch** the package once into a private directory, install scripts disabled (npm
 //!    `--ignore-scripts`) or wheels only (pip `--only-binary=:all:`), from the configured cache
-//!    or registry only; its integrity data is checked and recorded ([`fetch`]).
+//!    (on the host) or registry (in a sandbox whose only network is that registry,
+//!    [`fetch_sandbox`]) only; its integrity data is checked and recorded ([`fetch`]).
 //! 2. **List** its tools: the server is started once in its sandbox (no network, no state)
 //!    and answers `initialize` and `tools/list` (the MCP backend's install run).
 //! 3. **Propose**: each tool becomes a capability ([`manifest`]); the manifest and the import
