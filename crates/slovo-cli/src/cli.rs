@@ -143,6 +143,11 @@ pub struct McpServerImportArgs {
     /// An argument after the server's program (repeatable), e.g. `/data`.
     #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
     pub args: Vec<String>,
+    /// A remote server's secret (one of its secret headers), `NAME=VALUE`, or `NAME` to be
+    /// asked for the value (read from stdin when it is not a terminal); repeatable. Its tools
+    /// are listed with it, and it is stored encrypted with the proposal.
+    #[arg(long = "secret", value_name = "NAME[=VALUE]")]
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Args)]

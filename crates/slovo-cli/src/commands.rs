@@ -218,6 +218,7 @@ async fn mcp_server_import(
         name: a.name.clone(),
         env,
         args: a.args.clone(),
+        secrets: import_secrets(&a.secrets)?,
     };
     let report = progress::while_running(
         &format!("fetching {} and listing its tools in the sandbox", a.source),
@@ -229,22 +230,48 @@ async fn mcp_server_import(
     Ok(exit::OK)
 }
 
+/// A secret's value: asked for on a terminal, otherwise read from stdin (at most 64 KiB, a
+/// trailing newline dropped).
+fn read_secret_value(what: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(format!("value of {what}: ")).context("failed to read the secret");
+    }
+    let mut s = String::new();
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut s)
+        .context("failed to read the secret from stdin")?;
+    // A trailing newline from `echo` or a file is not part of the secret.
+    Ok(s.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// `--secret NAME=VALUE` or `--secret NAME` (the value asked for, or read from stdin: for one
+/// secret only, since stdin holds one value).
+fn import_secrets(given: &[String]) -> anyhow::Result<slovo_core::secrets::Secrets> {
+    let mut values = std::collections::BTreeMap::new();
+    let asked = given.iter().filter(|g| !g.contains('=')).count();
+    if asked > 1 && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(UsageError(
+            "--secret NAME without a value reads stdin, which holds one value: give the others as NAME=VALUE"
+                .into(),
+        )
+        .into());
+    }
+    for item in given {
+        let (name, value) = match item.split_once('=') {
+            Some((name, value)) => (name.to_string(), value.to_string()),
+            None => (item.clone(), read_secret_value(&format!("the secret {item}"))?),
+        };
+        values.insert(name, value);
+    }
+    Ok(slovo_core::secrets::Secrets::new(values))
+}
+
 async fn secret(rt: &Runtime, cmd: &SecretCommand, actor: &Actor, json: bool) -> anyhow::Result<u8> {
     match cmd {
         SecretCommand::Set { tool, name } => {
-            use std::io::IsTerminal;
-            let value = if std::io::stdin().is_terminal() {
-                rpassword::prompt_password(format!("value of {tool}/{name}: "))
-                    .context("failed to read the secret")?
-            } else {
-                let mut s = String::new();
-                std::io::stdin()
-                    .take(64 * 1024)
-                    .read_to_string(&mut s)
-                    .context("failed to read the secret from stdin")?;
-                // A trailing newline from `echo` or a file is not part of the secret.
-                s.trim_end_matches(['\n', '\r']).to_string()
-            };
+            let value = read_secret_value(&format!("{tool}/{name}"))?;
             rt.set_secret(tool, name, zeroize::Zeroizing::new(value), actor)
                 .await?;
             if !json {

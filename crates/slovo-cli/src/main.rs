@@ -186,6 +186,7 @@ fn runtime_settings(config: &slovo_config::Config) -> anyhow::Result<slovo_runti
             python: config.mcp.python.clone(),
             pip_find_links: config.mcp.pip_find_links.clone(),
             pypi_index: config.mcp.pypi_index.clone(),
+            fetch_hosts: config.mcp.fetch_hosts.clone(),
         },
         ..slovo_runtime::RuntimeSettings::default()
     })

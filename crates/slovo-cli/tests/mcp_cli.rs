@@ -162,6 +162,20 @@ fn an_mcp_server_imported_by_name_is_approved_and_called() {
     );
     assert!(String::from_utf8_lossy(&ranged.stderr).contains("must be exact"));
 
+    // `--secret` reaches the runtime: a package server's secrets are set after import.
+    let out = import(&["--secret", "API_KEY=k"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a remote server's secret headers"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let out = import(&["--name", "memory", "--env", "MEMORY_FILE_PATH=/data/memory.jsonl"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -301,6 +301,11 @@ pub struct McpConfig {
     /// default, none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pypi_index: Option<String>,
+    /// More `host[:port]`s a fetch from `npm_registry` or `pypi_index` may reach besides the
+    /// registry's own host and port (the fetch runs in a sandbox whose only network they are),
+    /// for a registry that serves its files elsewhere: `files.pythonhosted.org:443` for
+    /// `https://pypi.org/simple`. By default, none.
+    pub fetch_hosts: Vec<String>,
     /// Warm sandboxes kept per recently called MCP server tool, each started and initialised
     /// ahead of its call and used for that one call only; 0 starts every server cold. Each
     /// counts against the host like a running call (the grant's memory limit). By default, 1.
@@ -318,6 +323,7 @@ impl Default for McpConfig {
             python: PathBuf::from("/usr/bin/python3"),
             pip_find_links: None,
             pypi_index: None,
+            fetch_hosts: Vec::new(),
             pool_size: 1,
             pool_idle_s: 300,
         }
@@ -388,6 +394,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("mcp.python", Kind::Str),
     ("mcp.pip_find_links", Kind::Str),
     ("mcp.pypi_index", Kind::Str),
+    ("mcp.fetch_hosts", Kind::List),
     ("mcp.pool_size", Kind::Int),
     ("mcp.pool_idle_s", Kind::Int),
 ];

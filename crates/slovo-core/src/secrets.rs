@@ -67,6 +67,11 @@ impl Secrets {
         self.0.is_empty()
     }
 
+    /// Their names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     /// Replaces every occurrence of any secret value in `text` with `[redacted]`. Values
     /// shorter than 4 characters are left alone: replacing them would mangle ordinary text
     /// while hiding nothing worth hiding.

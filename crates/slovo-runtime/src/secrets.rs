@@ -115,6 +115,23 @@ pub(crate) fn key_file(path: &Path, create: bool) -> Result<Option<Zeroizing<[u8
     Ok(Some(key))
 }
 
+/// Saves sealed secrets ([`Runtime::seal_secret`]) in `tx`, each with its `secret.set` event
+/// (names only).
+pub(crate) async fn save_sealed(tx: &mut slovo_store::Tx, sealed: &[SecretRow], actor: &Actor) -> Result<()> {
+    for row in sealed {
+        tx.save_secret(row).await?;
+        tx.append_record(
+            Some(&row.tool),
+            &actor.0,
+            &AuditRecord::SecretSet(SecretName {
+                name: row.name.clone(),
+            }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 impl Runtime {
     fn cipher(&self) -> Result<XChaCha20Poly1305> {
         let key = load_key(
@@ -136,25 +153,32 @@ impl Runtime {
         value: Zeroizing<String>,
         actor: &Actor,
     ) -> Result<()> {
-        if !valid_secret_name(name) {
-            return Err(RuntimeError::InvalidArguments {
-                tool: tool.to_string(),
-                capability: "secret".into(),
-                problems: vec![format!(
-                    "{name:?} is not a secret name (1-64 of A-Z a-z 0-9 _ - .)"
-                )],
-            });
-        }
-        if value.is_empty() {
-            return Err(RuntimeError::InvalidArguments {
-                tool: tool.to_string(),
-                capability: "secret".into(),
-                problems: vec!["the secret value is empty".into()],
-            });
-        }
+        let sealed = self.seal_secret(tool, name, &value)?;
         // `_llm` holds the analysis provider's key; no tool can take that name.
         if tool != LLM_SECRETS && self.store.tool(tool).await?.is_none() {
             return Err(RuntimeError::tool_not_found(tool));
+        }
+        let mut tx = self.store.begin().await?;
+        save_sealed(&mut tx, std::slice::from_ref(&sealed), actor).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `value` encrypted as `tool`'s secret `name`, ready to be saved ([`save_sealed`]); the
+    /// name and value are checked first.
+    pub(crate) fn seal_secret(&self, tool: &str, name: &str, value: &str) -> Result<SecretRow> {
+        let invalid = |problem: String| RuntimeError::InvalidArguments {
+            tool: tool.to_string(),
+            capability: "secret".into(),
+            problems: vec![problem],
+        };
+        if !valid_secret_name(name) {
+            return Err(invalid(format!(
+                "{name:?} is not a secret name (1-64 of A-Z a-z 0-9 _ - .)"
+            )));
+        }
+        if value.is_empty() {
+            return Err(invalid(format!("the value of the secret {name:?} is empty")));
         }
         let cipher = self.cipher()?;
         let mut nonce = [0u8; 24];
@@ -178,8 +202,7 @@ impl Runtime {
                 reason: "encryption failed".into(),
             })?;
         let now = now_ms();
-        let mut tx = self.store.begin().await?;
-        tx.save_secret(&SecretRow {
+        Ok(SecretRow {
             tool: tool.to_string(),
             name: name.to_string(),
             nonce: nonce.to_vec(),
@@ -187,17 +210,6 @@ impl Runtime {
             created_at: now,
             updated_at: now,
         })
-        .await?;
-        tx.append_record(
-            Some(tool),
-            &actor.0,
-            &AuditRecord::SecretSet(SecretName {
-                name: name.to_string(),
-            }),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Deletes a tool's secret.

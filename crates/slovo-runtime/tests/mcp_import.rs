@@ -25,6 +25,7 @@ fn request(source: &str, env: &[(&str, &str)], args: &[&str]) -> McpImport {
         name: None,
         env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         args: args.iter().map(|a| a.to_string()).collect(),
+        secrets: Default::default(),
     }
 }
 

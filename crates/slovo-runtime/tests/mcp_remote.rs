@@ -10,7 +10,7 @@
 mod mcp_support;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,6 +87,7 @@ fn import_request(path: &std::path::Path) -> McpImport {
         name: Some("everything".into()),
         env: Default::default(),
         args: Vec::new(),
+        secrets: Default::default(),
     }
 }
 
@@ -181,13 +182,20 @@ async fn loopback_is_not_public_without_the_switch() {
 }
 
 /// A streamable-HTTP MCP server answering in JSON, recording the headers of every
-/// `tools/call`, and redirecting every request once told to.
+/// `tools/call`, redirecting every request once told to, and (when `guarded`) refusing
+/// `tools/list` without its credential, as a server that lists its tools to its customers only.
 #[derive(Clone, Default)]
 struct Remote {
     hits: Arc<AtomicUsize>,
     calls: Arc<Mutex<Vec<HeaderMap>>>,
     redirect: Arc<Mutex<Option<String>>>,
+    guarded: Arc<AtomicBool>,
+    /// The `tools/list` requests refused for want of the credential.
+    refused_lists: Arc<AtomicUsize>,
 }
+
+/// The credential the test servers expect.
+const CREDENTIAL: &str = "Bearer s3cret-token";
 
 async fn answer(State(remote): State<Remote>, headers: HeaderMap, body: String) -> Response {
     remote.hits.fetch_add(1, Ordering::SeqCst);
@@ -195,6 +203,14 @@ async fn answer(State(remote): State<Remote>, headers: HeaderMap, body: String) 
         return Redirect::temporary(&to).into_response();
     }
     let message: Value = serde_json::from_str(&body).unwrap();
+    let credential = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if remote.guarded.load(Ordering::SeqCst)
+        && message["method"] == "tools/list"
+        && credential != Some(CREDENTIAL)
+    {
+        remote.refused_lists.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::UNAUTHORIZED, "the tool list is for customers").into_response();
+    }
     let id = message["id"].clone();
     let result = |result: Value| axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result}));
     match message["method"].as_str().unwrap_or("") {
@@ -215,8 +231,7 @@ async fn answer(State(remote): State<Remote>, headers: HeaderMap, body: String) 
         .into_response(),
         "tools/call" => {
             remote.calls.lock().unwrap().push(headers.clone());
-            let credential = headers.get("authorization").and_then(|v| v.to_str().ok());
-            let ok = credential == Some("Bearer s3cret-token");
+            let ok = credential == Some(CREDENTIAL);
             result(json!({
                 "content": [{"type": "text", "text": if ok { "credential: ok" } else { "credential: missing" }}],
                 "isError": !ok,
@@ -321,4 +336,100 @@ async fn the_credential_goes_to_the_granted_host_and_a_redirect_elsewhere_is_ref
         before,
         "nothing was sent to host B"
     );
+}
+
+/// A `server.json` for the test server at `url`, whose `Authorization` header is a secret.
+fn guarded_server_json(url: &str) -> Value {
+    json!({
+        "name": "io.example/guarded",
+        "description": "Lists its tools to its customers only",
+        "version": "1.0.0",
+        "remotes": [{
+            "type": "streamable-http",
+            "url": url,
+            "headers": [{"name": "Authorization", "isSecret": true, "isRequired": true}]
+        }]
+    })
+}
+
+fn guarded_import(path: &std::path::Path, secrets: &[(&str, &str)]) -> McpImport {
+    let values = secrets
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    McpImport {
+        secrets: slovo_core::secrets::Secrets::new(values),
+        name: Some("guarded".into()),
+        ..import_request(path)
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_lists_its_tools_only_with_its_credential_takes_it_at_import() {
+    if installed_server("everything").is_none() {
+        return; // the harness needs the process sandbox all the same
+    }
+    let (port, server) = start_remote("127.0.0.1").await;
+    server.guarded.store(true, Ordering::SeqCst);
+    let h = Harness::with_loopback_remotes().await;
+    let path = h.dir.path().join("server.json");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    std::fs::write(&path, guarded_server_json(&url).to_string()).unwrap();
+
+    // Without the credential the server will not list its tools: nothing can be proposed.
+    let e =
+        h.rt.import_mcp(&guarded_import(&path, &[]), &actor())
+            .await
+            .unwrap_err();
+    assert!(e.to_string().contains("401"), "{e}");
+    assert_eq!(server.refused_lists.load(Ordering::SeqCst), 1);
+    // A secret the server does not declare is refused before anything is sent.
+    let hits = server.hits.load(Ordering::SeqCst);
+    let e =
+        h.rt.import_mcp(&guarded_import(&path, &[("token", CREDENTIAL)]), &actor())
+            .await
+            .unwrap_err();
+    assert!(
+        e.to_string().contains("\"token\" is not one of the server's"),
+        "{e}"
+    );
+    assert_eq!(server.hits.load(Ordering::SeqCst), hits, "nothing was sent");
+    // A wrong credential: refused by the server, and neither the tool nor the secret stored.
+    let e =
+        h.rt.import_mcp(
+            &guarded_import(&path, &[("Authorization", "Bearer wrong")]),
+            &actor(),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("401"), "{e}");
+    assert!(h.rt.show("guarded").await.is_err(), "nothing is proposed");
+    assert!(
+        h.rt.secret_names("guarded").await.unwrap().is_empty(),
+        "no secret is stored"
+    );
+
+    // With it: listed, proposed, and the secret stored with the proposal.
+    let report =
+        h.rt.import_mcp(&guarded_import(&path, &[("Authorization", CREDENTIAL)]), &actor())
+            .await
+            .unwrap();
+    let names: Vec<&str> = report.tools.iter().map(|t| t.tool.as_str()).collect();
+    assert_eq!(names, ["whoami"]);
+    assert_eq!(report.secrets, ["Authorization"]);
+    assert_eq!(h.rt.secret_names("guarded").await.unwrap(), ["Authorization"]);
+    let refused = server.refused_lists.load(Ordering::SeqCst);
+
+    // Approval lists the tools again, with the stored secret; then calls carry it.
+    h.rt.approve("guarded", &Narrowing::default(), &actor())
+        .await
+        .unwrap();
+    assert_eq!(
+        server.refused_lists.load(Ordering::SeqCst),
+        refused,
+        "approval's listing carried the credential"
+    );
+    let call = h.call("guarded", "whoami", json!({})).await;
+    assert_eq!(call.status, ExecutionStatus::Success, "{call:#?}");
+    assert_eq!(call.output, Some(json!("credential: ok")));
 }

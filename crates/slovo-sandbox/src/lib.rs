@@ -49,6 +49,9 @@ pub struct InstallRequest {
     pub bundle_dir: Option<PathBuf>,
     /// Its persistent state directory (already created).
     pub state_dir: PathBuf,
+    /// The tool's secrets, for an install that needs them: a remote MCP server that lists
+    /// its tools only to a request carrying its credential. `Debug` shows their names only.
+    pub secrets: slovo_core::secrets::Secrets,
 }
 
 /// The environment that points common HTTP clients (curl, Python, Go, Node, …) at a call's
@@ -118,6 +121,21 @@ pub trait Backend: Send + Sync {
     /// prepared ahead of its calls (warm MCP servers). By default there is nothing.
     async fn forget_tool(&self, tool: &str) {
         let _ = tool;
+    }
+
+    /// Runs an installer — a package manager fetching a tool's package before the tool exists —
+    /// in a sandbox of its own built from `spec`: `spec.execution` is a process command whose
+    /// program is an absolute path to a system program, `/data` (the spec's state directory,
+    /// with its storage quota) is the only place it writes, its network is the spec's and
+    /// passes the egress proxy, and `env` adds variables (replacing the sandbox's defaults of
+    /// the same name). Nothing is written to its stdin; the outcome holds its output, its exit
+    /// and the proxy's refusals. By default a backend runs no installers.
+    async fn run_installer(&self, spec: &SandboxSpec, env: &[(String, String)]) -> Outcome {
+        let _ = (spec, env);
+        Outcome::failed(format!(
+            "the {} backend runs no installers (the process sandbox does)",
+            self.kind()
+        ))
     }
 }
 

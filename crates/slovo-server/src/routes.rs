@@ -440,6 +440,23 @@ pub struct McpServerBody {
     /// Arguments after the server's program.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Values of a remote server's secrets, by secret name (its secret headers): its tools are
+    /// listed with them, and they are stored encrypted as the tool's secrets with the proposal.
+    /// Never returned.
+    #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub secrets: SecretValues,
+}
+
+/// Secret values in a request body: `Debug` shows their names only.
+#[derive(Default, Deserialize)]
+#[serde(transparent)]
+pub struct SecretValues(std::collections::BTreeMap<String, String>);
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// Fetch an MCP server, read its tools in its sandbox, and propose it (admin).
@@ -470,6 +487,7 @@ async fn import_mcp_server(
         name: b.name,
         env: b.env,
         args: b.args,
+        secrets: slovo_core::secrets::Secrets::new(b.secrets.0),
     };
     let report = state.runtime.import_mcp(&request, &caller.actor()).await?;
     Ok((StatusCode::CREATED, to_value(&report)?))

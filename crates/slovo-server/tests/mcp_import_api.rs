@@ -123,6 +123,35 @@ async fn importing_an_mcp_server_over_rest() {
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{spec}: {message}");
     }
+    // Secrets given with the import reach the runtime: one a remote server does not declare
+    // is refused before anything is sent, and a package server takes none.
+    let remote = json!({"server_json": {
+        "name": "io.example/guarded",
+        "remotes": [{"type": "streamable-http", "url": "https://mcp.example.org/mcp",
+                     "headers": [{"name": "Authorization", "isSecret": true}]}]},
+        "secrets": {"token": "Bearer x"}});
+    let (st, body) = post(&base, &remote, Some(&admin)).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"token\" is not one of the server's (its secret headers want: Authorization)"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("Bearer x"),
+        "the value is never echoed: {message}"
+    );
+    let mut with_secret = memory.clone();
+    with_secret["secrets"] = json!({"API_KEY": "k"});
+    let (st, body) = post(&base, &with_secret, Some(&admin)).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("a remote server's secret headers"),
+        "{body}"
+    );
     // A path on the server's host is not a remote client's to name.
     let (st, body) = post(&base, &json!({"source": "/etc/passwd"}), Some(&admin)).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");

@@ -13,11 +13,12 @@ use slovo_core::manifest::{Execution, Manifest, parse_manifest};
 use slovo_core::permissions::{Grant, Widening};
 use slovo_core::time::now_ms;
 use slovo_core::upgrade::{Change, Program, changes_what_runs, upgrade_needs_approval};
-use slovo_store::{ToolRow, Tx, VersionRow};
+use slovo_store::{SecretRow, ToolRow, Tx, VersionRow};
 use tracing::info;
 
 use super::install::pinned_image;
 use crate::audit_record::AppendRecord;
+use crate::secrets::save_sealed;
 use crate::{Actor, Result, Runtime, RuntimeError};
 
 /// What to import.
@@ -205,7 +206,7 @@ impl Runtime {
         }
         let mut imports = Vec::with_capacity(prepared_parts.len());
         for prepared in prepared_parts {
-            imports.push(self.import_prepared(prepared, actor).await?);
+            imports.push(self.import_prepared(prepared, &[], actor).await?);
         }
         Ok(OpenApiImport {
             imports,
@@ -218,12 +219,29 @@ impl Runtime {
     /// approved tool is upgraded in place if it asks for no more than was granted, and waits
     /// for approval otherwise while the approved version keeps serving.
     pub async fn import(&self, source: ImportSource, actor: &Actor) -> Result<ImportReport> {
+        self.import_with_secrets(source, &[], actor).await
+    }
+
+    /// [`Runtime::import`], storing `sealed` secrets of the tool ([`Runtime::seal_secret`]) in
+    /// the same transaction as the proposal, each with its `secret.set` event: both are
+    /// stored or neither.
+    pub(crate) async fn import_with_secrets(
+        &self,
+        source: ImportSource,
+        sealed: &[SecretRow],
+        actor: &Actor,
+    ) -> Result<ImportReport> {
         let prepared = self.prepare_import(source)?;
-        self.import_prepared(prepared, actor).await
+        self.import_prepared(prepared, sealed, actor).await
     }
 
     /// [`Runtime::import`] of a checked proposal.
-    async fn import_prepared(&self, prepared: Prepared, actor: &Actor) -> Result<ImportReport> {
+    async fn import_prepared(
+        &self,
+        prepared: Prepared,
+        sealed: &[SecretRow],
+        actor: &Actor,
+    ) -> Result<ImportReport> {
         if let Some(digest) = &prepared.bundle_digest {
             self.share_bundle(digest).await?;
         }
@@ -233,7 +251,7 @@ impl Runtime {
         let existing = tx.tool(&name).await?;
         if let Some(known) = tx.version(&name, &version).await? {
             return self
-                .import_known_version(tx, &prepared, existing, &known, actor)
+                .import_known_version(tx, &prepared, existing, &known, sealed, actor)
                 .await;
         }
         let now = now_ms();
@@ -271,6 +289,7 @@ impl Runtime {
             }),
         )
         .await?;
+        save_sealed(&mut tx, sealed, actor).await?;
         tx.commit().await?;
         info!(tool = %name, %version, outcome = ?decision.outcome, "imported");
         Ok(ImportReport {
@@ -314,6 +333,7 @@ impl Runtime {
         prepared: &Prepared,
         existing: Option<ToolRow>,
         known: &VersionRow,
+        sealed: &[SecretRow],
         actor: &Actor,
     ) -> Result<ImportReport> {
         let (name, version) = prepared.name_and_version();
@@ -345,6 +365,7 @@ impl Runtime {
                     }),
                 )
                 .await?;
+                save_sealed(&mut tx, sealed, actor).await?;
                 tx.commit().await?;
                 Ok(ImportReport {
                     tool: name,
@@ -356,7 +377,13 @@ impl Runtime {
                 })
             }
             existing => {
-                tx.rollback().await?;
+                if same_content && existing.is_some() && !sealed.is_empty() {
+                    // The proposal is unchanged; the secrets given with it are stored.
+                    save_sealed(&mut tx, sealed, actor).await?;
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
                 if !same_content {
                     return Err(RuntimeError::Conflict {
                         tool: name,

@@ -165,12 +165,20 @@ impl Runtime {
             Ok(b) => b,
             Err(e) => return Ok(json!({"runtime": execution.kind(), "deferred": e.to_string()})),
         };
+        // A remote MCP server may list its tools only to a request with its credential.
+        let secrets = match execution {
+            Execution::Mcp { secret_headers, .. } if !secret_headers.is_empty() => {
+                self.secrets_for(&manifest.name).await?
+            }
+            _ => Default::default(),
+        };
         let request = InstallRequest {
             tool: manifest.name.clone(),
             version: manifest.version.to_string(),
             execution: execution.clone(),
             bundle_dir: bundle_digest.map(|d| self.bundles_dir().join(d)),
             state_dir: self.volume_dir(&manifest.name),
+            secrets,
         };
         let info = backend
             .install(&request)

@@ -67,6 +67,7 @@ impl Runtime {
             name: Some(candidate.manifest.name.clone()),
             env: Default::default(),
             args: Vec::new(),
+            secrets: Default::default(),
         };
         self.import_mcp(&request, actor).await.map_err(|e| e.to_string())
     }

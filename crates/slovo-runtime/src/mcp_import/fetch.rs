@@ -1,6 +1,7 @@
 //! Fetching a package once into a directory that becomes the tool's bundle: npm with its
-//! install scripts disabled, pip with wheels only, each from the configured cache (offline) or
-//! the configured registry, never from anywhere that is not configured. The registry's
+//! install scripts disabled, pip with wheels only, each from the configured cache (offline, on
+//! the host) or the configured registry (online, in a sandbox of its own whose only network is
+//! that registry: `fetch_sandbox`), never from anywhere that is not configured. The registry's
 //! integrity data is checked and returned for the record.
 
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use super::source::{Package, Registry};
 /// place that is not configured here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct McpPackages {
-    /// The `npm` program. By default, `npm` on the path.
+    /// The `npm` program. By default, `npm` on the path (online, the sandbox's path).
     pub npm: PathBuf,
     /// An npm cache to install from offline (`npm --offline --cache DIR`).
     pub npm_cache: Option<PathBuf>,
@@ -29,6 +30,9 @@ pub struct McpPackages {
     /// A package index to fetch from (`pip --index-url URL`), when no wheel directory is
     /// configured.
     pub pypi_index: Option<String>,
+    /// More `host[:port]`s an online fetch may reach besides its registry's own, for a
+    /// registry that serves its files elsewhere (`files.pythonhosted.org:443` for `pypi.org`).
+    pub fetch_hosts: Vec<String>,
 }
 
 impl Default for McpPackages {
@@ -40,6 +44,7 @@ impl Default for McpPackages {
             python: PathBuf::from("/usr/bin/python3"),
             pip_find_links: None,
             pypi_index: None,
+            fetch_hosts: Vec::new(),
         }
     }
 }
@@ -47,44 +52,199 @@ impl Default for McpPackages {
 /// Why fetching failed, for a person.
 pub(crate) type FetchError = String;
 
-/// Installs `package` into `dir` (which becomes the bundle) and returns its integrity record.
-pub(crate) async fn fetch(package: &Package, config: &McpPackages, dir: &Path) -> Result<Value, FetchError> {
-    match package.registry {
-        Registry::Npm => npm(package, config, dir).await,
-        Registry::Pypi => pip(package, config, dir).await,
+/// Where a package is fetched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A local cache (an npm cache or a wheel directory): offline, on the host.
+    Cache(PathBuf),
+    /// A registry or package index URL: online, in a sandbox of its own.
+    Registry(String),
+}
+
+/// The configured place for `package`'s registry; a cache is preferred to a registry.
+pub(crate) fn origin(package: &Package, config: &McpPackages) -> Result<Origin, FetchError> {
+    let (cache, registry, keys) = match package.registry {
+        Registry::Npm => (
+            &config.npm_cache,
+            &config.npm_registry,
+            "npm packages are not configured: set mcp.npm_cache (offline) or mcp.npm_registry",
+        ),
+        Registry::Pypi => (
+            &config.pip_find_links,
+            &config.pypi_index,
+            "PyPI packages are not configured: set mcp.pip_find_links (offline) or mcp.pypi_index",
+        ),
+    };
+    match (cache, registry) {
+        (Some(cache), _) => Ok(Origin::Cache(cache.clone())),
+        (None, Some(registry)) => Ok(Origin::Registry(registry.clone())),
+        (None, None) => Err(keys.to_string()),
     }
 }
 
-async fn npm(package: &Package, config: &McpPackages, dir: &Path) -> Result<Value, FetchError> {
-    let mut cmd = tokio::process::Command::new(&config.npm);
-    cmd.args([
-        "install",
-        "--ignore-scripts",
-        "--no-bin-links",
-        "--no-audit",
-        "--no-fund",
-    ])
-    .arg("--loglevel=error")
-    .arg("--prefix")
-    .arg(dir);
-    let source = match (&config.npm_cache, &config.npm_registry) {
-        (Some(cache), _) => {
-            cmd.arg("--offline").arg("--cache").arg(cache);
-            format!("the npm cache {}", cache.display())
+/// Where a package manager run writes, as the package manager sees the paths (host paths on
+/// the host, `/data/…` in the fetch sandbox).
+#[derive(Debug, Clone)]
+pub(crate) struct Places {
+    /// The directory that becomes the bundle (npm's `--prefix`; pip's target is its
+    /// `site-packages`).
+    pub bundle: PathBuf,
+    /// npm's cache when fetching online (offline, the configured cache is used).
+    pub npm_cache: PathBuf,
+    /// pip's installation report.
+    pub pip_report: PathBuf,
+}
+
+/// One package manager run.
+#[derive(Debug, Clone)]
+pub(crate) struct FetchCommand {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// What it does, for a person: `npm install npm:x@1.0.0 from the npm registry URL`.
+    pub what: String,
+}
+
+/// The package manager run that installs `package` from `origin` into `places`. `program`
+/// turns the configured program into the command's first words (as is on the host; an
+/// absolute path or `/usr/bin/env NAME` in the sandbox).
+pub(crate) fn command(
+    package: &Package,
+    config: &McpPackages,
+    origin: &Origin,
+    places: &Places,
+    program: impl Fn(&Path) -> Vec<String>,
+) -> FetchCommand {
+    let path = |p: &Path| p.display().to_string();
+    let words = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    match package.registry {
+        Registry::Npm => {
+            let mut command = program(&config.npm);
+            command.extend(words(&[
+                "install",
+                "--ignore-scripts",
+                "--no-bin-links",
+                "--no-audit",
+                "--no-fund",
+                "--no-update-notifier",
+                "--loglevel=error",
+                "--prefix",
+            ]));
+            command.push(path(&places.bundle));
+            let source = match origin {
+                Origin::Cache(cache) => {
+                    command.extend(["--offline".to_string(), "--cache".into(), path(cache)]);
+                    format!("the npm cache {}", cache.display())
+                }
+                Origin::Registry(registry) => {
+                    command.extend(["--registry".to_string(), registry.clone()]);
+                    // One retry, soon: an import is waited for, and by default npm spends
+                    // minutes retrying a tarball the registry serves wrong.
+                    command.extend(words(&[
+                        "--fetch-retries=1",
+                        "--fetch-retry-mintimeout=1000",
+                        "--fetch-retry-maxtimeout=5000",
+                    ]));
+                    command.extend(["--cache".to_string(), path(&places.npm_cache)]);
+                    format!("the npm registry {registry}")
+                }
+            };
+            command.push(format!("{}@{}", package.name, package.version));
+            FetchCommand {
+                command,
+                what: format!("npm install {} from {source}", package.spec()),
+            }
         }
-        (None, Some(registry)) => {
-            cmd.arg("--registry").arg(registry);
-            format!("the npm registry {registry}")
+        Registry::Pypi => {
+            let mut command = program(&config.python);
+            command.extend(words(&[
+                "-m",
+                "pip",
+                "install",
+                "--only-binary=:all:",
+                "--no-compile",
+                "--no-cache-dir",
+                "--no-input",
+                "--disable-pip-version-check",
+                "--no-warn-conflicts",
+                "--quiet",
+                "--target",
+            ]));
+            command.push(path(&places.bundle.join("site-packages")));
+            command.extend(["--report".to_string(), path(&places.pip_report)]);
+            let source = match origin {
+                Origin::Cache(wheels) => {
+                    command.extend(["--no-index".to_string(), "--find-links".into(), path(wheels)]);
+                    format!("the wheel directory {}", wheels.display())
+                }
+                Origin::Registry(index) => {
+                    command.extend(["--index-url".to_string(), index.clone()]);
+                    // pip ignores a plain-http index unless its host is named trusted; one
+                    // configured as plain http is (the wheels' hashes are still checked).
+                    if let Some(host) = plain_http_host(index) {
+                        command.extend(["--trusted-host".to_string(), host]);
+                    }
+                    format!("the package index {index}")
+                }
+            };
+            command.push(format!("{}=={}", package.name, package.version));
+            FetchCommand {
+                command,
+                what: format!("pip install {} from {source}", package.spec()),
+            }
         }
-        (None, None) => {
-            return Err(
-                "npm packages are not configured: set mcp.npm_cache (offline) or mcp.npm_registry".into(),
-            );
-        }
+    }
+}
+
+/// The `host[:port]` of a plain-http URL; `None` for any other.
+fn plain_http_host(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    if parsed.scheme() != "http" {
+        return None;
+    }
+    let host = parsed.host_str()?;
+    Some(match parsed.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
+}
+
+/// Installs `package` from the local cache `cache` into `dir` (which becomes the bundle), on
+/// the host: nothing is reached but the cache. Returns its integrity record.
+pub(crate) async fn fetch_offline(
+    package: &Package,
+    config: &McpPackages,
+    cache: &Path,
+    dir: &Path,
+) -> Result<Value, FetchError> {
+    let places = Places {
+        bundle: dir.to_path_buf(),
+        npm_cache: cache.to_path_buf(),
+        pip_report: dir.join(".pip-report.json"),
     };
-    cmd.arg(format!("{}@{}", package.name, package.version));
-    run(cmd, &format!("npm install {} from {source}", package.spec())).await?;
-    npm_integrity(package, dir)
+    let run_on_host = |p: &Path| vec![p.display().to_string()];
+    let fetch = command(
+        package,
+        config,
+        &Origin::Cache(cache.to_path_buf()),
+        &places,
+        run_on_host,
+    );
+    run(&fetch).await?;
+    let integrity = integrity(package, &places.bundle, &places.pip_report);
+    let _ = std::fs::remove_file(&places.pip_report);
+    integrity
+}
+
+/// The integrity record of a package installed into `bundle` (host paths; `report` is pip's
+/// installation report): checked as [`npm_integrity`] and [`pip_integrity`] say.
+pub(crate) fn integrity(package: &Package, bundle: &Path, report: &Path) -> Result<Value, FetchError> {
+    match package.registry {
+        Registry::Npm => npm_integrity(package, bundle),
+        Registry::Pypi => {
+            let bytes = std::fs::read(report).map_err(|e| format!("pip wrote no report: {e}"))?;
+            pip_integrity(package, &bytes)
+        }
+    }
 }
 
 /// The lockfile npm wrote: the package at the version asked for, and an integrity hash for
@@ -128,44 +288,6 @@ fn npm_integrity(package: &Package, dir: &Path) -> Result<Value, FetchError> {
         "lockfile_sha256": hex::encode(Sha256::digest(&bytes)),
         "packages": integrity,
     }))
-}
-
-async fn pip(package: &Package, config: &McpPackages, dir: &Path) -> Result<Value, FetchError> {
-    let report_path = dir.join(".pip-report.json");
-    let mut cmd = tokio::process::Command::new(&config.python);
-    cmd.args([
-        "-m",
-        "pip",
-        "install",
-        "--only-binary=:all:",
-        "--no-compile",
-        "--no-cache-dir",
-    ])
-    .args(["--disable-pip-version-check", "--no-warn-conflicts", "--quiet"])
-    .arg("--target")
-    .arg(dir.join("site-packages"))
-    .arg("--report")
-    .arg(&report_path);
-    let source = match (&config.pip_find_links, &config.pypi_index) {
-        (Some(wheels), _) => {
-            cmd.arg("--no-index").arg("--find-links").arg(wheels);
-            format!("the wheel directory {}", wheels.display())
-        }
-        (None, Some(index)) => {
-            cmd.arg("--index-url").arg(index);
-            format!("the package index {index}")
-        }
-        (None, None) => {
-            return Err(
-                "PyPI packages are not configured: set mcp.pip_find_links (offline) or mcp.pypi_index".into(),
-            );
-        }
-    };
-    cmd.arg(format!("{}=={}", package.name, package.version));
-    run(cmd, &format!("pip install {} from {source}", package.spec())).await?;
-    let report = std::fs::read(&report_path).map_err(|e| format!("pip wrote no report: {e}"))?;
-    let _ = std::fs::remove_file(&report_path);
-    pip_integrity(package, &report)
 }
 
 /// pip's installation report: the project at the version asked for, and each wheel with its
@@ -272,9 +394,16 @@ fn percent_decoded(path: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Runs a package manager to its end; its output is kept only to explain a failure.
-async fn run(mut cmd: tokio::process::Command, what: &str) -> Result<(), FetchError> {
-    cmd.stdin(Stdio::null())
+/// Runs a package manager on the host to its end; its output is kept only to explain a
+/// failure.
+async fn run(fetch: &FetchCommand) -> Result<(), FetchError> {
+    let what = &fetch.what;
+    let Some((program, args)) = fetch.command.split_first() else {
+        return Err(format!("{what}: no program"));
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let out = cmd
@@ -284,14 +413,20 @@ async fn run(mut cmd: tokio::process::Command, what: &str) -> Result<(), FetchEr
     if out.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let said: String = format!("{}\n{}", stderr.trim(), stdout.trim())
+    let said = said(
+        &String::from_utf8_lossy(&out.stderr),
+        &String::from_utf8_lossy(&out.stdout),
+    );
+    Err(format!("{what} failed ({}): {said}", out.status))
+}
+
+/// What a package manager said on stderr and stdout, shortened for an error message.
+pub(crate) fn said(stderr: &str, stdout: &str) -> String {
+    format!("{}\n{}", stderr.trim(), stdout.trim())
         .trim()
         .chars()
         .take(1200)
-        .collect();
-    Err(format!("{what} failed ({}): {said}", out.status))
+        .collect()
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //!
 //! 1. **Fetch** the package once into a private directory, install scripts disabled (npm
 //!    `--ignore-scripts`) or wheels only (pip `--only-binary=:all:`), from the configured cache
-//!    or registry only; its integrity data is checked and recorded ([`fetch`]).
+//!    (on the host) or registry (in a sandbox whose only network is that registry,
+//!    [`fetch_sandbox`]) only; its integrity data is checked and recorded ([`fetch`]).
 //! 2. **List** its tools: the server is started once in its sandbox (no network, no state)
 //!    and answers `initialize` and `tools/list` (the MCP backend's install run).
 //! 3. **Propose**: each tool becomes a capability ([`manifest`]); the manifest and the import
@@ -14,6 +15,7 @@
 
 mod discovered;
 mod fetch;
+mod fetch_sandbox;
 mod manifest;
 mod remote;
 mod source;
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Value, json};
 use slovo_core::manifest::{Execution, McpTransport};
+use slovo_core::secrets::Secrets;
 use slovo_sandbox::InstallRequest;
 use tracing::info;
 
@@ -68,6 +71,11 @@ pub struct McpImport {
     pub env: BTreeMap<String, String>,
     /// Arguments after the server's program (after those of `server.json`).
     pub args: Vec<String>,
+    /// Values of the server's secrets, given up front (a remote server's secret headers, by
+    /// their secret names): used to list its tools at import and at approval, and stored
+    /// encrypted as the tool's secrets in the same transaction as the proposal. `Debug` shows
+    /// their names only.
+    pub secrets: Secrets,
 }
 
 /// What an MCP server import did.
@@ -170,24 +178,51 @@ impl Runtime {
         request: &McpImport,
         actor: &Actor,
     ) -> Result<McpImportReport> {
+        let work = self.work_dir()?;
+        let fetched = self
+            .fetch_mcp_package(&package, &work.0)
+            .await
+            .map_err(|reason| RuntimeError::McpImport {
+                source_name: package.spec(),
+                reason,
+            })?;
+        let proposed = self
+            .propose_mcp_package(
+                &package,
+                &launch,
+                &fetched.bundle,
+                fetched.integrity.clone(),
+                request,
+                actor,
+            )
+            .await;
+        // Before the work directory goes: the fetch sandbox's volume may hold the bundle.
+        self.release_fetched(fetched).await;
+        drop(work);
+        proposed
+    }
+
+    /// A fetched package in `bundle`: its tools listed in its sandbox, proposed.
+    async fn propose_mcp_package(
+        &self,
+        package: &Package,
+        launch: &Launch,
+        bundle: &Path,
+        integrity: Value,
+        request: &McpImport,
+        actor: &Actor,
+    ) -> Result<McpImportReport> {
         let spec = package.spec();
         let failed = |reason: String| RuntimeError::McpImport {
             source_name: spec.clone(),
             reason,
         };
-        let work = self.work_dir()?;
-        let bundle = work.0.join("bundle");
-        std::fs::create_dir_all(&bundle).map_err(|e| RuntimeError::io("create", &bundle, e))?;
-
-        let integrity = fetch::fetch(&package, &self.settings.mcp_packages, &bundle)
-            .await
-            .map_err(failed)?;
-        let (command, env) = manifest::command(&package, &bundle, &launch).map_err(failed)?;
+        let (command, env) = manifest::command(package, bundle, launch).map_err(failed)?;
         let name = request
             .name
             .clone()
-            .unwrap_or_else(|| manifest::tool_name(&package));
-        let version = manifest::tool_version(&package);
+            .unwrap_or_else(|| manifest::tool_name(package));
+        let version = manifest::tool_version(package);
         let secret_env: BTreeMap<String, String> = launch
             .secret_env
             .keys()
@@ -205,7 +240,7 @@ impl Runtime {
             secret_headers: BTreeMap::new(),
         };
         let (server, tools) = self
-            .list_server_tools(&name, &version, execution, &bundle)
+            .list_server_tools(&name, &version, execution, bundle, &Secrets::default())
             .await
             .map_err(failed)?;
         let (capabilities, renamed) = manifest::capabilities(&tools).map_err(failed)?;
@@ -213,7 +248,7 @@ impl Runtime {
         let description = launch
             .description
             .clone()
-            .or_else(|| manifest::package_description(&package, &bundle))
+            .or_else(|| manifest::package_description(package, bundle))
             .unwrap_or_else(|| format!("The MCP server {spec}"));
         let doc = json!({
             "name": name,
@@ -235,7 +270,9 @@ impl Runtime {
         });
         write_json(&bundle.join("slovo.json"), &doc)?;
         write_json(&bundle.join(MCP_IMPORT_RECORD), &record)?;
-        let import = self.import(ImportSource::Bundle(bundle), actor).await?;
+        let import = self
+            .import(ImportSource::Bundle(bundle.to_path_buf()), actor)
+            .await?;
         info!(tool = %import.tool, package = %spec, "MCP server imported");
         let tools = McpToolView::of(&capabilities, &tools);
         Ok(McpImportReport {
@@ -245,7 +282,7 @@ impl Runtime {
             server,
             tools,
             secrets: secret_env.into_values().collect(),
-            notes: launch.notes,
+            notes: launch.notes.clone(),
         })
     }
 
@@ -290,6 +327,7 @@ impl Runtime {
         };
         launch.args.extend(request.args.iter().cloned());
         launch.env.extend(request.env.clone());
+        refuse_package_secrets(text_of(&request.source), request)?;
         Ok(Resolved::Package(package, launch))
     }
 
@@ -318,6 +356,7 @@ impl Runtime {
         version: &str,
         execution: Execution,
         bundle: &Path,
+        secrets: &Secrets,
     ) -> std::result::Result<(Value, Vec<Value>), String> {
         let backend = self
             .backends
@@ -332,6 +371,7 @@ impl Runtime {
             bundle_dir: Some(bundle.to_path_buf()),
             // The listing run has no state: nothing is written here.
             state_dir: bundle.with_file_name("state"),
+            secrets: secrets.clone(),
         };
         let info = backend.install(&request).await.map_err(|e| e.to_string())?;
         if let Some(refusal) = info.get("refusal").and_then(Value::as_str) {
@@ -377,7 +417,29 @@ fn resolve_server_json(server: &Value, origin: &str, request: &McpImport) -> Res
     let (package, mut launch) = source::from_server_json(server).map_err(invalid)?;
     launch.args.extend(request.args.iter().cloned());
     launch.env.extend(request.env.clone());
+    refuse_package_secrets(origin, request)?;
     Ok(Resolved::Package(package, launch))
+}
+
+/// Secrets given up front serve a remote server's listing; a package server's are set after
+/// import (`slovo secret set`), since its tools are listed without them.
+fn refuse_package_secrets(origin: &str, request: &McpImport) -> Result<()> {
+    if request.secrets.is_empty() {
+        return Ok(());
+    }
+    Err(RuntimeError::McpImport {
+        source_name: origin.to_string(),
+        reason: "secrets given at import are for a remote server's secret headers; set a package server's secrets after import (slovo secret set TOOL NAME)".into(),
+    })
+}
+
+/// The source as a person named it, for errors.
+fn text_of(source: &McpSource) -> &str {
+    match source {
+        McpSource::Named(text) => text,
+        McpSource::ServerJson(_) => "server.json",
+        McpSource::Path(path) => path.to_str().unwrap_or("the path given"),
+    }
 }
 
 pub(super) fn write_json(path: &Path, value: &Value) -> Result<()> {

@@ -13,6 +13,7 @@ use tracing::info;
 use super::{McpImport, McpImportReport, McpToolView, manifest, write_json};
 use crate::mcp_pin::{MCP_IMPORT_RECORD, digest_of};
 use crate::{Actor, ImportSource, Result, Runtime, RuntimeError};
+use slovo_store::SecretRow;
 
 /// A remote endpoint of a `server.json`, with what the person must provide.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,8 +176,9 @@ impl Runtime {
             headers: remote.headers.clone(),
             secret_headers: remote.secret_headers.clone(),
         };
+        let sealed = self.seal_given_secrets(&name, &remote, request)?;
         let (server, tools) = self
-            .list_server_tools(&name, &version, execution, &bundle)
+            .list_server_tools(&name, &version, execution, &bundle, &request.secrets)
             .await
             .map_err(failed)?;
         let (capabilities, renamed) = manifest::capabilities(&tools).map_err(failed)?;
@@ -206,8 +208,10 @@ impl Runtime {
         });
         write_json(&bundle.join("slovo.json"), &doc)?;
         write_json(&bundle.join(MCP_IMPORT_RECORD), &record)?;
-        let import = self.import(ImportSource::Bundle(bundle), actor).await?;
-        info!(tool = %import.tool, url = %remote.url, "remote MCP server imported");
+        let import = self
+            .import_with_secrets(ImportSource::Bundle(bundle), &sealed, actor)
+            .await?;
+        info!(tool = %import.tool, url = %remote.url, secrets = sealed.len(), "remote MCP server imported");
         let tools = McpToolView::of(&capabilities, &tools);
         Ok(McpImportReport {
             import,
@@ -218,6 +222,31 @@ impl Runtime {
             secrets: remote.secret_headers.into_values().collect(),
             notes: remote.notes,
         })
+    }
+
+    /// The secrets given with the import, each one a secret of the server's headers, sealed
+    /// as the tool `tool`'s; an unknown name is refused before anything is sent.
+    fn seal_given_secrets(&self, tool: &str, remote: &Remote, request: &McpImport) -> Result<Vec<SecretRow>> {
+        let known: Vec<&str> = remote.secret_headers.values().map(String::as_str).collect();
+        let mut sealed = Vec::new();
+        for name in request.secrets.names() {
+            if !known.contains(&name) {
+                return Err(RuntimeError::McpImport {
+                    source_name: remote.url.clone(),
+                    reason: format!(
+                        "the secret {name:?} is not one of the server's (its secret headers want: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                });
+            }
+            let value = request.secrets.get(name).unwrap_or_default();
+            sealed.push(self.seal_secret(tool, name, value)?);
+        }
+        Ok(sealed)
     }
 }
 

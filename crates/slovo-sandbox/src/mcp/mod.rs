@@ -463,6 +463,11 @@ impl Backend for McpBackend {
         }
     }
 
+    async fn run_installer(&self, spec: &SandboxSpec, env: &[(String, String)]) -> Outcome {
+        // An MCP server's package is fetched in the same process sandbox its server runs in.
+        self.process.run_installer(spec, env).await
+    }
+
     async fn release_state(&self, state_dir: &std::path::Path, purge: bool) -> Result<(), BackendError> {
         if let Some(pool) = &self.pool {
             // A warm server holds the volume it is about to lose.

@@ -56,18 +56,30 @@ fn endpoint_only(url: &str) -> Result<NetworkPolicy, String> {
 }
 
 /// Reads the server's `initialize` answer and its tool list, for install: only its own host,
-/// the plain headers (the secrets are the person's and not set before approval), 30 seconds.
+/// the plain headers and the secret headers whose secrets are set (given at import, or set
+/// before approval), 30 seconds.
 pub(crate) async fn list_tools(
     config: &HttpConfig,
     request: &InstallRequest,
 ) -> Result<(Value, Vec<Value>), String> {
-    let RemoteTool { url, headers, .. } = remote_of(&request.execution)?;
+    let RemoteTool {
+        url,
+        headers,
+        secret_headers,
+    } = remote_of(&request.execution)?;
     let network = endpoint_only(url)?;
+    let credentials = secret_headers
+        .iter()
+        .filter_map(|(header, secret)| {
+            let value = request.secrets.get(secret)?;
+            Some((header.clone(), value.to_string()))
+        })
+        .collect();
     let endpoint = Endpoint {
         url,
         network: &network,
         headers,
-        credentials: Vec::new(),
+        credentials,
         timeout: LIST_TIMEOUT,
     };
     let conversation = async {

@@ -453,7 +453,13 @@ impl ProcessBackend {
             env.push(format!("SLOVO_CAPABILITY={}", spec.capability.name));
             env.push(format!("SLOVO_EXECUTION_ID={}", spec.execution_id));
         }
-        // The manifest's own variables cannot replace Slovo's (validation refuses SLOVO_*).
+        // The program's own variables replace the defaults above (one entry per name: a
+        // duplicate would be read as the first by some programs and the last by others). They
+        // cannot replace Slovo's (validation refuses SLOVO_*).
+        env.retain(|entry| {
+            let name = entry.split_once('=').map_or(entry.as_str(), |(n, _)| n);
+            !tool.env.iter().any(|(k, _)| k == name)
+        });
         env.extend(tool.env.iter().map(|(k, v)| format!("{k}={v}")));
         if spec.network.allows_network() {
             // A convenience for well-behaved clients; the namespace enforces it for the rest.
@@ -501,6 +507,35 @@ impl ProcessBackend {
         };
         let request = serde_json::to_vec(&spec.request).unwrap_or_default();
         self.run_program(spec, &program, &StdinRequest { request }).await
+    }
+
+    /// An installer's run ([`Backend::run_installer`]): a system program, no call variables,
+    /// nothing on stdin.
+    async fn run_installer_call(&self, spec: &SandboxSpec, env: &[(String, String)]) -> Result<Outcome> {
+        let Execution::Process {
+            command,
+            system_paths,
+        } = &spec.execution
+        else {
+            return Err(ProcessError::refused(format!(
+                "an installer is a process command, not a {} tool",
+                spec.execution.kind()
+            )));
+        };
+        if !(*system_paths && command.first().is_some_and(|p| p.starts_with('/'))) {
+            return Err(ProcessError::refused(
+                "an installer is a system program: an absolute path, with system_paths",
+            ));
+        }
+        let program = Program {
+            command: command.clone(),
+            system_paths: true,
+            env: env.to_vec(),
+            system_program_allowed: true,
+            call_env: false,
+        };
+        self.run_program(spec, &program, &StdinRequest { request: Vec::new() })
+            .await
     }
 }
 
@@ -595,6 +630,16 @@ impl Backend for ProcessBackend {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(error = %e, tool = %spec.tool, execution = %spec.execution_id, "process call failed");
+                Outcome::failed(e.to_string())
+            }
+        }
+    }
+
+    async fn run_installer(&self, spec: &SandboxSpec, env: &[(String, String)]) -> Outcome {
+        match self.run_installer_call(spec, env).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, tool = %spec.tool, execution = %spec.execution_id, "installer failed");
                 Outcome::failed(e.to_string())
             }
         }

@@ -99,6 +99,7 @@ async fn a_different_image_under_the_same_reference_is_refused_naming_both_diges
         },
         bundle_dir: None,
         state_dir: sb.state("pinned"),
+        secrets: Default::default(),
     };
     let info = sb.backend.install(&request).await.unwrap();
     assert_eq!(info["image_id"], first.as_str());
@@ -139,6 +140,7 @@ async fn a_missing_image_is_not_pulled_and_nothing_runs() {
             execution: execution.clone(),
             bundle_dir: None,
             state_dir: sb.state("absent"),
+            secrets: Default::default(),
         })
         .await
         .unwrap();
@@ -188,6 +190,7 @@ async fn without_a_daemon_calls_fail_with_the_reason() {
             },
             bundle_dir: None,
             state_dir: sb.state("nodaemon"),
+            secrets: Default::default(),
         })
         .await
         .unwrap();

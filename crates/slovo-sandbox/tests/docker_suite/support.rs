@@ -182,6 +182,7 @@ impl Sandbox {
                 },
                 bundle_dir: None,
                 state_dir: dir.path().join("state/hostile"),
+                secrets: Default::default(),
             })
             .await
             .unwrap();

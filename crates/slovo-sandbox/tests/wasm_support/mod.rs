@@ -76,6 +76,7 @@ impl World {
             },
             bundle_dir: Some(bundle.to_path_buf()),
             state_dir: self.state(tool),
+            secrets: Default::default(),
         }
     }
 
