@@ -68,6 +68,9 @@ pub fn system_entries() -> Vec<SystemEntry> {
         "/libx32",
         "/etc/alternatives",
         "/etc/ld.so.cache",
+        // Public CA certificates, so that a program reaching a granted https host (a package
+        // manager fetching from a registry, a tool calling an API) can verify it.
+        "/etc/ssl/certs",
     ] {
         let path = PathBuf::from(p);
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
@@ -202,18 +205,26 @@ pub fn plan(layout: &Layout) -> Vec<Op> {
         target: at("tool"),
         flags: RO,
     });
-    let mut made_etc = false;
+    // The staging root is empty: a nested entry (`/etc/ssl/certs`) needs its parents made once.
+    let mut made_parents = std::collections::BTreeSet::new();
     for entry in &layout.system {
         let path = match entry {
             SystemEntry::Dir(p) | SystemEntry::File(p) | SystemEntry::Symlink { path: p, .. } => p,
         };
         let target = at(&path.to_string_lossy());
-        if path.starts_with("/etc") && !made_etc {
-            ops.push(Op::Mkdir {
-                path: at("etc"),
-                mode: 0o755,
-            });
-            made_etc = true;
+        let mut parents: Vec<&Path> = path
+            .ancestors()
+            .skip(1)
+            .filter(|a| a.parent().is_some())
+            .collect();
+        parents.reverse();
+        for parent in parents {
+            if made_parents.insert(parent.to_path_buf()) {
+                ops.push(Op::Mkdir {
+                    path: at(&parent.to_string_lossy()),
+                    mode: 0o755,
+                });
+            }
         }
         match entry {
             SystemEntry::Dir(p) => {
@@ -634,6 +645,32 @@ mod tests {
             let got = unsafe { std::ffi::CStr::from_ptr(p) };
             assert_eq!(got.to_str().ok(), Some(want));
         }
+    }
+
+    #[test]
+    fn nested_system_entries_get_their_parents_made_once() {
+        let layout = Layout {
+            staging: "/w/root".into(),
+            bundle: "/b".into(),
+            data: None,
+            system: vec![
+                SystemEntry::File("/etc/ld.so.cache".into()),
+                SystemEntry::Dir("/etc/ssl/certs".into()),
+            ],
+            tmp_mb: 8,
+        };
+        let made: Vec<PathBuf> = plan(&layout)
+            .into_iter()
+            .filter_map(|op| match op {
+                Op::Mkdir { path, .. } if path.starts_with("/w/root/etc") => Some(path),
+                _ => None,
+            })
+            .collect();
+        let p = PathBuf::from;
+        assert_eq!(
+            made,
+            [p("/w/root/etc"), p("/w/root/etc/ssl"), p("/w/root/etc/ssl/certs")]
+        );
     }
 
     #[test]
