@@ -16,6 +16,7 @@
 
 mod access;
 mod audit;
+mod audit_chain;
 mod bundles;
 mod call_writer;
 mod chains;
@@ -34,6 +35,7 @@ mod testing;
 mod tools;
 mod tx;
 
+pub use audit_chain::{AuditChainHead, MAIN_AUDIT_CHAIN};
 pub use call_writer::FinishAudit;
 pub use changes::{LISTENER_APPLICATION_NAME, TOOL_CHANGES_CHANNEL, ToolChangeEvent, ToolChangeListener};
 pub use discovery::{DiscoveryRow, DiscoveryStatus};
