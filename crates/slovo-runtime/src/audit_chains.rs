@@ -246,30 +246,28 @@ impl OtherChains {
     where
         F: AsyncFnMut(&[AuditEvent]) -> Result<()>,
     {
-        let present: BTreeSet<i64> = self
-            .with_events
-            .iter()
-            .copied()
-            .chain(self.heads.iter().map(|h| h.chain))
-            .collect();
-        if let Some(forged) = present.iter().find(|c| !self.opened.contains_key(c)) {
-            return Err(ChainError::ChainNotOpened { chain: *forged }.into());
-        }
-        let missing = self
+        // Every chain opened on chain 1, anchored there, or holding events, has a head.
+        let named: BTreeSet<i64> = self
             .opened
-            .iter()
-            .chain(self.anchored.keys().filter_map(|c| self.opened.get_key_value(c)))
-            .find(|(c, _)| !self.heads.iter().any(|h| h.chain == **c));
-        if let Some((chain, opening)) = missing {
-            return Err(ChainError::ChainMissing {
-                chain: *chain,
-                opened_seq: opening.seq,
+            .keys()
+            .chain(self.anchored.keys())
+            .chain(&self.with_events)
+            .copied()
+            .collect();
+        if let Some(chain) = named
+            .into_iter()
+            .find(|c| !self.heads.iter().any(|h| h.chain == *c))
+        {
+            return Err(match self.opened.get(&chain) {
+                Some(opening) => ChainError::ChainMissing {
+                    chain,
+                    opened_seq: opening.seq,
+                },
+                None => ChainError::ChainNotOpened { chain },
             }
             .into());
         }
-        if let Some(chain) = self.anchored.keys().find(|c| !self.opened.contains_key(c)) {
-            return Err(ChainError::ChainNotOpened { chain: *chain }.into());
-        }
+        // Every chain with a head was opened on chain 1, and links from its opening.
         let mut report = OtherChainsReport::default();
         let none = BTreeMap::new();
         for head in &self.heads {
