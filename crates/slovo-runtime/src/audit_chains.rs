@@ -17,7 +17,8 @@ use slovo_core::audit::{AuditEvent, AuditRecord, ChainError, ChainVerifier, kind
 use slovo_store::{AuditChainHead, MAIN_AUDIT_CHAIN, Store};
 
 use crate::audit_record::AppendRecord;
-use crate::{Result, RuntimeError};
+use crate::checkpoint::check_execution_record;
+use crate::{Result, Runtime, RuntimeError};
 
 /// How many events are read at a time while walking a chain.
 const PAGE: i64 = 1000;
@@ -240,12 +241,9 @@ impl OtherChains {
 
     /// Walks every other chain from its opening to its head and checks the anchors and the
     /// openings: every chain was opened on chain 1, every chain opened exists, every anchor
-    /// names an event that is there with the hash it records. `check` is run on each event
-    /// (the execution records).
-    pub(crate) async fn verify<F>(self, store: &Store, mut check: F) -> Result<OtherChainsReport>
-    where
-        F: AsyncFnMut(&[AuditEvent]) -> Result<()>,
-    {
+    /// names an event that is there with the hash it records; and each execution event's
+    /// record matches it, as on chain 1.
+    pub(crate) async fn verify(self, rt: &Runtime) -> Result<OtherChainsReport> {
         // Every chain opened on chain 1, anchored there, or holding events, has a head.
         let named: BTreeSet<i64> = self
             .opened
@@ -275,24 +273,22 @@ impl OtherChains {
                 return Err(ChainError::ChainNotOpened { chain: head.chain }.into());
             };
             let anchors = self.anchored.get(&head.chain).unwrap_or(&none);
-            report.events += walk(store, head, opening, anchors, &mut check).await?;
+            report.events += walk(rt, head, opening, anchors).await?;
             report.chains += 1;
         }
         Ok(report)
     }
 }
 
-/// Walks one chain from its opening to its head, checking each anchored event on the way.
-async fn walk<F>(
-    store: &Store,
+/// Walks one chain from its opening to its head, checking each anchored event and each
+/// execution record on the way.
+async fn walk(
+    rt: &Runtime,
     head: &AuditChainHead,
     opening: &Opening,
     anchors: &BTreeMap<i64, (String, i64)>,
-    check: &mut F,
-) -> Result<i64>
-where
-    F: AsyncFnMut(&[AuditEvent]) -> Result<()>,
-{
+) -> Result<i64> {
+    let store = rt.store();
     let chain = head.chain;
     let mismatch = |seq: i64, anchor_seq: i64, problem: String| -> RuntimeError {
         ChainError::AnchorMismatch {
@@ -329,7 +325,13 @@ where
                 ));
             }
         }
-        check(&page).await?;
+        let records = rt.execution_texts(&page).await?;
+        for e in &page {
+            check_execution_record(e, &records).map_err(|err| match err {
+                RuntimeError::AuditBroken(error) => in_chain(chain, error),
+                other => other,
+            })?;
+        }
         if after >= head.seq || !full {
             break;
         }

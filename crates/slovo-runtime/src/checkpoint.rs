@@ -460,22 +460,7 @@ impl Runtime {
             }
             .into());
         }
-        let others = other_chains
-            .verify(&self.store, async |page: &[AuditEvent]| {
-                let records = self.execution_texts(page).await?;
-                for e in page {
-                    check_execution_record(e, &records).map_err(|err| match err {
-                        RuntimeError::AuditBroken(error) => ChainError::InChain {
-                            chain: e.chain,
-                            error: Box::new(error),
-                        }
-                        .into(),
-                        other => other,
-                    })?;
-                }
-                Ok(())
-            })
-            .await?;
+        let others = other_chains.verify(self).await?;
         let recorded = public.as_ref().and_then(|p| records.iter().find(|r| &r.key == p));
         match newest {
             None => {
@@ -524,7 +509,7 @@ impl Runtime {
     }
 
     /// The stored execution records the execution events of `page` point to, by id.
-    async fn execution_texts(&self, page: &[AuditEvent]) -> Result<HashMap<String, ExecutionText>> {
+    pub(crate) async fn execution_texts(&self, page: &[AuditEvent]) -> Result<HashMap<String, ExecutionText>> {
         let ids: Vec<String> = page
             .iter()
             .filter_map(|e| execution_event(e).map(|(id, _)| id))
@@ -552,7 +537,7 @@ fn execution_event(e: &AuditEvent) -> Option<(String, Value)> {
 
 /// Execution events carry the call's status and SHA-256 digests of its arguments and output;
 /// the record they describe must still exist and match them.
-fn check_execution_record(e: &AuditEvent, records: &HashMap<String, ExecutionText>) -> Result<()> {
+pub(crate) fn check_execution_record(e: &AuditEvent, records: &HashMap<String, ExecutionText>) -> Result<()> {
     let Some((id, payload)) = execution_event(e) else {
         return Ok(());
     };

@@ -159,6 +159,15 @@ impl Store {
         row.as_ref().map(audit_from_row).transpose()
     }
 
+    /// How many audit events of `kind` the database holds, on every chain.
+    pub async fn count_audit_events(&self, kind: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE kind = $1")
+            .bind(kind)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// The newest `limit` events of every chain, in the order they are shown together:
     /// by time, then chain, then sequence number.
     pub async fn audit_events_in_display_order(&self, limit: i64) -> Result<Vec<AuditEvent>> {
