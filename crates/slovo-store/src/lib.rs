@@ -2,8 +2,9 @@
 //!
 //! # Brief overview
 //! - [`Store`] opens a database by URL, runs its migrations and answers reads.
-//! - [`Tx`] is one write transaction. Its first statement locks the audit chain's head row, so
-//!   every audited change is serialised and appends exactly one link at a time; commit makes
+//! - [`Tx`] is one write transaction. Its first statement locks an audit chain's head row (chain
+//!   1 for every audited change; on PostgreSQL calls' results go to their instance's chain, see
+//!   `audit_chain`), so the appends to a chain are serialised, one link at a time; commit makes
 //!   the change and its audit events durable together, or neither.
 //! - The row types ([`ToolRow`], [`VersionRow`], [`GrantRow`], [`ExecutionRow`], …) are plain
 //!   data; the rules that decide what to write live in `slovo-runtime` and `slovo-core`.

@@ -65,8 +65,8 @@ pub struct Store {
     /// PostgreSQL only: the pool of one connection that listens for tool changes (see
     /// `changes`).
     pub(crate) listen_pool: Option<sqlx::PgPool>,
-    /// The newest audit event this store (and its clones) committed: what tells the runtime's
-    /// checkpointer that there is something new to sign, without asking the database.
+    /// The newest event of audit chain 1 this store (and its clones) committed: what tells the
+    /// runtime's checkpointer that there is something new to sign, without asking the database.
     pub(crate) appended: Arc<AtomicI64>,
     /// How many audit events this store (and its clones) committed on chains other than 1.
     pub(crate) appended_elsewhere: Arc<AtomicI64>,
@@ -178,8 +178,9 @@ impl Store {
         self.kind
     }
 
-    /// The sequence number of the newest audit event this store (or a clone of it) committed;
-    /// 0 before the first. Other processes' events are not counted.
+    /// The sequence number of the newest event of audit chain 1 this store (or a clone of it)
+    /// committed; 0 before the first. Other processes' events are not counted, nor events on
+    /// other chains ([`Store::appended_elsewhere`]).
     pub fn appended_seq(&self) -> i64 {
         self.appended.load(Ordering::Acquire)
     }
