@@ -232,9 +232,7 @@ pub enum ChainError {
     },
     /// An anchor on chain 1 names an event of another chain that is gone, or that has another
     /// hash: the chain was truncated, or rewritten and re-hashed.
-    #[error(
-        "audit chain {chain}: anchor at audit event {anchor_seq} records its event {seq}, {problem}"
-    )]
+    #[error("audit chain {chain}: anchor at audit event {anchor_seq} records its event {seq}, {problem}")]
     AnchorMismatch {
         /// The anchored chain.
         chain: i64,

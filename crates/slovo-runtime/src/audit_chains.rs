@@ -211,8 +211,14 @@ impl OtherChains {
         let with_events = store.audit_chains_with_events().await?;
         let heads = store.audit_chain_heads().await?;
         Ok(OtherChains {
-            with_events: with_events.into_iter().filter(|c| *c != MAIN_AUDIT_CHAIN).collect(),
-            heads: heads.into_iter().filter(|h| h.chain != MAIN_AUDIT_CHAIN).collect(),
+            with_events: with_events
+                .into_iter()
+                .filter(|c| *c != MAIN_AUDIT_CHAIN)
+                .collect(),
+            heads: heads
+                .into_iter()
+                .filter(|h| h.chain != MAIN_AUDIT_CHAIN)
+                .collect(),
             ..OtherChains::default()
         })
     }
@@ -302,7 +308,11 @@ async fn walk(
     if let Some((hash, anchor_seq)) = anchors.get(&0)
         && *hash != opening.hash
     {
-        return Err(mismatch(0, *anchor_seq, "the chain's start, but not its opening event".into()));
+        return Err(mismatch(
+            0,
+            *anchor_seq,
+            "the chain's start, but not its opening event".into(),
+        ));
     }
     let mut verifier = ChainVerifier::resume(0, &opening.hash);
     let mut after = 0;

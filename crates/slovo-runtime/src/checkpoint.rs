@@ -509,7 +509,10 @@ impl Runtime {
     }
 
     /// The stored execution records the execution events of `page` point to, by id.
-    pub(crate) async fn execution_texts(&self, page: &[AuditEvent]) -> Result<HashMap<String, ExecutionText>> {
+    pub(crate) async fn execution_texts(
+        &self,
+        page: &[AuditEvent],
+    ) -> Result<HashMap<String, ExecutionText>> {
         let ids: Vec<String> = page
             .iter()
             .filter_map(|e| execution_event(e).map(|(id, _)| id))

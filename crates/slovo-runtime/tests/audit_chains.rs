@@ -111,9 +111,7 @@ impl Instances {
         )
         .await
         .unwrap();
-        rt.approve("echo", &Narrowing::default(), &actor())
-            .await
-            .unwrap();
+        rt.approve("echo", &Narrowing::default(), &actor()).await.unwrap();
     }
 
     /// `n` calls through each instance, all at once.
@@ -260,11 +258,7 @@ async fn three_instances_write_chains_of_their_own_that_verify_together() {
     assert_eq!(report.unchecked_events, 0);
 
     // Shown together, events are ordered by time, then chain, then sequence number.
-    let shown = inst
-        .store()
-        .audit_events_in_display_order(10_000)
-        .await
-        .unwrap();
+    let shown = inst.store().audit_events_in_display_order(10_000).await.unwrap();
     assert_eq!(shown.len() as i64, report.events);
     let keys: Vec<_> = shown.iter().map(|e| (e.at_ms, e.chain, e.seq)).collect();
     let mut sorted = keys.clone();
@@ -304,7 +298,8 @@ async fn the_database_refuses_a_chain_nobody_opened() {
             .await
             .unwrap_err();
         assert!(
-            err.to_string().contains("does not start at an audit.chain_opened event"),
+            err.to_string()
+                .contains("does not start at an audit.chain_opened event"),
             "{err}"
         );
     }
@@ -318,7 +313,10 @@ async fn the_database_refuses_a_chain_nobody_opened() {
         ))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("does not extend the audit chain head"), "{err}");
+    assert!(
+        err.to_string().contains("does not extend the audit chain head"),
+        "{err}"
+    );
     inst.first().verify_audit().await.unwrap();
 }
 
@@ -330,13 +328,18 @@ async fn a_deleted_chain_tail_is_detected_by_its_anchor() {
     let chain = inst.chain_of(1);
     let events = inst.chain_events(chain).await;
     inst.drop_audit_guards().await;
-    inst.sql(&format!("DELETE FROM audit_events WHERE chain = {chain} AND seq > 2"))
-        .await;
+    inst.sql(&format!(
+        "DELETE FROM audit_events WHERE chain = {chain} AND seq > 2"
+    ))
+    .await;
     inst.set_head(chain, 2, &events[1].hash).await;
     // The chain itself still links from its opening to its (moved) head.
     match inst.broken().await {
         ChainError::AnchorMismatch {
-            chain: c, seq, problem, ..
+            chain: c,
+            seq,
+            problem,
+            ..
         } => {
             assert_eq!((c, seq), (chain, 5));
             assert!(problem.contains("events 3 to 5 deleted"), "{problem}");

@@ -230,7 +230,9 @@ async fn check_chains(db: &Database, chains: &[(i64, usize)]) -> Result<(), Stri
         let events = db.setup.audit_chain_page(chain, 0, i64::MAX).await.unwrap();
         let mut verifier = ChainVerifier::resume(0, &opening.hash);
         for e in &events {
-            verifier.push(e).map_err(|e| format!("chain {chain} broken: {e}"))?;
+            verifier
+                .push(e)
+                .map_err(|e| format!("chain {chain} broken: {e}"))?;
         }
         let verified = verifier
             .finish(head.seq, &head.hash)
