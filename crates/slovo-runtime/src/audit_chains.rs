@@ -57,58 +57,48 @@ fn parse<T: serde::de::DeserializeOwned>(e: &AuditEvent) -> Result<T> {
 /// after checking that each chain links from the previous anchor (or from its opening).
 /// Nothing is appended when there are no other chains, or none moved since the last anchor.
 pub(crate) async fn anchor_chains(store: &Store) -> Result<()> {
-    if !store
-        .audit_chain_heads()
-        .await?
-        .iter()
-        .any(|h| h.chain != MAIN_AUDIT_CHAIN)
-    {
+    if other_heads(store).await?.is_empty() {
         return Ok(());
     }
     // Chain 1's head lock first: anchors are written one at a time, and the heads read under
     // the lock are never older than those the previous anchor recorded.
     let mut tx = store.begin().await?;
-    let heads: Vec<AuditChainHead> = store
-        .audit_chain_heads()
-        .await?
-        .into_iter()
-        .filter(|h| h.chain != MAIN_AUDIT_CHAIN)
-        .collect();
-    let previous: BTreeMap<i64, AnchoredHead> = match store.latest_audit_anchor().await? {
-        Some(e) => parse::<AuditChainsAnchored>(&e)?
-            .chains
-            .into_iter()
-            .map(|h| (h.chain, h))
-            .collect(),
-        None => BTreeMap::new(),
-    };
-    if let Some(gone) = previous.keys().find(|c| !heads.iter().any(|h| h.chain == **c)) {
-        return Err(ChainError::ChainMissing {
-            chain: *gone,
-            opened_seq: 0,
-        }
-        .into());
-    }
-    let new_chains = heads.iter().any(|h| !previous.contains_key(&h.chain));
-    let openings = if new_chains {
+    let heads = other_heads(store).await?;
+    let previous = PreviousAnchor::read(store).await?;
+    let gone = previous
+        .heads
+        .keys()
+        .find(|c| !heads.iter().any(|h| h.chain == **c));
+    let new_chains = heads.iter().any(|h| !previous.heads.contains_key(&h.chain));
+    let openings = if new_chains || gone.is_some() {
         openings(store).await?
     } else {
         HashMap::new()
     };
+    if let Some(&chain) = gone {
+        return Err(match openings.get(&chain) {
+            Some(opening) => ChainError::ChainMissing {
+                chain,
+                opened_seq: opening.seq,
+            },
+            None => ChainError::ChainNotOpened { chain },
+        }
+        .into());
+    }
     let mut moved = false;
     for head in &heads {
-        let (from_seq, from_hash) = match previous.get(&head.chain) {
-            Some(a) => (a.seq, a.hash.clone()),
+        let (from_seq, from_hash) = match previous.heads.get(&head.chain) {
+            Some(a) => (a.seq, a.hash.as_str()),
             None => match openings.get(&head.chain) {
-                Some(o) => (0, o.hash.clone()),
+                Some(o) => (0, o.hash.as_str()),
                 None => return Err(ChainError::ChainNotOpened { chain: head.chain }.into()),
             },
         };
-        if (from_seq, from_hash.as_str()) == (head.seq, head.hash.as_str()) {
+        if (from_seq, from_hash) == (head.seq, head.hash.as_str()) {
             continue;
         }
         moved = true;
-        check_stretch(store, head, from_seq, &from_hash).await?;
+        check_stretch(store, head, from_seq, from_hash, previous.seq).await?;
     }
     if !moved && !new_chains {
         tx.rollback().await?;
@@ -129,6 +119,35 @@ pub(crate) async fn anchor_chains(store: &Store) -> Result<()> {
     Ok(())
 }
 
+/// The head rows of every chain but chain 1.
+async fn other_heads(store: &Store) -> Result<Vec<AuditChainHead>> {
+    let mut heads = store.audit_chain_heads().await?;
+    heads.retain(|h| h.chain != MAIN_AUDIT_CHAIN);
+    Ok(heads)
+}
+
+/// The newest `audit.chains_anchored` event on chain 1.
+#[derive(Debug, Default)]
+struct PreviousAnchor {
+    /// Its sequence number on chain 1 (0: there is none yet).
+    seq: i64,
+    /// The heads it recorded, by chain.
+    heads: BTreeMap<i64, AnchoredHead>,
+}
+
+impl PreviousAnchor {
+    async fn read(store: &Store) -> Result<PreviousAnchor> {
+        let Some(e) = store.latest_audit_anchor().await? else {
+            return Ok(PreviousAnchor::default());
+        };
+        let anchored: AuditChainsAnchored = parse(&e)?;
+        Ok(PreviousAnchor {
+            seq: e.seq,
+            heads: anchored.chains.into_iter().map(|h| (h.chain, h)).collect(),
+        })
+    }
+}
+
 /// The opening event of each chain, by chain.
 async fn openings(store: &Store) -> Result<HashMap<i64, Opening>> {
     let mut out = HashMap::new();
@@ -145,9 +164,15 @@ async fn openings(store: &Store) -> Result<HashMap<i64, Opening>> {
     Ok(out)
 }
 
-/// Checks that `head.chain` still holds event `from_seq` with `from_hash` (the previous anchor)
-/// and links from it to its head.
-async fn check_stretch(store: &Store, head: &AuditChainHead, from_seq: i64, from_hash: &str) -> Result<()> {
+/// Checks that `head.chain` still holds event `from_seq` with `from_hash` (as the anchor at
+/// `anchor_seq` on chain 1 recorded it) and links from it to its head.
+async fn check_stretch(
+    store: &Store,
+    head: &AuditChainHead,
+    from_seq: i64,
+    from_hash: &str,
+    anchor_seq: i64,
+) -> Result<()> {
     let chain = head.chain;
     if from_seq > 0 {
         match store.audit_chain_event(chain, from_seq).await? {
@@ -156,7 +181,7 @@ async fn check_stretch(store: &Store, head: &AuditChainHead, from_seq: i64, from
                 return Err(ChainError::AnchorMismatch {
                     chain,
                     seq: from_seq,
-                    anchor_seq: 0,
+                    anchor_seq,
                     problem: match found {
                         Some(_) => "but it has another hash (rewritten)".into(),
                         None => format!("but the chain ends at event {} (events deleted)", head.seq),

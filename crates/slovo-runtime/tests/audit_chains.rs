@@ -346,10 +346,16 @@ async fn a_deleted_chain_tail_is_detected_by_its_anchor() {
         }
         other => panic!("expected the anchor to catch the truncation, got {other}"),
     }
-    // And the checkpointer refuses to anchor the truncated chain.
+    // And the checkpointer refuses to anchor the truncated chain, naming the anchor.
+    let anchor = inst.store().latest_audit_anchor().await.unwrap().unwrap();
     match inst.first().checkpoint_audit().await {
-        Err(RuntimeError::AuditBroken(ChainError::AnchorMismatch { chain: c, seq, .. })) => {
-            assert_eq!((c, seq), (chain, 5));
+        Err(RuntimeError::AuditBroken(ChainError::AnchorMismatch {
+            chain: c,
+            seq,
+            anchor_seq,
+            ..
+        })) => {
+            assert_eq!((c, seq, anchor_seq), (chain, 5, anchor.seq));
         }
         other => panic!("expected the checkpointer to refuse, got {other:?}"),
     }
