@@ -133,7 +133,7 @@ pub enum ChainError {
         match .recorded { Some(n) => format!(" and recorded checkpoint {n} of this installation's log"), None => " and no checkpoint covers them".to_string() }
     )]
     CheckpointLogMissing {
-        /// The database's head.
+        /// How many events the database holds (on every chain; on SQLite, chain 1's head).
         head_seq: i64,
         /// The newest checkpoint the database recorded for this key, if any.
         recorded: Option<i64>,

@@ -468,9 +468,11 @@ impl Runtime {
                 // after at most CHECKPOINT_EVERY_EVENTS events, or at the end of the command),
                 // not when the database says this log had checkpoints, nor for a long trail.
                 let had_some = recorded.is_some() || (public.is_none() && !records.is_empty());
-                if had_some || head_seq > CHECKPOINT_EVERY_EVENTS {
+                // Counted on every chain: the other chains' events start checkpoints too.
+                let held = head_seq + others.events;
+                if had_some || held > CHECKPOINT_EVERY_EVENTS {
                     return Err(ChainError::CheckpointLogMissing {
-                        head_seq,
+                        head_seq: held,
                         recorded: recorded.map(|r| r.n),
                     }
                     .into());
