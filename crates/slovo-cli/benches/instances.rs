@@ -192,7 +192,10 @@ async fn run(admin: &str, root: &Path, tool: &Tool, n: usize, clients: usize, se
     warm_up(&ports, &token, &name).await;
     let store = slovo_store::Store::connect(&url).await.unwrap();
     let records_before = store.count_executions().await.unwrap();
-    let events_before = store.audit_head().await.unwrap().0;
+    let events_before = store
+        .count_audit_events(slovo_core::audit::kinds::EXECUTION_FINISHED)
+        .await
+        .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = tokio::spawn(slovo_test_support::sample_lock_waits(url.clone(), stop.clone()));
@@ -205,7 +208,11 @@ async fn run(admin: &str, root: &Path, tool: &Tool, n: usize, clients: usize, se
     }
     let answered = latencies.len() as i64;
     let records = store.count_executions().await.unwrap() - records_before;
-    let events = store.audit_head().await.unwrap().0 - events_before;
+    let events = store
+        .count_audit_events(slovo_core::audit::kinds::EXECUTION_FINISHED)
+        .await
+        .unwrap()
+        - events_before;
     store.close().await;
     let mut problems = Vec::new();
     if records != answered || events != answered {

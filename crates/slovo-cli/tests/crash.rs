@@ -80,7 +80,7 @@ async fn kill_9_during_calls_leaves_nothing_running_and_the_chain_intact() {
         let v: Value = serde_json::from_str(&verified).unwrap();
         assert_eq!(v["ok"], true);
         // Every execution has exactly one finishing event in the chain.
-        let events = store.audit_page(0, 10_000).await.unwrap();
+        let events = store.audit_events_in_display_order(10_000).await.unwrap();
         assert_eq!(
             events.iter().filter(|e| e.kind == "execution.finished").count(),
             8
@@ -202,7 +202,7 @@ async fn kill_9_of_one_of_three_instances_loses_no_answered_call() {
         })
         .await
         .unwrap();
-    let events = store.audit_page(0, 10_000).await.unwrap();
+    let events = store.audit_events_in_display_order(10_000).await.unwrap();
     let finished: Vec<Value> = events
         .iter()
         .filter(|e| e.kind == "execution.finished")

@@ -168,7 +168,7 @@ async fn a_full_disk_fails_calls_cleanly_and_service_resumes_when_space_returns(
     // chain verifies.
     let store = install.store().await;
     let all = no_call_left_running(&store, Duration::from_secs(10)).await;
-    let events = store.audit_page(0, 10_000).await.unwrap();
+    let events = store.audit_events_in_display_order(10_000).await.unwrap();
     let finished = events.iter().filter(|e| e.kind == "execution.finished").count();
     assert_eq!(finished, all.len());
     audit_verifies(&install);
@@ -364,7 +364,7 @@ async fn postgres_restarted_under_load_leaves_no_half_recorded_call() {
             .expect("an answered call is recorded");
         assert_eq!(e.status.to_string(), "success");
     }
-    let events = store.audit_page(0, 10_000).await.unwrap();
+    let events = store.audit_events_in_display_order(10_000).await.unwrap();
     let finished = events.iter().filter(|e| e.kind == "execution.finished").count();
     assert_eq!(finished, all.len());
     audit_verifies(&install);
@@ -416,7 +416,7 @@ async fn a_result_the_database_could_not_take_is_closed_by_the_instance_itself()
         no_call_left_running(&store, Duration::from_secs(10)).await,
         vec!["interrupted"]
     );
-    let events = store.audit_page(0, 10_000).await.unwrap();
+    let events = store.audit_events_in_display_order(10_000).await.unwrap();
     assert_eq!(
         events.iter().filter(|e| e.kind == "execution.finished").count(),
         1

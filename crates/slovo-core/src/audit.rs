@@ -23,6 +23,11 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// One stored audit event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEvent {
+    /// The chain it belongs to: 1 for everything but the results of calls that an instance
+    /// sharing a PostgreSQL database writes to a chain of its own (`docs/audit.md`). Not part
+    /// of the hash: a chain other than 1 is bound to its opening event through its first
+    /// `prev_hash` instead, so that chain 1's events hash exactly as they always have.
+    pub chain: i64,
     /// Position in the chain, from 1, without gaps.
     pub seq: i64,
     /// When it happened (Unix milliseconds).
@@ -128,7 +133,7 @@ pub enum ChainError {
         match .recorded { Some(n) => format!(" and recorded checkpoint {n} of this installation's log"), None => " and no checkpoint covers them".to_string() }
     )]
     CheckpointLogMissing {
-        /// The database's head.
+        /// How many events the database holds (on every chain; on SQLite, chain 1's head).
         head_seq: i64,
         /// The newest checkpoint the database recorded for this key, if any.
         recorded: Option<i64>,
@@ -192,6 +197,52 @@ pub enum ChainError {
         /// What does not match.
         problem: String,
     },
+    /// An `audit.chain_opened` or `audit.chains_anchored` event whose payload is not what that
+    /// kind records (its hash verifies, so it was written that way, or forged and re-hashed).
+    #[error("audit event {seq}: its {kind} payload does not parse: {reason}")]
+    BadPayload {
+        /// The event.
+        seq: i64,
+        /// Its kind.
+        kind: String,
+        /// Why.
+        reason: String,
+    },
+    /// A chain other than 1 that does not verify (its own events, named within it).
+    #[error("audit chain {chain}: {error}")]
+    InChain {
+        /// The chain.
+        chain: i64,
+        /// What its walk found.
+        error: Box<ChainError>,
+    },
+    /// Events or a head of a chain that no `audit.chain_opened` event on chain 1 names.
+    #[error("audit chain {chain} has no opening event on chain 1 (forged)")]
+    ChainNotOpened {
+        /// The chain.
+        chain: i64,
+    },
+    /// A chain opened on chain 1 whose head is gone from the database.
+    #[error("audit chain {chain}, opened by audit event {opened_seq}, does not exist (deleted)")]
+    ChainMissing {
+        /// The chain.
+        chain: i64,
+        /// The opening event on chain 1.
+        opened_seq: i64,
+    },
+    /// An anchor on chain 1 names an event of another chain that is gone, or that has another
+    /// hash: the chain was truncated, or rewritten and re-hashed.
+    #[error("audit chain {chain}: anchor at audit event {anchor_seq} records its event {seq}, {problem}")]
+    AnchorMismatch {
+        /// The anchored chain.
+        chain: i64,
+        /// The event the anchor names.
+        seq: i64,
+        /// The anchor event on chain 1.
+        anchor_seq: i64,
+        /// What was found instead.
+        problem: String,
+    },
 }
 
 impl ChainError {
@@ -202,8 +253,12 @@ impl ChainError {
             ChainError::ContentMismatch { seq }
             | ChainError::BrokenLink { seq, .. }
             | ChainError::BadSequence { seq, .. }
-            | ChainError::ExecutionRecord { seq, .. } => *seq,
+            | ChainError::ExecutionRecord { seq, .. }
+            | ChainError::BadPayload { seq, .. } => *seq,
             ChainError::Truncated { last_seq, .. } => last_seq + 1,
+            ChainError::InChain { error, .. } => error.seq(),
+            ChainError::ChainNotOpened { .. } | ChainError::ChainMissing { .. } => 0,
+            ChainError::AnchorMismatch { seq, .. } => *seq,
             ChainError::CheckpointMismatch { last_good, .. } => last_good + 1,
             ChainError::BehindCheckpoint { head_seq, .. } => head_seq + 1,
             ChainError::CheckpointLogMissing { .. }
@@ -303,6 +358,7 @@ mod tests {
                 let payload = format!("{{\"n\":{seq}}}");
                 let hash = event_hash(seq, 1000 + seq, "k", Some("t"), "cli", &payload, &prev);
                 let e = AuditEvent {
+                    chain: 1,
                     seq,
                     at_ms: 1000 + seq,
                     kind: "k".into(),

@@ -398,7 +398,7 @@ impl Runtime {
                 }
             })?;
         guard.complete();
-        self.checkpoints.after_append(event.seq);
+        self.checkpoints.after_append(&event);
         Ok(())
     }
 

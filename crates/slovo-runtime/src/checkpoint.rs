@@ -37,6 +37,7 @@ use slovo_core::audit::checkpoint::{
 use slovo_core::audit::{AuditEvent, ChainError, ChainVerifier, GENESIS_HASH};
 use slovo_store::{CheckpointRecord, ExecutionText, Store};
 
+use crate::audit_chains::OtherChains;
 use crate::secrets::key_file;
 use crate::{AuditReport, Result, Runtime, RuntimeError};
 
@@ -59,8 +60,11 @@ const PAGE: i64 = 1000;
 pub(crate) struct Checkpoints {
     store: Store,
     data_dir: PathBuf,
-    /// The newest event this runtime checkpointed, or found checkpointed already.
+    /// The newest event of chain 1 this runtime checkpointed, or found checkpointed already.
     done: AtomicI64,
+    /// How many of the events this runtime appended to other chains were anchored on chain 1
+    /// by a checkpoint (see `audit_chains`).
+    done_elsewhere: AtomicI64,
     /// A background checkpoint is under way (only one at a time is started).
     busy: AtomicBool,
     /// Serialises this process's writers; the log's file lock serialises processes.
@@ -73,6 +77,7 @@ impl Checkpoints {
             store,
             data_dir,
             done: AtomicI64::new(0),
+            done_elsewhere: AtomicI64::new(0),
             busy: AtomicBool::new(false),
             write: tokio::sync::Mutex::new(()),
         })
@@ -99,12 +104,19 @@ impl Checkpoints {
     /// This runtime appended events that no checkpoint covers yet.
     fn pending(&self) -> bool {
         self.store.appended_seq() > self.done.load(Ordering::Acquire)
+            || self.store.appended_elsewhere() > self.done_elsewhere.load(Ordering::Acquire)
     }
 
     /// Called by the call path with each event it appended: starts a checkpoint on a task of
-    /// its own once enough events have accumulated. Costs two atomic loads otherwise.
-    pub(crate) fn after_append(self: &Arc<Self>, seq: i64) {
-        if seq - self.done.load(Ordering::Acquire) < CHECKPOINT_EVERY_EVENTS {
+    /// its own once enough events have accumulated (on chain 1, or on this instance's own
+    /// chain). Costs two atomic loads otherwise.
+    pub(crate) fn after_append(self: &Arc<Self>, event: &AuditEvent) {
+        let accumulated = if event.chain == slovo_store::MAIN_AUDIT_CHAIN {
+            event.seq - self.done.load(Ordering::Acquire)
+        } else {
+            self.store.appended_elsewhere() - self.done_elsewhere.load(Ordering::Acquire)
+        };
+        if accumulated < CHECKPOINT_EVERY_EVENTS {
             return;
         }
         if self.busy.swap(true, Ordering::AcqRel) {
@@ -135,6 +147,9 @@ impl Checkpoints {
         let log = tokio::task::spawn_blocking(move || OpenLog::open(&dir))
             .await
             .map_err(|e| RuntimeError::io("lock", CHECKPOINT_LOG_FILE, std::io::Error::other(e)))??;
+        // The other chains' heads go onto chain 1 first, so that signing chain 1 covers them.
+        let elsewhere = self.store.appended_elsewhere();
+        crate::audit_chains::anchor_chains(&self.store).await?;
         let (head_seq, head_hash) = self.store.audit_head().await?;
         let (from_seq, from_hash, n) = match &log.last {
             Some(c) => (c.seq, c.hash.clone(), c.n),
@@ -158,6 +173,7 @@ impl Checkpoints {
                 .into());
             }
             self.done.fetch_max(head_seq, Ordering::AcqRel);
+            self.done_elsewhere.fetch_max(elsewhere, Ordering::AcqRel);
             return Ok(None);
         }
         self.check_stretch(from_seq, &from_hash, n, head_seq, &head_hash)
@@ -186,6 +202,7 @@ impl Checkpoints {
             })
             .await?;
         self.done.fetch_max(head_seq, Ordering::AcqRel);
+        self.done_elsewhere.fetch_max(elsewhere, Ordering::AcqRel);
         tracing::info!(n = checkpoint.n, seq = checkpoint.seq, "audit checkpoint written");
         Ok(Some(checkpoint))
     }
@@ -376,6 +393,7 @@ impl Runtime {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(RuntimeError::io("read", &log_path, e)),
         };
+        let mut other_chains = OtherChains::read(&self.store).await?;
         let (head_seq, head_hash) = self.store.audit_head().await?;
 
         let checkpoints = if complete_lines(&text).0.is_empty() {
@@ -408,6 +426,7 @@ impl Runtime {
             let records = self.execution_texts(&page).await?;
             for e in &page {
                 verifier.push(e)?;
+                other_chains.observe(e)?;
                 while let Some(c) = checkpoints.get(next_checkpoint).map(|c| &c.checkpoint)
                     && c.seq == e.seq
                 {
@@ -441,6 +460,7 @@ impl Runtime {
             }
             .into());
         }
+        let others = other_chains.verify(self).await?;
         let recorded = public.as_ref().and_then(|p| records.iter().find(|r| &r.key == p));
         match newest {
             None => {
@@ -448,9 +468,11 @@ impl Runtime {
                 // after at most CHECKPOINT_EVERY_EVENTS events, or at the end of the command),
                 // not when the database says this log had checkpoints, nor for a long trail.
                 let had_some = recorded.is_some() || (public.is_none() && !records.is_empty());
-                if had_some || head_seq > CHECKPOINT_EVERY_EVENTS {
+                // Counted on every chain: the other chains' events start checkpoints too.
+                let held = head_seq + others.events;
+                if had_some || held > CHECKPOINT_EVERY_EVENTS {
                     return Err(ChainError::CheckpointLogMissing {
-                        head_seq,
+                        head_seq: held,
                         recorded: recorded.map(|r| r.n),
                     }
                     .into());
@@ -479,7 +501,8 @@ impl Runtime {
         }
         let checkpoint_seq = newest.map_or(0, |c| c.checkpoint.seq);
         Ok(AuditReport {
-            events,
+            events: events + others.events,
+            chains: 1 + others.chains,
             head_hash,
             checkpoints: checkpoints.len() as i64,
             checkpoint_seq,
@@ -488,7 +511,10 @@ impl Runtime {
     }
 
     /// The stored execution records the execution events of `page` point to, by id.
-    async fn execution_texts(&self, page: &[AuditEvent]) -> Result<HashMap<String, ExecutionText>> {
+    pub(crate) async fn execution_texts(
+        &self,
+        page: &[AuditEvent],
+    ) -> Result<HashMap<String, ExecutionText>> {
         let ids: Vec<String> = page
             .iter()
             .filter_map(|e| execution_event(e).map(|(id, _)| id))
@@ -516,7 +542,7 @@ fn execution_event(e: &AuditEvent) -> Option<(String, Value)> {
 
 /// Execution events carry the call's status and SHA-256 digests of its arguments and output;
 /// the record they describe must still exist and match them.
-fn check_execution_record(e: &AuditEvent, records: &HashMap<String, ExecutionText>) -> Result<()> {
+pub(crate) fn check_execution_record(e: &AuditEvent, records: &HashMap<String, ExecutionText>) -> Result<()> {
     let Some((id, payload)) = execution_event(e) else {
         return Ok(());
     };

@@ -70,10 +70,13 @@ impl Runtime {
     }
 
     /// Registers this runtime as a live instance (at start, and again after its lease was
-    /// declared lapsed).
+    /// declared lapsed). On PostgreSQL the instance also opens (or finds again) the audit chain
+    /// its calls' results go to, so that instances do not queue on one chain head
+    /// (`docs/audit.md`, "Several writers").
     pub async fn register_instance(&self) -> Result<()> {
         self.store.register_instance(&self.instance_row()).await?;
-        info!(instance = %self.instance_id, "registered this instance");
+        let chain = self.store.open_audit_chain(&self.instance_id, "system").await?;
+        info!(instance = %self.instance_id, audit_chain = chain, "registered this instance");
         Ok(())
     }
 

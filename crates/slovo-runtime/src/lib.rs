@@ -24,6 +24,7 @@
 
 mod abandon;
 mod access;
+mod audit_chains;
 mod audit_record;
 mod bundles;
 mod call;

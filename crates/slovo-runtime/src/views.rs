@@ -89,8 +89,11 @@ pub struct ToolView {
 /// The result of a successful `audit verify`.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditReport {
-    /// Events verified.
+    /// Events verified, on every chain.
     pub events: i64,
+    /// Chains verified: 1, and on PostgreSQL one more for each instance that opened a chain
+    /// for its calls' results.
+    pub chains: i64,
     /// Hash of the last event.
     pub head_hash: String,
     /// Signed checkpoints in the log, all verified.

@@ -8,7 +8,10 @@
 //! (`batched`); and a third pass gives each writer a database of its own in the same PostgreSQL server
 //! (`own chain`): nothing is shared between the writers but the server itself (its CPU, its
 //! WAL), so it is the ceiling that any design with one chain head per writer could reach on
-//! this machine, measured without building one.
+//! this machine, measured without building one. The fourth pass is that design as built
+//! (`chain per instance`): one database, each writer writing its results to an audit chain of
+//! its own (`Store::open_audit_chain`, `docs/audit.md`), so the writers share the database and
+//! chain 1 but no head on the call path.
 //! Reports audited calls/s, p50/p99 of recording a result, the share of the database's busy
 //! backends that were waiting for a lock (sampled from `pg_stat_activity`, in the first
 //! writer's database), and checks that records = events = calls and that each chain verifies.
@@ -16,7 +19,8 @@
 //! Run: `SLOVO_BENCH_DATABASE_URL=postgres://… cargo bench -p slovo-store --bench audit_writers`
 //! (falls back to `SLOVO_TEST_DATABASE_URL`; an administrative URL: each configuration gets a
 //! database of its own). `SLOVO_AUDIT_SECONDS` (default 4), `SLOVO_AUDIT_CALLERS` (callers per
-//! writer, default 16) and `SLOVO_AUDIT_WRITERS` (default `1,2,3`) tune it.
+//! writer, default 16), `SLOVO_AUDIT_WRITERS` (default `1,2,3`) and `SLOVO_AUDIT_MODES` (default
+//! `alone,batched,own,instance`) tune it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -24,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use slovo_core::audit::verify_chain;
+use slovo_core::audit::{ChainVerifier, verify_chain};
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_store::{ExecutionResult, FinishAudit, NewExecution, Store, ToolRow};
@@ -158,6 +162,8 @@ enum Mode {
     Batched,
     /// Results batched, each writer with a database (and so a chain head) of its own.
     OwnChain,
+    /// Results batched, one database, each writer with an audit chain of its own.
+    InstanceChains,
 }
 
 impl Mode {
@@ -166,6 +172,7 @@ impl Mode {
             Mode::Alone => "alone",
             Mode::Batched => "batched",
             Mode::OwnChain => "batched, own chain",
+            Mode::InstanceChains => "batched, chain per instance",
         }
     }
 }
@@ -205,6 +212,39 @@ async fn check(db: &Database, calls: usize) -> Result<(), String> {
     }
 }
 
+/// Records = calls in `db`, and each writer's chain holds its calls' events and links from its
+/// opening event to its head.
+async fn check_chains(db: &Database, chains: &[(i64, usize)]) -> Result<(), String> {
+    let records = db.setup.count_executions().await.unwrap() as usize;
+    let calls: usize = chains.iter().map(|(_, n)| n).sum();
+    if records != calls {
+        return Err(format!("{records} records, {calls} calls"));
+    }
+    let openings = db.setup.audit_chain_openings().await.unwrap();
+    let heads = db.setup.audit_chain_heads().await.unwrap();
+    for &(chain, n) in chains {
+        let opening = openings
+            .iter()
+            .find(|e| serde_json::from_str::<serde_json::Value>(&e.payload).unwrap()["chain"] == chain)
+            .ok_or(format!("chain {chain} has no opening event"))?;
+        let head = heads.iter().find(|h| h.chain == chain).unwrap();
+        let events = db.setup.audit_chain_page(chain, 0, i64::MAX).await.unwrap();
+        let mut verifier = ChainVerifier::resume(0, &opening.hash);
+        for e in &events {
+            verifier
+                .push(e)
+                .map_err(|e| format!("chain {chain} broken: {e}"))?;
+        }
+        let verified = verifier
+            .finish(head.seq, &head.hash)
+            .map_err(|e| format!("chain {chain} broken: {e}"))?;
+        if verified as usize != n {
+            return Err(format!("chain {chain}: {verified} events, {n} calls"));
+        }
+    }
+    Ok(())
+}
+
 async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, mode: Mode) -> Outcome {
     let shared = database(admin).await;
     let mut own = Vec::new();
@@ -223,6 +263,12 @@ async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, mode: Mo
     let mut stores = Vec::new();
     for w in 0..writers {
         let store = Store::connect(&db_of(w).url).await.unwrap();
+        if mode == Mode::InstanceChains {
+            store
+                .open_audit_chain(&format!("writer-{w}"), "bench")
+                .await
+                .unwrap();
+        }
         stores.push(store.batch_call_results(mode != Mode::Alone));
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -259,7 +305,14 @@ async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, mode: Mo
     latencies.sort();
 
     let calls = latencies.len();
-    let consistent = if mode == Mode::OwnChain {
+    let consistent = if mode == Mode::InstanceChains {
+        let chains: Vec<(i64, usize)> = stores
+            .iter()
+            .map(|s| s.call_chain())
+            .zip(per_writer.iter().copied())
+            .collect();
+        check_chains(&shared, &chains).await
+    } else if mode == Mode::OwnChain {
         let mut all = Ok(());
         for (w, n) in per_writer.iter().enumerate() {
             if let Err(e) = check(db_of(w), *n).await {
@@ -312,7 +365,18 @@ fn main() {
     );
     println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
     let mut failures = Vec::new();
-    for mode in [Mode::Alone, Mode::Batched, Mode::OwnChain] {
+    let modes: Vec<Mode> = std::env::var("SLOVO_AUDIT_MODES")
+        .unwrap_or_else(|_| "alone,batched,own,instance".into())
+        .split(',')
+        .filter_map(|m| match m.trim() {
+            "alone" => Some(Mode::Alone),
+            "batched" => Some(Mode::Batched),
+            "own" => Some(Mode::OwnChain),
+            "instance" => Some(Mode::InstanceChains),
+            _ => None,
+        })
+        .collect();
+    for mode in modes {
         let mut one_writer_rate = None;
         for &w in &writers {
             let o = rt.block_on(run(&admin, w, callers, seconds, mode));

@@ -7,11 +7,12 @@ use sqlx::any::AnyRow;
 use crate::{CheckpointRecord, Result, Store, Tx};
 
 impl Store {
-    /// Audit events with `seq > after`, in chain order, at most `limit`.
+    /// Audit events of chain 1 with `seq > after`, in chain order, at most `limit` (the
+    /// results of calls an instance wrote to a chain of its own: [`Store::audit_chain_page`]).
     pub async fn audit_page(&self, after: i64, limit: i64) -> Result<Vec<AuditEvent>> {
         let rows = sqlx::query(
-            "SELECT seq, at_ms, kind, tool, actor, payload, prev_hash, hash FROM audit_events \
-             WHERE seq > $1 ORDER BY seq LIMIT $2",
+            "SELECT chain, seq, at_ms, kind, tool, actor, payload, prev_hash, hash FROM audit_events \
+             WHERE chain = 1 AND seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after)
         .bind(limit)
@@ -20,7 +21,7 @@ impl Store {
         rows.iter().map(audit_from_row).collect()
     }
 
-    /// The chain head: the last sequence number and its hash.
+    /// The head of chain 1: its last sequence number and hash.
     pub async fn audit_head(&self) -> Result<(i64, String)> {
         let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_one(&self.pool)
@@ -79,9 +80,10 @@ impl Tx {
         let payload = payload.to_string();
         let hash = event_hash(seq, at_ms, kind, tool, actor, &payload, &self.head_hash);
         sqlx::query(
-            "INSERT INTO audit_events (seq, at_ms, kind, tool, actor, payload, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO audit_events (chain, seq, at_ms, kind, tool, actor, payload, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
+        .bind(self.chain)
         .bind(seq)
         .bind(at_ms)
         .bind(kind)
@@ -94,6 +96,7 @@ impl Tx {
         .await?;
         // The trigger `audit_head_follows` moves the head to this event in the same statement.
         let event = AuditEvent {
+            chain: self.chain,
             seq,
             at_ms,
             kind: kind.to_string(),
@@ -109,8 +112,9 @@ impl Tx {
     }
 }
 
-fn audit_from_row(row: &AnyRow) -> Result<AuditEvent> {
+pub(crate) fn audit_from_row(row: &AnyRow) -> Result<AuditEvent> {
     Ok(AuditEvent {
+        chain: row.try_get("chain")?,
         seq: row.try_get("seq")?,
         at_ms: row.try_get("at_ms")?,
         kind: row.try_get("kind")?,

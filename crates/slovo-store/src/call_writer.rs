@@ -219,6 +219,7 @@ impl CallWriter {
                     c.keep();
                     self.saw_head(seq, &hash);
                     return Ok(AuditEvent {
+                        chain: crate::MAIN_AUDIT_CHAIN,
                         seq,
                         at_ms,
                         kind: audit.kind.to_string(),

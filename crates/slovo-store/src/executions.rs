@@ -55,7 +55,7 @@ impl Store {
         result: &ExecutionResult,
         audit: &FinishAudit<'_>,
     ) -> Result<AuditEvent> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_on_chain(self.call_chain()).await?;
         tx.finish_execution(id, result).await?;
         let event = tx
             .append_audit(audit.kind, audit.tool, audit.actor, audit.payload)

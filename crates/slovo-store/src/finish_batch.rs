@@ -222,7 +222,7 @@ async fn write_together(store: &Store, batch: &[Pending]) -> Result<Vec<Result<A
             "warm": crate::warm_text(r)?,
         }));
     }
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_on_chain(store.call_chain()).await?;
     let mut written: HashSet<String> = sqlx::query(
         "UPDATE executions AS e SET status = r.status, output = r.output, stderr = r.stderr, \
          error = r.error, exit_code = r.exit_code, duration_ms = r.duration_ms, cpu_ms = r.cpu_ms, \
@@ -253,6 +253,7 @@ async fn write_together(store: &Store, batch: &[Pending]) -> Result<Vec<Result<A
         let payload = p.payload.to_string();
         let event = tx.next_event(&p.kind, p.tool.as_deref(), &p.actor, &payload);
         events.push(json!({
+            "chain": event.chain,
             "seq": event.seq,
             "at_ms": event.at_ms,
             "kind": event.kind,
@@ -284,6 +285,7 @@ impl Tx {
         let at_ms = slovo_core::time::now_ms();
         let hash = event_hash(seq, at_ms, kind, tool, actor, payload, &self.head_hash);
         let event = AuditEvent {
+            chain: self.chain,
             seq,
             at_ms,
             kind: kind.to_string(),

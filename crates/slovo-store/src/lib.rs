@@ -2,8 +2,9 @@
 //!
 //! # Brief overview
 //! - [`Store`] opens a database by URL, runs its migrations and answers reads.
-//! - [`Tx`] is one write transaction. Its first statement locks the audit chain's head row, so
-//!   every audited change is serialised and appends exactly one link at a time; commit makes
+//! - [`Tx`] is one write transaction. Its first statement locks an audit chain's head row (chain
+//!   1 for every audited change; on PostgreSQL calls' results go to their instance's chain, see
+//!   `audit_chain`), so the appends to a chain are serialised, one link at a time; commit makes
 //!   the change and its audit events durable together, or neither.
 //! - The row types ([`ToolRow`], [`VersionRow`], [`GrantRow`], [`ExecutionRow`], …) are plain
 //!   data; the rules that decide what to write live in `slovo-runtime` and `slovo-core`.
@@ -16,6 +17,7 @@
 
 mod access;
 mod audit;
+mod audit_chain;
 mod bundles;
 mod call_writer;
 mod chains;
@@ -34,6 +36,7 @@ mod testing;
 mod tools;
 mod tx;
 
+pub use audit_chain::{AuditChainHead, MAIN_AUDIT_CHAIN};
 pub use call_writer::FinishAudit;
 pub use changes::{LISTENER_APPLICATION_NAME, TOOL_CHANGES_CHANNEL, ToolChangeEvent, ToolChangeListener};
 pub use discovery::{DiscoveryRow, DiscoveryStatus};

@@ -65,9 +65,14 @@ pub struct Store {
     /// PostgreSQL only: the pool of one connection that listens for tool changes (see
     /// `changes`).
     pub(crate) listen_pool: Option<sqlx::PgPool>,
-    /// The newest audit event this store (and its clones) committed: what tells the runtime's
-    /// checkpointer that there is something new to sign, without asking the database.
+    /// The newest event of audit chain 1 this store (and its clones) committed: what tells the
+    /// runtime's checkpointer that there is something new to sign, without asking the database.
     pub(crate) appended: Arc<AtomicI64>,
+    /// How many audit events this store (and its clones) committed on chains other than 1.
+    pub(crate) appended_elsewhere: Arc<AtomicI64>,
+    /// The audit chain calls' results go to: 1 until [`Store::open_audit_chain`] opens this
+    /// instance's own (PostgreSQL only).
+    pub(crate) call_chain: Arc<AtomicI64>,
 }
 
 impl Store {
@@ -149,6 +154,8 @@ impl Store {
             writer,
             batcher: (kind == DbKind::Postgres).then(Arc::default),
             appended: Arc::default(),
+            appended_elsewhere: Arc::default(),
+            call_chain: Arc::new(AtomicI64::new(crate::MAIN_AUDIT_CHAIN)),
         };
         match kind {
             DbKind::Sqlite => SQLITE_MIGRATIONS.run(&store.pool).await?,
@@ -171,10 +178,22 @@ impl Store {
         self.kind
     }
 
-    /// The sequence number of the newest audit event this store (or a clone of it) committed;
-    /// 0 before the first. Other processes' events are not counted.
+    /// The sequence number of the newest event of audit chain 1 this store (or a clone of it)
+    /// committed; 0 before the first. Other processes' events are not counted, nor events on
+    /// other chains ([`Store::appended_elsewhere`]).
     pub fn appended_seq(&self) -> i64 {
         self.appended.load(Ordering::Acquire)
+    }
+
+    /// How many audit events this store (or a clone of it) committed on chains other than 1.
+    pub fn appended_elsewhere(&self) -> i64 {
+        self.appended_elsewhere.load(Ordering::Acquire)
+    }
+
+    /// The audit chain this store writes calls' results to (1 unless an instance chain was
+    /// opened).
+    pub fn call_chain(&self) -> i64 {
+        self.call_chain.load(Ordering::Acquire)
     }
 
     /// Closes the pool, waiting for connections to be returned.

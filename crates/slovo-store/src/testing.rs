@@ -29,7 +29,7 @@ impl Store {
             ("executions", "id"),
             ("discovery_requests", "id"),
             ("secrets", "tool, name"),
-            ("audit_events", "seq"),
+            ("audit_events", "chain, seq"),
             ("audit_head", "id"),
             ("api_tokens", "id"),
             ("chain_pins", "chain_grant_id, step_tool"),

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::access::Role;
@@ -49,6 +49,10 @@ pub mod kinds {
     pub const EXECUTION_FINISHED: &str = "execution.finished";
     /// Another instance stopped renewing its lease; its running calls were closed.
     pub const INSTANCE_LAPSED: &str = "instance.lapsed";
+    /// An instance opened an audit chain of its own for its calls' results (on chain 1).
+    pub const AUDIT_CHAIN_OPENED: &str = "audit.chain_opened";
+    /// The checkpointer recorded every chain's head on chain 1, before signing it.
+    pub const AUDIT_CHAINS_ANCHORED: &str = "audit.chains_anchored";
     /// A secret of a tool was set.
     pub const SECRET_SET: &str = "secret.set";
     /// A secret of a tool was deleted.
@@ -91,6 +95,8 @@ pub mod kinds {
         TOOL_TOOL_LIST_CHANGED,
         EXECUTION_FINISHED,
         INSTANCE_LAPSED,
+        AUDIT_CHAIN_OPENED,
+        AUDIT_CHAINS_ANCHORED,
         SECRET_SET,
         SECRET_DELETED,
         TOKEN_CREATED,
@@ -137,6 +143,10 @@ pub enum AuditRecord {
     CallAbandoned(CallAbandoned),
     /// `instance.lapsed`.
     InstanceLapsed(InstanceLapsed),
+    /// `audit.chain_opened`.
+    AuditChainOpened(AuditChainOpened),
+    /// `audit.chains_anchored`.
+    AuditChainsAnchored(AuditChainsAnchored),
     /// `secret.set`.
     SecretSet(SecretName),
     /// `secret.deleted`.
@@ -182,6 +192,8 @@ impl AuditRecord {
             AuditRecord::ToolListChanged(_) => kinds::TOOL_TOOL_LIST_CHANGED,
             AuditRecord::CallFinished(_) | AuditRecord::CallAbandoned(_) => kinds::EXECUTION_FINISHED,
             AuditRecord::InstanceLapsed(_) => kinds::INSTANCE_LAPSED,
+            AuditRecord::AuditChainOpened(_) => kinds::AUDIT_CHAIN_OPENED,
+            AuditRecord::AuditChainsAnchored(_) => kinds::AUDIT_CHAINS_ANCHORED,
             AuditRecord::SecretSet(_) => kinds::SECRET_SET,
             AuditRecord::SecretDeleted(_) => kinds::SECRET_DELETED,
             AuditRecord::TokenCreated(_) => kinds::TOKEN_CREATED,
@@ -216,6 +228,8 @@ impl AuditRecord {
             AuditRecord::CallFinished(p) => serde_json::to_value(p),
             AuditRecord::CallAbandoned(p) => serde_json::to_value(p),
             AuditRecord::InstanceLapsed(p) => serde_json::to_value(p),
+            AuditRecord::AuditChainOpened(p) => serde_json::to_value(p),
+            AuditRecord::AuditChainsAnchored(p) => serde_json::to_value(p),
             AuditRecord::SecretSet(p) | AuditRecord::SecretDeleted(p) => serde_json::to_value(p),
             AuditRecord::TokenCreated(p) => serde_json::to_value(p),
             AuditRecord::TokenRevoked(p) => serde_json::to_value(p),
@@ -434,6 +448,35 @@ pub struct InstanceLapsed {
     pub lease_ms: i64,
     /// How many of its running calls were recorded as interrupted.
     pub interrupted: usize,
+}
+
+/// `audit.chain_opened`: the chain an instance writes its calls' results to. The chain's first
+/// event takes this event's hash as its `prev_hash`, which binds the chain to its opening.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditChainOpened {
+    /// The new chain's number (2 and up; chain 1 is the one every installation starts with).
+    pub chain: i64,
+    /// The instance that writes it.
+    pub instance: String,
+}
+
+/// `audit.chains_anchored`: every other chain's head when the checkpointer was about to sign
+/// chain 1, so that the signature covers them through chain 1's hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditChainsAnchored {
+    /// Each chain's head, by chain number.
+    pub chains: Vec<AnchoredHead>,
+}
+
+/// One chain's head as an anchor records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchoredHead {
+    /// The chain.
+    pub chain: i64,
+    /// Its newest event's sequence number (0: no event yet).
+    pub seq: i64,
+    /// That event's hash (the opening event's hash when `seq` is 0).
+    pub hash: String,
 }
 
 /// `secret.set`, `secret.deleted`: the name only, never the value.

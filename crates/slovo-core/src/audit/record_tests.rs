@@ -287,6 +287,29 @@ fn execution_events_are_written_as_before() {
 }
 
 #[test]
+fn audit_chain_events_are_pinned() {
+    pinned(
+        AuditRecord::AuditChainOpened(AuditChainOpened {
+            chain: 2,
+            instance: "i".into(),
+        }),
+        "audit.chain_opened",
+        json!({"chain": 2, "instance": "i"}),
+    );
+    pinned(
+        AuditRecord::AuditChainsAnchored(AuditChainsAnchored {
+            chains: vec![AnchoredHead {
+                chain: 2,
+                seq: 7,
+                hash: "ab".into(),
+            }],
+        }),
+        "audit.chains_anchored",
+        json!({"chains": [{"chain": 2, "seq": 7, "hash": "ab"}]}),
+    );
+}
+
+#[test]
 fn access_and_discovery_events_are_written_as_before() {
     let name = || SecretName {
         name: "API_KEY".into(),

@@ -1,0 +1,389 @@
+//! The audit chains besides chain 1 (`docs/audit.md`, "Several writers"): anchoring their
+//! heads on chain 1 before a checkpoint is signed, and walking them in `audit verify`.
+//!
+//! On PostgreSQL each instance writes its calls' results to a chain of its own, opened by an
+//! `audit.chain_opened` event on chain 1 that the chain's first event links to. The
+//! checkpointer signs only chain 1's head; before it does, it appends to chain 1 an
+//! `audit.chains_anchored` event with every other chain's head, after checking that each chain
+//! still links from the previous anchor. The signature then covers every chain through chain
+//! 1's hashes, and verification checks that every anchor still names an event that exists with
+//! that hash: a chain cut short or rewritten up to its newest anchor under a checkpoint is
+//! caught as on chain 1.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use slovo_core::audit::record::{AnchoredHead, AuditChainOpened, AuditChainsAnchored};
+use slovo_core::audit::{AuditEvent, AuditRecord, ChainError, ChainVerifier, kinds};
+use slovo_store::{AuditChainHead, MAIN_AUDIT_CHAIN, Store};
+
+use crate::audit_record::AppendRecord;
+use crate::checkpoint::check_execution_record;
+use crate::{Result, Runtime, RuntimeError};
+
+/// How many events are read at a time while walking a chain.
+const PAGE: i64 = 1000;
+
+/// Who appends the anchors and openings.
+const SYSTEM_ACTOR: &str = "system";
+
+/// A chain's opening event on chain 1.
+#[derive(Debug, Clone)]
+struct Opening {
+    seq: i64,
+    hash: String,
+}
+
+fn in_chain(chain: i64, error: ChainError) -> RuntimeError {
+    ChainError::InChain {
+        chain,
+        error: Box::new(error),
+    }
+    .into()
+}
+
+/// The payload of an `audit.chains_anchored` or `audit.chain_opened` event.
+fn parse<T: serde::de::DeserializeOwned>(e: &AuditEvent) -> Result<T> {
+    serde_json::from_str(&e.payload).map_err(|err| {
+        ChainError::BadPayload {
+            seq: e.seq,
+            kind: e.kind.clone(),
+            reason: err.to_string(),
+        }
+        .into()
+    })
+}
+
+/// Appends an `audit.chains_anchored` event to chain 1 listing every other chain's head,
+/// after checking that each chain links from the previous anchor (or from its opening).
+/// Nothing is appended when there are no other chains, or none moved since the last anchor.
+pub(crate) async fn anchor_chains(store: &Store) -> Result<()> {
+    if other_heads(store).await?.is_empty() {
+        return Ok(());
+    }
+    // Chain 1's head lock first: anchors are written one at a time, and the heads read under
+    // the lock are never older than those the previous anchor recorded.
+    let mut tx = store.begin().await?;
+    let heads = other_heads(store).await?;
+    let previous = PreviousAnchor::read(store).await?;
+    let gone = previous
+        .heads
+        .keys()
+        .find(|c| !heads.iter().any(|h| h.chain == **c));
+    let new_chains = heads.iter().any(|h| !previous.heads.contains_key(&h.chain));
+    let openings = if new_chains || gone.is_some() {
+        openings(store).await?
+    } else {
+        HashMap::new()
+    };
+    if let Some(&chain) = gone {
+        return Err(match openings.get(&chain) {
+            Some(opening) => ChainError::ChainMissing {
+                chain,
+                opened_seq: opening.seq,
+            },
+            None => ChainError::ChainNotOpened { chain },
+        }
+        .into());
+    }
+    let mut moved = false;
+    for head in &heads {
+        let (from_seq, from_hash) = match previous.heads.get(&head.chain) {
+            Some(a) => (a.seq, a.hash.as_str()),
+            None => match openings.get(&head.chain) {
+                Some(o) => (0, o.hash.as_str()),
+                None => return Err(ChainError::ChainNotOpened { chain: head.chain }.into()),
+            },
+        };
+        if (from_seq, from_hash) == (head.seq, head.hash.as_str()) {
+            continue;
+        }
+        moved = true;
+        check_stretch(store, head, from_seq, from_hash, previous.seq).await?;
+    }
+    if !moved && !new_chains {
+        tx.rollback().await?;
+        return Ok(());
+    }
+    let record = AuditRecord::AuditChainsAnchored(AuditChainsAnchored {
+        chains: heads
+            .iter()
+            .map(|h| AnchoredHead {
+                chain: h.chain,
+                seq: h.seq,
+                hash: h.hash.clone(),
+            })
+            .collect(),
+    });
+    tx.append_record(None, SYSTEM_ACTOR, &record).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The head rows of every chain but chain 1.
+async fn other_heads(store: &Store) -> Result<Vec<AuditChainHead>> {
+    let mut heads = store.audit_chain_heads().await?;
+    heads.retain(|h| h.chain != MAIN_AUDIT_CHAIN);
+    Ok(heads)
+}
+
+/// The newest `audit.chains_anchored` event on chain 1.
+#[derive(Debug, Default)]
+struct PreviousAnchor {
+    /// Its sequence number on chain 1 (0: there is none yet).
+    seq: i64,
+    /// The heads it recorded, by chain.
+    heads: BTreeMap<i64, AnchoredHead>,
+}
+
+impl PreviousAnchor {
+    async fn read(store: &Store) -> Result<PreviousAnchor> {
+        let Some(e) = store.latest_audit_anchor().await? else {
+            return Ok(PreviousAnchor::default());
+        };
+        let anchored: AuditChainsAnchored = parse(&e)?;
+        Ok(PreviousAnchor {
+            seq: e.seq,
+            heads: anchored.chains.into_iter().map(|h| (h.chain, h)).collect(),
+        })
+    }
+}
+
+/// The opening event of each chain, by chain.
+async fn openings(store: &Store) -> Result<HashMap<i64, Opening>> {
+    let mut out = HashMap::new();
+    for e in store.audit_chain_openings().await? {
+        let opened: AuditChainOpened = parse(&e)?;
+        out.insert(
+            opened.chain,
+            Opening {
+                seq: e.seq,
+                hash: e.hash,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Checks that `head.chain` still holds event `from_seq` with `from_hash` (as the anchor at
+/// `anchor_seq` on chain 1 recorded it) and links from it to its head.
+async fn check_stretch(
+    store: &Store,
+    head: &AuditChainHead,
+    from_seq: i64,
+    from_hash: &str,
+    anchor_seq: i64,
+) -> Result<()> {
+    let chain = head.chain;
+    if from_seq > 0 {
+        match store.audit_chain_event(chain, from_seq).await? {
+            Some(e) if e.hash == from_hash => {}
+            found => {
+                return Err(ChainError::AnchorMismatch {
+                    chain,
+                    seq: from_seq,
+                    anchor_seq,
+                    problem: match found {
+                        Some(_) => "but it has another hash (rewritten)".into(),
+                        None => format!("but the chain ends at event {} (events deleted)", head.seq),
+                    },
+                }
+                .into());
+            }
+        }
+    }
+    let mut verifier = ChainVerifier::resume(from_seq, from_hash);
+    let mut after = from_seq;
+    while after < head.seq {
+        let page = store.audit_chain_page(chain, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in page.iter().take_while(|e| e.seq <= head.seq) {
+            verifier.push(e).map_err(|err| in_chain(chain, err))?;
+        }
+    }
+    verifier
+        .finish(head.seq, &head.hash)
+        .map_err(|err| in_chain(chain, err))?;
+    Ok(())
+}
+
+/// What `audit verify` gathers from chain 1 while walking it: the chains opened and the
+/// anchors, then checks against the other chains.
+#[derive(Debug, Default)]
+pub(crate) struct OtherChains {
+    /// The chains that held events, and the head rows, read before chain 1's head.
+    with_events: Vec<i64>,
+    heads: Vec<AuditChainHead>,
+    /// Each opened chain's opening event.
+    opened: BTreeMap<i64, Opening>,
+    /// By chain, by sequence number: the hash each anchor records, and the anchor's event.
+    anchored: BTreeMap<i64, BTreeMap<i64, (String, i64)>>,
+}
+
+/// What the walk of the other chains found.
+#[derive(Debug, Default)]
+pub(crate) struct OtherChainsReport {
+    /// Chains walked (not counting chain 1).
+    pub chains: i64,
+    /// Their events.
+    pub events: i64,
+}
+
+impl OtherChains {
+    /// Reads which chains exist; before chain 1's head is read, so that every chain found
+    /// here was opened by an event the walk of chain 1 will see.
+    pub(crate) async fn read(store: &Store) -> Result<OtherChains> {
+        let with_events = store.audit_chains_with_events().await?;
+        let heads = store.audit_chain_heads().await?;
+        Ok(OtherChains {
+            with_events: with_events
+                .into_iter()
+                .filter(|c| *c != MAIN_AUDIT_CHAIN)
+                .collect(),
+            heads: heads
+                .into_iter()
+                .filter(|h| h.chain != MAIN_AUDIT_CHAIN)
+                .collect(),
+            ..OtherChains::default()
+        })
+    }
+
+    /// Notes an event of chain 1 (already verified) that opens a chain or anchors the chains.
+    pub(crate) fn observe(&mut self, e: &AuditEvent) -> Result<()> {
+        if e.kind == kinds::AUDIT_CHAIN_OPENED {
+            let opened: AuditChainOpened = parse(e)?;
+            self.opened.insert(
+                opened.chain,
+                Opening {
+                    seq: e.seq,
+                    hash: e.hash.clone(),
+                },
+            );
+        } else if e.kind == kinds::AUDIT_CHAINS_ANCHORED {
+            for h in parse::<AuditChainsAnchored>(e)?.chains {
+                self.anchored
+                    .entry(h.chain)
+                    .or_default()
+                    .insert(h.seq, (h.hash, e.seq));
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks every other chain from its opening to its head and checks the anchors and the
+    /// openings: every chain was opened on chain 1, every chain opened exists, every anchor
+    /// names an event that is there with the hash it records; and each execution event's
+    /// record matches it, as on chain 1.
+    pub(crate) async fn verify(self, rt: &Runtime) -> Result<OtherChainsReport> {
+        // Every chain opened on chain 1, anchored there, or holding events, has a head.
+        let named: BTreeSet<i64> = self
+            .opened
+            .keys()
+            .chain(self.anchored.keys())
+            .chain(&self.with_events)
+            .copied()
+            .collect();
+        if let Some(chain) = named
+            .into_iter()
+            .find(|c| !self.heads.iter().any(|h| h.chain == *c))
+        {
+            return Err(match self.opened.get(&chain) {
+                Some(opening) => ChainError::ChainMissing {
+                    chain,
+                    opened_seq: opening.seq,
+                },
+                None => ChainError::ChainNotOpened { chain },
+            }
+            .into());
+        }
+        // Every chain with a head was opened on chain 1, and links from its opening.
+        let mut report = OtherChainsReport::default();
+        let none = BTreeMap::new();
+        for head in &self.heads {
+            let Some(opening) = self.opened.get(&head.chain) else {
+                return Err(ChainError::ChainNotOpened { chain: head.chain }.into());
+            };
+            let anchors = self.anchored.get(&head.chain).unwrap_or(&none);
+            report.events += walk(rt, head, opening, anchors).await?;
+            report.chains += 1;
+        }
+        Ok(report)
+    }
+}
+
+/// Walks one chain from its opening to its head, checking each anchored event and each
+/// execution record on the way.
+async fn walk(
+    rt: &Runtime,
+    head: &AuditChainHead,
+    opening: &Opening,
+    anchors: &BTreeMap<i64, (String, i64)>,
+) -> Result<i64> {
+    let store = rt.store();
+    let chain = head.chain;
+    let mismatch = |seq: i64, anchor_seq: i64, problem: String| -> RuntimeError {
+        ChainError::AnchorMismatch {
+            chain,
+            seq,
+            anchor_seq,
+            problem,
+        }
+        .into()
+    };
+    if let Some((hash, anchor_seq)) = anchors.get(&0)
+        && *hash != opening.hash
+    {
+        return Err(mismatch(
+            0,
+            *anchor_seq,
+            "the chain's start, but not its opening event".into(),
+        ));
+    }
+    let mut verifier = ChainVerifier::resume(0, &opening.hash);
+    let mut after = 0;
+    loop {
+        let page = store.audit_chain_page(chain, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let full = page.len() as i64 == PAGE;
+        // Events appended after the head was read are beyond it and not checked.
+        let page: Vec<_> = page.into_iter().take_while(|e| e.seq <= head.seq).collect();
+        for e in &page {
+            verifier.push(e).map_err(|err| in_chain(chain, err))?;
+            if let Some((hash, anchor_seq)) = anchors.get(&e.seq)
+                && *hash != e.hash
+            {
+                return Err(mismatch(
+                    e.seq,
+                    *anchor_seq,
+                    "but it has another hash (rewritten)".into(),
+                ));
+            }
+        }
+        let records = rt.execution_texts(&page).await?;
+        for e in &page {
+            check_execution_record(e, &records).map_err(|err| match err {
+                RuntimeError::AuditBroken(error) => in_chain(chain, error),
+                other => other,
+            })?;
+        }
+        if after >= head.seq || !full {
+            break;
+        }
+    }
+    let events = verifier
+        .finish(head.seq, &head.hash)
+        .map_err(|err| in_chain(chain, err))?;
+    if let Some((seq, (_, anchor_seq))) = anchors.range(head.seq + 1..).next_back() {
+        return Err(mismatch(
+            *seq,
+            *anchor_seq,
+            format!(
+                "but the chain ends at event {} (events {} to {seq} deleted)",
+                head.seq,
+                head.seq + 1
+            ),
+        ));
+    }
+    Ok(events)
+}
