@@ -167,6 +167,7 @@ impl Runtime {
         let execution = Execution::Mcp {
             transport: McpTransport::StreamableHttp,
             command: Vec::new(),
+            image: None,
             system_paths: false,
             env: BTreeMap::new(),
             secret_env: BTreeMap::new(),
@@ -175,7 +176,7 @@ impl Runtime {
             headers: remote.headers.clone(),
             secret_headers: remote.secret_headers.clone(),
         };
-        let (server, tools) = self
+        let super::Listed { server, tools, .. } = self
             .list_server_tools(&name, &version, execution, &bundle)
             .await
             .map_err(failed)?;
