@@ -220,7 +220,7 @@ async fn mcp_server_import(
         args: a.args.clone(),
     };
     let report = progress::while_running(
-        &format!("fetching {} and listing its tools in the sandbox", a.source),
+        &format!("fetching {} and listing its tools in its sandbox", a.source),
         json,
         rt.import_mcp(&request, actor),
     )

@@ -389,7 +389,11 @@ impl DockerBackend {
             Some(i) => i,
             None => match d.docker.inspect_image(digest).await {
                 Ok(i) if i.id.as_deref() == Some(digest) => {
-                    let repository = name.split(':').next().unwrap_or(name);
+                    // A colon after the last slash is a tag; before it, a registry's port.
+                    let repository = match name.rsplit_once(':') {
+                        Some((repository, tag)) if !tag.contains('/') => repository,
+                        _ => name,
+                    };
                     if !image_is_named(&i, repository) {
                         return Err(DockerError::refused(format!(
                             "the image {digest} on this host is not an image of {repository} (its names: {})",
