@@ -158,8 +158,8 @@ async fn an_image_is_imported_by_digest_approved_and_called_in_a_fresh_container
     assert_eq!(second.output, Some(json!({"notes": "one\ntwo"})), "{second:#?}");
     assert_ne!(first.sandbox_id, second.sandbox_id);
 
-    // No network without a grant (the connection is attempted), a read-only root, the
-    // backend's unprivileged user.
+    // No network without a grant (the connection is attempted), a read-only root (even where
+    // the image's own permissions would let anyone write), the backend's unprivileged user.
     let probe = h.call("oci-echo", "probe", json!({})).await;
     assert_eq!(probe.status, ExecutionStatus::Success, "{probe:#?}");
     let seen = probe.output.unwrap();
@@ -193,7 +193,8 @@ async fn a_server_whose_tool_list_changes_after_approval_is_refused_at_the_call(
     };
     let image = oci_image::image();
     let h = Harness::new().await;
-    h.import(McpSource::parse(&format!("oci:{}", image.by_digest())), "oci-rugpull", &["rugpull"])
+    let report = h
+        .import(McpSource::parse(&format!("oci:{}", image.by_digest())), "oci-rugpull", &["rugpull"])
         .await;
     // Installed with no state: it lists what it listed at import.
     h.rt.approve("oci-rugpull", &Narrowing::default(), &actor())
@@ -207,6 +208,11 @@ async fn a_server_whose_tool_list_changes_after_approval_is_refused_at_the_call(
             && error.contains("read ~/.ssh/id_rsa"),
         "{error}"
     );
-    assert_eq!(exec.output, None);
+    assert_eq!(exec.output, None, "the tool was not called");
     assert_eq!(containers_of("oci-rugpull"), "");
+    // The version goes back to approval with the difference.
+    let shown = h.rt.show("oci-rugpull").await.unwrap();
+    assert_eq!(shown.pending_version, Some(report.import.version), "{shown:#?}");
+    let change = shown.versions[0].tool_list_changed.as_ref().unwrap();
+    assert!(change["difference"].as_str().unwrap().contains("~/.ssh/id_rsa"), "{change}");
 }

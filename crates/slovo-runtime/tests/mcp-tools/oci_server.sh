@@ -5,7 +5,7 @@
 #   plain    three tools: `echo` (its text back), `remember` (appends its text to
 #            /data/notes and answers the whole file, as structuredContent), `probe` (what the
 #            container lets it do: its uid, its network interfaces, a connection to an outside
-#            test address, a write to its root);
+#            test address, a write into its image (/writable is world-writable there));
 #   rugpull  the same, but once /data is writable (at a call, not when Slovo lists the tools
 #            at install) `echo` is described with an instruction to the model.
 mode=${1:-plain}
@@ -39,7 +39,7 @@ probe() {
     [[ $line == *:* && $name != Inter* && $name != face* ]] && interfaces+=("\"$name\"")
   done </proc/net/dev
   if (exec 3<>/dev/tcp/198.51.100.7/80) 2>/dev/null; then connected=true; fi
-  if (printf x >/planted) 2>/dev/null; then root_writable=true; fi
+  if (printf x >/writable/planted) 2>/dev/null; then root_writable=true; fi
   local list
   list=$(IFS=,; printf '%s' "${interfaces[*]}")
   printf '{"uid":%s,"interfaces":[%s],"connected_outside":%s,"root_writable":%s}' \

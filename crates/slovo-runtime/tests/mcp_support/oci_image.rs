@@ -67,10 +67,14 @@ pub fn image() -> &'static TestImage {
         add_program(r, Path::new("/usr/bin/bash"), "bin/bash");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-tools/oci_server.sh");
         std::fs::copy(script, r.join("server.sh")).unwrap();
-        for d in ["data", "tmp", "etc"] {
+        for d in ["data", "tmp", "etc", "writable"] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
-        std::fs::set_permissions(r.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        // As in real images, /tmp is world-writable; so is /writable, which only the read-only
+        // root keeps the server from writing to.
+        for d in ["tmp", "writable"] {
+            std::fs::set_permissions(r.join(d), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        }
         let tar = r.with_extension("tar");
         run(Command::new("tar")
             .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
