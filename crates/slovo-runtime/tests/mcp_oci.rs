@@ -2,8 +2,8 @@
 //! with the real Docker backend: a server built into a local image (`mcp_support/oci_image.rs`)
 //! is imported by its digest (a tag alone is refused), from `oci:` and from a `server.json`
 //! OCI package, approved and called in a fresh container per call; its `/data` persists
-//! across calls; it has no network and a read-only root; a tool list that changes after
-//! approval is refused at the call. Needs the Docker daemon (`scripts/ci-docker-setup.sh`).
+//! across calls; it has no network and a read-only root; a server that never answers meets
+//! the call's timeout; a tool list that changes after approval is refused at the call. Needs the Docker daemon (`scripts/ci-docker-setup.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "mcp_support/oci_image.rs"]
@@ -137,7 +137,7 @@ async fn an_image_is_imported_by_digest_approved_and_called_in_a_fresh_container
     assert_eq!(report.integrity["image_id"], image.id.as_str(), "{report:#?}");
     assert_eq!(report.integrity["digest"], image.id.as_str());
     let capabilities: Vec<&str> = report.tools.iter().map(|t| t.capability.as_str()).collect();
-    assert_eq!(capabilities, ["echo", "remember", "probe"]);
+    assert_eq!(capabilities, ["echo", "remember", "probe", "stall"]);
     assert_eq!(report.server["server_info"]["name"], "oci-test");
     assert!(report.import.version.ends_with(&format!("+sha256.{}", &image.id[7..19])), "{report:#?}");
 
@@ -215,4 +215,31 @@ async fn a_server_whose_tool_list_changes_after_approval_is_refused_at_the_call(
     assert_eq!(shown.pending_version, Some(report.import.version), "{shown:#?}");
     let change = shown.versions[0].tool_list_changed.as_ref().unwrap();
     assert!(change["difference"].as_str().unwrap().contains("~/.ssh/id_rsa"), "{change}");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_meets_the_timeout_with_its_stderr_kept() {
+    let Some(()) = oci_image::docker_ready() else {
+        return;
+    };
+    let image = oci_image::image();
+    let h = Harness::new().await;
+    h.import(McpSource::parse(&format!("oci:{}", image.by_digest())), "oci-stall", &["plain"])
+        .await;
+    let narrowing = Narrowing {
+        timeout_s: Some(2),
+        storage_quota_mb: Some(0),
+        ..Narrowing::default()
+    };
+    h.rt.approve("oci-stall", &narrowing, &actor()).await.unwrap();
+    let started = std::time::Instant::now();
+    let exec = h.call("oci-stall", "stall", json!({})).await;
+    assert_eq!(exec.status, ExecutionStatus::Timeout, "{exec:#?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        exec.error.as_deref().unwrap_or("").contains("timed out after 2s"),
+        "{exec:#?}"
+    );
+    assert!(exec.stderr.as_deref().unwrap_or("").contains("stalling call"), "{exec:#?}");
+    assert_eq!(containers_of("oci-stall"), "");
 }

@@ -5,7 +5,8 @@
 #   plain    three tools: `echo` (its text back), `remember` (appends its text to
 #            /data/notes and answers the whole file, as structuredContent), `probe` (what the
 #            container lets it do: its uid, its network interfaces, a connection to an outside
-#            test address, a write into its image (/writable is world-writable there));
+#            test address, a write into its image (/writable is world-writable there)),
+#            `stall` (says so on stderr, then never answers);
 #   rugpull  the same, but once /data is writable (at a call, not when Slovo lists the tools
 #            at install) `echo` is described with an instruction to the model.
 mode=${1:-plain}
@@ -28,7 +29,8 @@ tools() {
   local text='{"type":"object","properties":{"text":{"type":"string"}}}'
   printf '{"tools":[{"name":"echo","description":"%s","inputSchema":%s},' "$echo_description" "$text"
   printf '{"name":"remember","description":"Keeps its text in /data/notes.","inputSchema":%s},' "$text"
-  printf '{"name":"probe","description":"Reports what the container allows.","inputSchema":{"type":"object"}}]}'
+  printf '{"name":"probe","description":"Reports what the container allows.","inputSchema":{"type":"object"}},'
+  printf '{"name":"stall","description":"Never answers.","inputSchema":{"type":"object"}}]}'
 }
 
 probe() {
@@ -78,6 +80,10 @@ while IFS= read -r line; do
         probe)
           result=$(probe)
           reply "$id" "{\"content\":[{\"type\":\"text\",\"text\":$(json_string "$result")}],\"structuredContent\":$result}"
+          ;;
+        stall)
+          echo "stalling call $id" >&2
+          read -r -t 600 _
           ;;
       esac
       ;;
