@@ -65,8 +65,8 @@ pub fn image() -> &'static TestImage {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
         add_program(r, Path::new("/usr/bin/bash"), "bin/bash");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-tools/oci_server.sh");
-        std::fs::copy(script, r.join("server.sh")).unwrap();
+        // Relative to this file, so that other crates' tests can include it.
+        std::fs::write(r.join("server.sh"), include_str!("../mcp-tools/oci_server.sh")).unwrap();
         for d in ["data", "tmp", "etc", "writable"] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
