@@ -33,7 +33,15 @@ fn an_image_is_imported_by_digest_approved_and_called() {
     let source = format!("oci:{}", image.by_digest());
     let out = ok(
         &data,
-        &["mcp-server", "import", &source, "--name", "oci-echo", "--arg", "plain"],
+        &[
+            "mcp-server",
+            "import",
+            &source,
+            "--name",
+            "oci-echo",
+            "--arg",
+            "plain",
+        ],
     );
     assert!(out.contains("oci-echo 0.0.0+sha256."), "{out}");
     assert!(out.contains(&format!("integrity {}", image.id)), "{out}");
@@ -43,7 +51,14 @@ fn an_image_is_imported_by_digest_approved_and_called() {
     let call = |capability: &str, arguments: Value| -> Value {
         let out = ok(
             &data,
-            &["--json", "call", "oci-echo", capability, "--args", &arguments.to_string()],
+            &[
+                "--json",
+                "call",
+                "oci-echo",
+                capability,
+                "--args",
+                &arguments.to_string(),
+            ],
         );
         serde_json::from_str(&out).unwrap()
     };

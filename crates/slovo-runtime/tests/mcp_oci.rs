@@ -40,10 +40,7 @@ impl Harness {
         (config.uid, config.gid) = (uid, uid);
         let docker = DockerBackend::new(config);
         let mcp = McpBackend::new(process.clone()).with_docker(docker.clone());
-        let backends = Backends::new()
-            .with(process)
-            .with(docker)
-            .with(Arc::new(mcp));
+        let backends = Backends::new().with(process).with(docker).with(Arc::new(mcp));
         let store = slovo_store::Store::open_sqlite(&dir.path().join("slovo.db"))
             .await
             .unwrap();
@@ -125,26 +122,43 @@ async fn an_image_is_imported_by_digest_approved_and_called_in_a_fresh_container
     };
     let e = h.rt.import_mcp(&request, &actor()).await.unwrap_err().to_string();
     assert!(
-        e.contains("names no digest") && e.contains("a tag can be moved") && e.contains("docker image inspect"),
+        e.contains("names no digest")
+            && e.contains("a tag can be moved")
+            && e.contains("docker image inspect"),
         "{e}"
     );
     assert!(h.rt.list().await.unwrap().is_empty(), "nothing is stored");
 
     let report = h
-        .import(McpSource::parse(&format!("oci:{}", image.by_digest())), "oci-echo", &["plain"])
+        .import(
+            McpSource::parse(&format!("oci:{}", image.by_digest())),
+            "oci-echo",
+            &["plain"],
+        )
         .await;
-    assert_eq!(report.package.as_deref(), Some(format!("oci:{}", image.by_digest()).as_str()));
+    assert_eq!(
+        report.package.as_deref(),
+        Some(format!("oci:{}", image.by_digest()).as_str())
+    );
     assert_eq!(report.integrity["image_id"], image.id.as_str(), "{report:#?}");
     assert_eq!(report.integrity["digest"], image.id.as_str());
     let capabilities: Vec<&str> = report.tools.iter().map(|t| t.capability.as_str()).collect();
     assert_eq!(capabilities, ["echo", "remember", "probe", "stall"]);
     assert_eq!(report.server["server_info"]["name"], "oci-test");
-    assert!(report.import.version.ends_with(&format!("+sha256.{}", &image.id[7..19])), "{report:#?}");
+    assert!(
+        report
+            .import
+            .version
+            .ends_with(&format!("+sha256.{}", &image.id[7..19])),
+        "{report:#?}"
+    );
 
     h.rt.approve("oci-echo", &Narrowing::default(), &actor())
         .await
         .unwrap();
-    let exec = h.call("oci-echo", "echo", json!({"text": "from a container"})).await;
+    let exec = h
+        .call("oci-echo", "echo", json!({"text": "from a container"}))
+        .await;
     assert_eq!(exec.status, ExecutionStatus::Success, "{exec:#?}");
     assert_eq!(exec.output, Some(json!("from a container")));
     // The container's id is the sandbox's, and the container is gone after the call.
@@ -194,7 +208,11 @@ async fn a_server_whose_tool_list_changes_after_approval_is_refused_at_the_call(
     let image = oci_image::image();
     let h = Harness::new().await;
     let report = h
-        .import(McpSource::parse(&format!("oci:{}", image.by_digest())), "oci-rugpull", &["rugpull"])
+        .import(
+            McpSource::parse(&format!("oci:{}", image.by_digest())),
+            "oci-rugpull",
+            &["rugpull"],
+        )
         .await;
     // Installed with no state: it lists what it listed at import.
     h.rt.approve("oci-rugpull", &Narrowing::default(), &actor())
@@ -214,7 +232,10 @@ async fn a_server_whose_tool_list_changes_after_approval_is_refused_at_the_call(
     let shown = h.rt.show("oci-rugpull").await.unwrap();
     assert_eq!(shown.pending_version, Some(report.import.version), "{shown:#?}");
     let change = shown.versions[0].tool_list_changed.as_ref().unwrap();
-    assert!(change["difference"].as_str().unwrap().contains("~/.ssh/id_rsa"), "{change}");
+    assert!(
+        change["difference"].as_str().unwrap().contains("~/.ssh/id_rsa"),
+        "{change}"
+    );
 }
 
 #[tokio::test]
@@ -224,8 +245,12 @@ async fn a_server_that_never_answers_meets_the_timeout_with_its_stderr_kept() {
     };
     let image = oci_image::image();
     let h = Harness::new().await;
-    h.import(McpSource::parse(&format!("oci:{}", image.by_digest())), "oci-stall", &["plain"])
-        .await;
+    h.import(
+        McpSource::parse(&format!("oci:{}", image.by_digest())),
+        "oci-stall",
+        &["plain"],
+    )
+    .await;
     let narrowing = Narrowing {
         timeout_s: Some(2),
         storage_quota_mb: Some(0),
@@ -235,11 +260,18 @@ async fn a_server_that_never_answers_meets_the_timeout_with_its_stderr_kept() {
     let started = std::time::Instant::now();
     let exec = h.call("oci-stall", "stall", json!({})).await;
     assert_eq!(exec.status, ExecutionStatus::Timeout, "{exec:#?}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(
         exec.error.as_deref().unwrap_or("").contains("timed out after 2s"),
         "{exec:#?}"
     );
-    assert!(exec.stderr.as_deref().unwrap_or("").contains("stalling call"), "{exec:#?}");
+    assert!(
+        exec.stderr.as_deref().unwrap_or("").contains("stalling call"),
+        "{exec:#?}"
+    );
     assert_eq!(containers_of("oci-stall"), "");
 }

@@ -166,7 +166,11 @@ pub fn check_pinned_image(reference: &str) -> Result<(), String> {
         ));
     };
     let hex = digest.strip_prefix("sha256:").unwrap_or("");
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
         return Err(format!(
             "{reference:?}: the digest must be sha256: and 64 lowercase hex digits"
         ));

@@ -232,19 +232,23 @@ mod tests {
 
     #[test]
     fn a_server_json_package_gives_its_digest() {
-        let with_digest = json!({"registryType": "oci", "identifier": format!("docker.io/acme/w@sha256:{HEX}")});
+        let with_digest =
+            json!({"registryType": "oci", "identifier": format!("docker.io/acme/w@sha256:{HEX}")});
         assert_eq!(
             from_package(&with_digest).unwrap().reference,
             format!("docker.io/acme/w@sha256:{HEX}")
         );
-        let digest_as_version =
-            json!({"registryType": "oci", "identifier": "docker.io/acme/w", "version": format!("sha256:{HEX}")});
+        let digest_as_version = json!({"registryType": "oci", "identifier": "docker.io/acme/w", "version": format!("sha256:{HEX}")});
         assert!(from_package(&digest_as_version).is_ok());
         let tagged = json!({"registryType": "oci", "identifier": "docker.io/acme/w:1.0.0"});
         let e = from_package(&tagged).unwrap_err();
         assert!(e.starts_with("identifier: ") && e.contains("names a tag"), "{e}");
         let tag_as_version = json!({"registryType": "oci", "identifier": "acme/w", "version": "1.0.0"});
-        assert!(from_package(&tag_as_version).unwrap_err().contains("version 1.0.0"));
+        assert!(
+            from_package(&tag_as_version)
+                .unwrap_err()
+                .contains("version 1.0.0")
+        );
         let hint = json!({"registryType": "oci", "identifier": format!("acme/w@sha256:{HEX}"), "runtimeHint": "npx"});
         assert!(from_package(&hint).unwrap_err().starts_with("runtimeHint"));
     }

@@ -275,7 +275,8 @@ impl Runtime {
                     None => {
                         return Err(invalid(
                             text,
-                            "name npm:PACKAGE@VERSION, pypi:PACKAGE==VERSION or oci:IMAGE@sha256:DIGEST".into(),
+                            "name npm:PACKAGE@VERSION, pypi:PACKAGE==VERSION or oci:IMAGE@sha256:DIGEST"
+                                .into(),
                         ));
                     }
                 },

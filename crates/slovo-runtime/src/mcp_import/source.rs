@@ -232,7 +232,12 @@ pub(crate) fn from_server_json(server: &Value) -> Result<(Runnable, Launch), Str
                 "packages[{j}] (an OCI image) not used: packages[{i}] is preferred, since it runs without Docker"
             ));
         }
-        launch_of(p, i, &mut launch, "the server runs with the system's node or python3")?;
+        launch_of(
+            p,
+            i,
+            &mut launch,
+            "the server runs with the system's node or python3",
+        )?;
         return Ok((Runnable::Package(package), launch));
     }
     if let Some((i, p)) = first_image {
@@ -416,7 +421,10 @@ mod tests {
             ]
         });
         let (package, launch) = from_server_json(&server).unwrap();
-        assert_eq!(package, Runnable::Package(parse_spec("npm:@example/weather@1.2.3").unwrap().unwrap()));
+        assert_eq!(
+            package,
+            Runnable::Package(parse_spec("npm:@example/weather@1.2.3").unwrap().unwrap())
+        );
         assert_eq!(launch.args, ["/data", "--units", "metric"]);
         assert_eq!(launch.env["CACHE_FILE"], "/data/cache.json");
         assert_eq!(launch.secret_env["WEATHER_API_KEY"], "The API key");
@@ -438,7 +446,10 @@ mod tests {
         let only_oci =
             json!({"name": "x", "packages": [{"registryType": "oci", "identifier": "x", "version": "1"}]});
         let e = from_server_json(&only_oci).unwrap_err();
-        assert!(e.starts_with("packages[0].identifier: ") && e.contains("names a tag"), "{e}");
+        assert!(
+            e.starts_with("packages[0].identifier: ") && e.contains("names a tag"),
+            "{e}"
+        );
         let digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let oci = json!({"name": "x", "version": "1.4.0", "packages": [{
             "registryType": "oci", "identifier": format!("ghcr.io/acme/x@sha256:{digest}"),
@@ -450,6 +461,10 @@ mod tests {
         assert_eq!(launch.args, ["--stdio"]);
         assert!(launch.secret_env.contains_key("TOKEN"));
         assert_eq!(launch.version.as_deref(), Some("1.4.0"));
-        assert!(launch.notes[0].contains("runtimeArguments not used"), "{:?}", launch.notes);
+        assert!(
+            launch.notes[0].contains("runtimeArguments not used"),
+            "{:?}",
+            launch.notes
+        );
     }
 }

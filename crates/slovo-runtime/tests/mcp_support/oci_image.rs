@@ -18,7 +18,10 @@ pub struct TestImage {
 impl TestImage {
     /// `NAME@sha256:…`: the image by its digest, as an import names it.
     pub fn by_digest(&self) -> String {
-        let name = self.tagged.rsplit_once(':').map_or(self.tagged.as_str(), |(n, _)| n);
+        let name = self
+            .tagged
+            .rsplit_once(':')
+            .map_or(self.tagged.as_str(), |(n, _)| n);
         format!("{name}@{}", self.id)
     }
 }

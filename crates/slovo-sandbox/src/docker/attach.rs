@@ -16,8 +16,7 @@ use crate::ending::Captured;
 use crate::process::Verdict;
 
 /// The container's output as the daemon multiplexes it on the attached connection.
-pub(crate) type OutputStream =
-    Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+pub(crate) type OutputStream = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
 /// The started container's end of the conversation: its attached streams, the call's
 /// deadline and the output caps.

@@ -14,10 +14,13 @@
 //!    root, every capability
 //!    dropped, `no-new-privileges`, a non-root user, memory = memory + swap, CPU quota, pids
 //!    limit, a small `/tmp`), under a cgroup parent of its own ([`accounting`]);
-//! 5. attach (one hijacked connection carries stdin, stdout and stderr), start, write the
-//!    request on stdin, read capped output until the container exits or the wall-clock
-//!    timeout, which removes it forcibly;
-//! 6. wait for the exit code, remove the container (always, also when the call is dropped),
+//! 5. attach (one hijacked connection carries stdin, stdout and stderr), start, and talk to
+//!    it ([`attach`]): for a docker tool, write the request on stdin and read capped output
+//!    until the container exits or the wall-clock timeout, which removes it forcibly; for an
+//!    MCP server in an image (`crate::mcp`, through [`DockerBackend::run_with`]), the MCP
+//!    conversation, whose verdict says how the call went;
+//! 6. wait for the exit code (unless a protocol gave its verdict), remove the container
+//!    (always, also when the call is dropped),
 //!    read CPU time and peak memory from the call's cgroup parent, delete the call's firewall
 //!    rule and end its proxy session, whose denials go on the outcome.
 //!
@@ -377,9 +380,9 @@ impl DockerBackend {
     /// is the digest of its content). Never pulls.
     pub(crate) async fn pinned_image(&self, reference: &str) -> Result<PinnedImage> {
         let d = self.daemon().await?;
-        let (name, digest) = reference.split_once('@').ok_or_else(|| {
-            DockerError::refused(format!("{reference} names no digest"))
-        })?;
+        let (name, digest) = reference
+            .split_once('@')
+            .ok_or_else(|| DockerError::refused(format!("{reference} names no digest")))?;
         let by_repo_digest = match d.docker.inspect_image(reference).await {
             Ok(i) => Some(i),
             Err(e) if is_not_found(&e) => None,

@@ -197,7 +197,10 @@ impl<S: ServerStdio> Session<S> {
     pub async fn shutdown(&mut self) {
         let grace = (Instant::now() + SHUTDOWN_GRACE).min(self.deadline);
         self.stdin_closed = true;
-        if tokio::time::timeout_at(grace, self.stdio.close_stdin()).await.is_err() {
+        if tokio::time::timeout_at(grace, self.stdio.close_stdin())
+            .await
+            .is_err()
+        {
             return;
         }
         while let Ok(after) = tokio::time::timeout_at(grace, self.stdio.after_close()).await {

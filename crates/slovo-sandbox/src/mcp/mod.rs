@@ -11,6 +11,10 @@
 //!    (protocol 2025-11-25), `notifications/initialized`, `tools/call`, then closes stdin;
 //! 3. the `tools/call` result becomes the call's verdict ([`result`]); the sandbox is destroyed.
 //!
+//! A server that comes as an OCI image (`execution.image`) runs the same way in a fresh
+//! container of the Docker backend instead ([`oci`]): the client speaks over the container's
+//! attached stdio ([`stdio::ServerStdio`]), and there is no warm pool for it.
+//!
 //! Everything the server writes counts against the stdout cap, stderr is kept with its cap,
 //! and every wait ends at the call's deadline. `docs/mcp-servers.md` has the whole story.
 
@@ -43,8 +47,8 @@ use slovo_core::permissions::{DEFAULT_MEMORY_MB, DEFAULT_PIDS, Grant};
 use tokio::sync::Mutex;
 
 use crate::process::{Conversed, Dialogue, ProcessBackend, Program, ToolIo, Verdict};
-use stdio::ServerStdio;
 use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
+use stdio::ServerStdio;
 
 /// Runs MCP servers over stdio in the process sandbox, and reaches remote ones
 /// (streamable-http) under the HTTP backend's network rules.
@@ -159,7 +163,12 @@ impl McpBackend {
 impl McpBackend {
     /// The install run of a server in an image: the image found by its digest, started once in
     /// its container (no network, no state) to list its tools.
-    async fn install_oci(&self, request: &InstallRequest, image: &str, program: &Program) -> Result<Value, String> {
+    async fn install_oci(
+        &self,
+        request: &InstallRequest,
+        image: &str,
+        program: &Program,
+    ) -> Result<Value, String> {
         #[cfg(feature = "docker")]
         {
             let docker = self.docker.as_ref().ok_or_else(no_docker)?;

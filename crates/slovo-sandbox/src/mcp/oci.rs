@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use super::client::Session;
 use super::stdio::{AfterClose, Output, ServerStdio};
 use super::{ListTools, OneCall, install_spec, pin};
-use crate::docker::{ContainerConversed, ContainerDialogue, ContainerIo, DockerBackend, OutputStream, Workload};
+use crate::docker::{
+    ContainerConversed, ContainerDialogue, ContainerIo, DockerBackend, OutputStream, Workload,
+};
 use crate::process::{Conversed, Program};
 use crate::{InstallRequest, Outcome, SandboxSpec};
 
@@ -32,15 +34,14 @@ pub(crate) struct ContainerStdio {
     ended: bool,
 }
 
-impl ContainerStdio {
-    fn new(io: ContainerIo) -> (ContainerStdio, tokio::time::Instant, usize, usize) {
-        let stdio = ContainerStdio {
-            input: Some(io.input),
-            output: io.output,
-            ended: false,
-        };
-        (stdio, io.deadline, io.stdout_limit, io.stderr_limit)
-    }
+/// A conversation with the server in a started container, under the call's deadline and caps.
+fn session(io: ContainerIo) -> Session<ContainerStdio> {
+    let stdio = ContainerStdio {
+        input: Some(io.input),
+        output: io.output,
+        ended: false,
+    };
+    Session::over(stdio, io.deadline, io.stdout_limit, io.stderr_limit)
 }
 
 impl ServerStdio for ContainerStdio {
@@ -116,22 +117,14 @@ fn in_container(conversed: Conversed) -> ContainerConversed {
 #[async_trait]
 impl ContainerDialogue for OneCall {
     async fn converse(&self, io: ContainerIo) -> ContainerConversed {
-        let (stdio, deadline, stdout_limit, stderr_limit) = ContainerStdio::new(io);
-        in_container(
-            self.over(Session::over(stdio, deadline, stdout_limit, stderr_limit))
-                .await,
-        )
+        in_container(self.over(session(io)).await)
     }
 }
 
 #[async_trait]
 impl ContainerDialogue for ListTools {
     async fn converse(&self, io: ContainerIo) -> ContainerConversed {
-        let (stdio, deadline, stdout_limit, stderr_limit) = ContainerStdio::new(io);
-        in_container(
-            self.over(Session::over(stdio, deadline, stdout_limit, stderr_limit))
-                .await,
-        )
+        in_container(self.over(session(io)).await)
     }
 }
 

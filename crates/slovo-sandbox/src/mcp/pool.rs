@@ -38,8 +38,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::client::Session;
-use super::stdio::PipeStdio;
 use super::result;
+use super::stdio::PipeStdio;
 use crate::Outcome;
 use crate::SandboxSpec;
 use crate::process::run::{Launch, Started};
