@@ -590,9 +590,10 @@ impl Staged {
                 None => Ok(()),
             },
             Some(Execution::Wasm { module }) => self.check_entry(module, "execution.module", false),
-            // A system program (`/usr/bin/node`) is not in the bundle; a bundled one must be.
-            Some(Execution::Mcp { command, .. }) => match command.first() {
-                Some(program) if !program.starts_with('/') => {
+            // A system program (`/usr/bin/node`) is not in the bundle, nor is the command of a
+            // server in an image (the image's); a bundled one must be.
+            Some(Execution::Mcp { command, image, .. }) => match command.first() {
+                Some(program) if !program.starts_with('/') && image.is_none() => {
                     self.check_entry(program, "execution.command[0]", true)
                 }
                 _ => Ok(()),

@@ -123,15 +123,17 @@ pub enum OpenapiCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum McpServerCommand {
-    /// Fetch an MCP server (install scripts off, wheels only, integrity checked), read its
-    /// tools in its sandbox, and propose it as a tool waiting for approval.
+    /// Fetch an MCP server (install scripts off, wheels only, integrity checked) or find its
+    /// image here by digest, read its tools in its sandbox, and propose it as a tool waiting
+    /// for approval.
     Import(McpServerImportArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct McpServerImportArgs {
-    /// `npm:PACKAGE@VERSION`, `pypi:PACKAGE==VERSION` (exact versions), a registry
-    /// `server.json` (or a directory holding one), or a bundle directory.
+    /// `npm:PACKAGE@VERSION`, `pypi:PACKAGE==VERSION` (exact versions),
+    /// `oci:IMAGE@sha256:DIGEST` (an image already on this host), a registry `server.json` (or
+    /// a directory holding one), or a bundle directory.
     pub source: String,
     /// The tool's name (default: from the package's).
     #[arg(long)]
@@ -140,7 +142,8 @@ pub struct McpServerImportArgs {
     /// `MEMORY_FILE_PATH=/data/memory.jsonl`.
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
-    /// An argument after the server's program (repeatable), e.g. `/data`.
+    /// An argument after the server's program (repeatable), e.g. `/data`; for an image, the
+    /// container's command instead of the image's.
     #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
     pub args: Vec<String>,
     /// A remote server's secret (one of its secret headers), `NAME=VALUE`, or `NAME` to be

@@ -221,7 +221,7 @@ async fn mcp_server_import(
         secrets: import_secrets(&a.secrets)?,
     };
     let report = progress::while_running(
-        &format!("fetching {} and listing its tools in the sandbox", a.source),
+        &format!("fetching {} and listing its tools in its sandbox", a.source),
         json,
         rt.import_mcp(&request, actor),
     )

@@ -256,6 +256,26 @@ fn backends(config: &slovo_config::Config, long_running: bool) -> anyhow::Result
         max_connections: usize_of(config.egress.max_connections),
     });
     let backends = Backends::new();
+    // Docker tools run in hardened containers through the Engine API. Without a daemon the
+    // backend stays registered and each docker call fails with the reason; `slovo doctor`
+    // says so. Images are never pulled unless their registry is in `docker.registries`.
+    // Creating it starts the removal of containers that a crash left behind.
+    #[cfg(target_os = "linux")]
+    let docker = {
+        let mut docker_config =
+            slovo_sandbox::docker::DockerConfig::new(data_dir.join("sandbox").join("volumes"));
+        docker_config.allow_weaker = config.sandbox.allow_weaker;
+        docker_config.tmp_mb = config.sandbox.tmp_mb;
+        docker_config.stdout_limit = usize_of(config.sandbox.stdout_limit_bytes);
+        docker_config.stderr_limit = usize_of(config.sandbox.stderr_limit_bytes);
+        docker_config.allowed_registries = config.docker.registries.clone();
+        if let Some(host) = &config.docker.host {
+            docker_config.host = host.clone();
+        }
+        let docker = slovo_sandbox::docker::DockerBackend::new(docker_config);
+        docker.set_egress(egress.clone());
+        docker
+    };
     // Refuses every call (with the reason) on a host that lacks an isolation feature, unless
     // `sandbox.allow_weaker` names the weaker tier explicitly; `slovo doctor` explains.
     #[cfg(target_os = "linux")]
@@ -283,6 +303,8 @@ fn backends(config: &slovo_config::Config, long_running: bool) -> anyhow::Result
         // Remote servers (streamable-http) are reached under the HTTP tools' address rules.
         #[cfg(feature = "http")]
         let mcp = mcp.with_remote(http_config(config));
+        // Servers that come as OCI images run in the Docker backend's containers.
+        let mcp = mcp.with_docker(docker.clone());
         backends.with(process).with(std::sync::Arc::new(mcp))
     };
     // WebAssembly tools: compiled once at install into `wasm-cache` (keyed by module hash and
@@ -295,26 +317,8 @@ fn backends(config: &slovo_config::Config, long_running: bool) -> anyhow::Result
         wasm.set_egress(egress.clone());
         backends.with(std::sync::Arc::new(wasm))
     };
-    // Docker tools run in hardened containers through the Engine API. Without a daemon the
-    // backend stays registered and each docker call fails with the reason; `slovo doctor`
-    // says so. Images are never pulled unless their registry is in `docker.registries`.
-    // Creating it starts the removal of containers that a crash left behind.
     #[cfg(target_os = "linux")]
-    let backends = {
-        let mut docker_config =
-            slovo_sandbox::docker::DockerConfig::new(data_dir.join("sandbox").join("volumes"));
-        docker_config.allow_weaker = config.sandbox.allow_weaker;
-        docker_config.tmp_mb = config.sandbox.tmp_mb;
-        docker_config.stdout_limit = usize_of(config.sandbox.stdout_limit_bytes);
-        docker_config.stderr_limit = usize_of(config.sandbox.stderr_limit_bytes);
-        docker_config.allowed_registries = config.docker.registries.clone();
-        if let Some(host) = &config.docker.host {
-            docker_config.host = host.clone();
-        }
-        let docker = slovo_sandbox::docker::DockerBackend::new(docker_config);
-        docker.set_egress(egress.clone());
-        backends.with(docker)
-    };
+    let backends = backends.with(docker);
     #[cfg(feature = "http")]
     let backends = backends.with(std::sync::Arc::new(slovo_sandbox::http::HttpBackend::new(
         http_config(config),

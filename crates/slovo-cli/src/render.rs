@@ -60,6 +60,7 @@ pub fn mcp_import(r: &slovo_runtime::McpImportReport, json: bool) -> anyhow::Res
             .integrity
             .get("integrity")
             .or_else(|| r.integrity.get("sha256"))
+            .or_else(|| r.integrity.get("image_id"))
             .and_then(serde_json::Value::as_str)
             .unwrap_or("-");
         println!("  package: {package} (integrity {integrity})");

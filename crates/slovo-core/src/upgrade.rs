@@ -113,6 +113,7 @@ fn execution_fields(ex: Option<&Execution>) -> ExecutionFields {
         Some(Execution::Mcp {
             transport,
             command,
+            image,
             system_paths,
             env,
             secret_env,
@@ -122,6 +123,7 @@ fn execution_fields(ex: Option<&Execution>) -> ExecutionFields {
             secret_headers,
         }) => ExecutionFields {
             command: json(command),
+            image: image.clone(),
             system_paths: Some(system_paths.to_string()),
             transport: json(transport),
             env: json(env),

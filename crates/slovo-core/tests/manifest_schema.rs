@@ -186,3 +186,71 @@ fn remote_mcp_manifests_agree_with_the_schema() {
         assert!(err.to_string().contains(&format!("execution.{field}")), "{err}");
     }
 }
+
+#[test]
+fn mcp_servers_in_images_agree_with_the_schema() {
+    let validator = schema();
+    let digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let good: Value = serde_json::json!({
+        "name": "weather", "version": "1.2.0+sha256.0123456789ab", "description": "d",
+        "capabilities": [{"name": "forecast", "description": "d", "parameters": {"type": "object"}}],
+        "execution": {
+            "type": "mcp", "transport": "stdio",
+            "image": format!("ghcr.io/acme/weather-mcp:1.2.0@sha256:{digest}"),
+            "command": ["--stdio"],
+            "env": {"UNITS": "metric"},
+            "secret_env": {"API_KEY": "API_KEY"}
+        }
+    });
+    assert!(validator.is_valid(&good));
+    let m = slovo_core::parse_manifest("g.json", good.to_string().as_bytes()).unwrap();
+    // The canonical form validates and parses back to the same manifest.
+    let canonical = m.to_canonical();
+    let errors: Vec<String> = validator.iter_errors(&canonical).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{canonical:#}");
+    let again = slovo_core::parse_manifest("c.json", canonical.to_string().as_bytes()).unwrap();
+    assert_eq!(again, m);
+    // The image's own command: no `command` at all.
+    let mut own = good.clone();
+    own["execution"].as_object_mut().unwrap().remove("command");
+    assert!(validator.is_valid(&own));
+    assert!(slovo_core::parse_manifest("o.json", own.to_string().as_bytes()).is_ok());
+
+    let mutations: Vec<(&str, Value)> = vec![
+        (
+            "/execution/image",
+            serde_json::json!("ghcr.io/acme/weather-mcp:1.2.0"),
+        ),
+        (
+            "/execution/image",
+            serde_json::json!("ghcr.io/acme/weather-mcp@sha256:abc"),
+        ),
+        (
+            "/execution/image",
+            serde_json::json!(format!(
+                "ghcr.io/acme/weather-mcp@sha256:{}",
+                digest.to_uppercase()
+            )),
+        ),
+        ("/execution/system_paths", serde_json::json!(true)),
+        ("/execution/env", serde_json::json!({"SLOVO_CAPABILITY": "x"})),
+    ];
+    for (pointer, value) in mutations {
+        let mut bad = good.clone();
+        bad["execution"][pointer.trim_start_matches("/execution/")] = value.clone();
+        assert!(!validator.is_valid(&bad), "schema accepted {pointer} = {value}");
+        let err = slovo_core::parse_manifest("b.json", bad.to_string().as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("parser accepted {pointer} = {value}"));
+        assert!(err.to_string().contains("execution."), "{err}");
+    }
+    let tagged = {
+        let mut bad = good.clone();
+        bad["execution"]["image"] = serde_json::json!("acme/weather:latest");
+        slovo_core::parse_manifest("t.json", bad.to_string().as_bytes()).unwrap_err()
+    };
+    assert!(
+        tagged.to_string().contains("execution.image") && tagged.to_string().contains("no digest"),
+        "{tagged}"
+    );
+}

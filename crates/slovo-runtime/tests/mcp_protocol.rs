@@ -173,6 +173,7 @@ async fn a_stateless_server_imported_by_name_records_the_version_agreed() {
         name: None,
         env: [("ANSWER_VERSION".to_string(), "modern-only".to_string())].into(),
         args: vec!["version".into()],
+        secrets: Default::default(),
     };
     let report = h.rt.import_mcp(&import, &actor()).await.unwrap();
     assert_eq!(report.import.tool, "slovo-stateless-mcp");

@@ -471,14 +471,14 @@ async fn import_mcp_server(
     caller.require(Role::Admin)?;
     let b = json_body(body)?;
     // Paths on this host are the command line's to name, not a remote client's.
-    let by_name = |s: &String| s.starts_with("npm:") || s.starts_with("pypi:");
+    let by_name = |s: &String| ["npm:", "pypi:", "oci:"].iter().any(|p| s.starts_with(p));
     let source = match (b.source, b.server_json) {
         (Some(s), None) if by_name(&s) => slovo_runtime::McpSource::Named(s),
         (None, Some(server)) => slovo_runtime::McpSource::ServerJson(server),
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_input",
-                "give exactly one of `source` (npm:PACKAGE@VERSION or pypi:PACKAGE==VERSION) and `server_json`",
+                "give exactly one of `source` (npm:PACKAGE@VERSION, pypi:PACKAGE==VERSION or oci:IMAGE@sha256:DIGEST) and `server_json`",
             ));
         }
     };

@@ -116,6 +116,7 @@ async fn importing_an_mcp_server_over_rest() {
             "name the exact version",
         ),
         ("pypi:mcp-server-time>=2026", "ranges (>=, ~=, !=) are refused"),
+        ("oci:ghcr.io/acme/weather-mcp:1.2.0", "names no digest"),
     ] {
         let (st, body) = post(&base, &json!({"source": spec}), Some(&admin)).await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{spec}: {body}");

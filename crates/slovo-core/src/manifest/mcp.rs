@@ -57,26 +57,32 @@ fn stdio(
             ));
         }
     }
-    let system_paths = def.system_paths.unwrap_or(true);
-    let command = def.command.clone().unwrap_or_default();
-    let Some(program) = command.first() else {
-        return Err(err("execution.command", "an mcp tool needs a command".into()));
+    let image = match &def.image {
+        Some(reference) => {
+            check_pinned_image(reference).map_err(|r| err("execution.image", r))?;
+            Some(reference.clone())
+        }
+        None => None,
     };
-    if program.starts_with('/') {
-        if !system_paths {
+    let command = def.command.clone().unwrap_or_default();
+    // In an image the program is the image's (or `command`, its `CMD`): no system
+    // directories of the host, no bundle path to check.
+    if image.is_some() && def.system_paths == Some(true) {
+        return Err(err(
+            "execution.system_paths",
+            "a server in an image runs on the image's own files, not the host's".into(),
+        ));
+    }
+    let system_paths = image.is_none() && def.system_paths.unwrap_or(true);
+    match (&image, command.first()) {
+        (None, None) => {
             return Err(err(
-                "execution.command[0]",
-                format!("{program:?} is a system program: it needs system_paths: true"),
+                "execution.command",
+                "an mcp tool needs a command (or an image)".into(),
             ));
         }
-        if program.contains('\0') || program.split('/').any(|c| c == "..") {
-            return Err(err(
-                "execution.command[0]",
-                format!("{program:?} is not a plain path"),
-            ));
-        }
-    } else {
-        check_bundle_path(program).map_err(|r| err("execution.command[0]", r))?;
+        (None, Some(program)) => check_program(program, system_paths, err)?,
+        (Some(_), _) => {}
     }
     if let Some(i) = command.iter().position(|a| a.contains('\0')) {
         return Err(err(&format!("execution.command[{i}]"), "holds a NUL byte".into()));
@@ -114,6 +120,7 @@ fn stdio(
     Ok(Execution::Mcp {
         transport: McpTransport::Stdio,
         command,
+        image,
         system_paths,
         env,
         secret_env,
@@ -122,6 +129,61 @@ fn stdio(
         headers: BTreeMap::new(),
         secret_headers: BTreeMap::new(),
     })
+}
+
+/// The program of a server run from its bundle: a bundle file, or a system program when the
+/// system directories are mounted.
+fn check_program(
+    program: &str,
+    system_paths: bool,
+    err: &dyn Fn(&str, String) -> ManifestError,
+) -> Result<(), ManifestError> {
+    if !program.starts_with('/') {
+        return check_bundle_path(program).map_err(|r| err("execution.command[0]", r));
+    }
+    if !system_paths {
+        return Err(err(
+            "execution.command[0]",
+            format!("{program:?} is a system program: it needs system_paths: true"),
+        ));
+    }
+    if program.contains('\0') || program.split('/').any(|c| c == "..") {
+        return Err(err(
+            "execution.command[0]",
+            format!("{program:?} is not a plain path"),
+        ));
+    }
+    Ok(())
+}
+
+/// An image reference pinned by its digest, `NAME@sha256:HEX` (a tag before the digest is
+/// allowed and means nothing): a tag alone could name other code tomorrow.
+pub fn check_pinned_image(reference: &str) -> Result<(), String> {
+    let Some((name, digest)) = reference.split_once('@') else {
+        return Err(format!(
+            "{reference:?} has no digest: name the image by its digest (NAME@sha256:…), since a tag \
+             can be moved to other code later"
+        ));
+    };
+    let hex = digest.strip_prefix("sha256:").unwrap_or("");
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return Err(format!(
+            "{reference:?}: the digest must be sha256: and 64 lowercase hex digits"
+        ));
+    }
+    let name_ok = !name.is_empty()
+        && !name.starts_with(['-', '/', '.', ':'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:".contains(&b));
+    if !name_ok {
+        return Err(format!("{reference:?}: {name:?} is not an image name"));
+    }
+    Ok(())
 }
 
 /// A remote server: an http(s) URL with a host and no credentials in it (a credential belongs
@@ -134,6 +196,7 @@ fn streamable_http(
 ) -> Result<Execution, ManifestError> {
     for (field, is_set) in [
         ("command", def.command.is_some()),
+        ("image", def.image.is_some()),
         // `false` is what a stored manifest says (the field is always written).
         ("system_paths", def.system_paths == Some(true)),
         ("env", def.env.is_some()),
@@ -174,6 +237,7 @@ fn streamable_http(
     Ok(Execution::Mcp {
         transport: McpTransport::StreamableHttp,
         command: Vec::new(),
+        image: None,
         system_paths: false,
         env: BTreeMap::new(),
         secret_env: BTreeMap::new(),

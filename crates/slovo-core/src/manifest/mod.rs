@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::permissions::Permissions;
 pub use error::{ManifestError, ManifestErrorKind};
+pub use mcp::check_pinned_image;
 
 /// Largest manifest accepted, in bytes.
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
@@ -142,9 +143,14 @@ pub enum Execution {
         transport: McpTransport,
         /// `stdio`: program and arguments. The program is a path in the bundle, or an absolute
         /// path to a system program (`/usr/bin/node`, `/usr/bin/python3`) when `system_paths`
-        /// is set. Empty for `streamable-http`.
+        /// is set. With `image`, the container's command (Docker's `CMD`, after the image's
+        /// entrypoint), and empty for the image's own. Empty for `streamable-http`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         command: Vec<String>,
+        /// `stdio`: the OCI image the server runs in (Docker backend), pinned by digest
+        /// (`NAME@sha256:HEX`); `None` for a server run from its bundle in the process sandbox.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
         /// Mount the host's system directories (`/usr`, `/lib`, …) read-only.
         system_paths: bool,
         /// Environment variables the server needs (`MEMORY_FILE_PATH=/data/memory.jsonl`).

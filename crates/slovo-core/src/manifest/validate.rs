@@ -339,6 +339,7 @@ fn execution_of(
             stray(&[
                 "transport",
                 "command",
+                "image",
                 "system_paths",
                 "env",
                 "secret_env",

@@ -16,6 +16,7 @@
 mod discovered;
 mod fetch;
 mod fetch_sandbox;
+mod image;
 mod manifest;
 mod remote;
 mod source;
@@ -34,12 +35,13 @@ pub use fetch::McpPackages;
 
 use crate::mcp_pin::{MCP_IMPORT_RECORD, digest_of};
 use crate::{Actor, ImportReport, ImportSource, Result, Runtime, RuntimeError};
-use source::{Launch, Package};
+use image::Image;
+use source::{Launch, Package, Runnable};
 
 /// Where an MCP server comes from.
 #[derive(Debug, Clone)]
 pub enum McpSource {
-    /// `npm:PACKAGE@VERSION` or `pypi:PACKAGE==VERSION`.
+    /// `npm:PACKAGE@VERSION`, `pypi:PACKAGE==VERSION` or `oci:IMAGE@sha256:DIGEST`.
     Named(String),
     /// A registry `server.json`, as read.
     ServerJson(Value),
@@ -49,9 +51,9 @@ pub enum McpSource {
 }
 
 impl McpSource {
-    /// `npm:…` and `pypi:…` name a package; anything else is a path.
+    /// `npm:…`, `pypi:…` and `oci:…` name a package or an image; anything else is a path.
     pub fn parse(text: &str) -> McpSource {
-        if text.starts_with("npm:") || text.starts_with("pypi:") {
+        if ["npm:", "pypi:", "oci:"].iter().any(|p| text.starts_with(p)) {
             McpSource::Named(text.to_string())
         } else {
             McpSource::Path(PathBuf::from(text))
@@ -83,7 +85,8 @@ pub struct McpImport {
 pub struct McpImportReport {
     /// The proposal, as any import reports it.
     pub import: ImportReport,
-    /// The package (`npm:…@…`, `pypi:…==…`); none for a bundle with its own manifest.
+    /// The package (`npm:…@…`, `pypi:…==…`, `oci:…@sha256:…`) or the remote endpoint; none
+    /// for a bundle with its own manifest.
     pub package: Option<String>,
     /// The registry's integrity data, as checked.
     pub integrity: Value,
@@ -145,6 +148,7 @@ impl Runtime {
             Resolved::Package(package, launch) => {
                 self.import_mcp_package(package, launch, request, actor).await
             }
+            Resolved::Image(image, launch) => self.import_mcp_image(image, launch, request, actor).await,
             Resolved::Remote(remote) => self.import_remote_mcp(remote, request, actor).await,
             Resolved::Bundle => self.import_mcp_bundle(request, actor).await,
         }
@@ -231,6 +235,7 @@ impl Runtime {
         let execution = Execution::Mcp {
             transport: McpTransport::Stdio,
             command: command.clone(),
+            image: None,
             system_paths: true,
             env: env.clone(),
             secret_env: secret_env.clone(),
@@ -239,7 +244,7 @@ impl Runtime {
             headers: BTreeMap::new(),
             secret_headers: BTreeMap::new(),
         };
-        let (server, tools) = self
+        let Listed { server, tools, .. } = self
             .list_server_tools(&name, &version, execution, bundle, &Secrets::default())
             .await
             .map_err(failed)?;
@@ -295,13 +300,23 @@ impl Runtime {
         };
         let (package, mut launch) = match &request.source {
             McpSource::Named(text) => match source::parse_spec(text.trim()) {
-                Some(parsed) => (parsed.map_err(|e| invalid(text, e))?, Launch::default()),
-                None => {
-                    return Err(invalid(
-                        text,
-                        "name npm:PACKAGE@VERSION or pypi:PACKAGE==VERSION".into(),
-                    ));
-                }
+                Some(parsed) => (
+                    Runnable::Package(parsed.map_err(|e| invalid(text, e))?),
+                    Launch::default(),
+                ),
+                None => match text.trim().strip_prefix("oci:") {
+                    Some(rest) => (
+                        Runnable::Image(Image::parse(rest).map_err(|e| invalid(text, e))?),
+                        Launch::default(),
+                    ),
+                    None => {
+                        return Err(invalid(
+                            text,
+                            "name npm:PACKAGE@VERSION, pypi:PACKAGE==VERSION or oci:IMAGE@sha256:DIGEST"
+                                .into(),
+                        ));
+                    }
+                },
             },
             McpSource::ServerJson(server) => {
                 return resolve_server_json(server, "server.json", request);
@@ -328,7 +343,7 @@ impl Runtime {
         launch.args.extend(request.args.iter().cloned());
         launch.env.extend(request.env.clone());
         refuse_package_secrets(text_of(&request.source), request)?;
-        Ok(Resolved::Package(package, launch))
+        Ok(Resolved::of(package, launch))
     }
 
     /// A private directory for one import under the data directory, removed when dropped.
@@ -357,7 +372,7 @@ impl Runtime {
         execution: Execution,
         bundle: &Path,
         secrets: &Secrets,
-    ) -> std::result::Result<(Value, Vec<Value>), String> {
+    ) -> std::result::Result<Listed, String> {
         let backend = self
             .backends
             .get("mcp")
@@ -388,14 +403,30 @@ impl Runtime {
             "protocol_version": info.get("protocol_version"),
             "server_info": info.get("server_info"),
         });
-        Ok((server, tools))
+        Ok(Listed {
+            server,
+            tools,
+            install: info,
+        })
     }
+}
+
+/// What the install run read of a server.
+struct Listed {
+    /// Its `initialize` facts (protocol version, `serverInfo`).
+    server: Value,
+    /// Its tools.
+    tools: Vec<Value>,
+    /// Everything the backend's install run recorded (an image's id, for one).
+    install: Value,
 }
 
 /// What an MCP import names, once read.
 enum Resolved {
     /// A package at an exact version, with its launch settings.
     Package(Package, Launch),
+    /// An image named by its digest, with its launch settings.
+    Image(Image, Launch),
     /// A remote endpoint.
     Remote(remote::Remote),
     /// A bundle directory with its own manifest.
@@ -414,11 +445,20 @@ fn resolve_server_json(server: &Value, origin: &str, request: &McpImport) -> Res
     {
         return remote.map(Resolved::Remote).map_err(invalid);
     }
-    let (package, mut launch) = source::from_server_json(server).map_err(invalid)?;
+    let (runnable, mut launch) = source::from_server_json(server).map_err(invalid)?;
     launch.args.extend(request.args.iter().cloned());
     launch.env.extend(request.env.clone());
     refuse_package_secrets(origin, request)?;
-    Ok(Resolved::Package(package, launch))
+    Ok(Resolved::of(runnable, launch))
+}
+
+impl Resolved {
+    fn of(runnable: Runnable, launch: Launch) -> Resolved {
+        match runnable {
+            Runnable::Package(package) => Resolved::Package(package, launch),
+            Runnable::Image(image) => Resolved::Image(image, launch),
+        }
+    }
 }
 
 /// Secrets given up front serve a remote server's listing; a package server's are set after

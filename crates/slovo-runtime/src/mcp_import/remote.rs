@@ -168,6 +168,7 @@ impl Runtime {
         let execution = Execution::Mcp {
             transport: McpTransport::StreamableHttp,
             command: Vec::new(),
+            image: None,
             system_paths: false,
             env: BTreeMap::new(),
             secret_env: BTreeMap::new(),
@@ -177,7 +178,7 @@ impl Runtime {
             secret_headers: remote.secret_headers.clone(),
         };
         let sealed = self.seal_given_secrets(&name, &remote, request)?;
-        let (server, tools) = self
+        let super::Listed { server, tools, .. } = self
             .list_server_tools(&name, &version, execution, &bundle, &request.secrets)
             .await
             .map_err(failed)?;

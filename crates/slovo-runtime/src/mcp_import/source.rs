@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::image::{self, Image};
+
 /// The package registry a server comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Registry {
@@ -56,6 +58,15 @@ pub(crate) struct Launch {
     pub notes: Vec<String>,
     /// The server's description, when the source has one.
     pub description: Option<String>,
+    /// The server's version, when the source has one (`server.json`'s `version`).
+    pub version: Option<String>,
+}
+
+/// What a `server.json` package names: a package to fetch, or an image to find here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Runnable {
+    Package(Package),
+    Image(Image),
 }
 
 /// `npm:PACKAGE@VERSION` or `pypi:PACKAGE==VERSION`; `None` if `text` is neither prefix.
@@ -154,16 +165,15 @@ fn pypi_package(name: &str, version: &str) -> Result<Package, String> {
     })
 }
 
-/// The package of a registry `server.json` that Slovo can run, with its launch settings.
+/// The package of a registry `server.json` that Slovo can run, with its launch settings: the
+/// first npm or PyPI package (it runs in the process sandbox), otherwise the first OCI image.
 /// Errors name the field (`packages[0].version: …`); the caller names the file.
-pub(crate) fn from_server_json(server: &Value) -> Result<(Package, Launch), String> {
-    let field = |f: &str| f.to_string();
+pub(crate) fn from_server_json(server: &Value) -> Result<(Runnable, Launch), String> {
     let packages = server.get("packages").and_then(Value::as_array);
+    let text = |k: &str| server.get(k).and_then(Value::as_str).map(str::to_string);
     let mut launch = Launch {
-        description: server
-            .get("description")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        description: text("description"),
+        version: text("version"),
         ..Launch::default()
     };
     if let Some(remotes) = server.get("remotes").and_then(Value::as_array)
@@ -175,28 +185,27 @@ pub(crate) fn from_server_json(server: &Value) -> Result<(Package, Launch), Stri
         ));
     }
     let mut refused = Vec::new();
+    let mut first_image: Option<(usize, &Value)> = None;
     for (i, p) in packages.into_iter().flatten().enumerate() {
-        let at = |f: &str| field(&format!("packages[{i}].{f}"));
+        let at = |f: &str| format!("packages[{i}].{f}");
         let kind = str_of(p, &["registryType", "registry_type", "registry_name"]).unwrap_or("");
         let registry = match kind {
             "npm" => Registry::Npm,
             "pypi" => Registry::Pypi,
+            "oci" => {
+                if stdio_transport(p, i, &mut refused) && first_image.is_none() {
+                    first_image = Some((i, p));
+                }
+                continue;
+            }
             other => {
                 refused.push(format!(
-                    "packages[{i}]: registry {other:?} is not supported (npm and pypi are; OCI images not yet)"
+                    "packages[{i}]: registry {other:?} is not supported (npm, pypi and oci are)"
                 ));
                 continue;
             }
         };
-        if let Some(t) = p
-            .get("transport")
-            .and_then(|t| t.get("type"))
-            .and_then(Value::as_str)
-            && t != "stdio"
-        {
-            refused.push(format!(
-                "packages[{i}]: transport {t:?} is not supported (stdio is)"
-            ));
+        if !stdio_transport(p, i, &mut refused) {
             continue;
         }
         let name = str_of(p, &["identifier", "name"]).ok_or_else(|| at("identifier: missing"))?;
@@ -218,41 +227,81 @@ pub(crate) fn from_server_json(server: &Value) -> Result<(Package, Launch), Stri
                 )));
             }
         }
-        if p.get("runtimeArguments")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-        {
-            launch
-                .notes
-                .push("runtimeArguments not used: the server runs with the system's node or python3".into());
+        if let Some((j, _)) = first_image {
+            launch.notes.push(format!(
+                "packages[{j}] (an OCI image) not used: packages[{i}] is preferred, since it runs without Docker"
+            ));
         }
-        for (j, arg) in p
-            .get("packageArguments")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            package_argument(arg, &mut launch.args)
-                .map_err(|e| at(&format!("packageArguments[{j}]: {e}")))?;
-        }
-        for (j, var) in p
-            .get("environmentVariables")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            environment_variable(var, &mut launch)
-                .map_err(|e| at(&format!("environmentVariables[{j}]: {e}")))?;
-        }
-        return Ok((package, launch));
+        launch_of(
+            p,
+            i,
+            &mut launch,
+            "the server runs with the system's node or python3",
+        )?;
+        return Ok((Runnable::Package(package), launch));
+    }
+    if let Some((i, p)) = first_image {
+        let image = image::from_package(p).map_err(|e| format!("packages[{i}].{e}"))?;
+        launch_of(p, i, &mut launch, "Slovo's Docker backend makes the container")?;
+        return Ok((Runnable::Image(image), launch));
     }
     refused.insert(0, "no package Slovo can run".into());
-    Err(field(&refused.join("; ")))
+    Err(refused.join("; "))
 }
 
-/// Whether `server.json` lists a package of a registry Slovo runs (over stdio).
+/// Whether package `i` is spoken to over stdio (the only transport a package runs with);
+/// if not, why goes into `refused`.
+fn stdio_transport(p: &Value, i: usize, refused: &mut Vec<String>) -> bool {
+    match p
+        .get("transport")
+        .and_then(|t| t.get("type"))
+        .and_then(Value::as_str)
+    {
+        Some(t) if t != "stdio" => {
+            refused.push(format!(
+                "packages[{i}]: transport {t:?} is not supported (stdio is)"
+            ));
+            false
+        }
+        _ => true,
+    }
+}
+
+/// The arguments and environment of package `i`; its `runtimeArguments` are not used
+/// (`why_not_runtime` says why).
+fn launch_of(p: &Value, i: usize, launch: &mut Launch, why_not_runtime: &str) -> Result<(), String> {
+    let at = |f: &str| format!("packages[{i}].{f}");
+    if p.get("runtimeArguments")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        launch
+            .notes
+            .push(format!("runtimeArguments not used: {why_not_runtime}"));
+    }
+    for (j, arg) in p
+        .get("packageArguments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        package_argument(arg, &mut launch.args).map_err(|e| at(&format!("packageArguments[{j}]: {e}")))?;
+    }
+    for (j, var) in p
+        .get("environmentVariables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        environment_variable(var, launch).map_err(|e| at(&format!("environmentVariables[{j}]: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Whether `server.json` lists a package of a registry Slovo runs (over stdio): npm, PyPI or
+/// an OCI image.
 pub(crate) fn has_runnable_package(server: &Value) -> bool {
     server
         .get("packages")
@@ -265,7 +314,7 @@ pub(crate) fn has_runnable_package(server: &Value) -> bool {
                 .get("transport")
                 .and_then(|t| t.get("type"))
                 .and_then(Value::as_str);
-            matches!(kind, Some("npm" | "pypi")) && transport.is_none_or(|t| t == "stdio")
+            matches!(kind, Some("npm" | "pypi" | "oci")) && transport.is_none_or(|t| t == "stdio")
         })
 }
 
@@ -372,7 +421,10 @@ mod tests {
             ]
         });
         let (package, launch) = from_server_json(&server).unwrap();
-        assert_eq!(package.spec(), "npm:@example/weather@1.2.3");
+        assert_eq!(
+            package,
+            Runnable::Package(parse_spec("npm:@example/weather@1.2.3").unwrap().unwrap())
+        );
         assert_eq!(launch.args, ["/data", "--units", "metric"]);
         assert_eq!(launch.env["CACHE_FILE"], "/data/cache.json");
         assert_eq!(launch.secret_env["WEATHER_API_KEY"], "The API key");
@@ -386,12 +438,33 @@ mod tests {
             json!({"name": "x", "packages": [{"registryType": "pypi", "identifier": "x", "version": ">=1"}]});
         let e = from_server_json(&ranged).unwrap_err();
         assert!(e.starts_with("packages[0].version: "), "{e}");
+        assert!(
+            launch.notes[1].contains("packages[0] (an OCI image) not used"),
+            "{:?}",
+            launch.notes
+        );
         let only_oci =
             json!({"name": "x", "packages": [{"registryType": "oci", "identifier": "x", "version": "1"}]});
         let e = from_server_json(&only_oci).unwrap_err();
         assert!(
-            e.contains("no package Slovo can run") && e.contains("OCI images not yet"),
+            e.starts_with("packages[0].identifier: ") && e.contains("names a tag"),
             "{e}"
+        );
+        let digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let oci = json!({"name": "x", "version": "1.4.0", "packages": [{
+            "registryType": "oci", "identifier": format!("ghcr.io/acme/x@sha256:{digest}"),
+            "runtimeArguments": [{"type": "named", "name": "-v", "value": "/:/host"}],
+            "packageArguments": [{"type": "positional", "value": "--stdio"}],
+            "environmentVariables": [{"name": "TOKEN", "isSecret": true}]}]});
+        let (image, launch) = from_server_json(&oci).unwrap();
+        assert!(matches!(image, Runnable::Image(_)), "{image:?}");
+        assert_eq!(launch.args, ["--stdio"]);
+        assert!(launch.secret_env.contains_key("TOKEN"));
+        assert_eq!(launch.version.as_deref(), Some("1.4.0"));
+        assert!(
+            launch.notes[0].contains("runtimeArguments not used"),
+            "{:?}",
+            launch.notes
         );
     }
 }

@@ -60,6 +60,15 @@ pub struct Plan<'a> {
     pub image_id: &'a str,
     /// The manifest's entrypoint override.
     pub entrypoint: Option<&'a [String]>,
+    /// The container's command (Docker's `CMD`) instead of the image's, if any.
+    pub cmd: Option<&'a [String]>,
+    /// Variables for the program besides Slovo's own (`NAME=value`; never `SLOVO_*`: the
+    /// manifest's validation refuses them).
+    pub env: &'a [String],
+    /// The call's capability and execution id are in the environment (`SLOVO_CAPABILITY`,
+    /// `SLOVO_EXECUTION_ID`): a docker tool serves one capability of one call; an MCP server
+    /// serves whatever `tools/call` asks, and gets neither (as in the process sandbox).
+    pub call_env: bool,
     /// `uid:gid` the tool runs as.
     pub user: &'a str,
     /// The host directory mounted at `/data` (the quota-enforced state volume), if any.
@@ -103,9 +112,12 @@ pub fn body(spec: &SandboxSpec, plan: &Plan<'_>) -> ContainerCreateBody {
         format!("HOME={home}"),
         "TMPDIR=/tmp".to_string(),
         "LANG=C.UTF-8".to_string(),
-        format!("SLOVO_CAPABILITY={}", spec.capability.name),
-        format!("SLOVO_EXECUTION_ID={}", spec.execution_id),
     ];
+    if plan.call_env {
+        env.push(format!("SLOVO_CAPABILITY={}", spec.capability.name));
+        env.push(format!("SLOVO_EXECUTION_ID={}", spec.execution_id));
+    }
+    env.extend(plan.env.iter().cloned());
     let (network_mode, networking_config, dns, sysctls) = match plan.network {
         Network::None => ("none".to_string(), None, None, None),
         Network::Egress {
@@ -179,6 +191,7 @@ pub fn body(spec: &SandboxSpec, plan: &Plan<'_>) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(plan.image_id.to_string()),
         entrypoint: plan.entrypoint.map(<[String]>::to_vec),
+        cmd: plan.cmd.map(<[String]>::to_vec),
         user: Some(plan.user.to_string()),
         hostname: Some("slovo".to_string()),
         env: Some(env),

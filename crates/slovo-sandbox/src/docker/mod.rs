@@ -14,10 +14,13 @@
 //!    root, every capability
 //!    dropped, `no-new-privileges`, a non-root user, memory = memory + swap, CPU quota, pids
 //!    limit, a small `/tmp`), under a cgroup parent of its own ([`accounting`]);
-//! 5. attach (one hijacked connection carries stdin, stdout and stderr), start, write the
-//!    request on stdin, read capped output until the container exits or the wall-clock
-//!    timeout, which removes it forcibly;
-//! 6. wait for the exit code, remove the container (always, also when the call is dropped),
+//! 5. attach (one hijacked connection carries stdin, stdout and stderr), start, and talk to
+//!    it ([`attach`]): for a docker tool, write the request on stdin and read capped output
+//!    until the container exits or the wall-clock timeout, which removes it forcibly; for an
+//!    MCP server in an image (`crate::mcp`, through [`DockerBackend::run_with`]), the MCP
+//!    conversation, whose verdict says how the call went;
+//! 6. wait for the exit code (unless a protocol gave its verdict), remove the container
+//!    (always, also when the call is dropped),
 //!    read CPU time and peak memory from the call's cgroup parent, delete the call's firewall
 //!    rule and end its proxy session, whose denials go on the outcome.
 //!
@@ -26,6 +29,7 @@
 //! creator is gone. The policy is described in `docs/docker.md`.
 
 pub mod accounting;
+mod attach;
 pub mod container;
 pub mod daemon;
 pub mod egress;
@@ -39,7 +43,6 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::container::LogOutput;
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, RemoveContainerOptions,
     WaitContainerOptions,
@@ -48,13 +51,13 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use slovo_core::manifest::Execution;
 use slovo_egress::{EgressConfig, EgressProxy};
-use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-use crate::ending::{self, Captured, Enclosure, Exit};
+use crate::ending::{self, Enclosure, Exit};
 use crate::linux::volume::Volumes;
 use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
 use accounting::{CallCgroup, Layout};
+pub(crate) use attach::{ContainerConversed, ContainerDialogue, ContainerIo, OutputStream, Watched};
 pub use error::DockerError;
 use error::{Result, is_not_found};
 
@@ -293,7 +296,7 @@ impl DockerBackend {
     }
 
     /// The image id the install step recorded, or why nothing may run.
-    fn pinned(spec: &SandboxSpec) -> Result<String> {
+    pub(crate) fn pinned(spec: &SandboxSpec) -> Result<String> {
         let info = spec.install_info.as_ref();
         if let Some(id) = info.and_then(|i| i["image_id"].as_str()) {
             return Ok(id.to_string());
@@ -317,31 +320,15 @@ impl DockerBackend {
             )));
         };
         let pinned = Self::pinned(spec)?;
-        let d = match self.daemon().await {
-            Ok(d) => d,
-            Err(e) => return Err(e),
-        };
-        let docker = &d.docker;
-        let current = match docker.inspect_image(image).await {
+        let d = self.daemon().await?;
+        let current = match d.docker.inspect_image(image).await {
             Ok(i) => i.id.unwrap_or_default(),
             Err(e) if is_not_found(&e) => {
                 return Err(DockerError::refused(format!(
                     "the image {image} is no longer present (approved and installed: {pinned})"
                 )));
             }
-            Err(e) => {
-                if matches!(
-                    e,
-                    bollard::errors::Error::HyperResponseError { .. }
-                        | bollard::errors::Error::IOError { .. }
-                ) {
-                    self.forget_daemon();
-                }
-                return Err(DockerError::Api {
-                    action: "inspect the image",
-                    source: e,
-                });
-            }
+            Err(e) => return Err(self.api_failure("inspect the image", e)),
         };
         if current != pinned {
             return Err(DockerError::refused(format!(
@@ -350,6 +337,108 @@ impl DockerBackend {
                 spec.tool
             )));
         }
+        let workload = Workload {
+            image_id: &pinned,
+            entrypoint: entrypoint.as_deref(),
+            cmd: None,
+            env: &[],
+            call_env: true,
+        };
+        let dialogue = attach::RequestOnStdin {
+            request: serde_json::to_vec(&spec.request).unwrap_or_default(),
+        };
+        self.run_workload(&d, spec, &workload, &dialogue).await
+    }
+
+    /// An error of the daemon's API; a daemon that stopped answering is connected anew at the
+    /// next call.
+    fn api_failure(&self, action: &'static str, e: bollard::errors::Error) -> DockerError {
+        if matches!(
+            e,
+            bollard::errors::Error::HyperResponseError { .. } | bollard::errors::Error::IOError { .. }
+        ) {
+            self.forget_daemon();
+        }
+        DockerError::Api { action, source: e }
+    }
+
+    /// Runs `workload` for the call `spec` in a fresh container with the backend's whole
+    /// isolation (limits, `/data`, network, accounting, removal), `dialogue` talking to it.
+    /// The caller has checked that the image is the one pinned at install.
+    pub(crate) async fn run_with(
+        &self,
+        spec: &SandboxSpec,
+        workload: &Workload<'_>,
+        dialogue: &dyn ContainerDialogue,
+    ) -> Result<Outcome> {
+        let d = self.daemon().await?;
+        self.run_workload(&d, spec, workload, dialogue).await
+    }
+
+    /// The image `reference` names on this host, by repository digest (`NAME@sha256:…` as
+    /// pulled) or by image id (an image built or loaded here has no repository digest; its id
+    /// is the digest of its content). Never pulls.
+    pub(crate) async fn pinned_image(&self, reference: &str) -> Result<PinnedImage> {
+        let d = self.daemon().await?;
+        let (name, digest) = reference
+            .split_once('@')
+            .ok_or_else(|| DockerError::refused(format!("{reference} names no digest")))?;
+        let by_repo_digest = match d.docker.inspect_image(reference).await {
+            Ok(i) => Some(i),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(self.api_failure("inspect the image", e)),
+        };
+        let inspected = match by_repo_digest {
+            Some(i) => i,
+            None => match d.docker.inspect_image(digest).await {
+                Ok(i) if i.id.as_deref() == Some(digest) => {
+                    // A colon after the last slash is a tag; before it, a registry's port.
+                    let repository = match name.rsplit_once(':') {
+                        Some((repository, tag)) if !tag.contains('/') => repository,
+                        _ => name,
+                    };
+                    if !image_is_named(&i, repository) {
+                        return Err(DockerError::refused(format!(
+                            "the image {digest} on this host is not an image of {repository} (its names: {})",
+                            i.repo_tags.unwrap_or_default().join(", ")
+                        )));
+                    }
+                    i
+                }
+                Ok(_) => return Err(not_here(reference)),
+                Err(e) if is_not_found(&e) => return Err(not_here(reference)),
+                Err(e) => return Err(self.api_failure("inspect the image", e)),
+            },
+        };
+        let image_id = inspected
+            .id
+            .ok_or_else(|| DockerError::refused(format!("the daemon reported no id for {reference}")))?;
+        Ok(PinnedImage {
+            image_id,
+            repo_digests: inspected.repo_digests.unwrap_or_default(),
+        })
+    }
+
+    /// Refuses the call unless the image pinned at install (`image_id`) is still on this host.
+    pub(crate) async fn check_present(&self, reference: &str, image_id: &str) -> Result<()> {
+        let d = self.daemon().await?;
+        match d.docker.inspect_image(image_id).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Err(DockerError::refused(format!(
+                "the image {reference} is no longer present (approved and installed: {image_id})"
+            ))),
+            Err(e) => Err(self.api_failure("inspect the image", e)),
+        }
+    }
+
+    async fn run_workload(
+        &self,
+        d: &Daemon,
+        spec: &SandboxSpec,
+        workload: &Workload<'_>,
+        dialogue: &dyn ContainerDialogue,
+    ) -> Result<Outcome> {
+        let docker = &d.docker;
         let data = self.prepare_data(spec).await?;
 
         let pid = std::process::id();
@@ -398,8 +487,11 @@ impl DockerBackend {
             None => container::Network::None,
         };
         let plan = container::Plan {
-            image_id: &pinned,
-            entrypoint: entrypoint.as_deref(),
+            image_id: workload.image_id,
+            entrypoint: workload.entrypoint,
+            cmd: workload.cmd,
+            env: workload.env,
+            call_env: workload.call_env,
             user: &user,
             data: data.as_deref(),
             tmp_mb: self.config.tmp_mb,
@@ -408,7 +500,7 @@ impl DockerBackend {
             cgroup_v1: d.cgroup_v1,
             labels,
         };
-        let result = self.run_container(docker, spec, &name, &plan).await;
+        let result = self.run_container(docker, spec, &name, &plan, dialogue).await;
         // The container is removed (or its removal is under way after an error): cut the
         // call's route and collect what the proxy refused.
         let network_denials = match egress {
@@ -421,8 +513,14 @@ impl DockerBackend {
             Some(cg) => cg.remove().await,
             None => 0,
         };
-        let (watched, id) = result?;
-        let mut o = outcome(watched, figures, spec, id);
+        let (conversed, id) = result?;
+        let limit_hit = conversed.watched.captured.timed_out
+            || conversed.watched.captured.stdout_overflow
+            || conversed.watched.oom_killed;
+        let mut o = outcome(conversed.watched, figures, spec, id);
+        if let Some(verdict) = conversed.verdict {
+            verdict.apply(&mut o, limit_hit);
+        }
         o.network_denials = network_denials;
         if survivors > 0 {
             tracing::warn!(tool = %spec.tool, survivors, "processes outlived the container; killed through its cgroup");
@@ -433,14 +531,15 @@ impl DockerBackend {
         Ok(o)
     }
 
-    /// Create, attach, start, feed, watch, wait, remove: returns what was seen and the id.
+    /// Create, attach, start, converse, wait, remove: returns what was seen and the id.
     async fn run_container(
         &self,
         docker: &Docker,
         spec: &SandboxSpec,
         name: &str,
         plan: &container::Plan<'_>,
-    ) -> Result<(Watched, String)> {
+        dialogue: &dyn ContainerDialogue,
+    ) -> Result<(ContainerConversed, String)> {
         let created = docker
             .create_container(
                 Some(CreateContainerOptions {
@@ -475,21 +574,18 @@ impl DockerBackend {
             .await
             .map_err(DockerError::api("start the container"))?;
         let deadline = Instant::now() + spec.limits.timeout;
-        let request = serde_json::to_vec(&spec.request).unwrap_or_default();
-        let mut input = attach.input;
-        let writer = tokio::spawn(async move {
-            let _ = input.write_all(&request).await;
-            let _ = input.shutdown().await;
-        });
-        let mut w = watch(
-            attach.output,
+        let io = ContainerIo {
+            input: attach.input,
+            output: attach.output,
             deadline,
-            self.config.stdout_limit,
-            self.config.stderr_limit,
-        )
-        .await;
-        writer.abort();
-        if !w.captured.timed_out && !w.captured.stdout_overflow {
+            stdout_limit: self.config.stdout_limit,
+            stderr_limit: self.config.stderr_limit,
+        };
+        let mut conversed = dialogue.converse(io).await;
+        let w = &mut conversed.watched;
+        // A protocol's verdict says how the call went: the program is stopped after its answer,
+        // so its exit says nothing, and the container is removed without waiting for it.
+        if conversed.verdict.is_none() && !w.captured.timed_out && !w.captured.stdout_overflow {
             let mut wait = docker.wait_container(
                 &ctr.id,
                 Some(WaitContainerOptions {
@@ -510,20 +606,71 @@ impl DockerBackend {
                 }
                 Ok(None) => {}
             }
-            if w.exit_code == Some(137) {
-                // SIGKILL from inside, or the kernel's OOM killer: the daemon knows which.
-                w.oom_killed = docker
-                    .inspect_container(&ctr.id, None)
-                    .await
-                    .ok()
-                    .and_then(|i| i.state)
-                    .and_then(|s| s.oom_killed)
-                    .unwrap_or(false);
-            }
+        }
+        if w.exit_code == Some(137) {
+            // SIGKILL from inside, or the kernel's OOM killer: the daemon knows which.
+            w.oom_killed = docker
+                .inspect_container(&ctr.id, None)
+                .await
+                .ok()
+                .and_then(|i| i.state)
+                .and_then(|s| s.oom_killed)
+                .unwrap_or(false);
         }
         ctr.remove().await?;
-        Ok((w, ctr.id.clone()))
+        Ok((conversed, ctr.id.clone()))
     }
+}
+
+/// What a call runs in its container, decided by the backend whose tool it is.
+pub(crate) struct Workload<'a> {
+    /// The image, by the id pinned at install (never a tag that may have moved).
+    pub image_id: &'a str,
+    /// The entrypoint instead of the image's, if any.
+    pub entrypoint: Option<&'a [String]>,
+    /// The command (Docker's `CMD`) instead of the image's, if any.
+    pub cmd: Option<&'a [String]>,
+    /// Variables for the program (`NAME=value`).
+    pub env: &'a [String],
+    /// Whether the call's capability and execution id are in the environment.
+    pub call_env: bool,
+}
+
+/// An image found on this host by its digest.
+#[derive(Debug, Clone)]
+pub(crate) struct PinnedImage {
+    /// Its id (`sha256:…`, the digest of its configuration, which names its layers).
+    pub image_id: String,
+    /// Its repository digests (`NAME@sha256:…`), when it was pulled from a registry.
+    pub repo_digests: Vec<String>,
+}
+
+/// Whether the image carries a name of `repository` (a tag or a repository digest), written
+/// either as Docker shortens it or in full (`docker.io/library/…`).
+fn image_is_named(image: &bollard::models::ImageInspect, repository: &str) -> bool {
+    let short = |n: &str| {
+        n.trim_start_matches("docker.io/")
+            .trim_start_matches("library/")
+            .to_string()
+    };
+    let want = short(repository);
+    let tags = image.repo_tags.iter().flatten();
+    let digests = image.repo_digests.iter().flatten();
+    tags.chain(digests).any(|n| {
+        let repo = n.split('@').next().unwrap_or(n);
+        let repo = match repo.rsplit_once(':') {
+            Some((r, tag)) if !tag.contains('/') => r,
+            _ => repo,
+        };
+        short(repo) == want
+    })
+}
+
+fn not_here(reference: &str) -> DockerError {
+    DockerError::refused(format!(
+        "the image {reference} is not on this host: nothing is pulled at import; load or pull it \
+         first (`docker pull {reference}`), then import again"
+    ))
 }
 
 /// A created container, removed forcibly when dropped unless [`Removal::remove`] ran.
@@ -581,15 +728,6 @@ impl Drop for Removal {
     }
 }
 
-/// What was observed while the container ran.
-#[derive(Debug, Default)]
-struct Watched {
-    captured: Captured,
-    exit_code: Option<i64>,
-    oom_killed: bool,
-    stream_error: Option<String>,
-}
-
 impl Watched {
     /// The container's end as [`ending`] reads it.
     fn exit(&self) -> Exit {
@@ -604,42 +742,6 @@ impl Watched {
             )),
         }
     }
-}
-
-async fn watch(
-    mut output: std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
-    >,
-    deadline: Instant,
-    stdout_limit: usize,
-    stderr_limit: usize,
-) -> Watched {
-    let mut w = Watched::default();
-    let timeout = tokio::time::sleep_until(deadline);
-    tokio::pin!(timeout);
-    loop {
-        tokio::select! {
-            item = output.next() => match item {
-                None => break,
-                Some(Err(e)) => {
-                    w.stream_error = Some(e.to_string());
-                    break;
-                }
-                Some(Ok(LogOutput::StdOut { message })) => {
-                    if !w.captured.keep_stdout(&message, stdout_limit) {
-                        break;
-                    }
-                }
-                Some(Ok(LogOutput::StdErr { message })) => w.captured.keep_stderr(&message, stderr_limit),
-                Some(Ok(_)) => {}
-            },
-            _ = &mut timeout => {
-                w.captured.timed_out = true;
-                break;
-            }
-        }
-    }
-    w
 }
 
 fn outcome(w: Watched, figures: accounting::Figures, spec: &SandboxSpec, id: String) -> Outcome {

@@ -1,5 +1,7 @@
 //! A small MCP client over stdio, for exactly one call: `initialize`,
-//! `notifications/initialized`, `tools/call`, then shutdown (stdin closed).
+//! `notifications/initialized`, `tools/call`, then shutdown (stdin closed). It speaks over a
+//! server's standard streams ([`ServerStdio`]), whether the process sandbox or a container
+//! runs it.
 //!
 //! Messages are JSON-RPC 2.0, one per line. Everything the server writes counts against the
 //! call's stdout cap, every wait ends at the call's deadline, and stderr is drained (capped)
@@ -13,21 +15,16 @@
 //! When the call's deadline passes while a request waits for its answer, the server is told
 //! (`notifications/cancelled`, best effort and bounded) before it is killed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
-use std::os::fd::OwnedFd;
-
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::pipe;
 use tokio::time::Instant;
 
 use super::conversation::{self, Rpc, STATELESS_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
+use super::stdio::{AfterClose, Output, PipeStdio, ServerStdio};
 use crate::ending::Captured;
-use crate::process::{ToolIo, Verdict, kill};
+use crate::process::{ToolIo, Verdict};
 
 /// How long a server gets to exit by itself once its stdin is closed, before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
@@ -82,13 +79,11 @@ pub(crate) enum McpError {
     Protocol { phase: &'static str, reason: String },
 }
 
-/// One conversation with a started server.
-pub(crate) struct Session {
-    /// The server's stdin; `None` once closed (the stdio transport's shutdown).
-    stdin: Option<pipe::Sender>,
-    stdout: pipe::Receiver,
-    stderr: pipe::Receiver,
-    exit: Arc<AsyncFd<OwnedFd>>,
+/// One conversation with a started server, over its standard streams `S`.
+pub(crate) struct Session<S: ServerStdio> {
+    stdio: S,
+    /// Whether the server's stdin was closed (the stdio transport's shutdown).
+    stdin_closed: bool,
     deadline: Instant,
     stdout_limit: usize,
     stderr_limit: usize,
@@ -97,7 +92,6 @@ pub(crate) struct Session {
     /// Bytes read from stdout in all (against the cap).
     stdout_total: usize,
     stdout_open: bool,
-    stderr_open: bool,
     next_id: i64,
     /// Whether the stateless 2026-07-28 revision was agreed.
     stateless: bool,
@@ -108,7 +102,7 @@ pub(crate) struct Session {
     pub server: Option<Value>,
 }
 
-impl Rpc for Session {
+impl<S: ServerStdio> Rpc for Session<S> {
     type Error = McpError;
 
     fn violation(phase: &'static str, reason: String) -> McpError {
@@ -188,20 +182,27 @@ impl Rpc for Session {
     }
 }
 
-impl Session {
-    pub fn new(io: ToolIo) -> Session {
+impl Session<PipeStdio> {
+    /// A conversation with a server started in the process sandbox.
+    pub fn new(io: ToolIo) -> Session<PipeStdio> {
+        let (deadline, stdout_limit, stderr_limit) = (io.deadline, io.stdout_limit, io.stderr_limit);
+        Session::over(PipeStdio::new(io), deadline, stdout_limit, stderr_limit)
+    }
+}
+
+impl<S: ServerStdio> Session<S> {
+    /// A conversation over `stdio`: every wait ends at `deadline`, stdout may carry
+    /// `stdout_limit` bytes in all, and `stderr_limit` bytes of stderr are kept.
+    pub fn over(stdio: S, deadline: Instant, stdout_limit: usize, stderr_limit: usize) -> Session<S> {
         Session {
-            stdin: Some(io.stdin),
-            stdout: io.stdout,
-            stderr: io.stderr,
-            exit: io.exit,
-            deadline: io.deadline,
-            stdout_limit: io.stdout_limit,
-            stderr_limit: io.stderr_limit,
+            stdio,
+            stdin_closed: false,
+            deadline,
+            stdout_limit,
+            stderr_limit,
             pending: Vec::new(),
             stdout_total: 0,
             stdout_open: true,
-            stderr_open: true,
             next_id: 1,
             stateless: false,
             notes: Vec::new(),
@@ -241,22 +242,18 @@ impl Session {
     /// Closes the server's stdin (the stdio transport's shutdown) and gives it a moment to
     /// exit; whatever is left is killed with the sandbox.
     pub async fn shutdown(&mut self) {
-        self.stdin = None;
         let grace = (Instant::now() + SHUTDOWN_GRACE).min(self.deadline);
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            tokio::select! {
-                r = self.stderr.read(&mut buf), if self.stderr_open => match r {
-                    Ok(0) | Err(_) => self.stderr_open = false,
-                    Ok(n) => self.keep_stderr(&buf[..n]),
-                },
-                r = self.exit.readable() => {
-                    if let Ok(mut guard) = r {
-                        guard.retain_ready();
-                    }
-                    break;
-                },
-                _ = tokio::time::sleep_until(grace) => break,
+        self.stdin_closed = true;
+        if tokio::time::timeout_at(grace, self.stdio.close_stdin())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        while let Ok(after) = tokio::time::timeout_at(grace, self.stdio.after_close()).await {
+            match after {
+                AfterClose::Stderr(chunk) => self.keep_stderr(&chunk),
+                AfterClose::Exited => break,
             }
         }
     }
@@ -308,40 +305,39 @@ impl Session {
         });
         let mut line = notification.to_string().into_bytes();
         line.push(b'\n');
-        let Some(stdin) = self.stdin.as_mut() else {
+        if self.stdin_closed {
             return;
-        };
-        match tokio::time::timeout_at(until, stdin.write_all(&line)).await {
+        }
+        match tokio::time::timeout_at(until, self.stdio.write(&line)).await {
             Ok(Ok(())) => self.note(format!("sent notifications/cancelled for request {id}")),
             // A server that does not read its input is not told; it is killed all the same.
             _ => return,
         }
-        let mut buf = vec![0u8; 16 * 1024];
-        while self.stderr_open {
-            tokio::select! {
-                r = self.stderr.read(&mut buf) => match r {
-                    Ok(0) | Err(_) => self.stderr_open = false,
-                    Ok(n) => {
-                        let chunk = buf[..n].to_vec();
-                        self.keep_stderr(&chunk);
-                    }
-                },
-                _ = tokio::time::sleep_until(until) => break,
+        // What the server says about it (on stderr) is kept; its stdout no longer matters.
+        while self.stdout_open {
+            match tokio::time::timeout_at(until, self.stdio.read()).await {
+                Ok(Output::Stderr(chunk)) => self.keep_stderr(&chunk),
+                Ok(Output::Stdout(_)) => {}
+                Ok(Output::StdoutClosed) => self.stdout_open = false,
+                Err(_) => return,
             }
+        }
+        while let Ok(AfterClose::Stderr(chunk)) = tokio::time::timeout_at(until, self.stdio.after_close()).await {
+            self.keep_stderr(&chunk);
         }
     }
 
     async fn send(&mut self, phase: &'static str, message: &Value) -> Result<(), McpError> {
         let mut line = message.to_string().into_bytes();
         line.push(b'\n');
-        let Some(stdin) = self.stdin.as_mut() else {
+        if self.stdin_closed {
             return Err(McpError::Write {
                 phase,
                 source: std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdin is closed"),
             });
-        };
+        }
         // Writing can block on a server that does not read; the deadline still holds.
-        match tokio::time::timeout_at(self.deadline, stdin.write_all(&line)).await {
+        match tokio::time::timeout_at(self.deadline, self.stdio.write(&line)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(source)) => Err(McpError::Write { phase, source }),
             Err(_) => Err(self.time_out(phase)),
@@ -351,8 +347,6 @@ impl Session {
     /// The next JSON-RPC message on stdout, reading (and capping) stdout and stderr until
     /// one is complete.
     async fn next_message(&mut self, phase: &'static str) -> Result<Value, McpError> {
-        let mut out_buf = vec![0u8; 64 * 1024];
-        let mut err_buf = vec![0u8; 16 * 1024];
         loop {
             while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.pending.drain(..=end).collect();
@@ -372,29 +366,23 @@ impl Session {
             if !self.stdout_open {
                 return Err(McpError::Closed { phase });
             }
-            let deadline = self.deadline;
-            tokio::select! {
-                r = self.stdout.read(&mut out_buf) => match r {
-                    Ok(0) | Err(_) => self.stdout_open = false,
-                    Ok(n) => {
-                        self.stdout_total += n;
-                        if self.stdout_total > self.stdout_limit {
-                            self.watched.stdout_overflow = true;
-                            kill(&self.exit);
-                            return Err(McpError::Overflow { phase });
-                        }
-                        self.pending.extend_from_slice(&out_buf[..n]);
-                    }
-                },
-                r = self.stderr.read(&mut err_buf), if self.stderr_open => match r {
-                    Ok(0) | Err(_) => self.stderr_open = false,
-                    Ok(n) => {
-                        let chunk = err_buf[..n].to_vec();
-                        self.keep_stderr(&chunk);
-                    }
-                },
+            let output = match tokio::time::timeout_at(self.deadline, self.stdio.read()).await {
+                Ok(output) => output,
                 // The caller tells the server the request is cancelled, then kills it.
-                _ = tokio::time::sleep_until(deadline) => return Err(McpError::Timeout { phase }),
+                Err(_) => return Err(McpError::Timeout { phase }),
+            };
+            match output {
+                Output::StdoutClosed => self.stdout_open = false,
+                Output::Stdout(chunk) => {
+                    self.stdout_total += chunk.len();
+                    if self.stdout_total > self.stdout_limit {
+                        self.watched.stdout_overflow = true;
+                        self.stdio.kill();
+                        return Err(McpError::Overflow { phase });
+                    }
+                    self.pending.extend_from_slice(&chunk);
+                }
+                Output::Stderr(chunk) => self.keep_stderr(&chunk),
             }
         }
     }
@@ -402,7 +390,7 @@ impl Session {
     /// The call's deadline passed: the server is killed.
     fn time_out(&mut self, phase: &'static str) -> McpError {
         self.watched.timed_out = true;
-        kill(&self.exit);
+        self.stdio.kill();
         McpError::Timeout { phase }
     }
 

@@ -12,11 +12,17 @@
 //!    server of the stateless 2026-07-28 revision —, `tools/call`, then closes stdin;
 //! 3. the `tools/call` result becomes the call's verdict ([`result`]); the sandbox is destroyed.
 //!
+//! A server that comes as an OCI image (`execution.image`) runs the same way in a fresh
+//! container of the Docker backend instead ([`oci`]): the client speaks over the container's
+//! attached stdio ([`stdio::ServerStdio`]), and there is no warm pool for it.
+//!
 //! Everything the server writes counts against the stdout cap, stderr is kept with its cap,
 //! and every wait ends at the call's deadline. `docs/mcp-servers.md` has the whole story.
 
 mod client;
 mod conversation;
+#[cfg(feature = "docker")]
+mod oci;
 #[cfg(feature = "http")]
 mod over_http;
 mod pin;
@@ -24,6 +30,7 @@ mod pool;
 #[cfg(feature = "http")]
 mod remote;
 mod result;
+mod stdio;
 
 use std::sync::Arc;
 
@@ -42,6 +49,7 @@ use tokio::sync::Mutex;
 
 use crate::process::{Conversed, Dialogue, ProcessBackend, Program, ToolIo, Verdict};
 use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
+use stdio::ServerStdio;
 
 /// Runs MCP servers over stdio in the process sandbox, and reaches remote ones
 /// (streamable-http) under the HTTP backend's network rules.
@@ -53,6 +61,10 @@ pub struct McpBackend {
     /// The address policy, redirect limit and response cap for remote servers.
     #[cfg(feature = "http")]
     remote: Arc<crate::http::HttpConfig>,
+    /// Runs servers that come as OCI images (`execution.image`); `None` where this host has
+    /// no Docker backend, and such servers are refused with the reason.
+    #[cfg(feature = "docker")]
+    docker: Option<Arc<crate::docker::DockerBackend>>,
 }
 
 impl std::fmt::Debug for McpBackend {
@@ -87,7 +99,17 @@ impl McpBackend {
             pool,
             #[cfg(feature = "http")]
             remote: Arc::new(crate::http::HttpConfig::default()),
+            #[cfg(feature = "docker")]
+            docker: None,
         }
+    }
+
+    /// Runs servers that come as OCI images in `docker`'s containers, with its isolation (no
+    /// network unless granted, read-only root, no capabilities, limits, `/data`, its user).
+    #[cfg(feature = "docker")]
+    pub fn with_docker(mut self, docker: Arc<crate::docker::DockerBackend>) -> McpBackend {
+        self.docker = Some(docker);
+        self
     }
 
     /// How many warm sandboxes are ready for `tool`.
@@ -139,6 +161,49 @@ impl McpBackend {
     }
 }
 
+impl McpBackend {
+    /// The install run of a server in an image: the image found by its digest, started once in
+    /// its container (no network, no state) to list its tools.
+    async fn install_oci(
+        &self,
+        request: &InstallRequest,
+        image: &str,
+        program: &Program,
+    ) -> Result<Value, String> {
+        #[cfg(feature = "docker")]
+        {
+            let docker = self.docker.as_ref().ok_or_else(no_docker)?;
+            oci::install(docker, request, image, program).await
+        }
+        #[cfg(not(feature = "docker"))]
+        {
+            let _ = (request, image, program);
+            Err(no_docker())
+        }
+    }
+
+    /// One call of a server in an image, in a fresh container.
+    async fn run_oci(&self, spec: &SandboxSpec, image: &str, program: &Program, call: &OneCall) -> Outcome {
+        #[cfg(feature = "docker")]
+        {
+            match &self.docker {
+                Some(docker) => oci::run(docker, spec, image, program, call).await,
+                None => Outcome::failed(no_docker()),
+            }
+        }
+        #[cfg(not(feature = "docker"))]
+        {
+            let _ = (spec, image, program, call);
+            Outcome::failed(no_docker())
+        }
+    }
+}
+
+/// Why a server in an image cannot run here.
+fn no_docker() -> String {
+    "this MCP server comes as an OCI image, and this host gives MCP servers no Docker backend".into()
+}
+
 /// Whether the tool is a remote server (`transport: streamable-http`).
 fn is_remote(execution: &Execution) -> bool {
     matches!(
@@ -148,6 +213,18 @@ fn is_remote(execution: &Execution) -> bool {
             ..
         }
     )
+}
+
+/// The OCI image a stdio server runs in (`execution.image`), if it runs in one.
+fn image_of(execution: &Execution) -> Option<&str> {
+    match execution {
+        Execution::Mcp {
+            transport: McpTransport::Stdio,
+            image: Some(image),
+            ..
+        } => Some(image),
+        _ => None,
+    }
 }
 
 /// The sandboxed program of an MCP tool.
@@ -227,7 +304,7 @@ fn pin_refusal(pinned: &[Value], served: &[Value]) -> Option<String> {
 }
 
 impl OneCall {
-    async fn talk(&self, session: &mut client::Session) -> Verdict {
+    async fn talk<S: ServerStdio>(&self, session: &mut client::Session<S>) -> Verdict {
         if let Err(e) = session.initialize().await {
             return e.verdict();
         }
@@ -250,12 +327,10 @@ impl OneCall {
             Err(e) => e.verdict(),
         }
     }
-}
 
-#[async_trait]
-impl Dialogue for OneCall {
-    async fn converse(&self, io: ToolIo) -> Conversed {
-        let mut session = client::Session::new(io);
+    /// The whole call over a started server's streams: the conversation, the shutdown, and
+    /// what the record keeps.
+    async fn over<S: ServerStdio>(&self, mut session: client::Session<S>) -> Conversed {
         let verdict = self.talk(&mut session).await;
         session.shutdown().await;
         let mut watched = std::mem::take(&mut session.watched);
@@ -272,6 +347,13 @@ impl Dialogue for OneCall {
     }
 }
 
+#[async_trait]
+impl Dialogue for OneCall {
+    async fn converse(&self, io: ToolIo) -> Conversed {
+        self.over(client::Session::new(io)).await
+    }
+}
+
 /// What the install run found: the server's `initialize` result and its tools, or why not.
 type Listed = Result<(Value, Vec<Value>), String>;
 
@@ -281,10 +363,9 @@ struct ListTools {
     found: Mutex<Option<Listed>>,
 }
 
-#[async_trait]
-impl Dialogue for ListTools {
-    async fn converse(&self, io: ToolIo) -> Conversed {
-        let mut session = client::Session::new(io);
+impl ListTools {
+    /// `initialize` and `tools/list` over a started server's streams; what was found is kept.
+    async fn over<S: ServerStdio>(&self, mut session: client::Session<S>) -> Conversed {
         let listed = match session.initialize().await {
             Ok(()) => session.list_tools().await,
             Err(e) => Err(e),
@@ -305,6 +386,55 @@ impl Dialogue for ListTools {
             verdict: Some(verdict),
         }
     }
+
+    /// The server's `initialize` answer and tools, or why not (with the end of its stderr).
+    async fn found(&self, outcome: Outcome) -> Result<(Value, Vec<Value>), String> {
+        match self.found.lock().await.take() {
+            Some(Ok(found)) => Ok(found),
+            Some(Err(e)) => Err(with_stderr(e, &outcome.stderr)),
+            None => Err(with_stderr(
+                outcome.error.unwrap_or_else(|| "the server did not start".into()),
+                &outcome.stderr,
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Dialogue for ListTools {
+    async fn converse(&self, io: ToolIo) -> Conversed {
+        self.over(client::Session::new(io)).await
+    }
+}
+
+/// The spec of the one run at install that reads the server's tool list ([`discovery_grant`]).
+fn install_spec(request: &InstallRequest) -> SandboxSpec {
+    let probe = Capability {
+        name: "tools/list".into(),
+        description: "the install run".into(),
+        parameters: json!({"type": "object"}),
+        returns: None,
+        endpoint: None,
+        method: None,
+        examples: Vec::new(),
+        read_only: Some(true),
+        destructive: Some(false),
+    };
+    let execution_id = format!("install-{}-{}", request.tool, request.version);
+    SandboxSpec::from_grant(
+        &discovery_grant(),
+        CallTarget {
+            execution_id: &execution_id,
+            tool: &request.tool,
+            version: &request.version,
+            capability: &probe,
+            execution: &request.execution,
+            api: None,
+            bundle_dir: request.bundle_dir.clone(),
+            state_dir: request.state_dir.clone(),
+            arguments: &json!({}),
+        },
+    )
 }
 
 impl McpBackend {
@@ -339,46 +469,14 @@ impl McpBackend {
         request: &InstallRequest,
         program: &Program,
     ) -> Result<(Value, Vec<Value>), String> {
-        let probe = Capability {
-            name: "tools/list".into(),
-            description: "the install run".into(),
-            parameters: json!({"type": "object"}),
-            returns: None,
-            endpoint: None,
-            method: None,
-            examples: Vec::new(),
-            read_only: Some(true),
-            destructive: Some(false),
-        };
-        let execution_id = format!("install-{}-{}", request.tool, request.version);
-        let spec = SandboxSpec::from_grant(
-            &discovery_grant(),
-            CallTarget {
-                execution_id: &execution_id,
-                tool: &request.tool,
-                version: &request.version,
-                capability: &probe,
-                execution: &request.execution,
-                api: None,
-                bundle_dir: request.bundle_dir.clone(),
-                state_dir: request.state_dir.clone(),
-                arguments: &json!({}),
-            },
-        );
+        let spec = install_spec(request);
         let dialogue = ListTools::default();
         let outcome = self
             .process
             .run_program(&spec, program, &dialogue)
             .await
             .map_err(|e| e.to_string())?;
-        match dialogue.found.lock().await.take() {
-            Some(Ok(found)) => Ok(found),
-            Some(Err(e)) => Err(with_stderr(e, &outcome.stderr)),
-            None => Err(with_stderr(
-                outcome.error.unwrap_or_else(|| "the server did not start".into()),
-                &outcome.stderr,
-            )),
-        }
+        dialogue.found(outcome).await
     }
 }
 
@@ -415,6 +513,9 @@ impl Backend for McpBackend {
             return self.install_remote(request).await.map_err(fail);
         }
         let program = program_of(&request.execution).map_err(fail)?;
+        if let Some(image) = image_of(&request.execution) {
+            return self.install_oci(request, image, &program).await.map_err(fail);
+        }
         let bundle = request
             .bundle_dir
             .as_ref()
@@ -473,6 +574,11 @@ impl Backend for McpBackend {
             // A warm server holds the volume it is about to lose.
             pool.forget_state(state_dir);
         }
+        // A server in an image had its state mounted by the Docker backend.
+        #[cfg(feature = "docker")]
+        if let Some(docker) = &self.docker {
+            docker.release_state(state_dir, purge).await?;
+        }
         self.process
             .release_state(state_dir, purge)
             .map_err(|e| BackendError::Install {
@@ -501,6 +607,16 @@ impl Backend for McpBackend {
         };
         if let Err(e) = add_secrets(&mut program, spec) {
             return Outcome::failed(e);
+        }
+        if let Some(image) = image_of(&spec.execution) {
+            // Cold, always: the pool keeps process sandboxes only.
+            let pinned = pin::pinned(spec.install_info.as_ref());
+            let call = OneCall {
+                tool,
+                arguments,
+                pinned,
+            };
+            return self.run_oci(spec, image, &program, &call).await;
         }
         let Some(pool) = &self.pool else {
             let pinned = pin::pinned(spec.install_info.as_ref());

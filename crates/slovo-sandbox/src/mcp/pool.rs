@@ -39,6 +39,7 @@ use tokio::time::Instant;
 
 use super::client::Session;
 use super::result;
+use super::stdio::PipeStdio;
 use crate::Outcome;
 use crate::SandboxSpec;
 use crate::process::run::{Launch, Started};
@@ -120,7 +121,7 @@ impl Recipe {
 /// A started, initialised server waiting for its one call.
 pub(crate) struct Warm {
     started: Box<Started>,
-    session: Session,
+    session: Session<PipeStdio>,
     /// The pin's refusal, if the server listed other tools than approved.
     pin_refusal: Option<String>,
     ready_at: Instant,

@@ -91,7 +91,7 @@ impl Verdict {
     /// Replaces the exit-status reading of `outcome` (the server is stopped after its answer,
     /// so its exit says nothing), unless a limit (time, output, memory) ended the call: that
     /// is what happened, whatever the protocol got to say.
-    pub(super) fn apply(self, outcome: &mut Outcome, limit_hit: bool) {
+    pub(crate) fn apply(self, outcome: &mut Outcome, limit_hit: bool) {
         if limit_hit {
             return;
         }
