@@ -90,3 +90,40 @@ fn the_model_reads_as_its_size_and_inputs() {
         "{text}"
     );
 }
+
+#[test]
+fn the_committed_model_answers_the_clear_cases_and_doubts_the_weak_ones() {
+    let m = GapModel::default();
+    let clear = GapEvidence {
+        similarity: 0.8,
+        normalized: 1.0,
+        coverage: 1.0,
+        query_words: 6,
+        required_parameters: 1,
+        parameters: 2,
+    };
+    let unrelated = GapEvidence {
+        similarity: 0.1,
+        normalized: 0.0,
+        coverage: 0.0,
+        ..clear
+    };
+    // A request that names a capability needing three things, and gives none of them.
+    let underspecified = GapEvidence {
+        similarity: 0.45,
+        normalized: 0.3,
+        coverage: 0.3,
+        query_words: 2,
+        required_parameters: 3,
+        parameters: 4,
+    };
+    assert!(m.p_served(&clear) > 0.9, "{}", m.p_served(&clear));
+    assert!(m.p_served(&unrelated) < 0.1, "{}", m.p_served(&unrelated));
+    assert!(!m.accepts(&underspecified), "{}", m.p_served(&underspecified));
+    // Pinned: a change of the committed trees shows here.
+    assert!(
+        (m.p_served(&clear) - 0.9796).abs() < 1e-3,
+        "{}",
+        m.p_served(&clear)
+    );
+}
