@@ -3,7 +3,8 @@
 //! `cargo run --release -p slovo-discovery --example bfcl -- BFCL_DIR MODEL_DIR VECTORS.json [fit]`;
 //! `… VECTORS.json dump` prints one JSON line per *development* case (what the gap model saw,
 //! the best candidate, the offered functions) for studying gap features without touching the
-//! held-out part; `… VECTORS.json embed LINES.txt` adds the vectors of arbitrary texts to the file.
+//! held-out part; `… VECTORS.json fit-source` fits the gap model on the development part only
+//! and prints it as the source of `gap/committed.rs`; `… VECTORS.json embed LINES.txt` adds the vectors of arbitrary texts to the file.
 //! (`slovo discover eval --bfcl` gives the same figures without the vector file).
 
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use serde_json::json;
 use slovo_discovery::bfcl::LiveSets;
 use slovo_discovery::embed::LocalModel;
 use slovo_discovery::hybrid::embedding_text;
-use slovo_discovery::measure::{Embed, evaluate_live, run, texts_to_embed};
+use slovo_discovery::measure::{Embed, evaluate_live, fit_gap_model, run, texts_to_embed};
 use slovo_discovery::{GapModel, GapRule, Index, Ranker, Semantic, SemanticIndex, resolve_with};
 
 struct Cached {
@@ -59,7 +60,9 @@ impl Cached {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, model, file, rest @ ..] = &args[..] else {
-        return Err("usage: bfcl BFCL_DIR MODEL_DIR VECTORS.json [fit | dump | embed LINES.txt]".into());
+        return Err(
+            "usage: bfcl BFCL_DIR MODEL_DIR VECTORS.json [fit | fit-source | dump | embed LINES.txt]".into(),
+        );
     };
     let sets = slovo_discovery::bfcl::load_live(dir.as_ref()).map_err(|e| e.to_string())?;
     let model = LocalModel::load(model.as_ref()).map_err(|e| e.to_string())?;
@@ -70,6 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match (rest.first().map(String::as_str), rest.get(1)) {
         (Some("embed"), Some(lines)) => return embed_lines(&cached, lines),
         (Some("dump"), _) => return dump_development_cases(&sets, &cached),
+        (Some("fit-source"), _) => return print_development_fit(&sets, &cached),
         _ => {}
     }
     let fit = rest.first().map(|_| Ranker::Weighted);
@@ -141,14 +145,57 @@ fn dump_development_cases(sets: &LiveSets, cached: &Cached) -> Result<(), Box<dy
             .candidates
             .first()
             .map(|t| json!({"name": t.capability, "filled": t.arguments.len(), "missing": t.missing.len()}));
+        // Every document's lexical figures, so that a fitting script can re-rank with other
+        // embedded texts without re-running the lexical index.
+        let loose = GapRule {
+            min_normalized: 0.0,
+            min_coverage: 0.0,
+        };
+        let mut lexical = vec![(0.0f32, 0.0f32); c.docs.len()];
+        for h in index.search(&c.query, index.len(), &loose).hits {
+            lexical[h.doc] = (h.normalized, h.coverage);
+        }
         let docs: Vec<_> = c
             .docs
             .iter()
-            .map(|d| json!({"name": d.capability, "text": embedding_text(d), "parameters": d.parameters}))
+            .zip(&lexical)
+            .map(|(d, (normalized, coverage))| {
+                json!({"name": d.capability, "text": embedding_text(d), "description": d.description,
+                    "parameters": d.parameters, "normalized": normalized, "coverage": coverage})
+            })
             .collect();
         let line = json!({"id": c.id, "query": c.query, "servable": o.servable, "rank": o.rank,
             "evidence": o.evidence, "top": top, "n": c.docs.len(), "docs": docs});
         println!("{line}");
     }
+    Ok(())
+}
+
+/// Fits the gap model on the development cases of live multiple + live irrelevance only and
+/// prints it as Rust source; nothing of the held-out part is ranked or printed.
+fn print_development_fit(sets: &LiveSets, cached: &Cached) -> Result<(), Box<dyn std::error::Error>> {
+    let dev: Vec<_> = sets
+        .multiple
+        .iter()
+        .chain(&sets.irrelevance)
+        .filter(|c| !c.held_out())
+        .cloned()
+        .collect();
+    let texts = texts_to_embed(&dev);
+    let vectors: HashMap<String, Vec<f32>> = texts.iter().cloned().zip(cached.embed_texts(&texts)?).collect();
+    let outcomes = run(
+        &dev,
+        &vectors,
+        Ranker::Weighted,
+        &GapRule::default(),
+        &GapModel::default(),
+    );
+    let model = fit_gap_model(&outcomes);
+    let right = outcomes
+        .iter()
+        .filter(|o| model.accepts(&o.evidence) == o.servable)
+        .count();
+    eprintln!("development accuracy of the fit: {right} / {}", outcomes.len());
+    print!("{}", model.to_source());
     Ok(())
 }

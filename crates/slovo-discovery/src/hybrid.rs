@@ -271,9 +271,15 @@ mod tests {
     #[test]
     fn the_gap_model_decides_for_rankings_by_meaning() {
         let (index, semantic) = setup();
+        // One tree: served from similarity 0.9 on.
         let strict = GapModel {
-            bias: -9.0,
-            weights: [10.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            base: 0.0,
+            trees: vec![crate::gap::Tree {
+                inputs: [0, 0, 0],
+                thresholds: [0.9, 0.9, 0.9],
+                leaves: [-5.0, -5.0, 5.0, 5.0],
+            }]
+            .into(),
         };
         let near = [1.0, 0.0, 0.0];
         let far = [0.5, 0.5, 0.5];

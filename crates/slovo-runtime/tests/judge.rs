@@ -35,8 +35,9 @@ api_requirements: {base_url: "https://tables.example.net"}
 
 /// Shares no content word with the tool, so the gap model sees its similarity alone.
 const REQUEST: &str = "somewhere nice for dinner tonight";
-/// Words the restaurant capability holds: a clear decision.
-const CLEAR_REQUEST: &str = "restaurant reservations for a party";
+/// Words the restaurant capability holds, four of them (the committed gap model doubts requests
+/// of three content words or fewer): a clear decision.
+const CLEAR_REQUEST: &str = "restaurant reservations for a party at a given time";
 
 const DIM: usize = 8;
 
