@@ -322,7 +322,9 @@ impl<S: ServerStdio> Session<S> {
                 Err(_) => return,
             }
         }
-        while let Ok(AfterClose::Stderr(chunk)) = tokio::time::timeout_at(until, self.stdio.after_close()).await {
+        while let Ok(AfterClose::Stderr(chunk)) =
+            tokio::time::timeout_at(until, self.stdio.after_close()).await
+        {
             self.keep_stderr(&chunk);
         }
     }
