@@ -44,8 +44,121 @@ impl Default for McpPackages {
     }
 }
 
-/// Why fetching failed, for a person.
-pub(crate) type FetchError = String;
+/// Why fetching a package failed; each message reads as a sentence for a person.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FetchError {
+    /// Neither an offline source nor a registry is configured for the package's registry.
+    #[error("{packages} packages are not configured: set {settings}")]
+    NotConfigured {
+        /// `npm` or `PyPI`.
+        packages: &'static str,
+        /// The settings that would configure it.
+        settings: &'static str,
+    },
+    /// The package manager could not be started.
+    #[error("{what}: could not start: {source}")]
+    Start {
+        /// The command, for a person (`npm install … from …`).
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The package manager ran and failed.
+    #[error("{what} failed ({status}): {said}")]
+    Failed {
+        /// The command, for a person.
+        what: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+        /// The start of what it wrote (stderr, then stdout).
+        said: String,
+    },
+    /// A file the package manager should have written cannot be read.
+    #[error("{what}: {source}")]
+    Unread {
+        /// The file, for a person (`npm wrote no …/package-lock.json`, `pip wrote no report`).
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The package manager's record is not JSON.
+    #[error("{document}: {source}")]
+    NotJson {
+        /// `package-lock.json` or `pip's report`.
+        document: &'static str,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The lockfile has no `packages` table.
+    #[error("package-lock.json has no \"packages\" (npm 7 or later is needed)")]
+    OldLockfile,
+    /// The lockfile does not list the package asked for.
+    #[error("package-lock.json: {key} is not installed")]
+    NotInstalled {
+        /// The lockfile key (`node_modules/<name>`).
+        key: String,
+    },
+    /// Another version than the one asked for was installed.
+    #[error("{manager} installed {package} {installed}, not the version asked for ({asked})")]
+    OtherVersion {
+        /// `npm` or `pip`.
+        manager: &'static str,
+        /// The package.
+        package: String,
+        /// The version installed.
+        installed: String,
+        /// The version asked for.
+        asked: String,
+    },
+    /// A package of the lockfile has no integrity hash.
+    #[error("package-lock.json: {path} has no integrity hash: refused")]
+    NoIntegrity {
+        /// Its lockfile key.
+        path: String,
+    },
+    /// pip installed something that is not a wheel.
+    #[error("{name} {version} is not a wheel ({url}): refused")]
+    NotAWheel {
+        /// The project.
+        name: String,
+        /// Its version.
+        version: String,
+        /// Where it came from.
+        url: String,
+    },
+    /// pip reported no SHA-256 for a wheel.
+    #[error("{name} {version}: pip reported no sha256: refused")]
+    NoSha256 {
+        /// The project.
+        name: String,
+        /// Its version.
+        version: String,
+    },
+    /// A local wheel cannot be read to check its hash.
+    #[error("{path}: {source}")]
+    WheelUnread {
+        /// The wheel file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A local wheel's bytes are not the ones pip reported installing.
+    #[error("{path}: sha256 {actual}, but pip installed {reported}: refused")]
+    WheelDiffers {
+        /// The wheel file.
+        path: String,
+        /// The SHA-256 of its bytes.
+        actual: String,
+        /// The SHA-256 pip reported.
+        reported: String,
+    },
+    /// pip's report does not list the package asked for.
+    #[error("pip's report does not list {package}")]
+    NotListed {
+        /// The package.
+        package: String,
+    },
+}
 
 /// Installs `package` into `dir` (which becomes the bundle) and returns its integrity record.
 pub(crate) async fn fetch(package: &Package, config: &McpPackages, dir: &Path) -> Result<Value, FetchError> {
@@ -77,9 +190,10 @@ async fn npm(package: &Package, config: &McpPackages, dir: &Path) -> Result<Valu
             format!("the npm registry {registry}")
         }
         (None, None) => {
-            return Err(
-                "npm packages are not configured: set mcp.npm_cache (offline) or mcp.npm_registry".into(),
-            );
+            return Err(FetchError::NotConfigured {
+                packages: "npm",
+                settings: "mcp.npm_cache (offline) or mcp.npm_registry",
+            });
         }
     };
     cmd.arg(format!("{}@{}", package.name, package.version));
@@ -91,23 +205,30 @@ async fn npm(package: &Package, config: &McpPackages, dir: &Path) -> Result<Valu
 /// every package installed (npm checked each tarball against it).
 fn npm_integrity(package: &Package, dir: &Path) -> Result<Value, FetchError> {
     let lock_path = dir.join("package-lock.json");
-    let bytes =
-        std::fs::read(&lock_path).map_err(|e| format!("npm wrote no {}: {e}", lock_path.display()))?;
-    let lock: Value = serde_json::from_slice(&bytes).map_err(|e| format!("package-lock.json: {e}"))?;
+    let bytes = std::fs::read(&lock_path).map_err(|source| FetchError::Unread {
+        what: format!("npm wrote no {}", lock_path.display()),
+        source,
+    })?;
+    let lock: Value = serde_json::from_slice(&bytes).map_err(|source| FetchError::NotJson {
+        document: "package-lock.json",
+        source,
+    })?;
     let packages = lock
         .get("packages")
         .and_then(Value::as_object)
-        .ok_or("package-lock.json has no \"packages\" (npm 7 or later is needed)")?;
+        .ok_or(FetchError::OldLockfile)?;
     let key = format!("node_modules/{}", package.name);
     let top = packages
         .get(&key)
-        .ok_or_else(|| format!("package-lock.json: {key} is not installed"))?;
+        .ok_or_else(|| FetchError::NotInstalled { key: key.clone() })?;
     let version = top.get("version").and_then(Value::as_str).unwrap_or("");
     if version != package.version {
-        return Err(format!(
-            "npm installed {} {version}, not the version asked for ({})",
-            package.name, package.version
-        ));
+        return Err(FetchError::OtherVersion {
+            manager: "npm",
+            package: package.name.clone(),
+            installed: version.to_string(),
+            asked: package.version.clone(),
+        });
     }
     let mut integrity = serde_json::Map::new();
     for (path, entry) in packages {
@@ -117,7 +238,7 @@ fn npm_integrity(package: &Package, dir: &Path) -> Result<Value, FetchError> {
         let hash = entry
             .get("integrity")
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("package-lock.json: {path} has no integrity hash: refused"))?;
+            .ok_or_else(|| FetchError::NoIntegrity { path: path.clone() })?;
         integrity.insert(path.clone(), json!(hash));
     }
     Ok(json!({
@@ -156,14 +277,18 @@ async fn pip(package: &Package, config: &McpPackages, dir: &Path) -> Result<Valu
             format!("the package index {index}")
         }
         (None, None) => {
-            return Err(
-                "PyPI packages are not configured: set mcp.pip_find_links (offline) or mcp.pypi_index".into(),
-            );
+            return Err(FetchError::NotConfigured {
+                packages: "PyPI",
+                settings: "mcp.pip_find_links (offline) or mcp.pypi_index",
+            });
         }
     };
     cmd.arg(format!("{}=={}", package.name, package.version));
     run(cmd, &format!("pip install {} from {source}", package.spec())).await?;
-    let report = std::fs::read(&report_path).map_err(|e| format!("pip wrote no report: {e}"))?;
+    let report = std::fs::read(&report_path).map_err(|source| FetchError::Unread {
+        what: "pip wrote no report".to_string(),
+        source,
+    })?;
     let _ = std::fs::remove_file(&report_path);
     pip_integrity(package, &report)
 }
@@ -172,7 +297,10 @@ async fn pip(package: &Package, config: &McpPackages, dir: &Path) -> Result<Valu
 /// SHA-256 (checked by pip against the index's hashes online; offline, checked here against
 /// the wheel file itself).
 fn pip_integrity(package: &Package, report: &[u8]) -> Result<Value, FetchError> {
-    let report: Value = serde_json::from_slice(report).map_err(|e| format!("pip's report: {e}"))?;
+    let report: Value = serde_json::from_slice(report).map_err(|source| FetchError::NotJson {
+        document: "pip's report",
+        source,
+    })?;
     let normal = |n: &str| n.to_ascii_lowercase().replace(['_', '.'], "-");
     let mut wheels = serde_json::Map::new();
     let mut found = None;
@@ -197,7 +325,11 @@ fn pip_integrity(package: &Package, report: &[u8]) -> Result<Value, FetchError> 
             .and_then(Value::as_str)
             .unwrap_or("");
         if !url.ends_with(".whl") {
-            return Err(format!("{name} {version} is not a wheel ({url}): refused"));
+            return Err(FetchError::NotAWheel {
+                name: name.to_string(),
+                version: version.to_string(),
+                url: url.to_string(),
+            });
         }
         let sha256 = download
             .and_then(|d| d.get("archive_info"))
@@ -213,15 +345,23 @@ fn pip_integrity(package: &Package, report: &[u8]) -> Result<Value, FetchError> 
                             .map(str::to_string)
                     })
             })
-            .ok_or_else(|| format!("{name} {version}: pip reported no sha256: refused"))?;
+            .ok_or_else(|| FetchError::NoSha256 {
+                name: name.to_string(),
+                version: version.to_string(),
+            })?;
         if let Some(file) = url.strip_prefix("file://") {
             let path = percent_decoded(file);
-            let bytes = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(source) => return Err(FetchError::WheelUnread { path, source }),
+            };
             let actual = hex::encode(Sha256::digest(&bytes));
             if actual != sha256 {
-                return Err(format!(
-                    "{path}: sha256 {actual}, but pip installed {sha256}: refused"
-                ));
+                return Err(FetchError::WheelDiffers {
+                    path,
+                    actual,
+                    reported: sha256,
+                });
             }
         }
         if normal(name) == normal(&package.name) {
@@ -234,13 +374,19 @@ fn pip_integrity(package: &Package, report: &[u8]) -> Result<Value, FetchError> 
     }
     match found {
         Some(v) if v == package.version => {}
-        Some(v) => {
-            return Err(format!(
-                "pip installed {} {v}, not the version asked for ({})",
-                package.name, package.version
-            ));
+        Some(installed) => {
+            return Err(FetchError::OtherVersion {
+                manager: "pip",
+                package: package.name.clone(),
+                installed,
+                asked: package.version.clone(),
+            });
         }
-        None => return Err(format!("pip's report does not list {}", package.name)),
+        None => {
+            return Err(FetchError::NotListed {
+                package: package.name.clone(),
+            });
+        }
     }
     Ok(json!({
         "registry": "pypi",
@@ -277,10 +423,10 @@ async fn run(mut cmd: tokio::process::Command, what: &str) -> Result<(), FetchEr
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| format!("{what}: could not start: {e}"))?;
+    let out = cmd.output().await.map_err(|source| FetchError::Start {
+        what: what.to_string(),
+        source,
+    })?;
     if out.status.success() {
         return Ok(());
     }
@@ -291,7 +437,11 @@ async fn run(mut cmd: tokio::process::Command, what: &str) -> Result<(), FetchEr
         .chars()
         .take(1200)
         .collect();
-    Err(format!("{what} failed ({}): {said}", out.status))
+    Err(FetchError::Failed {
+        what: what.to_string(),
+        status: out.status,
+        said,
+    })
 }
 
 #[cfg(test)]
@@ -312,10 +462,10 @@ mod tests {
             json!({"packages": {"": {}, "node_modules/@s/p": {"version": "1.0.0", "integrity": "sha512-a"},
                                   "node_modules/dep": {"version": "2.0.0"}}}),
         );
-        let e = npm_integrity(&package, &dir).unwrap_err();
+        let e = npm_integrity(&package, &dir).unwrap_err().to_string();
         assert!(e.contains("node_modules/dep has no integrity hash"), "{e}");
         write(json!({"packages": {"node_modules/@s/p": {"version": "1.0.1", "integrity": "sha512-a"}}}));
-        let e = npm_integrity(&package, &dir).unwrap_err();
+        let e = npm_integrity(&package, &dir).unwrap_err().to_string();
         assert!(e.contains("not the version asked for"), "{e}");
         write(json!({"packages": {"node_modules/@s/p": {"version": "1.0.0", "integrity": "sha512-a"}}}));
         let record = npm_integrity(&package, &dir).unwrap();
@@ -345,7 +495,9 @@ mod tests {
             pip_integrity(&package, report(&right).as_bytes()).unwrap()["sha256"],
             right
         );
-        let e = pip_integrity(&package, report(&"0".repeat(64)).as_bytes()).unwrap_err();
+        let e = pip_integrity(&package, report(&"0".repeat(64)).as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("refused"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -181,7 +181,7 @@ impl Runtime {
 
         let integrity = fetch::fetch(&package, &self.settings.mcp_packages, &bundle)
             .await
-            .map_err(failed)?;
+            .map_err(|e| failed(e.to_string()))?;
         let (command, env) = manifest::command(&package, &bundle, &launch).map_err(failed)?;
         let name = request
             .name
