@@ -47,7 +47,8 @@ async fn an_earlier_revision_the_client_speaks_is_accepted() {
         );
         let version = h.rt.store().version(&name, "1.0.0").await.unwrap().unwrap();
         let facts = version.install_info.unwrap();
-        assert_eq!(facts["protocol_version"], answer, "{facts}");
+        let listed = facts.listed_tools().unwrap();
+        assert_eq!(listed.protocol_version, Some(json!(answer)), "{facts:?}");
     }
 }
 

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::access::Role;
 use crate::execution::{ExecutionStatus, NetworkPolicy, ResourceLimits};
+use crate::install::InstallFacts;
 use crate::lifecycle::{ImportOutcome, ToolStatus};
 use crate::permissions::{Grant, Permissions, Widening};
 use crate::upgrade::Change;
@@ -284,7 +285,7 @@ pub struct ToolInstalled {
     /// The state volume's path.
     pub volume: String,
     /// What the backend's install found.
-    pub install: Value,
+    pub install: InstallFacts,
 }
 
 /// `tool.reinstalled`.
@@ -293,9 +294,9 @@ pub struct ToolReinstalled {
     /// The serving version.
     pub version: String,
     /// What the backend's install found now.
-    pub install: Value,
+    pub install: InstallFacts,
     /// What it found before.
-    pub previous_install: Option<Value>,
+    pub previous_install: Option<InstallFacts>,
 }
 
 /// `tool.disabled`, `tool.enabled`, `tool.revoked`.

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::{Value, json};
+use slovo_core::install::{InstallFacts, McpFacts};
 use slovo_core::manifest::{Execution, McpTransport};
 use slovo_sandbox::InstallRequest;
 use tracing::info;
@@ -334,21 +335,17 @@ impl Runtime {
             state_dir: bundle.with_file_name("state"),
         };
         let info = backend.install(&request).await.map_err(|e| e.to_string())?;
-        if let Some(refusal) = info.get("refusal").and_then(Value::as_str) {
+        if let InstallFacts::Mcp(McpFacts::Refused { refusal, .. }) = &info {
             return Err(format!(
                 "the sandbox cannot run the server to list its tools: {refusal}"
             ));
         }
-        let tools = info
-            .get("tools")
-            .and_then(Value::as_array)
-            .cloned()
-            .ok_or("the server's tool list was not read")?;
+        let listed = info.listed_tools().ok_or("the server's tool list was not read")?;
         let server = json!({
-            "protocol_version": info.get("protocol_version"),
-            "server_info": info.get("server_info"),
+            "protocol_version": listed.protocol_version,
+            "server_info": listed.server_info,
         });
-        Ok((server, tools))
+        Ok((server, listed.tools.clone()))
     }
 }
 

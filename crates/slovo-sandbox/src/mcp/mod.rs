@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
+use slovo_core::install::{InstallFacts, McpFacts};
 use slovo_core::manifest::{Execution, McpTransport};
 
 pub use conversation::{PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
@@ -111,7 +112,7 @@ impl McpBackend {
         self
     }
 
-    async fn install_remote(&self, request: &InstallRequest) -> Result<Value, String> {
+    async fn install_remote(&self, request: &InstallRequest) -> Result<InstallFacts, String> {
         #[cfg(feature = "http")]
         {
             over_http::install(&self.remote, request)
@@ -405,7 +406,7 @@ impl Backend for McpBackend {
         "mcp"
     }
 
-    async fn install(&self, request: &InstallRequest) -> Result<Value, BackendError> {
+    async fn install(&self, request: &InstallRequest) -> Result<InstallFacts, BackendError> {
         let fail = |reason: String| BackendError::Install {
             tool: request.tool.clone(),
             reason,
@@ -431,21 +432,20 @@ impl Backend for McpBackend {
         }
         if let Some(refusal) = self.process.refusal() {
             // Calls will be refused with this reason (recorded); approval still stands.
-            return Ok(json!({"transport": "stdio", "program": first, "refusal": refusal}));
+            return Ok(InstallFacts::Mcp(McpFacts::Refused {
+                program: first,
+                refusal: refusal.to_string(),
+            }));
         }
         let (server, tools) = self.list_tools(request, &program).await.map_err(|e| {
             fail(format!(
                 "the server did not list its tools when started in its sandbox: {e}"
             ))
         })?;
-        Ok(json!({
-            "transport": "stdio",
-            "program": first,
-            "system_paths": program.system_paths,
-            "protocol_version": server.get("protocolVersion"),
-            "server_info": server.get("serverInfo"),
-            "tools_sha256": pin::digest(&tools),
-            "tools": tools,
+        Ok(InstallFacts::Mcp(McpFacts::Stdio {
+            program: first,
+            system_paths: program.system_paths,
+            listed: pin::listed(&server, tools),
         }))
     }
 
@@ -497,7 +497,7 @@ impl Backend for McpBackend {
             return Outcome::failed(e);
         }
         let Some(pool) = &self.pool else {
-            let pinned = pin::pinned(spec.install_info.as_ref());
+            let pinned = pin::pinned(spec);
             return self.run_cold(spec, &program, tool, arguments, pinned).await;
         };
         let key = pool::key_of(spec, &program);
@@ -513,7 +513,7 @@ impl Backend for McpBackend {
                 )
                 .await;
         }
-        let pinned = pin::pinned(spec.install_info.as_ref());
+        let pinned = pin::pinned(spec);
         let outcome = self
             .run_cold(spec, &program, tool, arguments, pinned.clone())
             .await;
