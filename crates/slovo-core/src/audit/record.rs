@@ -295,8 +295,9 @@ pub struct ToolReinstalled {
     pub version: String,
     /// What the backend's install found now.
     pub install: InstallFacts,
-    /// What it found before.
-    pub previous_install: Option<InstallFacts>,
+    /// What it found before (boxed: two install records would make every audit record as
+    /// large as this one).
+    pub previous_install: Option<Box<InstallFacts>>,
 }
 
 /// `tool.disabled`, `tool.enabled`, `tool.revoked`.

@@ -112,7 +112,7 @@ impl Runtime {
             &AuditRecord::ToolReinstalled(ToolReinstalled {
                 version: version.clone(),
                 install: info,
-                previous_install: previous,
+                previous_install: previous.map(Box::new),
             }),
         )
         .await?;
