@@ -6,8 +6,9 @@ use serde::Serialize;
 use serde_json::json;
 use slovo_core::time::to_rfc3339;
 use slovo_runtime::ExecutionView;
-use slovo_runtime::{AuditReport, ImportReport, ToolSummary, ToolView};
-use slovo_store::{TokenRow, ToolRow};
+use slovo_runtime::{
+    AuditReport, DiscoveryRequestView, ImportReport, TokenView, ToolStateView, ToolSummary, ToolView,
+};
 
 fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
@@ -224,8 +225,10 @@ pub fn tool(v: &ToolView, json: bool) -> anyhow::Result<()> {
             ver.version, ver.state, ver.imported_at, ver.source
         );
         if let Some(change) = &ver.tool_list_changed {
-            let difference = change["difference"].as_str().unwrap_or_default();
-            println!("      the server's tool list changed; waits for approval again: {difference}");
+            println!(
+                "      the server's tool list changed; waits for approval again: {}",
+                change.difference
+            );
         }
     }
     if let Some(vol) = &v.volume {
@@ -288,7 +291,7 @@ fn chain_section(c: &slovo_runtime::ChainView, net: &dyn Fn(bool, &[slovo_core::
     println!("  chain approval: {}", c.approval);
 }
 
-pub fn status(t: &ToolRow, json: bool) -> anyhow::Result<()> {
+pub fn status(t: &ToolStateView, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(t);
     }
@@ -431,7 +434,7 @@ pub fn new_token(t: &slovo_runtime::NewToken, json: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub fn tokens(list: &[TokenRow], json: bool) -> anyhow::Result<()> {
+pub fn tokens(list: &[TokenView], json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&list);
     }
@@ -595,7 +598,7 @@ pub fn resolution(r: &slovo_runtime::ResolveOutcome, json: bool) -> anyhow::Resu
     Ok(())
 }
 
-pub fn discovery_requests(list: &[slovo_store::DiscoveryRow], json: bool) -> anyhow::Result<()> {
+pub fn discovery_requests(list: &[DiscoveryRequestView], json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&list);
     }

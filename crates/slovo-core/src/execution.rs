@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::install::InstallFacts;
 use crate::manifest::{ApiRequirements, Capability, Execution};
 use crate::permissions::{Grant, HostPattern};
 use crate::secrets::Secrets;
@@ -222,7 +223,7 @@ pub struct SandboxSpec {
     pub secrets: Secrets,
     /// What the backend's install step reported for this version (an image digest, an
     /// artifact key), so that a call can refuse to run something other than what was approved.
-    pub install_info: Option<Value>,
+    pub install_info: Option<InstallFacts>,
     /// Proof of [`SandboxSpec::from_grant`]: it cannot be written outside this module.
     #[serde(skip)]
     from_grant: FromGrant,

@@ -9,6 +9,7 @@
 //!   ([`Grant`]), and the rules that compare them.
 //! - [`lifecycle`]: the tool states and the transitions between them.
 //! - [`execution`]: the sandbox spec a backend receives and the outcome it returns.
+//! - [`install`]: what installing a version found, one shape per backend.
 //! - [`audit`]: the hash chain of the audit trail.
 //! - [`upgrade`]: what a new version changes in the program that runs, and when that needs
 //!   approval again.
@@ -21,6 +22,7 @@
 pub mod access;
 pub mod audit;
 pub mod execution;
+pub mod install;
 pub mod lifecycle;
 pub mod manifest;
 pub mod net;

@@ -181,8 +181,17 @@ impl slovo_sandbox::Backend for NoopMcp {
     fn kind(&self) -> &'static str {
         "mcp"
     }
-    async fn install(&self, _: &slovo_sandbox::InstallRequest) -> Result<Value, slovo_sandbox::BackendError> {
-        Ok(json!({}))
+    async fn install(
+        &self,
+        _: &slovo_sandbox::InstallRequest,
+    ) -> Result<slovo_core::install::InstallFacts, slovo_sandbox::BackendError> {
+        // Starts no server, so it lists no tools and pins none.
+        Ok(slovo_core::install::InstallFacts::Mcp(
+            slovo_core::install::McpFacts::Refused {
+                program: "noop".into(),
+                refusal: "a no-op backend starts no server".into(),
+            },
+        ))
     }
     async fn run(&self, _: &slovo_core::execution::SandboxSpec) -> slovo_core::execution::Outcome {
         slovo_core::execution::Outcome {

@@ -58,8 +58,14 @@ impl Backend for NoopBackend {
     async fn install(
         &self,
         _: &slovo_sandbox::InstallRequest,
-    ) -> Result<serde_json::Value, slovo_sandbox::BackendError> {
-        Ok(json!({}))
+    ) -> Result<slovo_core::install::InstallFacts, slovo_sandbox::BackendError> {
+        Ok(slovo_core::install::InstallFacts::Docker(
+            slovo_core::install::DockerFacts::Deferred(slovo_core::install::DockerDeferred {
+                image: "noop".into(),
+                entrypoint: None,
+                reason: "a no-op backend pins no image".into(),
+            }),
+        ))
     }
     async fn run(&self, _: &SandboxSpec) -> slovo_core::execution::Outcome {
         slovo_core::execution::Outcome {

@@ -12,7 +12,7 @@ use slovo_core::time::now_ms;
 use slovo_store::TokenRow;
 
 use crate::audit_record::AppendRecord;
-use crate::{Actor, Result, Runtime, RuntimeError};
+use crate::{Actor, Result, Runtime, RuntimeError, TokenView};
 
 /// How often `last_used_at` is refreshed at most (ms).
 const TOUCH_INTERVAL_MS: i64 = 60_000;
@@ -22,8 +22,8 @@ const TOUCH_INTERVAL_MS: i64 = 60_000;
 pub struct NewToken {
     /// The full token, to hand to its user.
     pub token: String,
-    /// Its stored record.
-    pub record: TokenRow,
+    /// Its record, as `token list` shows it.
+    pub record: TokenView,
 }
 
 pub(crate) fn random_hex(bytes: usize) -> Result<String> {
@@ -76,13 +76,19 @@ impl Runtime {
         tx.commit().await?;
         Ok(NewToken {
             token: format!("slv_{id}_{secret}"),
-            record,
+            record: record.into(),
         })
     }
 
     /// Every token (without secrets).
-    pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
-        Ok(self.store.tokens().await?)
+    pub async fn tokens(&self) -> Result<Vec<TokenView>> {
+        Ok(self
+            .store
+            .tokens()
+            .await?
+            .into_iter()
+            .map(TokenView::from)
+            .collect())
     }
 
     /// Revokes a token.

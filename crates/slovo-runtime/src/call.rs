@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use slovo_core::audit::AuditRecord;
 use slovo_core::audit::record::CallFinished;
 use slovo_core::execution::{CallTarget, ExecutionStatus, Outcome, SandboxSpec};
+use slovo_core::install::InstallFacts;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::{Capability, Execution, Manifest, parse_manifest};
 use slovo_core::permissions::Grant;
@@ -586,7 +587,7 @@ pub(crate) struct Serving {
     compiled: Arc<CompiledTool>,
     bundle_dir: Option<PathBuf>,
     state_dir: PathBuf,
-    install_info: Option<Value>,
+    install_info: Option<InstallFacts>,
     secrets: Secrets,
 }
 

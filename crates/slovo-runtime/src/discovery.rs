@@ -23,7 +23,7 @@ use slovo_store::{DiscoveryRow, DiscoveryStatus};
 use tracing::{info, warn};
 
 use crate::audit_record::AppendRecord;
-use crate::{Actor, Result, Runtime, RuntimeError};
+use crate::{Actor, DiscoveryRequestView, Result, Runtime, RuntimeError};
 
 /// How many candidates `resolve` returns by default.
 pub const DEFAULT_RESOLVE_LIMIT: usize = 5;
@@ -251,15 +251,17 @@ impl Runtime {
     }
 
     /// Every discovery request, oldest first.
-    pub async fn discovery_requests(&self) -> Result<Vec<DiscoveryRow>> {
-        Ok(self.store.discovery_requests(None).await?)
+    pub async fn discovery_requests(&self) -> Result<Vec<DiscoveryRequestView>> {
+        let rows = self.store.discovery_requests(None).await?;
+        Ok(rows.into_iter().map(DiscoveryRequestView::from).collect())
     }
 
     /// One discovery request.
-    pub async fn discovery_request(&self, id: &str) -> Result<DiscoveryRow> {
+    pub async fn discovery_request(&self, id: &str) -> Result<DiscoveryRequestView> {
         self.store
             .discovery_request(id)
             .await?
+            .map(DiscoveryRequestView::from)
             .ok_or_else(|| RuntimeError::NotFound {
                 what: "discovery request",
                 name: id.to_string(),
@@ -269,7 +271,7 @@ impl Runtime {
     /// The person does not want what a request asks for (or what it found): the request
     /// becomes `rejected`, and its proposal, if still waiting for approval, is revoked.
     /// Rejecting a rejected request changes nothing.
-    pub async fn reject_request(&self, id: &str, actor: &Actor) -> Result<DiscoveryRow> {
+    pub async fn reject_request(&self, id: &str, actor: &Actor) -> Result<DiscoveryRequestView> {
         let mut tx = self.store.begin().await?;
         let current = tx
             .discovery_request(id)
@@ -280,7 +282,7 @@ impl Runtime {
             })?;
         if current.status == DiscoveryStatus::Rejected {
             tx.rollback().await?;
-            return Ok(current);
+            return Ok(current.into());
         }
         let row = DiscoveryRow {
             status: DiscoveryStatus::Rejected,
@@ -307,7 +309,7 @@ impl Runtime {
         if let Some(tool) = &row.proposal_tool {
             self.withdraw_proposal(tool, actor).await?;
         }
-        Ok(row)
+        Ok(row.into())
     }
 
     /// One pass of the discovery worker: requeues searches abandoned for longer than

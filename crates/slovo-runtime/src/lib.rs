@@ -75,12 +75,14 @@ pub use semantic::{EmbedFailure, Embedder, FUSED_RANKER, RankingReport, probe as
 pub use signin_links::{DEFAULT_SIGNIN_LINK_TTL, SigninLink};
 pub use slovo_bundle::{BUNDLE_MANIFEST_NAMES, BundleRefusal};
 pub use slovo_discovery::sources::SourceConfig;
-pub use views::{AuditReport, ToolSummary, ToolView, VersionView};
+pub use views::{
+    AuditReport, DiscoveryRequestView, TokenView, ToolStateView, ToolSummary, ToolView, VersionView,
+};
 // What the front ends name of the layers below, so that they depend on the runtime alone: the
-// ingester's options and the dashboard's session row (executions and tools have views of their
-// own).
+// ingester's options, the dashboard's session row and the status of a discovery request
+// (executions, tools, tokens and discovery requests have views of their own).
 pub use slovo_openapi as openapi;
-pub use slovo_store::SessionRow;
+pub use slovo_store::{DiscoveryStatus, SessionRow};
 
 /// Result of a runtime operation.
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

@@ -6,11 +6,12 @@
 //! - a call refused because the server answered differently sends the version back to
 //!   approval, with the difference on the audit trail and on the version's install record.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use slovo_core::audit::AuditRecord;
 use slovo_core::audit::record::ToolListChanged;
+use slovo_core::install::{InstallFacts, ToolListChangedNote};
 use slovo_core::lifecycle::ToolStatus;
-use slovo_core::manifest::{Execution, Manifest};
+use slovo_core::manifest::Manifest;
 use slovo_core::time::now_ms;
 use slovo_sandbox::mcp::{ToolListChange, tool_list_difference, tools_digest};
 use slovo_store::ToolRow;
@@ -23,32 +24,30 @@ use crate::{Actor, Result, Runtime, RuntimeError};
 /// package, its integrity, the server's `initialize` answer and its tool list.
 pub const MCP_IMPORT_RECORD: &str = "slovo-mcp.json";
 
-/// Where an install record keeps a change found by a call, until a new approval.
-const CHANGED: &str = "tool_list_changed";
-
 impl Runtime {
     /// Checks the tool list an MCP server listed at install (`info`) against the one the person
-    /// approved; any other tool passes. `stored` is the version's install record so far.
+    /// approved; any other install (one that listed no tools) passes. `stored` is the version's
+    /// install record so far.
     pub(crate) fn check_mcp_pin(
         &self,
         manifest: &Manifest,
         bundle_dir: Option<&std::path::Path>,
-        stored: Option<&Value>,
-        info: &Value,
+        stored: Option<&InstallFacts>,
+        info: &InstallFacts,
     ) -> Result<()> {
-        if !matches!(manifest.execution, Some(Execution::Mcp { .. })) || info.get("tools").is_none() {
+        let Some(listed) = info.listed_tools() else {
             return Ok(());
-        }
+        };
         let refuse = |reason: String| RuntimeError::Install {
             tool: manifest.name.clone(),
             reason,
         };
-        let served_sha = info.get("tools_sha256").and_then(Value::as_str).unwrap_or("");
+        let served_sha = listed.tools_sha256.as_str();
+        let stored = stored.and_then(InstallFacts::listed_tools);
         // A new approval after a change holds the server to the list that was shown.
         if let Some(shown) = stored
-            .and_then(|s| s.get(CHANGED))
-            .and_then(|c| c.get("served_sha256"))
-            .and_then(Value::as_str)
+            .and_then(|s| s.tool_list_changed.as_ref())
+            .map(|c| c.served_sha256.as_str())
         {
             if shown != served_sha {
                 return Err(refuse(format!(
@@ -59,18 +58,14 @@ impl Runtime {
             }
             return Ok(());
         }
-        let served = info
-            .get("tools")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let reference = match stored.and_then(|s| s.get("tools")).and_then(Value::as_array) {
+        let served = &listed.tools;
+        let reference = match stored {
             // A reinstall: the pinned list.
-            Some(pinned) => Some((pinned.clone(), "the list pinned at approval")),
+            Some(pinned) => Some((pinned.tools.clone(), "the list pinned at approval")),
             None => read_import_record(bundle_dir)?.map(|tools| (tools, "the list shown at import")),
         };
         if let Some((expected, which)) = reference
-            && let Some(difference) = tool_list_difference(&expected, &served)
+            && let Some(difference) = tool_list_difference(&expected, served)
         {
             return Err(refuse(format!(
                 "the server's tool list differs from {which}: {difference}"
@@ -99,25 +94,28 @@ impl Runtime {
         let Some(row) = tx.version(tool, version).await? else {
             return Ok(());
         };
-        let mut info = row.install_info.clone().unwrap_or_else(|| json!({}));
-        let known = info
-            .get(CHANGED)
-            .and_then(|c| c.get("served_sha256"))
-            .and_then(Value::as_str)
-            == Some(change.served_sha256.as_str());
+        let mut info = row.install_info.clone();
+        // A call is refused for a changed list only against the list its install pinned, so
+        // the record has one; without it there is nowhere to note the change but the trail.
+        let listed = info.as_mut().and_then(InstallFacts::listed_tools_mut);
+        let known = listed
+            .as_ref()
+            .and_then(|l| l.tool_list_changed.as_ref())
+            .is_some_and(|c| c.served_sha256 == change.served_sha256);
         if !serving || (known && current.pending_version.as_deref() == Some(version)) {
             tx.rollback().await?;
             return Ok(());
         }
-        let recorded = json!({
-            "difference": change.difference,
-            "served_sha256": change.served_sha256,
-            "at": now_ms(),
-        });
-        if let Some(obj) = info.as_object_mut() {
-            obj.insert(CHANGED.into(), recorded.clone());
+        if let Some(listed) = listed {
+            listed.tool_list_changed = Some(ToolListChangedNote {
+                difference: change.difference.clone(),
+                served_sha256: change.served_sha256.clone(),
+                at: now_ms(),
+            });
         }
-        tx.set_install_info(tool, version, &info).await?;
+        if let Some(info) = &info {
+            tx.set_install_info(tool, version, info).await?;
+        }
         let pending = ToolRow {
             pending_version: Some(version.to_string()),
             revision: current.revision + 1,

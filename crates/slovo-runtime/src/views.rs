@@ -1,12 +1,16 @@
-//! Read models: what `tool list`, `tool show`, `executions` and `audit verify` report.
+//! Read models: what `tool list`, `tool show`, `executions`, `audit verify`, a status change,
+//! `token list` and `discover list` report. Each front end serialises these, never a store row,
+//! so the CLI's `--json`, REST and MCP answer in one shape.
 
 use serde::Serialize;
 use serde_json::Value;
+use slovo_core::access::Role;
+use slovo_core::install::{InstallFacts, ToolListChangedNote};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::{Grant, Permissions, Widening};
 use slovo_core::secrets::secrets_used;
 use slovo_core::upgrade::{Change, Program, changes_what_runs};
-use slovo_store::{ToolRow, VolumeRow};
+use slovo_store::{DiscoveryRow, DiscoveryStatus, TokenRow, ToolRow, VolumeRow};
 
 use crate::{Result, Runtime, RuntimeError};
 
@@ -29,6 +33,137 @@ pub struct ToolSummary {
     pub description: String,
 }
 
+/// Where a tool's lifecycle stands after a status change (`disable`, `enable`, `revoke`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolStateView {
+    /// The tool.
+    pub name: String,
+    /// Its lifecycle status.
+    pub status: ToolStatus,
+    /// The version that serves calls (set at approval).
+    pub active_version: Option<String>,
+    /// A newer version waiting for approval.
+    pub pending_version: Option<String>,
+    /// The id of the grant in force.
+    pub grant_id: Option<i64>,
+    /// Bumped on every change of the tool.
+    pub revision: i64,
+    /// First import (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+impl From<ToolRow> for ToolStateView {
+    fn from(row: ToolRow) -> ToolStateView {
+        let ToolRow {
+            name,
+            status,
+            active_version,
+            pending_version,
+            grant_id,
+            revision,
+            created_at,
+            updated_at,
+        } = row;
+        ToolStateView {
+            name,
+            status,
+            active_version,
+            pending_version,
+            grant_id,
+            revision,
+            created_at,
+            updated_at,
+        }
+    }
+}
+
+/// An API token as listed: never its secret, nor the hash of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenView {
+    /// Public identifier (part of the token).
+    pub id: String,
+    /// What it may do.
+    pub role: Role,
+    /// A person's note on what it is for.
+    pub label: Option<String>,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Last used (Unix ms), updated at most once a minute.
+    pub last_used_at: Option<i64>,
+    /// Revoked (Unix ms).
+    pub revoked_at: Option<i64>,
+}
+
+impl From<TokenRow> for TokenView {
+    fn from(row: TokenRow) -> TokenView {
+        let TokenRow {
+            id,
+            role,
+            token_hash: _,
+            label,
+            created_at,
+            last_used_at,
+            revoked_at,
+        } = row;
+        TokenView {
+            id,
+            role,
+            label,
+            created_at,
+            last_used_at,
+            revoked_at,
+        }
+    }
+}
+
+/// A request to find a tool for a need no installed tool serves.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiscoveryRequestView {
+    /// Id (UUID v7).
+    pub id: String,
+    /// The need, in the person's or planner's words.
+    pub description: String,
+    /// Where it stands.
+    pub status: DiscoveryStatus,
+    /// What the worker found: the chosen candidate, the runners-up, the sources.
+    pub result: Option<Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The tool proposed for it (`pending_approval` until the person decides).
+    pub proposal_tool: Option<String>,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+impl From<DiscoveryRow> for DiscoveryRequestView {
+    fn from(row: DiscoveryRow) -> DiscoveryRequestView {
+        let DiscoveryRow {
+            id,
+            description,
+            status,
+            result,
+            error,
+            proposal_tool,
+            created_at,
+            updated_at,
+        } = row;
+        DiscoveryRequestView {
+            id,
+            description,
+            status,
+            result,
+            error,
+            proposal_tool,
+            created_at,
+            updated_at,
+        }
+    }
+}
+
 /// One version in `tool show`.
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionView {
@@ -45,7 +180,7 @@ pub struct VersionView {
     /// An MCP server that answered a call with another tool list than the one approved: the
     /// difference and the digest of what it served (the version waits for approval again).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_list_changed: Option<serde_json::Value>,
+    pub tool_list_changed: Option<ToolListChangedNote>,
     /// What the analysis of the OpenAPI document it came from noted: `{"by": "offline" |
     /// "llm:<model>", "notes": [{"capability", "note"}]}`. Unverified words, to be shown inert.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,7 +321,7 @@ impl Runtime {
                     (
                         row.and_then(|r| r.bundle_digest.as_deref()),
                         row.and_then(|r| r.install_info.as_ref())
-                            .and_then(crate::lifecycle::pinned_image),
+                            .and_then(InstallFacts::pinned_image),
                     )
                 };
                 let old = self.manifest(name, serving).await?;
@@ -223,8 +358,8 @@ impl Runtime {
                 tool_list_changed: v
                     .install_info
                     .as_ref()
-                    .and_then(|i| i.get("tool_list_changed"))
-                    .cloned(),
+                    .and_then(InstallFacts::listed_tools)
+                    .and_then(|listed| listed.tool_list_changed.clone()),
                 digest: v.digest,
                 source: v.source_name,
                 analysis: v.analysis,

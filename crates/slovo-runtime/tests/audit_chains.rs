@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use slovo_core::audit::{AuditEvent, ChainError, event_hash, kinds};
 use slovo_core::execution::{ExecutionStatus, Outcome, SandboxSpec};
+use slovo_core::install::{DockerDeferred, DockerFacts, InstallFacts};
 use slovo_core::permissions::Narrowing;
 use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime, RuntimeError};
 use slovo_sandbox::{Backend, BackendError, Backends, InstallRequest};
@@ -26,8 +27,12 @@ impl Backend for Echo {
     fn kind(&self) -> &'static str {
         "docker"
     }
-    async fn install(&self, r: &InstallRequest) -> Result<Value, BackendError> {
-        Ok(json!({"installed": r.version}))
+    async fn install(&self, r: &InstallRequest) -> Result<InstallFacts, BackendError> {
+        Ok(InstallFacts::Docker(DockerFacts::Deferred(DockerDeferred {
+            image: "test".into(),
+            entrypoint: None,
+            reason: format!("installed {}", r.version),
+        })))
     }
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
         Outcome {

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use slovo_core::audit::checkpoint::{CheckpointSigner, line_hash};
 use slovo_core::audit::{AuditEvent, ChainError, GENESIS_HASH, event_hash};
 use slovo_core::execution::{ExecutionStatus, Outcome, SandboxSpec};
+use slovo_core::install::{DockerDeferred, DockerFacts, InstallFacts};
 use slovo_core::permissions::Narrowing;
 use slovo_runtime::{
     Actor, AuditReport, CHECKPOINT_EVERY_EVENTS, CHECKPOINT_KEY_FILE, CHECKPOINT_LOG_FILE, CallRequest,
@@ -31,8 +32,12 @@ impl Backend for Echo {
     fn kind(&self) -> &'static str {
         "docker"
     }
-    async fn install(&self, r: &InstallRequest) -> Result<Value, BackendError> {
-        Ok(json!({"installed": r.version}))
+    async fn install(&self, r: &InstallRequest) -> Result<InstallFacts, BackendError> {
+        Ok(InstallFacts::Docker(DockerFacts::Deferred(DockerDeferred {
+            image: "test".into(),
+            entrypoint: None,
+            reason: format!("installed {}", r.version),
+        })))
     }
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
         Outcome {

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde_json::json;
 use slovo_core::execution::{ExecutionStatus, NetworkDenial, Outcome, SandboxSpec};
+use slovo_core::install::{DockerDeferred, DockerFacts, InstallFacts};
 use slovo_core::permissions::Narrowing;
 use slovo_runtime::{Actor, ImportSource, Runtime};
 use slovo_sandbox::{Backend, BackendError, Backends, InstallRequest};
@@ -20,8 +21,12 @@ impl Backend for DenyingBackend {
     fn kind(&self) -> &'static str {
         "docker"
     }
-    async fn install(&self, _: &InstallRequest) -> Result<Value, BackendError> {
-        Ok(json!({}))
+    async fn install(&self, _: &InstallRequest) -> Result<InstallFacts, BackendError> {
+        Ok(InstallFacts::Docker(DockerFacts::Deferred(DockerDeferred {
+            image: "test".into(),
+            entrypoint: None,
+            reason: "a test backend pins no image".into(),
+        })))
     }
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
         let network_denials = if spec.network.allows_network() {

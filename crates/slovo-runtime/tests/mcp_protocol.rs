@@ -49,7 +49,8 @@ async fn an_earlier_revision_the_client_speaks_is_accepted() {
         );
         let version = h.rt.store().version(&name, "1.0.0").await.unwrap().unwrap();
         let facts = version.install_info.unwrap();
-        assert_eq!(facts["protocol_version"], answer, "{facts}");
+        let listed = facts.listed_tools().unwrap();
+        assert_eq!(listed.protocol_version, Some(json!(answer)), "{facts:?}");
     }
 }
 
@@ -95,9 +96,14 @@ async fn a_server_of_the_stateless_revision_alone_is_approved_and_called_in_it()
     // Approval opened the server with `server/discover` and recorded what it learned.
     let version = h.rt.store().version("stateless", "1.0.0").await.unwrap().unwrap();
     let facts = version.install_info.unwrap();
-    assert_eq!(facts["protocol_version"], "2026-07-28", "{facts}");
-    assert_eq!(facts["server_info"]["name"], "stateless", "{facts}");
-    assert_eq!(facts["tools"][0]["name"], "probe", "{facts}");
+    let listed = facts.listed_tools().unwrap();
+    assert_eq!(listed.protocol_version, Some(json!("2026-07-28")), "{facts:?}");
+    assert_eq!(
+        listed.server_info.as_ref().unwrap()["name"],
+        "stateless",
+        "{facts:?}"
+    );
+    assert_eq!(listed.tools[0]["name"], "probe", "{facts:?}");
 
     // The server refuses any request without the client's context in its `_meta`: the call
     // succeeding means `tools/list` (the pin) and `tools/call` carried it.

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use slovo_core::execution::{ExecutionStatus, NetworkPolicy, Outcome, SandboxSpec};
+use slovo_core::install::{DockerDeferred, DockerFacts, InstallFacts};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::{HostPattern, Narrowing};
 use slovo_runtime::ExecutionFilter;
@@ -29,12 +30,16 @@ impl Backend for RecordingBackend {
     fn kind(&self) -> &'static str {
         "docker"
     }
-    async fn install(&self, r: &InstallRequest) -> Result<Value, BackendError> {
+    async fn install(&self, r: &InstallRequest) -> Result<InstallFacts, BackendError> {
         self.installs
             .lock()
             .unwrap()
             .push(format!("{} {}", r.tool, r.version));
-        Ok(json!({"installed": r.version}))
+        Ok(InstallFacts::Docker(DockerFacts::Deferred(DockerDeferred {
+            image: "test".into(),
+            entrypoint: None,
+            reason: format!("installed {}", r.version),
+        })))
     }
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
         self.specs.lock().unwrap().push(spec.clone());
@@ -1045,8 +1050,11 @@ async fn reinstall_prepares_the_serving_version_again_under_the_same_grant() {
             .collect();
         assert_eq!(reinstalled.len(), 2, "{}", h.label);
         assert_eq!(reinstalled[0]["version"], "1.0.0");
-        assert_eq!(reinstalled[0]["install"], json!({"installed": "1.0.0"}));
-        assert_eq!(reinstalled[0]["previous_install"], json!({"installed": "1.0.0"}));
+        assert_eq!(reinstalled[0]["install"]["deferred"], json!("installed 1.0.0"));
+        assert_eq!(
+            reinstalled[0]["previous_install"]["deferred"],
+            json!("installed 1.0.0")
+        );
         h.rt.verify_audit().await.unwrap();
     }
 }

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use slovo_core::execution::{ExecutionStatus, Outcome, SandboxSpec};
+use slovo_core::install::{DockerDeferred, DockerFacts, DockerPinned, InstallFacts};
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::Narrowing;
 use slovo_runtime::{Actor, CallRequest, ImportOutcome, ImportReport, ImportSource, Runtime};
@@ -256,12 +257,23 @@ impl Backend for Recording {
     fn kind(&self) -> &'static str {
         self.kind
     }
-    async fn install(&self, r: &InstallRequest) -> Result<Value, BackendError> {
+    async fn install(&self, r: &InstallRequest) -> Result<InstallFacts, BackendError> {
         self.installs.lock().unwrap().push(r.version.clone());
-        Ok(match self.pin.lock().unwrap().clone() {
-            Some(id) => json!({"installed": r.version, "image_id": id}),
-            None => json!({"installed": r.version}),
-        })
+        // As a Docker install records it: the image id pinned, or why none was.
+        Ok(InstallFacts::Docker(match self.pin.lock().unwrap().clone() {
+            Some(id) => DockerFacts::Pinned(DockerPinned {
+                image: "test".into(),
+                image_id: id,
+                repo_digests: vec![],
+                entrypoint: None,
+                user: format!("installed {}", r.version),
+            }),
+            None => DockerFacts::Deferred(DockerDeferred {
+                image: "test".into(),
+                entrypoint: None,
+                reason: format!("installed {}", r.version),
+            }),
+        }))
     }
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
         Outcome {
@@ -338,7 +350,11 @@ async fn a_new_docker_image_of_a_networked_tool_waits_uninstalled() {
         assert_eq!(r.changes, vec![]);
         assert_eq!(backend.installed(), vec!["1.0.0", "1.1.0", "1.2.0"]);
         let v = rt.store().version("dict", "1.2.0").await.unwrap().unwrap();
-        assert_eq!(v.install_info, Some(json!({"installed": "1.2.0"})), "{label}");
+        assert_eq!(
+            v.install_info.as_ref().and_then(InstallFacts::deferred),
+            Some("installed 1.2.0"),
+            "{label}"
+        );
         rt.verify_audit().await.unwrap();
     }
 }

@@ -32,6 +32,7 @@ use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 use slovo_core::execution::{ExecutionStatus, NetworkPolicy, Outcome, SandboxSpec};
+use slovo_core::install::{HttpFacts, InstallFacts};
 use slovo_core::net::PublicPolicy;
 
 use crate::{Backend, BackendError, InstallRequest};
@@ -816,8 +817,10 @@ impl Backend for HttpBackend {
         "http"
     }
 
-    async fn install(&self, request: &InstallRequest) -> Result<Value, BackendError> {
-        Ok(json!({"runtime": "http", "tool": request.tool}))
+    async fn install(&self, request: &InstallRequest) -> Result<InstallFacts, BackendError> {
+        Ok(InstallFacts::Http(HttpFacts {
+            tool: request.tool.clone(),
+        }))
     }
 
     async fn run(&self, spec: &SandboxSpec) -> Outcome {

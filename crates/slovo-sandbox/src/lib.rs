@@ -32,8 +32,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
 pub use slovo_core::execution::{NetworkPolicy, Outcome, ResourceLimits, SandboxSpec};
+pub use slovo_core::install::InstallFacts;
 use slovo_core::manifest::Execution;
 
 /// What a backend needs to prepare a tool version for calls.
@@ -99,8 +99,8 @@ pub trait Backend: Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// Prepares a tool version for calls (compile a module, check an image, …). Returns facts
-    /// worth recording (an image digest, an artifact path), as JSON.
-    async fn install(&self, request: &InstallRequest) -> Result<Value, BackendError>;
+    /// worth recording (an image digest, an artifact path), which its calls receive again.
+    async fn install(&self, request: &InstallRequest) -> Result<InstallFacts, BackendError>;
 
     /// Runs one call. Never panics and never returns without an outcome: a failure to start
     /// is an [`Outcome`] with status `failure` and the reason.

@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use slovo_core::access::Role;
 use slovo_core::execution::{ExecutionStatus, Outcome, SandboxSpec};
+use slovo_core::install::{DockerDeferred, DockerFacts, InstallFacts};
 use slovo_runtime::{Actor, Runtime};
 use slovo_sandbox::{Backend, BackendError, Backends, InstallRequest};
 use slovo_server::{AppState, ServerConfig};
@@ -22,8 +23,12 @@ impl Backend for SleepyBackend {
     fn kind(&self) -> &'static str {
         "docker"
     }
-    async fn install(&self, _: &InstallRequest) -> Result<Value, BackendError> {
-        Ok(json!({}))
+    async fn install(&self, _: &InstallRequest) -> Result<InstallFacts, BackendError> {
+        Ok(InstallFacts::Docker(DockerFacts::Deferred(DockerDeferred {
+            image: "test".into(),
+            entrypoint: None,
+            reason: "a test backend pins no image".into(),
+        })))
     }
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
         if let Some(ms) = spec.request["arguments"]["sleep_ms"].as_u64() {

@@ -18,6 +18,7 @@ use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient, Ser
 use serde_json::{Value, json};
 use slovo_core::access::Role;
 use slovo_core::execution::{ExecutionStatus, Outcome, SandboxSpec};
+use slovo_core::install::{DockerDeferred, DockerFacts, InstallFacts};
 use slovo_core::permissions::Narrowing;
 use slovo_runtime::{Actor, ImportSource, Runtime};
 use slovo_sandbox::{Backend, BackendError, Backends, InstallRequest};
@@ -33,8 +34,12 @@ impl Backend for EchoBackend {
     fn kind(&self) -> &'static str {
         "docker"
     }
-    async fn install(&self, _: &InstallRequest) -> Result<Value, BackendError> {
-        Ok(json!({}))
+    async fn install(&self, _: &InstallRequest) -> Result<InstallFacts, BackendError> {
+        Ok(InstallFacts::Docker(DockerFacts::Deferred(DockerDeferred {
+            image: "test".into(),
+            entrypoint: None,
+            reason: "a test backend pins no image".into(),
+        })))
     }
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
         let args = spec.request["arguments"].clone();

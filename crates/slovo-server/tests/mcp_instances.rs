@@ -14,9 +14,10 @@ use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use slovo_core::access::Role;
 use slovo_core::execution::{ExecutionStatus, Outcome, SandboxSpec};
+use slovo_core::install::{DockerDeferred, DockerFacts, InstallFacts};
 use slovo_core::permissions::Narrowing;
 use slovo_runtime::{Actor, ImportSource, Runtime, RuntimeSettings};
 use slovo_sandbox::{Backend, BackendError, Backends, InstallRequest};
@@ -39,8 +40,12 @@ impl Backend for EchoBackend {
     fn kind(&self) -> &'static str {
         "docker"
     }
-    async fn install(&self, _: &InstallRequest) -> Result<Value, BackendError> {
-        Ok(json!({}))
+    async fn install(&self, _: &InstallRequest) -> Result<InstallFacts, BackendError> {
+        Ok(InstallFacts::Docker(DockerFacts::Deferred(DockerDeferred {
+            image: "test".into(),
+            entrypoint: None,
+            reason: "a test backend pins no image".into(),
+        })))
     }
     async fn run(&self, spec: &SandboxSpec) -> Outcome {
         Outcome {

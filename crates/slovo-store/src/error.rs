@@ -34,6 +34,16 @@ pub enum StoreError {
     /// A stored value cannot be read back (edited by hand, or a newer schema).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// A version's install record is not one that an install writes.
+    #[error("the install record of {tool} {version} (tool_versions.install_info) cannot be read: {source}")]
+    InstallRecord {
+        /// The tool.
+        tool: String,
+        /// The version.
+        version: String,
+        /// What is wrong with it.
+        source: slovo_core::install::InstallFactsError,
+    },
     /// The URL names no supported database.
     #[error("unsupported database URL {0:?} (use sqlite:PATH or postgres://…)")]
     UnsupportedUrl(String),

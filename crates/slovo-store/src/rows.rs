@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 use slovo_core::access::Role;
 use slovo_core::execution::{ExecutionStatus, NetworkDenial, WarmStart};
+use slovo_core::install::InstallFacts;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::permissions::Grant;
 use sqlx::Row;
@@ -89,7 +90,7 @@ pub struct VersionRow {
     /// Content hash of the installed bundle, if the tool ships files.
     pub bundle_digest: Option<String>,
     /// What the backend's install step reported.
-    pub install_info: Option<Value>,
+    pub install_info: Option<InstallFacts>,
     /// When it was imported.
     pub imported_at: i64,
     /// What the analysis of an imported OpenAPI document noted: `{"by": "offline" |
@@ -99,15 +100,25 @@ pub struct VersionRow {
 
 impl VersionRow {
     pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+        let tool: String = row.try_get("tool")?;
+        let version: String = row.try_get("version")?;
+        let install_info = opt_json_column(row, "install_info")?
+            .map(InstallFacts::from_value)
+            .transpose()
+            .map_err(|source| StoreError::InstallRecord {
+                tool: tool.clone(),
+                version: version.clone(),
+                source,
+            })?;
         Ok(VersionRow {
-            tool: row.try_get("tool")?,
-            version: row.try_get("version")?,
+            tool,
+            version,
             manifest: json_column(row, "manifest")?,
             digest: row.try_get("digest")?,
             source_name: row.try_get("source_name")?,
             source_text: row.try_get("source_text")?,
             bundle_digest: row.try_get("bundle_digest")?,
-            install_info: opt_json_column(row, "install_info")?,
+            install_info,
             imported_at: row.try_get("imported_at")?,
             analysis: opt_json_column(row, "analysis")?,
         })

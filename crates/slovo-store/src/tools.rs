@@ -1,5 +1,6 @@
 //! Tools, their imported versions, grants and state volumes.
 
+use slovo_core::install::InstallFacts;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::rows::{GRANT_COLUMNS, TOOL_COLUMNS, VERSION_COLUMNS, VOLUME_COLUMNS};
@@ -143,6 +144,7 @@ impl Tx {
 
     /// Stores an imported version.
     pub async fn insert_version(&mut self, v: &VersionRow) -> Result<()> {
+        let install_info = v.install_info.as_ref().map(install_record).transpose()?;
         sqlx::query(
             "INSERT INTO tool_versions (tool, version, manifest, digest, source_name, source_text, \
              bundle_digest, install_info, imported_at, analysis) \
@@ -155,7 +157,7 @@ impl Tx {
         .bind(&v.source_name)
         .bind(&v.source_text)
         .bind(&v.bundle_digest)
-        .bind(v.install_info.as_ref().map(|i| i.to_string()))
+        .bind(install_info)
         .bind(v.imported_at)
         .bind(v.analysis.as_ref().map(|a| a.to_string()))
         .execute(&mut *self.tx)
@@ -164,14 +166,9 @@ impl Tx {
     }
 
     /// Records what a backend's install step reported for a version.
-    pub async fn set_install_info(
-        &mut self,
-        tool: &str,
-        version: &str,
-        info: &serde_json::Value,
-    ) -> Result<()> {
+    pub async fn set_install_info(&mut self, tool: &str, version: &str, info: &InstallFacts) -> Result<()> {
         sqlx::query("UPDATE tool_versions SET install_info = $1 WHERE tool = $2 AND version = $3")
-            .bind(info.to_string())
+            .bind(install_record(info)?)
             .bind(tool)
             .bind(version)
             .execute(&mut *self.tx)
@@ -214,4 +211,9 @@ impl Tx {
         .await?;
         Ok(())
     }
+}
+
+/// The text an install record is stored as.
+fn install_record(info: &InstallFacts) -> Result<String> {
+    serde_json::to_string(info).map_err(|e| StoreError::Corrupt(format!("tool_versions.install_info: {e}")))
 }

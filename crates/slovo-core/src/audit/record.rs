@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::access::Role;
 use crate::execution::{ExecutionStatus, NetworkPolicy, ResourceLimits};
+use crate::install::InstallFacts;
 use crate::lifecycle::{ImportOutcome, ToolStatus};
 use crate::permissions::{Grant, Permissions, Widening};
 use crate::upgrade::Change;
@@ -298,7 +299,7 @@ pub struct ToolInstalled {
     /// The state volume's path.
     pub volume: String,
     /// What the backend's install found.
-    pub install: Value,
+    pub install: InstallFacts,
 }
 
 /// `tool.reinstalled`.
@@ -307,9 +308,10 @@ pub struct ToolReinstalled {
     /// The serving version.
     pub version: String,
     /// What the backend's install found now.
-    pub install: Value,
-    /// What it found before.
-    pub previous_install: Option<Value>,
+    pub install: InstallFacts,
+    /// What it found before (boxed: two install records would make every audit record as
+    /// large as this one).
+    pub previous_install: Option<Box<InstallFacts>>,
 }
 
 /// `tool.disabled`, `tool.enabled`, `tool.revoked`.

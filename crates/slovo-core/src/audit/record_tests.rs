@@ -102,12 +102,20 @@ fn tool_events_are_written_as_before() {
             "step_grants": pins.iter().map(|(t, g)| json!({"tool": t, "grant_id": g})).collect::<Vec<_>>(),
         }),
     );
-    let install = json!({"runtime": "docker", "image_id": "sha256:ab"});
+    // A Docker install's record, as the backend wrote it with `json!`.
+    let install = json!({
+        "image": "example/dict:1",
+        "image_id": "sha256:ab",
+        "repo_digests": Vec::<String>::new(),
+        "entrypoint": None::<Vec<String>>,
+        "user": "65534:65534",
+    });
+    let facts = crate::install::InstallFacts::from_value(install.clone()).expect("a Docker install record");
     pinned(
         AuditRecord::ToolInstalled(ToolInstalled {
             version: "1.0.0".into(),
             volume: "/d/volumes/t".into(),
-            install: install.clone(),
+            install: facts.clone(),
         }),
         "tool.installed",
         json!({"version": "1.0.0", "volume": "/d/volumes/t", "install": install}),
@@ -115,7 +123,7 @@ fn tool_events_are_written_as_before() {
     pinned(
         AuditRecord::ToolReinstalled(ToolReinstalled {
             version: "1.0.0".into(),
-            install: install.clone(),
+            install: facts,
             previous_install: None,
         }),
         "tool.reinstalled",

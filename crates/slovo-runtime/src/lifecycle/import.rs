@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use slovo_core::audit::AuditRecord;
 use slovo_core::audit::record::ToolImported;
+use slovo_core::install::InstallFacts;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::{Execution, Manifest, parse_manifest};
 use slovo_core::permissions::{Grant, Widening};
@@ -16,7 +17,6 @@ use slovo_core::upgrade::{Change, Program, changes_what_runs, upgrade_needs_appr
 use slovo_store::{SecretRow, ToolRow, Tx, VersionRow};
 use tracing::info;
 
-use super::install::pinned_image;
 use crate::audit_record::AppendRecord;
 use crate::secrets::save_sealed;
 use crate::{Actor, Result, Runtime, RuntimeError};
@@ -305,7 +305,7 @@ impl Runtime {
     /// An in-place upgrade of an installed tool must be installed before it serves. One that
     /// will wait for approval is not installed now (approval installs it): nothing of an
     /// unapproved version is fetched or prepared. Returns the install record, if installed.
-    async fn install_if_upgrading_in_place(&self, prepared: &Prepared) -> Result<Option<Value>> {
+    async fn install_if_upgrading_in_place(&self, prepared: &Prepared) -> Result<Option<InstallFacts>> {
         let m = &prepared.manifest;
         let (name, version) = prepared.name_and_version();
         if let Some(t) = self.store.tool(&name).await?
@@ -410,7 +410,7 @@ impl Runtime {
         &self,
         existing: Option<ToolRow>,
         prepared: &Prepared,
-        installed: Option<&Value>,
+        installed: Option<&InstallFacts>,
         now: i64,
     ) -> Result<ImportDecision> {
         let m = &prepared.manifest;
@@ -463,7 +463,7 @@ impl Runtime {
                 // Decided again here, inside the transaction: the head lock serialises this
                 // with every grant, secret and lifecycle change, and the tool's revision
                 // (checked on save) moves with each of them.
-                let image_id = installed.and_then(pinned_image);
+                let image_id = installed.and_then(InstallFacts::pinned_image);
                 let check = self
                     .check_upgrade(&t, &grant.grant, m, prepared.bundle_digest.as_deref(), image_id)
                     .await?;
@@ -515,7 +515,7 @@ impl Runtime {
                 let old_image = row
                     .as_ref()
                     .and_then(|v| v.install_info.as_ref())
-                    .and_then(pinned_image);
+                    .and_then(InstallFacts::pinned_image);
                 changes_what_runs(
                     &Program {
                         manifest: &old,

@@ -1,8 +1,8 @@
 //! Install: the backend prepares a version's runtime, and the state volume is created.
 
-use serde_json::{Value, json};
 use slovo_core::audit::AuditRecord;
 use slovo_core::audit::record::{ToolInstalled, ToolReinstalled};
+use slovo_core::install::InstallFacts;
 use slovo_core::lifecycle::ToolStatus;
 use slovo_core::manifest::{Execution, Manifest};
 use slovo_core::time::now_ms;
@@ -112,7 +112,7 @@ impl Runtime {
             &AuditRecord::ToolReinstalled(ToolReinstalled {
                 version: version.clone(),
                 install: info,
-                previous_install: previous,
+                previous_install: previous.map(Box::new),
             }),
         )
         .await?;
@@ -150,20 +150,36 @@ impl Runtime {
         &self,
         manifest: &Manifest,
         bundle_digest: Option<&str>,
-    ) -> Result<Value> {
+    ) -> Result<InstallFacts> {
         if let Some(digest) = bundle_digest {
             // Imported through another instance sharing the database: fetch it first.
             self.fetch_bundle(manifest, digest).await?;
         }
         let Some(execution) = &manifest.execution else {
-            return Ok(json!({"runtime": "none", "note": "no execution section: the tool cannot be called"}));
+            return Ok(InstallFacts::NotCallable {
+                note: "no execution section: the tool cannot be called".to_string(),
+            });
         };
-        if matches!(execution, Execution::Chain { .. }) {
-            return Ok(json!({"runtime": "chain", "note": "runs its steps through their own tools"}));
-        }
-        let backend = match self.backends.get(execution.kind()) {
+        let kind = match execution {
+            Execution::Chain { .. } => {
+                return Ok(InstallFacts::Chain {
+                    note: "runs its steps through their own tools".to_string(),
+                });
+            }
+            Execution::Process { .. }
+            | Execution::Wasm { .. }
+            | Execution::Docker { .. }
+            | Execution::Http
+            | Execution::Mcp { .. } => execution.kind(),
+        };
+        let backend = match self.backends.get(kind) {
             Ok(b) => b,
-            Err(e) => return Ok(json!({"runtime": execution.kind(), "deferred": e.to_string()})),
+            Err(e) => {
+                return Ok(InstallFacts::NoBackend {
+                    runtime: kind.to_string(),
+                    reason: e.to_string(),
+                });
+            }
         };
         // A remote MCP server may list its tools only to a request with its credential.
         let secrets = match execution {
@@ -195,9 +211,4 @@ impl Runtime {
         self.check_mcp_pin(manifest, request.bundle_dir.as_deref(), stored.as_ref(), &info)?;
         Ok(info)
     }
-}
-
-/// The image id a Docker install pinned, from its install record.
-pub(crate) fn pinned_image(info: &Value) -> Option<&str> {
-    info.get("image_id").and_then(Value::as_str)
 }

@@ -10,7 +10,6 @@ use slovo_core::permissions::Grant;
 use slovo_store::ToolRow;
 
 pub use import::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
-pub(crate) use install::pinned_image;
 
 use crate::{Result, Runtime, RuntimeError};
 

@@ -10,23 +10,25 @@ use slovo_store::{ToolRow, VolumeRow};
 use tracing::info;
 
 use crate::audit_record::AppendRecord;
-use crate::{Actor, Result, Runtime, RuntimeError};
+use crate::{Actor, Result, Runtime, RuntimeError, ToolStateView};
 
 impl Runtime {
     /// `active → disabled`.
-    pub async fn disable(&self, name: &str, actor: &Actor) -> Result<ToolRow> {
+    pub async fn disable(&self, name: &str, actor: &Actor) -> Result<ToolStateView> {
         self.transition(name, ToolStatus::Disabled, AuditRecord::ToolDisabled, actor)
             .await
+            .map(ToolStateView::from)
     }
 
     /// `disabled → active`.
-    pub async fn enable(&self, name: &str, actor: &Actor) -> Result<ToolRow> {
+    pub async fn enable(&self, name: &str, actor: &Actor) -> Result<ToolStateView> {
         self.transition(name, ToolStatus::Active, AuditRecord::ToolEnabled, actor)
             .await
+            .map(ToolStateView::from)
     }
 
     /// `* → revoked`, keeping the tool's state or destroying it.
-    pub async fn revoke(&self, name: &str, purge_state: bool, actor: &Actor) -> Result<ToolRow> {
+    pub async fn revoke(&self, name: &str, purge_state: bool, actor: &Actor) -> Result<ToolStateView> {
         let volume = self.store.volume(name).await?;
         let row = self
             .transition_with(
@@ -73,7 +75,7 @@ impl Runtime {
                 tx.commit().await?;
             }
         }
-        Ok(row)
+        Ok(row.into())
     }
 
     async fn transition(

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
+use slovo_core::install::{InstallFacts, McpFacts};
 use slovo_core::manifest::{Execution, McpTransport, check_pinned_image};
 use slovo_core::secrets::Secrets;
 use tracing::info;
@@ -154,11 +155,19 @@ impl Runtime {
             .await
             .map_err(failed)?;
         let (capabilities, renamed) = manifest::capabilities(&listed.tools).map_err(failed)?;
+        let (image_id, repo_digests) = match &listed.install {
+            InstallFacts::Mcp(McpFacts::Image {
+                image_id,
+                repo_digests,
+                ..
+            }) => (Some(image_id), Some(repo_digests)),
+            _ => (None, None),
+        };
         let integrity = json!({
             "image": image.reference,
             "digest": image.digest(),
-            "image_id": listed.install.get("image_id"),
-            "repo_digests": listed.install.get("repo_digests"),
+            "image_id": image_id,
+            "repo_digests": repo_digests,
         });
         let description = launch
             .description

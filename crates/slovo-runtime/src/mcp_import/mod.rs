@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::{Value, json};
+use slovo_core::install::{InstallFacts, McpFacts};
 use slovo_core::manifest::{Execution, McpTransport};
 use slovo_core::secrets::Secrets;
 use slovo_sandbox::InstallRequest;
@@ -389,23 +390,19 @@ impl Runtime {
             secrets: secrets.clone(),
         };
         let info = backend.install(&request).await.map_err(|e| e.to_string())?;
-        if let Some(refusal) = info.get("refusal").and_then(Value::as_str) {
+        if let InstallFacts::Mcp(McpFacts::Refused { refusal, .. }) = &info {
             return Err(format!(
                 "the sandbox cannot run the server to list its tools: {refusal}"
             ));
         }
-        let tools = info
-            .get("tools")
-            .and_then(Value::as_array)
-            .cloned()
-            .ok_or("the server's tool list was not read")?;
+        let listed = info.listed_tools().ok_or("the server's tool list was not read")?;
         let server = json!({
-            "protocol_version": info.get("protocol_version"),
-            "server_info": info.get("server_info"),
+            "protocol_version": listed.protocol_version,
+            "server_info": listed.server_info,
         });
         Ok(Listed {
             server,
-            tools,
+            tools: listed.tools.clone(),
             install: info,
         })
     }
@@ -418,7 +415,7 @@ struct Listed {
     /// Its tools.
     tools: Vec<Value>,
     /// Everything the backend's install run recorded (an image's id, for one).
-    install: Value,
+    install: InstallFacts,
 }
 
 /// What an MCP import names, once read.

@@ -48,7 +48,7 @@ use bollard::query_parameters::{
     WaitContainerOptions,
 };
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use slovo_core::install::{DockerDeferred, DockerFacts, DockerPinned, InstallFacts};
 use slovo_core::manifest::Execution;
 use slovo_egress::{EgressConfig, EgressProxy};
 use tokio::time::Instant;
@@ -298,11 +298,11 @@ impl DockerBackend {
     /// The image id the install step recorded, or why nothing may run.
     pub(crate) fn pinned(spec: &SandboxSpec) -> Result<String> {
         let info = spec.install_info.as_ref();
-        if let Some(id) = info.and_then(|i| i["image_id"].as_str()) {
+        if let Some(id) = info.and_then(InstallFacts::pinned_image) {
             return Ok(id.to_string());
         }
         let why = info
-            .and_then(|i| i["deferred"].as_str())
+            .and_then(InstallFacts::deferred)
             .map(|r| format!(" ({r})"))
             .unwrap_or_default();
         Err(DockerError::refused(format!(
@@ -768,7 +768,7 @@ impl Backend for DockerBackend {
         "docker"
     }
 
-    async fn install(&self, request: &InstallRequest) -> Result<Value, BackendError> {
+    async fn install(&self, request: &InstallRequest) -> Result<InstallFacts, BackendError> {
         let fail = |reason: String| BackendError::Install {
             tool: request.tool.clone(),
             reason,
@@ -781,12 +781,11 @@ impl Backend for DockerBackend {
         // with that reason (see `DockerBackend::pinned`).
         let deferred = |reason: String| {
             tracing::warn!(tool = %request.tool, image, reason, "docker install deferred: no image digest pinned");
-            Ok(json!({
-                "image": image,
-                "image_id": null,
-                "entrypoint": entrypoint,
-                "deferred": reason,
-            }))
+            Ok(InstallFacts::Docker(DockerFacts::Deferred(DockerDeferred {
+                image: image.clone(),
+                entrypoint: entrypoint.clone(),
+                reason,
+            })))
         };
         let d = match self.daemon().await {
             Ok(d) => d,
@@ -824,13 +823,13 @@ impl Backend for DockerBackend {
         let image_id = inspected
             .id
             .ok_or_else(|| fail(format!("the daemon reported no id for {image}")))?;
-        Ok(json!({
-            "image": image,
-            "image_id": image_id,
-            "repo_digests": inspected.repo_digests.unwrap_or_default(),
-            "entrypoint": entrypoint,
-            "user": format!("{}:{}", self.config.uid, self.config.gid),
-        }))
+        Ok(InstallFacts::Docker(DockerFacts::Pinned(DockerPinned {
+            image: image.clone(),
+            image_id,
+            repo_digests: inspected.repo_digests.unwrap_or_default(),
+            entrypoint: entrypoint.clone(),
+            user: format!("{}:{}", self.config.uid, self.config.gid),
+        })))
     }
 
     async fn release_state(&self, state_dir: &Path, purge: bool) -> Result<(), BackendError> {

@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
+use slovo_core::install::{InstallFacts, McpFacts};
 use slovo_core::manifest::{Execution, McpTransport};
 
 pub use conversation::{PROTOCOL_VERSION, STATELESS_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
@@ -134,7 +135,7 @@ impl McpBackend {
         self
     }
 
-    async fn install_remote(&self, request: &InstallRequest) -> Result<Value, String> {
+    async fn install_remote(&self, request: &InstallRequest) -> Result<InstallFacts, String> {
         #[cfg(feature = "http")]
         {
             over_http::install(&self.remote, request)
@@ -169,7 +170,7 @@ impl McpBackend {
         request: &InstallRequest,
         image: &str,
         program: &Program,
-    ) -> Result<Value, String> {
+    ) -> Result<InstallFacts, String> {
         #[cfg(feature = "docker")]
         {
             let docker = self.docker.as_ref().ok_or_else(no_docker)?;
@@ -504,7 +505,7 @@ impl Backend for McpBackend {
         "mcp"
     }
 
-    async fn install(&self, request: &InstallRequest) -> Result<Value, BackendError> {
+    async fn install(&self, request: &InstallRequest) -> Result<InstallFacts, BackendError> {
         let fail = |reason: String| BackendError::Install {
             tool: request.tool.clone(),
             reason,
@@ -533,21 +534,20 @@ impl Backend for McpBackend {
         }
         if let Some(refusal) = self.process.refusal() {
             // Calls will be refused with this reason (recorded); approval still stands.
-            return Ok(json!({"transport": "stdio", "program": first, "refusal": refusal}));
+            return Ok(InstallFacts::Mcp(McpFacts::Refused {
+                program: first,
+                refusal: refusal.to_string(),
+            }));
         }
         let (server, tools) = self.list_tools(request, &program).await.map_err(|e| {
             fail(format!(
                 "the server did not list its tools when started in its sandbox: {e}"
             ))
         })?;
-        Ok(json!({
-            "transport": "stdio",
-            "program": first,
-            "system_paths": program.system_paths,
-            "protocol_version": server.get("protocolVersion"),
-            "server_info": server.get("serverInfo"),
-            "tools_sha256": pin::digest(&tools),
-            "tools": tools,
+        Ok(InstallFacts::Mcp(McpFacts::Stdio {
+            program: first,
+            system_paths: program.system_paths,
+            listed: pin::listed(&server, tools),
         }))
     }
 
@@ -610,7 +610,7 @@ impl Backend for McpBackend {
         }
         if let Some(image) = image_of(&spec.execution) {
             // Cold, always: the pool keeps process sandboxes only.
-            let pinned = pin::pinned(spec.install_info.as_ref());
+            let pinned = pin::pinned(spec);
             let call = OneCall {
                 tool,
                 arguments,
@@ -619,7 +619,7 @@ impl Backend for McpBackend {
             return self.run_oci(spec, image, &program, &call).await;
         }
         let Some(pool) = &self.pool else {
-            let pinned = pin::pinned(spec.install_info.as_ref());
+            let pinned = pin::pinned(spec);
             return self.run_cold(spec, &program, tool, arguments, pinned).await;
         };
         let key = pool::key_of(spec, &program);
@@ -635,7 +635,7 @@ impl Backend for McpBackend {
                 )
                 .await;
         }
-        let pinned = pin::pinned(spec.install_info.as_ref());
+        let pinned = pin::pinned(spec);
         let outcome = self
             .run_cold(spec, &program, tool, arguments, pinned.clone())
             .await;

@@ -14,7 +14,7 @@
 use async_trait::async_trait;
 use bollard::container::LogOutput;
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use slovo_core::install::{InstallFacts, McpFacts};
 
 use super::client::Session;
 use super::stdio::{AfterClose, Output, ServerStdio};
@@ -151,7 +151,7 @@ pub(super) async fn install(
     request: &InstallRequest,
     image: &str,
     program: &Program,
-) -> Result<Value, String> {
+) -> Result<InstallFacts, String> {
     let found = docker.pinned_image(image).await.map_err(|e| e.to_string())?;
     let spec = install_spec(request);
     let env = env_of(program);
@@ -165,17 +165,13 @@ pub(super) async fn install(
         .await
         .map_err(|e| format!("the server did not list its tools when started in its container: {e}"))?;
     let config = docker.config();
-    Ok(json!({
-        "transport": "stdio",
-        "image": image,
-        "image_id": found.image_id,
-        "repo_digests": found.repo_digests,
-        "command": program.command,
-        "user": format!("{}:{}", config.uid, config.gid),
-        "protocol_version": server.get("protocolVersion"),
-        "server_info": server.get("serverInfo"),
-        "tools_sha256": pin::digest(&tools),
-        "tools": tools,
+    Ok(InstallFacts::Mcp(McpFacts::Image {
+        image: image.to_string(),
+        image_id: found.image_id,
+        repo_digests: found.repo_digests,
+        command: program.command.clone(),
+        user: format!("{}:{}", config.uid, config.gid),
+        listed: pin::listed(&server, tools),
     }))
 }
 

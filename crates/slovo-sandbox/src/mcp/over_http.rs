@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use slovo_core::execution::{ExecutionStatus, NetworkPolicy, Outcome, SandboxSpec};
+use slovo_core::install::{InstallFacts, McpFacts};
 use slovo_core::manifest::Execution;
 use slovo_core::permissions::HostPattern;
 
@@ -98,16 +99,12 @@ pub(crate) async fn list_tools(
 }
 
 /// The install facts of a remote server.
-pub(crate) async fn install(config: &HttpConfig, request: &InstallRequest) -> Result<Value, String> {
+pub(crate) async fn install(config: &HttpConfig, request: &InstallRequest) -> Result<InstallFacts, String> {
     let url = remote_of(&request.execution)?.url;
     let (server, tools) = list_tools(config, request).await?;
-    Ok(json!({
-        "transport": "streamable-http",
-        "url": url,
-        "protocol_version": server.get("protocolVersion"),
-        "server_info": server.get("serverInfo"),
-        "tools_sha256": pin::digest(&tools),
-        "tools": tools,
+    Ok(InstallFacts::Mcp(McpFacts::Remote {
+        url: url.to_string(),
+        listed: pin::listed(&server, tools),
     }))
 }
 
@@ -145,7 +142,7 @@ pub(crate) async fn run(config: &HttpConfig, spec: &SandboxSpec, tool: &str, arg
         Ok(s) => s,
         Err(e) => return outcome(e.verdict(), url, &[]),
     };
-    let pinned = pin::pinned(spec.install_info.as_ref());
+    let pinned = pin::pinned(spec);
     let conversation = async {
         let verdict = talk(&mut session, pinned.as_deref(), tool, arguments).await;
         session.shutdown().await;

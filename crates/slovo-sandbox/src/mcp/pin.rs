@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use slovo_core::install::ListedTools;
+
+use crate::SandboxSpec;
 
 /// How a call's refusal for a changed tool list begins; the served list's digest follows in
 /// parentheses, then the difference.
@@ -66,9 +69,21 @@ pub fn digest(tools: &[Value]) -> String {
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
-/// The tools recorded at install, from the install facts.
-pub(crate) fn pinned(install_info: Option<&Value>) -> Option<Vec<Value>> {
-    install_info?.get("tools")?.as_array().cloned()
+/// The tools recorded at install, from the install facts of the call's version.
+pub(crate) fn pinned(spec: &SandboxSpec) -> Option<Vec<Value>> {
+    Some(spec.install_info.as_ref()?.listed_tools()?.tools.clone())
+}
+
+/// What a server answered at install: its `initialize` result (`server`) and `tools`, pinned
+/// by their digest.
+pub(crate) fn listed(server: &Value, tools: Vec<Value>) -> ListedTools {
+    ListedTools {
+        protocol_version: server.get("protocolVersion").cloned(),
+        server_info: server.get("serverInfo").cloned(),
+        tools_sha256: digest(&tools),
+        tools,
+        tool_list_changed: None,
+    }
 }
 
 /// How `served` differs from `pinned`, for a person; `None` if it does not.

@@ -34,6 +34,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use slovo_core::execution::{ExecutionStatus, WarmStart};
+use slovo_core::install::InstallFacts;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -91,7 +92,11 @@ pub(crate) fn key_of(spec: &SandboxSpec, program: &Program) -> String {
         "state": spec.state_dir,
         "limits": spec.limits,
         "network": spec.network,
-        "pinned": spec.install_info.as_ref().and_then(|i| i.get("tools_sha256")),
+        "pinned": spec
+            .install_info
+            .as_ref()
+            .and_then(InstallFacts::listed_tools)
+            .map(|listed| &listed.tools_sha256),
         "command": program.command,
         "system_paths": program.system_paths,
         "env": program.env,

@@ -46,7 +46,7 @@ use std::sync::atomic::AtomicU64;
 
 use async_trait::async_trait;
 use serde::Serialize;
-use serde_json::{Value, json};
+use slovo_core::install::{InstallFacts, ProcessFacts};
 use slovo_core::manifest::Execution;
 use slovo_egress::{EgressConfig, EgressProxy};
 
@@ -580,7 +580,7 @@ impl Backend for ProcessBackend {
         "process"
     }
 
-    async fn install(&self, request: &InstallRequest) -> Result<Value, BackendError> {
+    async fn install(&self, request: &InstallRequest) -> Result<InstallFacts, BackendError> {
         let fail = |reason: String| BackendError::Install {
             tool: request.tool.clone(),
             reason,
@@ -607,10 +607,10 @@ impl Backend for ProcessBackend {
                 host.display()
             )));
         }
-        Ok(json!({
-            "program": program,
-            "system_paths": system_paths,
-            "refusal": self.refusal,
+        Ok(InstallFacts::Process(ProcessFacts {
+            program,
+            system_paths: *system_paths,
+            refusal: self.refusal.clone(),
         }))
     }
 

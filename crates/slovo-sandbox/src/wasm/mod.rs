@@ -56,8 +56,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
-use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
+use slovo_core::install::{InstallFacts, WasmFacts};
 use slovo_core::manifest::Execution;
 use slovo_egress::{CallGrant, EgressConfig, EgressProxy};
 use wasmtime::{Engine, InstancePre, Linker, Store, Trap};
@@ -222,7 +222,7 @@ impl Backend for WasmBackend {
         "wasm"
     }
 
-    async fn install(&self, request: &InstallRequest) -> Result<Value, BackendError> {
+    async fn install(&self, request: &InstallRequest) -> Result<InstallFacts, BackendError> {
         let inner = self.inner.clone();
         let request = request.clone();
         let tool = request.tool.clone();
@@ -255,7 +255,7 @@ impl Backend for WasmBackend {
 }
 
 impl Inner {
-    fn install(&self, request: &InstallRequest) -> Result<Value, String> {
+    fn install(&self, request: &InstallRequest) -> Result<InstallFacts, String> {
         let Execution::Wasm { module } = &request.execution else {
             return Err(format!(
                 "the wasm backend cannot install an execution of type {}",
@@ -291,18 +291,17 @@ impl Inner {
                     module_sha256: sha.clone(),
                 }),
             );
-        Ok(json!({
-            "runtime": "wasm",
-            "module": module,
-            "module_sha256": sha,
-            "module_bytes": bytes.len(),
-            "engine": format!("wasmtime 48 ({})", self.fingerprint),
-            "engine_fingerprint": self.fingerprint,
-            "artifact": compiled.paths.artifact,
-            "artifact_sha256": compiled.record.artifact_sha256,
-            "compiled": compiled.compile_ms.is_some(),
-            "compile_ms": compiled.compile_ms,
-            "imports": imports,
+        Ok(InstallFacts::Wasm(WasmFacts {
+            module: module.clone(),
+            module_sha256: sha,
+            module_bytes: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+            engine: format!("wasmtime 48 ({})", self.fingerprint),
+            engine_fingerprint: self.fingerprint.clone(),
+            artifact: compiled.paths.artifact,
+            artifact_sha256: compiled.record.artifact_sha256,
+            compiled: compiled.compile_ms.is_some(),
+            compile_ms: compiled.compile_ms,
+            imports,
         }))
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use slovo_core::execution::{ExecutionStatus, Outcome, SandboxSpec};
+use slovo_core::install::{HttpFacts, InstallFacts};
 use slovo_core::permissions::Narrowing;
 use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime};
 use slovo_sandbox::docker::{DockerBackend, DockerConfig};
@@ -23,8 +24,8 @@ impl Backend for Other {
     fn kind(&self) -> &'static str {
         "http"
     }
-    async fn install(&self, _: &InstallRequest) -> Result<serde_json::Value, BackendError> {
-        Ok(json!({}))
+    async fn install(&self, r: &InstallRequest) -> Result<InstallFacts, BackendError> {
+        Ok(InstallFacts::Http(HttpFacts { tool: r.tool.clone() }))
     }
     async fn run(&self, _: &SandboxSpec) -> Outcome {
         Outcome {

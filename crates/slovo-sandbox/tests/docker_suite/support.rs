@@ -16,7 +16,7 @@ use slovo_core::execution::{CallTarget, SandboxSpec};
 use slovo_core::manifest::{Capability, Execution};
 use slovo_core::permissions::Grant;
 use slovo_sandbox::docker::{DockerBackend, DockerConfig};
-use slovo_sandbox::{Backend, InstallRequest, Outcome};
+use slovo_sandbox::{Backend, InstallFacts, InstallRequest, Outcome};
 
 /// Skips the test (returns) only when SLOVO_TEST_SKIP_DOCKER=1; otherwise a missing daemon
 /// fails the test.
@@ -152,7 +152,7 @@ pub struct Sandbox {
     pub backend: Arc<DockerBackend>,
     pub uid: u32,
     pub prefix: String,
-    install_info: Value,
+    install_info: InstallFacts,
     states: Mutex<Vec<PathBuf>>,
 }
 

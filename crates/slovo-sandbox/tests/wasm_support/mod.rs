@@ -80,14 +80,16 @@ impl World {
         }
     }
 
-    /// Bundles and installs a tool; returns the install facts.
+    /// Bundles and installs a tool; returns the install facts as they are recorded.
     pub async fn install(&self, tool: &str, bytes: &[u8]) -> Value {
         let bundle = self.bundle(tool, bytes);
         use slovo_sandbox::Backend;
-        self.backend
+        let facts = self
+            .backend
             .install(&self.install_request(tool, &bundle))
             .await
-            .unwrap_or_else(|e| panic!("install {tool}: {e}"))
+            .unwrap_or_else(|e| panic!("install {tool}: {e}"));
+        serde_json::to_value(facts).unwrap_or_else(|e| panic!("install {tool}: {e}"))
     }
 
     /// A call of `tool` with default limits and `arguments`.
