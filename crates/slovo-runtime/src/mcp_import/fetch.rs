@@ -49,8 +49,147 @@ impl Default for McpPackages {
     }
 }
 
-/// Why fetching failed, for a person.
-pub(crate) type FetchError = String;
+/// Why fetching a package failed; each message reads as a sentence for a person.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FetchError {
+    /// Neither a cache nor a registry is configured for the package's registry.
+    #[error("{packages} packages are not configured: set {settings}")]
+    NotConfigured {
+        /// `npm` or `PyPI`.
+        packages: &'static str,
+        /// The settings that would configure it.
+        settings: &'static str,
+    },
+    /// The package manager's command is empty.
+    #[error("{what}: no program")]
+    NoProgram {
+        /// The command, for a person (`npm install … from …`).
+        what: String,
+    },
+    /// The package manager could not be started.
+    #[error("{what}: could not start: {source}")]
+    Start {
+        /// The command, for a person.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The package manager ran on the host and failed.
+    #[error("{what} failed ({status}): {said}")]
+    Failed {
+        /// The command, for a person.
+        what: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+        /// The start of what it wrote (stderr, then stdout).
+        said: String,
+    },
+    /// The package manager failed in its fetch sandbox.
+    #[error(transparent)]
+    InSandbox(#[from] super::fetch_sandbox::SandboxFailure),
+    /// A directory of the import's work directory cannot be made, or the fetch sandbox cannot
+    /// be run here.
+    #[error("{what}: {reason}")]
+    Setup {
+        /// What was being prepared.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The configured registry or fetch host cannot be granted to the fetch sandbox.
+    #[error("{setting}: {reason}")]
+    Grant {
+        /// The registry URL, or `mcp.fetch_hosts[i]`.
+        setting: String,
+        /// Why.
+        reason: String,
+    },
+    /// A file the package manager should have written cannot be read.
+    #[error("{what}: {source}")]
+    Unread {
+        /// The file, for a person (`npm wrote no …/package-lock.json`, `pip wrote no report`).
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The package manager's record is not JSON.
+    #[error("{document}: {source}")]
+    NotJson {
+        /// `package-lock.json` or `pip's report`.
+        document: &'static str,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The lockfile has no `packages` table.
+    #[error("package-lock.json has no \"packages\" (npm 7 or later is needed)")]
+    OldLockfile,
+    /// The lockfile does not list the package asked for.
+    #[error("package-lock.json: {key} is not installed")]
+    NotInstalled {
+        /// The lockfile key (`node_modules/<name>`).
+        key: String,
+    },
+    /// Another version than the one asked for was installed.
+    #[error("{manager} installed {package} {installed}, not the version asked for ({asked})")]
+    OtherVersion {
+        /// `npm` or `pip`.
+        manager: &'static str,
+        /// The package.
+        package: String,
+        /// The version installed.
+        installed: String,
+        /// The version asked for.
+        asked: String,
+    },
+    /// A package of the lockfile has no integrity hash.
+    #[error("package-lock.json: {path} has no integrity hash: refused")]
+    NoIntegrity {
+        /// Its lockfile key.
+        path: String,
+    },
+    /// pip installed something that is not a wheel.
+    #[error("{name} {version} is not a wheel ({url}): refused")]
+    NotAWheel {
+        /// The project.
+        name: String,
+        /// Its version.
+        version: String,
+        /// Where it came from.
+        url: String,
+    },
+    /// pip reported no SHA-256 for a wheel.
+    #[error("{name} {version}: pip reported no sha256: refused")]
+    NoSha256 {
+        /// The project.
+        name: String,
+        /// Its version.
+        version: String,
+    },
+    /// A local wheel cannot be read to check its hash.
+    #[error("{path}: {source}")]
+    WheelUnread {
+        /// The wheel file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A local wheel's bytes are not the ones pip reported installing.
+    #[error("{path}: sha256 {actual}, but pip installed {reported}: refused")]
+    WheelDiffers {
+        /// The wheel file.
+        path: String,
+        /// The SHA-256 of its bytes.
+        actual: String,
+        /// The SHA-256 pip reported.
+        reported: String,
+    },
+    /// pip's report does not list the package asked for.
+    #[error("pip's report does not list {package}")]
+    NotListed {
+        /// The package.
+        package: String,
+    },
+}
 
 /// Where a package is fetched from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,22 +202,24 @@ pub(crate) enum Origin {
 
 /// The configured place for `package`'s registry; a cache is preferred to a registry.
 pub(crate) fn origin(package: &Package, config: &McpPackages) -> Result<Origin, FetchError> {
-    let (cache, registry, keys) = match package.registry {
+    let (cache, registry, packages, settings) = match package.registry {
         Registry::Npm => (
             &config.npm_cache,
             &config.npm_registry,
-            "npm packages are not configured: set mcp.npm_cache (offline) or mcp.npm_registry",
+            "npm",
+            "mcp.npm_cache (offline) or mcp.npm_registry",
         ),
         Registry::Pypi => (
             &config.pip_find_links,
             &config.pypi_index,
-            "PyPI packages are not configured: set mcp.pip_find_links (offline) or mcp.pypi_index",
+            "PyPI",
+            "mcp.pip_find_links (offline) or mcp.pypi_index",
         ),
     };
     match (cache, registry) {
         (Some(cache), _) => Ok(Origin::Cache(cache.clone())),
         (None, Some(registry)) => Ok(Origin::Registry(registry.clone())),
-        (None, None) => Err(keys.to_string()),
+        (None, None) => Err(FetchError::NotConfigured { packages, settings }),
     }
 }
 
@@ -241,7 +382,10 @@ pub(crate) fn integrity(package: &Package, bundle: &Path, report: &Path) -> Resu
     match package.registry {
         Registry::Npm => npm_integrity(package, bundle),
         Registry::Pypi => {
-            let bytes = std::fs::read(report).map_err(|e| format!("pip wrote no report: {e}"))?;
+            let bytes = std::fs::read(report).map_err(|source| FetchError::Unread {
+                what: "pip wrote no report".into(),
+                source,
+            })?;
             pip_integrity(package, &bytes)
         }
     }
@@ -251,23 +395,30 @@ pub(crate) fn integrity(package: &Package, bundle: &Path, report: &Path) -> Resu
 /// every package installed (npm checked each tarball against it).
 fn npm_integrity(package: &Package, dir: &Path) -> Result<Value, FetchError> {
     let lock_path = dir.join("package-lock.json");
-    let bytes =
-        std::fs::read(&lock_path).map_err(|e| format!("npm wrote no {}: {e}", lock_path.display()))?;
-    let lock: Value = serde_json::from_slice(&bytes).map_err(|e| format!("package-lock.json: {e}"))?;
+    let bytes = std::fs::read(&lock_path).map_err(|source| FetchError::Unread {
+        what: format!("npm wrote no {}", lock_path.display()),
+        source,
+    })?;
+    let lock: Value = serde_json::from_slice(&bytes).map_err(|source| FetchError::NotJson {
+        document: "package-lock.json",
+        source,
+    })?;
     let packages = lock
         .get("packages")
         .and_then(Value::as_object)
-        .ok_or("package-lock.json has no \"packages\" (npm 7 or later is needed)")?;
+        .ok_or(FetchError::OldLockfile)?;
     let key = format!("node_modules/{}", package.name);
     let top = packages
         .get(&key)
-        .ok_or_else(|| format!("package-lock.json: {key} is not installed"))?;
+        .ok_or_else(|| FetchError::NotInstalled { key: key.clone() })?;
     let version = top.get("version").and_then(Value::as_str).unwrap_or("");
     if version != package.version {
-        return Err(format!(
-            "npm installed {} {version}, not the version asked for ({})",
-            package.name, package.version
-        ));
+        return Err(FetchError::OtherVersion {
+            manager: "npm",
+            package: package.name.clone(),
+            installed: version.to_string(),
+            asked: package.version.clone(),
+        });
     }
     let mut integrity = serde_json::Map::new();
     for (path, entry) in packages {
@@ -277,7 +428,7 @@ fn npm_integrity(package: &Package, dir: &Path) -> Result<Value, FetchError> {
         let hash = entry
             .get("integrity")
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("package-lock.json: {path} has no integrity hash: refused"))?;
+            .ok_or_else(|| FetchError::NoIntegrity { path: path.clone() })?;
         integrity.insert(path.clone(), json!(hash));
     }
     Ok(json!({
@@ -294,7 +445,10 @@ fn npm_integrity(package: &Package, dir: &Path) -> Result<Value, FetchError> {
 /// SHA-256 (checked by pip against the index's hashes online; offline, checked here against
 /// the wheel file itself).
 fn pip_integrity(package: &Package, report: &[u8]) -> Result<Value, FetchError> {
-    let report: Value = serde_json::from_slice(report).map_err(|e| format!("pip's report: {e}"))?;
+    let report: Value = serde_json::from_slice(report).map_err(|source| FetchError::NotJson {
+        document: "pip's report",
+        source,
+    })?;
     let normal = |n: &str| n.to_ascii_lowercase().replace(['_', '.'], "-");
     let mut wheels = serde_json::Map::new();
     let mut found = None;
@@ -319,7 +473,11 @@ fn pip_integrity(package: &Package, report: &[u8]) -> Result<Value, FetchError> 
             .and_then(Value::as_str)
             .unwrap_or("");
         if !url.ends_with(".whl") {
-            return Err(format!("{name} {version} is not a wheel ({url}): refused"));
+            return Err(FetchError::NotAWheel {
+                name: name.to_string(),
+                version: version.to_string(),
+                url: url.to_string(),
+            });
         }
         let sha256 = download
             .and_then(|d| d.get("archive_info"))
@@ -335,15 +493,23 @@ fn pip_integrity(package: &Package, report: &[u8]) -> Result<Value, FetchError> 
                             .map(str::to_string)
                     })
             })
-            .ok_or_else(|| format!("{name} {version}: pip reported no sha256: refused"))?;
+            .ok_or_else(|| FetchError::NoSha256 {
+                name: name.to_string(),
+                version: version.to_string(),
+            })?;
         if let Some(file) = url.strip_prefix("file://") {
             let path = percent_decoded(file);
-            let bytes = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+            let bytes = std::fs::read(&path).map_err(|source| FetchError::WheelUnread {
+                path: path.clone(),
+                source,
+            })?;
             let actual = hex::encode(Sha256::digest(&bytes));
             if actual != sha256 {
-                return Err(format!(
-                    "{path}: sha256 {actual}, but pip installed {sha256}: refused"
-                ));
+                return Err(FetchError::WheelDiffers {
+                    path,
+                    actual,
+                    reported: sha256,
+                });
             }
         }
         if normal(name) == normal(&package.name) {
@@ -357,12 +523,18 @@ fn pip_integrity(package: &Package, report: &[u8]) -> Result<Value, FetchError> 
     match found {
         Some(v) if v == package.version => {}
         Some(v) => {
-            return Err(format!(
-                "pip installed {} {v}, not the version asked for ({})",
-                package.name, package.version
-            ));
+            return Err(FetchError::OtherVersion {
+                manager: "pip",
+                package: package.name.clone(),
+                installed: v,
+                asked: package.version.clone(),
+            });
         }
-        None => return Err(format!("pip's report does not list {}", package.name)),
+        None => {
+            return Err(FetchError::NotListed {
+                package: package.name.clone(),
+            });
+        }
     }
     Ok(json!({
         "registry": "pypi",
@@ -399,17 +571,17 @@ fn percent_decoded(path: &str) -> String {
 async fn run(fetch: &FetchCommand) -> Result<(), FetchError> {
     let what = &fetch.what;
     let Some((program, args)) = fetch.command.split_first() else {
-        return Err(format!("{what}: no program"));
+        return Err(FetchError::NoProgram { what: what.clone() });
     };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| format!("{what}: could not start: {e}"))?;
+    let out = cmd.output().await.map_err(|source| FetchError::Start {
+        what: what.clone(),
+        source,
+    })?;
     if out.status.success() {
         return Ok(());
     }
@@ -417,7 +589,11 @@ async fn run(fetch: &FetchCommand) -> Result<(), FetchError> {
         &String::from_utf8_lossy(&out.stderr),
         &String::from_utf8_lossy(&out.stdout),
     );
-    Err(format!("{what} failed ({}): {said}", out.status))
+    Err(FetchError::Failed {
+        what: what.clone(),
+        status: out.status,
+        said,
+    })
 }
 
 /// What a package manager said on stderr and stdout, shortened for an error message.
@@ -447,10 +623,10 @@ mod tests {
             json!({"packages": {"": {}, "node_modules/@s/p": {"version": "1.0.0", "integrity": "sha512-a"},
                                   "node_modules/dep": {"version": "2.0.0"}}}),
         );
-        let e = npm_integrity(&package, &dir).unwrap_err();
+        let e = npm_integrity(&package, &dir).unwrap_err().to_string();
         assert!(e.contains("node_modules/dep has no integrity hash"), "{e}");
         write(json!({"packages": {"node_modules/@s/p": {"version": "1.0.1", "integrity": "sha512-a"}}}));
-        let e = npm_integrity(&package, &dir).unwrap_err();
+        let e = npm_integrity(&package, &dir).unwrap_err().to_string();
         assert!(e.contains("not the version asked for"), "{e}");
         write(json!({"packages": {"node_modules/@s/p": {"version": "1.0.0", "integrity": "sha512-a"}}}));
         let record = npm_integrity(&package, &dir).unwrap();
@@ -480,7 +656,9 @@ mod tests {
             pip_integrity(&package, report(&right).as_bytes()).unwrap()["sha256"],
             right
         );
-        let e = pip_integrity(&package, report(&"0".repeat(64)).as_bytes()).unwrap_err();
+        let e = pip_integrity(&package, report(&"0".repeat(64)).as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("refused"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -52,7 +52,7 @@ impl Runtime {
         match fetch::origin(package, config)? {
             Origin::Cache(cache) => {
                 let bundle = work.join("bundle");
-                std::fs::create_dir_all(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+                std::fs::create_dir_all(&bundle).map_err(|e| setup(&bundle, e))?;
                 let integrity = fetch::fetch_offline(package, config, &cache, &bundle).await?;
                 Ok(Fetched {
                     bundle,
@@ -80,14 +80,14 @@ impl Runtime {
         work: &Path,
     ) -> Result<Fetched, FetchError> {
         let config = &self.settings.mcp_packages;
-        let backend = self
-            .backends
-            .get("mcp")
-            .map_err(|e| format!("MCP server packages cannot be fetched here: {e}"))?;
+        let backend = self.backends.get("mcp").map_err(|e| FetchError::Setup {
+            what: "MCP server packages cannot be fetched here".into(),
+            reason: e.to_string(),
+        })?;
         let grant = fetch_grant(registry, &config.fetch_hosts)?;
         // The sandbox's `/tool`: nothing of the package exists yet.
         let empty = work.join("installer");
-        std::fs::create_dir_all(&empty).map_err(|e| format!("{}: {e}", empty.display()))?;
+        std::fs::create_dir_all(&empty).map_err(|e| setup(&empty, e))?;
         let volume = work.join("fetch");
         let inside = Places {
             bundle: Path::new(SANDBOX_DATA).join("bundle"),
@@ -126,7 +126,7 @@ impl Runtime {
             ExecutionStatus::Success => {
                 fetch::integrity(package, &host(&inside.bundle), &host(&inside.pip_report))
             }
-            _ => Err(failure(&run.what, &grant, &outcome)),
+            _ => Err(failure(&run.what, &grant, &outcome).into()),
         };
         match checked {
             Ok(integrity) => Ok(Fetched {
@@ -160,9 +160,10 @@ impl Runtime {
 fn fetch_grant(registry: &str, fetch_hosts: &[String]) -> Result<Grant, FetchError> {
     let mut network_allow = vec![registry_host(registry)?];
     for (i, host) in fetch_hosts.iter().enumerate() {
-        let pattern = host
-            .parse::<HostPattern>()
-            .map_err(|e| format!("mcp.fetch_hosts[{i}]: {e}"))?;
+        let pattern = host.parse::<HostPattern>().map_err(|e| FetchError::Grant {
+            setting: format!("mcp.fetch_hosts[{i}]"),
+            reason: e.to_string(),
+        })?;
         network_allow.push(pattern);
     }
     Ok(Grant {
@@ -179,18 +180,19 @@ fn fetch_grant(registry: &str, fetch_hosts: &[String]) -> Result<Grant, FetchErr
 
 /// The `host:port` of a registry URL, as a grant names it.
 fn registry_host(registry: &str) -> Result<HostPattern, FetchError> {
-    let url =
-        url::Url::parse(registry).map_err(|e| format!("the registry {registry:?} is not a URL: {e}"))?;
+    let refused = |reason: String| FetchError::Grant {
+        setting: format!("the registry {registry:?}"),
+        reason,
+    };
+    let url = url::Url::parse(registry).map_err(|e| refused(format!("not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("the registry {registry:?} is not an http(s) URL"));
+        return Err(refused("not an http(s) URL".into()));
     }
-    let host = url
-        .host_str()
-        .ok_or_else(|| format!("the registry {registry:?} names no host"))?;
+    let host = url.host_str().ok_or_else(|| refused("it names no host".into()))?;
     let port = url.port_or_known_default().unwrap_or(443);
     format!("{}:{port}", host.to_ascii_lowercase())
         .parse::<HostPattern>()
-        .map_err(|e| format!("the registry {registry:?}: its host cannot be granted: {e}"))
+        .map_err(|e| refused(format!("its host cannot be granted: {e}")))
 }
 
 /// The configured program as the sandbox runs it: an absolute path as it is (it must exist in
@@ -229,30 +231,54 @@ fn fetch_capability() -> Capability {
 
 /// Why a sandboxed fetch failed: the sandbox's reason, what the package manager said, and
 /// every connection the egress proxy refused.
-fn failure(what: &str, grant: &Grant, outcome: &Outcome) -> String {
-    let granted: Vec<String> = grant.network_allow.iter().map(|h| h.to_string()).collect();
-    let mut message = format!(
-        "{what} failed in its sandbox (network: {} only): {}",
-        granted.join(", "),
-        outcome.error.as_deref().unwrap_or("it did not succeed")
-    );
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{what} failed in its sandbox (network: {granted} only): {error}{said}{refused}",
+    granted = granted.join(", "),
+    said = said.as_deref().map(|s| format!("; it said: {s}")).unwrap_or_default(),
+    refused = if refused.is_empty() { String::new() } else { format!("; the egress proxy refused {}", refused.join(", ")) },
+)]
+pub(crate) struct SandboxFailure {
+    /// The command, for a person.
+    what: String,
+    /// The hosts the fetch sandbox was granted.
+    granted: Vec<String>,
+    /// The sandbox's reason.
+    error: String,
+    /// The start of what the package manager wrote, if anything.
+    said: Option<String>,
+    /// The connections the egress proxy refused (`host:port (reason)`).
+    refused: Vec<String>,
+}
+
+fn failure(what: &str, grant: &Grant, outcome: &Outcome) -> SandboxFailure {
     let output = outcome.output.as_ref().map(|o| match o {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     });
     let said = fetch::said(&outcome.stderr, output.as_deref().unwrap_or(""));
-    if !said.is_empty() {
-        message.push_str(&format!("; it said: {said}"));
-    }
-    if !outcome.network_denials.is_empty() {
-        let refused: Vec<String> = outcome
+    SandboxFailure {
+        what: what.to_string(),
+        granted: grant.network_allow.iter().map(|h| h.to_string()).collect(),
+        error: outcome
+            .error
+            .clone()
+            .unwrap_or_else(|| "it did not succeed".to_string()),
+        said: (!said.is_empty()).then_some(said),
+        refused: outcome
             .network_denials
             .iter()
             .map(|d| format!("{}:{} ({})", d.host, d.port, d.reason))
-            .collect();
-        message.push_str(&format!("; the egress proxy refused {}", refused.join(", ")));
+            .collect(),
     }
-    message
+}
+
+/// A directory of the work directory could not be made.
+fn setup(path: &Path, e: std::io::Error) -> FetchError {
+    FetchError::Setup {
+        what: path.display().to_string(),
+        reason: e.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -274,9 +300,11 @@ mod tests {
         .unwrap();
         let hosts: Vec<String> = grant.network_allow.iter().map(|h| h.to_string()).collect();
         assert_eq!(hosts, ["198.51.100.254:8080", "files.pythonhosted.org:443"]);
-        let e = fetch_grant("ftp://x.example/", &[]).unwrap_err();
+        let e = fetch_grant("ftp://x.example/", &[]).unwrap_err().to_string();
         assert!(e.contains("not an http(s) URL"), "{e}");
-        let e = fetch_grant("https://r.example/", &["*".into()]).unwrap_err();
+        let e = fetch_grant("https://r.example/", &["*".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("mcp.fetch_hosts[0]: "), "{e}");
     }
 

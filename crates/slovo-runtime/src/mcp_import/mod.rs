@@ -184,13 +184,13 @@ impl Runtime {
         actor: &Actor,
     ) -> Result<McpImportReport> {
         let work = self.work_dir()?;
-        let fetched = self
-            .fetch_mcp_package(&package, &work.0)
-            .await
-            .map_err(|reason| RuntimeError::McpImport {
-                source_name: package.spec(),
-                reason,
-            })?;
+        let fetched =
+            self.fetch_mcp_package(&package, &work.0)
+                .await
+                .map_err(|e| RuntimeError::McpImport {
+                    source_name: package.spec(),
+                    reason: e.to_string(),
+                })?;
         let proposed = self
             .propose_mcp_package(
                 &package,
