@@ -93,17 +93,22 @@ async fn system_paths_run_the_hosts_python_read_only() {
             "-c".into(),
             "import json, os, threading, subprocess; t = threading.Thread(target=print); t.start(); t.join(); \
              subprocess.run(['/tool/hostile', 'info'], check=True, capture_output=True); \
-             print(json.dumps({'ok': True, 'etc': sorted(os.listdir('/etc'))}))"
+             ssl = sorted(os.listdir('/etc/ssl')) if os.path.isdir('/etc/ssl') else None; \
+             print(json.dumps({'ok': True, 'etc': sorted(os.listdir('/etc')), 'ssl': ssl}))"
                 .into(),
         ],
         system_paths: true,
     };
     let o = sb.run(&spec).await;
     assert_eq!(o.status.as_str(), "success", "{o:#?}");
-    assert_eq!(
-        o.output,
-        Some(json!({"ok": true, "etc": ["alternatives", "ld.so.cache"]}))
-    );
+    // Of `/etc`, only what the loader and Debian's alternatives need, and the public CA
+    // certificates (not the rest of `/etc/ssl`, where private keys live).
+    let expected = if std::path::Path::new("/etc/ssl/certs").is_dir() {
+        json!({"ok": true, "etc": ["alternatives", "ld.so.cache", "ssl"], "ssl": ["certs"]})
+    } else {
+        json!({"ok": true, "etc": ["alternatives", "ld.so.cache"], "ssl": null})
+    };
+    assert_eq!(o.output, Some(expected));
     // Without system paths there is no interpreter at all.
     spec.execution = Execution::Process {
         command: vec!["hostile".into(), "exec".into(), "/usr/bin/python3".into()],
