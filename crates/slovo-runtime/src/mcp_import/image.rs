@@ -133,11 +133,7 @@ impl Runtime {
         std::fs::create_dir_all(&bundle).map_err(|e| RuntimeError::io("create", &bundle, e))?;
         let name = request.name.clone().unwrap_or_else(|| image.tool_name());
         let version = image.tool_version(launch.version.as_deref());
-        let secret_env: BTreeMap<String, String> = launch
-            .secret_env
-            .keys()
-            .map(|variable| (variable.clone(), variable.clone()))
-            .collect();
+        let secret_env = launch.secret_env_by_name();
         let execution = Execution::Mcp {
             transport: McpTransport::Stdio,
             command: launch.args.clone(),

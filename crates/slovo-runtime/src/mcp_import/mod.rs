@@ -228,11 +228,7 @@ impl Runtime {
             .clone()
             .unwrap_or_else(|| manifest::tool_name(package));
         let version = manifest::tool_version(package);
-        let secret_env: BTreeMap<String, String> = launch
-            .secret_env
-            .keys()
-            .map(|variable| (variable.clone(), variable.clone()))
-            .collect();
+        let secret_env = launch.secret_env_by_name();
         let execution = Execution::Mcp {
             transport: McpTransport::Stdio,
             command: command.clone(),

@@ -62,6 +62,17 @@ pub(crate) struct Launch {
     pub version: Option<String>,
 }
 
+impl Launch {
+    /// The manifest's `execution.secret_env`: each secret variable read from the tool's secret
+    /// of the same name, which the person sets after import.
+    pub fn secret_env_by_name(&self) -> BTreeMap<String, String> {
+        self.secret_env
+            .keys()
+            .map(|variable| (variable.clone(), variable.clone()))
+            .collect()
+    }
+}
+
 /// What a `server.json` package names: a package to fetch, or an image to find here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Runnable {
