@@ -92,11 +92,32 @@ pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 pub struct Actor(pub String);
 
 impl Actor {
-    /// The local command line (the person at the machine).
+    /// The local command line (the person at the machine), named by the account this process
+    /// runs as. The account comes from the system's user database by the real uid, not from
+    /// `$USER`: the audit trail should name who ran the command, not what the environment claims.
     pub fn cli() -> Actor {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_string());
-        Actor(format!("cli:{user}"))
+        Actor(format!("cli:{}", account_name()))
     }
+}
+
+/// The name of the account of this process's real uid, or `uid:N` when the user database has no
+/// entry for it (a container started with an arbitrary uid).
+fn account_name() -> String {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let mut buffer = vec![0 as libc::c_char; 4096];
+    // SAFETY: every pointer is valid for the call: `entry` and `found` are ours, and `buffer`
+    // is passed with its length; getpwuid_r writes the strings of `entry` into `buffer` only.
+    let status = unsafe { libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found) };
+    if status != 0 || found.is_null() || entry.pw_name.is_null() {
+        return format!("uid:{uid}");
+    }
+    // SAFETY: on success pw_name points at a NUL-terminated string inside `buffer`, alive here.
+    unsafe { std::ffi::CStr::from_ptr(entry.pw_name) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Creates the data directory `dir` if it does not exist, private to the account running Slovo
@@ -315,5 +336,18 @@ impl Runtime {
 
     fn bundles_dir(&self) -> PathBuf {
         self.data_dir.join("bundles")
+    }
+}
+
+#[cfg(test)]
+mod actor_tests {
+    use super::Actor;
+
+    #[test]
+    fn the_cli_actor_is_the_account_of_the_real_uid() {
+        let account = std::process::Command::new("id").arg("-un").output().unwrap();
+        let account = String::from_utf8(account.stdout).unwrap().trim().to_string();
+        assert!(!account.is_empty());
+        assert_eq!(Actor::cli(), Actor(format!("cli:{account}")));
     }
 }
