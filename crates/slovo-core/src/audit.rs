@@ -243,6 +243,15 @@ pub enum ChainError {
         /// What was found instead.
         problem: String,
     },
+    /// Chain 1's anchors, read again after its walk to check them against the other chains,
+    /// are not the ones the walk verified: chain 1 was rewritten while it was being verified.
+    #[error(
+        "audit chain 1 changed while it was being verified: its anchors up to event {up_to} read back differently"
+    )]
+    AnchorsChanged {
+        /// Chain 1's head when the walk began.
+        up_to: i64,
+    },
 }
 
 impl ChainError {
@@ -257,7 +266,9 @@ impl ChainError {
             | ChainError::BadPayload { seq, .. } => *seq,
             ChainError::Truncated { last_seq, .. } => last_seq + 1,
             ChainError::InChain { error, .. } => error.seq(),
-            ChainError::ChainNotOpened { .. } | ChainError::ChainMissing { .. } => 0,
+            ChainError::ChainNotOpened { .. }
+            | ChainError::ChainMissing { .. }
+            | ChainError::AnchorsChanged { .. } => 0,
             ChainError::AnchorMismatch { seq, .. } => *seq,
             ChainError::CheckpointMismatch { last_good, .. } => last_good + 1,
             ChainError::BehindCheckpoint { head_seq, .. } => head_seq + 1,

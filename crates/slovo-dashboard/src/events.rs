@@ -25,7 +25,8 @@ struct Snapshot {
 }
 
 async fn snapshot(state: &DashboardState) -> Option<Snapshot> {
-    let (audit_seq, _) = state.runtime.store().audit_head().await.ok()?;
+    // Every chain: on PostgreSQL calls' results go to their instance's chain.
+    let audit_seq = state.runtime.audit_event_total().await.ok()?;
     let newest = state
         .runtime
         .executions(&ExecutionFilter {

@@ -12,8 +12,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use sha2::{Digest, Sha256};
 use slovo_core::audit::record::{AnchoredHead, AuditChainOpened, AuditChainsAnchored};
-use slovo_core::audit::{AuditEvent, AuditRecord, ChainError, ChainVerifier, kinds};
+use slovo_core::audit::{AuditEvent, AuditRecord, ChainError, ChainVerifier, event_hash, kinds};
 use slovo_store::{AuditChainHead, MAIN_AUDIT_CHAIN, Store};
 
 use crate::audit_record::AppendRecord;
@@ -207,8 +208,10 @@ async fn check_stretch(
     Ok(())
 }
 
-/// What `audit verify` gathers from chain 1 while walking it: the chains opened and the
-/// anchors, then checks against the other chains.
+/// What `audit verify` gathers from chain 1 while walking it: the chains opened, the chains
+/// anchored and a digest of the anchors, then checks against the other chains. Its size grows
+/// with the number of chains, never with the number of events or anchors: the anchors are
+/// read back page by page after the walk (`check_anchors`).
 #[derive(Debug, Default)]
 pub(crate) struct OtherChains {
     /// The chains that held events, and the head rows, read before chain 1's head.
@@ -216,8 +219,10 @@ pub(crate) struct OtherChains {
     heads: Vec<AuditChainHead>,
     /// Each opened chain's opening event.
     opened: BTreeMap<i64, Opening>,
-    /// By chain, by sequence number: the hash each anchor records, and the anchor's event.
-    anchored: BTreeMap<i64, BTreeMap<i64, (String, i64)>>,
+    /// The chains any anchor names.
+    anchored: BTreeSet<i64>,
+    /// The anchors the walk of chain 1 verified, to recognise them when they are read back.
+    anchors_walked: AnchorDigest,
 }
 
 /// What the walk of the other chains found.
@@ -227,6 +232,30 @@ pub(crate) struct OtherChainsReport {
     pub chains: i64,
     /// Their events.
     pub events: i64,
+    /// Their events after the newest anchor that the newest checkpoint covers.
+    pub unchecked: i64,
+}
+
+/// How many anchors are read back at a time.
+const ANCHOR_PAGE: i64 = 200;
+
+/// A running digest of anchor events (sequence number and hash, in chain order), so that the
+/// anchors read back after the walk are known to be the ones it verified without keeping them.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct AnchorDigest {
+    count: i64,
+    digest: [u8; 32],
+}
+
+impl AnchorDigest {
+    fn add(&mut self, e: &AuditEvent) {
+        let mut next = Sha256::new();
+        next.update(self.digest);
+        next.update(e.seq.to_be_bytes());
+        next.update(e.hash.as_bytes());
+        self.digest = next.finalize().into();
+        self.count += 1;
+    }
 }
 
 impl OtherChains {
@@ -261,25 +290,29 @@ impl OtherChains {
             );
         } else if e.kind == kinds::AUDIT_CHAINS_ANCHORED {
             for h in parse::<AuditChainsAnchored>(e)?.chains {
-                self.anchored
-                    .entry(h.chain)
-                    .or_default()
-                    .insert(h.seq, (h.hash, e.seq));
+                self.anchored.insert(h.chain);
             }
+            self.anchors_walked.add(e);
         }
         Ok(())
     }
 
     /// Walks every other chain from its opening to its head and checks the anchors and the
     /// openings: every chain was opened on chain 1, every chain opened exists, every anchor
-    /// names an event that is there with the hash it records; and each execution event's
-    /// record matches it, as on chain 1.
-    pub(crate) async fn verify(self, rt: &Runtime) -> Result<OtherChainsReport> {
+    /// (on chain 1 up to `main_head_seq`, the head its walk verified) names an event that is
+    /// there with the hash it records; and each execution event's record matches it, as on
+    /// chain 1. Counts the events after the newest anchor at or before `checkpoint_seq`.
+    pub(crate) async fn verify(
+        self,
+        rt: &Runtime,
+        main_head_seq: i64,
+        checkpoint_seq: i64,
+    ) -> Result<OtherChainsReport> {
         // Every chain opened on chain 1, anchored there, or holding events, has a head.
         let named: BTreeSet<i64> = self
             .opened
             .keys()
-            .chain(self.anchored.keys())
+            .chain(&self.anchored)
             .chain(&self.with_events)
             .copied()
             .collect();
@@ -298,47 +331,151 @@ impl OtherChains {
         }
         // Every chain with a head was opened on chain 1, and links from its opening.
         let mut report = OtherChainsReport::default();
-        let none = BTreeMap::new();
         for head in &self.heads {
             let Some(opening) = self.opened.get(&head.chain) else {
                 return Err(ChainError::ChainNotOpened { chain: head.chain }.into());
             };
-            let anchors = self.anchored.get(&head.chain).unwrap_or(&none);
-            report.events += walk(rt, head, opening, anchors).await?;
+            report.events += walk(rt, head, opening).await?;
             report.chains += 1;
         }
+        let covered = self
+            .check_anchors(rt.store(), main_head_seq, checkpoint_seq)
+            .await?;
+        report.unchecked = self
+            .heads
+            .iter()
+            .map(|h| (h.seq - covered.get(&h.chain).copied().unwrap_or(0)).max(0))
+            .sum();
         Ok(report)
+    }
+
+    /// Reads chain 1's anchors back page by page (through the index by kind) and checks that
+    /// each names an event that is there with the hash it records, and that they are the
+    /// anchors the walk verified. Returns, by chain, the event the newest anchor at or before
+    /// `checkpoint_seq` records.
+    async fn check_anchors(
+        &self,
+        store: &Store,
+        main_head_seq: i64,
+        checkpoint_seq: i64,
+    ) -> Result<BTreeMap<i64, i64>> {
+        let changed = || RuntimeError::from(ChainError::AnchorsChanged { up_to: main_head_seq });
+        let mut read_back = AnchorDigest::default();
+        let mut covered = BTreeMap::new();
+        // By chain, the furthest anchored event that is gone, and the newest anchor naming it:
+        // reported once every anchor was read, as the truncation the newest anchor shows.
+        let mut gone: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        let mut after = 0;
+        loop {
+            let page = store.audit_anchors(after, main_head_seq, ANCHOR_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            let mut named = Vec::new();
+            for e in &page {
+                let content = event_hash(
+                    e.seq,
+                    e.at_ms,
+                    &e.kind,
+                    e.tool.as_deref(),
+                    &e.actor,
+                    &e.payload,
+                    &e.prev_hash,
+                );
+                if content != e.hash {
+                    return Err(changed());
+                }
+                read_back.add(e);
+                for h in parse::<AuditChainsAnchored>(e)?.chains {
+                    if e.seq <= checkpoint_seq {
+                        covered.insert(h.chain, h.seq);
+                    }
+                    named.push((h, e.seq));
+                }
+            }
+            self.check_named(store, &named, &mut gone).await?;
+            if (page.len() as i64) < ANCHOR_PAGE {
+                break;
+            }
+        }
+        if read_back != self.anchors_walked {
+            return Err(changed());
+        }
+        if let Some((&chain, &(seq, anchor_seq))) = gone.iter().next() {
+            let end = self.heads.iter().find(|h| h.chain == chain).map_or(0, |h| h.seq);
+            return Err(ChainError::AnchorMismatch {
+                chain,
+                seq,
+                anchor_seq,
+                problem: format!(
+                    "but the chain ends at event {end} (events {} to {seq} deleted)",
+                    end + 1
+                ),
+            }
+            .into());
+        }
+        Ok(covered)
+    }
+
+    /// Checks one page's anchored heads (each with its anchor's sequence number on chain 1)
+    /// against the events they name, looked up together; notes in `gone` the ones that are
+    /// not there.
+    async fn check_named(
+        &self,
+        store: &Store,
+        named: &[(AnchoredHead, i64)],
+        gone: &mut BTreeMap<i64, (i64, i64)>,
+    ) -> Result<()> {
+        let mut keys: Vec<(i64, i64)> = named
+            .iter()
+            .filter(|(h, _)| h.seq > 0)
+            .map(|(h, _)| (h.chain, h.seq))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let found: HashMap<(i64, i64), String> = store
+            .audit_events_at(&keys)
+            .await?
+            .into_iter()
+            .map(|e| ((e.chain, e.seq), e.hash))
+            .collect();
+        for (h, anchor_seq) in named {
+            let mismatch = |problem: &str| -> RuntimeError {
+                ChainError::AnchorMismatch {
+                    chain: h.chain,
+                    seq: h.seq,
+                    anchor_seq: *anchor_seq,
+                    problem: problem.to_string(),
+                }
+                .into()
+            };
+            if h.seq == 0 {
+                match self.opened.get(&h.chain) {
+                    Some(opening) if opening.hash == h.hash => {}
+                    Some(_) => return Err(mismatch("the chain's start, but not its opening event")),
+                    None => return Err(ChainError::ChainNotOpened { chain: h.chain }.into()),
+                }
+                continue;
+            }
+            match found.get(&(h.chain, h.seq)) {
+                Some(hash) if *hash == h.hash => {}
+                Some(_) => return Err(mismatch("but it has another hash (rewritten)")),
+                None => {
+                    let furthest = gone.entry(h.chain).or_insert((h.seq, *anchor_seq));
+                    if h.seq >= furthest.0 {
+                        *furthest = (h.seq, *anchor_seq);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-/// Walks one chain from its opening to its head, checking each anchored event and each
-/// execution record on the way.
-async fn walk(
-    rt: &Runtime,
-    head: &AuditChainHead,
-    opening: &Opening,
-    anchors: &BTreeMap<i64, (String, i64)>,
-) -> Result<i64> {
+/// Walks one chain from its opening to its head, checking each link and each execution record
+/// on the way. Returns how many events it holds.
+async fn walk(rt: &Runtime, head: &AuditChainHead, opening: &Opening) -> Result<i64> {
     let store = rt.store();
     let chain = head.chain;
-    let mismatch = |seq: i64, anchor_seq: i64, problem: String| -> RuntimeError {
-        ChainError::AnchorMismatch {
-            chain,
-            seq,
-            anchor_seq,
-            problem,
-        }
-        .into()
-    };
-    if let Some((hash, anchor_seq)) = anchors.get(&0)
-        && *hash != opening.hash
-    {
-        return Err(mismatch(
-            0,
-            *anchor_seq,
-            "the chain's start, but not its opening event".into(),
-        ));
-    }
     let mut verifier = ChainVerifier::resume(0, &opening.hash);
     let mut after = 0;
     loop {
@@ -350,15 +487,6 @@ async fn walk(
         let page: Vec<_> = page.into_iter().take_while(|e| e.seq <= head.seq).collect();
         for e in &page {
             verifier.push(e).map_err(|err| in_chain(chain, err))?;
-            if let Some((hash, anchor_seq)) = anchors.get(&e.seq)
-                && *hash != e.hash
-            {
-                return Err(mismatch(
-                    e.seq,
-                    *anchor_seq,
-                    "but it has another hash (rewritten)".into(),
-                ));
-            }
         }
         let records = rt.execution_texts(&page).await?;
         for e in &page {
@@ -371,19 +499,7 @@ async fn walk(
             break;
         }
     }
-    let events = verifier
+    verifier
         .finish(head.seq, &head.hash)
-        .map_err(|err| in_chain(chain, err))?;
-    if let Some((seq, (_, anchor_seq))) = anchors.range(head.seq + 1..).next_back() {
-        return Err(mismatch(
-            *seq,
-            *anchor_seq,
-            format!(
-                "but the chain ends at event {} (events {} to {seq} deleted)",
-                head.seq,
-                head.seq + 1
-            ),
-        ));
-    }
-    Ok(events)
+        .map_err(|err| in_chain(chain, err))
 }

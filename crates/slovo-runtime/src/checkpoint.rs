@@ -460,7 +460,8 @@ impl Runtime {
             }
             .into());
         }
-        let others = other_chains.verify(self).await?;
+        let checkpoint_seq = newest.map_or(0, |c| c.checkpoint.seq);
+        let others = other_chains.verify(self, head_seq, checkpoint_seq).await?;
         let recorded = public.as_ref().and_then(|p| records.iter().find(|r| &r.key == p));
         match newest {
             None => {
@@ -499,14 +500,15 @@ impl Runtime {
                 }
             }
         }
-        let checkpoint_seq = newest.map_or(0, |c| c.checkpoint.seq);
         Ok(AuditReport {
             events: events + others.events,
             chains: 1 + others.chains,
             head_hash,
             checkpoints: checkpoints.len() as i64,
             checkpoint_seq,
-            unchecked_events: head_seq - checkpoint_seq,
+            // On every chain: chain 1's events after the checkpoint, and each other chain's
+            // after the anchor that checkpoint covers.
+            unchecked_events: head_seq - checkpoint_seq + others.unchecked,
         })
     }
 

@@ -25,6 +25,7 @@
 mod abandon;
 mod access;
 mod audit_chains;
+mod audit_read;
 mod audit_record;
 mod bundles;
 mod call;
@@ -82,7 +83,9 @@ pub use views::{
 // ingester's options, the dashboard's session row and the status of a discovery request
 // (executions, tools, tokens and discovery requests have views of their own).
 pub use slovo_openapi as openapi;
-pub use slovo_store::{DiscoveryStatus, SessionRow};
+pub use slovo_store::{
+    AuditChainHead, AuditCursor, AuditQuery, BadAuditCursor, DiscoveryStatus, MAIN_AUDIT_CHAIN, SessionRow,
+};
 
 /// Result of a runtime operation.
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

@@ -236,6 +236,8 @@ pub struct AuditReport {
     /// The event the newest checkpoint records (0 when there is none).
     pub checkpoint_seq: i64,
     /// Events after the newest checkpoint: the ones a truncation could still remove unseen.
+    /// On every chain: chain 1's after the checkpoint's event, each other chain's after the
+    /// head the newest anchor under that checkpoint records.
     pub unchecked_events: i64,
 }
 

@@ -5,6 +5,7 @@
 //! attacker would drop dropped first) and caught by `audit verify`. SQLite keeps one chain.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use slovo_core::audit::{AuditEvent, ChainError, event_hash, kinds};
 use slovo_core::execution::{ExecutionStatus, Outcome, SandboxSpec};
 use slovo_core::install::{DockerDeferred, DockerFacts, InstallFacts};
 use slovo_core::permissions::Narrowing;
-use slovo_runtime::{Actor, CallRequest, ImportSource, Runtime, RuntimeError};
+use slovo_runtime::{Actor, AuditCursor, AuditQuery, CallRequest, ImportSource, Runtime, RuntimeError};
 use slovo_sandbox::{Backend, BackendError, Backends, InstallRequest};
 use slovo_store::{DbKind, Store};
 use slovo_test_support::{fresh_postgres_url, test_dbs};
@@ -563,6 +564,13 @@ async fn sqlite_keeps_one_chain() {
     let report = inst.first().verify_audit().await.unwrap();
     assert_eq!(report.chains, 1);
     assert_eq!(report.events, events.len() as i64);
+    // Read together, every event is chain 1's, newest first, and the total is its head.
+    let shown = listed(inst.first(), AuditQuery::default()).await;
+    assert_eq!(shown, events.iter().rev().cloned().collect::<Vec<_>>());
+    assert_eq!(
+        inst.first().audit_event_total().await.unwrap(),
+        events.len() as i64
+    );
     // The database keeps every event on chain 1: an event that extends the head, but on
     // another chain, is refused.
     let last = events.last().unwrap();
@@ -577,4 +585,168 @@ async fn sqlite_keeps_one_chain() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("CHECK constraint failed"), "{err}");
+}
+
+/// Every event of every chain, newest first as shown together.
+async fn listed(rt: &Runtime, query: AuditQuery) -> Vec<AuditEvent> {
+    rt.audit_events(&AuditQuery {
+        limit: 100_000,
+        ..query
+    })
+    .await
+    .unwrap()
+}
+
+fn key(e: &AuditEvent) -> (i64, i64, i64) {
+    (e.at_ms, e.chain, e.seq)
+}
+
+#[tokio::test]
+async fn every_chain_is_listed_together_and_pages_stably_while_instances_append() {
+    let Some(inst) = three_instances(4).await else {
+        return;
+    };
+    let rt = inst.first();
+    let snapshot = listed(rt, AuditQuery::default()).await;
+    assert_eq!(snapshot.len() as i64, rt.audit_event_total().await.unwrap());
+    let chains: BTreeSet<i64> = snapshot.iter().map(|e| e.chain).collect();
+    assert_eq!(
+        chains,
+        BTreeSet::from([1, 2, 3, 4]),
+        "call results come from every chain"
+    );
+
+    // Page by page, four events at a time, while every instance appends to its chain between
+    // two pages.
+    let mut seen = Vec::new();
+    let mut before = None;
+    let mut pages = 0;
+    loop {
+        let page = rt
+            .audit_events(&AuditQuery {
+                before,
+                limit: 4,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        inst.calls(1).await;
+        let Some(last) = page.last() else { break };
+        before = Some(AuditCursor::of(last));
+        // The cursor is handed out as text and read back.
+        assert_eq!(
+            before.unwrap().to_string().parse::<AuditCursor>().unwrap(),
+            before.unwrap()
+        );
+        let full = page.len() == 4;
+        seen.extend(page);
+        if !full {
+            break;
+        }
+    }
+    let now = listed(rt, AuditQuery::default()).await;
+    assert_eq!(
+        now.len(),
+        snapshot.len() + 3 * pages,
+        "the instances appended meanwhile"
+    );
+    // Strictly in display order, so never the same event twice.
+    assert!(
+        seen.windows(2).all(|w| key(&w[0]) > key(&w[1])),
+        "out of order or repeated"
+    );
+    // No gap: every event there when paging began was shown, and nothing that is not there.
+    let shown: BTreeSet<_> = seen.iter().map(key).collect();
+    assert!(
+        snapshot.iter().all(|e| shown.contains(&key(e))),
+        "an event was skipped"
+    );
+    let stored: BTreeSet<_> = now.iter().map(key).collect();
+    assert!(shown.is_subset(&stored));
+
+    // Filters hold over every chain.
+    let results = listed(
+        rt,
+        AuditQuery {
+            kind: Some(kinds::EXECUTION_FINISHED.into()),
+            ..AuditQuery::default()
+        },
+    )
+    .await;
+    let heads = inst.store().audit_chain_heads().await.unwrap();
+    let on_other_chains: i64 = heads.iter().filter(|h| h.chain != 1).map(|h| h.seq).sum();
+    assert_eq!(results.len() as i64, on_other_chains);
+    assert!(
+        results
+            .iter()
+            .all(|e| e.kind == kinds::EXECUTION_FINISHED && e.chain != 1)
+    );
+    let about_echo = listed(
+        rt,
+        AuditQuery {
+            tool: Some("echo".into()),
+            ..AuditQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        about_echo.iter().map(key).collect::<Vec<_>>(),
+        now.iter()
+            .filter(|e| e.tool.as_deref() == Some("echo"))
+            .map(key)
+            .collect::<Vec<_>>()
+    );
+    // One chain, one kind, paged two at a time: that chain's events, newest first.
+    let chain = inst.chain_of(1);
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let page = rt
+            .audit_events(&AuditQuery {
+                kind: Some(kinds::EXECUTION_FINISHED.into()),
+                chain: Some(chain),
+                before,
+                limit: 2,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some(AuditCursor::of(last));
+        paged.extend(page);
+    }
+    let mut expected = inst.chain_events(chain).await;
+    expected.reverse();
+    assert_eq!(paged, expected);
+    assert_eq!(rt.audit_event_total().await.unwrap(), now.len() as i64);
+}
+
+#[tokio::test]
+async fn unchecked_events_count_the_other_chains_events_after_their_anchor() {
+    let Some(inst) = three_instances(2).await else {
+        return;
+    };
+    assert_eq!(inst.first().verify_audit().await.unwrap().unchecked_events, 0);
+    // Calls through the second instance only: its chain moves, chain 1 does not.
+    let chain1 = inst.store().audit_head().await.unwrap();
+    for k in 0..4 {
+        inst.rts[1]
+            .call(CallRequest {
+                tool: "echo".into(),
+                capability: "say".into(),
+                arguments: json!({"text": format!("after the checkpoint {k}")}),
+                conversation_id: None,
+                turn_id: None,
+                actor: actor(),
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(inst.store().audit_head().await.unwrap(), chain1);
+    let report = inst.first().verify_audit().await.unwrap();
+    assert_eq!(report.unchecked_events, 4);
+    // A checkpoint anchors them.
+    inst.checkpoint().await;
+    assert_eq!(inst.first().verify_audit().await.unwrap().unchecked_events, 0);
 }

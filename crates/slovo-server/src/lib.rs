@@ -12,6 +12,7 @@
 //! grants, sandboxing and auditing all happen in `slovo-runtime`.
 #![deny(missing_docs)]
 
+mod audit_routes;
 pub mod auth;
 pub mod error;
 pub mod limits;

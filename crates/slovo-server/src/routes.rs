@@ -31,7 +31,7 @@ use crate::metrics::{CallLabels, ResponseLabels};
     paths(
         health, metrics, list_tools, import_tool, show_tool, approve_tool, disable_tool, enable_tool,
         reinstall_tool,
-        revoke_tool, import_openapi, import_mcp_server, list_secrets, set_secret, delete_secret, call, list_executions, show_execution, verify_audit, list_instances, list_tokens, create_token, revoke_token,
+        revoke_tool, import_openapi, import_mcp_server, list_secrets, set_secret, delete_secret, call, list_executions, show_execution, crate::audit_routes::list_audit, verify_audit, list_instances, list_tokens, create_token, revoke_token,
         resolve, list_discovery, reject_discovery
     ),
     components(schemas(OpenApiBody, McpServerBody, CallBody, ApproveBody, RevokeBody, SecretBody, TokenBody, ErrorBody)),
@@ -91,6 +91,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/discovery/{id}/reject", post(reject_discovery))
         .route("/v1/executions", get(list_executions))
         .route("/v1/executions/{id}", get(show_execution))
+        .route("/v1/audit", get(crate::audit_routes::list_audit))
         .route("/v1/audit/verify", get(verify_audit))
         .route("/v1/instances", get(list_instances))
         .route("/v1/tokens", get(list_tokens).post(create_token))
@@ -129,16 +130,12 @@ fn to_value<T: serde::Serialize>(v: &T) -> ApiResult<Json<Value>> {
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
 }
 
-/// Liveness: the process answers and the database is reachable.
+/// Liveness: the process answers and the database is reachable; `audit_events` counts the
+/// events of every audit chain.
 #[utoipa::path(get, path = "/health", security(()), responses((status = 200, description = "healthy")))]
 async fn health(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let (seq, _) = state
-        .runtime
-        .store()
-        .audit_head()
-        .await
-        .map_err(slovo_runtime::RuntimeError::from)?;
-    Ok(Json(json!({"status": "ok", "audit_events": seq})))
+    let events = state.runtime.audit_event_total().await?;
+    Ok(Json(json!({"status": "ok", "audit_events": events})))
 }
 
 /// Prometheus metrics (reader).

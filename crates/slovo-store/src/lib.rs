@@ -18,6 +18,7 @@
 mod access;
 mod audit;
 mod audit_chain;
+mod audit_read;
 mod bundles;
 mod call_writer;
 mod chains;
@@ -37,6 +38,7 @@ mod tools;
 mod tx;
 
 pub use audit_chain::{AuditChainHead, MAIN_AUDIT_CHAIN};
+pub use audit_read::{AuditCursor, AuditQuery, BadAuditCursor};
 pub use call_writer::FinishAudit;
 pub use changes::{LISTENER_APPLICATION_NAME, TOOL_CHANGES_CHANNEL, ToolChangeEvent, ToolChangeListener};
 pub use discovery::{DiscoveryRow, DiscoveryStatus};

@@ -64,19 +64,37 @@ pub fn manifest(name: &str, version: &str, description: &str, hosts: &[&str], me
     .to_string()
 }
 
+/// A runtime over the database at `url` whose calls echo their arguments, with its data
+/// directory at `data` (another instance sharing a PostgreSQL database has its own).
+pub async fn runtime_on(url: &str, data: &Path) -> Runtime {
+    let store = Store::connect(url).await.unwrap();
+    Runtime::new(
+        store,
+        Backends::new().with(Arc::new(EchoBackend)),
+        data.to_path_buf(),
+    )
+}
+
 /// The server under test.
 pub struct Server {
     pub base: String,
     pub admin_token: String,
     pub runtime: Arc<Runtime>,
     pub dir: tempfile::TempDir,
+    /// The database's URL.
+    pub url: String,
     stop: tokio::sync::oneshot::Sender<()>,
     serving: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
     pub async fn start() -> Server {
-        Server::start_in(tempfile::tempdir().unwrap(), None).await
+        Server::start_in(tempfile::tempdir().unwrap(), None, None).await
+    }
+
+    /// A server over the database at `url` (PostgreSQL shared with other instances).
+    pub async fn start_on(url: String) -> Server {
+        Server::start_in(tempfile::tempdir().unwrap(), None, Some(url)).await
     }
 
     /// Stops this server (its connections drained) and starts another on the same database.
@@ -84,25 +102,22 @@ impl Server {
         let Server {
             admin_token,
             dir,
+            url,
             stop,
             serving,
             ..
         } = self;
         stop.send(()).unwrap();
         serving.await.unwrap();
-        Server::start_in(dir, Some(admin_token)).await
+        Server::start_in(dir, Some(admin_token), Some(url)).await
     }
 
-    async fn start_in(dir: tempfile::TempDir, admin_token: Option<String>) -> Server {
+    async fn start_in(dir: tempfile::TempDir, admin_token: Option<String>, url: Option<String>) -> Server {
         // reqwest (used by these tests and by the runtime) needs a TLS provider chosen.
         slovo_sandbox::http::ensure_tls_provider();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("slovo.db").display());
-        let store = Store::connect(&url).await.unwrap();
-        let runtime = Arc::new(Runtime::new(
-            store,
-            Backends::new().with(Arc::new(EchoBackend)),
-            dir.path().join("data"),
-        ));
+        let url =
+            url.unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("slovo.db").display()));
+        let runtime = Arc::new(runtime_on(&url, &dir.path().join("data")).await);
         let admin_token = match admin_token {
             Some(t) => t,
             None => {
@@ -129,6 +144,7 @@ impl Server {
             admin_token,
             runtime,
             dir,
+            url,
             stop,
             serving,
         }
@@ -149,7 +165,12 @@ impl Server {
 
     /// Audit events of `kind`, as JSON.
     pub async fn audit_events(&self, kind: &str) -> Vec<Value> {
-        let events = self.runtime.store().audit_page(0, 10_000).await.unwrap();
+        let events = self
+            .runtime
+            .store()
+            .audit_events_in_display_order(10_000)
+            .await
+            .unwrap();
         events
             .into_iter()
             .filter(|e| e.kind == kind)
