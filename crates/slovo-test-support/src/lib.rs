@@ -82,13 +82,18 @@ pub async fn fresh_database(admin: &str) -> String {
 }
 
 /// What [`sample_lock_waits`] saw: over all its samples, the backends of the database that were
-/// busy with a statement, and those of them waiting for a lock.
-#[derive(Debug, Clone, Copy, Default)]
+/// busy with a statement, and those of them waiting for a lock, with what they waited in and
+/// for.
+#[derive(Debug, Clone, Default)]
 pub struct LockWaits {
     /// Busy backends counted over the samples.
     pub active: i64,
-    /// Of those, waiting for a lock (for the audit chain's head, in practice).
+    /// Of those, waiting for a lock.
     pub waiting: i64,
+    /// The waiting backends counted by what they waited in and for: the kind of lock, the
+    /// statement that waited, and the last statement of each backend holding the lock (with
+    /// its state, `idle in transaction` when the holder's transaction waits for its client).
+    pub by_statement: std::collections::BTreeMap<String, i64>,
 }
 
 impl LockWaits {
@@ -100,10 +105,21 @@ impl LockWaits {
             self.waiting as f64 / self.active as f64
         }
     }
+
+    /// The `n` most frequent waits, most frequent first, each with its share of the samples'
+    /// waiting backends.
+    pub fn top(&self, n: usize) -> Vec<(String, f64)> {
+        let mut all: Vec<(&String, &i64)> = self.by_statement.iter().collect();
+        all.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        all.into_iter()
+            .take(n)
+            .map(|(what, count)| (what.clone(), *count as f64 / self.waiting.max(1) as f64))
+            .collect()
+    }
 }
 
 /// Samples `pg_stat_activity` of the database at `url` every 10 ms until `stop` is set (for the
-/// benchmarks: how much of the database's work is waiting for the audit chain's head).
+/// benchmarks: how much of the database's work is waiting for a lock, and on what).
 pub async fn sample_lock_waits(
     url: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -122,9 +138,35 @@ pub async fn sample_lock_waits(
         .fetch_one(&mut conn)
         .await
         .unwrap_or_else(|e| panic!("pg_stat_activity: {e}"));
-        seen.waiting += row.get::<i64, _>("waiting");
+        let waiting = row.get::<i64, _>("waiting");
+        seen.waiting += waiting;
         seen.active += row.get::<i64, _>("active");
+        if waiting > 0 {
+            for (what, n) in waits_in_detail(&mut conn).await {
+                *seen.by_statement.entry(what).or_default() += n;
+            }
+        }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     seen
+}
+
+/// The backends waiting for a lock right now, grouped by the lock's kind, their statement and
+/// the statements (and states) of the backends blocking them.
+async fn waits_in_detail(conn: &mut PgConnection) -> Vec<(String, i64)> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT a.wait_event || ': ' || left(regexp_replace(a.query, '\\s+', ' ', 'g'), 90) || ' <- ' || \
+         coalesce((SELECT string_agg(left(regexp_replace(b.query, '\\s+', ' ', 'g'), 90) || ' [' || b.state || ']', \
+         ' + ' ORDER BY b.pid) FROM pg_stat_activity b WHERE b.pid = ANY(pg_blocking_pids(a.pid))), '?') AS what, \
+         count(*) AS n \
+         FROM pg_stat_activity a WHERE a.datname = current_database() AND a.state = 'active' \
+         AND a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid() GROUP BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap_or_else(|e| panic!("pg_stat_activity: {e}"));
+    rows.iter()
+        .map(|r| (r.get::<String, _>("what"), r.get::<i64, _>("n")))
+        .collect()
 }
