@@ -130,43 +130,32 @@ pub async fn sample_lock_waits(
         .unwrap_or_else(|e| panic!("connect {url}: {e}"));
     let mut seen = LockWaits::default();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        // One statement, so that the waits described are the waits counted (most last less
+        // than a millisecond).
         let row = sqlx::query(
-            "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting, count(*) AS active \
-             FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' \
-             AND pid <> pg_backend_pid()",
+            "SELECT count(*) FILTER (WHERE a.wait_event_type = 'Lock') AS waiting, count(*) AS active, \
+             coalesce(array_agg(a.wait_event || ': ' || left(regexp_replace(a.query, '\\s+', ' ', 'g'), 90) || \
+             coalesce((SELECT ' (chain ' || string_agg(DISTINCT h.id::text, ', ') || ')' FROM pg_locks l \
+             JOIN audit_head h ON h.ctid = format('(%s,%s)', l.page, l.tuple)::tid \
+             WHERE l.pid = a.pid AND l.locktype = 'tuple' AND l.relation = 'audit_head'::regclass), '') || ' <- ' || \
+             coalesce((SELECT string_agg(left(regexp_replace(b.query, '\\s+', ' ', 'g'), 90) || ' [' || b.state || ']', \
+             ' + ' ORDER BY b.pid) FROM pg_stat_activity b WHERE b.pid = ANY(pg_blocking_pids(a.pid))), '?')) \
+             FILTER (WHERE a.wait_event_type = 'Lock'), '{}') AS waits \
+             FROM pg_stat_activity a WHERE a.datname = current_database() AND a.state = 'active' \
+             AND a.pid <> pg_backend_pid()",
         )
         .fetch_one(&mut conn)
         .await
         .unwrap_or_else(|e| panic!("pg_stat_activity: {e}"));
-        let waiting = row.get::<i64, _>("waiting");
-        seen.waiting += waiting;
+        seen.waiting += row.get::<i64, _>("waiting");
         seen.active += row.get::<i64, _>("active");
-        if waiting > 0 {
-            for (what, n) in waits_in_detail(&mut conn).await {
-                *seen.by_statement.entry(what).or_default() += n;
-            }
+        // What each waiting backend waited in (the kind of lock and its statement, with the
+        // audit chain whose head row it waits for when the row of its tuple lock tells), and
+        // behind whom (each blocking backend's last statement and state).
+        for what in row.get::<Vec<String>, _>("waits") {
+            *seen.by_statement.entry(what).or_default() += 1;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     seen
-}
-
-/// The backends waiting for a lock right now, grouped by the lock's kind, their statement and
-/// the statements (and states) of the backends blocking them.
-async fn waits_in_detail(conn: &mut PgConnection) -> Vec<(String, i64)> {
-    use sqlx::Row;
-    let rows = sqlx::query(
-        "SELECT a.wait_event || ': ' || left(regexp_replace(a.query, '\\s+', ' ', 'g'), 90) || ' <- ' || \
-         coalesce((SELECT string_agg(left(regexp_replace(b.query, '\\s+', ' ', 'g'), 90) || ' [' || b.state || ']', \
-         ' + ' ORDER BY b.pid) FROM pg_stat_activity b WHERE b.pid = ANY(pg_blocking_pids(a.pid))), '?') AS what, \
-         count(*) AS n \
-         FROM pg_stat_activity a WHERE a.datname = current_database() AND a.state = 'active' \
-         AND a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid() GROUP BY 1",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .unwrap_or_else(|e| panic!("pg_stat_activity: {e}"));
-    rows.iter()
-        .map(|r| (r.get::<String, _>("what"), r.get::<i64, _>("n")))
-        .collect()
 }
