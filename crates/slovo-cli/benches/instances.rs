@@ -142,6 +142,8 @@ struct Outcome {
     elapsed: Duration,
     rejected: usize,
     lock_wait_share: f64,
+    /// The most frequent lock waits: what waited, for whom, and its share of the waits.
+    top_waits: Vec<(String, f64)>,
     /// `None` when records = events = answered and every instance's `audit verify` passed.
     inconsistency: Option<String>,
 }
@@ -233,7 +235,22 @@ async fn run(admin: &str, root: &Path, tool: &Tool, n: usize, clients: usize, se
         elapsed,
         rejected,
         lock_wait_share: waits.share(),
+        top_waits: waits.top(5),
         inconsistency: (!problems.is_empty()).then(|| problems.join("; ")),
+    }
+}
+
+/// What the backends waiting for a lock waited in, and for whom, by row (the sampler's
+/// statements as PostgreSQL shows them, without their parameters).
+fn print_waits(rows: &[(String, Vec<(String, f64)>)]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!("lock waits: kind of lock: waiting statement <- the statements holding it [their state]");
+    for (row, top) in rows {
+        for (what, share) in top {
+            println!("  {row}: {:.0} % {what}", share * 100.0);
+        }
     }
 }
 
@@ -276,6 +293,7 @@ fn main() {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut failures = Vec::new();
+    let mut waits = Vec::new();
     for tool in &tools {
         let mut one_instance_rate = None;
         for &n in &counts {
@@ -303,8 +321,12 @@ fn main() {
                 );
             }
             failures.extend(o.inconsistency);
+            if !o.top_waits.is_empty() {
+                waits.push((format!("{}, {n} instance(s)", tool.kind), o.top_waits));
+            }
         }
     }
     println!("load average after: {}", load_average());
+    print_waits(&waits);
     assert!(failures.is_empty(), "{failures:?}");
 }

@@ -54,18 +54,85 @@ fn parse<T: serde::de::DeserializeOwned>(e: &AuditEvent) -> Result<T> {
     })
 }
 
+/// How many times an anchor is checked and appended, the last time under chain 1's lock (the
+/// earlier ones without it, each refused because chain 1 moved in between).
+const ANCHOR_ATTEMPTS: usize = 3;
+
 /// Appends an `audit.chains_anchored` event to chain 1 listing every other chain's head,
 /// after checking that each chain links from the previous anchor (or from its opening).
 /// Nothing is appended when there are no other chains, or none moved since the last anchor.
+///
+/// The check reads and hashes every event appended since the previous anchor, on every chain,
+/// without chain 1's head lock: held through the check, that lock (which every instance's
+/// anchors and every lifecycle change need) kept the others waiting behind a slow checkpointer.
+/// The anchor is then appended in a statement of its own, linked to chain 1's head as it was
+/// before the newest anchor was read, so the database takes it only if nothing came in between
+/// (and the lock is held only while that statement runs). If something did, the check is made
+/// again; the last time under the lock, where nothing can.
 pub(crate) async fn anchor_chains(store: &Store) -> Result<()> {
-    if other_heads(store).await?.is_empty() {
-        return Ok(());
+    for _ in 1..ANCHOR_ATTEMPTS {
+        let Some(plan) = plan_anchor(store).await? else {
+            return Ok(());
+        };
+        // Linked to chain 1's head as read before the newest anchor was: the database takes it
+        // only if nothing was appended to chain 1 since, so no anchor came in between.
+        let event = plan.linked_to_main_head();
+        if store.append_event_at_head(&event).await? {
+            return Ok(());
+        }
     }
-    // Chain 1's head lock first: anchors are written one at a time, and the heads read under
-    // the lock are never older than those the previous anchor recorded.
+    // Chain 1 kept moving between the check and the append: check under its lock.
     let mut tx = store.begin().await?;
-    let heads = other_heads(store).await?;
+    match plan_anchor(store).await? {
+        Some(plan) => {
+            tx.append_record(None, SYSTEM_ACTOR, &plan.record).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        None => Ok(tx.rollback().await?),
+    }
+}
+
+/// An anchor checked and ready to append.
+struct AnchorPlan {
+    /// Chain 1's head (sequence number and hash) when the check began.
+    main_head: (i64, String),
+    record: AuditRecord,
+}
+
+impl AnchorPlan {
+    /// The anchor as the event that extends chain 1's head as the check found it.
+    fn linked_to_main_head(&self) -> AuditEvent {
+        let (head_seq, head_hash) = &self.main_head;
+        let seq = head_seq + 1;
+        let at_ms = slovo_core::time::now_ms();
+        let payload = self.record.payload().to_string();
+        let kind = self.record.kind();
+        AuditEvent {
+            chain: MAIN_AUDIT_CHAIN,
+            seq,
+            at_ms,
+            kind: kind.to_string(),
+            tool: None,
+            actor: SYSTEM_ACTOR.to_string(),
+            hash: event_hash(seq, at_ms, kind, None, SYSTEM_ACTOR, &payload, head_hash),
+            payload,
+            prev_hash: head_hash.clone(),
+        }
+    }
+}
+
+/// Reads chain 1's head, the newest anchor, then every other chain's head, and checks that each chain links
+/// from the anchor (or its opening) to its head. The anchor to append, or `None` when there
+/// are no other chains or none moved. The heads are read after the anchor, so they are never
+/// older than those it recorded.
+async fn plan_anchor(store: &Store) -> Result<Option<AnchorPlan>> {
+    let main_head = store.audit_head().await?;
     let previous = PreviousAnchor::read(store).await?;
+    let heads = other_heads(store).await?;
+    if heads.is_empty() {
+        return Ok(None);
+    }
     let gone = previous
         .heads
         .keys()
@@ -102,22 +169,21 @@ pub(crate) async fn anchor_chains(store: &Store) -> Result<()> {
         check_stretch(store, head, from_seq, from_hash, previous.seq).await?;
     }
     if !moved && !new_chains {
-        tx.rollback().await?;
-        return Ok(());
+        return Ok(None);
     }
-    let record = AuditRecord::AuditChainsAnchored(AuditChainsAnchored {
-        chains: heads
-            .iter()
-            .map(|h| AnchoredHead {
-                chain: h.chain,
-                seq: h.seq,
-                hash: h.hash.clone(),
-            })
-            .collect(),
-    });
-    tx.append_record(None, SYSTEM_ACTOR, &record).await?;
-    tx.commit().await?;
-    Ok(())
+    Ok(Some(AnchorPlan {
+        main_head,
+        record: AuditRecord::AuditChainsAnchored(AuditChainsAnchored {
+            chains: heads
+                .iter()
+                .map(|h| AnchoredHead {
+                    chain: h.chain,
+                    seq: h.seq,
+                    hash: h.hash.clone(),
+                })
+                .collect(),
+        }),
+    }))
 }
 
 /// The head rows of every chain but chain 1.

@@ -284,6 +284,59 @@ async fn three_instances_write_chains_of_their_own_that_verify_together() {
     assert_eq!(report.unchecked_events, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpointers_anchoring_at_once_keep_the_anchors_in_order() {
+    let Some(inst) = three_instances(2).await else {
+        return;
+    };
+    // Every instance's checkpointer at once, while calls move the chains: each checks the
+    // chains without chain 1's lock, and their anchors race for it.
+    let checkpoints = || futures::future::join_all(inst.rts.iter().map(|rt| rt.checkpoint_audit()));
+    for _ in 0..6 {
+        let (written, ()) = tokio::join!(checkpoints(), inst.calls(4));
+        for w in written {
+            w.unwrap();
+        }
+    }
+    for w in checkpoints().await {
+        w.unwrap();
+    }
+    // No anchor records a chain's head older than the anchor before it did.
+    let mut newest: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+    let anchors: Vec<AuditEvent> = inst
+        .chain_events(1)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == kinds::AUDIT_CHAINS_ANCHORED)
+        .collect();
+    assert!(anchors.len() >= 6, "{} anchors", anchors.len());
+    for anchor in &anchors {
+        let payload: Value = serde_json::from_str(&anchor.payload).unwrap();
+        for head in payload["chains"].as_array().unwrap() {
+            let (chain, seq) = (head["chain"].as_i64().unwrap(), head["seq"].as_i64().unwrap());
+            let before = newest.insert(chain, seq).unwrap_or(0);
+            assert!(
+                seq >= before,
+                "anchor {} records chain {chain} at {seq} after {before}",
+                anchor.seq
+            );
+        }
+    }
+    // The newest anchor names every chain's head (all calls were recorded before it), and the
+    // trail verifies.
+    for h in inst
+        .store()
+        .audit_chain_heads()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|h| h.chain != 1)
+    {
+        assert_eq!(newest.get(&h.chain), Some(&h.seq), "chain {}", h.chain);
+    }
+    inst.first().verify_audit().await.unwrap();
+}
+
 #[tokio::test]
 async fn the_database_refuses_a_chain_nobody_opened() {
     let Some(inst) = three_instances(1).await else {

@@ -11,7 +11,9 @@
 //! this machine, measured without building one. The fourth pass is that design as built
 //! (`chain per instance`): one database, each writer writing its results to an audit chain of
 //! its own (`Store::open_audit_chain`, `docs/audit.md`), so the writers share the database and
-//! chain 1 but no head on the call path.
+//! chain 1 but no head on the call path. It runs twice: each batch locking its chain's head
+//! first and reading it (`head locked first`, the first design built), and each batch written
+//! in one statement hashed against the head the writer knows (`known head`, the design now).
 //! Reports audited calls/s, p50/p99 of recording a result, the share of the database's busy
 //! backends that were waiting for a lock (sampled from `pg_stat_activity`, in the first
 //! writer's database), and checks that records = events = calls and that each chain verifies.
@@ -20,7 +22,7 @@
 //! (falls back to `SLOVO_TEST_DATABASE_URL`; an administrative URL: each configuration gets a
 //! database of its own). `SLOVO_AUDIT_SECONDS` (default 4), `SLOVO_AUDIT_CALLERS` (callers per
 //! writer, default 16), `SLOVO_AUDIT_WRITERS` (default `1,2,3`) and `SLOVO_AUDIT_MODES` (default
-//! `alone,batched,own,instance`) tune it.
+//! `alone,batched,own,locked,instance`) tune it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -150,6 +152,8 @@ struct Outcome {
     elapsed: Duration,
     latencies: Vec<Duration>,
     lock_wait_share: f64,
+    /// The most frequent lock waits: what waited, for whom, and its share of the waits.
+    top_waits: Vec<(String, f64)>,
     consistent: Result<(), String>,
 }
 
@@ -162,7 +166,11 @@ enum Mode {
     Batched,
     /// Results batched, each writer with a database (and so a chain head) of its own.
     OwnChain,
-    /// Results batched, one database, each writer with an audit chain of its own.
+    /// Results batched, one database, each writer with an audit chain of its own, each batch
+    /// locking its chain's head first and reading it (the design before the known head).
+    InstanceChainsLocked,
+    /// Results batched, one database, each writer with an audit chain of its own, each batch
+    /// one statement hashed against the head the writer knows (the design now).
     InstanceChains,
 }
 
@@ -172,7 +180,8 @@ impl Mode {
             Mode::Alone => "alone",
             Mode::Batched => "batched",
             Mode::OwnChain => "batched, own chain",
-            Mode::InstanceChains => "batched, chain per instance",
+            Mode::InstanceChainsLocked => "batched, chain per instance, head locked first",
+            Mode::InstanceChains => "batched, chain per instance, known head",
         }
     }
 }
@@ -263,13 +272,17 @@ async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, mode: Mo
     let mut stores = Vec::new();
     for w in 0..writers {
         let store = Store::connect(&db_of(w).url).await.unwrap();
-        if mode == Mode::InstanceChains {
+        if matches!(mode, Mode::InstanceChains | Mode::InstanceChainsLocked) {
             store
                 .open_audit_chain(&format!("writer-{w}"), "bench")
                 .await
                 .unwrap();
         }
-        stores.push(store.batch_call_results(mode != Mode::Alone));
+        stores.push(
+            store
+                .batch_call_results(mode != Mode::Alone)
+                .finish_on_known_head(mode == Mode::InstanceChains),
+        );
     }
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = tokio::spawn(slovo_test_support::sample_lock_waits(
@@ -305,7 +318,7 @@ async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, mode: Mo
     latencies.sort();
 
     let calls = latencies.len();
-    let consistent = if mode == Mode::InstanceChains {
+    let consistent = if matches!(mode, Mode::InstanceChains | Mode::InstanceChainsLocked) {
         let chains: Vec<(i64, usize)> = stores
             .iter()
             .map(|s| s.call_chain())
@@ -335,6 +348,7 @@ async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, mode: Mo
         elapsed,
         latencies,
         lock_wait_share: waits.share(),
+        top_waits: waits.top(3),
         consistent,
     }
 }
@@ -365,13 +379,15 @@ fn main() {
     );
     println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
     let mut failures = Vec::new();
+    let mut waits = Vec::new();
     let modes: Vec<Mode> = std::env::var("SLOVO_AUDIT_MODES")
-        .unwrap_or_else(|_| "alone,batched,own,instance".into())
+        .unwrap_or_else(|_| "alone,batched,own,locked,instance".into())
         .split(',')
         .filter_map(|m| match m.trim() {
             "alone" => Some(Mode::Alone),
             "batched" => Some(Mode::Batched),
             "own" => Some(Mode::OwnChain),
+            "locked" => Some(Mode::InstanceChainsLocked),
             "instance" => Some(Mode::InstanceChains),
             _ => None,
         })
@@ -399,8 +415,19 @@ fn main() {
             if let Err(e) = o.consistent {
                 failures.push(e);
             }
+            if !o.top_waits.is_empty() {
+                waits.push((format!("{}, {w} writer(s)", mode.label()), o.top_waits));
+            }
         }
     }
     println!("load average after: {}", load_average());
+    if !waits.is_empty() {
+        println!("lock waits: kind of lock: waiting statement <- the statements holding it [their state]");
+        for (row, top) in &waits {
+            for (what, share) in top {
+                println!("  {row}: {:.0} % {what}", share * 100.0);
+            }
+        }
+    }
     assert!(failures.is_empty(), "{failures:?}");
 }

@@ -24,6 +24,41 @@ pub const MAIN_AUDIT_CHAIN: i64 = 1;
 
 const EVENT_COLUMNS: &str = "chain, seq, at_ms, kind, tool, actor, payload, prev_hash, hash";
 
+/// The head of the chain this store writes calls' results to, as this store last wrote or read
+/// it: a guess that lets a batch of results be written in one statement (`finish_batch`), which
+/// the database checks (every event must extend its chain's head). Right as long as this
+/// instance is the chain's only writer, which is what a chain per instance means; after a
+/// refusal it is forgotten, and the next batch is written the locking way and reads it afresh.
+#[derive(Debug, Default)]
+pub(crate) struct KnownHead(std::sync::Mutex<Option<(i64, i64, String)>>);
+
+impl KnownHead {
+    /// The head of `chain` (sequence number and hash), if known.
+    pub(crate) fn of(&self, chain: i64) -> Option<(i64, String)> {
+        let known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*known {
+            Some((c, seq, hash)) if *c == chain => Some((*seq, hash.clone())),
+            _ => None,
+        }
+    }
+
+    /// Notes that `chain`'s head is at least at `seq` with `hash` (committed); an older head
+    /// of the same chain never replaces a newer one.
+    pub(crate) fn saw(&self, chain: i64, seq: i64, hash: &str) {
+        // A panic while holding this lock leaves a whole Option behind (it is only ever
+        // replaced), so a poisoned lock is safe to use.
+        let mut known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !matches!(&*known, Some((c, s, _)) if *c == chain && *s >= seq) {
+            *known = Some((chain, seq, hash.to_string()));
+        }
+    }
+
+    /// Forgets the head (the database refused it).
+    pub(crate) fn forget(&self) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+}
+
 /// One chain's head row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditChainHead {
@@ -50,14 +85,19 @@ impl Store {
         // Under chain 1's head lock: two instances opening chains at once take turns, so each
         // gets a number of its own.
         let mut tx = self.begin().await?;
-        let existing = sqlx::query("SELECT id FROM audit_head WHERE instance = $1")
+        let existing = sqlx::query("SELECT id, seq, hash FROM audit_head WHERE instance = $1")
             .bind(instance)
             .fetch_optional(&mut *tx.tx)
             .await?;
         let chain = match existing {
             Some(row) => {
                 tx.rollback().await?;
-                row.try_get("id")?
+                let chain = row.try_get("id")?;
+                // This instance is the chain's only writer, so its head stays as read here until
+                // this store moves it (and a head that moved anyway is refused by the database).
+                self.call_head
+                    .saw(chain, row.try_get("seq")?, &row.try_get::<String, _>("hash")?);
+                chain
             }
             None => {
                 let chain: i64 = sqlx::query("SELECT MAX(id) + 1 AS next FROM audit_head")
@@ -78,12 +118,50 @@ impl Store {
                     .execute(&mut *tx.tx)
                     .await?;
                 tx.commit().await?;
+                self.call_head.saw(chain, 0, &opening.hash);
                 tracing::info!(chain, instance, "opened an audit chain for this instance's calls");
                 chain
             }
         };
         self.call_chain.store(chain, Ordering::Release);
         Ok(chain)
+    }
+
+    /// Appends `event`, already linked by the caller to what it read as its chain's head, in a
+    /// statement of its own (its own transaction: the head row is locked only while the
+    /// statement runs). False, with nothing written, when the database refused it because the
+    /// head is no longer there (another event came first).
+    pub async fn append_event_at_head(&self, event: &AuditEvent) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO audit_events (chain, seq, at_ms, kind, tool, actor, payload, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(event.chain)
+        .bind(event.seq)
+        .bind(event.at_ms)
+        .bind(&event.kind)
+        .bind(&event.tool)
+        .bind(&event.actor)
+        .bind(&event.payload)
+        .bind(&event.prev_hash)
+        .bind(&event.hash)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => {
+                if event.chain == MAIN_AUDIT_CHAIN {
+                    self.appended.fetch_max(event.seq, Ordering::AcqRel);
+                    if let Some(w) = &self.writer {
+                        w.saw_head(event.seq, &event.hash);
+                    }
+                } else {
+                    self.appended_elsewhere.fetch_add(1, Ordering::AcqRel);
+                }
+                Ok(true)
+            }
+            Err(e) if head_moved(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Every chain's head row, chain 1 first.
@@ -181,6 +259,17 @@ impl Store {
         .await?;
         rows.iter().map(audit_from_row).collect()
     }
+}
+
+/// Whether the database refused an event because it does not extend its chain's head: the
+/// guard's message (`audit_events_extend_head`), or, for two events racing for the same link,
+/// the primary key of `(chain, seq)` (SQLSTATE 23505; SQLite's extended code 1555).
+fn head_moved(e: &sqlx::Error) -> bool {
+    let Some(db) = e.as_database_error() else {
+        return false;
+    };
+    db.message().contains(crate::call_writer::HEAD_MOVED)
+        || matches!(db.code().as_deref(), Some("23505") | Some("1555"))
 }
 
 impl Tx {

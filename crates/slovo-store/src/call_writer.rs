@@ -28,7 +28,7 @@ use crate::{ExecutionResult, NewExecution, Result, StoreError};
 
 /// What the database says when an event does not extend the chain head (see the migration
 /// `audit_chain_guard`).
-const HEAD_MOVED: &str = "does not extend the audit chain head";
+pub(crate) const HEAD_MOVED: &str = "does not extend the audit chain head";
 
 /// How many times a finishing command is retried after the head moved under it.
 const HEAD_RETRIES: usize = 5;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+use crate::audit_chain::KnownHead;
 use crate::call_writer::CallWriter;
 use crate::changes;
 use crate::finish_batch::FinishBatcher;
@@ -73,6 +74,9 @@ pub struct Store {
     /// The audit chain calls' results go to: 1 until [`Store::open_audit_chain`] opens this
     /// instance's own (PostgreSQL only).
     pub(crate) call_chain: Arc<AtomicI64>,
+    /// The head of `call_chain` as this store last wrote or read it (PostgreSQL, own chains
+    /// only; see `finish_batch`).
+    pub(crate) call_head: Arc<KnownHead>,
 }
 
 impl Store {
@@ -152,10 +156,11 @@ impl Store {
             listen_pool,
             kind,
             writer,
-            batcher: (kind == DbKind::Postgres).then(Arc::default),
+            batcher: (kind == DbKind::Postgres).then(|| Arc::new(FinishBatcher::new(true))),
             appended: Arc::default(),
             appended_elsewhere: Arc::default(),
             call_chain: Arc::new(AtomicI64::new(crate::MAIN_AUDIT_CHAIN)),
+            call_head: Arc::default(),
         };
         match kind {
             DbKind::Sqlite => SQLITE_MIGRATIONS.run(&store.pool).await?,
@@ -169,7 +174,19 @@ impl Store {
     /// its own (what the benchmarks compare against). No effect on SQLite, whose call path has
     /// a writer of its own.
     pub fn batch_call_results(mut self, batched: bool) -> Store {
-        self.batcher = (batched && self.kind == DbKind::Postgres).then(Arc::default);
+        self.batcher = (batched && self.kind == DbKind::Postgres).then(|| Arc::new(FinishBatcher::new(true)));
+        self
+    }
+
+    /// PostgreSQL, results batched: whether a batch bound for this instance's own audit chain
+    /// is written in one statement, its events hashed against the head this store knows (the
+    /// default), or always in a transaction that locks the head first and reads it (what the
+    /// benchmarks compare against). Either way the database checks every link. No effect
+    /// without batching, or on SQLite.
+    pub fn finish_on_known_head(mut self, yes: bool) -> Store {
+        if self.batcher.is_some() {
+            self.batcher = Some(Arc::new(FinishBatcher::new(yes)));
+        }
         self
     }
 

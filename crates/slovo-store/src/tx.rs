@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use slovo_core::audit::AuditEvent;
 use sqlx::Row;
 
+use crate::audit_chain::KnownHead;
 use crate::call_writer::CallWriter;
 use crate::{Result, Store, StoreError};
 
@@ -43,6 +44,7 @@ impl Store {
             writer: self.writer.clone(),
             appended_seq: self.appended.clone(),
             appended_elsewhere: self.appended_elsewhere.clone(),
+            call_head: self.call_head.clone(),
         })
     }
 }
@@ -58,15 +60,25 @@ pub struct Tx {
     pub(crate) writer: Option<Arc<CallWriter>>,
     pub(crate) appended_seq: Arc<AtomicI64>,
     pub(crate) appended_elsewhere: Arc<AtomicI64>,
+    pub(crate) call_head: Arc<KnownHead>,
 }
 
 impl Tx {
+    /// The sequence number of the head this transaction holds: as it was when the lock was
+    /// taken, or this transaction's newest event.
+    pub fn head_seq(&self) -> i64 {
+        self.head_seq
+    }
+
     /// Makes every write of this transaction durable, with its audit events.
     pub async fn commit(self) -> Result<Vec<AuditEvent>> {
         self.tx.commit().await?;
         if self.chain != crate::MAIN_AUDIT_CHAIN {
             self.appended_elsewhere
                 .fetch_add(self.appended.len() as i64, Ordering::AcqRel);
+            if let Some(last) = self.appended.last() {
+                self.call_head.saw(self.chain, last.seq, &last.hash);
+            }
         } else if let Some(last) = self.appended.last() {
             self.appended_seq.fetch_max(last.seq, Ordering::AcqRel);
             if let Some(w) = &self.writer {

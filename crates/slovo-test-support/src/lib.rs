@@ -82,13 +82,18 @@ pub async fn fresh_database(admin: &str) -> String {
 }
 
 /// What [`sample_lock_waits`] saw: over all its samples, the backends of the database that were
-/// busy with a statement, and those of them waiting for a lock.
-#[derive(Debug, Clone, Copy, Default)]
+/// busy with a statement, and those of them waiting for a lock, with what they waited in and
+/// for.
+#[derive(Debug, Clone, Default)]
 pub struct LockWaits {
     /// Busy backends counted over the samples.
     pub active: i64,
-    /// Of those, waiting for a lock (for the audit chain's head, in practice).
+    /// Of those, waiting for a lock.
     pub waiting: i64,
+    /// The waiting backends counted by what they waited in and for: the kind of lock, the
+    /// statement that waited, and the last statement of each backend holding the lock (with
+    /// its state, `idle in transaction` when the holder's transaction waits for its client).
+    pub by_statement: std::collections::BTreeMap<String, i64>,
 }
 
 impl LockWaits {
@@ -100,10 +105,21 @@ impl LockWaits {
             self.waiting as f64 / self.active as f64
         }
     }
+
+    /// The `n` most frequent waits, most frequent first, each with its share of the samples'
+    /// waiting backends.
+    pub fn top(&self, n: usize) -> Vec<(String, f64)> {
+        let mut all: Vec<(&String, &i64)> = self.by_statement.iter().collect();
+        all.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        all.into_iter()
+            .take(n)
+            .map(|(what, count)| (what.clone(), *count as f64 / self.waiting.max(1) as f64))
+            .collect()
+    }
 }
 
 /// Samples `pg_stat_activity` of the database at `url` every 10 ms until `stop` is set (for the
-/// benchmarks: how much of the database's work is waiting for the audit chain's head).
+/// benchmarks: how much of the database's work is waiting for a lock, and on what).
 pub async fn sample_lock_waits(
     url: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -114,16 +130,31 @@ pub async fn sample_lock_waits(
         .unwrap_or_else(|e| panic!("connect {url}: {e}"));
     let mut seen = LockWaits::default();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        // One statement, so that the waits described are the waits counted (most last less
+        // than a millisecond).
         let row = sqlx::query(
-            "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting, count(*) AS active \
-             FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' \
-             AND pid <> pg_backend_pid()",
+            "SELECT count(*) FILTER (WHERE a.wait_event_type = 'Lock') AS waiting, count(*) AS active, \
+             coalesce(array_agg(a.wait_event || ': ' || left(regexp_replace(a.query, '\\s+', ' ', 'g'), 90) || \
+             coalesce((SELECT ' (chain ' || string_agg(DISTINCT h.id::text, ', ') || ')' FROM pg_locks l \
+             JOIN audit_head h ON h.ctid = format('(%s,%s)', l.page, l.tuple)::tid \
+             WHERE l.pid = a.pid AND l.locktype = 'tuple' AND l.relation = 'audit_head'::regclass), '') || ' <- ' || \
+             coalesce((SELECT string_agg(left(regexp_replace(b.query, '\\s+', ' ', 'g'), 90) || ' [' || b.state || ']', \
+             ' + ' ORDER BY b.pid) FROM pg_stat_activity b WHERE b.pid = ANY(pg_blocking_pids(a.pid))), '?')) \
+             FILTER (WHERE a.wait_event_type = 'Lock'), '{}') AS waits \
+             FROM pg_stat_activity a WHERE a.datname = current_database() AND a.state = 'active' \
+             AND a.pid <> pg_backend_pid()",
         )
         .fetch_one(&mut conn)
         .await
         .unwrap_or_else(|e| panic!("pg_stat_activity: {e}"));
         seen.waiting += row.get::<i64, _>("waiting");
         seen.active += row.get::<i64, _>("active");
+        // What each waiting backend waited in (the kind of lock and its statement, with the
+        // audit chain whose head row it waits for when the row of its tuple lock tells), and
+        // behind whom (each blocking backend's last statement and state).
+        for what in row.get::<Vec<String>, _>("waits") {
+            *seen.by_statement.entry(what).or_default() += 1;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     seen
