@@ -123,8 +123,9 @@ pub(crate) enum ExchangeError {
     /// A redirect led where the exchange may not go.
     #[error("redirect to {to} refused: {refusal}")]
     RedirectRefused {
-        /// The `Location`, resolved against the request's URL.
-        to: reqwest::Url,
+        /// The `Location`, resolved against the request's URL (boxed: a URL is large, and
+        /// this error travels in every exchange's result).
+        to: Box<reqwest::Url>,
         /// Why it may not be followed.
         refusal: Refusal,
     },
@@ -527,7 +528,10 @@ pub(crate) async fn follow(
         let _ = next.set_password(None);
         let refusal = downgrade(&url, &next).map_or_else(|| check_target(&next, network, rule), Err);
         if let Err(refusal) = refusal {
-            return Err(ExchangeError::RedirectRefused { to: next, refusal });
+            return Err(ExchangeError::RedirectRefused {
+                to: Box::new(next),
+                refusal,
+            });
         }
         if !same_origin(&url, &next) && carry_credentials {
             carry_credentials = false;

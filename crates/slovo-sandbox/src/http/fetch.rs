@@ -67,8 +67,8 @@ pub enum FetchFailure {
     /// followed.
     #[error("redirect to {to} refused: {refusal}")]
     RedirectRefused {
-        /// Where the redirect led.
-        to: reqwest::Url,
+        /// Where the redirect led (boxed: a URL is large).
+        to: Box<reqwest::Url>,
         /// What the rule refuses.
         refusal: Refusal,
     },
