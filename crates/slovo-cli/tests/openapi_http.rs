@@ -293,3 +293,69 @@ async fn llm_analysis_enriches_the_proposal_and_its_key_comes_from_the_secret_st
     assert_eq!(get["description"], "Tells the weather forecast for a named city.");
     assert_eq!(get["examples"], json!(["what's the weather in Lyon"]));
 }
+
+/// `slovo openapi import URL` fetches under the runtime's address policy: a loopback address
+/// is refused with exit 3 (invalid input) and a one-line reason, nothing is asked of the
+/// server, and the same URL imports once the range is declared public.
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_import_from_a_url_refuses_a_private_address_until_it_is_declared_public() {
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Router::new().route(
+        "/openapi.yaml",
+        get(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move { document(port) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let import = |url: &str, also_public: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_slovo"));
+        command
+            .env("SLOVO_DATA_DIR", &data)
+            .env_remove("SLOVO_DATABASE_URL")
+            .env_remove("SLOVO_HTTP_ALLOW_PRIVATE")
+            .env_remove("SLOVO_EGRESS_ALSO_PUBLIC")
+            .env_remove("SLOVO_LLM_BASE_URL")
+            .args(["--json", "openapi", "import", url]);
+        if let Some(range) = also_public {
+            command.env("SLOVO_EGRESS_ALSO_PUBLIC", range);
+        }
+        command.output().unwrap()
+    };
+    let url = format!("http://127.0.0.1:{port}/openapi.yaml");
+
+    let refused = import(&url, None);
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr),
+        format!("error: failed to fetch {url}: 127.0.0.1 is not a public address\n")
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let missing = import(
+        &format!("http://127.0.0.1:{port}/nothing.yaml"),
+        Some("127.0.0.1/32"),
+    );
+    assert_eq!(missing.status.code(), Some(3), "{missing:?}");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).ends_with(": HTTP 404 Not Found\n"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
+    let imported = import(&url, Some("127.0.0.1/32"));
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let report: Value = serde_json::from_slice(&imported.stdout).unwrap();
+    assert_eq!(report["imports"][0]["tool"], "local-weather");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

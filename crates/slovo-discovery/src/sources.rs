@@ -131,13 +131,12 @@ impl Catalogue {
                     cat.problems.push(format!("{link}: {e}"));
                     continue;
                 }
-                (Some(f), Ok(u)) => f
-                    .fetch(&u)
-                    .map(|bytes| Source::from_url(u, bytes))
-                    .map_err(|reason| slovo_openapi::IngestError::Read {
+                (Some(f), Ok(u)) => f.fetch(&u).map(|bytes| Source::from_url(u, bytes)).map_err(|e| {
+                    slovo_openapi::IngestError::Read {
                         source_name: link.clone(),
-                        reason,
-                    }),
+                        reason: e.to_string(),
+                    }
+                }),
             };
             cat.add_openapi(source, link);
         }

@@ -58,7 +58,10 @@ pub use naming::{
     MAX_CAPABILITY_NAME, capability_name, clean_text, tool_name, unique as unique_capability_name, version,
 };
 pub use report::{IngestReport, Repair, RequiredSecret, Risk, RiskLevel, SecretScheme, Skipped, ToolPart};
-pub use source::{DEFAULT_MAX_DOCUMENT_BYTES, Location, RemoteFetcher, RemotePolicy, Source, is_private_ip};
+pub use source::{
+    DEFAULT_MAX_DOCUMENT_BYTES, Location, RemoteFetchError, RemoteFetcher, RemotePolicy, Source,
+    is_private_ip,
+};
 pub use split::PART_BUDGET_BYTES;
 
 /// Default number of operations one tool holds at most; a larger document becomes several
@@ -202,9 +205,9 @@ pub fn ingest(source: &Source, options: &IngestOptions) -> Result<Ingested, Inge
             reason: format!("base URL {base:?} is not an absolute http(s) URL"),
         });
     }
-    let value = source::parse_value(&source.bytes).map_err(|reason| IngestError::Syntax {
+    let value = source::parse_value(&source.bytes).map_err(|e| IngestError::Syntax {
         source_name: source_name.clone(),
-        reason,
+        reason: e.to_string(),
     })?;
     let Value::Object(root) = &value else {
         return Err(IngestError::NotOpenApi {

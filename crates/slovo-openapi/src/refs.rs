@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use url::Url;
 
-use crate::source::{Location, RemotePolicy, parse_value};
+use crate::source::{Location, RemoteFetchError, RemotePolicy, RemoteRefusal, SyntaxError, parse_value};
 
 /// Index of a document in the store; the main document is 0.
 pub(crate) type DocId = usize;
@@ -28,6 +28,87 @@ const MAX_EXTERNAL_DOCS: usize = 64;
 struct Doc {
     root: Arc<Value>,
     location: Location,
+}
+
+/// Why a `$ref` cannot be followed. The operation that holds it is skipped with this message.
+///
+/// Cloned from the store's cache when a second reference points into a document that already
+/// failed, hence the shared sources.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum RefError {
+    /// The fragment's percent-encoding is malformed or not UTF-8.
+    #[error("$ref {reference:?}: bad percent-encoding")]
+    BadEncoding { reference: String },
+    /// A fragment that is not a JSON pointer (an anchor name).
+    #[error("$ref {reference:?}: only JSON-pointer fragments are supported")]
+    NotPointer { reference: String },
+    /// The pointer leads nowhere in its document.
+    #[error("$ref {reference:?} points to nothing")]
+    Dangling { reference: String },
+    /// `$ref` holds something other than a string.
+    #[error("$ref is not a string")]
+    NotString,
+    /// References to references, [`MAX_CHAIN`] deep.
+    #[error("$ref chain longer than {MAX_CHAIN} (a reference cycle?)")]
+    ChainTooLong,
+    /// More external documents than one import loads.
+    #[error("more than {MAX_EXTERNAL_DOCS} referenced documents")]
+    TooManyDocuments,
+    /// A `file:` URL.
+    #[error("{doc_part:?}: file: URLs are not followed")]
+    FileUrl { doc_part: String },
+    /// A relative reference that does not join onto its document's URL.
+    #[error("{doc_part:?}: {source}")]
+    BadUrl {
+        doc_part: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// A relative reference in a document that has no location.
+    #[error("{doc_part:?}: a relative reference needs a document read from a file or URL")]
+    NoBase { doc_part: String },
+    /// File references without a file root.
+    #[error("{doc_part:?}: file references are not allowed")]
+    FilesNotAllowed { doc_part: String },
+    /// An absolute path.
+    #[error("{doc_part:?}: absolute file references are refused")]
+    AbsoluteFile { doc_part: String },
+    /// A path (or the link it is) leading out of the file root.
+    #[error("{doc_part:?}: refusing a file outside the document's root {}", root.display())]
+    OutsideRoot { doc_part: String, root: PathBuf },
+    /// The referenced file does not exist (or a directory on its way cannot be read).
+    #[error("cannot read referenced file {doc_part:?}: {source}")]
+    MissingFile {
+        doc_part: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The referenced file exists but cannot be read.
+    #[error("cannot read referenced file {}: {source}", path.display())]
+    UnreadableFile {
+        path: PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The remote policy refuses the URL; nothing was fetched.
+    #[error("{url}: {refusal}")]
+    RemoteRefused { url: Url, refusal: RemoteRefusal },
+    /// The fetcher could not fetch the URL.
+    #[error("{url}: {source}")]
+    Fetch {
+        url: Url,
+        #[source]
+        source: Arc<RemoteFetchError>,
+    },
+    /// The referenced document is larger than the import's limit.
+    #[error("referenced document is larger than the {max}-byte limit")]
+    TooLarge { max: usize },
+    /// The referenced document is not JSON or YAML.
+    #[error("referenced document: {source}")]
+    Syntax {
+        #[source]
+        source: Arc<SyntaxError>,
+    },
 }
 
 /// A resolved reference: a document and a JSON pointer inside it.
@@ -50,7 +131,7 @@ impl Target {
 
 pub(crate) struct RefStore<'a> {
     docs: Vec<Doc>,
-    by_key: HashMap<String, Result<DocId, String>>,
+    by_key: HashMap<String, Result<DocId, RefError>>,
     file_root: Option<PathBuf>,
     remote: &'a RemotePolicy,
     max_bytes: usize,
@@ -99,7 +180,7 @@ impl<'a> RefStore<'a> {
     }
 
     /// Resolves one reference written in document `from`.
-    pub fn resolve(&mut self, from: DocId, reference: &str) -> Result<Target, String> {
+    pub fn resolve(&mut self, from: DocId, reference: &str) -> Result<Target, RefError> {
         let (doc_part, fragment) = match reference.split_once('#') {
             Some((d, f)) => (d, f),
             None => (reference, ""),
@@ -109,12 +190,13 @@ impl<'a> RefStore<'a> {
         } else {
             self.load(from, doc_part)?
         };
-        let pointer =
-            percent_decode(fragment).ok_or_else(|| format!("$ref {reference:?}: bad percent-encoding"))?;
+        let pointer = percent_decode(fragment).ok_or_else(|| RefError::BadEncoding {
+            reference: reference.to_string(),
+        })?;
         if !pointer.is_empty() && !pointer.starts_with('/') {
-            return Err(format!(
-                "$ref {reference:?}: only JSON-pointer fragments are supported"
-            ));
+            return Err(RefError::NotPointer {
+                reference: reference.to_string(),
+            });
         }
         let target = Target {
             doc,
@@ -122,7 +204,9 @@ impl<'a> RefStore<'a> {
             pointer,
         };
         if target.value().is_none() {
-            return Err(format!("$ref {reference:?} points to nothing"));
+            return Err(RefError::Dangling {
+                reference: reference.to_string(),
+            });
         }
         Ok(target)
     }
@@ -131,7 +215,7 @@ impl<'a> RefStore<'a> {
     /// document it lives in (the base for the references inside it). A value that is not a
     /// reference comes back borrowed: most parameters and path items are written inline, and
     /// copying them (a path item holds all its operations) was a large share of the import time.
-    pub fn deref<'v>(&mut self, doc: DocId, value: &'v Value) -> Result<(DocId, Cow<'v, Value>), String> {
+    pub fn deref<'v>(&mut self, doc: DocId, value: &'v Value) -> Result<(DocId, Cow<'v, Value>), RefError> {
         let mut doc = doc;
         let mut current = Cow::Borrowed(value);
         for _ in 0..MAX_CHAIN {
@@ -139,16 +223,16 @@ impl<'a> RefStore<'a> {
                 return Ok((doc, current));
             };
             let Some(r) = r.as_str() else {
-                return Err("$ref is not a string".into());
+                return Err(RefError::NotString);
             };
             let t = self.resolve(doc, r)?;
             doc = t.doc;
             current = Cow::Owned(t.value().cloned().unwrap_or(Value::Null));
         }
-        Err(format!("$ref chain longer than {MAX_CHAIN} (a reference cycle?)"))
+        Err(RefError::ChainTooLong)
     }
 
-    fn load(&mut self, from: DocId, doc_part: &str) -> Result<DocId, String> {
+    fn load(&mut self, from: DocId, doc_part: &str) -> Result<DocId, RefError> {
         let place = self.place(from, doc_part)?;
         let key = match &place {
             Place::File(p) => format!("file:{}", p.display()),
@@ -162,34 +246,46 @@ impl<'a> RefStore<'a> {
         loaded
     }
 
-    fn fetch(&mut self, place: Place) -> Result<DocId, String> {
+    fn fetch(&mut self, place: Place) -> Result<DocId, RefError> {
         if self.docs.len() > MAX_EXTERNAL_DOCS {
-            return Err(format!("more than {MAX_EXTERNAL_DOCS} referenced documents"));
+            return Err(RefError::TooManyDocuments);
         }
         let (bytes, location) = match place {
-            Place::File(path) => {
-                let bytes = std::fs::read(&path)
-                    .map_err(|e| format!("cannot read referenced file {}: {e}", path.display()))?;
-                (bytes, Location::File(path))
-            }
-            Place::Url(url) => {
-                if let Some(why) = self.remote.refusal(&url) {
-                    return Err(why);
+            Place::File(path) => match std::fs::read(&path) {
+                Ok(bytes) => (bytes, Location::File(path)),
+                Err(e) => {
+                    return Err(RefError::UnreadableFile {
+                        path,
+                        source: Arc::new(e),
+                    });
                 }
-                let Some(fetcher) = &self.remote.fetcher else {
-                    return Err(format!("{url}: remote references are not allowed"));
+            },
+            Place::Url(url) => {
+                let fetcher = match (self.remote.refusal(&url), &self.remote.fetcher) {
+                    (None, Some(fetcher)) => fetcher,
+                    (Some(refusal), _) => return Err(RefError::RemoteRefused { url, refusal }),
+                    (None, None) => {
+                        return Err(RefError::RemoteRefused {
+                            url,
+                            refusal: RemoteRefusal::NoFetcher,
+                        });
+                    }
                 };
-                let bytes = fetcher.fetch(&url).map_err(|e| format!("{url}: {e}"))?;
-                (bytes, Location::Url(url))
+                match fetcher.fetch(&url) {
+                    Ok(bytes) => (bytes, Location::Url(url)),
+                    Err(e) => {
+                        return Err(RefError::Fetch {
+                            url,
+                            source: Arc::new(e),
+                        });
+                    }
+                }
             }
         };
         if bytes.len() > self.max_bytes {
-            return Err(format!(
-                "referenced document is larger than the {}-byte limit",
-                self.max_bytes
-            ));
+            return Err(RefError::TooLarge { max: self.max_bytes });
         }
-        let value = parse_value(&bytes).map_err(|e| format!("referenced document: {e}"))?;
+        let value = parse_value(&bytes).map_err(|e| RefError::Syntax { source: Arc::new(e) })?;
         self.docs.push(Doc {
             root: Arc::new(value),
             location,
@@ -197,10 +293,13 @@ impl<'a> RefStore<'a> {
         Ok(self.docs.len() - 1)
     }
 
-    fn place(&self, from: DocId, doc_part: &str) -> Result<Place, String> {
+    fn place(&self, from: DocId, doc_part: &str) -> Result<Place, RefError> {
+        let doc_part_owned = || doc_part.to_string();
         if let Ok(url) = Url::parse(doc_part) {
             if url.scheme() == "file" {
-                return Err(format!("{doc_part:?}: file: URLs are not followed"));
+                return Err(RefError::FileUrl {
+                    doc_part: doc_part_owned(),
+                });
             }
             if url.scheme().len() > 1 {
                 return Ok(Place::Url(url));
@@ -210,36 +309,43 @@ impl<'a> RefStore<'a> {
             Location::Url(base) => base
                 .join(doc_part)
                 .map(Place::Url)
-                .map_err(|e| format!("{doc_part:?}: {e}")),
-            Location::Memory => Err(format!(
-                "{doc_part:?}: a relative reference needs a document read from a file or URL"
-            )),
+                .map_err(|source| RefError::BadUrl {
+                    doc_part: doc_part_owned(),
+                    source,
+                }),
+            Location::Memory => Err(RefError::NoBase {
+                doc_part: doc_part_owned(),
+            }),
             Location::File(path) => {
                 let Some(root) = &self.file_root else {
-                    return Err(format!("{doc_part:?}: file references are not allowed"));
+                    return Err(RefError::FilesNotAllowed {
+                        doc_part: doc_part_owned(),
+                    });
                 };
                 let decoded = percent_decode(doc_part).unwrap_or_else(|| doc_part.to_string());
                 let rel = Path::new(&decoded);
                 if rel.is_absolute() {
-                    return Err(format!("{doc_part:?}: absolute file references are refused"));
+                    return Err(RefError::AbsoluteFile {
+                        doc_part: doc_part_owned(),
+                    });
                 }
                 let dir = path.parent().unwrap_or(Path::new("."));
                 let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
                 let joined = normalize(&dir.join(rel));
+                let outside_root = || RefError::OutsideRoot {
+                    doc_part: doc_part_owned(),
+                    root: root.clone(),
+                };
                 if !joined.starts_with(root) {
-                    return Err(format!(
-                        "{doc_part:?}: refusing a file outside the document's root {}",
-                        root.display()
-                    ));
+                    return Err(outside_root());
                 }
                 // Symbolic links must not lead out either.
-                let real = std::fs::canonicalize(&joined)
-                    .map_err(|e| format!("cannot read referenced file {doc_part:?}: {e}"))?;
+                let real = std::fs::canonicalize(&joined).map_err(|e| RefError::MissingFile {
+                    doc_part: doc_part_owned(),
+                    source: Arc::new(e),
+                })?;
                 if !real.starts_with(root) {
-                    return Err(format!(
-                        "{doc_part:?}: refusing a file outside the document's root {}",
-                        root.display()
-                    ));
+                    return Err(outside_root());
                 }
                 Ok(Place::File(real))
             }
@@ -286,4 +392,131 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::source::RemoteFetcher;
+
+    /// Counts the fetches asked of it and answers each with "too large".
+    #[derive(Default)]
+    struct Refusing {
+        calls: AtomicUsize,
+    }
+
+    impl RemoteFetcher for Refusing {
+        fn fetch(&self, _: &Url) -> Result<Vec<u8>, RemoteFetchError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Err(RemoteFetchError::TooLarge { max_bytes: 10 })
+        }
+    }
+
+    #[test]
+    fn a_file_outside_the_root_is_refused_and_a_missing_pointer_points_to_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("api");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(dir.path().join("secret.json"), "{\"a\": 1}").unwrap();
+        std::fs::write(root.join("common.json"), "{\"a\": 1}").unwrap();
+        let policy = RemotePolicy::default();
+        let mut store = RefStore::new(
+            json!({}),
+            Location::File(root.join("main.json")),
+            None,
+            &policy,
+            1 << 20,
+        );
+        let canonical_root = std::fs::canonicalize(&root).unwrap();
+
+        let err = store.resolve(0, "../secret.json#/a").err().unwrap();
+        assert!(
+            matches!(&err, RefError::OutsideRoot { doc_part, root } if doc_part == "../secret.json" && *root == canonical_root),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "\"../secret.json\": refusing a file outside the document's root {}",
+                canonical_root.display()
+            )
+        );
+
+        assert_eq!(
+            store.resolve(0, "common.json#/a").unwrap().value(),
+            Some(&json!(1))
+        );
+        let err = store.resolve(0, "common.json#/b").err().unwrap();
+        assert!(
+            matches!(&err, RefError::Dangling { reference } if reference == "common.json#/b"),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "$ref \"common.json#/b\" points to nothing");
+
+        let err = store.resolve(0, "gone.json").err().unwrap();
+        assert!(matches!(&err, RefError::MissingFile { .. }), "{err:?}");
+        let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap();
+        assert!(err.to_string().ends_with(&format!(": {cause}")), "{err}");
+    }
+
+    #[test]
+    fn a_remote_reference_is_refused_by_the_policy_before_the_fetcher_and_its_failure_is_kept() {
+        let fetcher = Arc::new(Refusing::default());
+        let policy = RemotePolicy {
+            fetcher: Some(fetcher.clone()),
+            allow_private: false,
+        };
+        let mut store = RefStore::new(json!({}), Location::Memory, None, &policy, 1 << 20);
+
+        let err = store.resolve(0, "http://127.0.0.1/defs.json#/a").err().unwrap();
+        assert!(
+            matches!(
+                &err,
+                RefError::RemoteRefused {
+                    refusal: RemoteRefusal::PrivateAddress,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "http://127.0.0.1/defs.json: refusing a loopback, private or link-local address"
+        );
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 0);
+
+        let err = store
+            .resolve(0, "https://api.example.org/defs.json#/a")
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, RefError::Fetch { source, .. } if matches!(**source, RemoteFetchError::TooLarge { max_bytes: 10 })),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "https://api.example.org/defs.json: the document is larger than 10 bytes"
+        );
+        // A second reference into the same document reuses the first answer.
+        let again = store
+            .resolve(0, "https://api.example.org/defs.json#/b")
+            .err()
+            .unwrap();
+        assert_eq!(again.to_string(), err.to_string());
+        assert_eq!(fetcher.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_cycle_of_bare_references_ends_in_an_error() {
+        let doc = json!({"a": {"$ref": "#/b"}, "b": {"$ref": "#/a"}});
+        let policy = RemotePolicy::default();
+        let mut store = RefStore::new(doc.clone(), Location::Memory, None, &policy, 1 << 20);
+        let err = store.deref(0, &doc["a"]).err().unwrap();
+        assert!(matches!(err, RefError::ChainTooLong), "{err:?}");
+        assert_eq!(err.to_string(), "$ref chain longer than 32 (a reference cycle?)");
+    }
 }

@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::refs::{DocId, RefStore};
+use crate::refs::{DocId, RefError, RefStore};
 
 /// Which OpenAPI version a schema is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,24 @@ pub(crate) const MAX_DEPTH: usize = 64;
 const SIMPLE_TYPES: [&str; 7] = [
     "array", "boolean", "integer", "null", "number", "object", "string",
 ];
+
+/// Why the schemas of an operation cannot be converted; the operation is skipped with this
+/// message.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SchemaError {
+    /// A reference inside a schema cannot be followed.
+    #[error(transparent)]
+    Ref(#[from] RefError),
+    /// A `$defs` entry owed for a pointer that no longer leads anywhere.
+    #[error("$ref target {pointer} vanished")]
+    Vanished { pointer: String },
+    /// More than [`MAX_NODES`] schema nodes for one operation.
+    #[error("schemas too large (more than {MAX_NODES} nodes)")]
+    TooManyNodes,
+    /// Deeper than [`MAX_DEPTH`].
+    #[error("schema nested more than {MAX_DEPTH} levels")]
+    TooDeep,
+}
 
 /// Converts the schemas of one operation; all of them share one `$defs`.
 pub(crate) struct Converter<'s, 'a> {
@@ -114,16 +132,16 @@ impl<'s, 'a> Converter<'s, 'a> {
     }
 
     /// Converts one schema written in document `doc`.
-    pub fn convert(&mut self, schema: &Value, doc: DocId) -> Result<Value, String> {
+    pub fn convert(&mut self, schema: &Value, doc: DocId) -> Result<Value, SchemaError> {
         self.convert_at(schema, doc, 0)
     }
 
     /// Converts the `$defs` still owed; call once after the last [`Converter::convert`].
-    pub fn finish(&mut self) -> Result<(), String> {
+    pub fn finish(&mut self) -> Result<(), SchemaError> {
         while let Some((key, name)) = self.pending.pop() {
             let target = self.refs.root(key.0);
             let Some(value) = target.pointer(&key.1) else {
-                return Err(format!("$ref target {} vanished", key.1));
+                return Err(SchemaError::Vanished { pointer: key.1 });
             };
             self.stack.push(key.clone());
             let converted = self.convert_at(value, key.0, 1)?;
@@ -133,13 +151,13 @@ impl<'s, 'a> Converter<'s, 'a> {
         Ok(())
     }
 
-    fn convert_at(&mut self, schema: &Value, doc: DocId, depth: usize) -> Result<Value, String> {
+    fn convert_at(&mut self, schema: &Value, doc: DocId, depth: usize) -> Result<Value, SchemaError> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
-            return Err(format!("schemas too large (more than {MAX_NODES} nodes)"));
+            return Err(SchemaError::TooManyNodes);
         }
         if depth > MAX_DEPTH {
-            return Err(format!("schema nested more than {MAX_DEPTH} levels"));
+            return Err(SchemaError::TooDeep);
         }
         let obj = match schema {
             Value::Bool(_) if self.flavor == Flavor::Oas31 => return Ok(schema.clone()),
@@ -153,7 +171,7 @@ impl<'s, 'a> Converter<'s, 'a> {
         };
         if let Some(r) = obj.get("$ref") {
             let Some(r) = r.as_str() else {
-                return Err("$ref is not a string".into());
+                return Err(RefError::NotString.into());
             };
             let converted = self.reference(r, doc, depth)?;
             // 3.0 and 2.0 ignore siblings of `$ref`; keep only a description to help readers.
@@ -184,13 +202,16 @@ impl<'s, 'a> Converter<'s, 'a> {
         self.convert_object(obj, doc, depth)
     }
 
-    fn reference(&mut self, r: &str, doc: DocId, depth: usize) -> Result<Value, String> {
+    fn reference(&mut self, r: &str, doc: DocId, depth: usize) -> Result<Value, SchemaError> {
         let target = self.refs.resolve(doc, r)?;
         let key = target.key();
         let recursive = self.stack.contains(&key);
         if !recursive && self.inline_left > 0 && depth < MAX_DEPTH / 2 {
             let Some(value) = target.value() else {
-                return Err(format!("$ref {r:?} points to nothing"));
+                return Err(RefError::Dangling {
+                    reference: r.to_string(),
+                }
+                .into());
             };
             self.stack.push(key);
             let before = self.nodes;
@@ -218,7 +239,7 @@ impl<'s, 'a> Converter<'s, 'a> {
         Ok(json!({ "$ref": format!("#/$defs/{name}") }))
     }
 
-    fn sub(&mut self, v: &Value, doc: DocId, depth: usize) -> Result<Value, String> {
+    fn sub(&mut self, v: &Value, doc: DocId, depth: usize) -> Result<Value, SchemaError> {
         self.convert_at(v, doc, depth + 1)
     }
 
@@ -227,7 +248,7 @@ impl<'s, 'a> Converter<'s, 'a> {
         obj: &Map<String, Value>,
         doc: DocId,
         depth: usize,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, SchemaError> {
         let mut out = Map::new();
         let mut nullable = false;
         let mut excl_min = false;
@@ -477,6 +498,42 @@ fn def_name(pointer: &str) -> String {
 mod tests {
     use super::*;
     use crate::source::{Location, RemotePolicy};
+
+    fn convert_err(doc: Value, schema: Value) -> SchemaError {
+        let policy = RemotePolicy::default();
+        let mut store = RefStore::new(doc, Location::Memory, None, &policy, 1 << 20);
+        let mut patterns = Patterns::default();
+        let mut c = Converter::new(&mut store, Flavor::Oas30, &mut patterns);
+        c.convert(&schema, 0).and_then(|_| c.finish()).err().unwrap()
+    }
+
+    #[test]
+    fn a_schema_too_deep_or_with_a_dangling_reference_is_an_error_naming_it() {
+        let mut deep = json!({"type": "string"});
+        for _ in 0..=MAX_DEPTH {
+            deep = json!({"type": "array", "items": deep});
+        }
+        let err = convert_err(json!({}), deep);
+        assert!(matches!(err, SchemaError::TooDeep), "{err:?}");
+        assert_eq!(err.to_string(), "schema nested more than 64 levels");
+
+        let err = convert_err(
+            json!({"components": {"schemas": {}}}),
+            json!({"type": "object", "properties": {"a": {"$ref": "#/components/schemas/Nope"}}}),
+        );
+        assert!(
+            matches!(err, SchemaError::Ref(RefError::Dangling { .. })),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "$ref \"#/components/schemas/Nope\" points to nothing"
+        );
+
+        let err = convert_err(json!({}), json!({"$ref": 7}));
+        assert!(matches!(err, SchemaError::Ref(RefError::NotString)), "{err:?}");
+        assert_eq!(err.to_string(), "$ref is not a string");
+    }
 
     fn convert(flavor: Flavor, doc: Value, schema: Value) -> Value {
         let policy = RemotePolicy::default();

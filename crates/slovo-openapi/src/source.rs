@@ -94,7 +94,38 @@ fn read_capped(path: &Path, max: usize) -> Result<Vec<u8>, String> {
 /// actually connects to (a public name can resolve to a private address) and cap the size.
 pub trait RemoteFetcher: Send + Sync {
     /// The document at `url`, or why not.
-    fn fetch(&self, url: &Url) -> Result<Vec<u8>, String>;
+    fn fetch(&self, url: &Url) -> Result<Vec<u8>, RemoteFetchError>;
+}
+
+/// Why a [`RemoteFetcher`] could not fetch a document. The messages leave the URL out: whoever
+/// asked for it names it.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteFetchError {
+    /// The fetcher's address policy refuses the URL, an address its host resolves to, or a
+    /// redirect; nothing was fetched from there.
+    #[error("{reason}")]
+    Refused {
+        /// What the policy refuses, and what setting would allow it if one would.
+        reason: String,
+    },
+    /// The document is larger than the fetcher accepts.
+    #[error("the document is larger than {max_bytes} bytes")]
+    TooLarge {
+        /// The fetcher's cap.
+        max_bytes: usize,
+    },
+    /// The server answered with an error status.
+    #[error("HTTP {status}")]
+    Status {
+        /// The status and its reason phrase (`404 Not Found`).
+        status: String,
+    },
+    /// No complete answer in time.
+    #[error("timed out")]
+    TimedOut,
+    /// Anything else between asking and receiving (resolving, connecting, TLS, reading).
+    #[error(transparent)]
+    Transport(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// What remote `$ref`s may do. The default refuses them all.
@@ -117,22 +148,32 @@ impl fmt::Debug for RemotePolicy {
 
 impl RemotePolicy {
     /// Why `url` may not be fetched, if it may not.
-    pub(crate) fn refusal(&self, url: &Url) -> Option<String> {
+    pub(crate) fn refusal(&self, url: &Url) -> Option<RemoteRefusal> {
         if !matches!(url.scheme(), "http" | "https") {
-            return Some(format!("{url}: only http and https references can be fetched"));
+            return Some(RemoteRefusal::Scheme);
         }
         if self.fetcher.is_none() {
-            return Some(format!(
-                "{url}: remote references are not allowed (no remote fetcher configured)"
-            ));
+            return Some(RemoteRefusal::NoFetcher);
         }
         if !self.allow_private && is_private_host(url) {
-            return Some(format!(
-                "{url}: refusing a loopback, private or link-local address"
-            ));
+            return Some(RemoteRefusal::PrivateAddress);
         }
         None
     }
+}
+
+/// Why the [`RemotePolicy`] refuses a remote reference before anything is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RemoteRefusal {
+    /// Neither http nor https.
+    #[error("only http and https references can be fetched")]
+    Scheme,
+    /// The policy has no fetcher.
+    #[error("remote references are not allowed (no remote fetcher configured)")]
+    NoFetcher,
+    /// `localhost`, or a loopback, private or link-local address literal.
+    #[error("refusing a loopback, private or link-local address")]
+    PrivateAddress,
 }
 
 fn is_private_host(url: &Url) -> bool {
@@ -175,39 +216,71 @@ pub fn is_private_ip(ip: IpAddr) -> bool {
     }
 }
 
+/// Deepest nesting of a YAML document.
+const MAX_YAML_DEPTH: usize = 256;
+
+/// Why a document's bytes are not a JSON or YAML value.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyntaxError {
+    /// Not UTF-8.
+    #[error("not UTF-8 text (invalid byte at offset {offset})")]
+    NotUtf8 {
+        /// Where the first invalid byte is.
+        offset: usize,
+    },
+    /// Nothing but white space.
+    #[error("the document is empty")]
+    Empty,
+    /// Looks like JSON and is not.
+    #[error("JSON syntax error: {0}")]
+    Json(#[source] serde_json::Error),
+    /// Not YAML.
+    #[error("YAML syntax error: {0}")]
+    Yaml(#[source] yaml_serde::Error),
+    /// Deeper than [`MAX_YAML_DEPTH`].
+    #[error("the document is nested more than {MAX_YAML_DEPTH} levels deep")]
+    TooDeep,
+    /// A mapping key that has no JSON form (a sequence, a mapping).
+    #[error("unsupported mapping key {key}")]
+    UnsupportedKey {
+        /// The key, as the YAML parser shows it.
+        key: String,
+    },
+}
+
 /// Parses a document's text: JSON when it starts with `{` or `[`, YAML otherwise. YAML keys
 /// that are not strings (`200:`) become strings; aliases are bounded by the YAML parser.
-pub(crate) fn parse_value(bytes: &[u8]) -> Result<Value, String> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| format!("not UTF-8 text (invalid byte at offset {})", e.valid_up_to()))?;
+pub(crate) fn parse_value(bytes: &[u8]) -> Result<Value, SyntaxError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| SyntaxError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
-        return Err("the document is empty".into());
+        return Err(SyntaxError::Empty);
     }
     let first = text.trim_start().as_bytes().first().copied();
     if matches!(first, Some(b'{' | b'[')) {
         match serde_json::from_str(text) {
             Ok(v) => return Ok(v),
             // JSON-looking YAML flow mappings exist; fall through to YAML only for those.
-            Err(e) if first == Some(b'[') => return Err(format!("JSON syntax error: {e}")),
+            Err(e) if first == Some(b'[') => return Err(SyntaxError::Json(e)),
             Err(e) => {
-                return yaml_to_json(text).map_err(|_| format!("JSON syntax error: {e}"));
+                return yaml_to_json(text).map_err(|_| SyntaxError::Json(e));
             }
         }
     }
     yaml_to_json(text)
 }
 
-fn yaml_to_json(text: &str) -> Result<Value, String> {
-    let yaml: yaml_serde::Value =
-        yaml_serde::from_str(text).map_err(|e| format!("YAML syntax error: {e}"))?;
+fn yaml_to_json(text: &str) -> Result<Value, SyntaxError> {
+    let yaml: yaml_serde::Value = yaml_serde::from_str(text).map_err(SyntaxError::Yaml)?;
     convert_yaml(yaml, 0)
 }
 
-fn convert_yaml(v: yaml_serde::Value, depth: usize) -> Result<Value, String> {
+fn convert_yaml(v: yaml_serde::Value, depth: usize) -> Result<Value, SyntaxError> {
     use yaml_serde::Value as Y;
-    if depth > 256 {
-        return Err("the document is nested more than 256 levels deep".into());
+    if depth > MAX_YAML_DEPTH {
+        return Err(SyntaxError::TooDeep);
     }
     Ok(match v {
         Y::Null => Value::Null,
@@ -238,7 +311,11 @@ fn convert_yaml(v: yaml_serde::Value, depth: usize) -> Result<Value, String> {
                     Y::Number(n) => n.to_string(),
                     Y::Bool(b) => b.to_string(),
                     Y::Null => "null".to_string(),
-                    other => return Err(format!("unsupported mapping key {other:?}")),
+                    other => {
+                        return Err(SyntaxError::UnsupportedKey {
+                            key: format!("{other:?}"),
+                        });
+                    }
                 };
                 out.insert(key, convert_yaml(v, depth + 1)?);
             }

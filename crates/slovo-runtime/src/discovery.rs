@@ -18,7 +18,8 @@ use slovo_discovery::sources::{Catalogue, SourceConfig};
 use slovo_discovery::{
     Document, GapModel, GapRule, Index, Ranker, Resolution, Semantic, SemanticIndex, need_key,
 };
-use slovo_openapi::RemoteFetcher;
+use slovo_openapi::{RemoteFetchError, RemoteFetcher};
+use slovo_sandbox::http::{FetchError, FetchFailure};
 use slovo_store::{DiscoveryRow, DiscoveryStatus};
 use tracing::{info, warn};
 
@@ -109,40 +110,56 @@ impl Default for UrlFetcher {
 }
 
 impl RemoteFetcher for UrlFetcher {
-    fn fetch(&self, url: &url::Url) -> std::result::Result<Vec<u8>, String> {
+    fn fetch(&self, url: &url::Url) -> std::result::Result<Vec<u8>, RemoteFetchError> {
         slovo_sandbox::http::ensure_tls_provider();
         let link = url.to_string();
-        let allow = self.allow_private_addresses;
         let config = slovo_sandbox::http::HttpConfig {
             max_response_bytes: self.max_bytes,
-            allow_private_addresses: allow,
+            allow_private_addresses: self.allow_private_addresses,
             public: self.public.clone(),
             ..slovo_sandbox::http::HttpConfig::default()
         };
-        let fetched = std::thread::scope(|s| {
+        std::thread::scope(|s| {
             s.spawn(|| {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| format!("cannot start a runtime for the download: {e}"))?;
+                    .map_err(|e| RemoteFetchError::Transport(Box::new(e)))?;
                 rt.block_on(slovo_sandbox::http::fetch_document_with(&link, &config))
+                    .map(|(_, bytes)| bytes)
+                    .map_err(|e| self.remote_fetch_error(e))
             })
             .join()
-            .unwrap_or_else(|_| Err("the download panicked".to_string()))
-        });
-        match fetched {
-            Ok((_, bytes)) => Ok(bytes),
-            Err(e) => {
-                // fetch_document names the URL first; the catalogue's problem line does too.
-                let why = e.strip_prefix(&format!("{link}: ")).unwrap_or(&e).to_string();
-                if !allow && why.contains("not a public address") {
-                    Err(format!(
-                        "{why} (discovery fetches public addresses only; `http.allow_private` (SLOVO_HTTP_ALLOW_PRIVATE=1) or `egress.also_public` in the configuration allows others)"
-                    ))
+            .unwrap_or_else(|_| Err(RemoteFetchError::Transport("the download panicked".into())))
+        })
+    }
+}
+
+impl UrlFetcher {
+    /// The sandbox's reason (without the URL: the catalogue's problem line names it), and for
+    /// an address the public rule refuses, the settings that would allow it.
+    fn remote_fetch_error(&self, e: FetchError) -> RemoteFetchError {
+        match e.failure {
+            FetchFailure::Refused(ref refusal) | FetchFailure::RedirectRefused { ref refusal, .. } => {
+                let reason = e.failure.to_string();
+                let reason = if !self.allow_private_addresses && refusal.is_address() {
+                    format!(
+                        "{reason} (discovery fetches public addresses only; `http.allow_private` (SLOVO_HTTP_ALLOW_PRIVATE=1) or `egress.also_public` in the configuration allows others)"
+                    )
                 } else {
-                    Err(why)
-                }
+                    reason
+                };
+                RemoteFetchError::Refused { reason }
             }
+            FetchFailure::TooLarge { max_bytes } => RemoteFetchError::TooLarge { max_bytes },
+            FetchFailure::Status(status) => RemoteFetchError::Status {
+                status: status.to_string(),
+            },
+            FetchFailure::TimedOut => RemoteFetchError::TimedOut,
+            other @ (FetchFailure::InvalidUrl(_)
+            | FetchFailure::TooManyRedirects { .. }
+            | FetchFailure::Transport(_)
+            | FetchFailure::Client(_)) => RemoteFetchError::Transport(Box::new(other)),
         }
     }
 }

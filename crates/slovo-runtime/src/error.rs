@@ -117,13 +117,8 @@ pub enum RuntimeError {
     #[error(transparent)]
     OpenApi(#[from] slovo_openapi::IngestError),
     /// A document could not be fetched (refused address, network error, too large).
-    #[error("failed to fetch {url}: {reason}")]
-    Fetch {
-        /// The URL asked for.
-        url: String,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Fetch(#[from] slovo_sandbox::http::FetchError),
     /// An MCP server that cannot be imported: its source, its package, its fetch, its tool
     /// list.
     #[error("MCP server {source_name}: {reason}")]
@@ -196,7 +191,7 @@ impl RuntimeError {
         match self {
             RuntimeError::InvalidManifest(_)
             | RuntimeError::OpenApi(_)
-            | RuntimeError::Fetch { .. }
+            | RuntimeError::Fetch(_)
             | RuntimeError::McpImport { .. }
             | RuntimeError::InvalidBundle { .. }
             | RuntimeError::BundleEntry { .. }

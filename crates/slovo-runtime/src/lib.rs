@@ -263,12 +263,7 @@ impl Runtime {
             public: self.settings.public.clone(),
             ..slovo_sandbox::http::HttpConfig::default()
         };
-        let (final_url, bytes) = slovo_sandbox::http::fetch_document_with(url, &config)
-            .await
-            .map_err(|reason| RuntimeError::Fetch {
-                url: url.to_string(),
-                reason,
-            })?;
+        let (final_url, bytes) = slovo_sandbox::http::fetch_document_with(url, &config).await?;
         Ok(slovo_openapi::Source::from_url(final_url, bytes))
     }
 

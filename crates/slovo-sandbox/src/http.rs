@@ -24,7 +24,6 @@
 //! http, and the credential stays with the origin (scheme, host, port) of the base URL; the
 //! whole call has the grant's timeout; the response body is capped.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +35,14 @@ use slovo_core::install::{HttpFacts, InstallFacts};
 use slovo_core::net::PublicPolicy;
 
 use crate::{Backend, BackendError, InstallRequest};
+
+mod address;
+mod fetch;
+
+use address::PublicOnlyResolver;
+pub use address::Refusal;
+pub(crate) use address::{AddressRule, check_target};
+pub use fetch::{FetchError, FetchFailure, fetch_document, fetch_document_with};
 
 /// Response headers copied into the result.
 const KEPT_HEADERS: [&str; 6] = [
@@ -99,77 +106,53 @@ pub fn ensure_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Why a request was not sent or not accepted.
+/// Why a tool's request was not sent or not accepted.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HttpError {
+    /// The request was not sent: its arguments, the grant or the address rule refuse it.
     #[error("{0}")]
     Refused(String),
-    #[error("{0}")]
-    Request(String),
+    /// The exchange failed after the request was built.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
 }
 
-/// Which addresses requests may reach: the public policy, or everything.
-#[derive(Debug, Clone)]
-pub(crate) struct AddressRule {
-    pub(crate) everything: bool,
-    pub(crate) public: PublicPolicy,
+/// Why an exchange (the request, its redirects and the response body) failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExchangeError {
+    /// A redirect led where the exchange may not go.
+    #[error("redirect to {to} refused: {refusal}")]
+    RedirectRefused {
+        /// The `Location`, resolved against the request's URL (boxed: a URL is large, and
+        /// this error travels in every exchange's result).
+        to: Box<reqwest::Url>,
+        /// Why it may not be followed.
+        refusal: Refusal,
+    },
+    /// More redirects than the configuration follows.
+    #[error("more than {0} redirects")]
+    TooManyRedirects(usize),
+    /// The response body is larger than the cap.
+    #[error("the response is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The whole exchange took longer than allowed.
+    #[error("timed out")]
+    TimedOut,
+    /// Resolving, connecting, sending or reading failed.
+    #[error("{}", describe(.0))]
+    Transport(#[source] reqwest::Error),
+    /// The HTTP client could not be built (its certificate authorities, mostly).
+    #[error("failed to build the HTTP client: {}", describe(.0))]
+    Client(#[source] reqwest::Error),
 }
 
-impl AddressRule {
-    fn allows(&self, ip: IpAddr) -> bool {
-        self.everything || self.public.allows(ip)
-    }
-}
-
-/// Resolves names, refusing any that resolves to a non-public address.
-struct PublicOnlyResolver {
-    rule: AddressRule,
-}
-
-impl reqwest::dns::Resolve for PublicOnlyResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let rule = self.rule.clone();
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if let Some(bad) = addrs.iter().find(|a| !rule.allows(a.ip())) {
-                return Err(format!("{host} resolves to {}, which is not a public address", bad.ip()).into());
-            }
-            if addrs.is_empty() {
-                return Err(format!("{host} does not resolve").into());
-            }
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-/// Checks a URL's host against the grant (and, for IP literals, the public rule, since they
-/// never pass through the resolver).
-pub(crate) fn check_target(
-    url: &reqwest::Url,
-    network: &NetworkPolicy,
-    rule: &AddressRule,
-) -> Result<(), String> {
-    let host = url.host_str().ok_or_else(|| format!("{url} has no host"))?;
-    let port = url.port_or_known_default().unwrap_or(443);
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("scheme {} is not allowed", url.scheme()));
-    }
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>()
-        && !rule.allows(ip)
-    {
-        return Err(format!("{ip} is not a public address"));
-    }
-    match network {
-        NetworkPolicy::None => Err("the tool has no network grant".to_string()),
-        NetworkPolicy::Public => Ok(()),
-        NetworkPolicy::AllowList { hosts } => {
-            if hosts.iter().any(|h| h.matches(bare, port)) {
-                Ok(())
-            } else {
-                Err(format!("{bare}:{port} is not among the granted hosts"))
-            }
+impl ExchangeError {
+    /// Whether the exchange ran out of time (the whole-exchange limit or the client's own).
+    pub(crate) fn is_timeout(&self) -> bool {
+        match self {
+            ExchangeError::TimedOut => true,
+            ExchangeError::Transport(e) => e.is_timeout(),
+            _ => false,
         }
     }
 }
@@ -466,9 +449,10 @@ fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
 /// Why a redirect from `from` to `to` may not be followed at all, whatever the grant says:
 /// a step from https down to http would hand the request, and every later answer, to anyone
 /// on the path.
-fn downgrade(from: &reqwest::Url, to: &reqwest::Url) -> Option<String> {
-    (from.scheme() == "https" && to.scheme() != "https")
-        .then(|| format!("it leaves https for {}", to.scheme()))
+fn downgrade(from: &reqwest::Url, to: &reqwest::Url) -> Option<Refusal> {
+    (from.scheme() == "https" && to.scheme() != "https").then(|| Refusal::Downgrade {
+        scheme: to.scheme().to_string(),
+    })
 }
 
 /// Headers that belong to the origin the exchange started on: the credential's own header
@@ -498,7 +482,7 @@ pub(crate) async fn follow(
     network: &NetworkPolicy,
     rule: &AddressRule,
     max_redirects: usize,
-) -> Result<reqwest::Response, HttpError> {
+) -> Result<reqwest::Response, ExchangeError> {
     let Outgoing {
         mut method,
         mut url,
@@ -520,10 +504,7 @@ pub(crate) async fn follow(
                 .header(reqwest::header::CONTENT_TYPE, content_type.clone())
                 .body(bytes.clone());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| HttpError::Request(describe(&e)))?;
+        let response = request.send().await.map_err(ExchangeError::Transport)?;
         let status = response.status().as_u16();
         if !matches!(status, 301 | 302 | 303 | 307 | 308) {
             return Ok(response);
@@ -538,7 +519,7 @@ pub(crate) async fn follow(
             return Ok(response);
         };
         if redirects >= max_redirects {
-            return Err(HttpError::Request(format!("more than {max_redirects} redirects")));
+            return Err(ExchangeError::TooManyRedirects(max_redirects));
         }
         redirects += 1;
         // Credentials are never taken from a Location (nor copied from the base URL onto a
@@ -546,8 +527,11 @@ pub(crate) async fn follow(
         let _ = next.set_username("");
         let _ = next.set_password(None);
         let refusal = downgrade(&url, &next).map_or_else(|| check_target(&next, network, rule), Err);
-        if let Err(why) = refusal {
-            return Err(HttpError::Request(format!("redirect to {next} refused: {why}")));
+        if let Err(refusal) = refusal {
+            return Err(ExchangeError::RedirectRefused {
+                to: Box::new(next),
+                refusal,
+            });
         }
         if !same_origin(&url, &next) && carry_credentials {
             carry_credentials = false;
@@ -573,7 +557,7 @@ pub(crate) fn client(
     rule: AddressRule,
     timeout: Duration,
     roots: &[reqwest::Certificate],
-) -> Result<reqwest::Client, String> {
+) -> Result<reqwest::Client, ExchangeError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Arc::new(PublicOnlyResolver { rule }))
@@ -582,7 +566,7 @@ pub(crate) fn client(
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .build()
-        .map_err(|e| format!("failed to build the HTTP client: {e}"))
+        .map_err(ExchangeError::Client)
 }
 
 impl HttpConfig {
@@ -617,7 +601,8 @@ impl HttpBackend {
             url.query_pairs_mut().extend_pairs(parts.query.iter());
         }
         let rule = self.rule();
-        check_target(&url, &spec.network, &rule).map_err(HttpError::Refused)?;
+        check_target(&url, &spec.network, &rule)
+            .map_err(|refusal| HttpError::Refused(refusal.to_string()))?;
 
         let mut headers = HeaderMap::new();
         for (k, v) in &parts.headers {
@@ -659,8 +644,7 @@ impl HttpBackend {
         let method =
             reqwest::Method::from_bytes(spec.capability.method.as_deref().unwrap_or("GET").as_bytes())
                 .map_err(|e| HttpError::Refused(e.to_string()))?;
-        let client = client(rule.clone(), spec.limits.timeout, &self.config.extra_roots)
-            .map_err(HttpError::Request)?;
+        let client = client(rule.clone(), spec.limits.timeout, &self.config.extra_roots)?;
         let first = Outgoing {
             method,
             url: url.clone(),
@@ -673,21 +657,12 @@ impl HttpBackend {
             let resp = follow(&client, first, &spec.network, &rule, self.config.max_redirects).await?;
             let status = resp.status();
             let kept = kept_headers(resp.headers());
-            let body = read_capped(resp, self.config.max_response_bytes)
-                .await
-                .map_err(|e| {
-                    HttpError::Request(e.unwrap_or_else(|| {
-                        format!(
-                            "the response is larger than {} bytes",
-                            self.config.max_response_bytes
-                        )
-                    }))
-                })?;
-            Ok::<_, HttpError>((status, kept, body))
+            let body = read_capped(resp, self.config.max_response_bytes).await?;
+            Ok::<_, ExchangeError>((status, kept, body))
         };
         let (status, headers, body) = tokio::time::timeout(spec.limits.timeout, exchange)
             .await
-            .map_err(|_| HttpError::Request("timed out".into()))??;
+            .map_err(|_| ExchangeError::TimedOut)??;
         let parsed = serde_json::from_slice::<Value>(&body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
         let ok = status.is_success();
@@ -716,84 +691,19 @@ fn kept_headers(headers: &HeaderMap) -> Map<String, Value> {
     kept
 }
 
-/// Reads a body of at most `max_bytes`. The error is the transport's, or `None` when the body
-/// is larger than allowed.
-async fn read_capped(mut resp: reqwest::Response, max_bytes: usize) -> Result<Vec<u8>, Option<String>> {
+/// Reads a body of at most `max_bytes`.
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    max_bytes: usize,
+) -> Result<Vec<u8>, ExchangeError> {
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| Some(describe(&e)))? {
+    while let Some(chunk) = resp.chunk().await.map_err(ExchangeError::Transport)? {
         if body.len() + chunk.len() > max_bytes {
-            return Err(None);
+            return Err(ExchangeError::TooLarge(max_bytes));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// Downloads a document (an OpenAPI description, a catalogue entry) for an import: http(s)
-/// only, the same public-address rule as tool calls (checked on every resolution and
-/// redirect), never from https down to http, a timeout, and a size cap. Returns the final URL
-/// and the bytes.
-pub async fn fetch_document(
-    url: &str,
-    max_bytes: usize,
-    allow_private_addresses: bool,
-) -> Result<(reqwest::Url, Vec<u8>), String> {
-    fetch_document_with(
-        url,
-        &HttpConfig {
-            max_response_bytes: max_bytes,
-            allow_private_addresses,
-            ..HttpConfig::default()
-        },
-    )
-    .await
-}
-
-/// [`fetch_document`] under a backend configuration: its public-address policy, redirect
-/// limit, size cap (`max_response_bytes`) and extra certificate authorities.
-pub async fn fetch_document_with(url: &str, config: &HttpConfig) -> Result<(reqwest::Url, Vec<u8>), String> {
-    ensure_tls_provider();
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url}: not a URL: {e}"))?;
-    let rule = AddressRule {
-        everything: config.allow_private_addresses,
-        public: config.public.clone(),
-    };
-    check_target(&parsed, &NetworkPolicy::Public, &rule).map_err(|e| format!("{url}: {e}"))?;
-    let timeout = Duration::from_secs(30);
-    let client = client(rule.clone(), timeout, &config.extra_roots)?;
-    let first = Outgoing {
-        method: reqwest::Method::GET,
-        url: parsed,
-        headers: HeaderMap::new(),
-        credentials: HeaderMap::new(),
-        body: None,
-    };
-    let max_bytes = config.max_response_bytes;
-    let exchange = async {
-        let resp = follow(
-            &client,
-            first,
-            &NetworkPolicy::Public,
-            &rule,
-            config.max_redirects,
-        )
-        .await
-        .map_err(|e| match e {
-            HttpError::Refused(why) | HttpError::Request(why) => format!("{url}: {why}"),
-        })?;
-        if !resp.status().is_success() {
-            return Err(format!("{url}: HTTP {}", resp.status()));
-        }
-        let final_url = resp.url().clone();
-        let body = read_capped(resp, max_bytes).await.map_err(|e| match e {
-            Some(why) => format!("{url}: {why}"),
-            None => format!("{url}: the document is larger than {max_bytes} bytes"),
-        })?;
-        Ok((final_url, body))
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("{url}: timed out"))?
 }
 
 pub(crate) fn describe(e: &reqwest::Error) -> String {
@@ -827,36 +737,12 @@ impl Backend for HttpBackend {
         match self.send(spec).await {
             Ok(o) => o,
             Err(HttpError::Refused(why)) => Outcome::failed(format!("refused: {why}")),
-            Err(HttpError::Request(why)) if why == "timed out" => Outcome {
+            Err(HttpError::Exchange(e)) if e.is_timeout() => Outcome {
                 status: ExecutionStatus::Timeout,
                 error: Some(format!("no answer within {} s", spec.limits.timeout.as_secs())),
                 ..Outcome::default()
             },
-            Err(HttpError::Request(why)) => Outcome::failed(why),
+            Err(HttpError::Exchange(e)) => Outcome::failed(e.to_string()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_range_declared_public_is_reachable_and_nothing_else_is() {
-        let url = |u: &str| reqwest::Url::parse(u).unwrap_or_else(|e| panic!("{e}"));
-        let strict = AddressRule {
-            everything: false,
-            public: PublicPolicy::strict(),
-        };
-        let lan = AddressRule {
-            everything: false,
-            public: PublicPolicy::with_ranges(["192.168.1.20/32".parse().unwrap_or_else(|e| panic!("{e}"))]),
-        };
-        let any = NetworkPolicy::Public;
-        assert!(check_target(&url("http://192.168.1.20/"), &any, &strict).is_err());
-        assert_eq!(check_target(&url("http://192.168.1.20/"), &any, &lan), Ok(()));
-        assert!(check_target(&url("http://192.168.1.21/"), &any, &lan).is_err());
-        assert!(check_target(&url("http://127.0.0.1/"), &any, &lan).is_err());
-        assert!(check_target(&url("http://169.254.169.254/"), &any, &lan).is_err());
     }
 }

@@ -783,7 +783,20 @@ async fn https_never_redirects_to_http() {
     let err = slovo_sandbox::http::fetch_document_with(&format!("{base}/doc-down"), &config)
         .await
         .unwrap_err();
-    assert!(err.contains("refused: it leaves https for http"), "{err}");
+    assert!(
+        matches!(
+            &err.failure,
+            slovo_sandbox::http::FetchFailure::RedirectRefused {
+                refusal: slovo_sandbox::http::Refusal::Downgrade { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("refused: it leaves https for http"),
+        "{err}"
+    );
     assert!(server.seen().iter().all(|s| s.tls), "{:?}", server.seen());
 }
 

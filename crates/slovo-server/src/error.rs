@@ -91,7 +91,7 @@ impl From<RuntimeError> for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_bundle")
             }
             RuntimeError::OpenApi(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_openapi"),
-            RuntimeError::Fetch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "fetch_failed"),
+            RuntimeError::Fetch(_) => (StatusCode::UNPROCESSABLE_ENTITY, "fetch_failed"),
             RuntimeError::McpImport { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "mcp_import_failed"),
             RuntimeError::InvalidArguments { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_arguments"),
             RuntimeError::Grant { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "grant_wider_than_request"),

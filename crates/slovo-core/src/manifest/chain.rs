@@ -103,12 +103,53 @@ impl fmt::Display for PathSegment {
     }
 }
 
+/// Why a text is not a reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    /// It does not start with `$.`.
+    #[error("{text:?} is not a reference (references start with `$.`)")]
+    NotAReference {
+        /// The text.
+        text: String,
+    },
+    /// The path after `$.` does not parse.
+    #[error("{text:?}: {reason}")]
+    BadPath {
+        /// The text.
+        text: String,
+        /// What is wrong with the path.
+        reason: String,
+    },
+    /// `$.steps` with no step id after it.
+    #[error("{text:?}: `$.steps` must be followed by a step id")]
+    NoStepId {
+        /// The text.
+        text: String,
+    },
+    /// A step id followed by something other than `output`, `status` or `error`.
+    #[error("{text:?}: after a step id comes `output` (with an optional path), `status` or `error`")]
+    BadStepField {
+        /// The text.
+        text: String,
+    },
+    /// Neither `$.input` nor `$.steps`.
+    #[error("{text:?}: a reference reads `$.input…` or `$.steps.<id>…`")]
+    UnknownRoot {
+        /// The text.
+        text: String,
+    },
+}
+
 /// Parses `$.input.a.b[0]`, `$.steps.s.output.x`, `$.steps.s.status`, `$.steps.s.error`.
-pub fn parse_reference(text: &str) -> Result<Reference, String> {
+pub fn parse_reference(text: &str) -> Result<Reference, ReferenceError> {
+    let owned = || text.to_string();
     let rest = text
         .strip_prefix("$.")
-        .ok_or_else(|| format!("{text:?} is not a reference (references start with `$.`)"))?;
-    let segments = parse_path(rest).map_err(|e| format!("{text:?}: {e}"))?;
+        .ok_or_else(|| ReferenceError::NotAReference { text: owned() })?;
+    let segments = parse_path(rest).map_err(|reason| ReferenceError::BadPath {
+        text: owned(),
+        reason,
+    })?;
     let key = |i: usize| match segments.get(i) {
         Some(PathSegment::Key(k)) => Some(k.as_str()),
         _ => None,
@@ -117,7 +158,7 @@ pub fn parse_reference(text: &str) -> Result<Reference, String> {
         Some("input") => Ok(Reference::Input(segments[1..].to_vec())),
         Some("steps") => {
             let step = key(1)
-                .ok_or_else(|| format!("{text:?}: `$.steps` must be followed by a step id"))?
+                .ok_or_else(|| ReferenceError::NoStepId { text: owned() })?
                 .to_string();
             match (key(2), segments.len()) {
                 (Some("output"), _) => Ok(Reference::Output {
@@ -126,14 +167,10 @@ pub fn parse_reference(text: &str) -> Result<Reference, String> {
                 }),
                 (Some("status"), 3) => Ok(Reference::Status(step)),
                 (Some("error"), 3) => Ok(Reference::Error(step)),
-                _ => Err(format!(
-                    "{text:?}: after a step id comes `output` (with an optional path), `status` or `error`"
-                )),
+                _ => Err(ReferenceError::BadStepField { text: owned() }),
             }
         }
-        _ => Err(format!(
-            "{text:?}: a reference reads `$.input…` or `$.steps.<id>…`"
-        )),
+        _ => Err(ReferenceError::UnknownRoot { text: owned() }),
     }
 }
 
@@ -193,7 +230,7 @@ pub fn template_references(template: &Value) -> Result<Vec<(String, Reference)>,
 fn collect(v: &Value, at: String, out: &mut Vec<(String, Reference)>) -> Result<(), (String, String)> {
     match v {
         Value::String(s) if is_reference(s) => {
-            let r = parse_reference(s).map_err(|e| (at.clone(), e))?;
+            let r = parse_reference(s).map_err(|e| (at.clone(), e.to_string()))?;
             out.push((at, r));
         }
         Value::Array(items) => {
@@ -381,7 +418,7 @@ pub fn check_chain(
             return Err((format!("{}{field}", at("with")), reason));
         }
         if let Some(w) = &s.when {
-            parse_reference(w).map_err(|e| (at("when"), e))?;
+            parse_reference(w).map_err(|e| (at("when"), e.to_string()))?;
         }
     }
     for (i, s) in steps.iter().enumerate() {
@@ -544,6 +581,42 @@ mod tests {
         ] {
             assert!(parse_reference(bad).is_err(), "{bad} parsed");
         }
+    }
+
+    #[test]
+    fn a_bad_reference_says_which_part_is_wrong() {
+        let text = |t: &str| t.to_string();
+        assert_eq!(
+            parse_reference("input.a"),
+            Err(ReferenceError::NotAReference {
+                text: text("input.a")
+            })
+        );
+        assert_eq!(
+            parse_reference("$.input[x]"),
+            Err(ReferenceError::BadPath {
+                text: text("$.input[x]"),
+                reason: "an index is `[` digits `]`".into()
+            })
+        );
+        assert_eq!(
+            parse_reference("$.steps"),
+            Err(ReferenceError::NoStepId {
+                text: text("$.steps")
+            })
+        );
+        assert_eq!(
+            parse_reference("$.steps.w.status.x"),
+            Err(ReferenceError::BadStepField {
+                text: text("$.steps.w.status.x")
+            })
+        );
+        let foo = parse_reference("$.foo").unwrap_err();
+        assert_eq!(foo, ReferenceError::UnknownRoot { text: text("$.foo") });
+        assert_eq!(
+            foo.to_string(),
+            "\"$.foo\": a reference reads `$.input…` or `$.steps.<id>…`"
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@ fn stdio(
     }
     let image = match &def.image {
         Some(reference) => {
-            check_pinned_image(reference).map_err(|r| err("execution.image", r))?;
+            check_pinned_image(reference).map_err(|r| err("execution.image", r.to_string()))?;
             Some(reference.clone())
         }
         None => None,
@@ -156,14 +156,41 @@ fn check_program(
     Ok(())
 }
 
+/// Why an image reference is not pinned by its digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageReferenceError {
+    /// No `@` digest at all (a tag alone, or a bare name).
+    #[error(
+        "{reference:?} has no digest: name the image by its digest (NAME@sha256:…), since a tag \
+         can be moved to other code later"
+    )]
+    NoDigest {
+        /// The reference as given.
+        reference: String,
+    },
+    /// A digest that is not `sha256:` and 64 lowercase hex digits.
+    #[error("{reference:?}: the digest must be sha256: and 64 lowercase hex digits")]
+    BadDigest {
+        /// The reference as given.
+        reference: String,
+    },
+    /// A name with characters an image name cannot have.
+    #[error("{reference:?}: {name:?} is not an image name")]
+    BadName {
+        /// The reference as given.
+        reference: String,
+        /// The part before the digest.
+        name: String,
+    },
+}
+
 /// An image reference pinned by its digest, `NAME@sha256:HEX` (a tag before the digest is
 /// allowed and means nothing): a tag alone could name other code tomorrow.
-pub fn check_pinned_image(reference: &str) -> Result<(), String> {
+pub fn check_pinned_image(reference: &str) -> Result<(), ImageReferenceError> {
     let Some((name, digest)) = reference.split_once('@') else {
-        return Err(format!(
-            "{reference:?} has no digest: name the image by its digest (NAME@sha256:…), since a tag \
-             can be moved to other code later"
-        ));
+        return Err(ImageReferenceError::NoDigest {
+            reference: reference.to_string(),
+        });
     };
     let hex = digest.strip_prefix("sha256:").unwrap_or("");
     if hex.len() != 64
@@ -171,9 +198,9 @@ pub fn check_pinned_image(reference: &str) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     {
-        return Err(format!(
-            "{reference:?}: the digest must be sha256: and 64 lowercase hex digits"
-        ));
+        return Err(ImageReferenceError::BadDigest {
+            reference: reference.to_string(),
+        });
     }
     let name_ok = !name.is_empty()
         && !name.starts_with(['-', '/', '.', ':'])
@@ -181,7 +208,10 @@ pub fn check_pinned_image(reference: &str) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:".contains(&b));
     if !name_ok {
-        return Err(format!("{reference:?}: {name:?} is not an image name"));
+        return Err(ImageReferenceError::BadName {
+            reference: reference.to_string(),
+            name: name.to_string(),
+        });
     }
     Ok(())
 }
@@ -337,5 +367,45 @@ fn check_secret_name(secret: &str) -> Result<(), String> {
         Err(format!(
             "{secret:?} is not a secret name (letters, digits, `_-.`)"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_must_be_pinned_by_a_sha256_digest_under_a_valid_name() {
+        let digest = "a".repeat(64);
+        assert_eq!(
+            check_pinned_image(&format!("example/tool:1.0@sha256:{digest}")),
+            Ok(())
+        );
+        let tag_only = check_pinned_image("example/tool:1.0").unwrap_err();
+        assert_eq!(
+            tag_only,
+            ImageReferenceError::NoDigest {
+                reference: "example/tool:1.0".into()
+            }
+        );
+        assert!(tag_only.to_string().contains("has no digest"), "{tag_only}");
+        assert_eq!(
+            check_pinned_image(&format!("example/tool@sha256:{}", "A".repeat(64))),
+            Err(ImageReferenceError::BadDigest {
+                reference: format!("example/tool@sha256:{}", "A".repeat(64))
+            })
+        );
+        let bad_name = check_pinned_image(&format!("Example/Tool@sha256:{digest}")).unwrap_err();
+        assert_eq!(
+            bad_name,
+            ImageReferenceError::BadName {
+                reference: format!("Example/Tool@sha256:{digest}"),
+                name: "Example/Tool".into()
+            }
+        );
+        assert_eq!(
+            bad_name.to_string(),
+            format!("\"Example/Tool@sha256:{digest}\": \"Example/Tool\" is not an image name")
+        );
     }
 }

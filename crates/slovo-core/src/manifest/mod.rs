@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::permissions::Permissions;
 pub use error::{ManifestError, ManifestErrorKind};
-pub use mcp::check_pinned_image;
+pub use mcp::{ImageReferenceError, check_pinned_image};
 
 /// Largest manifest accepted, in bytes.
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;

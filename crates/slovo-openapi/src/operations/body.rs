@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::Op;
-use super::capability::{Param, param_schema};
+use super::capability::{Param, SkipReason, param_schema, skip};
 use crate::naming::{self, MAX_DESCRIPTION};
 use crate::schema::{Converter, Flavor};
 
@@ -35,13 +35,13 @@ fn media_rank(media: &str) -> usize {
     }
 }
 
-pub(super) fn openapi_body(conv: &mut Converter, op: &Op) -> Result<Option<Body>, String> {
+pub(super) fn openapi_body(conv: &mut Converter, op: &Op) -> Result<Option<Body>, SkipReason> {
     let Some(raw) = op.op().get("requestBody") else {
         return Ok(None);
     };
     let (doc, body) = conv.refs().deref(op.doc, raw)?;
     let Some(content) = body.get("content").and_then(Value::as_object) else {
-        return Err("requestBody has no content".into());
+        return Err(skip("requestBody has no content"));
     };
     let Some((media, m)) = content.iter().min_by_key(|(k, _)| media_rank(k)) else {
         return Ok(None);
@@ -69,7 +69,7 @@ pub(super) fn swagger_body(
     root: &Value,
     body: Option<&Param>,
     form: &[&Param],
-) -> Result<Option<Body>, String> {
+) -> Result<Option<Body>, SkipReason> {
     let consumes: Vec<&str> = op
         .op()
         .get("consumes")

@@ -1,6 +1,6 @@
 //! One operation → one capability: its inputs (parameters and body flattened into one object
 //! schema with `x-slovo-in` bindings), its endpoint, its security and its hints. Every failure
-//! is a reason string that becomes a [`Skipped`](crate::Skipped) entry for that operation only.
+//! is a [`SkipReason`] that becomes a [`Skipped`](crate::Skipped) entry for that operation only.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -12,9 +12,9 @@ use super::Op;
 use super::body::{openapi_body, swagger_body};
 use super::servers::server_url;
 use crate::naming::{self, MAX_DESCRIPTION};
-use crate::refs::{DocId, RefStore};
+use crate::refs::{DocId, RefError, RefStore};
 use crate::report::{RequiredSecret, Risk, RiskLevel, SecretScheme};
-use crate::schema::{Converter, Flavor, Patterns};
+use crate::schema::{Converter, Flavor, Patterns, SchemaError};
 use std::borrow::Cow;
 
 /// A parameter after `$ref` resolution, with the document it was found in.
@@ -49,16 +49,37 @@ struct Inputs {
     body_binding: Option<Value>,
 }
 
+/// Why one operation cannot become a capability; the message is its
+/// [`Skipped`](crate::Skipped) reason.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SkipReason {
+    /// A `$ref` of the operation (a parameter, the request body) cannot be followed.
+    #[error(transparent)]
+    Ref(#[from] RefError),
+    /// A schema of the operation cannot be converted.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// The operation itself: a method, path, parameter, body or schema that breaks the
+    /// specification or that a capability cannot carry.
+    #[error("{0}")]
+    Operation(String),
+}
+
+/// Skips the operation for `reason` ([`SkipReason::Operation`]).
+pub(super) fn skip(reason: impl Into<String>) -> SkipReason {
+    SkipReason::Operation(reason.into())
+}
+
 /// What cannot become a capability whatever its parameters say.
-fn check_supported(op: &Op) -> Result<(), String> {
+fn check_supported(op: &Op) -> Result<(), SkipReason> {
     if op.method == "trace" {
-        return Err("TRACE operations are not supported".into());
+        return Err(skip("TRACE operations are not supported"));
     }
     if !op.path.starts_with('/') {
-        return Err("the path does not start with /".into());
+        return Err(skip("the path does not start with /"));
     }
     if !op.op().is_object() {
-        return Err("the operation is not an object".into());
+        return Err(skip("the operation is not an object"));
     }
     Ok(())
 }
@@ -92,7 +113,7 @@ fn description(op: &Op) -> String {
 }
 
 impl Builder<'_> {
-    pub(super) fn capability(&mut self, op: &Op) -> Result<(Capability, Vec<String>), String> {
+    pub(super) fn capability(&mut self, op: &Op) -> Result<(Capability, Vec<String>), SkipReason> {
         check_supported(op)?;
         let endpoint = self.endpoint(op)?;
         let params = self.parameters(op)?;
@@ -128,7 +149,7 @@ impl Builder<'_> {
 
     /// Parameters and body as one set of named inputs, each with its `x-slovo-in` binding;
     /// an object body's fields become inputs of their own. Returns the converter's notes too.
-    fn inputs(&mut self, op: &Op, params: &[Param]) -> Result<(Inputs, Vec<String>), String> {
+    fn inputs(&mut self, op: &Op, params: &[Param]) -> Result<(Inputs, Vec<String>), SkipReason> {
         let flavor = self.flavor;
         let mut conv = Converter::new(&mut self.store, flavor, &mut self.patterns);
         let mut properties = Map::new();
@@ -249,7 +270,7 @@ impl Builder<'_> {
 
     /// The path below the base URL: the operation's own server, if it has one, must be the
     /// base URL or below it.
-    fn endpoint(&mut self, op: &Op) -> Result<String, String> {
+    fn endpoint(&mut self, op: &Op) -> Result<String, SkipReason> {
         let own = op
             .op()
             .get("servers")
@@ -263,19 +284,19 @@ impl Builder<'_> {
             return Ok(op.path.clone());
         };
         let Some(base) = &self.base_url else {
-            return Err(format!(
+            return Err(skip(format!(
                 "the operation's server {url} differs from the document's"
-            ));
+            )));
         };
         match url.strip_prefix(base.as_str()) {
             Some(rest) if rest.is_empty() || rest.starts_with('/') => Ok(format!("{rest}{}", op.path)),
-            _ => Err(format!(
+            _ => Err(skip(format!(
                 "the operation's server {url} is not below the base URL {base}"
-            )),
+            ))),
         }
     }
 
-    fn parameters<'o>(&mut self, op: &'o Op) -> Result<Vec<Param<'o>>, String> {
+    fn parameters<'o>(&mut self, op: &'o Op) -> Result<Vec<Param<'o>>, SkipReason> {
         let mut out: Vec<Param> = Vec::new();
         for (level, list) in [
             ("path item", op.item.get("parameters")),
@@ -283,7 +304,7 @@ impl Builder<'_> {
         ] {
             let Some(list) = list else { continue };
             let Some(list) = list.as_array() else {
-                return Err(format!("{level} parameters are not a list"));
+                return Err(skip(format!("{level} parameters are not a list")));
             };
             let mut seen = HashSet::new();
             for raw in list {
@@ -291,7 +312,7 @@ impl Builder<'_> {
                 let name = def.get("name").and_then(Value::as_str);
                 let location = def.get("in").and_then(Value::as_str);
                 let (Some(name), Some(location)) = (name, location) else {
-                    return Err("a parameter has no `name` or no `in`".into());
+                    return Err(skip("a parameter has no `name` or no `in`"));
                 };
                 let valid = if self.flavor == Flavor::Swagger2 || self.lenient {
                     ["query", "header", "path", "formData", "body"].contains(&location)
@@ -299,12 +320,14 @@ impl Builder<'_> {
                     ["query", "header", "path", "cookie"].contains(&location)
                 };
                 if !valid {
-                    return Err(format!(
+                    return Err(skip(format!(
                         "parameter {name:?} is in {location:?}, which is not a parameter location"
-                    ));
+                    )));
                 }
                 if !seen.insert((name.to_string(), location.to_string())) {
-                    return Err(format!("parameter {name:?} in {location} is declared twice"));
+                    return Err(skip(format!(
+                        "parameter {name:?} in {location} is declared twice"
+                    )));
                 }
                 // OpenAPI 3: these headers are described elsewhere and must be ignored.
                 if location == "header"
@@ -325,7 +348,7 @@ impl Builder<'_> {
             }
         }
         if out.iter().filter(|p| p.location == "body").count() > 1 {
-            return Err("more than one body parameter".into());
+            return Err(skip("more than one body parameter"));
         }
         Ok(out)
     }
@@ -408,7 +431,7 @@ pub(super) fn param_schema(
     conv: &mut Converter,
     p: &Param,
     flavor: Flavor,
-) -> Result<(Value, Value), String> {
+) -> Result<(Value, Value), SkipReason> {
     let mut binding = Map::new();
     binding.insert("in".into(), json!(p.location));
     binding.insert("name".into(), json!(p.name));
@@ -496,24 +519,27 @@ pub(super) fn param_schema(
 
 /// Every `{name}` in the path template has a path parameter and every path parameter appears
 /// in the template.
-fn check_path_template(path: &str, params: &[Param]) -> Result<(), String> {
+fn check_path_template(path: &str, params: &[Param]) -> Result<(), SkipReason> {
     let mut vars = Vec::new();
     let mut rest = path;
     while let Some(start) = rest.find('{') {
         let Some(len) = rest[start..].find('}') else {
-            return Err("unbalanced `{` in the path".into());
+            return Err(skip("unbalanced `{` in the path"));
         };
         vars.push(&rest[start + 1..start + len]);
         rest = &rest[start + len + 1..];
     }
     for v in &vars {
         if !params.iter().any(|p| p.location == "path" && p.name == *v) {
-            return Err(format!("path variable {{{v}}} has no path parameter"));
+            return Err(skip(format!("path variable {{{v}}} has no path parameter")));
         }
     }
     for p in params.iter().filter(|p| p.location == "path") {
         if !vars.contains(&p.name.as_str()) {
-            return Err(format!("path parameter {:?} does not appear in the path", p.name));
+            return Err(skip(format!(
+                "path parameter {:?} does not appear in the path",
+                p.name
+            )));
         }
     }
     Ok(())
@@ -525,18 +551,18 @@ fn check_path_template(path: &str, params: &[Param]) -> Result<(), String> {
 /// meta-validator `jsonschema::meta::validate` uses; our schemas declare no `$schema` and embed
 /// no resources), so the meta-schema check runs once, inside the build; `meta::validate` is
 /// only asked again when the build fails, to report which of the two checks failed.
-fn check_schema(schema: &Value, patterns: &Patterns) -> Result<(), String> {
+fn check_schema(schema: &Value, patterns: &Patterns) -> Result<(), SkipReason> {
     let Err(compile_error) = patterns.compile(schema) else {
         return Ok(());
     };
     if let Err(e) = jsonschema::meta::validate(schema) {
-        return Err(format!(
+        return Err(skip(format!(
             "the converted input schema is not valid JSON Schema: {e}"
-        ));
+        )));
     }
-    Err(format!(
+    Err(skip(format!(
         "the converted input schema does not compile: {compile_error}"
-    ))
+    )))
 }
 
 pub(super) fn risk_of(cap: &Capability, op: &Op) -> Option<Risk> {

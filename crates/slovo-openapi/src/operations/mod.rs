@@ -318,7 +318,7 @@ fn convert_operations(
             Err(reason) => report.skipped.push(Skipped {
                 operation: op.label(),
                 pointer: op.pointer(),
-                reason,
+                reason: reason.to_string(),
             }),
         }
     }

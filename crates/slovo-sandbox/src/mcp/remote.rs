@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use slovo_core::execution::{ExecutionStatus, NetworkPolicy};
 
 use super::conversation::{self, Rpc};
-use crate::http::{AddressRule, HttpConfig, HttpError, Outgoing, check_target, follow, header_pair};
+use crate::http::{AddressRule, HttpConfig, Outgoing, check_target, follow, header_pair};
 use crate::process::Verdict;
 
 /// The response header that names the session.
@@ -179,7 +179,8 @@ impl RemoteSession {
         let url = reqwest::Url::parse(endpoint.url)
             .map_err(|e| RemoteError::Refused(format!("{} is not a URL: {e}", endpoint.url)))?;
         let rule = config.rule();
-        check_target(&url, endpoint.network, &rule).map_err(RemoteError::Refused)?;
+        check_target(&url, endpoint.network, &rule)
+            .map_err(|refusal| RemoteError::Refused(refusal.to_string()))?;
         let mut headers = HeaderMap::new();
         for (name, value) in endpoint.headers {
             let (name, value) = header_pair(name, value).map_err(RemoteError::Refused)?;
@@ -191,7 +192,7 @@ impl RemoteSession {
             credentials.append(name, value);
         }
         let client = crate::http::client(rule.clone(), endpoint.timeout, &config.extra_roots)
-            .map_err(RemoteError::Refused)?;
+            .map_err(|e| RemoteError::Refused(e.to_string()))?;
         Ok(RemoteSession {
             client,
             url,
@@ -256,7 +257,7 @@ impl RemoteSession {
         )
         .await
         {
-            self.note(format!("ending the session failed: {}", http_reason(e)));
+            self.note(format!("ending the session failed: {e}"));
         }
     }
 
@@ -360,7 +361,7 @@ impl RemoteSession {
         .await
         .map_err(|e| RemoteError::Transport {
             phase,
-            reason: http_reason(e),
+            reason: e.to_string(),
         })
     }
 
@@ -472,12 +473,6 @@ impl RemoteSession {
         if self.notes.len() < MAX_NOTES {
             self.notes.push(note);
         }
-    }
-}
-
-fn http_reason(e: HttpError) -> String {
-    match e {
-        HttpError::Refused(why) | HttpError::Request(why) => why,
     }
 }
 
