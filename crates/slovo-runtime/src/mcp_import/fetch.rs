@@ -88,9 +88,10 @@ pub(crate) enum FetchError {
         /// The start of what it wrote (stderr, then stdout).
         said: String,
     },
-    /// The package manager failed in its fetch sandbox.
+    /// The package manager failed in its fetch sandbox (boxed: it carries what the package
+    /// manager said and every refused connection).
     #[error(transparent)]
-    InSandbox(#[from] super::fetch_sandbox::SandboxFailure),
+    InSandbox(#[from] Box<super::fetch_sandbox::SandboxFailure>),
     /// A directory of the import's work directory cannot be made, or the fetch sandbox cannot
     /// be run here.
     #[error("{what}: {reason}")]

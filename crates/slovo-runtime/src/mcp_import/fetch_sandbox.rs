@@ -187,7 +187,7 @@ impl Runtime {
             ExecutionStatus::Success => {
                 fetch::integrity(package, &host(&inside.bundle), &host(&inside.pip_report))
             }
-            _ => Err(failure(&run.what, &grant, &limits, &outcome).into()),
+            _ => Err(Box::new(failure(&run.what, &grant, &limits, &outcome)).into()),
         };
         match checked {
             Ok(integrity) => Ok(Fetched {
