@@ -146,9 +146,10 @@ pub struct McpServerImportArgs {
     /// container's command instead of the image's.
     #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
     pub args: Vec<String>,
-    /// A remote server's secret (one of its secret headers), `NAME=VALUE`, or `NAME` to be
-    /// asked for the value (read from stdin when it is not a terminal); repeatable. Its tools
-    /// are listed with it, and it is stored encrypted with the proposal.
+    /// One of the server's secrets (a remote server's secret header, a package or image
+    /// server's secret environment variable, by its secret name), `NAME=VALUE`, or `NAME` to
+    /// be asked for the value (read from stdin when it is not a terminal); repeatable. Its
+    /// tools are listed with it, and it is stored encrypted with the proposal.
     #[arg(long = "secret", value_name = "NAME[=VALUE]")]
     pub secrets: Vec<String>,
 }

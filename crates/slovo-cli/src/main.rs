@@ -187,6 +187,12 @@ fn runtime_settings(config: &slovo_config::Config) -> anyhow::Result<slovo_runti
             pip_find_links: config.mcp.pip_find_links.clone(),
             pypi_index: config.mcp.pypi_index.clone(),
             fetch_hosts: config.mcp.fetch_hosts.clone(),
+            fetch_limits: slovo_runtime::FetchLimits {
+                memory_mb: config.mcp.fetch_memory_mb,
+                storage_mb: config.mcp.fetch_storage_mb,
+                timeout_s: config.mcp.fetch_timeout_s,
+                pids: config.mcp.fetch_pids,
+            },
         },
         ..slovo_runtime::RuntimeSettings::default()
     })

@@ -80,7 +80,11 @@ pub fn mcp_import(r: &slovo_runtime::McpImportReport, json: bool) -> anyhow::Res
         println!("  capability {}{renamed}{claims}", t.capability);
     }
     for s in &r.secrets {
-        println!("  secret to set: slovo secret set {} {s}", r.import.tool);
+        if r.secrets_stored.contains(s) {
+            println!("  secret stored: {s} (given at import)");
+        } else {
+            println!("  secret to set: slovo secret set {} {s}", r.import.tool);
+        }
     }
     for n in &r.notes {
         println!("  note: {n}");

@@ -304,7 +304,11 @@ fn config_show_explains_each_value_and_hides_secrets() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    std::fs::write(data.join("slovo.toml"), "[server]\nmax_queued_calls = 9\n").unwrap();
+    std::fs::write(
+        data.join("slovo.toml"),
+        "[server]\nmax_queued_calls = 9\n\n[mcp]\nfetch_timeout_s = 60\n",
+    )
+    .unwrap();
     let out = slovo(&data)
         .env("SLOVO_EGRESS_ALSO_PUBLIC", "198.51.100.0/24")
         .env("SLOVO_SECRET_KEY", "ab".repeat(32))
@@ -328,6 +332,15 @@ fn config_show_explains_each_value_and_hides_secrets() {
     );
     assert!(line("data_dir").contains("# flag --data-dir"));
     assert!(line("server.listen").contains("# default"));
+    // The fetch sandbox's limits, each with where it came from.
+    assert!(
+        line("mcp.fetch_timeout_s").contains("= 60") && line("mcp.fetch_timeout_s").contains("# file "),
+        "{text}"
+    );
+    assert!(
+        line("mcp.fetch_memory_mb").contains("= 1024") && line("mcp.fetch_memory_mb").contains("# default"),
+        "{text}"
+    );
     assert!(line("secret_key").contains("<redacted>") && !text.contains("abab"));
 
     std::fs::write(data.join("slovo.toml"), "[server]\nmax_queued_cals = 9\n").unwrap();

@@ -162,7 +162,7 @@ fn an_mcp_server_imported_by_name_is_approved_and_called() {
     );
     assert!(String::from_utf8_lossy(&ranged.stderr).contains("must be exact"));
 
-    // `--secret` reaches the runtime: a package server's secrets are set after import.
+    // `--secret` reaches the runtime: a name the server does not declare is refused.
     let out = import(&["--secret", "API_KEY=k"]);
     assert_eq!(
         out.status.code(),
@@ -171,7 +171,9 @@ fn an_mcp_server_imported_by_name_is_approved_and_called() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("a remote server's secret headers"),
+        String::from_utf8_lossy(&out.stderr).contains(
+            "the secret \"API_KEY\" is not one of the server's (its secret environment variables: none)"
+        ),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -196,4 +198,78 @@ fn an_mcp_server_imported_by_name_is_approved_and_called() {
     let exec: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(exec["status"], "success", "{exec:#}");
     assert_eq!(exec["output"]["entities"][0]["name"], "Ada", "{exec:#}");
+}
+
+#[test]
+fn a_package_servers_secret_given_at_import_is_read_from_stdin_and_stored_with_the_proposal() {
+    let Some(cache) = npm_cache() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    const TOKEN: &str = "graph-token-7d31c0aa";
+    // The memory server with a secret variable: a call is refused until its secret is set.
+    let server = json!({
+        "name": "io.github.modelcontextprotocol/server-memory",
+        "description": "A knowledge graph kept in the tool's state",
+        "version": "2026.8.31",
+        "packages": [{
+            "registryType": "npm", "identifier": "@modelcontextprotocol/server-memory",
+            "version": "2026.8.31", "runtimeHint": "npx", "transport": {"type": "stdio"},
+            "environmentVariables": [
+                {"name": "MEMORY_FILE_PATH", "default": "/data/graph.jsonl"},
+                {"name": "MEMORY_TOKEN", "isSecret": true}
+            ]
+        }]
+    });
+    let path = dir.path().join("server.json");
+    std::fs::write(&path, server.to_string()).unwrap();
+    // `--secret NAME` reads the value from stdin: it never appears on the command line.
+    let out = Command::cargo_bin("slovo")
+        .unwrap()
+        .env("SLOVO_DATA_DIR", &data)
+        .env_remove("SLOVO_DATABASE_URL")
+        .env("SLOVO_MCP_NPM_CACHE", &cache)
+        .args(["mcp-server", "import", path.to_str().unwrap(), "--name", "graph"])
+        .args(["--secret", "MEMORY_TOKEN"])
+        .write_stdin(format!("{TOKEN}\n"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("secret stored: MEMORY_TOKEN (given at import)") && !stdout.contains("secret to set"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
+        "{stdout}{stderr}"
+    );
+
+    // Stored with the proposal: once approved, the server is called without `secret set`.
+    assert!(ok(&data, &["secret", "list", "graph"]).contains("MEMORY_TOKEN"));
+    ok(&data, &["tool", "approve", "graph"]);
+    let out = ok(&data, &["--json", "call", "graph", "read_graph", "--args", "{}"]);
+    let exec: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(exec["status"], "success", "{exec:#}");
+    // Encrypted at rest: the database (audit trail included) never holds the value.
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("slovo.db")
+        {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+                "{} holds the secret",
+                path.display()
+            );
+        }
+    }
 }

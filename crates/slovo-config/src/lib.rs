@@ -2,7 +2,7 @@
 //!
 //! # Brief overview
 //! [`Config`] is every setting, typed, in sections (`database`, `sandbox`, `docker`, `egress`,
-//! `http`, `discovery`, `server`, `llm`). [`load`] builds it once, at start, in layers:
+//! `http`, `discovery`, `server`, `llm`, `mcp`). [`load`] builds it once, at start, in layers:
 //!
 //! 1. the defaults ([`Config::default`]);
 //! 2. a TOML file: `--config FILE`, or else `slovo.toml` in the data directory if it exists;
@@ -27,6 +27,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use slovo_core::net::IpRange;
+
+mod mcp;
+
+pub use mcp::McpConfig;
 
 /// Every setting of Slovo Tools.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,59 +281,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// Where `slovo mcp-server import` fetches packages from. Nothing is fetched from anywhere
-/// not configured here: by default, importing `npm:` or `pypi:` fails, saying which key to set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct McpConfig {
-    /// The `npm` program. By default, `npm` on the path.
-    pub npm: PathBuf,
-    /// An npm cache to install from, offline (`npm --offline --cache`). By default, none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub npm_cache: Option<PathBuf>,
-    /// An npm registry to fetch from when no cache is set (`npm --registry`). By default, none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub npm_registry: Option<String>,
-    /// The Python whose pip installs PyPI servers (and which runs them in the sandbox). By
-    /// default, `/usr/bin/python3`.
-    pub python: PathBuf,
-    /// A directory of wheels to install from, offline (`pip --no-index --find-links`). By
-    /// default, none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pip_find_links: Option<PathBuf>,
-    /// A package index to fetch from when no wheel directory is set (`pip --index-url`). By
-    /// default, none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pypi_index: Option<String>,
-    /// More `host[:port]`s a fetch from `npm_registry` or `pypi_index` may reach besides the
-    /// registry's own host and port (the fetch runs in a sandbox whose only network they are),
-    /// for a registry that serves its files elsewhere: `files.pythonhosted.org:443` for
-    /// `https://pypi.org/simple`. By default, none.
-    pub fetch_hosts: Vec<String>,
-    /// Warm sandboxes kept per recently called MCP server tool, each started and initialised
-    /// ahead of its call and used for that one call only; 0 starts every server cold. Each
-    /// counts against the host like a running call (the grant's memory limit). By default, 1.
-    pub pool_size: u64,
-    /// Seconds after its last call that a tool's warm sandboxes are destroyed. By default, 300.
-    pub pool_idle_s: u64,
-}
-
-impl Default for McpConfig {
-    fn default() -> Self {
-        McpConfig {
-            npm: PathBuf::from("npm"),
-            npm_cache: None,
-            npm_registry: None,
-            python: PathBuf::from("/usr/bin/python3"),
-            pip_find_links: None,
-            pypi_index: None,
-            fetch_hosts: Vec::new(),
-            pool_size: 1,
-            pool_idle_s: 300,
-        }
-    }
-}
-
 /// The LLM that enriches OpenAPI proposals. Its key, if it needs one, is a secret
 /// (`slovo secret set _llm api_key`), never configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -395,6 +346,10 @@ const KEYS: &[(&str, Kind)] = &[
     ("mcp.pip_find_links", Kind::Str),
     ("mcp.pypi_index", Kind::Str),
     ("mcp.fetch_hosts", Kind::List),
+    ("mcp.fetch_memory_mb", Kind::Int),
+    ("mcp.fetch_storage_mb", Kind::Int),
+    ("mcp.fetch_timeout_s", Kind::Int),
+    ("mcp.fetch_pids", Kind::Int),
     ("mcp.pool_size", Kind::Int),
     ("mcp.pool_idle_s", Kind::Int),
 ];

@@ -234,3 +234,50 @@ fn docker_host_is_honoured() {
     assert_eq!(loaded.config.docker.host.as_deref(), Some("tcp://127.0.0.1:2375"));
     assert_eq!(loaded.source_of("docker.host"), Source::Env("DOCKER_HOST".into()));
 }
+
+#[test]
+fn the_fetch_sandbox_limits_are_set_in_the_mcp_section_and_shown_with_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("slovo.toml");
+    std::fs::write(&file, "[mcp]\nfetch_timeout_s = 20\nfetch_memory_mb = 512\n").unwrap();
+    let vars = env(&[("SLOVO_MCP_FETCH_PIDS", "64")]);
+    let loaded = load(&vars, in_dir(dir.path())).unwrap();
+    let mcp = &loaded.config.mcp;
+    assert_eq!(
+        (
+            mcp.fetch_timeout_s,
+            mcp.fetch_memory_mb,
+            mcp.fetch_pids,
+            mcp.fetch_storage_mb
+        ),
+        (20, 512, 64, 2048)
+    );
+    let shown: BTreeMap<String, (String, Source)> = loaded
+        .show()
+        .into_iter()
+        .map(|s| (s.key, (s.value, s.source)))
+        .collect();
+    assert_eq!(
+        shown["mcp.fetch_timeout_s"],
+        ("20".to_string(), Source::File(file.clone()))
+    );
+    assert_eq!(
+        shown["mcp.fetch_pids"],
+        ("64".to_string(), Source::Env("SLOVO_MCP_FETCH_PIDS".into()))
+    );
+    assert_eq!(
+        shown["mcp.fetch_storage_mb"],
+        ("2048".to_string(), Source::Default)
+    );
+
+    // A misspelt limit is an error naming the file, the line and the key, not a default.
+    std::fs::write(&file, "[mcp]\nfetch_timeout_s = 20\nfetch_memory = 512\n").unwrap();
+    let err = load(&env(&[]), in_dir(dir.path())).unwrap_err().to_string();
+    assert!(
+        err.contains(&file.display().to_string()) && err.contains("line 3") && err.contains("fetch_memory"),
+        "{err}"
+    );
+    std::fs::write(&file, "[mcp]\nfetch_timeout_s = \"soon\"\n").unwrap();
+    let err = load(&env(&[]), in_dir(dir.path())).unwrap_err().to_string();
+    assert!(err.contains("line 2") && err.contains("fetch_timeout_s"), "{err}");
+}

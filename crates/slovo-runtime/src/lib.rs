@@ -68,7 +68,7 @@ pub use executions::{ExecutionCursor, ExecutionFilter, ExecutionView};
 pub use instances::{DEFAULT_INSTANCE_LEASE, Heartbeat, Heartbeats, InstanceView};
 pub use judge::{BORDERLINE_BAND, DecidedBy, GapDecision, JUDGED_CANDIDATES, JudgeSettings, is_borderline};
 pub use lifecycle::{ImportOutcome, ImportReport, ImportSource, OpenApiImport};
-pub use mcp_import::{McpImport, McpImportReport, McpPackages, McpSource, McpToolView};
+pub use mcp_import::{FetchLimits, McpImport, McpImportReport, McpPackages, McpSource, McpToolView};
 pub use mcp_pin::MCP_IMPORT_RECORD;
 pub use proposals::MAX_REJECT_REASON_CHARS;
 pub use secrets::LLM_SECRETS;

@@ -3,7 +3,9 @@
 //! is imported by its digest (a tag alone is refused), from `oci:` and from a `server.json`
 //! OCI package, approved and called in a fresh container per call; its `/data` persists
 //! across calls; it has no network and a read-only root; a server that never answers meets
-//! the call's timeout; a tool list that changes after approval is refused at the call. Needs the Docker daemon (`scripts/ci-docker-setup.sh`).
+//! the call's timeout; a tool list that changes after approval is refused at the call; a
+//! server that lists its tools only with its API key takes it at import, in its container's
+//! environment. Needs the Docker daemon (`scripts/ci-docker-setup.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "mcp_support/oci_image.rs"]
@@ -273,4 +275,72 @@ async fn a_server_that_never_answers_meets_the_timeout_with_its_stderr_kept() {
         "{exec:#?}"
     );
     assert_eq!(containers_of("oci-stall"), "");
+}
+
+#[tokio::test]
+async fn an_image_servers_secret_given_at_import_reaches_its_container_at_listing_and_calls() {
+    let Some(()) = oci_image::docker_ready() else {
+        return;
+    };
+    let image = oci_image::image();
+    let h = Harness::new().await;
+    const KEY: &str = "oci-key-5e7a1d9c";
+    // The server's API key is a secret the person sets; without it the server lists nothing.
+    let server = json!({
+        "name": "io.example/oci-keyed", "description": "Lists its tools only with its key", "version": "1.0.0",
+        "packages": [{
+            "registryType": "oci", "identifier": image.by_digest(), "transport": {"type": "stdio"},
+            "packageArguments": [{"type": "positional", "value": "keyed"}],
+            "environmentVariables": [{"name": "SERVER_API_KEY", "isSecret": true}]
+        }]
+    });
+    let request = |secrets: &[(&str, &str)]| McpImport {
+        source: McpSource::ServerJson(server.clone()),
+        name: Some("oci-keyed".into()),
+        env: Default::default(),
+        args: Vec::new(),
+        secrets: slovo_core::secrets::Secrets::new(
+            secrets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+    };
+    let e =
+        h.rt.import_mcp(&request(&[]), &actor())
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("tools/list needs SERVER_API_KEY"), "{e}");
+    let e =
+        h.rt.import_mcp(&request(&[("API_KEY", KEY)]), &actor())
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(
+        e.contains("the secret \"API_KEY\" is not one of the server's (its secret environment variables: SERVER_API_KEY)"),
+        "{e}"
+    );
+    assert!(h.rt.list().await.unwrap().is_empty(), "nothing is stored");
+
+    // With it: listed in its container, proposed with the key stored, approved (listing
+    // again with the stored key), and called with it in the container's environment.
+    let report =
+        h.rt.import_mcp(&request(&[("SERVER_API_KEY", KEY)]), &actor())
+            .await
+            .unwrap();
+    assert_eq!(report.tools.len(), 4, "{report:#?}");
+    assert_eq!(report.secrets_stored, ["SERVER_API_KEY"]);
+    assert!(!serde_json::to_string(&report).unwrap().contains(KEY));
+    assert_eq!(h.rt.secret_names("oci-keyed").await.unwrap(), ["SERVER_API_KEY"]);
+    h.rt.approve("oci-keyed", &Narrowing::default(), &actor())
+        .await
+        .unwrap();
+    let probe = h.call("oci-keyed", "probe", json!({})).await;
+    assert_eq!(probe.status, ExecutionStatus::Success, "{probe:#?}");
+    let reversed: String = KEY.chars().rev().collect();
+    assert_eq!(probe.output.unwrap()["key_reversed"], reversed.as_str());
+    let events = h.rt.store().audit_events_in_display_order(10_000).await.unwrap();
+    let trail = format!("{events:?}");
+    assert!(trail.contains("secret.set") && !trail.contains(KEY), "{trail}");
 }

@@ -10,7 +10,7 @@
 #[path = "mcp_support/mod.rs"]
 mod mcp_support;
 
-use mcp_support::{Harness, actor, capability, hostile_server};
+use mcp_support::{Harness, actor, build_wheel, capability, hostile_server};
 use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::lifecycle::ToolStatus;
@@ -134,45 +134,11 @@ async fn a_server_of_the_stateless_revision_is_served_warm_in_it() {
     assert_eq!(warm.output.unwrap()["requested_version"], "2026-07-28");
 }
 
-/// Builds a wheel of the hostile test server (`slovo-stateless-mcp` 1.0.0: the server as the
-/// package's `__main__`, a `console_scripts` entry point) into `wheelhouse`, with the
-/// system's python3 and its standard library alone.
-fn build_wheel(server: &std::path::Path, wheelhouse: &std::path::Path) {
-    const BUILD: &str = r#"
-import base64, hashlib, sys, zipfile
-source, wheel = sys.argv[1], sys.argv[2]
-info = "slovo_stateless_mcp-1.0.0.dist-info"
-files = {
-    "slovo_stateless_mcp/__init__.py": b"",
-    "slovo_stateless_mcp/__main__.py": open(source, "rb").read(),
-    info + "/METADATA": b"Metadata-Version: 2.1\nName: slovo-stateless-mcp\nVersion: 1.0.0\n",
-    info + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    info + "/entry_points.txt": b"[console_scripts]\nslovo-stateless-mcp = slovo_stateless_mcp:main\n",
-}
-def digest(data):
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-record = "".join(f"{name},{digest(data)},{len(data)}\n" for name, data in files.items())
-files[info + "/RECORD"] = (record + info + "/RECORD,,\n").encode()
-with zipfile.ZipFile(wheel, "w") as z:
-    for name, data in files.items():
-        z.writestr(name, data)
-"#;
-    std::fs::create_dir_all(wheelhouse).unwrap();
-    let status = std::process::Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(BUILD)
-        .arg(server.join("hostile_server.py"))
-        .arg(wheelhouse.join("slovo_stateless_mcp-1.0.0-py3-none-any.whl"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the test wheel failed");
-}
-
 #[tokio::test]
 async fn a_stateless_server_imported_by_name_records_the_version_agreed() {
     let Some(server) = hostile_server() else { return };
     let wheels = tempfile::tempdir().unwrap();
-    build_wheel(&server, wheels.path());
+    build_wheel(&server, wheels.path(), "slovo-stateless-mcp");
     let h = Harness::with_wheelhouse(wheels.path()).await;
     let import = McpImport {
         source: McpSource::parse("pypi:slovo-stateless-mcp==1.0.0"),

@@ -4,7 +4,8 @@
 //! it (198.51.100.255) that is not the registry; the proxy is told to treat 198.51.100.252/30 as
 //! public, and nothing leaves this machine. What the registry serves is built from the real
 //! packages `scripts/ci-mcp-servers-setup.sh` cached: the memory server's tarballs (from the npm
-//! cache, with their real `integrity`) and the PyPI wheelhouse.
+//! cache, with their real `integrity`) and the PyPI wheelhouse. Nothing of a fetch stays in
+//! `sandbox/volumes`, and the fetch sandbox's limits are the configured ones.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "mcp_support/mod.rs"]
@@ -24,14 +25,20 @@ use sha2::{Digest, Sha256};
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::permissions::Narrowing;
 use slovo_egress::{EgressConfig, EgressProxy, PublicPolicy};
-use slovo_runtime::{CallRequest, McpImport, McpPackages, McpSource, Runtime, RuntimeSettings};
+use slovo_runtime::{CallRequest, FetchLimits, McpImport, McpPackages, McpSource, Runtime, RuntimeSettings};
 use slovo_sandbox::Backends;
 use slovo_sandbox::mcp::McpBackend;
 use slovo_sandbox::process::{ProcessBackend, ProcessConfig};
 
 /// A runtime whose sandboxes reach the test network through the egress proxy, fetching npm
-/// packages from `npm_registry` and PyPI packages from `pypi_index`.
-async fn runtime(dir: &std::path::Path, npm_registry: String, pypi_index: String) -> Runtime {
+/// packages from `npm_registry` and PyPI packages from `pypi_index` in fetch sandboxes with
+/// `fetch_limits`.
+async fn runtime(
+    dir: &std::path::Path,
+    npm_registry: String,
+    pypi_index: String,
+    fetch_limits: FetchLimits,
+) -> Runtime {
     let data = dir.join("data");
     let mut process = ProcessBackend::new(ProcessConfig::new(data.join("sandbox"))).unwrap();
     assert_eq!(process.refusal(), None, "this host must support the full sandbox");
@@ -50,6 +57,7 @@ async fn runtime(dir: &std::path::Path, npm_registry: String, pypi_index: String
         mcp_packages: McpPackages {
             npm_registry: Some(npm_registry),
             pypi_index: Some(pypi_index),
+            fetch_limits,
             ..McpPackages::default()
         },
         ..RuntimeSettings::default()
@@ -67,15 +75,19 @@ fn memory_import(name: &str) -> McpImport {
     }
 }
 
-/// Nothing of an import is left: no work directory, and no volume images but `volumes` (the
-/// called tools' state).
+/// Nothing of an import is left: no work directory, and no file in the process sandbox's
+/// volume directory (image, lock file, …) but `volumes` (the called tools' state).
 fn nothing_left(data: &std::path::Path, volumes: &[String]) {
     assert_eq!(
         entries(&data.join("imports")),
         Vec::<String>::new(),
         "work directories left"
     );
-    assert_eq!(images(data), volumes, "a fetch volume was left");
+    assert_eq!(
+        volume_files(data),
+        volumes,
+        "a fetch volume's files were left in sandbox/volumes"
+    );
 }
 
 fn entries(dir: &std::path::Path) -> Vec<String> {
@@ -89,12 +101,9 @@ fn entries(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
-/// The volume images of the process sandbox.
-fn images(data: &std::path::Path) -> Vec<String> {
+/// The files of the process sandbox's volumes: each volume's image and lock file.
+fn volume_files(data: &std::path::Path) -> Vec<String> {
     entries(&data.join("sandbox/volumes"))
-        .into_iter()
-        .filter(|f| f.ends_with(".ext4"))
-        .collect()
 }
 
 #[tokio::test]
@@ -125,6 +134,7 @@ async fn a_package_is_fetched_in_a_sandbox_that_reaches_the_registry_alone() {
         dir.path(),
         format!("http://{registry}/"),
         format!("http://{registry}/simple/"),
+        FetchLimits::default(),
     )
     .await;
     let data = dir.path().join("data");
@@ -167,8 +177,9 @@ async fn a_package_is_fetched_in_a_sandbox_that_reaches_the_registry_alone() {
         .await
         .unwrap();
     assert_eq!(exec.status, ExecutionStatus::Success, "{exec:#?}");
-    // From here on, the memory tool's state volume is the only one.
-    let volumes = images(&data);
+    // From here on, the memory tool's state volume (its image and lock file) is the only one.
+    let volumes = volume_files(&data);
+    assert_eq!(volumes.len(), 2, "{volumes:?}");
 
     // 2. A registry whose packument sends npm to another host for the tarballs: the fetch
     //    sandbox cannot reach it, the proxy says so, and the other host sees nothing.
@@ -232,5 +243,31 @@ async fn a_package_is_fetched_in_a_sandbox_that_reaches_the_registry_alone() {
     );
     assert_eq!(elsewhere_heads.lock().unwrap().len(), 0);
     nothing_left(&data, &volumes);
+
+    // 5. The fetch sandbox's limits are the configured ones: with one second, npm cannot
+    //    fetch the memory server's tree, and the failure names the limit.
+    let tight = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tight.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let hurried = runtime(
+        tight.path(),
+        format!("http://{registry}/"),
+        format!("http://{registry}/simple/"),
+        FetchLimits {
+            timeout_s: 1,
+            ..FetchLimits::default()
+        },
+    )
+    .await;
+    let err = hurried
+        .import_mcp(&memory_import("memory-hurried"), &actor())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("timed out after 1s") && err.contains("mcp.fetch_timeout_s (1 s)"),
+        "the failure names the configured limit: {err}"
+    );
+    assert!(hurried.list().await.unwrap().is_empty(), "nothing was proposed");
+    nothing_left(&tight.path().join("data"), &[]);
     drop(hosts);
 }

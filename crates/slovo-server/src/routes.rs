@@ -437,9 +437,10 @@ pub struct McpServerBody {
     /// Arguments after the server's program.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Values of a remote server's secrets, by secret name (its secret headers): its tools are
-    /// listed with them, and they are stored encrypted as the tool's secrets with the proposal.
-    /// Never returned.
+    /// Values of the server's secrets, by secret name (a remote server's secret headers, a
+    /// package or image server's secret environment variables): its tools are listed with
+    /// them, and they are stored encrypted as the tool's secrets with the proposal. Never
+    /// returned.
     #[serde(default)]
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub secrets: SecretValues,

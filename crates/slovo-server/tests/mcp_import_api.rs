@@ -124,8 +124,9 @@ async fn importing_an_mcp_server_over_rest() {
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{spec}: {message}");
     }
-    // Secrets given with the import reach the runtime: one a remote server does not declare
-    // is refused before anything is sent, and a package server takes none.
+    // Secrets given with the import reach the runtime: one the server does not declare (a
+    // remote server's secret header, a package server's secret variable) is refused before
+    // anything is sent or fetched.
     let remote = json!({"server_json": {
         "name": "io.example/guarded",
         "remotes": [{"type": "streamable-http", "url": "https://mcp.example.org/mcp",
@@ -135,7 +136,7 @@ async fn importing_an_mcp_server_over_rest() {
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("\"token\" is not one of the server's (its secret headers want: Authorization)"),
+        message.contains("\"token\" is not one of the server's (its secret headers: Authorization)"),
         "{message}"
     );
     assert!(
@@ -150,7 +151,7 @@ async fn importing_an_mcp_server_over_rest() {
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("a remote server's secret headers"),
+            .contains("\"API_KEY\" is not one of the server's (its secret environment variables: none)"),
         "{body}"
     );
     // A path on the server's host is not a remote client's to name.

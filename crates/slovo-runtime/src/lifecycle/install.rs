@@ -181,9 +181,14 @@ impl Runtime {
                 });
             }
         };
-        // A remote MCP server may list its tools only to a request with its credential.
+        // An MCP server may list its tools only with its credential: a remote one in its
+        // secret headers, one run here in its secret environment variables.
         let secrets = match execution {
-            Execution::Mcp { secret_headers, .. } if !secret_headers.is_empty() => {
+            Execution::Mcp {
+                secret_headers,
+                secret_env,
+                ..
+            } if !secret_headers.is_empty() || !secret_env.is_empty() => {
                 self.secrets_for(&manifest.name).await?
             }
             _ => Default::default(),

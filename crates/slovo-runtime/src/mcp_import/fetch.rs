@@ -10,6 +10,7 @@ use std::process::Stdio;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::fetch_sandbox::FetchLimits;
 use super::source::{Package, Registry};
 
 /// Where MCP server packages come from (the `mcp.*` configuration). Nothing is fetched from a
@@ -33,6 +34,8 @@ pub struct McpPackages {
     /// More `host[:port]`s an online fetch may reach besides its registry's own, for a
     /// registry that serves its files elsewhere (`files.pythonhosted.org:443` for `pypi.org`).
     pub fetch_hosts: Vec<String>,
+    /// The limits of the sandbox an online fetch runs in.
+    pub fetch_limits: FetchLimits,
 }
 
 impl Default for McpPackages {
@@ -45,6 +48,7 @@ impl Default for McpPackages {
             pip_find_links: None,
             pypi_index: None,
             fetch_hosts: Vec::new(),
+            fetch_limits: FetchLimits::default(),
         }
     }
 }
@@ -84,9 +88,10 @@ pub(crate) enum FetchError {
         /// The start of what it wrote (stderr, then stdout).
         said: String,
     },
-    /// The package manager failed in its fetch sandbox.
+    /// The package manager failed in its fetch sandbox (boxed: it carries what the package
+    /// manager said and every refused connection).
     #[error(transparent)]
-    InSandbox(#[from] super::fetch_sandbox::SandboxFailure),
+    InSandbox(#[from] Box<super::fetch_sandbox::SandboxFailure>),
     /// A directory of the import's work directory cannot be made, or the fetch sandbox cannot
     /// be run here.
     #[error("{what}: {reason}")]

@@ -17,14 +17,74 @@ use super::fetch::{self, FetchError, Origin, Places};
 use super::source::{Package, Registry};
 use crate::Runtime;
 
-/// Memory of a fetch sandbox (MB): npm resolving a tree of packages needs more than a server.
-const FETCH_MEMORY_MB: u64 = 1024;
-/// Size of its `/data` (MB): everything the package manager writes, its cache included.
-const FETCH_STORAGE_MB: u64 = 2048;
-/// Seconds a fetch may take, from start to exit.
-const FETCH_TIMEOUT_S: u64 = 300;
-/// Processes and threads (node's own threads count).
-const FETCH_PIDS: u32 = 128;
+/// The limits of a fetch sandbox (`mcp.fetch_*` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Memory (MB): npm resolving a tree of packages needs more than a server.
+    pub memory_mb: u64,
+    /// Size of its `/data` (MB): everything the package manager writes, its cache included.
+    pub storage_mb: u64,
+    /// Seconds a fetch may take, from start to exit.
+    pub timeout_s: u64,
+    /// Processes and threads (node's own threads count).
+    pub pids: u64,
+}
+
+impl Default for FetchLimits {
+    fn default() -> FetchLimits {
+        FetchLimits {
+            memory_mb: 1024,
+            storage_mb: 2048,
+            timeout_s: 300,
+            pids: 128,
+        }
+    }
+}
+
+impl FetchLimits {
+    /// Each limit with its configuration key; a limit of 0 would leave the package manager
+    /// nothing to run with, and is refused naming its key.
+    fn checked(&self) -> Result<FetchLimits, FetchError> {
+        for (key, value) in [
+            ("mcp.fetch_memory_mb", self.memory_mb),
+            ("mcp.fetch_storage_mb", self.storage_mb),
+            ("mcp.fetch_timeout_s", self.timeout_s),
+            ("mcp.fetch_pids", self.pids),
+        ] {
+            if value == 0 {
+                return Err(FetchError::Grant {
+                    setting: key.to_string(),
+                    reason: "0 leaves the package manager nothing to run with; set at least 1".into(),
+                });
+            }
+        }
+        Ok(*self)
+    }
+
+    /// The limit a failed fetch ran into, with its key and value, if its outcome says which.
+    fn reached(&self, outcome: &Outcome) -> Option<String> {
+        let error = outcome.error.as_deref().unwrap_or("");
+        let said = |needle: &str| {
+            outcome.stderr.contains(needle)
+                || outcome
+                    .output
+                    .as_ref()
+                    .is_some_and(|o| o.to_string().contains(needle))
+        };
+        let (key, value, unit) = if outcome.status == ExecutionStatus::Timeout {
+            ("mcp.fetch_timeout_s", self.timeout_s, "s")
+        } else if error.contains("out of memory") {
+            ("mcp.fetch_memory_mb", self.memory_mb, "MB")
+        } else if error.contains("process limit") {
+            ("mcp.fetch_pids", self.pids, "processes")
+        } else if said("ENOSPC") || said("No space left on device") {
+            ("mcp.fetch_storage_mb", self.storage_mb, "MB")
+        } else {
+            return None;
+        };
+        Some(format!("{key} ({value} {unit})"))
+    }
+}
 
 /// Where the package manager writes inside the fetch sandbox, all under `/data`.
 const SANDBOX_DATA: &str = "/data";
@@ -84,7 +144,8 @@ impl Runtime {
             what: "MCP server packages cannot be fetched here".into(),
             reason: e.to_string(),
         })?;
-        let grant = fetch_grant(registry, &config.fetch_hosts)?;
+        let limits = config.fetch_limits.checked()?;
+        let grant = fetch_grant(registry, &config.fetch_hosts, &limits)?;
         // The sandbox's `/tool`: nothing of the package exists yet.
         let empty = work.join("installer");
         std::fs::create_dir_all(&empty).map_err(|e| setup(&empty, e))?;
@@ -126,7 +187,7 @@ impl Runtime {
             ExecutionStatus::Success => {
                 fetch::integrity(package, &host(&inside.bundle), &host(&inside.pip_report))
             }
-            _ => Err(failure(&run.what, &grant, &outcome).into()),
+            _ => Err(Box::new(failure(&run.what, &grant, &limits, &outcome)).into()),
         };
         match checked {
             Ok(integrity) => Ok(Fetched {
@@ -156,8 +217,8 @@ impl Runtime {
 }
 
 /// The fetch sandbox's grant: the registry's `host:port` and the configured `fetch_hosts`,
-/// nothing else; the limits above.
-fn fetch_grant(registry: &str, fetch_hosts: &[String]) -> Result<Grant, FetchError> {
+/// nothing else; the configured limits.
+fn fetch_grant(registry: &str, fetch_hosts: &[String], limits: &FetchLimits) -> Result<Grant, FetchError> {
     let mut network_allow = vec![registry_host(registry)?];
     for (i, host) in fetch_hosts.iter().enumerate() {
         let pattern = host.parse::<HostPattern>().map_err(|e| FetchError::Grant {
@@ -169,11 +230,12 @@ fn fetch_grant(registry: &str, fetch_hosts: &[String]) -> Result<Grant, FetchErr
     Ok(Grant {
         internet_access: false,
         network_allow,
-        storage_quota_mb: FETCH_STORAGE_MB,
+        storage_quota_mb: limits.storage_mb,
         cpu_limit_percent: 100,
-        memory_limit_mb: FETCH_MEMORY_MB,
-        timeout_s: FETCH_TIMEOUT_S,
-        pids_limit: FETCH_PIDS,
+        memory_limit_mb: limits.memory_mb,
+        timeout_s: limits.timeout_s,
+        // More than u32 processes is no limit anyway.
+        pids_limit: u32::try_from(limits.pids).unwrap_or(u32::MAX),
         expires_at: None,
     })
 }
@@ -229,12 +291,13 @@ fn fetch_capability() -> Capability {
     }
 }
 
-/// Why a sandboxed fetch failed: the sandbox's reason, what the package manager said, and
-/// every connection the egress proxy refused.
+/// Why a sandboxed fetch failed: the sandbox's reason, the configured limit it ran into, what
+/// the package manager said, and every connection the egress proxy refused.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{what} failed in its sandbox (network: {granted} only): {error}{said}{refused}",
+    "{what} failed in its sandbox (network: {granted} only): {error}{limit}{said}{refused}",
     granted = granted.join(", "),
+    limit = limit.as_deref().map(|l| format!("; it ran into the limit {l}, which [mcp] in slovo.toml can raise")).unwrap_or_default(),
     said = said.as_deref().map(|s| format!("; it said: {s}")).unwrap_or_default(),
     refused = if refused.is_empty() { String::new() } else { format!("; the egress proxy refused {}", refused.join(", ")) },
 )]
@@ -245,13 +308,16 @@ pub(crate) struct SandboxFailure {
     granted: Vec<String>,
     /// The sandbox's reason.
     error: String,
+    /// The configured limit it ran into (`mcp.fetch_timeout_s (300 s)`), when the outcome
+    /// says which.
+    limit: Option<String>,
     /// The start of what the package manager wrote, if anything.
     said: Option<String>,
     /// The connections the egress proxy refused (`host:port (reason)`).
     refused: Vec<String>,
 }
 
-fn failure(what: &str, grant: &Grant, outcome: &Outcome) -> SandboxFailure {
+fn failure(what: &str, grant: &Grant, limits: &FetchLimits, outcome: &Outcome) -> SandboxFailure {
     let output = outcome.output.as_ref().map(|o| match o {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -264,6 +330,7 @@ fn failure(what: &str, grant: &Grant, outcome: &Outcome) -> SandboxFailure {
             .error
             .clone()
             .unwrap_or_else(|| "it did not succeed".to_string()),
+        limit: limits.reached(outcome),
         said: (!said.is_empty()).then_some(said),
         refused: outcome
             .network_denials
@@ -287,7 +354,8 @@ mod tests {
 
     #[test]
     fn the_grant_names_the_registry_and_the_configured_hosts_alone() {
-        let grant = fetch_grant("https://registry.npmjs.org/", &[]).unwrap();
+        let limits = FetchLimits::default();
+        let grant = fetch_grant("https://registry.npmjs.org/", &[], &limits).unwrap();
         assert_eq!(
             grant.network_allow,
             vec!["registry.npmjs.org:443".parse().unwrap()]
@@ -296,16 +364,78 @@ mod tests {
         let grant = fetch_grant(
             "http://198.51.100.254:8080/simple/",
             &["files.pythonhosted.org:443".into()],
+            &limits,
         )
         .unwrap();
         let hosts: Vec<String> = grant.network_allow.iter().map(|h| h.to_string()).collect();
         assert_eq!(hosts, ["198.51.100.254:8080", "files.pythonhosted.org:443"]);
-        let e = fetch_grant("ftp://x.example/", &[]).unwrap_err().to_string();
+        let e = fetch_grant("ftp://x.example/", &[], &limits)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not an http(s) URL"), "{e}");
-        let e = fetch_grant("https://r.example/", &["*".into()])
+        let e = fetch_grant("https://r.example/", &["*".into()], &limits)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("mcp.fetch_hosts[0]: "), "{e}");
+    }
+
+    #[test]
+    fn the_grant_carries_the_configured_limits_and_a_failure_names_the_one_reached() {
+        let limits = FetchLimits {
+            memory_mb: 256,
+            storage_mb: 64,
+            timeout_s: 7,
+            pids: 32,
+        };
+        let grant = fetch_grant("http://198.51.100.254:8080/", &[], &limits.checked().unwrap()).unwrap();
+        assert_eq!(
+            (
+                grant.memory_limit_mb,
+                grant.storage_quota_mb,
+                grant.timeout_s,
+                grant.pids_limit
+            ),
+            (256, 64, 7, 32)
+        );
+        let zero = FetchLimits {
+            storage_mb: 0,
+            ..limits
+        };
+        let e = zero.checked().unwrap_err().to_string();
+        assert!(e.starts_with("mcp.fetch_storage_mb: "), "{e}");
+
+        let ended = |status: ExecutionStatus, error: &str, stderr: &str| Outcome {
+            status,
+            error: Some(error.to_string()),
+            stderr: stderr.to_string(),
+            ..Outcome::default()
+        };
+        let timeout = ended(ExecutionStatus::Timeout, "timed out after 7s", "");
+        let e = failure("npm install", &grant, &limits, &timeout).to_string();
+        assert!(
+            e.contains("it ran into the limit mcp.fetch_timeout_s (7 s)"),
+            "{e}"
+        );
+        let oom = ended(
+            ExecutionStatus::Killed,
+            "killed: out of memory (limit 256 MB)",
+            "",
+        );
+        assert_eq!(
+            limits.reached(&oom).as_deref(),
+            Some("mcp.fetch_memory_mb (256 MB)")
+        );
+        let full = ended(
+            ExecutionStatus::Failure,
+            "exited with code 1",
+            "npm error code ENOSPC",
+        );
+        assert_eq!(
+            limits.reached(&full).as_deref(),
+            Some("mcp.fetch_storage_mb (64 MB)")
+        );
+        let other = ended(ExecutionStatus::Failure, "exited with code 1", "npm error 404");
+        assert_eq!(limits.reached(&other), None);
     }
 
     #[test]

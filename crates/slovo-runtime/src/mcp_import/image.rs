@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use slovo_core::install::{InstallFacts, McpFacts};
 use slovo_core::manifest::{Execution, McpTransport, check_pinned_image};
-use slovo_core::secrets::Secrets;
 use tracing::info;
 
 use super::source::Launch;
@@ -134,6 +133,7 @@ impl Runtime {
         let name = request.name.clone().unwrap_or_else(|| image.tool_name());
         let version = image.tool_version(launch.version.as_deref());
         let secret_env = launch.secret_env_by_name();
+        let sealed = self.seal_given_secrets(&name, &request.secrets)?;
         let execution = Execution::Mcp {
             transport: McpTransport::Stdio,
             command: launch.args.clone(),
@@ -147,7 +147,7 @@ impl Runtime {
             secret_headers: BTreeMap::new(),
         };
         let listed = self
-            .list_server_tools(&name, &version, execution, &bundle, &Secrets::default())
+            .list_server_tools(&name, &version, execution, &bundle, &request.secrets)
             .await
             .map_err(failed)?;
         let (capabilities, renamed) = manifest::capabilities(&listed.tools).map_err(failed)?;
@@ -190,8 +190,10 @@ impl Runtime {
         });
         write_json(&bundle.join("slovo.json"), &doc)?;
         write_json(&bundle.join(MCP_IMPORT_RECORD), &record)?;
-        let import = self.import(ImportSource::Bundle(bundle), actor).await?;
-        info!(tool = %import.tool, image = %image.reference, "MCP server in an image imported");
+        let import = self
+            .import_with_secrets(ImportSource::Bundle(bundle), &sealed, actor)
+            .await?;
+        info!(tool = %import.tool, image = %image.reference, secrets = sealed.len(), "MCP server in an image imported");
         let tools = McpToolView::of(&capabilities, &listed.tools);
         Ok(McpImportReport {
             import,
@@ -200,6 +202,7 @@ impl Runtime {
             server: listed.server,
             tools,
             secrets: secret_env.into_values().collect(),
+            secrets_stored: super::stored_names(&sealed),
             notes: launch.notes,
         })
     }

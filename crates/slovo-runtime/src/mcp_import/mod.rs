@@ -5,12 +5,15 @@
 //!    `--ignore-scripts`) or wheels only (pip `--only-binary=:all:`), from the configured cache
 //!    (on the host) or registry (in a sandbox whose only network is that registry,
 //!    [`fetch_sandbox`]) only; its integrity data is checked and recorded ([`fetch`]).
-//! 2. **List** its tools: the server is started once in its sandbox (no network, no state)
-//!    and answers `initialize` and `tools/list` (the MCP backend's install run).
+//! 2. **List** its tools: the server is started once in its sandbox (no network, no state;
+//!    the secrets given with the import in its environment, for a server that lists its
+//!    tools only with its key) and answers `initialize` and `tools/list` (the MCP backend's
+//!    install run).
 //! 3. **Propose**: each tool becomes a capability ([`manifest`]); the manifest and the import
 //!    record (`slovo-mcp.json`: package, integrity, server, tools) are written beside the
 //!    package, and the directory is imported as a bundle — hashed, read-only, waiting for
-//!    approval like any other tool. Approval holds the server to the tool list recorded here
+//!    approval like any other tool —, with the secrets given sealed and stored in the same
+//!    transaction. Approval holds the server to the tool list recorded here
 //!    (`mcp_pin.rs`).
 
 mod discovered;
@@ -33,10 +36,12 @@ use slovo_sandbox::InstallRequest;
 use tracing::info;
 
 pub use fetch::McpPackages;
+pub use fetch_sandbox::FetchLimits;
 
 use crate::mcp_pin::{MCP_IMPORT_RECORD, digest_of};
 use crate::{Actor, ImportReport, ImportSource, Result, Runtime, RuntimeError};
 use image::Image;
+use slovo_store::SecretRow;
 use source::{Launch, Package, Runnable};
 
 /// Where an MCP server comes from.
@@ -74,10 +79,10 @@ pub struct McpImport {
     pub env: BTreeMap<String, String>,
     /// Arguments after the server's program (after those of `server.json`).
     pub args: Vec<String>,
-    /// Values of the server's secrets, given up front (a remote server's secret headers, by
-    /// their secret names): used to list its tools at import and at approval, and stored
-    /// encrypted as the tool's secrets in the same transaction as the proposal. `Debug` shows
-    /// their names only.
+    /// Values of the server's secrets, given up front by their secret names (a remote
+    /// server's secret headers; a package or image server's secret environment variables):
+    /// used to list its tools at import and at approval, and stored encrypted as the tool's
+    /// secrets in the same transaction as the proposal. `Debug` shows their names only.
     pub secrets: Secrets,
 }
 
@@ -95,8 +100,11 @@ pub struct McpImportReport {
     pub server: Value,
     /// One entry per tool the server listed.
     pub tools: Vec<McpToolView>,
-    /// Secrets the person sets before the server can be called (`slovo secret set TOOL NAME`).
+    /// The server's secrets (`slovo secret set TOOL NAME`): each must be set before the server
+    /// can be called, unless it is in `secrets_stored`.
     pub secrets: Vec<String>,
+    /// The secrets given at import, stored encrypted with the proposal (names only).
+    pub secrets_stored: Vec<String>,
     /// What of the source was not used, and why.
     pub notes: Vec<String>,
 }
@@ -163,6 +171,12 @@ impl Runtime {
                 reason: "only a path names a bundle".into(),
             });
         };
+        if !request.secrets.is_empty() {
+            return Err(RuntimeError::McpImport {
+                source_name: dir.display().to_string(),
+                reason: "a bundle is imported as it is, without listing its tools: set its secrets after import (slovo secret set TOOL NAME)".into(),
+            });
+        }
         let import = self.import(ImportSource::Bundle(dir.clone()), actor).await?;
         Ok(McpImportReport {
             import,
@@ -171,6 +185,7 @@ impl Runtime {
             server: Value::Null,
             tools: Vec::new(),
             secrets: Vec::new(),
+            secrets_stored: Vec::new(),
             notes: Vec::new(),
         })
     }
@@ -229,6 +244,7 @@ impl Runtime {
             .unwrap_or_else(|| manifest::tool_name(package));
         let version = manifest::tool_version(package);
         let secret_env = launch.secret_env_by_name();
+        let sealed = self.seal_given_secrets(&name, &request.secrets)?;
         let execution = Execution::Mcp {
             transport: McpTransport::Stdio,
             command: command.clone(),
@@ -242,7 +258,7 @@ impl Runtime {
             secret_headers: BTreeMap::new(),
         };
         let Listed { server, tools, .. } = self
-            .list_server_tools(&name, &version, execution, bundle, &Secrets::default())
+            .list_server_tools(&name, &version, execution, bundle, &request.secrets)
             .await
             .map_err(failed)?;
         let (capabilities, renamed) = manifest::capabilities(&tools).map_err(failed)?;
@@ -273,9 +289,9 @@ impl Runtime {
         write_json(&bundle.join("slovo.json"), &doc)?;
         write_json(&bundle.join(MCP_IMPORT_RECORD), &record)?;
         let import = self
-            .import(ImportSource::Bundle(bundle.to_path_buf()), actor)
+            .import_with_secrets(ImportSource::Bundle(bundle.to_path_buf()), &sealed, actor)
             .await?;
-        info!(tool = %import.tool, package = %spec, "MCP server imported");
+        info!(tool = %import.tool, package = %spec, secrets = sealed.len(), "MCP server imported");
         let tools = McpToolView::of(&capabilities, &tools);
         Ok(McpImportReport {
             import,
@@ -284,6 +300,7 @@ impl Runtime {
             server,
             tools,
             secrets: secret_env.into_values().collect(),
+            secrets_stored: stored_names(&sealed),
             notes: launch.notes.clone(),
         })
     }
@@ -339,7 +356,12 @@ impl Runtime {
         };
         launch.args.extend(request.args.iter().cloned());
         launch.env.extend(request.env.clone());
-        refuse_package_secrets(text_of(&request.source), request)?;
+        check_given_secrets(
+            text_of(&request.source),
+            launch.secret_env.keys(),
+            "secret environment variables",
+            &request.secrets,
+        )?;
         Ok(Resolved::of(package, launch))
     }
 
@@ -441,7 +463,12 @@ fn resolve_server_json(server: &Value, origin: &str, request: &McpImport) -> Res
     let (runnable, mut launch) = source::from_server_json(server).map_err(invalid)?;
     launch.args.extend(request.args.iter().cloned());
     launch.env.extend(request.env.clone());
-    refuse_package_secrets(origin, request)?;
+    check_given_secrets(
+        origin,
+        launch.secret_env.keys(),
+        "secret environment variables",
+        &request.secrets,
+    )?;
     Ok(Resolved::of(runnable, launch))
 }
 
@@ -454,16 +481,47 @@ impl Resolved {
     }
 }
 
-/// Secrets given up front serve a remote server's listing; a package server's are set after
-/// import (`slovo secret set`), since its tools are listed without them.
-fn refuse_package_secrets(origin: &str, request: &McpImport) -> Result<()> {
-    if request.secrets.is_empty() {
-        return Ok(());
+/// Every secret given with the import must be one the server declares (`declared`: its
+/// secret names, `what` says of which kind); an unknown name is refused naming it, before
+/// anything is fetched, started or sent.
+fn check_given_secrets<'a>(
+    origin: &str,
+    declared: impl Iterator<Item = &'a String>,
+    what: &str,
+    given: &Secrets,
+) -> Result<()> {
+    let declared: Vec<&str> = declared.map(String::as_str).collect();
+    match given.names().find(|name| !declared.contains(name)) {
+        None => Ok(()),
+        Some(name) => Err(RuntimeError::McpImport {
+            source_name: origin.to_string(),
+            reason: format!(
+                "the secret {name:?} is not one of the server's (its {what}: {})",
+                if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                }
+            ),
+        }),
     }
-    Err(RuntimeError::McpImport {
-        source_name: origin.to_string(),
-        reason: "secrets given at import are for a remote server's secret headers; set a package server's secrets after import (slovo secret set TOOL NAME)".into(),
-    })
+}
+
+/// The names of the secrets stored with a proposal.
+fn stored_names(sealed: &[SecretRow]) -> Vec<String> {
+    sealed.iter().map(|row| row.name.clone()).collect()
+}
+
+impl Runtime {
+    /// The secrets given with the import, sealed as the tool `tool`'s, to be stored with its
+    /// proposal ([`Runtime::import_with_secrets`]); their names were checked against the
+    /// server's ([`check_given_secrets`]).
+    fn seal_given_secrets(&self, tool: &str, given: &Secrets) -> Result<Vec<SecretRow>> {
+        given
+            .names()
+            .map(|name| self.seal_secret(tool, name, given.get(name).unwrap_or_default()))
+            .collect()
+    }
 }
 
 /// The source as a person named it, for errors.

@@ -13,7 +13,6 @@ use tracing::info;
 use super::{McpImport, McpImportReport, McpToolView, manifest, write_json};
 use crate::mcp_pin::{MCP_IMPORT_RECORD, digest_of};
 use crate::{Actor, ImportSource, Result, Runtime, RuntimeError};
-use slovo_store::SecretRow;
 
 /// A remote endpoint of a `server.json`, with what the person must provide.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +176,13 @@ impl Runtime {
             headers: remote.headers.clone(),
             secret_headers: remote.secret_headers.clone(),
         };
-        let sealed = self.seal_given_secrets(&name, &remote, request)?;
+        super::check_given_secrets(
+            &remote.url,
+            remote.secret_headers.values(),
+            "secret headers",
+            &request.secrets,
+        )?;
+        let sealed = self.seal_given_secrets(&name, &request.secrets)?;
         let super::Listed { server, tools, .. } = self
             .list_server_tools(&name, &version, execution, &bundle, &request.secrets)
             .await
@@ -221,33 +226,9 @@ impl Runtime {
             server,
             tools,
             secrets: remote.secret_headers.into_values().collect(),
+            secrets_stored: super::stored_names(&sealed),
             notes: remote.notes,
         })
-    }
-
-    /// The secrets given with the import, each one a secret of the server's headers, sealed
-    /// as the tool `tool`'s; an unknown name is refused before anything is sent.
-    fn seal_given_secrets(&self, tool: &str, remote: &Remote, request: &McpImport) -> Result<Vec<SecretRow>> {
-        let known: Vec<&str> = remote.secret_headers.values().map(String::as_str).collect();
-        let mut sealed = Vec::new();
-        for name in request.secrets.names() {
-            if !known.contains(&name) {
-                return Err(RuntimeError::McpImport {
-                    source_name: remote.url.clone(),
-                    reason: format!(
-                        "the secret {name:?} is not one of the server's (its secret headers want: {})",
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                });
-            }
-            let value = request.secrets.get(name).unwrap_or_default();
-            sealed.push(self.seal_secret(tool, name, value)?);
-        }
-        Ok(sealed)
     }
 }
 

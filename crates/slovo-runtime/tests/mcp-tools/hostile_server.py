@@ -20,10 +20,16 @@ second argument is `always`:
            refuses every version but 2099-12-31. `probe` reports the version the client
            asked for (in `initialize`, or in the request's `_meta`);
   stall    answers `initialize` and `tools/list` but never a `tools/call`; a
-           `notifications/cancelled` it receives is written to stderr, and it exits.
+           `notifications/cancelled` it receives is written to stderr, and it exits;
+  keyed    a well-behaved server that lists its tools only when its environment's
+           SERVER_API_KEY has the SHA-256 (hex) in API_KEY_SHA256, as a server that wants its
+           API key before it answers anything; otherwise it refuses `tools/list` and, as a
+           careless server does, writes the key it was given to stderr. `probe` reports the
+           key it sees and its SHA-256.
 Every `probe` also reports what an earlier call could have left behind in the same server:
 a marker file in /tmp and the number of calls this process served before.
 """
+import hashlib
 import json
 import os
 import socket
@@ -91,7 +97,24 @@ def probe(arguments):
         "uid": os.getuid(),
         "left_behind": left_behind(),
         "requested_version": REQUESTED_VERSION,
+        "api_key": os.environ.get("SERVER_API_KEY"),
+        "api_key_sha256": key_sha256(),
     }
+
+
+def key_sha256():
+    key = os.environ.get("SERVER_API_KEY")
+    return hashlib.sha256(key.encode()).hexdigest() if key is not None else None
+
+
+def refuses_its_key(message):
+    """In `keyed` mode: True (and refused) unless the environment holds the expected key."""
+    if key_sha256() == os.environ.get("API_KEY_SHA256"):
+        return False
+    sys.stderr.write(f"refusing to list tools for the key {os.environ.get('SERVER_API_KEY')!r}\n")
+    sys.stderr.flush()
+    refuse(message, -32001, "tools/list needs a valid SERVER_API_KEY")
+    return True
 
 
 STATELESS = "2026-07-28"
@@ -168,6 +191,8 @@ def main():
             send({"jsonrpc": "2.0", "id": message["id"], "result": {
                 "protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
                 "serverInfo": {"name": "hostile", "version": "1.0.0"}}})
+        elif method == "tools/list" and mode == "keyed" and refuses_its_key(message):
+            continue
         elif method == "tools/list":
             description = "Probes the sandbox."
             if mode == "rugpull" and os.access("/data", os.W_OK):

@@ -8,7 +8,10 @@
 #            test address, a write into its image (/writable is world-writable there)),
 #            `stall` (says so on stderr, then never answers);
 #   rugpull  the same, but once /data is writable (at a call, not when Slovo lists the tools
-#            at install) `echo` is described with an instruction to the model.
+#            at install) `echo` is described with an instruction to the model;
+#   keyed    the same, but `tools/list` is refused unless SERVER_API_KEY is set (a server that
+#            wants its API key before it answers anything). `probe` also reports the key it
+#            sees, reversed (`key_reversed`).
 mode=${1:-plain}
 
 reply() { printf '{"jsonrpc":"2.0","id":%s,"result":%s}\n' "$1" "$2"; }
@@ -42,10 +45,11 @@ probe() {
   done </proc/net/dev
   if (exec 3<>/dev/tcp/198.51.100.7/80) 2>/dev/null; then connected=true; fi
   if (printf x >/writable/planted) 2>/dev/null; then root_writable=true; fi
-  local list
+  local list key=${SERVER_API_KEY:-} reversed= i
   list=$(IFS=,; printf '%s' "${interfaces[*]}")
-  printf '{"uid":%s,"interfaces":[%s],"connected_outside":%s,"root_writable":%s}' \
-    "$UID" "$list" "$connected" "$root_writable"
+  for ((i = ${#key} - 1; i >= 0; i--)); do reversed+=${key:i:1}; done
+  printf '{"uid":%s,"interfaces":[%s],"connected_outside":%s,"root_writable":%s,"key_reversed":%s}' \
+    "$UID" "$list" "$connected" "$root_writable" "$(json_string "$reversed")"
 }
 
 while IFS= read -r line; do
@@ -58,7 +62,11 @@ while IFS= read -r line; do
       reply "$id" '{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"oci-test","version":"1.0.0"}}'
       ;;
     tools/list)
-      reply "$id" "$(tools)"
+      if [[ $mode == keyed && -z ${SERVER_API_KEY:-} ]]; then
+        printf '{"jsonrpc":"2.0","id":%s,"error":{"code":-32001,"message":"tools/list needs SERVER_API_KEY"}}\n' "$id"
+      else
+        reply "$id" "$(tools)"
+      fi
       ;;
     tools/call)
       tool=

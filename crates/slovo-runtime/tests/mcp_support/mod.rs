@@ -67,6 +67,43 @@ pub fn hostile_server() -> Option<PathBuf> {
     Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-tools"))
 }
 
+/// Builds a wheel of the hostile test server as the PyPI project `project` 1.0.0 (the server
+/// as the package's `__main__`, a `console_scripts` entry point) into `wheelhouse`, with the
+/// system's python3 and its standard library alone.
+pub fn build_wheel(server: &Path, wheelhouse: &Path, project: &str) {
+    const BUILD: &str = r#"
+import base64, hashlib, sys, zipfile
+source, wheel, project = sys.argv[1], sys.argv[2], sys.argv[3]
+module = project.replace("-", "_")
+info = module + "-1.0.0.dist-info"
+files = {
+    module + "/__init__.py": b"",
+    module + "/__main__.py": open(source, "rb").read(),
+    info + "/METADATA": f"Metadata-Version: 2.1\nName: {project}\nVersion: 1.0.0\n".encode(),
+    info + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    info + "/entry_points.txt": f"[console_scripts]\n{project} = {module}:main\n".encode(),
+}
+def digest(data):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+record = "".join(f"{name},{digest(data)},{len(data)}\n" for name, data in files.items())
+files[info + "/RECORD"] = (record + info + "/RECORD,,\n").encode()
+with zipfile.ZipFile(wheel, "w") as z:
+    for name, data in files.items():
+        z.writestr(name, data)
+"#;
+    std::fs::create_dir_all(wheelhouse).unwrap();
+    let module = project.replace('-', "_");
+    let status = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(BUILD)
+        .arg(server.join("hostile_server.py"))
+        .arg(wheelhouse.join(format!("{module}-1.0.0-py3-none-any.whl")))
+        .arg(project)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the test wheel failed");
+}
+
 /// A bundle directory: a copy of `server`'s files (if any) with `manifest` as `slovo.json`.
 pub fn bundle(parent: &Path, server: Option<&Path>, manifest: &Value) -> PathBuf {
     let dir = parent.join(format!("bundle-{}", manifest["name"].as_str().unwrap_or("tool")));

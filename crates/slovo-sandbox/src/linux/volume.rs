@@ -153,8 +153,10 @@ impl Volumes {
             .map_err(|e| VolumeError::prepare(&task_image, format!("the volume task failed: {e}")))?
     }
 
-    /// Unmounts the volume of `state_dir`; with `purge`, deletes its image (the state).
+    /// Unmounts the volume of `state_dir`; with `purge`, deletes its image (the state) and,
+    /// unless another process still uses the volume, its lock file.
     pub fn release(&self, state_dir: &Path, purge: bool) -> Result<()> {
+        // Dropping the file lets go of this process's shared lock.
         if let Ok(mut held) = self.held.lock() {
             held.remove(state_dir);
         }
@@ -163,14 +165,39 @@ impl Volumes {
         }
         if purge {
             let image = self.image_of(state_dir);
-            match fs::remove_file(&image) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(VolumeError::io("remove", image, e)),
-            }
+            remove_if_present(&image)?;
+            remove_unused_lock_file(&Self::lock_file_of(&image))?;
         }
         Ok(())
     }
+}
+
+/// Removes `path`; one already gone is fine.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(VolumeError::io("remove", path, e)),
+    }
+}
+
+/// Removes a purged volume's lock file when no process holds its lock. Removed while held, a
+/// process that uses the volume would keep a lock on a file the next process cannot see, and
+/// the two would no longer exclude each other; so a lock file still held is left (and reused
+/// by the next volume of that state directory).
+fn remove_unused_lock_file(lock_path: &Path) -> Result<()> {
+    let file = match fs::OpenOptions::new().read(true).write(true).open(lock_path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(VolumeError::io("open", lock_path, e)),
+    };
+    // Exclusive without waiting: refused while another process holds its shared lock. Held
+    // while the file is removed, so that nobody takes it in between.
+    if file.try_lock().is_err() {
+        tracing::debug!(lock = %lock_path.display(), "a purged volume's lock file is still held by another process; left");
+        return Ok(());
+    }
+    remove_if_present(lock_path)
 }
 
 impl Volumes {
@@ -375,4 +402,50 @@ fn create_and_mount(
             .map_err(|e| VolumeError::io("chmod", state_dir, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// A volume's image and lock file, as [`Volumes::ensure`] leaves them (without mounting,
+    /// which needs root: nothing is mounted on the state directory here).
+    fn leave_volume_files(volumes: &Volumes, state_dir: &Path) -> (PathBuf, PathBuf) {
+        let image = volumes.image_of(state_dir);
+        let lock = Volumes::lock_file_of(&image);
+        fs::create_dir_all(&volumes.dir).unwrap();
+        fs::write(&image, b"an ext4 image").unwrap();
+        fs::write(&lock, b"").unwrap();
+        (image, lock)
+    }
+
+    #[test]
+    fn purging_a_volume_removes_its_image_and_its_lock_file_unless_another_process_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let volumes = Volumes::new(dir.path().join("volumes"), 0, 0);
+        let state = dir.path().join("state");
+        fs::create_dir_all(&state).unwrap();
+
+        // Kept state (no purge): both files stay.
+        let (image, lock) = leave_volume_files(&volumes, &state);
+        volumes.release(&state, false).unwrap();
+        assert!(image.exists() && lock.exists());
+
+        // Purged, and nobody else holds the lock: nothing of the volume is left.
+        volumes.release(&state, true).unwrap();
+        assert_eq!(fs::read_dir(&volumes.dir).unwrap().count(), 0);
+
+        // Purged while another process holds its shared lock (another open file description
+        // stands for it): the image goes, the lock file stays for that process.
+        let (image, lock) = leave_volume_files(&volumes, &state);
+        let other = lock_shared(&volumes.dir, &lock).unwrap();
+        volumes.release(&state, true).unwrap();
+        assert!(!image.exists());
+        assert!(lock.exists(), "a held lock file is left");
+        drop(other);
+        volumes.release(&state, true).unwrap();
+        assert!(!lock.exists());
+    }
 }

@@ -267,6 +267,20 @@ fn add_secrets(program: &mut Program, spec: &SandboxSpec) -> Result<(), String> 
     Ok(())
 }
 
+/// The server's secret variables whose secrets the install run has (given at import, or set
+/// before approval): a server may list its tools only with its credential. One not set is
+/// left out, and the server lists what it lists without it.
+fn add_install_secrets(program: &mut Program, request: &InstallRequest) {
+    let Execution::Mcp { secret_env, .. } = &request.execution else {
+        return;
+    };
+    for (variable, secret) in secret_env {
+        if let Some(value) = request.secrets.get(secret) {
+            program.env.push((variable.clone(), value.to_string()));
+        }
+    }
+}
+
 /// Limits of the one run at install that reads the server's tool list: no network, no
 /// state (`/data` empty and read-only), and the defaults a manifest gets when it says nothing.
 fn discovery_grant() -> Grant {
@@ -506,14 +520,16 @@ impl Backend for McpBackend {
     }
 
     async fn install(&self, request: &InstallRequest) -> Result<InstallFacts, BackendError> {
+        // The reason may quote the server (its stderr, its error): never its secrets.
         let fail = |reason: String| BackendError::Install {
             tool: request.tool.clone(),
-            reason,
+            reason: request.secrets.redact(&reason),
         };
         if is_remote(&request.execution) {
             return self.install_remote(request).await.map_err(fail);
         }
-        let program = program_of(&request.execution).map_err(fail)?;
+        let mut program = program_of(&request.execution).map_err(fail)?;
+        add_install_secrets(&mut program, request);
         if let Some(image) = image_of(&request.execution) {
             return self.install_oci(request, image, &program).await.map_err(fail);
         }
