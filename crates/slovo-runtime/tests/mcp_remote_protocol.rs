@@ -318,7 +318,10 @@ async fn a_remote_server_of_the_stateless_revision_alone_is_imported_approved_an
         let server = import_and_approve(&h, "stateless", &url, None).await;
         // The import learned the server with `server/discover`.
         assert_eq!(server["protocol_version"], "2026-07-28", "{mode:?}: {server:#}");
-        assert_eq!(server["server_info"]["name"], "stateless-remote", "{mode:?}: {server:#}");
+        assert_eq!(
+            server["server_info"]["name"], "stateless-remote",
+            "{mode:?}: {server:#}"
+        );
 
         let start = log.count();
         let call = h.call("stateless", "greet", json!({"region": "Zürich"})).await;
@@ -347,8 +350,14 @@ async fn a_remote_server_of_the_stateless_revision_alone_is_imported_approved_an
             assert_eq!(r.header("mcp-protocol-version"), Some("2026-07-28"), "{what}");
             assert_eq!(r.header("mcp-method"), r.method.as_deref(), "{what}");
             let meta = &r.body["params"]["_meta"];
-            assert_eq!(meta["io.modelcontextprotocol/protocolVersion"], "2026-07-28", "{what}");
-            assert_eq!(meta["io.modelcontextprotocol/clientInfo"]["name"], "slovo-tools", "{what}");
+            assert_eq!(
+                meta["io.modelcontextprotocol/protocolVersion"], "2026-07-28",
+                "{what}"
+            );
+            assert_eq!(
+                meta["io.modelcontextprotocol/clientInfo"]["name"], "slovo-tools",
+                "{what}"
+            );
         }
         let called = &requests[3];
         assert_eq!(called.header("mcp-name"), Some("greet"), "{mode:?}");
@@ -426,7 +435,11 @@ async fn a_handshake_call_that_times_out_sends_notifications_cancelled_then_ends
     let after: Vec<&Received> = requests[called + 1..].iter().collect();
     assert_eq!(after.len(), 2, "{after:#?}");
     let (cancel, delete) = (after[0], after[1]);
-    assert_eq!(cancel.method.as_deref(), Some("notifications/cancelled"), "{cancel:#?}");
+    assert_eq!(
+        cancel.method.as_deref(),
+        Some("notifications/cancelled"),
+        "{cancel:#?}"
+    );
     assert_eq!(cancel.body["params"]["requestId"], id, "{cancel:#?}");
     assert_eq!(cancel.header("mcp-session-id"), Some("session-9"));
     assert_eq!(cancel.header("mcp-protocol-version"), Some("2025-11-25"));

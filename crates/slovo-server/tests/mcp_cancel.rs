@@ -147,7 +147,8 @@ async fn a_call_its_client_cancels_runs_to_its_end_and_is_recorded() {
         // Its answer is dropped: the request's stream carries no response.
         let mut stream = stream;
         let mut seen = Vec::new();
-        while let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_millis(500), stream.chunk()).await {
+        while let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_millis(500), stream.chunk()).await
+        {
             seen.extend_from_slice(&chunk);
         }
         let seen = String::from_utf8_lossy(&seen);
@@ -156,12 +157,12 @@ async fn a_call_its_client_cancels_runs_to_its_end_and_is_recorded() {
         // 2026-07-28: the call with the revision's context and headers; the client closes the
         // stream (drops the request) before the answer.
         let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
-            "name": "sleeper__nap", "arguments": {"ms": NAP_MS},
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-                "io.modelcontextprotocol/clientCapabilities": {},
-            }}});
+        "name": "sleeper__nap", "arguments": {"ms": NAP_MS},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }}});
         let stateless = [
             ("mcp-protocol-version", "2026-07-28"),
             ("mcp-method", "tools/call"),

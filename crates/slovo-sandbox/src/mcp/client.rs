@@ -21,9 +21,7 @@ use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
 use tokio::time::Instant;
 
-use super::conversation::{
-    self, Rpc, STATELESS_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS,
-};
+use super::conversation::{self, Rpc, STATELESS_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
 use super::stdio::{AfterClose, Output, PipeStdio, ServerStdio};
 use crate::ending::Captured;
 use crate::process::{ToolIo, Verdict};

@@ -341,7 +341,8 @@ impl RemoteSession {
             "method": "notifications/cancelled",
             "params": {"requestId": id, "reason": "the call's timeout passed"},
         });
-        let sent = tokio::time::timeout_at(until, self.post("notifications/cancelled", &notification, None)).await;
+        let sent =
+            tokio::time::timeout_at(until, self.post("notifications/cancelled", &notification, None)).await;
         let note = match sent {
             Ok(Ok(_)) => format!("sent notifications/cancelled for request {id}"),
             Ok(Err(e)) => format!("notifications/cancelled for request {id} failed: {e}"),
