@@ -139,7 +139,7 @@ def stateless_context_refused(message, supported):
         return True
     REQUESTED_VERSION = meta[META_VERSION]
     if REQUESTED_VERSION not in supported:
-        refuse(message, -32004, "Unsupported protocol version",
+        refuse(message, -32022, "Unsupported protocol version",
                {"supported": supported, "requested": REQUESTED_VERSION})
         return True
     return False
@@ -169,7 +169,7 @@ def main():
             global REQUESTED_VERSION
             REQUESTED_VERSION = message["params"].get("protocolVersion")
             if refusing:
-                refuse(message, -32004, "Unsupported protocol version",
+                refuse(message, -32022, "Unsupported protocol version",
                        {"supported": refusing, "requested": REQUESTED_VERSION})
                 continue
             send({"jsonrpc": "2.0", "id": message["id"], "result": {

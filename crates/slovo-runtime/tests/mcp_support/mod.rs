@@ -48,6 +48,17 @@ pub fn installed_server(name: &str) -> Option<PathBuf> {
     None
 }
 
+/// Whether the process sandbox the harness builds can run here (it needs root); prints why
+/// not, for the test to skip.
+pub fn process_sandbox_runs() -> bool {
+    // SAFETY: a plain getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: the MCP server tests build the process sandbox, which needs root");
+        return false;
+    }
+    true
+}
+
 /// The directory of the hostile test server (`tests/mcp-tools/hostile_server.py`), or `None`
 /// (skip) where the sandbox cannot run it; under CI a missing prerequisite is a failure.
 pub fn hostile_server() -> Option<PathBuf> {

@@ -120,6 +120,10 @@ impl<S: ServerStdio> Rpc for Session<S> {
         self.stateless
     }
 
+    fn enter_stateless(&mut self) {
+        self.stateless = true;
+    }
+
     fn next_request_id(&self) -> i64 {
         self.next_id
     }
@@ -141,7 +145,9 @@ impl<S: ServerStdio> Rpc for Session<S> {
             let message = match self.next_message(phase).await {
                 Ok(message) => message,
                 Err(McpError::Timeout { .. }) => {
-                    self.cancel(id).await;
+                    if conversation::cancellable(method) {
+                        self.cancel(id).await;
+                    }
                     return Err(self.time_out(phase));
                 }
                 Err(e) => return Err(e),
@@ -158,7 +164,11 @@ impl<S: ServerStdio> Rpc for Session<S> {
                 continue;
             }
             if let Some(error) = message.get("error") {
-                if error.get("code").and_then(Value::as_i64) == Some(UNSUPPORTED_PROTOCOL_VERSION) {
+                if error
+                    .get("code")
+                    .and_then(Value::as_i64)
+                    .is_some_and(conversation::is_unsupported_version)
+                {
                     return Err(unsupported_version(phase, error));
                 }
                 return Err(McpError::Refused {
@@ -407,24 +417,9 @@ impl<S: ServerStdio> Session<S> {
     }
 }
 
-/// The JSON-RPC error code of a server that does not speak the requested protocol version
-/// (its `data.supported` lists those it does); servers of the stateless 2026-07-28 revision
-/// answer `initialize` with it.
-const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32004;
-
 /// A server refused the protocol version asked for: the versions it speaks, as it listed them.
 fn unsupported_version(phase: &'static str, error: &Value) -> McpError {
-    let supported = error
-        .pointer("/data/supported")
-        .and_then(Value::as_array)
-        .map(|versions| {
-            versions
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let supported = conversation::versions_listed(error);
     McpError::UnsupportedVersion { phase, supported }
 }
 

@@ -5,7 +5,8 @@
 //! way; this is the conversation both hold, written once.
 //!
 //! Negotiation: `initialize` asking for 2025-11-25, which every reference server speaks. A
-//! server that refuses it with the unsupported-version error (`-32004`) naming the stateless
+//! server that refuses it with the unsupported-version error (`-32022`; `-32004` in drafts of the
+//! revision) naming the stateless
 //! 2026-07-28 revision among the versions it speaks is spoken to in that revision instead:
 //! no handshake, `server/discover` to learn the server, and the client's context
 //! (`io.modelcontextprotocol/protocolVersion`, `…/clientInfo`, `…/clientCapabilities`) in the
@@ -22,6 +23,19 @@ pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", 
 
 /// The stateless revision, spoken with a server that refuses the handshake and names it.
 pub const STATELESS_PROTOCOL_VERSION: &str = "2026-07-28";
+
+/// The JSON-RPC error code of a server that does not speak the requested protocol version
+/// (its `data.supported` lists those it does), as the 2026-07-28 revision numbers it; servers
+/// of that revision answer `initialize` with it.
+const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+/// The same error as drafts of the revision numbered it, which some servers still send.
+const UNSUPPORTED_PROTOCOL_VERSION_DRAFT: i64 = -32004;
+
+/// Whether a JSON-RPC error `code` is the unsupported-version error.
+pub(crate) fn is_unsupported_version(code: i64) -> bool {
+    code == UNSUPPORTED_PROTOCOL_VERSION || code == UNSUPPORTED_PROTOCOL_VERSION_DRAFT
+}
 
 /// The `_meta` keys of the client's context on every request of the stateless revision.
 const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
@@ -46,6 +60,11 @@ pub(crate) trait Rpc {
     /// Whether the revision agreed is the stateless one: every request then carries the
     /// client's context in its `_meta`.
     fn stateless(&self) -> bool;
+
+    /// The server refused the handshake and speaks the stateless revision: from the
+    /// `server/discover` on, every message is sent the way that revision wants it (over HTTP:
+    /// no session, the revision's headers).
+    fn enter_stateless(&mut self);
 
     /// The id the next request will carry (the progress token of a call names it).
     fn next_request_id(&self) -> i64;
@@ -84,6 +103,7 @@ pub(crate) async fn open<R: Rpc>(rpc: &mut R) -> Result<Opened, R::Error> {
             if !speaks_stateless {
                 return Err(refused);
             }
+            rpc.enter_stateless();
             let server = discover(rpc).await?;
             Ok(Opened {
                 server,
@@ -91,6 +111,28 @@ pub(crate) async fn open<R: Rpc>(rpc: &mut R) -> Result<Opened, R::Error> {
             })
         }
     }
+}
+
+/// The versions an unsupported-version error (`error`, a JSON-RPC error object) lists in its
+/// `data.supported`.
+pub(crate) fn versions_listed(error: &Value) -> Vec<String> {
+    error
+        .pointer("/data/supported")
+        .and_then(Value::as_array)
+        .map(|versions| {
+            versions
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a request of `method` is one the client may cancel when it gives up waiting: every
+/// one but `initialize`, which the handshake revisions forbid cancelling.
+pub(crate) fn cancellable(method: &str) -> bool {
+    method != "initialize"
 }
 
 /// `initialize`: the server's answer, with a revision this client speaks.

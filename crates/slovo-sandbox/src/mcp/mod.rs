@@ -30,6 +30,8 @@ mod pool;
 #[cfg(feature = "http")]
 mod remote;
 mod result;
+#[cfg(feature = "http")]
+mod standard_headers;
 mod stdio;
 
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Install and calls of `transport: streamable-http` servers: the same steps as over stdio
-//! (`initialize`, the pinned `tools/list`, `tools/call`, shutdown), with a fresh session per
-//! call and no sandbox, since no foreign code runs here.
+//! (`initialize` or `server/discover`, the pinned `tools/list`, `tools/call`, shutdown), with a
+//! fresh session per call and no sandbox, since no foreign code runs here. A call that meets
+//! its timeout cancels its waiting request and ends its session before it returns
+//! ([`RemoteSession::abandon`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -83,19 +85,25 @@ pub(crate) async fn list_tools(
         credentials,
         timeout: LIST_TIMEOUT,
     };
+    let mut session = RemoteSession::open(endpoint, config).map_err(|e| e.to_string())?;
     let conversation = async {
-        let mut session = RemoteSession::open(endpoint, config).map_err(|e| e.to_string())?;
         let listed = match session.initialize().await {
             Ok(()) => session.list_tools().await,
             Err(e) => Err(e),
         };
         session.shutdown().await;
-        let server = session.server.clone().unwrap_or(Value::Null);
-        listed.map(|tools| (server, tools)).map_err(|e| e.to_string())
+        listed
     };
-    tokio::time::timeout(LIST_TIMEOUT, conversation)
-        .await
-        .map_err(|_| format!("no answer within {} s", LIST_TIMEOUT.as_secs()))?
+    match tokio::time::timeout(LIST_TIMEOUT, conversation).await {
+        Ok(listed) => {
+            let tools = listed.map_err(|e| e.to_string())?;
+            Ok((session.server.clone().unwrap_or(Value::Null), tools))
+        }
+        Err(_) => {
+            session.abandon().await;
+            Err(format!("no answer within {} s", LIST_TIMEOUT.as_secs()))
+        }
+    }
 }
 
 /// The install facts of a remote server.
@@ -108,8 +116,9 @@ pub(crate) async fn install(config: &HttpConfig, request: &InstallRequest) -> Re
     }))
 }
 
-/// One call: a fresh session, `initialize`, the pinned tool list compared, `tools/call`, the
-/// session ended; all within the grant's timeout.
+/// One call: a fresh session, `initialize` (or `server/discover`), the pinned tool list
+/// compared, `tools/call`, the session ended; all within the grant's timeout, after which the
+/// waiting request is cancelled and the session ended within the cancel grace.
 pub(crate) async fn run(config: &HttpConfig, spec: &SandboxSpec, tool: &str, arguments: &Value) -> Outcome {
     let RemoteTool {
         url,
@@ -150,15 +159,18 @@ pub(crate) async fn run(config: &HttpConfig, spec: &SandboxSpec, tool: &str, arg
     };
     match tokio::time::timeout(spec.limits.timeout, conversation).await {
         Ok(verdict) => outcome(verdict, url, &session.notes),
-        Err(_) => Outcome {
-            status: ExecutionStatus::Timeout,
-            error: Some(format!(
-                "the MCP server did not answer within {} s",
-                spec.limits.timeout.as_secs()
-            )),
-            sandbox_id: Some(format!("mcp-http:{url}")),
-            ..Outcome::default()
-        },
+        Err(_) => {
+            session.abandon().await;
+            let verdict = Verdict {
+                status: ExecutionStatus::Timeout,
+                output: None,
+                error: Some(format!(
+                    "the MCP server did not answer within {} s",
+                    spec.limits.timeout.as_secs()
+                )),
+            };
+            outcome(verdict, url, &session.notes)
+        }
     }
 }
 

@@ -7,6 +7,19 @@
 //! `MCP-Session-Id` (from the `initialize` answer) and the negotiated `MCP-Protocol-Version`
 //! go on every later request, and the session is ended with a DELETE.
 //!
+//! A server that refuses `initialize` naming the stateless 2026-07-28 revision among the
+//! versions it speaks is spoken to in that revision (`conversation.rs`): no session at all
+//! (no `MCP-Session-Id`, no `notifications/initialized`, no DELETE), `MCP-Protocol-Version:
+//! 2026-07-28` and the revision's standard headers (`standard_headers.rs`) on every POST, and
+//! the client's context in the `_meta` of every request. Such a server refuses a request with
+//! its JSON-RPC error and a 4xx status; that error is read like any other.
+//!
+//! A call whose deadline passes while a request waits is cancelled as its revision says: in a
+//! handshake session a `notifications/cancelled` naming the request is POSTed, then the
+//! session is ended; in the stateless revision closing the request's response stream is the
+//! cancellation (dropping the request does it) and nothing is sent. Both within
+//! [`CANCEL_GRACE`].
+//!
 //! The network rules are the HTTP backend's, on every request and every redirect: the grant
 //! must allow the host and port, every address must be public by the configured policy
 //! (unless the configuration allows every address), redirects are followed by hand and never
@@ -14,12 +27,15 @@
 //! server sends in one call counts against one byte budget.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use slovo_core::execution::{ExecutionStatus, NetworkPolicy};
+use tokio::time::Instant;
 
-use super::conversation::{self, Rpc};
+use super::conversation::{self, Rpc, STATELESS_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS};
+use super::standard_headers;
 use crate::http::{AddressRule, HttpConfig, Outgoing, check_target, follow, header_pair};
 use crate::process::Verdict;
 
@@ -31,6 +47,11 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 
 /// Lines of protocol notes (progress, logs, declined requests) kept on the record at most.
 const MAX_NOTES: usize = 64;
+
+/// How long telling a server about a timed-out call (`notifications/cancelled`) and ending its
+/// session (DELETE) may take together: a timed-out call ends at most this much later. Long
+/// enough for a server on the same network to answer twice, short against any call's timeout.
+pub(crate) const CANCEL_GRACE: Duration = Duration::from_millis(250);
 
 /// Why a conversation with a remote server ended without a result.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +72,16 @@ pub(crate) enum RemoteError {
     /// The server sent more than the response limit.
     #[error("the MCP server sent more than {limit} bytes during {phase}")]
     Overflow { phase: &'static str, limit: usize },
+    /// The server does not speak the protocol version asked for, nor one this client could
+    /// fall back to.
+    #[error(
+        "the MCP server refused {phase}: the server speaks only the protocol versions {supported:?}; this client speaks {}, {STATELESS_PROTOCOL_VERSION}",
+        SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+    )]
+    UnsupportedVersion {
+        phase: &'static str,
+        supported: Vec<String>,
+    },
     /// The server answered with a JSON-RPC error.
     #[error("the MCP server refused {phase}: {message} (code {code})")]
     Rpc {
@@ -103,7 +134,15 @@ pub(crate) struct RemoteSession {
     credentials: HeaderMap,
     session_id: Option<HeaderValue>,
     protocol_version: Option<HeaderValue>,
+    /// Whether the stateless 2026-07-28 revision is spoken: no session, its headers.
+    stateless: bool,
     next_id: i64,
+    /// The request waiting for its answer, if it is one the client may cancel: when the call's
+    /// deadline drops the conversation, this is the request to cancel.
+    in_flight: Option<i64>,
+    /// The tools the server listed in this session (the called tool's `inputSchema` says
+    /// which arguments go in headers too, in the stateless revision).
+    listed: Vec<Value>,
     /// Bytes the server may still send in this call.
     budget: usize,
     limit: usize,
@@ -120,14 +159,23 @@ impl Rpc for RemoteSession {
         RemoteError::Protocol { phase, reason }
     }
 
-    // The stateless revision is not spoken over streamable HTTP yet (its per-request headers
-    // and sessionless exchange are not built): a server refusing `initialize` is refused.
-    fn versions_offered(_error: &RemoteError) -> Option<&[String]> {
-        None
+    fn versions_offered(error: &RemoteError) -> Option<&[String]> {
+        match error {
+            RemoteError::UnsupportedVersion { supported, .. } => Some(supported),
+            _ => None,
+        }
     }
 
     fn stateless(&self) -> bool {
-        false
+        self.stateless
+    }
+
+    /// No session from now on (a refused `initialize` may have opened one on the server's
+    /// side; its id is not sent again), and the revision named on every POST.
+    fn enter_stateless(&mut self) {
+        self.stateless = true;
+        self.session_id = None;
+        self.protocol_version = Some(HeaderValue::from_static(STATELESS_PROTOCOL_VERSION));
     }
 
     fn next_request_id(&self) -> i64 {
@@ -143,23 +191,16 @@ impl Rpc for RemoteSession {
         let id = self.next_id;
         self.next_id += 1;
         let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let answer = self
-            .post(phase, &message, Some(id))
-            .await?
-            .ok_or_else(|| RemoteError::Protocol {
-                phase,
-                reason: "no response to the request".into(),
-            })?;
+        // Cleared once answered: if the call's deadline drops this future first, it stays.
+        self.in_flight = conversation::cancellable(method).then_some(id);
+        let answer = self.post(phase, &message, Some(id)).await;
+        self.in_flight = None;
+        let answer = answer?.ok_or_else(|| RemoteError::Protocol {
+            phase,
+            reason: "no response to the request".into(),
+        })?;
         if let Some(error) = answer.get("error") {
-            return Err(RemoteError::Rpc {
-                phase,
-                code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
-                message: error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("(no message)")
-                    .to_string(),
-            });
+            return Err(rpc_error(phase, error));
         }
         match answer.get("result") {
             Some(r) if r.is_object() => Ok(r.clone()),
@@ -203,7 +244,10 @@ impl RemoteSession {
             credentials,
             session_id: None,
             protocol_version: None,
+            stateless: false,
             next_id: 1,
+            in_flight: None,
+            listed: Vec::new(),
             budget: config.max_response_bytes,
             limit: config.max_response_bytes,
             notes: Vec::new(),
@@ -211,12 +255,16 @@ impl RemoteSession {
         })
     }
 
-    /// `initialize` and `notifications/initialized`; keeps the session id and the revision.
+    /// `initialize` and `notifications/initialized`, keeping the session id and the revision;
+    /// with a server of the stateless revision, `server/discover` alone.
     pub async fn initialize(&mut self) -> Result<(), RemoteError> {
         let opened = conversation::open(self).await?;
         let version = opened.server.get("protocolVersion").and_then(Value::as_str);
         self.protocol_version = version.and_then(|v| HeaderValue::from_str(v).ok());
         self.server = Some(opened.server);
+        if opened.stateless {
+            return Ok(());
+        }
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized", "params": {}});
         self.post("notifications/initialized", &note, None)
             .await
@@ -225,7 +273,9 @@ impl RemoteSession {
 
     /// `tools/list`, every page.
     pub async fn list_tools(&mut self) -> Result<Vec<Value>, RemoteError> {
-        conversation::list_tools(self).await
+        let tools = conversation::list_tools(self).await?;
+        self.listed = tools.clone();
+        Ok(tools)
     }
 
     /// `tools/call`; progress notifications on the way are noted.
@@ -261,6 +311,50 @@ impl RemoteSession {
         }
     }
 
+    /// The call's deadline passed and the conversation was dropped with its HTTP request:
+    /// the request waiting for its answer is cancelled as the revision says, and the session
+    /// ended, all within [`CANCEL_GRACE`]. What happened is noted for the record.
+    pub async fn abandon(&mut self) {
+        let until = Instant::now() + CANCEL_GRACE;
+        if let Some(id) = self.in_flight.take() {
+            if self.stateless {
+                // The revision's cancellation is the closed response stream; it expects no
+                // notification.
+                self.note(format!(
+                    "closed the response stream of request {id} (the stateless revision's cancellation)"
+                ));
+            } else {
+                self.cancel(id, until).await;
+            }
+        }
+        if tokio::time::timeout_at(until, self.shutdown()).await.is_err() {
+            self.note(format!(
+                "ending the session got no answer within {} ms",
+                CANCEL_GRACE.as_millis()
+            ));
+        }
+    }
+
+    /// POSTs `notifications/cancelled` for request `id` in the session, by `until`.
+    async fn cancel(&mut self, id: i64, until: Instant) {
+        let notification = json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": id, "reason": "the call's timeout passed"},
+        });
+        let sent =
+            tokio::time::timeout_at(until, self.post("notifications/cancelled", &notification, None)).await;
+        let note = match sent {
+            Ok(Ok(_)) => format!("sent notifications/cancelled for request {id}"),
+            Ok(Err(e)) => format!("notifications/cancelled for request {id} failed: {e}"),
+            Err(_) => format!(
+                "notifications/cancelled for request {id} got no answer within {} ms",
+                CANCEL_GRACE.as_millis()
+            ),
+        };
+        self.note(note);
+    }
+
     /// POSTs one message; with `expect` (a request id), returns the response with that id
     /// from a JSON body or an event stream, answering what the server sends before it.
     fn post<'s>(
@@ -275,11 +369,21 @@ impl RemoteSession {
             let status = response.status();
             if let Some(session) = response.headers().get(SESSION_HEADER)
                 && self.session_id.is_none()
+                && !self.stateless
             {
                 self.session_id = Some(session.clone());
             }
             if !status.is_success() {
+                let json = content_type(&response).starts_with("application/json");
                 let body = self.read_body(phase, response).await.unwrap_or_default();
+                // The stateless revision answers a request it refuses (an unknown version,
+                // headers that disagree with the body) with its JSON-RPC error and a 4xx.
+                if json
+                    && let Ok(answer) = serde_json::from_slice::<Value>(&body)
+                    && let Some(error) = answer.get("error")
+                {
+                    return Err(rpc_error(phase, error));
+                }
                 return Err(RemoteError::Status {
                     phase,
                     status: status.as_u16(),
@@ -290,12 +394,7 @@ impl RemoteSession {
                 // A notification or a response: 202 Accepted with no body.
                 return Ok(None);
             };
-            let content_type = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_ascii_lowercase();
+            let content_type = content_type(&response);
             if content_type.starts_with("text/event-stream") {
                 self.read_stream(phase, response, id).await.map(Some)
             } else if content_type.starts_with("application/json") {
@@ -339,6 +438,12 @@ impl RemoteSession {
         }
         if let Some(version) = &self.protocol_version {
             headers.insert(HeaderName::from_static(VERSION_HEADER), version.clone());
+        }
+        if self.stateless {
+            let schema = self.input_schema_of(message);
+            for (name, value) in standard_headers::of(message, schema) {
+                headers.insert(name, value);
+            }
         }
         let body = serde_json::to_vec(message).map_err(|e| RemoteError::Protocol {
             phase,
@@ -461,6 +566,15 @@ impl RemoteSession {
         Ok(body)
     }
 
+    /// The `inputSchema` of the tool a `tools/call` message names, as listed in this session.
+    fn input_schema_of(&self, message: &Value) -> Option<&Value> {
+        let name = message.pointer("/params/name").and_then(Value::as_str)?;
+        self.listed
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(name))?
+            .get("inputSchema")
+    }
+
     fn spend(&mut self, phase: &'static str, bytes: usize) -> Result<(), RemoteError> {
         self.budget = self.budget.checked_sub(bytes).ok_or(RemoteError::Overflow {
             phase,
@@ -474,6 +588,34 @@ impl RemoteSession {
             self.notes.push(note);
         }
     }
+}
+
+/// The error a JSON-RPC `error` object from the server stands for.
+fn rpc_error(phase: &'static str, error: &Value) -> RemoteError {
+    let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
+    if conversation::is_unsupported_version(code) {
+        let supported = conversation::versions_listed(error);
+        return RemoteError::UnsupportedVersion { phase, supported };
+    }
+    RemoteError::Rpc {
+        phase,
+        code,
+        message: error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("(no message)")
+            .to_string(),
+    }
+}
+
+/// The response's media type, lower-cased (empty when it names none).
+fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 /// The `data` of server-sent events, from bytes as they arrive (`text/event-stream`: lines
