@@ -151,7 +151,11 @@ async fn a_warm_container_serves_exactly_one_call() {
         );
         // The container that waited served the call, and no call had it before.
         let container = exec.sandbox_id.clone().unwrap();
-        assert_eq!(waiting, [container.clone()], "round {round}: {exec:#?}");
+        assert_eq!(
+            waiting,
+            std::slice::from_ref(&container),
+            "round {round}: {exec:#?}"
+        );
         assert!(
             containers.insert(container),
             "round {round}: a container served two calls: {exec:#?}"
