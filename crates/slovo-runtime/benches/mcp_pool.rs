@@ -17,12 +17,21 @@
 //! when installed, the time server from PyPI (`get_current_time`), from the caches of
 //! `scripts/ci-mcp-servers-setup.sh`.
 //!
+//! Then, where the Docker daemon answers, a server in an OCI image (the test image of
+//! `tests/mcp_support/oci_image.rs`, bash answering `echo`): **pooled** (a warm container) vs
+//! **cold container** (created, started, `initialize`, the pin's `tools/list`, `tools/call`,
+//! removed), both through `Runtime::call`, measured the same way.
+//!
 //! Run as root: `cargo bench -p slovo-runtime --bench mcp_pool`. `SLOVO_BENCH_ITERS` sets the
 //! rounds (default 30; 3 when run by `cargo test --all-targets`, as a smoke test).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/mcp_support/mod.rs"]
 mod mcp_support;
+#[path = "../tests/mcp_support/oci_harness.rs"]
+mod oci_harness;
+#[path = "../tests/mcp_support/oci_image.rs"]
+mod oci_image;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -261,15 +270,18 @@ fn main() {
         .unwrap_or(if bench { 30 } else { 3 });
     let scratch = tempfile::tempdir().unwrap();
     let servers = servers(scratch.path());
-    if servers.is_empty() {
-        println!("skipped: no MCP server installed (scripts/ci-mcp-servers-setup.sh)");
-        return;
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    if oci_image::docker_ready().is_some() {
+        rt.block_on(oci_pass(rounds));
+    }
+    if servers.is_empty() {
+        println!("skipped: no MCP server installed (scripts/ci-mcp-servers-setup.sh)");
+        return;
+    }
     rt.block_on(async {
         let pooled = Harness::with_pool(1).await;
         let cold = Harness::new().await;
@@ -320,4 +332,66 @@ fn main() {
             );
         }
     });
+}
+
+/// Calls `echo` of the OCI test server in `h` once; the time and whether it was warm.
+async fn timed_oci_call(h: &oci_harness::Harness) -> (Duration, bool) {
+    let request = CallRequest {
+        tool: "oci-bench".into(),
+        capability: "echo".into(),
+        arguments: json!({"text": "bench"}),
+        conversation_id: None,
+        turn_id: None,
+        actor: oci_harness::actor(),
+    };
+    let started = Instant::now();
+    let exec = h.rt.call(request).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(exec.status, ExecutionStatus::Success, "{exec:#?}");
+    (elapsed, exec.warm.is_some())
+}
+
+/// A server in an OCI image: a warm container of the pool vs a container started for the call.
+async fn oci_pass(rounds: usize) {
+    let image = oci_image::image();
+    let pooled = oci_harness::Harness::with_pool(1).await;
+    let cold = oci_harness::Harness::new().await;
+    for h in [&pooled, &cold] {
+        h.import(
+            slovo_runtime::McpSource::parse(&format!("oci:{}", image.by_digest())),
+            "oci-bench",
+            &["plain"],
+        )
+        .await;
+        h.rt.approve(
+            "oci-bench",
+            &slovo_core::permissions::Narrowing::default(),
+            &oci_harness::actor(),
+        )
+        .await
+        .unwrap();
+    }
+    // One call of each first: the pool fills.
+    timed_oci_call(&pooled).await;
+    timed_oci_call(&cold).await;
+    let (mut p, mut c) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        assert!(pooled.mcp.wait_warm("oci-bench", Duration::from_secs(60)).await);
+        let (elapsed, warm) = timed_oci_call(&pooled).await;
+        assert!(warm, "the pooled call was served cold");
+        p.push(elapsed);
+        // The refill happens now; nothing else is measured until it is done.
+        assert!(pooled.mcp.wait_warm("oci-bench", Duration::from_secs(60)).await);
+        let (elapsed, warm) = timed_oci_call(&cold).await;
+        assert!(!warm);
+        c.push(elapsed);
+    }
+    println!("OCI image (bash in a container): {rounds} rounds");
+    let pooled_p50 = summary("pooled (warm container)", &mut p);
+    let cold_p50 = summary("cold container (Runtime::call)", &mut c);
+    println!(
+        "  p50 ratio: cold container / pooled {:.1}x",
+        cold_p50 / pooled_p50
+    );
+    pooled.rt.backends().shutdown().await;
 }

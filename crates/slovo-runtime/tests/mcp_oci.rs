@@ -8,104 +8,20 @@
 //! environment. Needs the Docker daemon (`scripts/ci-docker-setup.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "mcp_support/oci_harness.rs"]
+mod oci_harness;
 #[path = "mcp_support/oci_image.rs"]
 mod oci_image;
 
-use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
-
-use serde_json::{Value, json};
+use oci_harness::{Harness, actor};
+use serde_json::json;
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::permissions::Narrowing;
-use slovo_runtime::{Actor, CallRequest, ExecutionView, McpImport, McpSource, Runtime};
-use slovo_sandbox::Backends;
-use slovo_sandbox::docker::{DockerBackend, DockerConfig};
-use slovo_sandbox::mcp::McpBackend;
-use slovo_sandbox::process::{ProcessBackend, ProcessConfig};
+use slovo_runtime::{McpImport, McpSource};
 
-/// A runtime whose MCP servers in images run in the real Docker backend, with its own uid
-/// and volumes.
-struct Harness {
-    rt: Runtime,
-    uid: u32,
-    _dir: tempfile::TempDir,
-}
-
-impl Harness {
-    async fn new() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let data = dir.path().join("data");
-        let process = Arc::new(ProcessBackend::new(ProcessConfig::new(data.join("sandbox"))).unwrap());
-        let uid = 1_970_000 + std::process::id() % 10_000;
-        let mut config = DockerConfig::new(data.join("sandbox/volumes"));
-        (config.uid, config.gid) = (uid, uid);
-        let docker = DockerBackend::new(config);
-        let mcp = McpBackend::new(process.clone()).with_docker(docker.clone());
-        let backends = Backends::new().with(process).with(docker).with(Arc::new(mcp));
-        let store = slovo_store::Store::open_sqlite(&dir.path().join("slovo.db"))
-            .await
-            .unwrap();
-        Harness {
-            rt: Runtime::new(store, backends, data),
-            uid,
-            _dir: dir,
-        }
-    }
-
-    async fn import(&self, source: McpSource, name: &str, args: &[&str]) -> slovo_runtime::McpImportReport {
-        let request = McpImport {
-            source,
-            name: Some(name.into()),
-            env: Default::default(),
-            args: args.iter().map(|a| a.to_string()).collect(),
-            secrets: Default::default(),
-        };
-        self.rt.import_mcp(&request, &actor()).await.unwrap()
-    }
-
-    async fn call(&self, tool: &str, capability: &str, arguments: Value) -> ExecutionView {
-        self.rt
-            .call(CallRequest {
-                tool: tool.into(),
-                capability: capability.into(),
-                arguments,
-                conversation_id: None,
-                turn_id: None,
-                actor: actor(),
-            })
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        // Unmount the state volumes the calls mounted.
-        let backends = self.rt.backends().clone();
-        let _ = std::thread::spawn(move || {
-            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                runtime.block_on(backends.shutdown());
-            }
-        })
-        .join();
-    }
-}
-
-fn actor() -> Actor {
-    Actor("test".into())
-}
-
-/// Containers of this test process's Docker backend that still exist.
+/// The containers of `tool` left, as one string (empty: none).
 fn containers_of(tool: &str) -> String {
-    let out = std::process::Command::new("docker")
-        .args(["ps", "-aq", "--filter"])
-        .arg(format!("label=dev.slovo.tool={tool}"))
-        .args(["--filter"])
-        .arg(format!("label=dev.slovo.pid={}", std::process::id()))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    oci_harness::containers_of(tool).join(" ")
 }
 
 #[tokio::test]

@@ -64,35 +64,54 @@ pub fn image() -> &'static TestImage {
     static IMAGE: OnceLock<TestImage> = OnceLock::new();
     IMAGE.get_or_init(|| {
         remove_stale_images();
-        let tagged = format!("slovo-test-mcp-oci:{}", std::process::id());
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        add_program(r, Path::new("/usr/bin/bash"), "bin/bash");
-        // Relative to this file, so that other crates' tests can include it.
-        std::fs::write(r.join("server.sh"), include_str!("../mcp-tools/oci_server.sh")).unwrap();
-        for d in ["data", "tmp", "etc", "writable"] {
-            std::fs::create_dir_all(r.join(d)).unwrap();
-        }
-        // As in real images, /tmp is world-writable; so is /writable, which only the read-only
-        // root keeps the server from writing to.
-        for d in ["tmp", "writable"] {
-            std::fs::set_permissions(r.join(d), std::fs::Permissions::from_mode(0o1777)).unwrap();
-        }
-        let tar = r.with_extension("tar");
-        run(Command::new("tar")
-            .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
-            .arg(r)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."));
-        run(Command::new("docker")
-            .args(["import", "--change", r#"ENTRYPOINT ["/bin/bash", "/server.sh"]"#])
-            .arg(&tar)
-            .arg(&tagged));
-        let _ = std::fs::remove_file(&tar);
-        let id = run(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &tagged]));
-        TestImage { tagged, id }
+        build(&std::process::id().to_string(), None)
     })
+}
+
+/// Another image of the same repository (a new release of the server, as far as Slovo can
+/// tell): the same server, with `variant` in `/variant` (which `probe` reports), so another
+/// id. Built once per test process.
+pub fn upgraded_image() -> &'static TestImage {
+    static IMAGE: OnceLock<TestImage> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        remove_stale_images();
+        build(&format!("{}-upgraded", std::process::id()), Some("upgraded"))
+    })
+}
+
+/// Builds the image tagged `slovo-test-mcp-oci:TAG`, with `variant` in `/variant` if given.
+fn build(tag: &str, variant: Option<&str>) -> TestImage {
+    let tagged = format!("slovo-test-mcp-oci:{tag}");
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    add_program(r, Path::new("/usr/bin/bash"), "bin/bash");
+    // Relative to this file, so that other crates' tests can include it.
+    std::fs::write(r.join("server.sh"), include_str!("../mcp-tools/oci_server.sh")).unwrap();
+    if let Some(variant) = variant {
+        std::fs::write(r.join("variant"), variant).unwrap();
+    }
+    for d in ["data", "tmp", "etc", "writable"] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    // As in real images, /tmp is world-writable; so is /writable, which only the read-only
+    // root keeps the server from writing to.
+    for d in ["tmp", "writable"] {
+        std::fs::set_permissions(r.join(d), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    }
+    let tar = r.with_extension("tar");
+    run(Command::new("tar")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+        .arg(r)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
+    run(Command::new("docker")
+        .args(["import", "--change", r#"ENTRYPOINT ["/bin/bash", "/server.sh"]"#])
+        .arg(&tar)
+        .arg(&tagged));
+    let _ = std::fs::remove_file(&tar);
+    let id = run(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &tagged]));
+    TestImage { tagged, id }
 }
 
 /// Copies `program` to `root/at`, with the shared libraries it loads at the host's paths.
@@ -119,7 +138,9 @@ fn remove_stale_images() {
         "slovo-test-mcp-oci",
     ]));
     for old in listed.lines() {
-        let pid = old.rsplit(':').next().and_then(|p| p.parse::<u32>().ok());
+        // `PID` or `PID-upgraded`.
+        let tag = old.rsplit(':').next().unwrap_or_default();
+        let pid = tag.split('-').next().and_then(|p| p.parse::<u32>().ok());
         if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
             let _ = Command::new("docker").args(["rmi", "-f", old]).output();
         }

@@ -605,6 +605,13 @@ impl CallEgress {
         })
     }
 
+    /// Ends the call's proxy session now (its listener closed, every connection cut) and
+    /// returns what it refused; the firewall rule goes with [`CallEgress::finish`] or the drop.
+    /// A warm MCP server's call is recorded at its answer, before its container is removed.
+    pub fn end_session(&mut self) -> Vec<NetworkDenial> {
+        self.session.take().map(Session::finish).unwrap_or_default()
+    }
+
     /// Deletes the call's rule, ends its session (cutting every connection) and returns the
     /// denials. Call it after the container is gone.
     pub async fn finish(mut self) -> Vec<NetworkDenial> {

@@ -24,6 +24,10 @@
 //!    read CPU time and peak memory from the call's cgroup parent, delete the call's firewall
 //!    rule and end its proxy session, whose denials go on the outcome.
 //!
+//! Steps 2–5 and 6 are two halves ([`started`]): a warm MCP server of the pool is started by
+//! the first ([`DockerBackend::start_with`]) long before its call, and removed after its one
+//! answer; its container is made exactly as a cold call's.
+//!
 //! Every container carries the label [`container::LABEL_MANAGED`] and the pid of its creator;
 //! [`DockerBackend::remove_leftovers`] (run when the backend is created) removes those whose
 //! creator is gone. The policy is described in `docs/docker.md`.
@@ -35,31 +39,28 @@ pub mod daemon;
 pub mod egress;
 pub mod error;
 pub mod seccomp;
+mod started;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, RemoveContainerOptions,
-    WaitContainerOptions,
-};
+use bollard::query_parameters::CreateImageOptions;
 use futures_util::StreamExt;
 use slovo_core::install::{DockerDeferred, DockerFacts, DockerPinned, InstallFacts};
 use slovo_core::manifest::Execution;
 use slovo_egress::{EgressConfig, EgressProxy};
-use tokio::time::Instant;
 
 use crate::ending::{self, Enclosure, Exit};
 use crate::linux::volume::Volumes;
-use crate::{Backend, BackendError, InstallRequest, Outcome, SandboxSpec};
+use crate::{Backend, BackendError, InstallRequest, Outcome, ResourceLimits, SandboxSpec};
 use accounting::{CallCgroup, Layout};
 pub(crate) use attach::{ContainerConversed, ContainerDialogue, ContainerIo, OutputStream, Watched};
 pub use error::DockerError;
 use error::{Result, is_not_found};
+pub(crate) use started::StartedContainer;
 
 /// How the Docker backend is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -375,6 +376,18 @@ impl DockerBackend {
         self.run_workload(&d, spec, workload, dialogue).await
     }
 
+    /// Starts `workload` for the call `spec` in a fresh container exactly as
+    /// [`DockerBackend::run_with`] does, and hands it over started (a warm MCP server waits in
+    /// it for its call). The caller has checked that the image is the one pinned at install.
+    pub(crate) async fn start_with(
+        &self,
+        spec: &SandboxSpec,
+        workload: &Workload<'_>,
+    ) -> Result<StartedContainer> {
+        let d = self.daemon().await?;
+        self.start_workload(&d, spec, workload).await
+    }
+
     /// The image `reference` names on this host, by repository digest (`NAME@sha256:…` as
     /// pulled) or by image id (an image built or loaded here has no repository digest; its id
     /// is the digest of its content). Never pulls.
@@ -430,196 +443,6 @@ impl DockerBackend {
             Err(e) => Err(self.api_failure("inspect the image", e)),
         }
     }
-
-    async fn run_workload(
-        &self,
-        d: &Daemon,
-        spec: &SandboxSpec,
-        workload: &Workload<'_>,
-        dialogue: &dyn ContainerDialogue,
-    ) -> Result<Outcome> {
-        let docker = &d.docker;
-        let data = self.prepare_data(spec).await?;
-
-        let pid = std::process::id();
-        let call = format!("{pid}-{}", CALLS.fetch_add(1, Ordering::Relaxed));
-        let name = format!("slovo-{call}-{}", sanitize(&spec.execution_id));
-        let cgroup = d
-            .layout
-            .as_ref()
-            .map(|l| CallCgroup::new(l, &self.config.cgroup_root, &call));
-        let parent = cgroup.as_ref().map(CallCgroup::parent);
-        let mut labels = HashMap::new();
-        labels.insert(container::LABEL_MANAGED.to_string(), "1".to_string());
-        labels.insert(container::LABEL_PID.to_string(), pid.to_string());
-        labels.insert(
-            container::LABEL_PID_START.to_string(),
-            daemon::start_time(pid).unwrap_or(0).to_string(),
-        );
-        labels.insert(container::LABEL_TOOL.to_string(), spec.tool.clone());
-        labels.insert(container::LABEL_EXECUTION.to_string(), spec.execution_id.clone());
-        let user = format!("{}:{}", self.config.uid, self.config.gid);
-        // Last before the container: the listener and rule exist only while it may run.
-        let egress = if container::needs_egress(&spec.network) {
-            Some(
-                egress::CallEgress::open(
-                    docker,
-                    &self.config.egress,
-                    &self.egress(),
-                    &spec.execution_id,
-                    &spec.network,
-                    &call,
-                    u64::from(pid)
-                        .wrapping_mul(7919)
-                        .wrapping_add(CALLS.load(Ordering::Relaxed)),
-                )
-                .await?,
-            )
-        } else {
-            None
-        };
-        let network = match &egress {
-            Some(e) => container::Network::Egress {
-                network: self.config.egress.name.clone(),
-                address: e.address,
-                proxy: e.proxy,
-            },
-            None => container::Network::None,
-        };
-        let plan = container::Plan {
-            image_id: workload.image_id,
-            entrypoint: workload.entrypoint,
-            cmd: workload.cmd,
-            env: workload.env,
-            call_env: workload.call_env,
-            user: &user,
-            data: data.as_deref(),
-            tmp_mb: self.config.tmp_mb,
-            network: &network,
-            cgroup_parent: parent.as_deref(),
-            cgroup_v1: d.cgroup_v1,
-            labels,
-        };
-        let result = self.run_container(docker, spec, &name, &plan, dialogue).await;
-        // The container is removed (or its removal is under way after an error): cut the
-        // call's route and collect what the proxy refused.
-        let network_denials = match egress {
-            Some(e) => e.finish().await,
-            None => Vec::new(),
-        };
-        // The container is gone (or being removed): its cgroup parent holds the figures.
-        let figures = cgroup.as_ref().map(CallCgroup::figures).unwrap_or_default();
-        let survivors = match cgroup {
-            Some(cg) => cg.remove().await,
-            None => 0,
-        };
-        let (conversed, id) = result?;
-        let limit_hit = conversed.watched.captured.timed_out
-            || conversed.watched.captured.stdout_overflow
-            || conversed.watched.oom_killed;
-        let mut o = outcome(conversed.watched, figures, spec, id);
-        if let Some(verdict) = conversed.verdict {
-            verdict.apply(&mut o, limit_hit);
-        }
-        o.network_denials = network_denials;
-        if survivors > 0 {
-            tracing::warn!(tool = %spec.tool, survivors, "processes outlived the container; killed through its cgroup");
-            o.stderr.push_str(&format!(
-                "\n[slovo: {survivors} process(es) outlived the container and were killed]"
-            ));
-        }
-        Ok(o)
-    }
-
-    /// Create, attach, start, converse, wait, remove: returns what was seen and the id.
-    async fn run_container(
-        &self,
-        docker: &Docker,
-        spec: &SandboxSpec,
-        name: &str,
-        plan: &container::Plan<'_>,
-        dialogue: &dyn ContainerDialogue,
-    ) -> Result<(ContainerConversed, String)> {
-        let created = docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(name.to_string()),
-                    ..Default::default()
-                }),
-                container::body(spec, plan),
-            )
-            .await
-            .map_err(DockerError::api("create the container"))?;
-        let mut ctr = Removal {
-            docker: docker.clone(),
-            id: created.id,
-            removed: false,
-        };
-        let attach = docker
-            .attach_container(
-                &ctr.id,
-                Some(AttachContainerOptions {
-                    stream: true,
-                    stdin: true,
-                    stdout: true,
-                    stderr: true,
-                    logs: false,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .map_err(DockerError::api("attach to the container"))?;
-        docker
-            .start_container(&ctr.id, None)
-            .await
-            .map_err(DockerError::api("start the container"))?;
-        let deadline = Instant::now() + spec.limits.timeout;
-        let io = ContainerIo {
-            input: attach.input,
-            output: attach.output,
-            deadline,
-            stdout_limit: self.config.stdout_limit,
-            stderr_limit: self.config.stderr_limit,
-        };
-        let mut conversed = dialogue.converse(io).await;
-        let w = &mut conversed.watched;
-        // A protocol's verdict says how the call went: the program is stopped after its answer,
-        // so its exit says nothing, and the container is removed without waiting for it.
-        if conversed.verdict.is_none() && !w.captured.timed_out && !w.captured.stdout_overflow {
-            let mut wait = docker.wait_container(
-                &ctr.id,
-                Some(WaitContainerOptions {
-                    condition: "not-running".to_string(),
-                }),
-            );
-            match tokio::time::timeout_at(deadline, wait.next()).await {
-                Err(_) => w.captured.timed_out = true,
-                Ok(Some(Ok(r))) => w.exit_code = Some(r.status_code),
-                Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => {
-                    w.exit_code = Some(code)
-                }
-                Ok(Some(Err(e))) => {
-                    return Err(DockerError::Api {
-                        action: "wait for the container",
-                        source: e,
-                    });
-                }
-                Ok(None) => {}
-            }
-        }
-        if w.exit_code == Some(137) {
-            // SIGKILL from inside, or the kernel's OOM killer: the daemon knows which.
-            w.oom_killed = docker
-                .inspect_container(&ctr.id, None)
-                .await
-                .ok()
-                .and_then(|i| i.state)
-                .and_then(|s| s.oom_killed)
-                .unwrap_or(false);
-        }
-        ctr.remove().await?;
-        Ok((conversed, ctr.id.clone()))
-    }
 }
 
 /// What a call runs in its container, decided by the backend whose tool it is.
@@ -673,61 +496,6 @@ fn not_here(reference: &str) -> DockerError {
     ))
 }
 
-/// A created container, removed forcibly when dropped unless [`Removal::remove`] ran.
-struct Removal {
-    docker: Docker,
-    id: String,
-    removed: bool,
-}
-
-fn remove_options() -> Option<RemoveContainerOptions> {
-    Some(RemoveContainerOptions {
-        force: true,
-        v: true,
-        ..Default::default()
-    })
-}
-
-impl Removal {
-    async fn remove(&mut self) -> Result<()> {
-        match self.docker.remove_container(&self.id, remove_options()).await {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => {
-                return Err(DockerError::Api {
-                    action: "remove the container",
-                    source: e,
-                });
-            }
-        }
-        self.removed = true;
-        Ok(())
-    }
-}
-
-impl Drop for Removal {
-    fn drop(&mut self) {
-        if self.removed {
-            return;
-        }
-        let (docker, id) = (self.docker.clone(), std::mem::take(&mut self.id));
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
-                h.spawn(async move {
-                    if let Err(e) = docker.remove_container(&id, remove_options()).await
-                        && !is_not_found(&e)
-                    {
-                        tracing::warn!(container = %id, error = %e, "failed to remove a container; start-up cleanup will");
-                    }
-                });
-            }
-            Err(_) => {
-                tracing::warn!(container = %id, "container left behind; start-up cleanup will remove it")
-            }
-        }
-    }
-}
-
 impl Watched {
     /// The container's end as [`ending`] reads it.
     fn exit(&self) -> Exit {
@@ -744,7 +512,7 @@ impl Watched {
     }
 }
 
-fn outcome(w: Watched, figures: accounting::Figures, spec: &SandboxSpec, id: String) -> Outcome {
+fn outcome(w: Watched, figures: accounting::Figures, limits: &ResourceLimits, id: String) -> Outcome {
     let exit = w.exit();
     let accounting = ending::Accounting {
         cpu_ms: figures.cpu_ms,
@@ -752,14 +520,7 @@ fn outcome(w: Watched, figures: accounting::Figures, spec: &SandboxSpec, id: Str
         out_of_memory: w.oom_killed,
         pids_max_hits: 0,
     };
-    ending::outcome(
-        w.captured,
-        exit,
-        accounting,
-        &spec.limits,
-        Enclosure::Container,
-        id,
-    )
+    ending::outcome(w.captured, exit, accounting, limits, Enclosure::Container, id)
 }
 
 #[async_trait]

@@ -14,7 +14,8 @@
 //!
 //! A server that comes as an OCI image (`execution.image`) runs the same way in a fresh
 //! container of the Docker backend instead ([`oci`]): the client speaks over the container's
-//! attached stdio ([`stdio::ServerStdio`]), and there is no warm pool for it.
+//! attached stdio ([`stdio::ServerStdio`]). The warm pool ([`pool`]) keeps servers of both
+//! kinds started ahead of their call, each for one call.
 //!
 //! Everything the server writes counts against the stdout cap, stderr is kept with its cap,
 //! and every wait ends at the call's deadline. `docs/mcp-servers.md` has the whole story.
@@ -61,6 +62,11 @@ pub struct McpBackend {
     process: Arc<ProcessBackend>,
     /// Warm sandboxes of recently used tools; `None` when disabled.
     pool: Option<Arc<pool::Pool>>,
+    /// Starts warm servers in the process sandbox.
+    in_process: Arc<dyn pool::Launcher>,
+    /// Starts warm servers in containers, where this host has a Docker backend.
+    #[cfg(feature = "docker")]
+    in_container: Option<Arc<dyn pool::Launcher>>,
     /// The address policy, redirect limit and response cap for remote servers.
     #[cfg(feature = "http")]
     remote: Arc<crate::http::HttpConfig>,
@@ -96,10 +102,13 @@ impl McpBackend {
     /// A backend that keeps `pool.size` warm, single-use sandboxes per recently called tool
     /// (`docs/mcp-servers.md`, "Warm, but never reused"); a size of 0 starts every server cold.
     pub fn with_pool(process: Arc<ProcessBackend>, pool: PoolConfig) -> McpBackend {
-        let pool = (pool.size > 0).then(|| Arc::new(pool::Pool::new(process.clone(), pool)));
+        let pool = (pool.size > 0).then(|| Arc::new(pool::Pool::new(pool)));
         McpBackend {
+            in_process: Arc::new(pool::InProcess(process.clone())),
             process,
             pool,
+            #[cfg(feature = "docker")]
+            in_container: None,
             #[cfg(feature = "http")]
             remote: Arc::new(crate::http::HttpConfig::default()),
             #[cfg(feature = "docker")]
@@ -108,9 +117,11 @@ impl McpBackend {
     }
 
     /// Runs servers that come as OCI images in `docker`'s containers, with its isolation (no
-    /// network unless granted, read-only root, no capabilities, limits, `/data`, its user).
+    /// network unless granted, read-only root, no capabilities, limits, `/data`, its user);
+    /// with the pool on, warm ones too.
     #[cfg(feature = "docker")]
     pub fn with_docker(mut self, docker: Arc<crate::docker::DockerBackend>) -> McpBackend {
+        self.in_container = Some(Arc::new(oci::InContainer(docker.clone())));
         self.docker = Some(docker);
         self
     }
@@ -185,7 +196,7 @@ impl McpBackend {
         }
     }
 
-    /// One call of a server in an image, in a fresh container.
+    /// One call of a server in an image, in a fresh container started for it.
     async fn run_oci(&self, spec: &SandboxSpec, image: &str, program: &Program, call: &OneCall) -> Outcome {
         #[cfg(feature = "docker")]
         {
@@ -198,6 +209,35 @@ impl McpBackend {
         {
             let _ = (spec, image, program, call);
             Outcome::failed(no_docker())
+        }
+    }
+}
+
+impl McpBackend {
+    /// One call on a server started for it, in the kind of sandbox its tool runs in: a
+    /// container of its image, or the process sandbox.
+    async fn run_started_cold(
+        &self,
+        spec: &SandboxSpec,
+        image: Option<&str>,
+        program: &Program,
+        call: &OneCall,
+    ) -> Outcome {
+        match image {
+            Some(image) => self.run_oci(spec, image, program, call).await,
+            None => self.run_cold(spec, program, call).await,
+        }
+    }
+
+    /// What starts warm servers of a tool in `image` (or in the process sandbox); `None` where
+    /// none can be started here.
+    fn launcher(&self, image: Option<&str>) -> Option<Arc<dyn pool::Launcher>> {
+        match image {
+            None => Some(self.in_process.clone()),
+            #[cfg(feature = "docker")]
+            Some(_) => self.in_container.clone(),
+            #[cfg(not(feature = "docker"))]
+            Some(_) => None,
         }
     }
 }
@@ -455,22 +495,10 @@ fn install_spec(request: &InstallRequest) -> SandboxSpec {
 }
 
 impl McpBackend {
-    /// One call on a server started for it: `initialize`, the pin's `tools/list`, `tools/call`,
-    /// shutdown.
-    async fn run_cold(
-        &self,
-        spec: &SandboxSpec,
-        program: &Program,
-        tool: String,
-        arguments: Value,
-        pinned: Option<Vec<Value>>,
-    ) -> Outcome {
-        let dialogue = OneCall {
-            tool,
-            arguments,
-            pinned,
-        };
-        match self.process.run_program(spec, program, &dialogue).await {
+    /// One call on a server started for it in the process sandbox: `initialize`, the pin's
+    /// `tools/list`, `tools/call`, shutdown.
+    async fn run_cold(&self, spec: &SandboxSpec, program: &Program, dialogue: &OneCall) -> Outcome {
+        match self.process.run_program(spec, program, dialogue).await {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(error = %e, tool = %spec.tool, execution = %spec.execution_id, "MCP call failed");
@@ -578,7 +606,7 @@ impl Backend for McpBackend {
 
     async fn forget_tool(&self, tool: &str) {
         if let Some(pool) = &self.pool {
-            pool.forget(tool);
+            pool.forget(tool).await;
         }
     }
 
@@ -590,7 +618,7 @@ impl Backend for McpBackend {
     async fn release_state(&self, state_dir: &std::path::Path, purge: bool) -> Result<(), BackendError> {
         if let Some(pool) = &self.pool {
             // A warm server holds the volume it is about to lose.
-            pool.forget_state(state_dir);
+            pool.forget_state(state_dir).await;
         }
         // A server in an image had its state mounted by the Docker backend.
         #[cfg(feature = "docker")]
@@ -626,19 +654,14 @@ impl Backend for McpBackend {
         if let Err(e) = add_secrets(&mut program, spec) {
             return Outcome::failed(e);
         }
-        if let Some(image) = image_of(&spec.execution) {
-            // Cold, always: the pool keeps process sandboxes only.
-            let pinned = pin::pinned(spec);
+        let image = image_of(&spec.execution);
+        let Some(pool) = &self.pool else {
             let call = OneCall {
                 tool,
                 arguments,
-                pinned,
+                pinned: pin::pinned(spec),
             };
-            return self.run_oci(spec, image, &program, &call).await;
-        }
-        let Some(pool) = &self.pool else {
-            let pinned = pin::pinned(spec);
-            return self.run_cold(spec, &program, tool, arguments, pinned).await;
+            return self.run_started_cold(spec, image, &program, &call).await;
         };
         let key = pool::key_of(spec, &program);
         if let Some(warm) = pool.take(&spec.tool, &key) {
@@ -653,12 +676,16 @@ impl Backend for McpBackend {
                 )
                 .await;
         }
-        let pinned = pin::pinned(spec);
-        let outcome = self
-            .run_cold(spec, &program, tool, arguments, pinned.clone())
-            .await;
-        let recipe = pool::Recipe::new(spec, &program, pinned, key.clone());
-        pool.call_ended(&spec.tool, &key, Some(recipe));
+        let call = OneCall {
+            tool,
+            arguments,
+            pinned: pin::pinned(spec),
+        };
+        let outcome = self.run_started_cold(spec, image, &program, &call).await;
+        if let Some(launcher) = self.launcher(image) {
+            let recipe = pool::Recipe::new(spec, &program, call.pinned, key.clone(), launcher);
+            pool.call_ended(&spec.tool, &key, Some(recipe));
+        }
         outcome
     }
 }

@@ -8,19 +8,27 @@
 //!   with no network and no state, and answers `initialize` and `tools/list`; the facts pin
 //!   its image id and its tool list.
 //! - **A call**: the pinned image must still be here; a fresh container runs `initialize`,
-//!   the pin's `tools/list`, `tools/call`, shutdown, and is removed. No warm pool: every call
-//!   starts its container cold.
+//!   the pin's `tools/list`, `tools/call`, shutdown, and is removed.
+//! - **Warm** ([`InContainer`], for the pool): the same checks and the same container, started
+//!   by the same code (`DockerBackend::start_with`) before the call; `initialize` and the pin's
+//!   `tools/list` are done then, and the container waits for its one `tools/call`, after which
+//!   it is removed. Never used for a second call.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bollard::container::LogOutput;
 use futures_util::StreamExt;
 use slovo_core::install::{InstallFacts, McpFacts};
+use tokio::time::Instant;
 
 use super::client::Session;
+use super::pool::{Launcher, Ready, Recipe, Teardown, WarmCall, WarmServer, answer, get_ready};
 use super::stdio::{AfterClose, Output, ServerStdio};
-use super::{ListTools, OneCall, install_spec, pin};
+use super::{ListTools, OneCall, image_of, install_spec, pin};
 use crate::docker::{
-    ContainerConversed, ContainerDialogue, ContainerIo, DockerBackend, OutputStream, Workload,
+    ContainerConversed, ContainerDialogue, ContainerIo, DockerBackend, OutputStream, StartedContainer,
+    Workload,
 };
 use crate::process::{Conversed, Program};
 use crate::{InstallRequest, Outcome, SandboxSpec};
@@ -196,4 +204,81 @@ pub(super) async fn run(
         tracing::warn!(error = %e, tool = %spec.tool, execution = %spec.execution_id, "MCP call in a container failed");
         Outcome::failed(e.to_string())
     })
+}
+
+/// Starts warm servers in containers of `0`, for the pool.
+pub(crate) struct InContainer(pub Arc<DockerBackend>);
+
+/// A server started in its container, initialised, waiting for its call.
+struct WarmContainer {
+    started: StartedContainer,
+    session: Session<ContainerStdio>,
+}
+
+#[async_trait]
+impl Launcher for InContainer {
+    /// As a cold call: the image pinned at install, still here, started by the same code with
+    /// the same flags; then `initialize` and the pin's `tools/list`.
+    async fn warm_up(&self, recipe: &Recipe, spec: &SandboxSpec) -> Result<Ready, String> {
+        let docker = &self.0;
+        let image = image_of(&spec.execution)
+            .ok_or_else(|| format!("the tool {} does not run in an image", spec.tool))?;
+        let image_id = DockerBackend::pinned(spec).map_err(|e| e.to_string())?;
+        docker
+            .check_present(image, &image_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let env = env_of(recipe.program());
+        let mut started = docker
+            .start_with(spec, &workload(&image_id, recipe.program(), &env))
+            .await
+            .map_err(|e| e.to_string())?;
+        let io = match started.take_io() {
+            Ok(io) => io,
+            Err(e) => {
+                started.destroy().await;
+                return Err(e.to_string());
+            }
+        };
+        let mut session = session(io);
+        match get_ready(&mut session, recipe.pinned()).await {
+            Ok(pin_refusal) => Ok(Ready {
+                server: Box::new(WarmContainer { started, session }),
+                pin_refusal,
+            }),
+            Err(e) => {
+                drop(session);
+                started.destroy().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl WarmServer for WarmContainer {
+    fn started_at(&self) -> Instant {
+        self.started.started_at
+    }
+
+    async fn serve(self: Box<Self>, call: WarmCall<'_>) -> (Outcome, Teardown) {
+        let WarmContainer {
+            mut started,
+            mut session,
+        } = *self;
+        let conversed = answer(&mut session, call).await;
+        let outcome = started.outcome_at_answer(in_container(conversed));
+        let teardown: Teardown = Box::pin(async move {
+            session.shutdown().await;
+            drop(session);
+            started.destroy().await;
+        });
+        (outcome, teardown)
+    }
+
+    async fn destroy(self: Box<Self>) {
+        let WarmContainer { started, session } = *self;
+        drop(session);
+        started.destroy().await;
+    }
 }

@@ -2,21 +2,34 @@
 //! server is already started, `initialize`d and (for a pinned tool) listed, each taken by
 //! exactly one `tools/call` and destroyed after its answer.
 //!
+//! # Kinds of sandbox
+//! The pool does not know how a sandbox is made: a tool's [`Recipe`] names its [`Launcher`],
+//! which starts the server and hands it over as a [`WarmServer`]. A server in the process
+//! sandbox is started by [`InProcess`] (`in_process.rs`), a server in an OCI image in a
+//! container of the Docker backend by `super::oci::InContainer`. Both speak to the server
+//! with the same client, get it ready the same way ([`get_ready`]) and serve the one call the
+//! same way ([`answer`]); the rest of this module (keys, refills, epochs, expiry, shutdown) is
+//! the same for both.
+//!
 //! # Why it is as isolated as a cold call
-//! A warm sandbox is built by the same [`ProcessBackend::start_program`] from the same
-//! [`SandboxSpec`] (same grant, bundle, `/data`, limits, network, secrets) as the call that
-//! follows it would have been: its own namespaces, its own fresh `/tmp`, its own cgroup with
-//! the grant's limits. Nothing of it is ever handed to a second call: [`Pool::take`] removes
-//! it from the pool, and it is destroyed when its call is over.
+//! A warm sandbox is built by the same code from the same [`SandboxSpec`] (same grant,
+//! bundle or image, `/data`, limits, network, secrets) as the call that follows it would have
+//! been: [`crate::process::ProcessBackend::start_program`] for a process sandbox, the Docker
+//! backend's `start_with` (the same container flags as a cold call's) for a container. Nothing
+//! of it is ever handed to a second call: [`Pool::take`] removes it from the pool, and it is
+//! destroyed when its call is over.
 //!
 //! # What is kept, and when it is thrown away
-//! The pool of a tool is keyed by everything its sandbox is built from ([`Recipe::key`]): the
-//! version, the execution section, the bundle, the state directory, the limits and network of
-//! the grant, the pinned tool list and the server's environment with its secrets. A call with
-//! another key (a new version, grant, pin or secret) destroys every warm sandbox of the old
-//! key before anything else. [`Pool::forget`] destroys a tool's pool (disable, revoke, any
-//! lifecycle change the runtime hears of), [`Pool::shutdown`] all of them, and a pool that no
-//! call used for [`PoolConfig::idle`] expires.
+//! The pool of a tool is keyed by everything its sandbox is built from ([`key_of`]): the
+//! version, the execution section (with the image and its digest), the bundle, the state
+//! directory, the limits and network of the grant, the pinned tool list, the image id pinned
+//! at install and the server's environment with its secrets. A call with another key (a new
+//! version, image, grant, pin or secret) destroys every warm sandbox of the old key before
+//! anything else. [`Pool::forget`] destroys a tool's pool (disable, revoke, any lifecycle
+//! change the runtime hears of), [`Pool::shutdown`] all of them, and a pool that no call used
+//! for [`PoolConfig::idle`] expires. A warm sandbox that is dropped rather than destroyed (the
+//! pool dropped with the runtime) is still killed and removed: a process sandbox by
+//! `Started`'s drop, a container by `StartedContainer`'s, from a thread of its own.
 //!
 //! # `/data`
 //! A warm server has `/data` mounted from the moment it starts. So that it sees the state
@@ -24,13 +37,19 @@
 //! refilled only after a call is over (its server gone), and every call that ends throws away
 //! the warm sandboxes started before it ended: a server never waits in the pool across a
 //! change another call made to `/data`. Calls that overlap see `/data` as overlapping cold
-//! calls do.
+//! calls do. (`/data` is the tool's one volume, the same for every sandbox of the tool, cold
+//! or warm, process or container: a server always sees the latest state there.)
+
+mod in_process;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use slovo_core::execution::{ExecutionStatus, WarmStart};
@@ -40,11 +59,12 @@ use tokio::time::Instant;
 
 use super::client::Session;
 use super::result;
-use super::stdio::PipeStdio;
+use super::stdio::ServerStdio;
 use crate::Outcome;
 use crate::SandboxSpec;
-use crate::process::run::{Launch, Started};
-use crate::process::{Conversed, ProcessBackend, Program, Verdict};
+use crate::process::{Conversed, Program, Verdict};
+
+pub(crate) use in_process::InProcess;
 
 /// How many warm sandboxes each recently used MCP tool keeps, and for how long an unused
 /// pool is kept.
@@ -66,15 +86,70 @@ impl Default for PoolConfig {
 }
 
 /// What a tool's warm sandboxes are made from: the spec of a call (without the call), the
-/// server's program and its pinned tool list.
-#[derive(Debug)]
+/// server's program, its pinned tool list, and the launcher of its kind of sandbox.
 pub(crate) struct Recipe {
     spec: SandboxSpec,
     program: Program,
     pinned: Option<Vec<Value>>,
+    launcher: Arc<dyn Launcher>,
     /// A digest of everything the sandbox is built from; a call with another key never gets
     /// one of these sandboxes.
     key: String,
+}
+
+impl std::fmt::Debug for Recipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipe")
+            .field("tool", &self.spec.tool)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the servers of one kind of sandbox for the pool.
+#[async_trait]
+pub(crate) trait Launcher: Send + Sync {
+    /// Starts `recipe`'s server in a fresh sandbox built from `spec` (the recipe's, with the
+    /// warm-up's own execution id), and gets it ready ([`get_ready`]); the server waits,
+    /// started, for its one call, or why it could not start.
+    async fn warm_up(&self, recipe: &Recipe, spec: &SandboxSpec) -> Result<Ready, String>;
+}
+
+/// A server a [`Launcher`] started and got ready.
+pub(crate) struct Ready {
+    pub server: Box<dyn WarmServer>,
+    /// The pin's refusal, if the server listed other tools than approved.
+    pub pin_refusal: Option<String>,
+}
+
+/// A started sandbox of some kind whose server waits, initialised, for its one call.
+/// Dropping it kills the server and destroys its sandbox (off the async threads).
+#[async_trait]
+pub(crate) trait WarmServer: Send {
+    /// When its sandbox was started.
+    fn started_at(&self) -> Instant;
+
+    /// The one call ([`answer`]): its outcome at the answer, and what then shuts the server
+    /// down and destroys its sandbox, to run off the call path.
+    async fn serve(self: Box<Self>, call: WarmCall<'_>) -> (Outcome, Teardown);
+
+    /// Destroys it without a call, and waits until it is gone.
+    async fn destroy(self: Box<Self>);
+}
+
+/// What destroys a served warm sandbox: the server shut down as a cold one is (stdin closed,
+/// a moment to exit), then its sandbox destroyed.
+pub(crate) type Teardown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The one call a warm server serves.
+pub(crate) struct WarmCall<'a> {
+    /// The MCP tool.
+    pub tool: &'a str,
+    pub arguments: &'a Value,
+    /// The grant's whole timeout from the moment the call took the sandbox.
+    pub deadline: Instant,
+    /// The pin's refusal found when the server was got ready: the call's verdict instead.
+    pub pin_refusal: Option<String>,
 }
 
 /// Warm sandboxes made by this process: their ids.
@@ -97,6 +172,7 @@ pub(crate) fn key_of(spec: &SandboxSpec, program: &Program) -> String {
             .as_ref()
             .and_then(InstallFacts::listed_tools)
             .map(|listed| &listed.tools_sha256),
+        "image_id": spec.install_info.as_ref().and_then(InstallFacts::pinned_image),
         "command": program.command,
         "system_paths": program.system_paths,
         "env": program.env,
@@ -105,16 +181,41 @@ pub(crate) fn key_of(spec: &SandboxSpec, program: &Program) -> String {
 }
 
 impl Recipe {
-    /// The recipe of the sandbox `spec` and `program` make, whose key is `key` ([`key_of`]).
-    pub fn new(spec: &SandboxSpec, program: &Program, pinned: Option<Vec<Value>>, key: String) -> Recipe {
+    /// The recipe of the sandbox `spec` and `program` make, whose key is `key` ([`key_of`]),
+    /// started by `launcher`.
+    pub fn new(
+        spec: &SandboxSpec,
+        program: &Program,
+        pinned: Option<Vec<Value>>,
+        key: String,
+        launcher: Arc<dyn Launcher>,
+    ) -> Recipe {
         let mut template = spec.clone();
         template.request = Value::Null;
         Recipe {
             spec: template,
             program: program.clone(),
             pinned,
+            launcher,
             key,
         }
+    }
+
+    /// The server's program.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The tool list approved, if the server's must match it.
+    pub fn pinned(&self) -> Option<&[Value]> {
+        self.pinned.as_deref()
+    }
+
+    /// The spec of one warm-up: the recipe's, with an execution id of its own.
+    fn warm_up_spec(&self) -> SandboxSpec {
+        let mut spec = self.spec.clone();
+        spec.execution_id = format!("warm-{}", WARMED.fetch_add(1, Ordering::Relaxed));
+        spec
     }
 
     /// Whether the tool has state: its warm servers must not outlive a call that may change it.
@@ -125,8 +226,7 @@ impl Recipe {
 
 /// A started, initialised server waiting for its one call.
 pub(crate) struct Warm {
-    started: Box<Started>,
-    session: Session<PipeStdio>,
+    server: Box<dyn WarmServer>,
     /// The pin's refusal, if the server listed other tools than approved.
     pin_refusal: Option<String>,
     ready_at: Instant,
@@ -147,7 +247,6 @@ struct ToolPool {
 
 /// The pools of every recently used MCP tool.
 pub(crate) struct Pool {
-    process: Arc<ProcessBackend>,
     config: PoolConfig,
     tools: Mutex<HashMap<String, ToolPool>>,
     closed: AtomicBool,
@@ -157,9 +256,8 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub fn new(process: Arc<ProcessBackend>, config: PoolConfig) -> Pool {
+    pub fn new(config: PoolConfig) -> Pool {
         Pool {
-            process,
             config,
             tools: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
@@ -197,7 +295,7 @@ impl Pool {
                 tool,
                 "its sandbox changed: the warm sandboxes of the old one are destroyed"
             );
-            drop(old);
+            discard(old.ready);
         }
         warm
     }
@@ -247,7 +345,7 @@ impl Pool {
                 (_, None) => return,
             }
         }
-        drop(stale);
+        discard(stale);
         self.refill(tool);
     }
 
@@ -264,7 +362,7 @@ impl Pool {
             pool.warming += 1;
             let (this, recipe, epoch) = (self.clone(), pool.recipe.clone(), pool.epoch);
             tokio::spawn(async move {
-                let warmed = warm_up(&this.process, &recipe).await;
+                let warmed = warm_up(&recipe).await;
                 this.warmed(&recipe, epoch, warmed);
             });
         }
@@ -293,18 +391,22 @@ impl Pool {
                 _ => unwanted = warmed.ok(),
             }
         }
-        drop(unwanted);
+        discard(unwanted.into_iter().collect());
         self.changed.notify_waiters();
     }
 
-    /// Destroys the warm sandboxes of `tool` (its grant, version or status changed).
-    pub fn forget(&self, tool: &str) {
+    /// Destroys the warm sandboxes of `tool` (its grant, version or status changed); waits
+    /// until each is gone.
+    pub async fn forget(&self, tool: &str) {
         let removed = self.tools().remove(tool);
-        drop(removed);
+        if let Some(pool) = removed {
+            destroy_all(pool.ready).await;
+        }
     }
 
-    /// Destroys the warm sandboxes whose `/data` is `state_dir` (its volume is let go of).
-    pub fn forget_state(&self, state_dir: &std::path::Path) {
+    /// Destroys the warm sandboxes whose `/data` is `state_dir` (its volume is let go of);
+    /// waits until each is gone.
+    pub async fn forget_state(&self, state_dir: &std::path::Path) {
         let removed: Vec<ToolPool> = {
             let mut tools = self.tools();
             let names: Vec<String> = tools
@@ -314,19 +416,14 @@ impl Pool {
                 .collect();
             names.iter().filter_map(|n| tools.remove(n)).collect()
         };
-        drop(removed);
+        destroy_all(removed.into_iter().flat_map(|p| p.ready).collect()).await;
     }
 
     /// Destroys every warm sandbox and starts no more; waits until each is gone.
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
         let ready: Vec<Warm> = self.tools().drain().flat_map(|(_, p)| p.ready).collect();
-        let _ = tokio::task::spawn_blocking(move || {
-            for warm in ready {
-                warm.destroy();
-            }
-        })
-        .await;
+        destroy_all(ready).await;
     }
 
     /// The number of warm sandboxes ready for `tool` (for tests and benchmarks).
@@ -382,53 +479,94 @@ impl Pool {
                 if !expired.is_empty() {
                     tracing::debug!(pools = expired.len(), "idle MCP pools expired");
                 }
-                drop(expired);
+                // Not kept alive by its own expiry while the sandboxes go.
+                drop(pool);
+                destroy_all(expired.into_iter().flat_map(|p| p.ready).collect()).await;
             }
         });
     }
 }
 
-/// Starts one server for `recipe`'s tool: `initialize`, and for a pinned tool `tools/list`
-/// checked against the pin (a refusal is kept for the call that takes it). The warm-up has
-/// the grant's whole timeout; the call that takes the sandbox gets it again.
-async fn warm_up(process: &ProcessBackend, recipe: &Recipe) -> Result<Warm, String> {
-    let mut spec = recipe.spec.clone();
-    spec.execution_id = format!("warm-{}", WARMED.fetch_add(1, Ordering::Relaxed));
-    let mut started = match process.start_program(&spec, &recipe.program).await {
-        Ok(Launch::Started(s)) => s,
-        Ok(Launch::Failed(outcome)) => {
-            return Err(outcome
-                .error
-                .unwrap_or_else(|| "the sandbox did not start".into()));
+/// Destroys `warms` (at once, each in its own task) and waits until all are gone.
+async fn destroy_all(warms: Vec<Warm>) {
+    let mut destroying = tokio::task::JoinSet::new();
+    for warm in warms {
+        destroying.spawn(warm.server.destroy());
+    }
+    while destroying.join_next().await.is_some() {}
+}
+
+/// Destroys `warms` in the background. Without an async runtime to do it on, they are dropped,
+/// which destroys them too (from threads of their own), as does a runtime that ends before
+/// the task ran.
+fn discard(warms: Vec<Warm>) {
+    if warms.is_empty() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(destroy_all(warms));
         }
-        Err(e) => return Err(e.to_string()),
-    };
-    let io = started.take_io().map_err(|e| e.to_string())?;
-    let mut session = Session::new(io);
-    session.initialize().await.map_err(|e| e.to_string())?;
-    let pin_refusal = match &recipe.pinned {
-        Some(pinned) => {
-            let served = session.list_tools().await.map_err(|e| e.to_string())?;
-            super::pin_refusal(pinned, &served)
-        }
-        None => None,
-    };
+        Err(_) => drop(warms),
+    }
+}
+
+/// Starts one server for `recipe`'s tool in its kind of sandbox and gets it ready. The
+/// warm-up has the grant's whole timeout; the call that takes the sandbox gets it again.
+async fn warm_up(recipe: &Recipe) -> Result<Warm, String> {
+    let spec = recipe.warm_up_spec();
+    let Ready { server, pin_refusal } = recipe.launcher.warm_up(recipe, &spec).await?;
     Ok(Warm {
-        started,
-        session,
+        server,
         pin_refusal,
         ready_at: Instant::now(),
     })
 }
 
-impl Warm {
-    /// Kills the server and everything in its sandbox, and waits for it. Blocking.
-    fn destroy(self) {
-        let Warm { started, session, .. } = self;
-        drop(session);
-        started.destroy();
+/// Gets a started server ready for its call: `initialize`, and for a pinned tool `tools/list`
+/// checked against the pin. The pin's refusal, if any, is kept for the call that takes it.
+pub(crate) async fn get_ready<S: ServerStdio>(
+    session: &mut Session<S>,
+    pinned: Option<&[Value]>,
+) -> Result<Option<String>, String> {
+    session.initialize().await.map_err(|e| e.to_string())?;
+    match pinned {
+        Some(pinned) => {
+            let served = session.list_tools().await.map_err(|e| e.to_string())?;
+            Ok(super::pin_refusal(pinned, &served))
+        }
+        None => Ok(None),
     }
+}
 
+/// The one call over a ready server's session: `tools/call` (or the pin's refusal) under the
+/// call's deadline, and what the record keeps (stderr with the protocol notes, the verdict).
+pub(crate) async fn answer<S: ServerStdio>(session: &mut Session<S>, call: WarmCall<'_>) -> Conversed {
+    session.set_deadline(call.deadline);
+    let verdict = match call.pin_refusal {
+        Some(refusal) => Verdict {
+            status: ExecutionStatus::Failure,
+            output: None,
+            error: Some(refusal),
+        },
+        None => match session.call_tool(call.tool, call.arguments).await {
+            Ok(r) => result::verdict_of(&r),
+            Err(e) => e.verdict(),
+        },
+    };
+    let mut watched = std::mem::take(&mut session.watched);
+    for note in session.notes.drain(..) {
+        watched
+            .stderr
+            .extend_from_slice(format!("\n[mcp] {note}").as_bytes());
+    }
+    Conversed {
+        watched,
+        verdict: Some(verdict),
+    }
+}
+
+impl Warm {
     /// The one call of this sandbox: `tools/call` (or the pin's refusal), with the grant's
     /// whole timeout from now. The outcome, which says it was served warm and how long the
     /// server waited ([`WarmStart`]), is returned at the answer; the server is then shut
@@ -444,44 +582,26 @@ impl Warm {
         timeout: Duration,
     ) -> Outcome {
         let Warm {
-            mut started,
-            mut session,
+            server,
             pin_refusal,
             ready_at,
         } = self;
         let taken_at = Instant::now();
-        session.set_deadline(taken_at + timeout);
-        let verdict = match pin_refusal {
-            Some(refusal) => Verdict {
-                status: ExecutionStatus::Failure,
-                output: None,
-                error: Some(refusal),
-            },
-            None => match session.call_tool(tool, arguments).await {
-                Ok(r) => result::verdict_of(&r),
-                Err(e) => e.verdict(),
-            },
+        let started_at = server.started_at();
+        let call = WarmCall {
+            tool,
+            arguments,
+            deadline: taken_at + timeout,
+            pin_refusal,
         };
-        let mut watched = std::mem::take(&mut session.watched);
-        for note in session.notes.drain(..) {
-            watched
-                .stderr
-                .extend_from_slice(format!("\n[mcp] {note}").as_bytes());
-        }
-        let conversed = Conversed {
-            watched,
-            verdict: Some(verdict),
-        };
-        let mut outcome = pool.process.outcome_before_destroy(&mut started, conversed);
+        let (mut outcome, teardown) = server.serve(call).await;
         outcome.warm = Some(WarmStart {
-            started_ms_before_call: millis(taken_at.duration_since(started.started_at)),
+            started_ms_before_call: millis(taken_at.duration_since(started_at)),
             ready_ms_before_call: millis(taken_at.duration_since(ready_at)),
         });
         let (pool, served) = (pool.clone(), spec_tool);
         tokio::spawn(async move {
-            session.shutdown().await;
-            drop(session);
-            let _ = tokio::task::spawn_blocking(move || started.destroy()).await;
+            teardown.await;
             pool.call_ended(&served, &key, None);
         });
         outcome
