@@ -63,7 +63,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, model, file, rest @ ..] = &args[..] else {
         return Err(
-            "usage: bfcl BFCL_DIR MODEL_DIR VECTORS.json [fit | fit-source | cv | dump | embed LINES.txt]".into(),
+            "usage: bfcl BFCL_DIR MODEL_DIR VECTORS.json [fit | fit-source | cv | dump | embed LINES.txt]"
+                .into(),
         );
     };
     let sets = slovo_discovery::bfcl::load_live(dir.as_ref()).map_err(|e| e.to_string())?;
@@ -122,7 +123,11 @@ fn embed_lines(cached: &Cached, lines: &str) -> Result<(), Box<dyn std::error::E
 /// evidence, the best candidate (with the arguments the filler found and the ones missing)
 /// and the offered functions. Held-out cases are never printed.
 fn dump_development_cases(sets: &LiveSets, cached: &Cached) -> Result<(), Box<dyn std::error::Error>> {
-    let Development { cases: dev, vectors, outcomes } = Development::rank(sets, cached)?;
+    let Development {
+        cases: dev,
+        vectors,
+        outcomes,
+    } = Development::rank(sets, cached)?;
     let (rule, gap) = (GapRule::default(), GapModel::default());
     for (c, o) in dev.iter().zip(outcomes) {
         let index = Index::build(c.docs.clone());
@@ -215,7 +220,8 @@ impl Development {
             .cloned()
             .collect();
         let texts = texts_to_embed(&cases);
-        let vectors: HashMap<String, Vec<f32>> = texts.iter().cloned().zip(cached.embed_texts(&texts)?).collect();
+        let vectors: HashMap<String, Vec<f32>> =
+            texts.iter().cloned().zip(cached.embed_texts(&texts)?).collect();
         // The gap model decides nothing here: the evidence of the best candidate is the same
         // whichever model judges it.
         let outcomes = run(
@@ -268,7 +274,12 @@ fn print_cross_validation(sets: &LiveSets, cached: &Cached) -> Result<(), Box<dy
             let f = cv.at(f32::from(12 + step) / 40.0);
             println!(
                 "  threshold {:.3}: accuracy {:.4} ({:.4}-{:.4}) false-gap rate {:.4} gap recall {:.4}",
-                f.threshold, f.accuracy, f.accuracy_range.0, f.accuracy_range.1, f.false_gap_rate, f.gap_recall
+                f.threshold,
+                f.accuracy,
+                f.accuracy_range.0,
+                f.accuracy_range.1,
+                f.false_gap_rate,
+                f.gap_recall
             );
         }
     }

@@ -219,11 +219,8 @@ impl Step<'_> {
         let (left, right) = cases
             .iter()
             .partition(|&&i| self.inputs[i][best.input] <= best.threshold);
-        let (left_bounds, right_bounds) = self.settings.directions[best.input].child_bounds(
-            bounds,
-            best.left_value,
-            best.right_value,
-        );
+        let (left_bounds, right_bounds) =
+            self.settings.directions[best.input].child_bounds(bounds, best.left_value, best.right_value);
         Split {
             input: best.input,
             threshold: best.threshold,

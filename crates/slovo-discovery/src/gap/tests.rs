@@ -210,7 +210,12 @@ mod monotone {
         let examples = contrary_examples();
         let model = fit_with(&examples, FitSettings::default());
         let found = violations(&model, MONOTONE);
-        assert!(found.is_empty(), "{} violations, first: {}", found.len(), found[0]);
+        assert!(
+            found.is_empty(),
+            "{} violations, first: {}",
+            found.len(),
+            found[0]
+        );
     }
 
     #[test]
@@ -247,6 +252,11 @@ mod monotone {
     #[test]
     fn the_committed_model_is_monotone_in_the_constrained_inputs() {
         let found = violations(&GapModel::default(), MONOTONE);
-        assert!(found.is_empty(), "{} violations, first: {}", found.len(), found[0]);
+        assert!(
+            found.is_empty(),
+            "{} violations, first: {}",
+            found.len(),
+            found[0]
+        );
     }
 }
