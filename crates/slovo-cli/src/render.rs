@@ -793,5 +793,13 @@ pub fn bfcl_eval(report: &slovo_discovery::measure::LiveReport, json: bool) -> a
     }
     println!("{t}");
     println!("BFCL live multiple + live irrelevance; recall and MRR over live multiple only.");
+    for r in &report.rankers {
+        println!(
+            "live relevance (servable, no function named), {}: {:.0} of {} called a gap",
+            r.ranker.as_str(),
+            r.relevance_false_gap_rate * r.relevance_cases as f64,
+            r.relevance_cases
+        );
+    }
     Ok(())
 }

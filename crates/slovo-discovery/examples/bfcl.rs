@@ -4,7 +4,9 @@
 //! `… VECTORS.json dump` prints one JSON line per *development* case (what the gap model saw,
 //! the best candidate, the offered functions) for studying gap features without touching the
 //! held-out part; `… VECTORS.json fit-source` fits the gap model on the development part only
-//! and prints it as the source of `gap/committed.rs`; `… VECTORS.json embed LINES.txt` adds the vectors of arbitrary texts to the file.
+//! and prints it as the source of `gap/committed.rs`; `… VECTORS.json cv` cross-validates
+//! the gap model's fits and decision thresholds on the development part only (5 folds, three
+//! shuffles); `… VECTORS.json embed LINES.txt` adds the vectors of arbitrary texts to the file.
 //! (`slovo discover eval --bfcl` gives the same figures without the vector file).
 
 use std::collections::HashMap;
@@ -14,7 +16,7 @@ use serde_json::json;
 use slovo_discovery::bfcl::LiveSets;
 use slovo_discovery::embed::LocalModel;
 use slovo_discovery::hybrid::embedding_text;
-use slovo_discovery::measure::{Embed, evaluate_live, fit_gap_model, run, texts_to_embed};
+use slovo_discovery::measure::{Embed, Outcome, evaluate_live, fit_gap_model, run, texts_to_embed};
 use slovo_discovery::{GapModel, GapRule, Index, Ranker, Semantic, SemanticIndex, resolve_with};
 
 struct Cached {
@@ -61,7 +63,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, model, file, rest @ ..] = &args[..] else {
         return Err(
-            "usage: bfcl BFCL_DIR MODEL_DIR VECTORS.json [fit | fit-source | dump | embed LINES.txt]".into(),
+            "usage: bfcl BFCL_DIR MODEL_DIR VECTORS.json [fit | fit-source | cv | dump | embed LINES.txt]"
+                .into(),
         );
     };
     let sets = slovo_discovery::bfcl::load_live(dir.as_ref()).map_err(|e| e.to_string())?;
@@ -74,6 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (Some("embed"), Some(lines)) => return embed_lines(&cached, lines),
         (Some("dump"), _) => return dump_development_cases(&sets, &cached),
         (Some("fit-source"), _) => return print_development_fit(&sets, &cached),
+        (Some("cv"), _) => return print_cross_validation(&sets, &cached),
         _ => {}
     }
     let fit = rest.first().map(|_| Ranker::Weighted);
@@ -82,7 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for r in &report.rankers {
         for (part, f) in [("dev", &r.dev), ("held-out", &r.held_out)] {
             println!(
-                "{:9} {:8} n={:4} r@1 {:.3} r@5 {:.3} mrr {:.3} | gap acc {:.3} (never {:.3}) p {:.3} r {:.3} false-gap {:.3} | relevance false-gap {:.3}",
+                "{:9} {:8} n={:4} r@1 {:.3} r@5 {:.3} mrr {:.3} | gap acc {:.3} (never {:.3}) p {:.3} r {:.3} false-gap {:.3} | relevance false-gap {:.3} ({:.0} of {})",
                 r.ranker.as_str(),
                 part,
                 f.cases,
@@ -94,7 +98,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 f.gap_precision,
                 f.gap_recall,
                 f.false_gap_rate,
-                r.relevance_false_gap_rate
+                r.relevance_false_gap_rate,
+                r.relevance_false_gap_rate * r.relevance_cases as f64,
+                r.relevance_cases
             );
         }
     }
@@ -117,17 +123,12 @@ fn embed_lines(cached: &Cached, lines: &str) -> Result<(), Box<dyn std::error::E
 /// evidence, the best candidate (with the arguments the filler found and the ones missing)
 /// and the offered functions. Held-out cases are never printed.
 fn dump_development_cases(sets: &LiveSets, cached: &Cached) -> Result<(), Box<dyn std::error::Error>> {
-    let dev: Vec<_> = sets
-        .multiple
-        .iter()
-        .chain(&sets.irrelevance)
-        .filter(|c| !c.held_out())
-        .cloned()
-        .collect();
-    let texts = texts_to_embed(&dev);
-    let vectors: HashMap<String, Vec<f32>> = texts.iter().cloned().zip(cached.embed_texts(&texts)?).collect();
+    let Development {
+        cases: dev,
+        vectors,
+        outcomes,
+    } = Development::rank(sets, cached)?;
     let (rule, gap) = (GapRule::default(), GapModel::default());
-    let outcomes = run(&dev, &vectors, Ranker::Weighted, &rule, &gap);
     for (c, o) in dev.iter().zip(outcomes) {
         let index = Index::build(c.docs.clone());
         let doc_vectors = c
@@ -174,28 +175,113 @@ fn dump_development_cases(sets: &LiveSets, cached: &Cached) -> Result<(), Box<dy
 /// Fits the gap model on the development cases of live multiple + live irrelevance only and
 /// prints it as Rust source; nothing of the held-out part is ranked or printed.
 fn print_development_fit(sets: &LiveSets, cached: &Cached) -> Result<(), Box<dyn std::error::Error>> {
-    let dev: Vec<_> = sets
-        .multiple
-        .iter()
-        .chain(&sets.irrelevance)
-        .filter(|c| !c.held_out())
-        .cloned()
-        .collect();
-    let texts = texts_to_embed(&dev);
-    let vectors: HashMap<String, Vec<f32>> = texts.iter().cloned().zip(cached.embed_texts(&texts)?).collect();
-    let outcomes = run(
-        &dev,
-        &vectors,
-        Ranker::Weighted,
-        &GapRule::default(),
-        &GapModel::default(),
-    );
+    let outcomes = Development::rank(sets, cached)?.outcomes;
     let model = fit_gap_model(&outcomes);
     let right = outcomes
         .iter()
         .filter(|o| model.accepts(&o.evidence) == o.servable)
         .count();
     eprintln!("development accuracy of the fit: {right} / {}", outcomes.len());
+    // What the LLM judge would see: decisions within 0.2 of one half (the runtime's band).
+    let (near, far): (Vec<_>, Vec<_>) = outcomes
+        .iter()
+        .partition(|o| (model.p_served(&o.evidence) - 0.5).abs() <= 0.2);
+    let right_in = |part: &[&Outcome]| {
+        part.iter()
+            .filter(|o| model.accepts(&o.evidence) == o.servable)
+            .count()
+    };
+    eprintln!(
+        "borderline: {} decisions, {} right; elsewhere {} decisions, {} right",
+        near.len(),
+        right_in(&near),
+        far.len(),
+        right_in(&far)
+    );
     print!("{}", model.to_source());
+    Ok(())
+}
+
+/// The development cases of live multiple + live irrelevance, ranked with the weighted fusion
+/// (what the gap model is fitted on); the held-out part is never ranked.
+struct Development {
+    cases: Vec<slovo_discovery::bfcl::CatalogueCase>,
+    vectors: HashMap<String, Vec<f32>>,
+    outcomes: Vec<Outcome>,
+}
+
+impl Development {
+    fn rank(sets: &LiveSets, cached: &Cached) -> Result<Development, Box<dyn std::error::Error>> {
+        let cases: Vec<_> = sets
+            .multiple
+            .iter()
+            .chain(&sets.irrelevance)
+            .filter(|c| !c.held_out())
+            .cloned()
+            .collect();
+        let texts = texts_to_embed(&cases);
+        let vectors: HashMap<String, Vec<f32>> =
+            texts.iter().cloned().zip(cached.embed_texts(&texts)?).collect();
+        // The gap model decides nothing here: the evidence of the best candidate is the same
+        // whichever model judges it.
+        let outcomes = run(
+            &cases,
+            &vectors,
+            Ranker::Weighted,
+            &GapRule::default(),
+            &GapModel::default(),
+        );
+        Ok(Development {
+            cases,
+            vectors,
+            outcomes,
+        })
+    }
+}
+
+/// 5-fold cross-validation over three shuffles on the development part only, of the
+/// unconstrained and the monotone fit (and, for comparison, other directions), with the
+/// decision threshold swept: how the gap model and its threshold were chosen.
+fn print_cross_validation(sets: &LiveSets, cached: &Cached) -> Result<(), Box<dyn std::error::Error>> {
+    use slovo_discovery::gap::{Direction, FitSettings, INPUT_COUNT, MONOTONE, cross_validate};
+    let outcomes = Development::rank(sets, cached)?.outcomes;
+    let cases: Vec<(&str, slovo_discovery::GapEvidence, bool)> = outcomes
+        .iter()
+        .map(|o| (o.id.as_str(), o.evidence, o.servable))
+        .collect();
+    let servable = cases.iter().filter(|c| c.2).count();
+    println!(
+        "{} development cases ({servable} servable); 5 folds, 3 shuffles",
+        cases.len()
+    );
+    let (up, free) = (Direction::Increasing, Direction::Free);
+    let similarity_facts_only = [up, up, up, free, free, free];
+    let variants: [(&str, [Direction; INPUT_COUNT]); 3] = [
+        ("unconstrained", FitSettings::unconstrained().directions),
+        ("monotone (gap::MONOTONE)", MONOTONE),
+        ("similarity, score, coverage only", similarity_facts_only),
+    ];
+    for (name, directions) in variants {
+        // Chances as fitted (decided from one half), so that the sweep reads them unmoved.
+        let settings = FitSettings {
+            directions,
+            threshold: 0.5,
+            ..FitSettings::default()
+        };
+        let cv = cross_validate(&cases, settings, 5, 3);
+        println!("{name}");
+        for step in 0..=12u8 {
+            let f = cv.at(f32::from(12 + step) / 40.0);
+            println!(
+                "  threshold {:.3}: accuracy {:.4} ({:.4}-{:.4}) false-gap rate {:.4} gap recall {:.4}",
+                f.threshold,
+                f.accuracy,
+                f.accuracy_range.0,
+                f.accuracy_range.1,
+                f.false_gap_rate,
+                f.gap_recall
+            );
+        }
+    }
     Ok(())
 }

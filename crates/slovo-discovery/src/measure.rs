@@ -187,6 +187,8 @@ pub struct RankerFigures {
     pub held_out: Figures,
     /// Share of live relevance cases (servable, unnamed) called a gap, both parts.
     pub relevance_false_gap_rate: f64,
+    /// How many live relevance cases there are.
+    pub relevance_cases: usize,
 }
 
 /// A whole evaluation over BFCL's live sets.
@@ -267,12 +269,15 @@ pub fn evaluate_live(
     };
     let rankers = rankers
         .iter()
-        .map(|&ranker| RankerFigures {
-            ranker,
-            dev: figures(&run(&dev, &vectors, ranker, &rule, &gap)),
-            held_out: figures(&run(&held, &vectors, ranker, &rule, &gap)),
-            relevance_false_gap_rate: figures(&run(&sets.relevance, &vectors, ranker, &rule, &gap))
-                .false_gap_rate,
+        .map(|&ranker| {
+            let relevance = figures(&run(&sets.relevance, &vectors, ranker, &rule, &gap));
+            RankerFigures {
+                ranker,
+                dev: figures(&run(&dev, &vectors, ranker, &rule, &gap)),
+                held_out: figures(&run(&held, &vectors, ranker, &rule, &gap)),
+                relevance_false_gap_rate: relevance.false_gap_rate,
+                relevance_cases: relevance.cases,
+            }
         })
         .collect();
     Ok(LiveReport {

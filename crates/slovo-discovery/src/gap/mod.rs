@@ -16,14 +16,22 @@
 //! Trees rather than a linear model because the bar is not linear in these inputs: on the
 //! development part of BFCL live, 5-fold cross-validated accuracy is 0.87 for the trees against
 //! 0.84 for logistic regression over the same evidence (`docs/discovery.md`).
+//!
+//! The trees may be fitted under monotone constraints ([`MONOTONE`], [`FitSettings`]): then
+//! more similarity, score or coverage never lowers the chance of being served, and more
+//! required parameters never raises it, so a decision can be explained input by input and a
+//! closer candidate is never called a gap where a farther one is answered. [`cross_validate`]
+//! is how the fit and its decision threshold were chosen.
 
 mod committed;
+mod cv;
 mod fit;
 
 use std::borrow::Cow;
 
 use serde::Serialize;
 
+pub use cv::{CrossValidation, DecisionFigures, cross_validate};
 pub use fit::{FitSettings, fit, fit_with};
 
 /// What the gap model knows of the best candidate for a request.
@@ -55,6 +63,42 @@ pub const INPUTS: [&str; INPUT_COUNT] = [
     "query words",
     "required parameters",
     "parameters",
+];
+
+/// How the chance of being served may move when one input grows, all else equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Never lower.
+    Increasing,
+    /// Never higher.
+    Decreasing,
+    /// Either way, and by different amounts in different places.
+    Free,
+}
+
+/// The direction of each input ([`INPUTS`] order), from what it means:
+/// - similarity, normalised score, coverage: **increasing**. Each says how much of the request
+///   the candidate holds; a candidate that holds more of it cannot be less likely to serve it.
+///   A model free here learns BFCL's accidents (a step down at some similarity) and answers
+///   one request and calls a closer one a gap, which no one could explain.
+/// - query words: **free**. Its effect is on where the similarity bar lies, and that goes both
+///   ways: a one-word request looks similar to anything, so at a given similarity a short
+///   request is weaker evidence, while a long one is less similar to a one-line description
+///   even when served. No direction follows from what it means.
+/// - required parameters: **decreasing**. A capability that needs more things is served only
+///   by a request that says more of them ("find me a train" against a search that needs a
+///   route and a date); all else equal, each required parameter is one more thing the request
+///   may lack.
+/// - parameters: **free**. Optional parameters ask nothing of the request, and a capability
+///   with many of them is no more and no less likely to serve it for that alone.
+pub const MONOTONE: [Direction; INPUT_COUNT] = [
+    Direction::Increasing,
+    Direction::Increasing,
+    Direction::Increasing,
+    Direction::Free,
+    Direction::Decreasing,
+    Direction::Free,
 ];
 
 impl GapEvidence {
@@ -135,11 +179,16 @@ impl Default for GapModel {
 }
 
 impl GapModel {
+    /// The log-odds that a candidate with this evidence serves the request: the base plus
+    /// what every tree adds.
+    pub fn log_odds(&self, evidence: &GapEvidence) -> f32 {
+        let inputs = evidence.inputs();
+        self.base + self.trees.iter().map(|t| t.value(&inputs)).sum::<f32>()
+    }
+
     /// The probability that a candidate with this evidence serves the request.
     pub fn p_served(&self, evidence: &GapEvidence) -> f32 {
-        let inputs = evidence.inputs();
-        let z = self.base + self.trees.iter().map(|t| t.value(&inputs)).sum::<f32>();
-        1.0 / (1.0 + (-z).exp())
+        1.0 / (1.0 + (-self.log_odds(evidence)).exp())
     }
 
     /// Whether a candidate with this evidence is good enough.
