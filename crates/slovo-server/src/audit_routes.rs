@@ -43,13 +43,7 @@ pub(crate) async fn list_audit(
 ) -> ApiResult<Json<Value>> {
     caller.require(Role::Reader)?;
     let Query(q) = query.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let limit = crate::routes::page_limit(q.limit)?;
     let before = q
         .before
         .map(|c| c.parse::<AuditCursor>())

@@ -120,6 +120,18 @@ async fn count_errors(
     response
 }
 
+/// The `limit` of a listing: 50 when not given, refused outside 1 to 1000.
+pub(crate) fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    Ok(limit)
+}
+
 fn json_body<T>(payload: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     payload.map(|Json(v)| v).map_err(ApiError::from)
 }
@@ -638,13 +650,7 @@ async fn list_executions(
 ) -> ApiResult<Json<Value>> {
     caller.require(Role::Reader)?;
     let Query(q) = query.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let limit = page_limit(q.limit)?;
     let status = q
         .status
         .map(|s| {
