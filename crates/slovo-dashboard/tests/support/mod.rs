@@ -303,6 +303,21 @@ impl Browser {
             .await
             .unwrap();
         self.click("main form button[type=submit]").await;
+        // The click returns before the sign-in's answer is loaded: wait for the page it leads
+        // to, or a `goto` that follows can be overtaken by the sign-in's redirect.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let url = self.client.current_url().await.unwrap();
+            let ready = self.eval("return document.readyState;").await;
+            if url.path() != "/signin" && ready.as_str() == Some("complete") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sign-in did not lead anywhere: still at {url}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
     }
 
     pub async fn click(&self, css: &str) {
