@@ -247,7 +247,7 @@ pub enum Mode {
     Honest,
     /// Its packuments name another host (`host:port`) for every tarball.
     TarballsAt(String),
-    /// It serves the memory server's tarball with one byte changed.
+    /// It serves the memory server's tarball with one byte of its gzip header changed.
     Tampered,
 }
 
@@ -323,8 +323,12 @@ fn respond(path: &str, mode: &Mode, packages: &Packages, me: &str) -> (&'static 
         let mut bytes = std::fs::read(tarball).unwrap();
         let memory = integrity_hex(&packages.npm_integrity("@modelcontextprotocol/server-memory"));
         if *mode == Mode::Tampered && file.starts_with(&memory) {
-            let last = bytes.len() - 1;
-            bytes[last] ^= 0xff;
+            // A byte of the gzip header's modification time: the archive still decompresses
+            // (no header checksum: FHCRC is not set), so only the integrity check can refuse
+            // it. A byte of the body or trailer could make zlib fail first, racing the check.
+            assert_eq!(bytes[..3], [0x1f, 0x8b, 8], "a gzip stream");
+            assert_eq!(bytes[3] & 0x02, 0, "no header checksum");
+            bytes[4] ^= 0xff;
         }
         return ("200 OK", bytes, "application/octet-stream");
     }
