@@ -6,51 +6,12 @@
 use serde_json::json;
 use slovo_core::audit::verify_chain;
 use slovo_core::execution::{ExecutionStatus, WarmStart};
-use slovo_core::lifecycle::ToolStatus;
-use slovo_store::{ExecutionResult, FinishAudit, NewExecution, Store, StoreError, ToolRow};
+use slovo_store::{ExecutionResult, FinishAudit, Store, StoreError};
 use slovo_test_support::fresh_postgres_url;
+
+mod support;
 use sqlx::{Connection, PgConnection, Row};
-
-async fn active_tool(store: &Store) -> i64 {
-    let mut tx = store.begin().await.unwrap();
-    tx.save_tool(
-        &ToolRow {
-            name: "echo".into(),
-            status: ToolStatus::Active,
-            active_version: Some("1.0.0".into()),
-            pending_version: None,
-            grant_id: None,
-            revision: 1,
-            created_at: 1,
-            updated_at: 1,
-        },
-        None,
-    )
-    .await
-    .unwrap();
-    tx.append_audit("tool.approved", Some("echo"), "test", &json!({}))
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    store.tool("echo").await.unwrap().unwrap().revision
-}
-
-async fn start(store: &Store, id: &str, revision: i64) {
-    let e = NewExecution {
-        id: id.into(),
-        tool: "echo".into(),
-        version: "1.0.0".into(),
-        capability: "say".into(),
-        arguments: json!({"text": id}),
-        conversation_id: None,
-        turn_id: None,
-        actor: "test".into(),
-        started_at: 10,
-        instance_id: "test-instance".into(),
-        parent_execution_id: None,
-    };
-    assert!(store.insert_running_execution_at(&e, revision).await.unwrap());
-}
+use support::{active_tool, start};
 
 /// Calls whose number is odd were served warm (how long their server waited is their number),
 /// the others cold: each result carries its own.
@@ -107,10 +68,10 @@ async fn results_arriving_together_share_transactions_and_each_call_gets_its_own
     let revision = active_tool(&store).await;
     let calls = 80;
     for i in 0..calls {
-        start(&store, &format!("run-{i}"), revision).await;
+        start(&store, &format!("run-{i}"), revision, "test-instance").await;
     }
     // Already finished: a second result must be refused even inside a batch.
-    start(&store, "done", revision).await;
+    start(&store, "done", revision, "test-instance").await;
     finish(store.clone(), "done".into()).await.1.unwrap();
     let before_head = store.audit_head().await.unwrap().0;
 
@@ -162,8 +123,8 @@ async fn results_arriving_together_share_transactions_and_each_call_gets_its_own
 
     // Turned off, each result has a transaction of its own (what the benchmarks compare).
     let alone = store.clone().batch_call_results(false);
-    start(&alone, "alone-1", revision).await;
-    start(&alone, "alone-2", revision).await;
+    start(&alone, "alone-1", revision, "test-instance").await;
+    start(&alone, "alone-2", revision, "test-instance").await;
     let (a, b) = tokio::join!(
         finish(alone.clone(), "alone-1".into()),
         finish(alone.clone(), "alone-2".into())

@@ -8,51 +8,12 @@
 use serde_json::json;
 use slovo_core::audit::{AuditEvent, ChainVerifier};
 use slovo_core::execution::ExecutionStatus;
-use slovo_core::lifecycle::ToolStatus;
-use slovo_store::{ExecutionResult, FinishAudit, NewExecution, Store, StoreError, ToolRow};
+use slovo_store::{ExecutionResult, FinishAudit, Store, StoreError};
 use slovo_test_support::fresh_postgres_url;
+
+mod support;
 use sqlx::{Connection, Executor, PgConnection, Row};
-
-async fn active_tool(store: &Store) -> i64 {
-    let mut tx = store.begin().await.unwrap();
-    tx.save_tool(
-        &ToolRow {
-            name: "echo".into(),
-            status: ToolStatus::Active,
-            active_version: Some("1.0.0".into()),
-            pending_version: None,
-            grant_id: None,
-            revision: 1,
-            created_at: 1,
-            updated_at: 1,
-        },
-        None,
-    )
-    .await
-    .unwrap();
-    tx.append_audit("tool.approved", Some("echo"), "test", &json!({}))
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    store.tool("echo").await.unwrap().unwrap().revision
-}
-
-async fn start(store: &Store, id: &str, revision: i64) {
-    let e = NewExecution {
-        id: id.into(),
-        tool: "echo".into(),
-        version: "1.0.0".into(),
-        capability: "say".into(),
-        arguments: json!({"text": id}),
-        conversation_id: None,
-        turn_id: None,
-        actor: "test".into(),
-        started_at: 10,
-        instance_id: "instance-a".into(),
-        parent_execution_id: None,
-    };
-    assert!(store.insert_running_execution_at(&e, revision).await.unwrap());
-}
+use support::{active_tool, start};
 
 async fn finish(store: Store, id: String) -> (String, Result<AuditEvent, StoreError>) {
     let result = ExecutionResult {
@@ -141,9 +102,9 @@ async fn results_on_an_instance_chain_are_written_on_the_known_head_and_link() {
     count_head_locks(&url).await;
     let calls = 60;
     for i in 0..calls {
-        start(&store, &format!("run-{i}"), revision).await;
+        start(&store, &format!("run-{i}"), revision, "instance-a").await;
     }
-    start(&store, "done", revision).await;
+    start(&store, "done", revision, "instance-a").await;
     finish(store.clone(), "done".into()).await.1.unwrap();
 
     let mut tasks = Vec::new();
@@ -172,7 +133,7 @@ async fn results_on_an_instance_chain_are_written_on_the_known_head_and_link() {
     // A call no longer running, in a batch with calls that are: the statement is refused
     // whole, and the batch written the locking way answers each call for itself.
     for i in 0..8 {
-        start(&store, &format!("more-{i}"), revision).await;
+        start(&store, &format!("more-{i}"), revision, "instance-a").await;
     }
     let mut tasks = Vec::new();
     for i in 0..8 {
@@ -201,7 +162,7 @@ async fn results_on_an_instance_chain_are_written_on_the_known_head_and_link() {
     // Turned off, every batch locks the head first (what the benchmarks compare against).
     let locking = store.clone().finish_on_known_head(false);
     let locks = head_locks(&url, chain).await;
-    start(&locking, "locked", revision).await;
+    start(&locking, "locked", revision, "instance-a").await;
     finish(locking.clone(), "locked".into()).await.1.unwrap();
     assert_eq!(head_locks(&url, chain).await, locks + 1);
     assert_eq!(chain_links(&store, chain).await, calls + 10);
@@ -235,7 +196,7 @@ async fn a_head_moved_behind_the_instances_back_is_refused_and_the_result_writte
     .enumerate()
     {
         let id = format!("call-{k}");
-        start(store, &id, revision).await;
+        start(store, &id, revision, "instance-a").await;
         let event = finish(store.clone(), id.clone()).await.1.unwrap();
         assert_eq!((event.chain, event.seq), (chain, k as i64 + 1), "{id}");
         // A stale head costs one refused statement and one locked transaction, no more.
