@@ -38,7 +38,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use slovo_core::execution::ExecutionStatus;
 use slovo_core::permissions::Narrowing;
-use slovo_runtime::{McpImport, McpSource};
+use slovo_runtime::{ExecutionView, McpImport, McpSource};
 
 /// The credential the test servers expect on every request.
 const CREDENTIAL: &str = "Bearer s3cret-token";
@@ -379,21 +379,9 @@ async fn a_stateless_call_that_times_out_closes_its_request_stream_and_sends_not
     let h = Harness::with_loopback_remotes().await;
     import_and_approve(&h, "stateless", &url, Some(TIMEOUT_S)).await;
 
-    let start = log.count();
-    let began = Instant::now();
-    let call = h.call("stateless", "stall", json!({})).await;
-    let took = began.elapsed();
-    assert_eq!(call.status, ExecutionStatus::Timeout, "{call:#?}");
-    assert!(took < Duration::from_millis(TIMEOUT_S * 1000 + 1500), "{took:?}");
+    let (call, requests, _, id) = stall_until_timeout(&h, "stateless", &log).await;
 
     // The server saw the call's own request cancelled: the stream closed by the client.
-    let requests = log.requests_since(start);
-    let called = requests
-        .iter()
-        .find(|r| r.method.as_deref() == Some("tools/call"))
-        .unwrap();
-    let id = called.body["id"].as_i64().unwrap();
-    assert_eq!(*log.stalled.lock().unwrap(), [id]);
     assert_eq!(log.cancelled_within(Duration::from_secs(3)).await, [id]);
     let notes = call.stderr.unwrap_or_default();
     assert!(
@@ -407,6 +395,30 @@ async fn a_stateless_call_that_times_out_closes_its_request_stream_and_sends_not
     assert_eq!(last.method.as_deref(), Some("tools/call"), "{requests:#?}");
 }
 
+/// Calls `tool`'s `stall` until the grant's timeout ends it (within 1.5 s of it), and returns
+/// the record, the requests the server logged meanwhile, the position of the `tools/call` among
+/// them and its request id, which the server saw stall.
+async fn stall_until_timeout(
+    h: &Harness,
+    tool: &str,
+    log: &Log,
+) -> (ExecutionView, Vec<Received>, usize, i64) {
+    let start = log.count();
+    let began = Instant::now();
+    let call = h.call(tool, "stall", json!({})).await;
+    let took = began.elapsed();
+    assert_eq!(call.status, ExecutionStatus::Timeout, "{call:#?}");
+    assert!(took < Duration::from_millis(TIMEOUT_S * 1000 + 1500), "{took:?}");
+    let requests = log.requests_since(start);
+    let called = requests
+        .iter()
+        .position(|r| r.method.as_deref() == Some("tools/call"))
+        .unwrap();
+    let id = requests[called].body["id"].as_i64().unwrap();
+    assert_eq!(*log.stalled.lock().unwrap(), [id]);
+    (call, requests, called, id)
+}
+
 #[tokio::test]
 async fn a_handshake_call_that_times_out_sends_notifications_cancelled_then_ends_its_session() {
     if !process_sandbox_runs() {
@@ -417,20 +429,7 @@ async fn a_handshake_call_that_times_out_sends_notifications_cancelled_then_ends
     let server = import_and_approve(&h, "handshake", &url, Some(TIMEOUT_S)).await;
     assert_eq!(server["protocol_version"], "2025-11-25", "{server:#}");
 
-    let start = log.count();
-    let began = Instant::now();
-    let call = h.call("handshake", "stall", json!({})).await;
-    let took = began.elapsed();
-    assert_eq!(call.status, ExecutionStatus::Timeout, "{call:#?}");
-    assert!(took < Duration::from_millis(TIMEOUT_S * 1000 + 1500), "{took:?}");
-
-    let requests = log.requests_since(start);
-    let called = requests
-        .iter()
-        .position(|r| r.method.as_deref() == Some("tools/call"))
-        .unwrap();
-    let id = requests[called].body["id"].as_i64().unwrap();
-    assert_eq!(*log.stalled.lock().unwrap(), [id]);
+    let (call, requests, called, id) = stall_until_timeout(&h, "handshake", &log).await;
     // After the call: the notification naming its request, in the session, then the DELETE.
     let after: Vec<&Received> = requests[called + 1..].iter().collect();
     assert_eq!(after.len(), 2, "{after:#?}");
