@@ -70,10 +70,21 @@ const ANCHOR_ATTEMPTS: usize = 3;
 /// (and the lock is held only while that statement runs). If something did, the check is made
 /// again; the last time under the lock, where nothing can.
 pub(crate) async fn anchor_chains(store: &Store) -> Result<()> {
+    anchor_chains_checked_then(store, || async {}).await
+}
+
+/// [`anchor_chains`], running `between` after each check and before its append: where another
+/// checkpointer's anchor can come in (the tests make one come in there).
+async fn anchor_chains_checked_then<F, Fut>(store: &Store, mut between: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     for _ in 1..ANCHOR_ATTEMPTS {
         let Some(plan) = plan_anchor(store).await? else {
             return Ok(());
         };
+        between().await;
         // Linked to chain 1's head as read before the newest anchor was: the database takes it
         // only if nothing was appended to chain 1 since, so no anchor came in between.
         let event = plan.linked_to_main_head();
@@ -568,4 +579,87 @@ async fn walk(rt: &Runtime, head: &AuditChainHead, opening: &Opening) -> Result<
     verifier
         .finish(head.seq, &head.hash)
         .map_err(|err| in_chain(chain, err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The event that extends `chain`'s head, as an instance's call would.
+    async fn append_to(store: &Store, chain: i64, what: &str) {
+        let head = other_heads(store)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|h| h.chain == chain)
+            .unwrap();
+        let (seq, at_ms, payload) = (
+            head.seq + 1,
+            slovo_core::time::now_ms(),
+            format!("{{\"call\":\"{what}\"}}"),
+        );
+        let kind = "execution.finished";
+        let event = AuditEvent {
+            chain,
+            seq,
+            at_ms,
+            kind: kind.into(),
+            tool: None,
+            actor: "test".into(),
+            hash: event_hash(seq, at_ms, kind, None, "test", &payload, &head.hash),
+            payload,
+            prev_hash: head.hash,
+        };
+        assert!(store.append_event_at_head(&event).await.unwrap());
+    }
+
+    async fn anchors(store: &Store) -> Vec<AuditChainsAnchored> {
+        let (head, _) = store.audit_head().await.unwrap();
+        let events = store.audit_page(0, head + 1).await.unwrap();
+        events
+            .iter()
+            .filter(|e| e.kind == kinds::AUDIT_CHAINS_ANCHORED)
+            .map(|e| parse(e).unwrap())
+            .collect()
+    }
+
+    /// Another checkpointer anchors the chains between this one's check and its append: this
+    /// one's anchor, checked against older heads, must not follow it (it would name a head
+    /// older than the anchor before it). Made to happen every time, where the concurrency test
+    /// in `tests/audit_chains.rs` catches it only when the timing falls that way.
+    #[tokio::test]
+    async fn an_anchor_checked_before_another_anchor_came_in_is_not_appended() {
+        let Some(url) = slovo_test_support::fresh_postgres_url().await else {
+            return;
+        };
+        let store = Store::connect(&url).await.unwrap();
+        let chain = store.open_audit_chain("instance-a", "test").await.unwrap();
+        append_to(&store, chain, "first").await;
+
+        let mut came_in = false;
+        anchor_chains_checked_then(&store, || {
+            let first_time = !std::mem::replace(&mut came_in, true);
+            let store = store.clone();
+            async move {
+                if first_time {
+                    // The chain moves, and another checkpointer anchors it.
+                    append_to(&store, chain, "second").await;
+                    anchor_chains(&store).await.unwrap();
+                }
+            }
+        })
+        .await
+        .unwrap();
+
+        let heads = other_heads(&store).await.unwrap();
+        let newest = heads.iter().find(|h| h.chain == chain).unwrap();
+        assert_eq!(newest.seq, 2);
+        let anchors = anchors(&store).await;
+        // Only the other checkpointer's anchor, naming the newest head: this one's was refused,
+        // checked again and found nothing new to anchor.
+        assert_eq!(anchors.len(), 1, "anchors: {anchors:?}");
+        let named = anchors[0].chains.iter().find(|h| h.chain == chain).unwrap();
+        assert_eq!((named.seq, &named.hash), (newest.seq, &newest.hash));
+        store.close().await;
+    }
 }

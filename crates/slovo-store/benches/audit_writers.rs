@@ -16,7 +16,9 @@
 //! in one statement hashed against the head the writer knows (`known head`, the design now).
 //! Reports audited calls/s, p50/p99 of recording a result, the share of the database's busy
 //! backends that were waiting for a lock (sampled from `pg_stat_activity`, in the first
-//! writer's database), and checks that records = events = calls and that each chain verifies.
+//! writer's database), the CPU the PostgreSQL server used per call and how many of the machine's
+//! cores it and the writers kept busy (when the server runs on this machine: what a row's total
+//! is bounded by), and checks that records = events = calls and that each chain verifies.
 //!
 //! Run: `SLOVO_BENCH_DATABASE_URL=postgres://… cargo bench -p slovo-store --bench audit_writers`
 //! (falls back to `SLOVO_TEST_DATABASE_URL`; an administrative URL: each configuration gets a
@@ -152,6 +154,10 @@ struct Outcome {
     elapsed: Duration,
     latencies: Vec<Duration>,
     lock_wait_share: f64,
+    /// CPU time used during the row by the PostgreSQL server (when it runs on this machine) and
+    /// by this process (the writers and their callers).
+    database_cpu: Option<Duration>,
+    writers_cpu: Duration,
     /// The most frequent lock waits: what waited, for whom, and its share of the waits.
     top_waits: Vec<(String, f64)>,
     consistent: Result<(), String>,
@@ -289,6 +295,9 @@ async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, mode: Mo
         shared.url.clone(),
         stop.clone(),
     ));
+    let server = slovo_test_support::ServerCpu::of(&shared.url).await;
+    let database_cpu_before = server.map(|s| s.used());
+    let writers_cpu_before = slovo_test_support::own_cpu();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -313,6 +322,10 @@ async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, mode: Mo
         latencies.extend(done);
     }
     let elapsed = started.elapsed();
+    let database_cpu = server
+        .zip(database_cpu_before)
+        .map(|(s, before)| s.used().saturating_sub(before));
+    let writers_cpu = slovo_test_support::own_cpu().saturating_sub(writers_cpu_before);
     stop.store(true, Ordering::Relaxed);
     let waits = sampler.await.unwrap();
     latencies.sort();
@@ -348,6 +361,8 @@ async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, mode: Mo
         elapsed,
         latencies,
         lock_wait_share: waits.share(),
+        database_cpu,
+        writers_cpu,
         top_waits: waits.top(3),
         consistent,
     }
@@ -375,9 +390,9 @@ fn main() {
         .unwrap();
     println!("load average before: {}", load_average());
     println!(
-        "| writers | callers each | results | seconds | audited calls/s | vs 1 writer | p50 (ms) | p99 (ms) | lock-wait share | records = events = calls, chain verified |"
+        "| writers | callers each | results | seconds | audited calls/s | vs 1 writer | p50 (ms) | p99 (ms) | lock-wait share | database CPU per call (µs) | cores busy: database / writers | records = events = calls, chain verified |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut failures = Vec::new();
     let mut waits = Vec::new();
     let modes: Vec<Mode> = std::env::var("SLOVO_AUDIT_MODES")
@@ -398,8 +413,16 @@ fn main() {
             let o = rt.block_on(run(&admin, w, callers, seconds, mode));
             let rate = o.calls as f64 / o.elapsed.as_secs_f64();
             let base = *one_writer_rate.get_or_insert(rate);
+            let seconds_run = o.elapsed.as_secs_f64();
+            let (per_call, database_cores) = match o.database_cpu {
+                Some(cpu) => (
+                    format!("{:.0}", cpu.as_secs_f64() * 1e6 / o.calls.max(1) as f64),
+                    format!("{:.2}", cpu.as_secs_f64() / seconds_run),
+                ),
+                None => ("?".into(), "?".into()),
+            };
             println!(
-                "| {w} | {callers} | {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} % | {} |",
+                "| {w} | {callers} | {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} % | {per_call} | {database_cores} / {:.2} | {} |",
                 mode.label(),
                 o.elapsed.as_secs_f64(),
                 rate,
@@ -407,6 +430,7 @@ fn main() {
                 percentile(&o.latencies, 0.5).as_secs_f64() * 1000.0,
                 percentile(&o.latencies, 0.99).as_secs_f64() * 1000.0,
                 o.lock_wait_share * 100.0,
+                o.writers_cpu.as_secs_f64() / seconds_run,
                 match &o.consistent {
                     Ok(()) => "yes".to_string(),
                     Err(e) => format!("NO: {e}"),

@@ -159,3 +159,84 @@ pub async fn sample_lock_waits(
     }
     seen
 }
+
+/// The CPU time a PostgreSQL server running on this machine has used: its postmaster's and every
+/// backend's, living or ended (an ended backend's time is in the postmaster's children's
+/// totals). For the benchmarks: how much of the machine the database takes, and its CPU per
+/// call, as opposed to the clients' share.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerCpu {
+    postmaster: i32,
+}
+
+impl ServerCpu {
+    /// The server behind `url`, found as the parent of the connection's backend; `None` when
+    /// the server is not on this machine (its backend's process cannot be read here).
+    pub async fn of(url: &str) -> Option<Self> {
+        let mut conn = PgConnection::connect(url).await.ok()?;
+        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .ok()?;
+        let stat = ProcStat::read(backend)?;
+        Some(Self {
+            postmaster: stat.parent,
+        })
+    }
+
+    /// The server's CPU time so far (user and system).
+    pub fn used(&self) -> std::time::Duration {
+        let mut ticks = ProcStat::read(self.postmaster)
+            .map(|s| s.own_ticks + s.ended_children_ticks)
+            .unwrap_or(0);
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return ticks_to_duration(ticks);
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if let Some(s) = ProcStat::read(pid).filter(|s| s.parent == self.postmaster) {
+                ticks += s.own_ticks + s.ended_children_ticks;
+            }
+        }
+        ticks_to_duration(ticks)
+    }
+}
+
+/// This process's CPU time so far (user and system, every thread).
+pub fn own_cpu() -> std::time::Duration {
+    ProcStat::read(std::process::id() as i32)
+        .map(|s| ticks_to_duration(s.own_ticks))
+        .unwrap_or_default()
+}
+
+/// The fields of `/proc/PID/stat` the CPU figures need.
+struct ProcStat {
+    parent: i32,
+    own_ticks: u64,
+    ended_children_ticks: u64,
+}
+
+impl ProcStat {
+    fn read(pid: i32) -> Option<Self> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) may hold spaces and parentheses: the fields after it start
+        // after its last ')'. Counted from there: state, ppid, …, utime (12th), stime, cutime,
+        // cstime.
+        let rest = &text[text.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        Some(Self {
+            parent: fields.get(1)?.parse().ok()?,
+            own_ticks: number(11)? + number(12)?,
+            ended_children_ticks: number(13)? + number(14)?,
+        })
+    }
+}
+
+fn ticks_to_duration(ticks: u64) -> std::time::Duration {
+    // SAFETY: sysconf reads a constant of the system and has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    std::time::Duration::from_micros(ticks * 1_000_000 / per_second)
+}
