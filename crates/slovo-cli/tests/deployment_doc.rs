@@ -26,9 +26,11 @@ async fn two_instances_as_the_deployment_guide_describes() {
     assert_eq!(blocks.len(), 2, "{blocks:?}");
     let script = blocks.join("\n");
     assert!(script.contains(DOC_URL), "the guide's database URL changed");
-    // Every process the guide starts ends with the script.
+    // Every process the guide starts ends with the script. The guide's ports are fixed, so two
+    // checkouts running this test on one machine take turns (a lock outside either checkout).
     let script = format!(
-        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n{}\nrm -rf \"$one\" \"$two\"\n",
+        "set -euo pipefail\nexec 9>/tmp/slovo-deployment-guide-ports.lock\nflock -w 600 9\n\
+         trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n{}\nrm -rf \"$one\" \"$two\"\n",
         script.replace(DOC_URL, &url)
     );
     let out = support::shell(&script).output().unwrap();
