@@ -2,7 +2,9 @@
 //! PostgreSQL database; a fixed number of clients, spread evenly over the instances, call a
 //! cheap tool through `POST /v1/calls` for a fixed time. Reports, in one run, calls/s, p50/p99,
 //! the per-instance efficiency (calls/s per instance relative to one instance), the share of
-//! the database's busy backends that were waiting for a lock (the audit chain's head), and
+//! the database's busy backends that were waiting for a lock (the audit chain's head), the
+//! database's CPU per call and the cores that it, the instances and the clients kept busy
+//! (what bounds a row's total when they share this machine's cores), and
 //! checks that records = events = calls answered and that `slovo audit verify` passes on every
 //! instance.
 //!
@@ -142,6 +144,11 @@ struct Outcome {
     elapsed: Duration,
     rejected: usize,
     lock_wait_share: f64,
+    /// CPU time used while the clients called: by the PostgreSQL server (when it runs on this
+    /// machine), by the instances (with the sandboxes they ran) and by this process's clients.
+    database_cpu: Option<Duration>,
+    instances_cpu: Duration,
+    clients_cpu: Duration,
     /// The most frequent lock waits: what waited, for whom, and its share of the waits.
     top_waits: Vec<(String, f64)>,
     /// `None` when records = events = answered and every instance's `audit verify` passed.
@@ -201,7 +208,18 @@ async fn run(admin: &str, root: &Path, tool: &Tool, n: usize, clients: usize, se
 
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = tokio::spawn(slovo_test_support::sample_lock_waits(url.clone(), stop.clone()));
+    let server = slovo_test_support::ServerCpu::of(&url).await;
+    let cpu_now = |instances: &[Instance]| {
+        let serving: Duration = instances
+            .iter()
+            .filter_map(|i| i.server.as_ref())
+            .map(|(child, _)| slovo_test_support::process_cpu(child.id()))
+            .sum();
+        (server.map(|s| s.used()), serving, slovo_test_support::own_cpu())
+    };
+    let before = cpu_now(&instances);
     let (latencies, rejected, elapsed) = drive(&ports, &token, &name, clients, seconds).await;
+    let after = cpu_now(&instances);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let waits = sampler.await.unwrap();
 
@@ -235,6 +253,9 @@ async fn run(admin: &str, root: &Path, tool: &Tool, n: usize, clients: usize, se
         elapsed,
         rejected,
         lock_wait_share: waits.share(),
+        database_cpu: after.0.zip(before.0).map(|(a, b)| a.saturating_sub(b)),
+        instances_cpu: after.1.saturating_sub(before.1),
+        clients_cpu: after.2.saturating_sub(before.2),
         top_waits: waits.top(5),
         inconsistency: (!problems.is_empty()).then(|| problems.join("; ")),
     }
@@ -289,9 +310,9 @@ fn main() {
         .unwrap();
     println!("load average before: {}", load_average());
     println!(
-        "| tool | instances | clients | seconds | calls answered | calls/s | per-instance efficiency | p50 (ms) | p99 (ms) | lock-wait share | records = events = answered, audit verified |"
+        "| tool | instances | clients | seconds | calls answered | calls/s | per-instance efficiency | p50 (ms) | p99 (ms) | lock-wait share | database CPU per call (µs) | cores busy: database / instances / clients | records = events = answered, audit verified |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut failures = Vec::new();
     let mut waits = Vec::new();
     for tool in &tools {
@@ -300,8 +321,11 @@ fn main() {
             let o = rt.block_on(run(&admin, dir.path(), tool, n, clients, seconds));
             let rate = o.latencies.len() as f64 / o.elapsed.as_secs_f64();
             let base = *one_instance_rate.get_or_insert(rate / n as f64);
+            let (per_call, database_cores) =
+                slovo_test_support::database_cpu_columns(o.database_cpu, o.latencies.len(), o.elapsed);
+            let busy = |cpu: Duration| cpu.as_secs_f64() / o.elapsed.as_secs_f64();
             println!(
-                "| {} | {n} | {clients} | {:.1} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} % | {} |",
+                "| {} | {n} | {clients} | {:.1} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} % | {per_call} | {database_cores} / {:.2} / {:.2} | {} |",
                 tool.kind,
                 o.elapsed.as_secs_f64(),
                 o.latencies.len(),
@@ -310,6 +334,8 @@ fn main() {
                 percentile(&o.latencies, 0.5).as_secs_f64() * 1000.0,
                 percentile(&o.latencies, 0.99).as_secs_f64() * 1000.0,
                 o.lock_wait_share * 100.0,
+                busy(o.instances_cpu),
+                busy(o.clients_cpu),
                 o.inconsistency
                     .as_deref()
                     .map_or("yes".to_string(), |e| format!("NO: {e}")),

@@ -413,14 +413,8 @@ fn main() {
             let o = rt.block_on(run(&admin, w, callers, seconds, mode));
             let rate = o.calls as f64 / o.elapsed.as_secs_f64();
             let base = *one_writer_rate.get_or_insert(rate);
-            let seconds_run = o.elapsed.as_secs_f64();
-            let (per_call, database_cores) = match o.database_cpu {
-                Some(cpu) => (
-                    format!("{:.0}", cpu.as_secs_f64() * 1e6 / o.calls.max(1) as f64),
-                    format!("{:.2}", cpu.as_secs_f64() / seconds_run),
-                ),
-                None => ("?".into(), "?".into()),
-            };
+            let (per_call, database_cores) =
+                slovo_test_support::database_cpu_columns(o.database_cpu, o.calls, o.elapsed);
             println!(
                 "| {w} | {callers} | {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} % | {per_call} | {database_cores} / {:.2} | {} |",
                 mode.label(),
@@ -430,7 +424,7 @@ fn main() {
                 percentile(&o.latencies, 0.5).as_secs_f64() * 1000.0,
                 percentile(&o.latencies, 0.99).as_secs_f64() * 1000.0,
                 o.lock_wait_share * 100.0,
-                o.writers_cpu.as_secs_f64() / seconds_run,
+                o.writers_cpu.as_secs_f64() / o.elapsed.as_secs_f64(),
                 match &o.consistent {
                     Ok(()) => "yes".to_string(),
                     Err(e) => format!("NO: {e}"),

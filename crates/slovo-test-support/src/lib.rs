@@ -211,6 +211,30 @@ pub fn own_cpu() -> std::time::Duration {
         .unwrap_or_default()
 }
 
+/// The CPU time so far of the process `pid` and of its descendants that have ended and been
+/// waited for (a `slovo serve` and the sandboxes it ran); zero once it is gone.
+pub fn process_cpu(pid: u32) -> std::time::Duration {
+    ProcStat::read(pid as i32)
+        .map(|s| ticks_to_duration(s.own_ticks + s.ended_children_ticks))
+        .unwrap_or_default()
+}
+
+/// A benchmark row's database columns: the server's CPU per call in microseconds, and how many
+/// cores it kept busy over `elapsed`; `?` each when the server's CPU is unknown.
+pub fn database_cpu_columns(
+    cpu: Option<std::time::Duration>,
+    calls: usize,
+    elapsed: std::time::Duration,
+) -> (String, String) {
+    match cpu {
+        Some(cpu) => (
+            format!("{:.0}", cpu.as_secs_f64() * 1e6 / calls.max(1) as f64),
+            format!("{:.2}", cpu.as_secs_f64() / elapsed.as_secs_f64()),
+        ),
+        None => ("?".into(), "?".into()),
+    }
+}
+
 /// The fields of `/proc/PID/stat` the CPU figures need.
 struct ProcStat {
     parent: i32,
