@@ -219,9 +219,9 @@ async fn run(admin: &str, root: &Path, tool: &Tool, n: usize, clients: usize, se
     };
     let before = cpu_now(&instances);
     let (latencies, rejected, elapsed) = drive(&ports, &token, &name, clients, seconds).await;
-    let after = cpu_now(&instances);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let waits = sampler.await.unwrap();
+    let after = cpu_now(&instances);
 
     for i in &mut instances {
         i.stop();
@@ -253,7 +253,10 @@ async fn run(admin: &str, root: &Path, tool: &Tool, n: usize, clients: usize, se
         elapsed,
         rejected,
         lock_wait_share: waits.share(),
-        database_cpu: after.0.zip(before.0).map(|(a, b)| a.saturating_sub(b)),
+        database_cpu: after
+            .0
+            .zip(before.0)
+            .map(|(a, b)| a.saturating_sub(b).saturating_sub(waits.sampler_cpu)),
         instances_cpu: after.1.saturating_sub(before.1),
         clients_cpu: after.2.saturating_sub(before.2),
         top_waits: waits.top(5),

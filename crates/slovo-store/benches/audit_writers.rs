@@ -322,12 +322,12 @@ async fn run(admin: &str, writers: usize, callers: usize, seconds: u64, mode: Mo
         latencies.extend(done);
     }
     let elapsed = started.elapsed();
-    let database_cpu = server
-        .zip(database_cpu_before)
-        .map(|(s, before)| s.used().saturating_sub(before));
-    let writers_cpu = slovo_test_support::own_cpu().saturating_sub(writers_cpu_before);
     stop.store(true, Ordering::Relaxed);
     let waits = sampler.await.unwrap();
+    let database_cpu = server
+        .zip(database_cpu_before)
+        .map(|(s, before)| s.used().saturating_sub(before).saturating_sub(waits.sampler_cpu));
+    let writers_cpu = slovo_test_support::own_cpu().saturating_sub(writers_cpu_before);
     latencies.sort();
 
     let calls = latencies.len();

@@ -94,6 +94,9 @@ pub struct LockWaits {
     /// statement that waited, and the last statement of each backend holding the lock (with
     /// its state, `idle in transaction` when the holder's transaction waits for its client).
     pub by_statement: std::collections::BTreeMap<String, i64>,
+    /// The CPU time the sampling itself cost the database server (its backend's), to be taken
+    /// out of the server's CPU figures; zero when the server is not on this machine.
+    pub sampler_cpu: std::time::Duration,
 }
 
 impl LockWaits {
@@ -129,6 +132,12 @@ pub async fn sample_lock_waits(
         .await
         .unwrap_or_else(|e| panic!("connect {url}: {e}"));
     let mut seen = LockWaits::default();
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("pg_backend_pid: {e}"));
+    let backend_cpu = || ProcStat::read(backend).map(|s| ticks_to_duration(s.own_ticks));
+    let cpu_before = backend_cpu();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         // One statement, so that the waits described are the waits counted (most last less
         // than a millisecond).
@@ -157,6 +166,10 @@ pub async fn sample_lock_waits(
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    seen.sampler_cpu = backend_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before))
+        .unwrap_or_default();
     seen
 }
 
