@@ -277,3 +277,51 @@ fn ticks_to_duration(ticks: u64) -> std::time::Duration {
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     std::time::Duration::from_micros(ticks * 1_000_000 / per_second)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend kept busy for a while shows in the server's CPU, while it lives and once it
+    /// has ended; the benchmarks' database figures rest on both.
+    #[tokio::test]
+    async fn a_busy_backend_shows_in_the_servers_cpu_while_it_lives_and_after() {
+        let Some(url) = fresh_postgres_url().await else {
+            return;
+        };
+        let server = ServerCpu::of(&url).await.expect("the test server runs here");
+        let before = server.used();
+        let mut conn = PgConnection::connect(&url).await.unwrap();
+        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let busy = std::time::Instant::now();
+        let _: i64 = sqlx::query_scalar("SELECT count(*) FROM generate_series(1, 5000000)")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let took = busy.elapsed();
+        let while_alive = server.used().saturating_sub(before);
+        conn.close().await.unwrap();
+        // Once the backend has ended and been reaped, its time is the postmaster's.
+        for _ in 0..100 {
+            if ProcStat::read(backend).is_none() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(ProcStat::read(backend).is_none(), "the backend did not end");
+        let after_end = server.used().saturating_sub(before);
+        // The count takes a backend about half a second of CPU here (the clock ticks every
+        // 10 ms); a fifth of that is asked for, so a loaded machine still passes.
+        assert!(
+            while_alive >= std::time::Duration::from_millis(100),
+            "{while_alive:?} of CPU for a {took:?} query"
+        );
+        assert!(
+            after_end >= while_alive,
+            "{after_end:?} after the backend ended, {while_alive:?} while it lived"
+        );
+    }
+}
