@@ -34,8 +34,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use slovo_core::audit::{ChainVerifier, verify_chain};
 use slovo_core::execution::ExecutionStatus;
-use slovo_core::lifecycle::ToolStatus;
-use slovo_store::{ExecutionResult, FinishAudit, NewExecution, Store, ToolRow};
+use slovo_store::{ExecutionResult, FinishAudit, NewExecution, Store};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -50,30 +52,6 @@ fn admin_url() -> String {
         .expect(
             "set SLOVO_BENCH_DATABASE_URL (or SLOVO_TEST_DATABASE_URL) to an administrative PostgreSQL URL",
         )
-}
-
-async fn active_tool(store: &Store) -> i64 {
-    let mut tx = store.begin().await.unwrap();
-    tx.save_tool(
-        &ToolRow {
-            name: "cheap".into(),
-            status: ToolStatus::Active,
-            active_version: Some("1.0.0".into()),
-            pending_version: None,
-            grant_id: None,
-            revision: 1,
-            created_at: 1,
-            updated_at: 1,
-        },
-        None,
-    )
-    .await
-    .unwrap();
-    tx.append_audit("tool.approved", Some("cheap"), "bench", &json!({}))
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    store.tool("cheap").await.unwrap().unwrap().revision
 }
 
 /// One call recorded the way the call path records it; the time its result took to record.
@@ -203,7 +181,7 @@ struct Database {
 async fn database(admin: &str) -> Database {
     let url = slovo_test_support::fresh_database(admin).await;
     let setup = Store::connect(&url).await.unwrap();
-    let revision = active_tool(&setup).await;
+    let revision = support::active_tool_named(&setup, "cheap").await;
     let events_before = setup.audit_head().await.unwrap().0;
     Database {
         url,

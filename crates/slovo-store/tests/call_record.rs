@@ -9,44 +9,15 @@ use std::time::Duration;
 use serde_json::json;
 use slovo_core::audit::verify_chain;
 use slovo_core::execution::{ExecutionStatus, WarmStart};
-use slovo_core::lifecycle::ToolStatus;
-use slovo_store::{ExecutionResult, FinishAudit, NewExecution, Store, StoreError, ToolRow};
+use slovo_store::{ExecutionResult, FinishAudit, NewExecution, Store, StoreError};
 use slovo_test_support::test_dbs;
 
-async fn active_tool(store: &Store) -> i64 {
-    let mut tx = store.begin().await.unwrap();
-    let tool = ToolRow {
-        name: "echo".into(),
-        status: ToolStatus::Active,
-        active_version: Some("1.0.0".into()),
-        pending_version: None,
-        grant_id: None,
-        revision: 1,
-        created_at: 1,
-        updated_at: 1,
-    };
-    tx.save_tool(&tool, None).await.unwrap();
-    tx.append_audit("tool.approved", Some("echo"), "test", &json!({}))
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    store.tool("echo").await.unwrap().unwrap().revision
-}
+mod support;
+
+use support::active_tool;
 
 fn new_execution(id: &str) -> NewExecution {
-    NewExecution {
-        id: id.into(),
-        tool: "echo".into(),
-        version: "1.0.0".into(),
-        capability: "say".into(),
-        arguments: json!({"text": id}),
-        conversation_id: None,
-        turn_id: None,
-        actor: "test".into(),
-        started_at: 10,
-        instance_id: "test-instance".into(),
-        parent_execution_id: None,
-    }
+    support::new_execution(id, "test-instance")
 }
 
 fn result() -> ExecutionResult {
